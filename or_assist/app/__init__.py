@@ -1,0 +1,1 @@
+"""Qt OR display and planner: the only package that imports Qt."""

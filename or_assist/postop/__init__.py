@@ -1,0 +1,1 @@
+"""postop package."""
