@@ -1,0 +1,115 @@
+"""C-arm angles and the named SIJF views."""
+
+import numpy as np
+import pytest
+
+from or_assist.core.carm import (
+    carm_angles_from_pose, derive_view_tilts_deg, patient_axes, pose_from_carm_angles,
+    sijf_view_pose,
+)
+from or_assist.core.geometry import CArmGeometry, project, project_with_depth, rotation_about_axis
+from or_assist.errors import InputError
+
+GEOM = CArmGeometry((1024, 1024), 1000.0, (0.3, 0.3), (512.0, 512.0), 600.0)
+ENTRY = np.array([-110.0, 20.0, 10.0])   # right ilium (LPS x < 0)
+APEX = np.array([-65.0, 15.0, 12.0])
+
+
+def test_prone_ap_is_the_conventions_example():
+    pose = pose_from_carm_angles(0, 0, [0, -160, 260], 600, "prone")
+    np.testing.assert_allclose(pose.matrix, [[1, 0, 0, 0], [0, 0, -1, 260], [0, 1, 0, 760], [0, 0, 0, 1]],
+                               atol=1e-12)
+
+
+@pytest.mark.parametrize("position", ["prone", "supine"])
+@pytest.mark.parametrize("orbital, tilt", [(0, 0), (30, -25), (-90, 0), (12, 42), (-45, 10)])
+def test_angles_roundtrip(position, orbital, tilt):
+    pose = pose_from_carm_angles(orbital, tilt, [1, 2, 3], 600, position)
+    a = carm_angles_from_pose(pose, position)
+    assert a.orbital_deg == pytest.approx(orbital, abs=1e-9)
+    assert a.tilt_deg == pytest.approx(tilt, abs=1e-9)
+    np.testing.assert_allclose(pose.apply([1, 2, 3]), [0, 0, 600], atol=1e-9)
+
+
+def test_describe():
+    assert pose_from_carm_angles(0, 0, [0, 0, 0], 600) is not None
+    from or_assist.core.carm import CArmAngles
+    assert CArmAngles(10, -25).describe() == "LAO 10 deg, CAUD 25 deg"
+
+
+@pytest.mark.parametrize("kind", ["lateral", "inlet", "outlet", "ap", "axis"])
+@pytest.mark.parametrize("position", ["prone", "supine"])
+def test_named_views_head_up_and_centred(kind, position):
+    pose = sijf_view_pose(kind, ENTRY, APEX, "right", 600, patient_position=position)
+    mid = (ENTRY + APEX) / 2
+    np.testing.assert_allclose(project(mid, pose, GEOM), [512, 512], atol=1e-9)
+    head, feet = project(np.array([mid + [0, 0, 30], mid - [0, 0, 30]]), pose, GEOM)
+    assert head[1] < feet[1], "the patient's head must be up on screen"
+
+
+def test_view_angles_match_domain_defaults():
+    prone_inlet = carm_angles_from_pose(sijf_view_pose("inlet", ENTRY, APEX, "right", 600), "prone")
+    assert prone_inlet.tilt_deg == pytest.approx(-25) and prone_inlet.orbital_deg == pytest.approx(0, abs=1e-9)
+    prone_outlet = carm_angles_from_pose(sijf_view_pose("outlet", ENTRY, APEX, "right", 600), "prone")
+    assert prone_outlet.tilt_deg == pytest.approx(42)
+    # the beam line is anatomical: a supine inlet is the same line, tube on the other end
+    sup = sijf_view_pose("inlet", ENTRY, APEX, "right", 600, patient_position="supine")
+    pr = sijf_view_pose("inlet", ENTRY, APEX, "right", 600)
+    np.testing.assert_allclose(sup.beam_direction_lps, -pr.beam_direction_lps, atol=1e-12)
+    assert sijf_view_pose("inlet", ENTRY, APEX, "right", 600, tilt_deg=30).beam_direction_lps[2] == \
+        pytest.approx(-np.sin(np.radians(30)))
+
+
+def test_lateral_detector_side_and_axis_view():
+    lat = sijf_view_pose("lateral", ENTRY, APEX, "right", 600)
+    assert lat.beam_direction_lps[0] == pytest.approx(-1)  # detector on the right (operative) side
+    lat2 = sijf_view_pose("lateral", ENTRY, APEX, "right", 600, detector_on_operative_side=False)
+    assert lat2.beam_direction_lps[0] == pytest.approx(1)
+    ax = sijf_view_pose("axis", ENTRY, APEX, "right", 600)
+    uv = project(np.array([ENTRY, APEX]), ax, GEOM)
+    np.testing.assert_allclose(uv[0], uv[1], atol=1e-9)  # down the barrel
+
+
+def test_true_lateral_follows_rotated_patient():
+    rot = rotation_about_axis([0, 0, 1], np.radians(8))  # patient rotated 8 deg on the table
+    lms = []
+    for kind, pos in [("s1_foramen", [30, 10, 0]), ("alar_line", [50, -5, 10]), ("s2_foramen", [25, 20, -25])]:
+        p = np.array(pos, float)
+        lms.append({"kind": kind, "side": "left", "position_lps_mm": rot @ p})
+        lms.append({"kind": kind, "side": "right", "position_lps_mm": rot @ (p * [-1, 1, 1])})
+    left, post, sup = patient_axes(lms)
+    np.testing.assert_allclose(left, rot @ [1, 0, 0], atol=1e-9)
+    lat = sijf_view_pose("lateral", ENTRY, APEX, "right", 600, landmarks=lms)
+    np.testing.assert_allclose(lat.beam_direction_lps, -(rot @ [1, 0, 0]), atol=1e-9)
+    # the two sides' landmarks superimpose in a true lateral
+    uv, depth = project_with_depth(np.array([lms[0]["position_lps_mm"], lms[1]["position_lps_mm"]]), lat, GEOM)
+    # same ray up to perspective: offsets from the principal point scale with 1 / depth
+    np.testing.assert_allclose((uv[0] - 512) * depth[0], (uv[1] - 512) * depth[1], atol=1e-6)
+
+
+def test_derived_tilts():
+    lms = [{"kind": "sacral_promontory", "side": "midline", "position_lps_mm": [0, -20, 30]},
+           {"kind": "s2_anterior_body", "side": "midline", "position_lps_mm": [0, 0, 0]}]
+    inlet, outlet = derive_view_tilts_deg(lms)
+    assert inlet == pytest.approx(np.degrees(np.arctan2(30, 20)))
+    assert outlet == pytest.approx(90 - inlet)
+    assert derive_view_tilts_deg(lms[:1]) == (None, None)
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(kind="oblique"), "kind"),
+    (dict(side="middle"), "side"),
+    (dict(patient_position="lateral_decubitus"), "patient_position"),
+    (dict(tilt_deg=float("nan")), "tilt_deg"),
+    (dict(tilt_deg=95.0), "tilt_deg"),
+])
+def test_bad_view_arguments(kwargs, name):
+    args = dict(kind="inlet", entry_lps_mm=ENTRY, apex_lps_mm=APEX, side="right", source_to_isocenter_mm=600)
+    args.update(kwargs)
+    with pytest.raises(InputError, match=name):
+        sijf_view_pose(**args)
+
+
+def test_entry_equals_apex_rejected():
+    with pytest.raises(InputError, match="coincide"):
+        sijf_view_pose("axis", ENTRY, ENTRY, "right", 600)
