@@ -1,0 +1,172 @@
+"""The ``or-assist`` command.
+
+Each subcommand is a thin wrapper around one core function; heavy modules are imported
+inside the subcommand so that ``or-assist --help`` answers at once. Bad input is printed
+as one clear line (``or-assist: error: ...``) with exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = ["main", "build_parser"]
+
+EXIT_BAD_INPUT = 2
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _cmd_info(args) -> int:
+    from or_assist.core.ct import format_ct_info, load_ct
+
+    print(format_ct_info(load_ct(args.ct)))
+    return 0
+
+
+def _cmd_plan_check(args) -> int:
+    from or_assist.core.plan_checks import check_plan_file
+
+    text, code = check_plan_file(args.plan, ct_path=args.ct, ignore_hash=args.ignore_hash,
+                                 min_clearance_mm=args.min_clearance_mm)
+    print(text)
+    return code
+
+
+def _cmd_geometry(args) -> int:
+    from or_assist.core.carm_profiles import list_profiles, load_profile
+    from or_assist.core.geometry import save_geometry
+
+    if args.profile is None:
+        for name in list_profiles():
+            p = load_profile(name)
+            g = p.geometry
+            print(f"{name:28s} {p.display_name}  (SID {g.sid_mm:g} mm, source-isocentre "
+                  f"{g.source_to_isocenter_mm:g} mm, field {p.field_size_mm:g} mm)")
+        return 0
+    profile = load_profile(args.profile)
+    geom = profile.geometry_at(args.size) if args.size else profile.geometry
+    if args.out:
+        save_geometry(geom, args.out)
+        print(f"wrote {args.out}")
+    else:
+        import json
+
+        print(json.dumps(geom.to_dict(), indent=2))
+    if profile.unverified:
+        print("note: unverified values in this profile: " + "; ".join(profile.unverified), file=sys.stderr)
+    return 0
+
+
+def _cmd_view_pose(args) -> int:
+    from or_assist.core.geometry import save_pose
+    from or_assist.core.plan import load_plan
+    from or_assist.core.plan_views import plan_view_pose
+
+    plan = load_plan(args.plan)
+    pose = plan_view_pose(plan, args.implant, args.view, source_to_isocenter_mm=args.source_to_isocenter_mm,
+                          geometry_path=args.geometry, tilt_deg=args.tilt_deg,
+                          patient_position=args.patient_position)
+    if args.out:
+        save_pose(pose, args.out)
+        print(f"wrote {args.out}")
+    else:
+        import json
+
+        print(json.dumps(pose.to_dict(), indent=2))
+    return 0
+
+
+def _cmd_sample(args) -> int:
+    from or_assist.sample import build_sample_data
+
+    paths = build_sample_data(args.out, force=args.force)
+    for key, path in paths.items():
+        print(f"{key:10s} {path}")
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from or_assist.demo import run_demo
+
+    return run_demo(out_dir=args.out)
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (no heavy imports)."""
+    p = argparse.ArgumentParser(
+        prog="or-assist",
+        description="Intraoperative comparison assistant for sacroiliac joint fusion: "
+                    "CT, plan, C-arm geometry and virtual fluoroscopy.")
+    from or_assist import __version__
+
+    p.add_argument("--version", action="version", version=f"or-assist {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    s = sub.add_parser("demo", help="run the demo on the built-in sample pelvis")
+    s.add_argument("--out", type=Path, default=None, help="folder for the demo's outputs (default sample_data/demo)")
+    s.set_defaults(func=_cmd_demo)
+
+    s = sub.add_parser("info", help="print a CT's size, spacing, direction, HU range, series UID, memory")
+    s.add_argument("ct", help="DICOM folder or file, NIfTI, MHA/MHD or NRRD")
+    s.set_defaults(func=_cmd_info)
+
+    s = sub.add_parser("plan-check", help="check a plan against its CT; exit 1 when a check fails")
+    s.add_argument("plan", help="or_assist.plan/1 JSON file")
+    s.add_argument("--ct", default=None, help="CT to check against (default: the plan's own CT path)")
+    s.add_argument("--ignore-hash", action="store_true",
+                   help="check even when the CT's voxel SHA-256 differs from the plan's")
+    s.add_argument("--min-clearance-mm", type=float, default=2.0,
+                   help="required surface clearance from foramina and canal (default 2.0)")
+    s.set_defaults(func=_cmd_plan_check)
+
+    s = sub.add_parser("geometry", help="list C-arm profiles, or write one's geometry JSON")
+    s.add_argument("profile", nargs="?", help="profile name (see the list) or a profile JSON path")
+    s.add_argument("--size", type=int, default=None, help="resample to a SIZE x SIZE image of the whole field")
+    s.add_argument("--out", type=Path, default=None, help="write or_assist.geometry/1 here (default: print)")
+    s.set_defaults(func=_cmd_geometry)
+
+    s = sub.add_parser("view-pose", help="the C-arm pose of a named view of one planned implant")
+    s.add_argument("plan", help="or_assist.plan/1 JSON file")
+    s.add_argument("--implant", required=True, help="implant id in the plan")
+    s.add_argument("--view", required=True, choices=("lateral", "inlet", "outlet", "ap", "axis"))
+    s.add_argument("--geometry", default=None, help="or_assist.geometry/1 (for its source-isocentre distance)")
+    s.add_argument("--source-to-isocenter-mm", type=float, default=None,
+                   help="override (default from --geometry, else 600)")
+    s.add_argument("--tilt-deg", type=float, default=None, help="inlet/outlet tilt (default: plan, landmarks or 25/42)")
+    s.add_argument("--patient-position", choices=("prone", "supine"), default="prone")
+    s.add_argument("--out", type=Path, default=None, help="write or_assist.pose/1 here (default: print)")
+    s.set_defaults(func=_cmd_view_pose)
+
+    s = sub.add_parser("sample", help="generate the built-in sample pelvis CT and its plan")
+    s.add_argument("--out", type=Path, default=None, help="folder (default: the repository's sample_data/)")
+    s.add_argument("--force", action="store_true", help="regenerate even when cached")
+    s.set_defaults(func=_cmd_sample)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``or-assist`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    from or_assist.errors import OrAssistError
+
+    try:
+        return int(args.func(args) or 0)
+    except OrAssistError as exc:
+        print(f"or-assist: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
