@@ -1,0 +1,222 @@
+"""Reading a CT from DICOM: a series folder or a single (multi-frame) file.
+
+Series are found by reading each file's header and grouping by SeriesInstanceUID
+(0020|000E), image orientation and matrix size; GDCM's own series ids are not used
+because anonymised exports often carry an empty UID (which GDCM then reports as ``''``).
+The series with the most slices is read. Slices are ordered along the slice normal
+(row x column cosines), so index axis k points along the normal and the geometry is the
+one the ImagePositionPatient / ImageOrientationPatient / PixelSpacing tags state.
+Missing slices, duplicates and gantry tilt are rejected instead of giving a silently
+distorted volume.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from or_assist.errors import InputError
+
+__all__ = ["read_dicom_folder", "read_dicom_file", "sitk_reason"]
+
+_TAG_UID = "0020|000e"
+_TAG_IPP = "0020|0032"
+_TAG_IOP = "0020|0037"
+_SPACING_RTOL = 0.01  # relative variation of slice gaps accepted as uniform
+_SPACING_ATOL_MM = 0.01
+_TILT_TOL_MM = 0.1  # in-plane drift of the slice positions over the whole series
+
+
+def sitk_reason(exc: Exception) -> str:
+    """The useful last line of a SimpleITK exception message."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    text = lines[-1] if lines else type(exc).__name__
+    text = re.sub(r"^(ITK ERROR|sitk::ERROR):\s*", "", text)
+    return re.sub(r"^\w+\(0x[0-9a-fA-F]+\):\s*", "", text)
+
+
+@dataclass
+class _Header:
+    path: Path
+    uid: str
+    ipp: np.ndarray | None
+    iop: np.ndarray | None
+    size: tuple[int, int, int]
+
+
+def _floats(text: str, n: int) -> np.ndarray | None:
+    try:
+        vals = np.array([float(v) for v in text.strip().split("\\")], dtype=np.float64)
+    except ValueError:
+        return None
+    return vals if vals.shape == (n,) and np.all(np.isfinite(vals)) else None
+
+
+def _read_header(path: Path) -> _Header:
+    reader = sitk.ImageFileReader()
+    reader.SetImageIO("GDCMImageIO")
+    reader.SetFileName(str(path))
+    reader.LoadPrivateTagsOff()
+    reader.ReadImageInformation()  # raises RuntimeError for non-DICOM / corrupt files
+
+    def tag(key: str) -> str:
+        return reader.GetMetaData(key).strip() if reader.HasMetaDataKey(key) else ""
+
+    size = tuple(int(v) for v in reader.GetSize()) + (1,) * (3 - reader.GetDimension())
+    return _Header(path, tag(_TAG_UID), _floats(tag(_TAG_IPP), 3), _floats(tag(_TAG_IOP), 6), size[:3])
+
+
+def _candidate_files(folder: Path) -> list[Path]:
+    files = []
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(names):
+            if name.startswith(".") or name.upper() == "DICOMDIR":
+                continue
+            files.append(Path(root) / name)
+    return files
+
+
+def _orthonormal(iop: np.ndarray) -> np.ndarray:
+    row = iop[:3] / np.linalg.norm(iop[:3])
+    col = iop[3:] - row * float(row @ iop[3:])
+    col /= np.linalg.norm(col)
+    return np.column_stack([row, col, np.cross(row, col)])
+
+
+def read_dicom_file(path: Path) -> tuple[sitk.Image, str | None]:
+    """Read one DICOM file (a multi-frame volume, or a single slice to be rejected later).
+
+    Returns
+    -------
+    image : SimpleITK.Image
+        Rescaled to HU by GDCM (RescaleSlope / RescaleIntercept applied).
+    series_uid : str or None
+
+    Raises
+    ------
+    InputError
+        The file is not a readable DICOM image.
+    """
+    try:
+        header = _read_header(path)
+        reader = sitk.ImageFileReader()
+        reader.SetImageIO("GDCMImageIO")
+        reader.SetFileName(str(path))
+        img = reader.Execute()
+    except RuntimeError as exc:
+        raise InputError(f"not a readable DICOM image ({sitk_reason(exc)})", str(path)) from None
+    return img, header.uid or None
+
+
+def _pick_series(folder: Path, headers: list[_Header]) -> list[_Header]:
+    groups: dict[tuple, list[_Header]] = {}
+    for h in headers:
+        iop_key = None if h.iop is None else tuple(np.round(h.iop, 3))
+        groups.setdefault((h.uid, h.size[:2], iop_key), []).append(h)
+
+    def n_slices(group: list[_Header]) -> int:
+        return sum(h.size[2] for h in group)
+
+    # most slices first; ties broken by the UID so the choice is reproducible
+    return sorted(groups.values(), key=lambda g: (-n_slices(g), g[0].uid, str(g[0].path)))[0]
+
+
+def _ordered_slices(folder: Path, group: list[_Header]) -> tuple[list[_Header], np.ndarray, float]:
+    """Sort slices along the normal and check the spacing; returns (slices, direction, dz)."""
+    where = str(folder)
+    missing = [h.path.name for h in group if h.ipp is None or h.iop is None]
+    if missing:
+        raise InputError(
+            f"{len(missing)} slice(s) lack ImagePositionPatient/ImageOrientationPatient "
+            f"(e.g. {missing[0]}): cannot place them in space",
+            where,
+        )
+    direction = _orthonormal(group[0].iop)
+    normal = direction[:, 2]
+    pos = np.array([h.ipp @ normal for h in group])
+    order = np.argsort(pos, kind="stable")
+    group = [group[i] for i in order]
+    pos = pos[order]
+    gaps = np.diff(pos)
+    if np.any(gaps < 1e-3):
+        k = int(np.argmin(gaps))
+        raise InputError(
+            f"two slices at the same position ({group[k].path.name}, {group[k + 1].path.name}): "
+            f"duplicated files or two series mixed under one SeriesInstanceUID",
+            where,
+        )
+    dz = float(np.mean(gaps))
+    if gaps.max() - gaps.min() > max(_SPACING_ATOL_MM, _SPACING_RTOL * dz):
+        raise InputError(
+            f"slice spacing is not uniform ({gaps.min():.3f} to {gaps.max():.3f} mm): missing slices "
+            f"or a variable-thickness reconstruction; export a uniformly spaced series",
+            where,
+        )
+    drift = group[-1].ipp - group[0].ipp
+    lateral = drift - normal * float(drift @ normal)
+    if np.linalg.norm(lateral) > _TILT_TOL_MM:
+        tilt_deg = np.degrees(np.arctan2(np.linalg.norm(lateral), float(drift @ normal)))
+        raise InputError(
+            f"slices are not stacked along their normal (gantry tilt of about {tilt_deg:.1f} deg); "
+            f"such series are not supported, resample it to an untilted volume first",
+            where,
+        )
+    return group, direction, dz
+
+
+def read_dicom_folder(folder: Path) -> tuple[sitk.Image, str | None]:
+    """Read the DICOM series with the most slices under ``folder`` (searched recursively).
+
+    Returns
+    -------
+    image : SimpleITK.Image
+        3D, in HU, with origin = ImagePositionPatient of the first slice along the normal,
+        direction = (row cosine, column cosine, normal), spacing = (column spacing, row
+        spacing, slice gap).
+    series_uid : str or None
+        The SeriesInstanceUID of the series read (None when the files carry none).
+
+    Raises
+    ------
+    InputError
+        No DICOM image in the folder, the chosen series is a single 2D slice, slices are
+        missing, duplicated, tilted or unreadable.
+    """
+    where = str(folder)
+    headers, unreadable = [], 0
+    for path in _candidate_files(folder):
+        try:
+            headers.append(_read_header(path))
+        except RuntimeError:
+            unreadable += 1
+    if not headers:
+        what = f"{unreadable} file(s), none a readable DICOM image" if unreadable else "no files"
+        raise InputError(f"no DICOM series found ({what})", where)
+    group = _pick_series(folder, headers)
+    uid = group[0].uid or None
+    if len(group) == 1:
+        img, _ = read_dicom_file(group[0].path)
+        return img, uid
+    group, direction, dz = _ordered_slices(folder, group)
+    reader = sitk.ImageSeriesReader()
+    reader.SetImageIO("GDCMImageIO")
+    reader.SetFileNames([str(h.path) for h in group])
+    try:
+        img = reader.Execute()
+    except RuntimeError as exc:
+        for h in group:  # name the culprit
+            try:
+                sitk.ReadImage(str(h.path), imageIO="GDCMImageIO")
+            except RuntimeError:
+                raise InputError(f"unreadable slice {h.path.name} ({sitk_reason(exc)})", where) from None
+        raise InputError(f"cannot read the series ({sitk_reason(exc)})", where) from None
+    img.SetOrigin(tuple(float(v) for v in group[0].ipp))
+    img.SetSpacing(tuple(img.GetSpacing()[:2]) + (dz,))
+    img.SetDirection(tuple(float(v) for v in direction.ravel()))
+    return img, uid
