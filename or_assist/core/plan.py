@@ -349,7 +349,10 @@ def plan_from_dict(doc: dict, where: str = "plan", base_dir: str | os.PathLike |
     cat_ref = jsonio.field(doc, "catalogue", where, None)
     if cat_ref is not None and not isinstance(cat_ref, str):
         raise SchemaError(f"field 'catalogue' must be null or a path, got {cat_ref!r}", where)
-    catalogue = load_catalogue(None if cat_ref is None else _resolve(cat_ref, base))
+    try:
+        catalogue = load_catalogue(None if cat_ref is None else _resolve(cat_ref, base))
+    except InputError as exc:
+        raise type(exc)(f"field 'catalogue': {exc}", where) from None
 
     implants: list[Implant] = []
     for k, d in enumerate(_list_field(doc, "implants", where)):
@@ -511,15 +514,18 @@ def check_implants_in_ct(plan: Plan, ct) -> None:
                                  f"lies outside the CT volume", f"{where}: implants[{k}]")
 
 
-def load_plan_ct(plan: Plan, *, allow_ct_mismatch: bool = False):
+def load_plan_ct(plan: Plan, *, ct_path: str | os.PathLike | None = None,
+                 allow_ct_mismatch: bool = False):
     """Load the plan's CT and check that it is the CT the plan was made on.
 
     Parameters
     ----------
     plan : Plan
+    ct_path : path-like, optional
+        Use this CT file instead of the plan's ``ct.path``.
     allow_ct_mismatch : bool
-        If True, a SHA-256 that does not match the CT's voxel data is reported as a
-        warning instead of an error (to check a plan on a re-exported CT anyway).
+        If True, a voxel SHA-256 that differs from the plan's ``ct.sha256`` is returned
+        as a warning instead of raised (to check a plan on a re-exported CT anyway).
 
     Returns
     -------
@@ -533,21 +539,23 @@ def load_plan_ct(plan: Plan, *, allow_ct_mismatch: bool = False):
         The plan names no CT; the CT file is missing; its voxel SHA-256 differs from the
         plan's (unless allowed); an implant's entry or apex lies outside the CT volume.
     """
-    from or_assist.core.ct import load_ct  # heavy (SimpleITK): import on use
+    from or_assist.core.ct import load_ct  # SimpleITK: imported on use
 
     where = plan.source or "plan"
-    if plan.ct_path is None:
+    path = plan.ct_path if ct_path is None else Path(ct_path)
+    if path is None:
         raise InputError("field 'ct' is null: the plan names no CT to check it against", where)
-    if not Path(plan.ct_path).exists():
-        raise InputError(f"field 'ct.path': CT file not found: {plan.ct_path}", where)
-    ct = load_ct(plan.ct_path)
+    if not Path(path).exists():
+        field_name = "ct.path" if ct_path is None else "ct_path argument"
+        raise InputError(f"{field_name}: CT file not found: {path}", where)
+    ct = load_ct(path)
     warnings: list[str] = []
     actual = ct.voxel_sha256()
     if plan.ct_sha256 is not None and actual != plan.ct_sha256:
-        msg = (f"field 'ct.sha256' {plan.ct_sha256[:12]}... does not match the voxel data of "
-               f"{plan.ct_path} ({actual[:12]}...): the plan was made on a different CT")
+        msg = (f"field 'ct.sha256' ({plan.ct_sha256[:12]}...) does not match the voxel data of "
+               f"{path} ({actual[:12]}...): the plan was made on a different CT")
         if not allow_ct_mismatch:
-            raise InputError(msg + " (override with allow_ct_mismatch / --allow-ct-mismatch)", where)
-        warnings.append(f"{where}: WARNING: {msg}; checking anyway")
+            raise InputError(msg + "; override with --ignore-hash (allow_ct_mismatch=True)", where)
+        warnings.append(f"WARNING: {where}: {msg}; checking anyway")
     check_implants_in_ct(plan, ct)
     return ct, warnings

@@ -1,0 +1,466 @@
+"""Safety checks of a plan against its CT, and the ``or-assist plan-check`` table.
+
+Checks, one row per implant (names as in the table):
+
+``length``
+    The catalogue length against the planned entry-apex distance:
+    ``|item.length_mm - |apex - entry|| <= length_tolerance_mm`` (default 2.5 mm, half
+    the 5 mm catalogue step).
+``in_bone``
+    Samples on the implant volume (the axis, the three vertex edges and the three face
+    centre lines, every ~1 mm, following the tapered tip) are classified as bone: HU >=
+    ``bone_hu`` (200), or *enclosed by bone*, i.e. at least 11 of 14 rays (6 axis and 8
+    diagonal directions) from the sample reach HU >= ``shell_hu`` (150) within
+    ``enclosure_radius_mm`` (60 mm). The enclosure rule recognises fatty or osteoporotic
+    marrow (the sacral ala is often near 0 HU) inside its cortical shell, while soft
+    tissue beside the bone or in the pelvis is open to at least three directions. Samples
+    within ``joint_exclusion_mm`` of the SI joint found by ``crosses_si_joint`` are left
+    out (the joint is not bone). Passes when the bone fraction is >=
+    ``min_bone_fraction`` (0.85) **and** the apex itself is bone; a failure names the apex.
+``crosses_si_joint``
+    The HU profile along the axis (step <= 0.5 mm) is split into cortical runs (HU >=
+    ``cortex_hu``, 250). The joint is either a *gap*: two cortical runs separated by at
+    most ``max_joint_gap_mm`` (6 mm) whose minimum is at least ``min_joint_contrast_hu``
+    (100) below both (the joint space resolved, as on a phantom or a thin-slice CT); or a
+    *band*: a cortical run that follows a lower-density stretch of bone (the iliac
+    marrow), where the medial iliac and sacral subchondral cortices merge (a 3 mm CT
+    rarely resolves the 1-3 mm joint space). A candidate needs ``min_ilium_mm`` (3 mm)
+    of implant before it, ``min_sacral_purchase_mm`` (5 mm) after it, and at least half
+    of the axis samples on each side in bone (the in-bone rule above), so an implant
+    leaving the ilium into the pelvis does not count. With ``si_joint`` landmarks of the
+    implant's side within 25 mm of the axis, the candidate nearest the landmark's
+    projection (within ``joint_prior_tolerance_mm``, 10 mm) is taken; otherwise the first
+    from the entry. Value: the implant length beyond the joint (sacral purchase).
+``clearance``
+    Surface-to-surface distance between the implant (the cylinder of its circumradius
+    around the entry-apex segment: conservative) and each ``s1_foramen``, ``s2_foramen``
+    and ``spinal_canal`` landmark sphere (``radius_mm``): >= ``min_clearance_mm``.
+``collision``
+    Segment-segment distance between this implant's axis and every other implant's axis
+    >= the sum of their circumradii + ``collision_margin_mm``.
+
+A check that cannot run (no landmarks, no other implant) is reported as skipped.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from or_assist.core.plan import (Implant, Plan, check_implants_in_ct, implant_vertex_directions,
+                                  load_plan, load_plan_ct)
+
+__all__ = [
+    "CHECK_NAMES",
+    "CLEARANCE_LANDMARK_KINDS",
+    "CheckResult",
+    "run_plan_checks",
+    "format_check_table",
+    "plan_check_exit_code",
+    "check_plan_file",
+    "bone_mask",
+    "segment_distance_mm",
+]
+
+CHECK_NAMES = ("length", "in_bone", "crosses_si_joint", "clearance", "collision")
+CLEARANCE_LANDMARK_KINDS = ("s1_foramen", "s2_foramen", "spinal_canal")
+
+_ENCLOSURE_DIRS = np.vstack([np.vstack([np.eye(3), -np.eye(3)]),
+                             np.array([[sx, sy, sz] for sx in (1, -1) for sy in (1, -1) for sz in (1, -1)],
+                                      dtype=np.float64) / np.sqrt(3.0)])
+_ENCLOSURE_MIN_HITS = 11          # of 14 directions
+_PRIOR_MAX_AXIS_DISTANCE_MM = 25.0
+
+
+@dataclass
+class CheckResult:
+    """One row of the plan-check table.
+
+    Attributes
+    ----------
+    implant : str or None
+        Implant id (None for plan-wide rows).
+    check : str
+        One of :data:`CHECK_NAMES`.
+    passed : bool
+        True also when skipped.
+    value, limit : float or None
+        The measured value and its limit, in ``unit``.
+    unit : str
+    message : str
+        What was measured, and why it failed.
+    skipped : bool
+        The check could not run (e.g. no landmarks); not counted as a failure.
+    """
+
+    implant: str | None
+    check: str
+    passed: bool
+    value: float | None
+    limit: float | None
+    unit: str
+    message: str
+    skipped: bool = False
+
+
+# --------------------------------------------------------------------------- geometry helpers
+
+
+def segment_distance_mm(p0, p1, q0, q1) -> float:
+    """Shortest distance between segments ``p0-p1`` and ``q0-q1`` (3D, mm)."""
+    p0, p1, q0, q1 = (np.asarray(v, dtype=np.float64) for v in (p0, p1, q0, q1))
+    d1, d2, r = p1 - p0, q1 - q0, p0 - q0
+    a, e, f = d1 @ d1, d2 @ d2, d2 @ r
+    eps = 1e-12
+    if a <= eps and e <= eps:
+        return float(np.linalg.norm(r))
+    if a <= eps:
+        s, t = 0.0, float(np.clip(f / e, 0.0, 1.0))
+    else:
+        c = d1 @ r
+        if e <= eps:
+            s, t = float(np.clip(-c / a, 0.0, 1.0)), 0.0
+        else:
+            b = d1 @ d2
+            denom = a * e - b * b
+            s = float(np.clip((b * f - c * e) / denom, 0.0, 1.0)) if denom > eps else 0.0
+            t = (b * s + f) / e
+            if t < 0.0:
+                s, t = float(np.clip(-c / a, 0.0, 1.0)), 0.0
+            elif t > 1.0:
+                s, t = float(np.clip((b - c) / a, 0.0, 1.0)), 1.0
+    return float(np.linalg.norm((p0 + d1 * s) - (q0 + d2 * t)))
+
+
+def _point_segment_distance_mm(p, a, b) -> float:
+    ab = b - a
+    s = float(np.clip((p - a) @ ab / (ab @ ab), 0.0, 1.0))
+    return float(np.linalg.norm(p - (a + s * ab)))
+
+
+def _sample_step_mm(ct) -> float:
+    return float(min(0.5, np.min(ct.spacing_mm) / 3.0))
+
+
+def _implant_sample_lines(implant: Implant, step_mm: float) -> tuple[np.ndarray, np.ndarray]:
+    """Points on the axis, the 3 vertex edges and the 3 face centre lines.
+
+    Returns
+    -------
+    points : (7, n, 3) float64, LPS mm
+    t_mm : (n,) float64, distance from the entry along the axis
+    """
+    length = implant.length_mm
+    n = max(2, int(np.ceil(length / step_mm)) + 1)
+    t = np.linspace(0.0, length, n)
+    a = implant.axis_unit
+    taper = min(implant.item.tip_taper_mm, 0.5 * length)
+    scale = np.ones_like(t) if taper <= 0 else np.clip((length - t) / taper, 0.0, 1.0)
+    verts = implant_vertex_directions(implant) * implant.item.circumradius_mm
+    faces = -verts * 0.5                     # face centres: opposite the vertices, at r_in = R / 2
+    offsets = np.vstack([np.zeros((1, 3)), verts, faces])                # (7, 3)
+    axis_pts = implant.entry_lps_mm + t[:, None] * a                     # (n, 3)
+    pts = axis_pts[None, :, :] + offsets[:, None, :] * scale[None, :, None]
+    return pts, t
+
+
+def bone_mask(ct, points_mm, *, bone_hu: float = 200.0, shell_hu: float = 150.0,
+              enclosure_radius_mm: float = 60.0, hu: np.ndarray | None = None) -> np.ndarray:
+    """Which points lie in bone: HU >= ``bone_hu``, or enclosed by bone (module doc).
+
+    Parameters
+    ----------
+    ct : CTVolume
+    points_mm : (N, 3) array_like, LPS mm
+    bone_hu, shell_hu : float
+        Direct bone threshold; threshold a ray must reach to count as hitting bone.
+    enclosure_radius_mm : float
+        Ray length.
+    hu : (N,) array, optional
+        HU already sampled at the points.
+
+    Returns
+    -------
+    (N,) bool ndarray
+    """
+    pts = np.asarray(points_mm, dtype=np.float64).reshape(-1, 3)
+    hu = ct.sample_hu(pts) if hu is None else np.asarray(hu).reshape(-1)
+    out = hu >= bone_hu
+    low = np.flatnonzero(~out & ct.contains(pts))
+    if low.size:
+        step = float(min(1.5, np.min(ct.spacing_mm)))     # <= 1 voxel: a 1-voxel cortex is not skipped
+        t_all = np.arange(step, enclosure_radius_mm + 1e-9, step)
+        hit = np.zeros((low.size, len(_ENCLOSURE_DIRS)), dtype=bool)
+        chunk = max(1, int(round(15.0 / step)))           # march 15 mm at a time, only unresolved rays
+        for c0 in range(0, t_all.size, chunk):
+            todo = np.nonzero(~hit)
+            if todo[0].size == 0:
+                break
+            t = t_all[c0:c0 + chunk]
+            rays = pts[low[todo[0]], None, :] + _ENCLOSURE_DIRS[todo[1], None, :] * t[None, :, None]
+            ray_hu = ct.sample_hu(rays.reshape(-1, 3)).reshape(todo[0].size, t.size)
+            hit[todo] = (ray_hu >= shell_hu).any(axis=1)
+        out[low] = hit.sum(axis=1) >= _ENCLOSURE_MIN_HITS
+    return out
+
+
+# --------------------------------------------------------------------------- SI joint
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """(start, stop) index pairs of the True runs of a 1D mask (stop exclusive)."""
+    d = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1)))
+
+
+def _find_joint(t: np.ndarray, hu: np.ndarray, in_bone: np.ndarray, prior_t: float | None, p: dict):
+    """The SI joint on an axis profile: ``(t_joint_mm, kind, detail)`` or ``None``."""
+    h = t[1] - t[0]
+    length = t[-1]
+    runs = _runs(hu >= p["cortex_hu"])
+    cands: dict[int, tuple[float, str, str]] = {}          # by run index
+    for k, (s, e) in enumerate(runs):
+        peak = float(hu[s:e].max())
+        if k > 0:
+            ps, pe = runs[k - 1]
+            prev_peak = float(hu[ps:pe].max())
+            lo = pe - 1 + int(np.argmin(hu[pe - 1:s + 1]))
+            width = (s - pe + 1) * h                        # last cortical of prev to first of this
+            if width <= p["max_joint_gap_mm"] + 1e-9 and min(prev_peak, peak) - hu[lo] >= p["min_joint_contrast_hu"]:
+                cands.pop(k - 1, None)                      # the band before is this gap's near cortex
+                cands[k] = (t[lo], "gap", f"joint space resolved: HU {hu[lo]:.0f} between cortices "
+                                          f"{prev_peak:.0f}/{peak:.0f}")
+                continue
+        before = hu[(runs[k - 1][1] if k > 0 else 0):s]
+        if before.size and (k > 0 or in_bone[0]) and peak - float(before.min()) >= p["min_joint_contrast_hu"]:
+            top = s + int(np.argmax(hu[s:e]))
+            cands[k] = (t[top], "band", f"dense joint band (HU {peak:.0f}) after iliac marrow "
+                                        f"(HU {before.min():.0f}); joint space not resolved")
+    ok = []
+    for tj, kind, detail in sorted(cands.values()):
+        pre, post = in_bone[t < tj - 1.0], in_bone[t > tj + 1.0]
+        if tj < p["min_ilium_mm"] or length - tj < p["min_sacral_purchase_mm"]:
+            continue
+        if pre.size == 0 or post.size == 0 or pre.mean() < 0.5 or post.mean() < 0.5:
+            continue
+        ok.append((tj, kind, detail))
+    if prior_t is not None:
+        ok = [c for c in ok if abs(c[0] - prior_t) <= p["joint_prior_tolerance_mm"]]
+        return min(ok, key=lambda c: abs(c[0] - prior_t)) if ok else None
+    return ok[0] if ok else None
+
+
+def _joint_prior_t(plan: Plan, implant: Implant) -> float | None:
+    """Depth along the axis of the nearest ``si_joint`` landmark of the implant's side."""
+    best = None
+    for lm in plan.landmarks:
+        if lm.kind != "si_joint" or lm.side != implant.side:
+            continue
+        d = _point_segment_distance_mm(lm.position_lps_mm, implant.entry_lps_mm, implant.apex_lps_mm)
+        if d <= _PRIOR_MAX_AXIS_DISTANCE_MM + lm.radius_mm and (best is None or d < best[0]):
+            best = (d, float((lm.position_lps_mm - implant.entry_lps_mm) @ implant.axis_unit))
+    return None if best is None else best[1]
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def run_plan_checks(plan: Plan, ct, *, min_clearance_mm: float = 2.0, length_tolerance_mm: float = 2.5,
+                    bone_hu: float = 200.0, shell_hu: float = 150.0, enclosure_radius_mm: float = 60.0,
+                    min_bone_fraction: float = 0.85, cortex_hu: float = 250.0,
+                    min_joint_contrast_hu: float = 100.0, max_joint_gap_mm: float = 6.0,
+                    min_ilium_mm: float = 3.0, min_sacral_purchase_mm: float = 5.0,
+                    joint_prior_tolerance_mm: float = 10.0, joint_exclusion_mm: float = 2.0,
+                    collision_margin_mm: float = 0.0) -> list[CheckResult]:
+    """Run every check on every implant of the plan (rules and defaults: module doc).
+
+    Parameters
+    ----------
+    plan : Plan
+    ct : CTVolume
+        The plan's CT (HU).
+    min_clearance_mm : float
+        Required surface distance from foramen and canal landmarks.
+    (others) : float
+        Thresholds of the rules in the module doc.
+
+    Returns
+    -------
+    list of CheckResult
+        Per implant, in plan order: length, in_bone, crosses_si_joint, clearance, collision.
+
+    Raises
+    ------
+    InputError
+        An implant's entry or apex lies outside the CT volume.
+    """
+    check_implants_in_ct(plan, ct)
+    joint_p = dict(cortex_hu=cortex_hu, min_joint_contrast_hu=min_joint_contrast_hu,
+                   max_joint_gap_mm=max_joint_gap_mm, min_ilium_mm=min_ilium_mm,
+                   min_sacral_purchase_mm=min_sacral_purchase_mm,
+                   joint_prior_tolerance_mm=joint_prior_tolerance_mm)
+    bone_kw = dict(bone_hu=bone_hu, shell_hu=shell_hu, enclosure_radius_mm=enclosure_radius_mm)
+    step = _sample_step_mm(ct)
+    results: list[CheckResult] = []
+    for imp in plan.implants:
+        results.append(_check_length(imp, length_tolerance_mm))
+        joint_row, t_joint = _check_joint(plan, imp, ct, step, joint_p, bone_kw)
+        results.append(_check_in_bone(imp, ct, t_joint, joint_exclusion_mm, min_bone_fraction, bone_kw))
+        results.append(joint_row)
+        results.append(_check_clearance(plan, imp, min_clearance_mm))
+        results.append(_check_collision(plan, imp, collision_margin_mm))
+    return results
+
+
+def _check_length(imp: Implant, tol_mm: float) -> CheckResult:
+    diff = abs(imp.item.length_mm - imp.length_mm)
+    return CheckResult(imp.id, "length", diff <= tol_mm, diff, tol_mm, "mm",
+                       f"catalogue {imp.item.id} is {imp.item.length_mm:g} mm, entry-apex "
+                       f"{imp.length_mm:.1f} mm")
+
+
+def _check_in_bone(imp, ct, t_joint, exclusion_mm, min_fraction, bone_kw) -> CheckResult:
+    pts, t = _implant_sample_lines(imp, step_mm=1.0)
+    keep = np.ones(t.shape, bool) if t_joint is None else np.abs(t - t_joint) > exclusion_mm
+    sel = pts[:, keep, :].reshape(-1, 3)
+    inside = bone_mask(ct, sel, **bone_kw)
+    fraction = float(inside.mean()) if inside.size else 0.0
+    apex = imp.apex_lps_mm
+    apex_hu = float(ct.sample_hu(apex[None, :])[0])
+    apex_ok = bool(bone_mask(ct, apex[None, :], hu=np.array([apex_hu]), **bone_kw)[0])
+    msg = f"{100 * fraction:.0f}% of {sel.shape[0]} samples in bone"
+    if not apex_ok:
+        msg = (f"apex {np.round(apex, 1).tolist()} is outside bone (HU {apex_hu:.0f}); " + msg)
+    elif fraction < min_fraction:
+        msg += f" (< {100 * min_fraction:.0f}%): part of the implant lies outside bone"
+    return CheckResult(imp.id, "in_bone", apex_ok and fraction >= min_fraction, 100 * fraction,
+                       100 * min_fraction, "%", msg)
+
+
+def _check_joint(plan, imp, ct, step, joint_p, bone_kw) -> tuple[CheckResult, float | None]:
+    n = max(2, int(np.ceil(imp.length_mm / step)) + 1)
+    t = np.linspace(0.0, imp.length_mm, n)
+    pts = imp.entry_lps_mm + t[:, None] * imp.axis_unit
+    hu = ct.sample_hu(pts).astype(np.float64)
+    # classify about every 1 mm and spread to the fine samples (enclosure rays are costly)
+    every = max(1, int(round(1.0 / (t[1] - t[0]))))
+    coarse = bone_mask(ct, pts[::every], hu=hu[::every], **bone_kw)
+    in_bone = np.repeat(coarse, every)[:n]
+    prior = _joint_prior_t(plan, imp)
+    found = _find_joint(t, hu, in_bone, prior, joint_p)
+    limit = joint_p["min_sacral_purchase_mm"]
+    if found is None:
+        why = (f"no SI joint found within {joint_p['joint_prior_tolerance_mm']:g} mm of the si_joint "
+               f"landmark at {prior:.1f} mm" if prior is not None else "no SI joint found")
+        return CheckResult(imp.id, "crosses_si_joint", False, None, limit, "mm",
+                           f"{why} between entry and apex with bone on both sides and >= {limit:g} mm "
+                           f"beyond it"), None
+    tj, kind, detail = found
+    purchase = imp.length_mm - tj
+    return CheckResult(imp.id, "crosses_si_joint", True, purchase, limit, "mm",
+                       f"joint at {tj:.1f} mm from entry, {purchase:.1f} mm beyond ({detail})"), tj
+
+
+def _check_clearance(plan: Plan, imp: Implant, min_mm: float) -> CheckResult:
+    lms = [lm for lm in plan.landmarks if lm.kind in CLEARANCE_LANDMARK_KINDS]
+    if not lms:
+        return CheckResult(imp.id, "clearance", True, None, min_mm, "mm",
+                           "skipped: the plan has no foramen or canal landmarks", skipped=True)
+    dists = [(_point_segment_distance_mm(lm.position_lps_mm, imp.entry_lps_mm, imp.apex_lps_mm)
+              - imp.item.circumradius_mm - lm.radius_mm, lm) for lm in lms]
+    d, lm = min(dists, key=lambda x: x[0])
+    msg = f"nearest: {lm.name} ({lm.kind})"
+    if d < min_mm:
+        msg = (f"breaches {lm.name}" if d < 0 else f"too close to {lm.name}") + f" ({lm.kind}): " \
+              f"surface distance {d:.1f} mm < {min_mm:g} mm"
+    return CheckResult(imp.id, "clearance", d >= min_mm, d, min_mm, "mm", msg)
+
+
+def _check_collision(plan: Plan, imp: Implant, margin_mm: float) -> CheckResult:
+    others = [o for o in plan.implants if o.id != imp.id]
+    if not others:
+        return CheckResult(imp.id, "collision", True, None, None, "mm",
+                           "skipped: no other implant", skipped=True)
+    rows = []
+    for o in others:
+        d = segment_distance_mm(imp.entry_lps_mm, imp.apex_lps_mm, o.entry_lps_mm, o.apex_lps_mm)
+        need = imp.item.circumradius_mm + o.item.circumradius_mm + margin_mm
+        rows.append((d - need, d, need, o))
+    slack, d, need, o = min(rows, key=lambda r: r[0])
+    ok = slack >= 0
+    msg = (f"nearest: {o.id}, axes {d:.1f} mm apart" if ok else
+           f"collides with {o.id}: axes {d:.1f} mm apart < {need:g} mm (sum of circumradii"
+           f"{' + margin' if margin_mm else ''})")
+    return CheckResult(imp.id, "collision", ok, d, need, "mm", msg)
+
+
+# --------------------------------------------------------------------------- table / CLI
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def format_check_table(results: list[CheckResult]) -> str:
+    """A fixed-width table: implant, check, PASS/FAIL/SKIP, value, limit, unit, message.
+
+    The last line says how many checks failed.
+    """
+    header = ("implant", "check", "result", "value", "limit", "unit", "message")
+    rows = [(r.implant or "-", r.check, "SKIP" if r.skipped else ("PASS" if r.passed else "FAIL"),
+             _fmt(r.value), _fmt(r.limit), r.unit, r.message) for r in results]
+    widths = [max(len(str(x[c])) for x in [header] + rows) for c in range(6)]
+    lines = []
+    for row in [header] + rows:
+        cells = [str(row[c]).ljust(widths[c]) if c in (0, 1, 2, 5) else str(row[c]).rjust(widths[c])
+                 for c in range(6)]
+        lines.append("  ".join(cells + [row[6]]).rstrip())
+    lines.insert(1, "-" * min(100, max(len(line) for line in lines)))
+    failed = sum(1 for r in results if not r.passed)
+    skipped = sum(1 for r in results if r.skipped)
+    lines.append(f"{failed} of {len(results)} checks failed" + (f" ({skipped} skipped)" if skipped else ""))
+    return "\n".join(lines)
+
+
+def plan_check_exit_code(results: list[CheckResult]) -> int:
+    """0 when every check passed (or was skipped), 1 otherwise."""
+    return 0 if all(r.passed for r in results) else 1
+
+
+def check_plan_file(plan_path: str | os.PathLike, *, ct_path: str | os.PathLike | None = None,
+                    ignore_hash: bool = False, **check_kwargs) -> tuple[str, int]:
+    """``or-assist plan-check PLAN``: load the plan and its CT, run the checks.
+
+    Parameters
+    ----------
+    plan_path : path-like
+        An ``or_assist.plan/1`` file.
+    ct_path : path-like, optional
+        Check against this CT instead of the plan's own (its SHA-256 is still compared).
+    ignore_hash : bool
+        Check even when the CT's voxel SHA-256 differs from the plan's (a warning line).
+    **check_kwargs
+        Passed to :func:`run_plan_checks` (e.g. ``min_clearance_mm``).
+
+    Returns
+    -------
+    text : str
+        Warnings, then the table.
+    exit_code : int
+        :func:`plan_check_exit_code`.
+
+    Raises
+    ------
+    InputError
+        Bad plan file, missing CT, SHA-256 mismatch (unless ``ignore_hash``), an implant
+        outside the CT.
+    """
+    plan = load_plan(plan_path)
+    ct, warnings = load_plan_ct(plan, ct_path=None if ct_path is None else Path(ct_path),
+                                allow_ct_mismatch=ignore_hash)
+    results = run_plan_checks(plan, ct, **check_kwargs)
+    header = [f"plan {plan_path} on CT {ct.source or plan.ct_path}"]
+    return "\n".join(header + warnings + [format_check_table(results)]), plan_check_exit_code(results)
