@@ -29,14 +29,14 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["render_rays", "reference_line_integrals", "clip_ray_to_box", "warm_up"]
+__all__ = ["render_rays", "row_stride", "reference_line_integrals", "clip_ray_to_box", "warm_up"]
 
 _BIG = 1.0e30
 
 
 @numba.njit(parallel=True, fastmath=True, cache=True)
 def render_rays(vol, dims, offset, src, basis, xn, yn, box_lo, box_hi, crop_lo, crop_hi,
-                step_mm, out, stats):
+                step_mm, row_stride, out, stats):
     """Line integrals of every detector pixel (parallel over image rows).
 
     Parameters
@@ -61,6 +61,10 @@ def render_rays(vol, dims, offset, src, basis, xn, yn, box_lo, box_hi, crop_lo, 
         The cropped box in full-volume index coordinates (empty when ``lo > hi``).
     step_mm : float
         Largest sample spacing along the ray, mm.
+    row_stride : int
+        Coprime to H: the rows are visited in the order ``(n * row_stride) % H`` so that
+        each thread's share of ``prange`` is spread over the image (load balance when
+        part of the image misses the volume).
     out : (H, W) float32
         Receives the line integrals (dimensionless).
     stats : (H, 2) int64
@@ -69,7 +73,8 @@ def render_rays(vol, dims, offset, src, basis, xn, yn, box_lo, box_hi, crop_lo, 
     h, w = out.shape
     nx = np.uint32(dims[0])
     nxy = np.uint32(dims[0] * dims[1])
-    for r in numba.prange(h):
+    for rr in numba.prange(h):
+        r = (rr * row_stride) % h
         hits = 0
         samples = 0
         for c in range(w):
@@ -166,8 +171,16 @@ def warm_up() -> None:
     lo = np.full(3, -0.5)
     hi = np.full(3, 0.5)
     render_rays(vol, dims, np.ones(3), np.array([0.0, 0.0, -5.0]), np.eye(3), np.zeros((1, 1)),
-                np.zeros((1, 1)), lo, hi, lo, hi, 0.5, np.zeros((1, 1), np.float32),
+                np.zeros((1, 1)), lo, hi, lo, hi, 0.5, 1, np.zeros((1, 1), np.float32),
                 np.zeros((1, 2), np.int64))
+
+
+def row_stride(height: int) -> int:
+    """A stride coprime to ``height`` near ``0.618 * height`` (see :func:`render_rays`)."""
+    s = max(1, round(0.618 * height))
+    while math.gcd(s, height) != 1:
+        s += 1
+    return s
 
 
 # --------------------------------------------------------------------------- reference

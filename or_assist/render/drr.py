@@ -273,7 +273,7 @@ class DRRRenderer:
         with _KERNEL_LOCK:
             kernels.render_rays(self._flat, self._dims, self._offset, src, basis, xn, yn,
                                 self._box_lo, self._box_hi, self._crop_lo, self._crop_hi,
-                                step, out, stats)
+                                step, kernels.row_stride(geom.height), out, stats)
         hits, samples = (int(x) for x in stats.sum(axis=0))
         if hits == 0:
             raise _miss_error(roi)
