@@ -248,6 +248,61 @@ def test_check_plan_file_end_to_end(tmp_path, fatty_1mm):
     assert "WARNING" in text and "checking anyway" in text and code == 0
 
 
+# ----------------------------------------------------------------------------- phantom
+
+
+@pytest.fixture(scope="module")
+def phantom_ct():
+    from or_assist.phantom import sample_ct_path
+    return load_ct(sample_ct_path())
+
+
+def phantom_plan(side: str) -> Plan:
+    from or_assist.phantom import phantom_implant_targets, phantom_landmarks
+    implants = [Implant(t["id"], side, CAT.item(f"T7-{t['length_mm']:g}"), t["entry_lps_mm"], t["apex_lps_mm"],
+                        0.0, t["level"]) for t in phantom_implant_targets(side)]
+    landmarks = [Landmark(lm["name"], lm["kind"], lm["side"], lm["position_lps_mm"], lm["radius_mm"])
+                 for lm in phantom_landmarks()]
+    return Plan(None, None, implants, landmarks)
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_phantom_plan_passes_fast(phantom_ct, side):
+    plan = phantom_plan(side)
+    run_plan_checks(plan, phantom_ct)                  # warm-up (first-call overheads)
+    t0 = time.perf_counter()
+    results = run_plan_checks(plan, phantom_ct)
+    seconds = time.perf_counter() - t0
+    assert len(results) == 15 and all(r.passed and not r.skipped for r in results), format_check_table(results)
+    assert all("joint space resolved" in r.message for r in results if r.check == "crosses_si_joint")
+    assert seconds < 1.0
+    # without the si_joint landmarks the profile alone finds the same joint (within 3 mm)
+    with_prior = {r.implant: r.value for r in results if r.check == "crosses_si_joint"}
+    plan.landmarks = [lm for lm in plan.landmarks if lm.kind != "si_joint"]
+    for r in run_plan_checks(plan, phantom_ct):
+        if r.check == "crosses_si_joint":
+            assert r.passed and r.value == pytest.approx(with_prior[r.implant], abs=3.0)
+
+
+def test_phantom_planted_bad_implants_fail(phantom_ct):
+    plan = phantom_plan("left")
+    l1, l2 = plan.implant("L1"), plan.implant("L2")
+    outside = np.array([28.3, -32.0, 0.3])            # in front of the left ala, in the pelvis
+    foramen = next(lm for lm in plan.landmarks if lm.name == "s1_foramen_left").position_lps_mm
+    plan.implants += [implant("BONE", l1.entry_lps_mm, outside), implant("FORAMEN", l2.entry_lps_mm, foramen)]
+    results = run_plan_checks(plan, phantom_ct)
+    table = format_check_table(results)
+    bone = rows(results, "BONE")["in_bone"]
+    assert not bone.passed and "apex [28.3, -32.0, 0.3] is outside bone" in bone.message
+    breach = rows(results, "FORAMEN")["clearance"]
+    assert not breach.passed and breach.value == pytest.approx(-12.0, abs=0.01)
+    assert "breaches s1_foramen_left" in breach.message
+    failing = {(line.split()[0], line.split()[1]) for line in table.splitlines() if " FAIL " in line}
+    assert {("BONE", "in_bone"), ("FORAMEN", "clearance")} <= failing
+    assert all(r.passed for r in results if r.implant == "L3")
+    assert plan_check_exit_code(results) == 1
+
+
 # ----------------------------------------------------------------------------- real 3 mm CT
 
 

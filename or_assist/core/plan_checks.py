@@ -13,7 +13,7 @@ Checks, one row per implant (names as in the table):
     diagonal directions) from the sample reach HU >= ``shell_hu`` (150) within
     ``enclosure_radius_mm`` (60 mm). The enclosure rule recognises fatty or osteoporotic
     marrow (the sacral ala is often near 0 HU) inside its cortical shell, while soft
-    tissue beside the bone or in the pelvis is open to at least three directions. Samples
+    tissue beside the bone or in the pelvis is open in at least four directions. Samples
     within ``joint_exclusion_mm`` of the SI joint found by ``crosses_si_joint`` are left
     out (the joint is not bone). Passes when the bone fraction is >=
     ``min_bone_fraction`` (0.85) **and** the apex itself is bone; a failure names the apex.
@@ -24,7 +24,7 @@ Checks, one row per implant (names as in the table):
     (100) below both (the joint space resolved, as on a phantom or a thin-slice CT); or a
     *band*: a cortical run that follows a lower-density stretch of bone (the iliac
     marrow), where the medial iliac and sacral subchondral cortices merge (a 3 mm CT
-    rarely resolves the 1-3 mm joint space). A candidate needs ``min_ilium_mm`` (3 mm)
+    rarely resolves the 1-3 mm joint space). A candidate needs ``min_ilium_mm`` (5 mm)
     of implant before it, ``min_sacral_purchase_mm`` (5 mm) after it, and at least half
     of the axis samples on each side in bone (the in-bone rule above), so an implant
     leaving the ilium into the pelvis does not count. With ``si_joint`` landmarks of the
@@ -210,37 +210,74 @@ def bone_mask(ct, points_mm, *, bone_hu: float = 200.0, shell_hu: float = 150.0,
 # --------------------------------------------------------------------------- SI joint
 
 
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    """(start, stop) index pairs of the True runs of a 1D mask (stop exclusive)."""
-    d = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
-    return list(zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1)))
+def _local_extrema(hu: np.ndarray, sign: float) -> np.ndarray:
+    """Indices of local maxima (sign +1) or minima (sign -1); a plateau gives its first sample."""
+    v = sign * hu
+    left = np.concatenate([[-np.inf], v[:-1]])
+    nxt = np.empty_like(v)                      # next different value to the right
+    nxt[-1] = -np.inf
+    for i in range(len(v) - 2, -1, -1):
+        nxt[i] = v[i + 1] if v[i + 1] != v[i] else nxt[i + 1]
+    return np.flatnonzero((v > left) & (v > nxt))
+
+
+def _prominence(hu: np.ndarray, i: int) -> float:
+    """Topographic prominence of the peak at ``i`` (profile ends count as bases)."""
+    higher_l = np.flatnonzero(hu[:i] > hu[i])
+    higher_r = np.flatnonzero(hu[i + 1:] > hu[i])
+    lo = higher_l[-1] if higher_l.size else 0
+    hi = i + 1 + higher_r[0] if higher_r.size else len(hu) - 1
+    left_base = hu[lo:i + 1].min()
+    right_base = hu[i:hi + 1].min()
+    return float(hu[i] - max(left_base, right_base))
 
 
 def _find_joint(t: np.ndarray, hu: np.ndarray, in_bone: np.ndarray, prior_t: float | None, p: dict):
-    """The SI joint on an axis profile: ``(t_joint_mm, kind, detail)`` or ``None``."""
+    """The SI joint on an axis profile: ``(t_joint_mm, kind, detail)`` or ``None`` (module doc)."""
     h = t[1] - t[0]
+    w = max(1, int(round(p["joint_window_mm"] / h)))
+    contrast, cortex = p["min_joint_contrast_hu"], p["cortex_hu"]
+    gaps = []
+    for m in _local_extrema(hu, -1.0):
+        if m == 0 or m == len(hu) - 1:
+            continue
+        left, right = hu[max(0, m - w):m].max(), hu[m + 1:m + 1 + w].max()
+        lower = min(left, right)
+        if lower < cortex or lower - hu[m] < contrast:
+            continue
+        half = 0.5 * (lower + hu[m])
+        lo = m
+        while lo > 0 and hu[lo - 1] < half:
+            lo -= 1
+        hi = m
+        while hi < len(hu) - 1 and hu[hi + 1] < half:
+            hi += 1
+        if (hi - lo + 1) * h <= p["max_joint_gap_mm"]:
+            gaps.append((float(lower - hu[m]), int(m), f"joint space resolved: HU {hu[m]:.0f} between "
+                                                       f"cortices {left:.0f}/{right:.0f}"))
+    # one gap per dip: keep the deepest minimum within the window
+    gap_cands: list[tuple[float, str, str]] = []
+    taken: list[int] = []
+    for depth, m, detail in sorted(gaps, reverse=True):
+        if all(abs(m - k) > w for k in taken):
+            taken.append(m)
+            gap_cands.append((float(t[m]), "gap", detail))
+    band_cands: list[tuple[float, str, str]] = []
+    prev = None
+    for i in _local_extrema(hu, 1.0):
+        if hu[i] < cortex or _prominence(hu, i) < contrast:
+            continue
+        start = 0 if prev is None else prev
+        prev = int(i)
+        if i - start < 1 or any(abs(i - k) <= 2 * w for k in taken):
+            continue                                  # a gap's flank, or nothing before it
+        v = start + int(np.argmin(hu[start:i]))
+        if hu[i] - hu[v] >= contrast and in_bone[v] and (start > 0 or in_bone[0]):
+            band_cands.append((float(t[i]), "band", f"dense joint band (HU {hu[i]:.0f}) after iliac marrow "
+                                                    f"(HU {hu[v]:.0f}); joint space not resolved"))
     length = t[-1]
-    runs = _runs(hu >= p["cortex_hu"])
-    cands: dict[int, tuple[float, str, str]] = {}          # by run index
-    for k, (s, e) in enumerate(runs):
-        peak = float(hu[s:e].max())
-        if k > 0:
-            ps, pe = runs[k - 1]
-            prev_peak = float(hu[ps:pe].max())
-            lo = pe - 1 + int(np.argmin(hu[pe - 1:s + 1]))
-            width = (s - pe + 1) * h                        # last cortical of prev to first of this
-            if width <= p["max_joint_gap_mm"] + 1e-9 and min(prev_peak, peak) - hu[lo] >= p["min_joint_contrast_hu"]:
-                cands.pop(k - 1, None)                      # the band before is this gap's near cortex
-                cands[k] = (t[lo], "gap", f"joint space resolved: HU {hu[lo]:.0f} between cortices "
-                                          f"{prev_peak:.0f}/{peak:.0f}")
-                continue
-        before = hu[(runs[k - 1][1] if k > 0 else 0):s]
-        if before.size and (k > 0 or in_bone[0]) and peak - float(before.min()) >= p["min_joint_contrast_hu"]:
-            top = s + int(np.argmax(hu[s:e]))
-            cands[k] = (t[top], "band", f"dense joint band (HU {peak:.0f}) after iliac marrow "
-                                        f"(HU {before.min():.0f}); joint space not resolved")
     ok = []
-    for tj, kind, detail in sorted(cands.values()):
+    for tj, kind, detail in sorted(gap_cands) + sorted(band_cands):     # gaps first
         pre, post = in_bone[t < tj - 1.0], in_bone[t > tj + 1.0]
         if tj < p["min_ilium_mm"] or length - tj < p["min_sacral_purchase_mm"]:
             continue
@@ -272,7 +309,8 @@ def run_plan_checks(plan: Plan, ct, *, min_clearance_mm: float = 2.0, length_tol
                     bone_hu: float = 200.0, shell_hu: float = 150.0, enclosure_radius_mm: float = 60.0,
                     min_bone_fraction: float = 0.85, cortex_hu: float = 250.0,
                     min_joint_contrast_hu: float = 100.0, max_joint_gap_mm: float = 6.0,
-                    min_ilium_mm: float = 3.0, min_sacral_purchase_mm: float = 5.0,
+                    joint_window_mm: float | None = None,
+                    min_ilium_mm: float = 5.0, min_sacral_purchase_mm: float = 5.0,
                     joint_prior_tolerance_mm: float = 10.0, joint_exclusion_mm: float = 2.0,
                     collision_margin_mm: float = 0.0) -> list[CheckResult]:
     """Run every check on every implant of the plan (rules and defaults: module doc).
@@ -298,8 +336,10 @@ def run_plan_checks(plan: Plan, ct, *, min_clearance_mm: float = 2.0, length_tol
         An implant's entry or apex lies outside the CT volume.
     """
     check_implants_in_ct(plan, ct)
+    if joint_window_mm is None:
+        joint_window_mm = max(5.0, 2.0 * float(np.max(ct.spacing_mm)))
     joint_p = dict(cortex_hu=cortex_hu, min_joint_contrast_hu=min_joint_contrast_hu,
-                   max_joint_gap_mm=max_joint_gap_mm, min_ilium_mm=min_ilium_mm,
+                   max_joint_gap_mm=max_joint_gap_mm, joint_window_mm=joint_window_mm, min_ilium_mm=min_ilium_mm,
                    min_sacral_purchase_mm=min_sacral_purchase_mm,
                    joint_prior_tolerance_mm=joint_prior_tolerance_mm)
     bone_kw = dict(bone_hu=bone_hu, shell_hu=shell_hu, enclosure_radius_mm=enclosure_radius_mm)
