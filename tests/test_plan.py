@@ -146,6 +146,12 @@ def test_plan_implant_lookup_names_valid_ids():
         plan.implant("R9")
 
 
+def test_plan_constructor_rejects_duplicate_ids():
+    imp = Implant("L1", "left", CAT.item("T7-45"), [0, 0, 0], [45, 0, 0])
+    with pytest.raises(InputError, match="duplicate implant ids L1"):
+        Plan(None, None, [imp, imp])
+
+
 def test_default_views():
     views = default_views(make_plan())
     assert [v.name for v in views[:4]] == ["L1 lateral", "L1 inlet", "L1 outlet", "L1 axis"]

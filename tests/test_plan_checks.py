@@ -143,7 +143,17 @@ def test_foramen_breach_fails_clearance(fatty_1mm):
 def test_clearance_beyond_the_apex_uses_the_segment_end(fatty_1mm):
     canal = Landmark("canal", "spinal_canal", "midline", [100.0, 45.0, 45.0], 5.0)   # 20 mm past the apex
     plan = Plan(None, None, [implant("L1", *GOOD)], [canal])
-    assert rows(run_plan_checks(plan, fatty_1mm), "L1")["clearance"].value == pytest.approx(20 - 7 - 5)
+    assert rows(run_plan_checks(plan, fatty_1mm), "L1")["clearance"].value == pytest.approx(20 - 5)
+    # beside the tapered tip (5 mm long): 2.5 mm before the apex the envelope radius is 3.5 mm
+    plan.landmarks = [Landmark("canal", "spinal_canal", "midline", [77.5, 55.0, 45.0], 1.0)]
+    value = rows(run_plan_checks(plan, fatty_1mm), "L1")["clearance"].value
+    cone = np.array([5.0, -7.0]) / np.hypot(5.0, 7.0)        # the cone's generator, (u, rho) plane
+    brute = np.min(np.hypot(*(np.array([2.5, 10.0])[:, None] - np.outer(cone, np.linspace(0, np.hypot(5, 7), 200001))
+                              - np.array([[0.0], [7.0]])))) - 1.0
+    assert value == pytest.approx(brute, abs=1e-3) and 10.0 - 7.0 - 1.0 < value < 10.0 - 3.5 - 1.0
+    # inside the implant: negative
+    plan.landmarks = [Landmark("canal", "spinal_canal", "midline", [60.0, 47.0, 45.0], 0.5)]
+    assert rows(run_plan_checks(plan, fatty_1mm), "L1")["clearance"].value == pytest.approx(-5.0 - 0.5)
 
 
 def test_implant_stopping_in_the_ilium_does_not_cross(fatty_1mm):
@@ -295,7 +305,7 @@ def test_phantom_planted_bad_implants_fail(phantom_ct):
     bone = rows(results, "BONE")["in_bone"]
     assert not bone.passed and "apex [28.3, -32.0, 0.3] is outside bone" in bone.message
     breach = rows(results, "FORAMEN")["clearance"]
-    assert not breach.passed and breach.value == pytest.approx(-12.0, abs=0.01)
+    assert not breach.passed and breach.value == pytest.approx(-5.0, abs=0.01)   # apex at the centre
     assert "breaches s1_foramen_left" in breach.message
     failing = {(line.split()[0], line.split()[1]) for line in table.splitlines() if " FAIL " in line}
     assert {("BONE", "in_bone"), ("FORAMEN", "clearance")} <= failing

@@ -237,6 +237,12 @@ class Plan:
     catalogue: Catalogue = field(default_factory=load_catalogue)
     source: str | None = None
 
+    def __post_init__(self):
+        ids = [i.id for i in self.implants]
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        if dup:
+            raise InputError(f"duplicate implant ids {', '.join(dup)}", self.source or "plan")
+
     def implant(self, implant_id: str) -> Implant:
         """The implant with this id; an :class:`InputError` naming the valid ids if unknown."""
         for imp in self.implants:

@@ -18,23 +18,28 @@ Checks, one row per implant (names as in the table):
     out (the joint is not bone). Passes when the bone fraction is >=
     ``min_bone_fraction`` (0.85) **and** the apex itself is bone; a failure names the apex.
 ``crosses_si_joint``
-    The HU profile along the axis (step <= 0.5 mm) is split into cortical runs (HU >=
-    ``cortex_hu``, 250). The joint is either a *gap*: two cortical runs separated by at
-    most ``max_joint_gap_mm`` (6 mm) whose minimum is at least ``min_joint_contrast_hu``
-    (100) below both (the joint space resolved, as on a phantom or a thin-slice CT); or a
-    *band*: a cortical run that follows a lower-density stretch of bone (the iliac
-    marrow), where the medial iliac and sacral subchondral cortices merge (a 3 mm CT
-    rarely resolves the 1-3 mm joint space). A candidate needs ``min_ilium_mm`` (5 mm)
-    of implant before it, ``min_sacral_purchase_mm`` (5 mm) after it, and at least half
-    of the axis samples on each side in bone (the in-bone rule above), so an implant
-    leaving the ilium into the pelvis does not count. With ``si_joint`` landmarks of the
-    implant's side within 25 mm of the axis, the candidate nearest the landmark's
-    projection (within ``joint_prior_tolerance_mm``, 10 mm) is taken; otherwise the first
-    from the entry. Value: the implant length beyond the joint (sacral purchase).
+    The HU profile along the axis (step <= 0.5 mm) is searched for the joint in two
+    forms. A *gap* (the joint space resolved, as on the phantom or a thin-slice CT): a
+    local minimum whose highest samples within ``joint_window_mm`` (default max(5 mm,
+    2 voxels)) on both sides reach ``cortex_hu`` (250) and lie at least
+    ``min_joint_contrast_hu`` (100) above it, with the dip no wider than
+    ``max_joint_gap_mm`` (6 mm) at half depth. A *band* (a 3 mm CT rarely resolves the
+    1-3 mm joint space; the medial iliac and sacral subchondral cortices merge into one
+    dense band): a cortical peak (HU >= ``cortex_hu``, prominence >= the contrast) that
+    follows a lower-density stretch of bone (the iliac marrow; in bone by the rule above),
+    not the flank of a gap. A candidate needs ``min_ilium_mm`` (5 mm) of implant before
+    it, ``min_sacral_purchase_mm`` (5 mm) after it, and at least half of the axis samples
+    on each side in bone, so an implant leaving the ilium into the pelvis does not count.
+    With ``si_joint`` landmarks of the implant's side within 25 mm of the axis, the
+    candidate nearest the nearest landmark's projection on the axis (within
+    ``joint_prior_tolerance_mm``, 10 mm) is taken; otherwise the first gap from the entry,
+    else the first band. Value: the implant length beyond the joint (sacral purchase).
 ``clearance``
-    Surface-to-surface distance between the implant (the cylinder of its circumradius
-    around the entry-apex segment: conservative) and each ``s1_foramen``, ``s2_foramen``
-    and ``spinal_canal`` landmark sphere (``radius_mm``): >= ``min_clearance_mm``.
+    Surface-to-surface distance between the implant and each ``s1_foramen``,
+    ``s2_foramen`` and ``spinal_canal`` landmark sphere (``radius_mm``): >=
+    ``min_clearance_mm``. The implant is taken as its circumradius around the axis,
+    shrinking linearly to 0 over the tapered tip: an envelope of the triangular prism and
+    its pyramid tip, so the distance is conservative (the true gap is never smaller).
 ``collision``
     Segment-segment distance between this implant's axis and every other implant's axis
     >= the sum of their circumradii + ``collision_margin_mm``.
@@ -139,6 +144,30 @@ def _point_segment_distance_mm(p, a, b) -> float:
     ab = b - a
     s = float(np.clip((p - a) @ ab / (ab @ ab), 0.0, 1.0))
     return float(np.linalg.norm(p - (a + s * ab)))
+
+
+def _seg2(p, a, b) -> float:
+    ab = b - a
+    s = float(np.clip((p - a) @ ab / (ab @ ab), 0.0, 1.0))
+    return float(np.hypot(*(p - (a + s * ab))))
+
+
+def _implant_surface_distance_mm(imp: Implant, point) -> float:
+    """Signed distance (mm, negative inside) from a point to the implant's envelope: the
+    solid of revolution of its circumradius about the axis from the entry to the start
+    of the tip, then a cone to the apex. It contains the triangular prism and its pyramid
+    tip, so the distance is never larger than the distance to the real implant."""
+    p = np.asarray(point, dtype=np.float64) - imp.entry_lps_mm
+    length = imp.length_mm
+    taper = min(imp.item.tip_taper_mm, 0.5 * length)
+    r = imp.item.circumradius_mm
+    u = float(p @ imp.axis_unit)                                  # meridian-plane coordinates
+    q = np.array([u, float(np.linalg.norm(p - u * imp.axis_unit))])
+    corners = [np.array(c, dtype=np.float64) for c in ((0.0, 0.0), (0.0, r), (length - taper, r), (length, 0.0))]
+    d = min(_seg2(q, corners[k], corners[k + 1]) for k in range(3))
+    tip_radius = r if u <= length - taper else r * (length - u) / taper if taper > 0 else 0.0
+    inside = 0.0 <= u <= length and q[1] <= tip_radius
+    return -d if inside else d
 
 
 def _sample_step_mm(ct) -> float:
@@ -409,8 +438,7 @@ def _check_clearance(plan: Plan, imp: Implant, min_mm: float) -> CheckResult:
     if not lms:
         return CheckResult(imp.id, "clearance", True, None, min_mm, "mm",
                            "skipped: the plan has no foramen or canal landmarks", skipped=True)
-    dists = [(_point_segment_distance_mm(lm.position_lps_mm, imp.entry_lps_mm, imp.apex_lps_mm)
-              - imp.item.circumradius_mm - lm.radius_mm, lm) for lm in lms]
+    dists = [(_implant_surface_distance_mm(imp, lm.position_lps_mm) - lm.radius_mm, lm) for lm in lms]
     d, lm = min(dists, key=lambda x: x[0])
     msg = f"nearest: {lm.name} ({lm.kind})"
     if d < min_mm:
