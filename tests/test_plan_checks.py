@@ -173,7 +173,7 @@ def test_si_joint_landmark_prior(fatty_1mm):
     imp = implant("L1", *GOOD)
     assert rows(run_plan_checks(Plan(None, None, [imp], [near]), fatty_1mm), "L1")["crosses_si_joint"].passed
     j = rows(run_plan_checks(Plan(None, None, [imp], [far]), fatty_1mm), "L1")["crosses_si_joint"]
-    assert not j.passed and "si_joint landmark at 50.0 mm" in j.message
+    assert not j.passed and "of landmark SI joint left (at 50.0 mm)" in j.message
     assert rows(run_plan_checks(Plan(None, None, [imp], [other_side]), fatty_1mm), "L1")["crosses_si_joint"].passed
 
 
@@ -346,3 +346,23 @@ def test_real_ct_s1_implants(real_ct):
     assert not bad["crosses_si_joint"].passed
     assert not rows(results, "SHORT")["crosses_si_joint"].passed
     assert seconds < 1.0
+
+
+def test_real_ct_weak_joint_found_with_its_landmark(real_ct):
+    """The posterior implants of ``tests/data/real_ct_plan.json``: their joints are a 196 HU
+    band and a shallow 85 HU dip (osteoporotic, 3 mm); the si_joint landmarks on the axes
+    let the weaker evidence count there, and only there."""
+    from pathlib import Path
+    from or_assist.core.plan import load_plan
+
+    plan = load_plan(Path(__file__).resolve().parent / "data" / "real_ct_plan.json")
+    results = run_plan_checks(plan, real_ct)
+    for name in ("R1", "R2", "R3"):
+        assert rows(results, name)["crosses_si_joint"].passed, format_check_table(results)
+    no_landmarks = Plan(None, None, plan.implants, [lm for lm in plan.landmarks if lm.kind != "si_joint"])
+    assert not rows(run_plan_checks(no_landmarks, real_ct), "R2")["crosses_si_joint"].passed
+    # cut short so that less than 5 mm lies beyond the joint (at about 19-21 mm): fails
+    for imp in plan.implants[1:]:
+        short = Implant(imp.id, imp.side, imp.item, imp.entry_lps_mm, imp.entry_lps_mm + 22.0 * imp.axis_unit)
+        row = rows(run_plan_checks(Plan(None, None, [short], plan.landmarks), real_ct), imp.id)["crosses_si_joint"]
+        assert not row.passed and "no SI joint found within" in row.message

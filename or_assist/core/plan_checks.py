@@ -31,8 +31,12 @@ Checks, one row per implant (names as in the table):
     it, ``min_sacral_purchase_mm`` (5 mm) after it, and at least half of the axis samples
     on each side in bone, so an implant leaving the ilium into the pelvis does not count.
     With ``si_joint`` landmarks of the implant's side within 25 mm of the axis, the
-    candidate nearest the nearest landmark's projection on the axis (within
-    ``joint_prior_tolerance_mm``, 10 mm) is taken; otherwise the first gap from the entry,
+    candidate nearest the nearest landmark's projection on the axis is taken, within
+    ``joint_prior_tolerance_mm`` (4 mm) + half the landmark's distance from the axis +
+    its radius; as the landmark says where the joint is, weaker image evidence suffices
+    there (osteoporotic subchondral bone at 3 mm can be below 200 HU): cortices >=
+    ``shell_hu`` (150), contrast >= half of ``min_joint_contrast_hu``, dips up to
+    ``max_joint_gap_mm`` + 4 mm wide. Without landmarks: the first gap from the entry,
     else the first band. Value: the implant length beyond the joint (sacral purchase).
 ``clearance``
     Surface-to-surface distance between the implant and each ``s1_foramen``,
@@ -261,7 +265,7 @@ def _prominence(hu: np.ndarray, i: int) -> float:
     return float(hu[i] - max(left_base, right_base))
 
 
-def _find_joint(t: np.ndarray, hu: np.ndarray, in_bone: np.ndarray, prior_t: float | None, p: dict):
+def _find_joint(t: np.ndarray, hu: np.ndarray, in_bone: np.ndarray, prior: tuple | None, p: dict):
     """The SI joint on an axis profile: ``(t_joint_mm, kind, detail)`` or ``None`` (module doc)."""
     h = t[1] - t[0]
     w = max(1, int(round(p["joint_window_mm"] / h)))
@@ -298,7 +302,7 @@ def _find_joint(t: np.ndarray, hu: np.ndarray, in_bone: np.ndarray, prior_t: flo
             continue
         start = 0 if prev is None else prev
         prev = int(i)
-        if i - start < 1 or any(abs(i - k) <= 2 * w for k in taken):
+        if i - start < 1 or any(abs(i - k) <= w for k in taken):
             continue                                  # a gap's flank, or nothing before it
         v = start + int(np.argmin(hu[start:i]))
         if hu[i] - hu[v] >= contrast and in_bone[v] and (start > 0 or in_bone[0]):
@@ -313,22 +317,29 @@ def _find_joint(t: np.ndarray, hu: np.ndarray, in_bone: np.ndarray, prior_t: flo
         if pre.size == 0 or post.size == 0 or pre.mean() < 0.5 or post.mean() < 0.5:
             continue
         ok.append((tj, kind, detail))
-    if prior_t is not None:
-        ok = [c for c in ok if abs(c[0] - prior_t) <= p["joint_prior_tolerance_mm"]]
+    if prior is not None:
+        prior_t, tol = prior[0], prior[1]
+        ok = [c for c in ok if abs(c[0] - prior_t) <= tol]
         return min(ok, key=lambda c: abs(c[0] - prior_t)) if ok else None
     return ok[0] if ok else None
 
 
-def _joint_prior_t(plan: Plan, implant: Implant) -> float | None:
-    """Depth along the axis of the nearest ``si_joint`` landmark of the implant's side."""
+def _joint_prior(plan: Plan, implant: Implant, tolerance_mm: float) -> tuple[float, float, str] | None:
+    """The nearest ``si_joint`` landmark of the implant's side within 25 mm of the axis:
+    ``(depth along the axis mm, tolerance mm, name)``. The tolerance grows with the
+    landmark's distance from the axis (half of it: the joint surface may be oblique to
+    the axis) and with its radius."""
     best = None
     for lm in plan.landmarks:
         if lm.kind != "si_joint" or lm.side != implant.side:
             continue
         d = _point_segment_distance_mm(lm.position_lps_mm, implant.entry_lps_mm, implant.apex_lps_mm)
         if d <= _PRIOR_MAX_AXIS_DISTANCE_MM + lm.radius_mm and (best is None or d < best[0]):
-            best = (d, float((lm.position_lps_mm - implant.entry_lps_mm) @ implant.axis_unit))
-    return None if best is None else best[1]
+            rel = lm.position_lps_mm - implant.entry_lps_mm
+            depth = float(rel @ implant.axis_unit)
+            off_axis = float(np.linalg.norm(rel - depth * implant.axis_unit))
+            best = (d, depth, tolerance_mm + 0.5 * off_axis + lm.radius_mm, lm.name)
+    return None if best is None else best[1:]
 
 
 # --------------------------------------------------------------------------- checks
@@ -340,7 +351,7 @@ def run_plan_checks(plan: Plan, ct, *, min_clearance_mm: float = 2.0, length_tol
                     min_joint_contrast_hu: float = 100.0, max_joint_gap_mm: float = 6.0,
                     joint_window_mm: float | None = None,
                     min_ilium_mm: float = 5.0, min_sacral_purchase_mm: float = 5.0,
-                    joint_prior_tolerance_mm: float = 10.0, joint_exclusion_mm: float = 2.0,
+                    joint_prior_tolerance_mm: float = 4.0, joint_exclusion_mm: float = 2.0,
                     collision_margin_mm: float = 0.0) -> list[CheckResult]:
     """Run every check on every implant of the plan (rules and defaults: module doc).
 
@@ -418,12 +429,16 @@ def _check_joint(plan, imp, ct, step, joint_p, bone_kw) -> tuple[CheckResult, fl
     every = max(1, int(round(1.0 / (t[1] - t[0]))))
     coarse = bone_mask(ct, pts[::every], hu=hu[::every], **bone_kw)
     in_bone = np.repeat(coarse, every)[:n]
-    prior = _joint_prior_t(plan, imp)
+    prior = _joint_prior(plan, imp, joint_p["joint_prior_tolerance_mm"])
+    if prior is not None:                  # the landmark locates the joint: accept weaker evidence
+        joint_p = dict(joint_p, cortex_hu=min(joint_p["cortex_hu"], bone_kw["shell_hu"]),
+                       min_joint_contrast_hu=0.5 * joint_p["min_joint_contrast_hu"],
+                       max_joint_gap_mm=joint_p["max_joint_gap_mm"] + 4.0)
     found = _find_joint(t, hu, in_bone, prior, joint_p)
     limit = joint_p["min_sacral_purchase_mm"]
     if found is None:
-        why = (f"no SI joint found within {joint_p['joint_prior_tolerance_mm']:g} mm of the si_joint "
-               f"landmark at {prior:.1f} mm" if prior is not None else "no SI joint found")
+        why = (f"no SI joint found within {prior[1]:.1f} mm of landmark {prior[2]} (at {prior[0]:.1f} mm)"
+               if prior is not None else "no SI joint found")
         return CheckResult(imp.id, "crosses_si_joint", False, None, limit, "mm",
                            f"{why} between entry and apex with bone on both sides and >= {limit:g} mm "
                            f"beyond it"), None
