@@ -20,10 +20,6 @@ from or_assist.core.plan_checks import CHECK_NAMES, format_check_table, run_plan
 
 PLAN_PATH = Path(__file__).resolve().parent / "data" / "real_ct_plan.json"
 
-# Rows the plan checks get wrong on this CT (reported to the lead; see the xfail test
-# below): the SI joint of the two posterior implants is a 196 HU band (R2) or a broad
-# 8.5 mm dip (R3) in osteoporotic bone, below the rule's 250 HU cortex threshold.
-KNOWN_RULE_MISMATCH = {("R2", "crosses_si_joint"), ("R3", "crosses_si_joint")}
 
 # Independent "bone neighbourhood" rule (not the plan checks' enclosure rule): within
 # 10 mm of a point at least 5 % of the samples are bone (>= 150 HU) and at most 10 % are
@@ -115,15 +111,12 @@ def test_plan_checks_pass_on_the_real_ct(plan, check_rows):
     assert [(r.implant, r.check) for r in check_rows] == \
         [(i.id, c) for i in plan.implants for c in CHECK_NAMES]
     assert not any(r.skipped for r in check_rows), format_check_table(check_rows)
-    failed = [r for r in check_rows if not r.passed and (r.implant, r.check) not in KNOWN_RULE_MISMATCH]
+    failed = [r for r in check_rows if not r.passed]
     assert not failed, format_check_table(check_rows)
 
 
-@pytest.mark.xfail(strict=True, reason="crosses_si_joint needs a >= 250 HU cortical run or a <= 6 mm, "
-                   ">= 100 HU gap; on this osteoporotic 3 mm CT the joint of R2 is a 196 HU band and "
-                   "that of R3 an 8.5 mm wide, 85 HU deep dip (reported to the lead)")
-@pytest.mark.parametrize("implant_id", ["R2", "R3"])
-def test_si_joint_found_for_the_posterior_implants(check_rows, implant_id):
+@pytest.mark.parametrize("implant_id", ["R1", "R2", "R3"])
+def test_si_joint_found_for_each_implant(check_rows, implant_id):
     row = next(r for r in check_rows if r.implant == implant_id and r.check == "crosses_si_joint")
     assert row.passed, row.message
 
