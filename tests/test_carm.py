@@ -88,12 +88,17 @@ def test_true_lateral_follows_rotated_patient():
 
 
 def test_derived_tilts():
-    lms = [{"kind": "sacral_promontory", "side": "midline", "position_lps_mm": [0, -20, 30]},
-           {"kind": "s2_anterior_body", "side": "midline", "position_lps_mm": [0, 0, 0]}]
-    inlet, outlet = derive_view_tilts_deg(lms)
-    assert inlet == pytest.approx(np.degrees(np.arctan2(30, 20)))
-    assert outlet == pytest.approx(90 - inlet)
-    assert derive_view_tilts_deg(lms[:1]) == (None, None)
+    prom = {"kind": "sacral_promontory", "side": "midline", "position_lps_mm": [0, -20, 30]}
+    s2 = {"kind": "s2_anterior_body", "side": "midline", "position_lps_mm": [0, 20, 10]}
+    endplate = {"kind": "s1_endplate_posterior", "side": "midline", "position_lps_mm": [0, 10, 57]}
+    inlet, outlet = derive_view_tilts_deg([prom, s2, endplate])
+    assert inlet == pytest.approx(np.degrees(np.arctan2(20, 40)))   # caudal along S1-S2
+    assert outlet == pytest.approx(np.degrees(np.arctan2(27, 30)))  # cranial along the endplate
+    assert derive_view_tilts_deg([prom]) == (None, None)
+    assert derive_view_tilts_deg([prom, s2]) == (pytest.approx(inlet), None)
+    # implausible landmarks (an inlet of 63 deg) are not used
+    steep = dict(s2, position_lps_mm=[0, 0, -10])
+    assert derive_view_tilts_deg([prom, steep])[0] is None
 
 
 @pytest.mark.parametrize("kwargs, name", [
@@ -113,3 +118,21 @@ def test_bad_view_arguments(kwargs, name):
 def test_entry_equals_apex_rejected():
     with pytest.raises(InputError, match="coincide"):
         sijf_view_pose("axis", ENTRY, ENTRY, "right", 600)
+
+
+def test_plan_view_tilt_precedence(tmp_path):
+    from or_assist.core.plan import Implant, Landmark, Plan, ViewSpec, load_catalogue
+    from or_assist.core.plan_views import plan_view_pose, view_tilt_deg
+
+    imp = Implant("R1", "right", load_catalogue().item("T7-45"), ENTRY, ENTRY + [45, 0, 0])
+    lms = [Landmark("p", "sacral_promontory", "midline", [0, -20, 30]),
+           Landmark("s2", "s2_anterior_body", "midline", [0, 20, 10])]
+    plan = Plan(None, None, [imp], landmarks=lms)
+    derived = np.degrees(np.arctan2(20, 40))
+    assert view_tilt_deg(plan, "R1", "inlet") == pytest.approx(derived)
+    assert view_tilt_deg(plan, "R1", "outlet") == 42.0           # no endplate landmark: default
+    plan.views = [ViewSpec("R1 inlet", "inlet", "R1", 30.0)]
+    assert view_tilt_deg(plan, "R1", "inlet") == 30.0            # the plan's own view wins
+    assert view_tilt_deg(plan, "R1", "inlet", 21.0) == 21.0      # an explicit argument wins
+    pose = plan_view_pose(plan, "R1", "inlet", source_to_isocenter_mm=600)
+    assert carm_angles_from_pose(pose, "prone").tilt_deg == pytest.approx(-30.0)

@@ -156,7 +156,7 @@ def test_default_views():
     views = default_views(make_plan())
     assert [v.name for v in views[:4]] == ["L1 lateral", "L1 inlet", "L1 outlet", "L1 axis"]
     assert [(v.kind, v.implant, v.tilt_deg) for v in views[4:]] == [
-        ("lateral", "L2", None), ("inlet", "L2", 25.0), ("outlet", "L2", 42.0), ("axis", "L2", None)]
+        ("lateral", "L2", None), ("inlet", "L2", None), ("outlet", "L2", None), ("axis", "L2", None)]
     empty = default_views(Plan(None, None, []))
     assert [v.kind for v in empty] == ["lateral", "inlet", "outlet"] and empty[0].implant is None
 

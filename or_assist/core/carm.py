@@ -215,37 +215,47 @@ def carm_angles_from_pose(pose: Pose, patient_position: str = "prone",
     return CArmAngles(orbital_deg=orbital, tilt_deg=tilt)
 
 
+INLET_TILT_RANGE_DEG = (15.0, 40.0)   # DOMAIN.md 21-33 deg, widened for landmark error
+OUTLET_TILT_RANGE_DEG = (25.0, 55.0)  # DOMAIN.md 30-50 deg, widened likewise
+
+
 def derive_view_tilts_deg(landmarks: Iterable) -> tuple[float | None, float | None]:
     """Per-patient inlet and outlet tilts from plan landmarks, where present.
 
-    Rules (DOMAIN.md: inlet along the sacrum's anterior S1 body, outlet perpendicular
-    to the sacral body):
+    Rules (DOMAIN.md: the best angles follow the sacral morphology):
 
-    * the sacral body line runs from ``sacral_promontory`` to ``s2_anterior_body``;
-      the inlet beam is parallel to it (the anterior cortices of S1 and S2 superimpose),
-    * the outlet beam is perpendicular to it, tilted towards cranial.
+    * inlet: the beam runs along the anterior cortex of the S1 and S2 bodies, so they
+      superimpose: the line ``sacral_promontory`` -> ``s2_anterior_body``;
+    * outlet: the beam runs along the S1 endplate, which then shows as a line:
+      ``sacral_promontory`` -> ``s1_endplate_posterior``.
 
-    Angles are measured in the mid-sagittal plane from the AP axis. Returns
-    ``(inlet_tilt_deg, outlet_tilt_deg)``, positive magnitudes, or ``(None, None)``
-    when the landmarks are missing.
+    Angles are measured in the mid-sagittal plane from the AP axis (inlet towards
+    caudal, outlet towards cranial). A derived angle outside the published range
+    (widened: inlet 15-40 deg, outlet 25-55 deg) is taken as a landmark error and not
+    used. Returns ``(inlet_tilt_deg, outlet_tilt_deg)``; each None when it cannot be
+    derived.
     """
+    landmarks = list(landmarks or ())
     pts = {}
     for lm in landmarks:
         kind, _, pos = _lm_fields(lm)
         pts.setdefault(kind, pos)
-    if "sacral_promontory" not in pts or "s2_anterior_body" not in pts:
+    if "sacral_promontory" not in pts:
         return None, None
     _, post, sup = patient_axes(landmarks)
-    line = pts["s2_anterior_body"] - pts["sacral_promontory"]
-    a_post, a_sup = line @ post, line @ sup
-    if math.hypot(a_post, a_sup) < 5.0:
-        return None, None
-    # angle of the line below the AP axis (the line runs caudally and posteriorly)
-    inlet = math.degrees(math.atan2(-a_sup, abs(a_post)))
-    outlet = 90.0 - inlet
-    if not (0.0 < inlet < 90.0):
-        return None, None
-    return inlet, outlet
+
+    def tilt(to_kind: str, sign: float, allowed: tuple[float, float]) -> float | None:
+        if to_kind not in pts:
+            return None
+        line = pts[to_kind] - pts["sacral_promontory"]
+        a_post, a_sup = line @ post, sign * (line @ sup)
+        if math.hypot(a_post, a_sup) < 5.0:
+            return None
+        angle = math.degrees(math.atan2(a_sup, abs(a_post)))
+        return angle if allowed[0] <= angle <= allowed[1] else None
+
+    return (tilt("s2_anterior_body", -1.0, INLET_TILT_RANGE_DEG),
+            tilt("s1_endplate_posterior", 1.0, OUTLET_TILT_RANGE_DEG))
 
 
 def sijf_view_pose(kind: str, entry_lps_mm: Sequence[float], apex_lps_mm: Sequence[float],

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from or_assist.core import jsonio
+from or_assist.core.carm import VIEW_KINDS
 from or_assist.core.catalogue import (CATALOGUE_SCHEMA, DEFAULT_CATALOGUE_PATH, Catalogue,
                                       CatalogueItem, load_catalogue)
 from or_assist.errors import InputError, SchemaError
@@ -72,11 +73,8 @@ IMPLANT_SIDES = ("left", "right")
 LANDMARK_KINDS = ("s1_foramen", "s2_foramen", "spinal_canal", "sacral_promontory", "alar_line",
                   "s1_endplate_posterior", "s2_anterior_body", "si_joint")
 LANDMARK_SIDES = ("left", "right", "midline")
-VIEW_KINDS = ("lateral", "inlet", "outlet", "axis", "ap")
 
 _MIN_IMPLANT_LENGTH_MM = 1e-3   # entry and apex closer than this are "the same point"
-_INLET_TILT_DEG = 25.0          # DOMAIN.md: inlet ~25 deg (21-33)
-_OUTLET_TILT_DEG = 42.0         # DOMAIN.md: outlet ~42 deg (30-50)
 
 
 # --------------------------------------------------------------------------- plan items
@@ -483,18 +481,22 @@ def implant_mesh(implant: Implant) -> tuple[np.ndarray, np.ndarray]:
 
 
 def default_views(plan: Plan) -> list[ViewSpec]:
-    """Lateral, inlet (25 deg), outlet (42 deg) and axis views for each implant.
+    """Lateral, inlet, outlet and axis views for each implant.
+
+    Inlet and outlet tilts are left open (``None``): they are derived per patient from
+    the plan's landmarks where possible, else the DOMAIN.md defaults of 25 and 42 deg
+    (see :func:`or_assist.core.plan_views.view_tilt_deg`).
 
     A plan without implants gets one lateral, inlet and outlet view of the whole pelvis.
     """
     if not plan.implants:
-        return [ViewSpec("lateral", "lateral"), ViewSpec("inlet", "inlet", None, _INLET_TILT_DEG),
-                ViewSpec("outlet", "outlet", None, _OUTLET_TILT_DEG)]
+        return [ViewSpec("lateral", "lateral"), ViewSpec("inlet", "inlet"),
+                ViewSpec("outlet", "outlet")]
     views = []
     for imp in plan.implants:
         views += [ViewSpec(f"{imp.id} lateral", "lateral", imp.id, None),
-                  ViewSpec(f"{imp.id} inlet", "inlet", imp.id, _INLET_TILT_DEG),
-                  ViewSpec(f"{imp.id} outlet", "outlet", imp.id, _OUTLET_TILT_DEG),
+                  ViewSpec(f"{imp.id} inlet", "inlet", imp.id),
+                  ViewSpec(f"{imp.id} outlet", "outlet", imp.id),
                   ViewSpec(f"{imp.id} axis", "axis", imp.id, None)]
     return views
 

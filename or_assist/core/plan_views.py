@@ -28,7 +28,7 @@ def view_tilt_deg(plan, implant_id: str | None, kind: str, tilt_deg: float | Non
     for v in plan.views:
         if v.kind == kind and v.implant == implant_id and v.tilt_deg is not None:
             return float(v.tilt_deg)
-    inlet, outlet = derive_view_tilts_deg(plan.landmarks)
+    inlet, outlet = derive_view_tilts_deg(plan.landmarks)  # each None if not derivable
     derived = inlet if kind == "inlet" else outlet
     if derived is not None:
         return derived
