@@ -88,6 +88,73 @@ def _cmd_sample(args) -> int:
     return 0
 
 
+def _cmd_views(args) -> int:
+    from or_assist.render.views_io import views_command
+
+    offsets = () if args.no_neighbourhood else tuple(args.neighbourhood_deg)
+    result = views_command(args.plan, args.geometry, args.out, size_px=args.size_px,
+                           neighbourhood_deg=offsets, patient_position=args.patient_position,
+                           png=not args.no_png, progress=True)
+    print(result["summary"])
+    return 0
+
+
+def _point_arg(text: str, name: str):
+    from or_assist.errors import InputError
+
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 3:
+        raise InputError(f"must be three comma-separated numbers x,y,z (LPS mm), got {text!r}", name)
+    return values
+
+
+def _cmd_simulate(args) -> int:
+    import cv2
+
+    from or_assist.core.ct import load_ct
+    from or_assist.core.geometry import load_geometry, load_pose
+    from or_assist.core.instruments import GuidePin
+    from or_assist.errors import InputError
+    from or_assist.render.simulate import ShotSettings, simulate_shot
+
+    ct = load_ct(args.ct)
+    pose = load_pose(args.pose)
+    geometry = load_geometry(args.geometry)
+    pin = None
+    if (args.pin_tip is None) != (args.pin_back is None):
+        raise InputError("give both --pin-tip and --pin-back, or neither", "--pin-tip/--pin-back")
+    if args.pin_tip is not None:
+        pin = GuidePin(_point_arg(args.pin_tip, "--pin-tip"), _point_arg(args.pin_back, "--pin-back"))
+    implants = ()
+    if args.plan is not None:
+        from or_assist.core.plan import load_plan
+
+        implants = tuple(load_plan(args.plan).implants)
+    frame = None
+    if args.frame:
+        try:
+            w, h = (int(v) for v in args.frame.lower().split("x"))
+        except ValueError:
+            raise InputError(f"must be WIDTHxHEIGHT, e.g. 1920x1080, got {args.frame!r}", "--frame") from None
+        frame = (w, h)
+    settings = ShotSettings(frame_size_px=frame, invert=args.invert, seed=args.seed,
+                            i0_photons_per_px=args.dose)
+    shot = simulate_shot(ct, pose, geometry, pin=pin, implants=implants, settings=settings)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(out), shot.frame):
+        raise InputError("could not write the image (use a .png path in a writable folder)", str(out))
+    if args.video_geometry:
+        from or_assist.core.geometry import save_geometry
+
+        save_geometry(shot.video_geometry, args.video_geometry)
+    print(f"wrote {out} ({shot.frame.shape[1]} x {shot.frame.shape[0]} px, seed {shot.seed})")
+    return 0
+
+
 def _cmd_demo(args) -> int:
     from or_assist.demo import run_demo
 
@@ -142,6 +209,34 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--patient-position", choices=("prone", "supine"), default="prone")
     s.add_argument("--out", type=Path, default=None, help="write or_assist.pose/1 here (default: print)")
     s.set_defaults(func=_cmd_view_pose)
+
+    s = sub.add_parser("views", help="build a plan's virtual view library (npz + printable PNGs)")
+    s.add_argument("plan", help="or_assist.plan/1 JSON file")
+    s.add_argument("--geometry", required=True, help="or_assist.geometry/1 of the C-arm")
+    s.add_argument("--out", required=True, type=Path, help="output folder (views.npz, png/)")
+    s.add_argument("--size-px", type=int, default=None, help="render size of the named views (default: geometry, max 512)")
+    s.add_argument("--neighbourhood-deg", type=float, nargs="+", default=[-10, -5, 0, 5, 10],
+                   help="orbital/tilt offsets of the neighbourhood grid (default -10 -5 0 5 10)")
+    s.add_argument("--no-neighbourhood", action="store_true", help="render the named views only")
+    s.add_argument("--patient-position", choices=("prone", "supine"), default="prone")
+    s.add_argument("--no-png", action="store_true", help="skip the printable PNGs")
+    s.set_defaults(func=_cmd_views)
+
+    s = sub.add_parser("simulate", help="simulate a fluoroscopy shot (video frame PNG) from a CT")
+    s.add_argument("ct", help="CT file or DICOM folder")
+    s.add_argument("--pose", required=True, help="or_assist.pose/1 of the C-arm")
+    s.add_argument("--geometry", required=True, help="or_assist.geometry/1 of the detector")
+    s.add_argument("--plan", default=None, help="show this plan's implants as already placed")
+    s.add_argument("--pin-tip", default=None, help="guide pin tip x,y,z (LPS mm)")
+    s.add_argument("--pin-back", default=None, help="guide pin back end x,y,z (LPS mm)")
+    s.add_argument("--frame", default=None, help="place into a video frame WIDTHxHEIGHT, e.g. 1920x1080")
+    s.add_argument("--dose", type=float, default=1e5, help="photons per detector pixel (default 1e5)")
+    s.add_argument("--invert", action="store_true", help="bone bright instead of dark")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--video-geometry", type=Path, default=None,
+                   help="also write the geometry of the frame's pixels (or_assist.geometry/1)")
+    s.add_argument("--out", required=True, type=Path, help="output PNG")
+    s.set_defaults(func=_cmd_simulate)
 
     s = sub.add_parser("sample", help="generate the built-in sample pelvis CT and its plan")
     s.add_argument("--out", type=Path, default=None, help="folder (default: the repository's sample_data/)")
