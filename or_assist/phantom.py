@@ -248,13 +248,14 @@ def sample_ct_path(cache_dir: str | os.PathLike | None = None, *, force: bool = 
         ``cache_dir`` cannot be created or written.
     """
     from or_assist.core.ct import save_ct
+    from or_assist.core.ct_volume import CTVolume
     from or_assist.core.jsonio import write_json
 
     folder = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise InputError(f"cannot create the folder ({exc.strerror or exc})", "cache_dir") from None
+        raise InputError(f"cannot create the folder {folder} ({exc.strerror or exc})", "cache_dir") from None
     if not os.access(folder, os.W_OK):
         raise InputError(f"folder {folder} is not writable", "cache_dir")
     nii, meta = folder / f"{_CACHE_NAME}.nii.gz", folder / f"{_CACHE_NAME}.json"
@@ -262,8 +263,8 @@ def sample_ct_path(cache_dir: str | os.PathLike | None = None, *, force: bool = 
     if not force and _cache_is_valid(nii, meta, expected):
         return nii
     vol = make_phantom(PHANTOM_SPACING_MM, 0)
-    ct = vol.to_ct(source=str(nii))
-    ct = type(ct)(np.rint(ct.hu), ct.origin_mm, ct.spacing_mm, ct.direction, source=str(nii))
+    # whole HU, so that save_ct writes int16
+    ct = CTVolume(np.rint(vol.hu), vol.origin_mm, vol.spacing_mm, vol.direction, source=str(nii))
     tmp = folder / f".{_CACHE_NAME}.{os.getpid()}.tmp.nii.gz"
     try:
         save_ct(ct, tmp)

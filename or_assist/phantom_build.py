@@ -65,7 +65,7 @@ def grid_axes(spacing_mm: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def sacrum() -> tuple[Shape, Shape, Shape]:
     """The sacrum: as painted (clipped at both SI joints, canal and foramina cut), clipped
     only, and raw (with the joint fillers, before the clips)."""
-    raw = Union([sacrum_raw(), si_joint(1.0).filler(-16.0, 3.0), si_joint(-1.0).filler(-16.0, 3.0)], k=5.0)
+    raw = Union([sacrum_raw(), si_joint(1.0).filler(-10.0, 3.0), si_joint(-1.0).filler(-10.0, 3.0)], k=5.0)
     clipped = Intersect([raw, si_joint(1.0).sacral_clip(), si_joint(-1.0).sacral_clip()])
     return Subtract(clipped, [sacral_canal(), *sacral_foramina()]), clipped, raw
 

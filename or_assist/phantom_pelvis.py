@@ -241,7 +241,7 @@ def hip_bone(side_sign: float, sacrum_clipped: Shape) -> tuple[Shape, Shape]:
         parts.append(Capsule(crest[i], crest[i + 1], radii[i], radii[i + 1]))
     parts += [
         # posterior ilium (auricular part and iliac tuberosity), reaching the gluteal surface
-        joint.filler(-3.0, 16.0),
+        joint.filler(-3.0, 12.0),
         Ellipsoid(joint.centre + 13.0 * joint.normal + 6.0 * joint.axis_b, (17.0, 34.0, 28.0),
                   np.vstack([joint.normal, joint.axis_a, joint.axis_b])),
         Ellipsoid(m((52.0, 50.0, 2.0)), (11.0, 12.0, 22.0)),
@@ -249,7 +249,7 @@ def hip_bone(side_sign: float, sacrum_clipped: Shape) -> tuple[Shape, Shape]:
         Ellipsoid(m((82.0, -22.0, -54.0)), (45.0, 16.0, 28.0),
                   np.array([[-0.53 * s, 0.85, 0.0], [0.85 * s, 0.53, 0.0], [0.0, 0.0, 1.0]])),
         # posterior column: sciatic buttress down to the acetabulum and ischium
-        Capsule(m((62.0, 14.0, -52.0)), m((76.0, -12.0, -98.0)), 11.0, 14.0),
+        Capsule(m((64.0, 8.0, -50.0)), m((77.0, -16.0, -98.0)), 11.0, 14.0),
         # anterior column: ASIS - AIIS - acetabulum
         Capsule(m(ILIUM_POINTS["asis"]), m(ILIUM_POINTS["aiis"]), 6.0, 8.0),
         Capsule(m(ILIUM_POINTS["aiis"]), m((92.0, -56.0, -80.0)), 8.0, 10.0),
@@ -258,7 +258,7 @@ def hip_bone(side_sign: float, sacrum_clipped: Shape) -> tuple[Shape, Shape]:
         # ischium, tuberosity and spine
         Capsule(m((78.0, -12.0, -106.0)), m((65.0, -5.0, -144.0)), 15.0, 13.0),
         Ellipsoid(m((63.0, -4.0, -148.0)), (12.0, 17.0, 13.0)),
-        Capsule(m((70.0, 4.0, -98.0)), m((56.0, 24.0, -104.0)), 6.0, 3.0),
+        Capsule(m((70.0, 0.0, -97.0)), m((54.0, 30.0, -108.0)), 6.5, 3.0),
         # pubis: superior ramus, body, inferior ramus
         Capsule(m((76.0, -58.0, -92.0)), m((20.0, -88.0, -104.0)), 11.0, 9.0),
         Ellipsoid(m((12.5, -88.0, -112.0)), (9.0, 10.0, 19.0)),

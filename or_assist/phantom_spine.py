@@ -216,7 +216,7 @@ def _sacral_masses() -> Shape:
         d_mass = ellipse_sdf_2d(ax - prm(s, "mass_x"), a - prm(s, "mass_a"),
                                 prm(s, "mass_half_width"), prm(s, "mass_half_depth"))
         top = np.float32(S["mass_top_s"]) + np.float32(S["mass_top_slope"]) * np.maximum(ax - 22.0, 0.0)
-        d_mass = _extrude(d_mass, s, top, np.float32(S["mass_bottom_s"]), 4.0)
+        d_mass = _extrude(d_mass, s, top, np.float32(S["mass_bottom_s"]), 7.0)
         d_dorsal = ellipse_sdf_2d(x, a - prm(s, "dorsal_a"), prm(s, "dorsal_half_width"),
                                   prm(s, "dorsal_half_depth"))
         d_dorsal = _extrude(d_dorsal, s, np.float32(S["dorsal_s"][0]), np.float32(S["dorsal_s"][1]), 4.0)
