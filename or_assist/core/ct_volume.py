@@ -14,18 +14,12 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
+from or_assist.core.voxel_grid import VoxelGrid, as_points
 from or_assist.errors import InputError
 
 __all__ = ["CTVolume", "axis_codes"]
 
 _ORTHONORMAL_TOL = 1e-4
-
-
-def _points(points, name: str) -> np.ndarray:
-    arr = np.asarray(points, dtype=np.float64)
-    if arr.ndim == 0 or arr.shape[-1] != 3:
-        raise InputError(f"expected points of shape (N, 3), got shape {arr.shape}", name)
-    return arr
 
 
 def axis_codes(direction: np.ndarray) -> str:
@@ -53,7 +47,7 @@ def axis_codes(direction: np.ndarray) -> str:
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class CTVolume:
+class CTVolume(VoxelGrid):
     """A CT in Hounsfield units with its LPS geometry.
 
     Parameters
@@ -73,6 +67,7 @@ class CTVolume:
         DICOM SeriesInstanceUID when loaded from DICOM and the files carry one.
     """
 
+    _voxel_array_name = "hu"
     hu: np.ndarray
     origin_mm: np.ndarray
     spacing_mm: np.ndarray
@@ -106,55 +101,6 @@ class CTVolume:
         object.__setattr__(self, "series_uid", self.series_uid or None)
 
     # ------------------------------------------------------------------ geometry
-    @property
-    def shape_xyz(self) -> tuple[int, int, int]:
-        """Number of voxels along index axes (i, j, k) = (X, Y, Z)."""
-        z, y, x = self.hu.shape
-        return (int(x), int(y), int(z))
-
-    @property
-    def affine(self) -> np.ndarray:
-        """(4, 4) float64 matrix mapping homogeneous index (i, j, k, 1) to LPS mm."""
-        a = np.eye(4)
-        a[:3, :3] = self.direction * self.spacing_mm[None, :]
-        a[:3, 3] = self.origin_mm
-        return a
-
-    def index_to_lps(self, ijk) -> np.ndarray:
-        """Continuous voxel index (i, j, k) → LPS mm.
-
-        Parameters
-        ----------
-        ijk : (N, 3) or (3,) array_like
-            Continuous indices; integer values are voxel centres.
-
-        Returns
-        -------
-        numpy.ndarray
-            Same shape, float64, LPS mm.
-        """
-        idx = _points(ijk, "ijk")
-        m = self.direction * self.spacing_mm[None, :]
-        return idx @ m.T + self.origin_mm
-
-    def lps_to_index(self, points_mm) -> np.ndarray:
-        """LPS mm → continuous voxel index (i, j, k) (inverse of :meth:`index_to_lps`).
-
-        Parameters
-        ----------
-        points_mm : (N, 3) or (3,) array_like
-            LPS points in mm.
-
-        Returns
-        -------
-        numpy.ndarray
-            Same shape, float64 continuous indices.
-        """
-        p = _points(points_mm, "points_mm")
-        # direction is orthonormal: inverse of D @ diag(s) is diag(1/s) @ D.T
-        inv = self.direction.T / self.spacing_mm[:, None]
-        return (p - self.origin_mm) @ inv.T
-
     def corners_lps_mm(self) -> np.ndarray:
         """The 8 corners of the box spanned by the voxel centres at the extreme indices.
 

@@ -30,6 +30,7 @@ from typing import Sequence
 
 import numpy as np
 
+from or_assist.core.voxel_grid import VoxelGrid
 from or_assist.core.geometry import CArmGeometry, Pose, backproject, undistort_normalized
 from or_assist.errors import InputError
 from or_assist.render import _drr_kernels as kernels
@@ -42,7 +43,7 @@ _warmed_up = False
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class AttenuationVolume:
+class AttenuationVolume(VoxelGrid):
     """Linear attenuation voxels with their LPS geometry (the DRR's input).
 
     Parameters
@@ -59,6 +60,7 @@ class AttenuationVolume:
         orthonormal ones, flips included).
     """
 
+    _voxel_array_name = "mu_per_mm"
     mu_per_mm: np.ndarray
     origin_mm: np.ndarray
     spacing_mm: np.ndarray
@@ -125,25 +127,6 @@ class AttenuationVolume:
             raise InputError(f"must be a boolean or numeric array, got dtype {m.dtype}", "mask")
         return AttenuationVolume(np.where(m.astype(bool), self.mu_per_mm, np.float32(0.0)),
                                  self.origin_mm, self.spacing_mm, self.direction)
-
-    @property
-    def shape_xyz(self) -> tuple[int, int, int]:
-        """Number of voxels along index axes (i, j, k)."""
-        z, y, x = self.mu_per_mm.shape
-        return (x, y, z)
-
-    @property
-    def affine(self) -> np.ndarray:
-        """(4, 4) float64: homogeneous index (i, j, k, 1) -> LPS mm."""
-        a = np.eye(4)
-        a[:3, :3] = self.direction * self.spacing_mm[None, :]
-        a[:3, 3] = self.origin_mm
-        return a
-
-    def lps_to_index(self, points_mm: np.ndarray) -> np.ndarray:
-        """LPS mm (N, 3) or (3,) -> continuous voxel index (i, j, k), float64."""
-        inv = np.linalg.inv(self.direction * self.spacing_mm[None, :])
-        return (np.asarray(points_mm, dtype=np.float64) - self.origin_mm) @ inv.T
 
     @property
     def default_step_mm(self) -> float:
