@@ -1,0 +1,122 @@
+"""Video sources: one :class:`FrameSource` interface for every way to see the C-arm.
+
+In the OR the app sees the C-arm only through its video output: a frame grabber
+(HDMI / DVI / SDI to USB or PCIe; a V4L2, DirectShow or Media Foundation device), an IP
+stream, or, away from the OR, a recording, a folder of exported images or the shot
+simulator. :func:`open_source` turns a text spec into the right source;
+:class:`~or_assist.video.capture.CaptureThread` runs it in the background.
+
+============================  =============================================================
+spec                          source
+============================  =============================================================
+``0``, ``/dev/video0``        :class:`DeviceSource` (``backend``, ``width``, ``height``,
+                              ``fps``, ``fourcc``)
+``rtsp://``, ``http://`` ...  :class:`UrlSource` (``open_timeout_s``, ``read_timeout_s``)
+a video file                  :class:`FileSource` (``realtime``, ``loop``, ``fps``)
+a folder of images            :class:`ImageFolderSource` (``fps``, ``realtime``, ``loop``,
+                              ``pattern``)
+``sim:<scenario>``            ``or_assist.video.scenario.SimulatorSource(<scenario>, ...)``
+============================  =============================================================
+
+Every source also takes ``color`` (BGR frames instead of grey; off by default).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import re
+from pathlib import Path
+
+from or_assist.errors import InputError
+from or_assist.video.capture import CaptureThread
+from or_assist.video.devices import list_devices, probe_source, sources_command
+from or_assist.video.sources_base import (BACKENDS, DeviceMode, Frame, FrameSource, SignalState,
+                                          SourceInfo)
+from or_assist.video.sources_cv import DeviceSource, FileSource, UrlSource, mask_url
+from or_assist.video.sources_folder import ImageFolderSource
+
+__all__ = ["SignalState", "Frame", "SourceInfo", "DeviceMode", "FrameSource", "DeviceSource",
+           "UrlSource", "FileSource", "ImageFolderSource", "CaptureThread", "open_source",
+           "list_devices", "sources_command", "probe_source", "BACKENDS", "SIMULATOR_PREFIX"]
+
+SIMULATOR_PREFIX = "sim:"
+"""Specs starting with this select the shot simulator (``or_assist.video.scenario``)."""
+
+_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+
+
+def _make(cls, spec_kind: str, first, options: dict) -> FrameSource:
+    params = inspect.signature(cls).parameters
+    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    given = {k: v for k, v in options.items() if v is not None}
+    if not accepts_any:
+        names = [n for n in list(params)[1:] if params[n].kind is not inspect.Parameter.VAR_POSITIONAL]
+        for key in given:
+            if key not in names:
+                raise InputError(f"does not apply to a {spec_kind} source; it takes {', '.join(names)}",
+                                 f"option {key!r}")
+    return cls(first, **given)
+
+
+def _simulator(rest: str, options: dict) -> FrameSource:
+    try:
+        scenario = importlib.import_module("or_assist.video.scenario")
+    except ImportError as exc:
+        raise InputError(f"the simulator source needs the module or_assist.video.scenario, which could not "
+                         f"be imported ({exc})", f"{SIMULATOR_PREFIX}{rest}") from None
+    cls = getattr(scenario, "SimulatorSource", None)
+    if cls is None:
+        raise InputError("or_assist.video.scenario has no SimulatorSource", f"{SIMULATOR_PREFIX}{rest}")
+    return _make(cls, "simulator", rest, options)
+
+
+def open_source(spec, **options) -> FrameSource:
+    """Make the frame source a spec names (not opened yet: call ``open()`` or run it
+    in a :class:`CaptureThread`).
+
+    Parameters
+    ----------
+    spec : str, int or Path
+        A device index (``0``, ``"0"``) or path (``/dev/video0``); a URL (``rtsp://``,
+        ``http://``, ``https://``, ``udp://``, ...); a video file; a folder of images;
+        or ``sim:<scenario>`` for the shot simulator.
+    **options
+        Passed to the source's constructor (see the table in the module docstring);
+        options that are None are left out, so a CLI may pass all of its flags.
+
+    Returns
+    -------
+    FrameSource
+
+    Raises
+    ------
+    InputError
+        An empty spec, a path that does not exist, an option the source does not take,
+        or a simulator spec when ``or_assist.video.scenario`` is missing.
+    """
+    if isinstance(spec, bool) or spec is None:
+        raise InputError(f"expected a device index, device path, URL, video file or image folder, got {spec!r}",
+                         "source")
+    if isinstance(spec, int):
+        return _make(DeviceSource, "device", spec, options)
+    text = os.fspath(spec) if isinstance(spec, os.PathLike) else str(spec)
+    text = text.strip()
+    if not text:
+        raise InputError("expected a device index, device path, URL, video file or image folder, got ''",
+                         "source")
+    if text.startswith(SIMULATOR_PREFIX):
+        return _simulator(text[len(SIMULATOR_PREFIX):], options)
+    if text.isdigit() or text.startswith("/dev/"):
+        return _make(DeviceSource, "device", text, options)
+    if _URL.match(text):
+        return _make(UrlSource, "url", text, options)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return _make(ImageFolderSource, "image folder", path, options)
+    if path.is_file():
+        return _make(FileSource, "video file", path, options)
+    raise InputError("no such file or folder; expected a device index (0), a device path (/dev/video0), "
+                     "a URL (rtsp://..., http://...), a video file, an image folder or sim:<scenario>",
+                     mask_url(text))

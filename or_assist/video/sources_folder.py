@@ -1,0 +1,144 @@
+"""Replay of a folder of still images (exported fluoroscopy frames) as a video source."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from or_assist.errors import InputError
+from or_assist.video.sources_base import FrameSource, Pacer, SourceInfo
+
+__all__ = ["ImageFolderSource", "IMAGE_SUFFIXES", "natural_key"]
+
+_log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".pgm", ".ppm", ".webp")
+"""File name endings taken as images when no pattern is given (case-insensitive)."""
+
+
+def natural_key(path: Path) -> list:
+    """Sort key that orders ``frame2.png`` before ``frame10.png``."""
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
+
+
+def _imread(path: Path, color: bool) -> np.ndarray | None:
+    """Decode an image (any path, non-ASCII included); None when it is not one."""
+    try:
+        data = np.fromfile(str(path), dtype=np.uint8)
+    except OSError:
+        return None
+    if data.size == 0:
+        return None
+    return cv2.imdecode(data, cv2.IMREAD_COLOR if color else cv2.IMREAD_GRAYSCALE)
+
+
+class ImageFolderSource(FrameSource):
+    """The images of a folder, in natural name order, replayed as frames.
+
+    Parameters
+    ----------
+    folder : str or Path
+        The folder.
+    fps : float
+        Replay rate in frames per second (pacing and ``source_time_s = k / fps``).
+    realtime : bool
+        Deliver at ``fps`` (default) or as fast as possible.
+    loop : bool
+        Start again after the last image instead of ending.
+    pattern : str, optional
+        A glob such as ``"shot_*.png"``; default: every file ending in one of
+        :data:`IMAGE_SUFFIXES`.
+    color : bool
+        Deliver BGR frames instead of grey.
+
+    Notes
+    -----
+    16-bit images are reduced to 8 bits. A file that does not decode is skipped (and
+    listed in :attr:`skipped_files`); the folder must hold at least one image.
+    """
+
+    kind = "folder"
+
+    def __init__(self, folder, fps: float = 10.0, realtime: bool = True, loop: bool = False,
+                 pattern: str | None = None, *, color: bool = False):
+        super().__init__(str(folder), color=color)
+        self.folder = Path(folder)
+        try:
+            self.fps = float(fps)
+        except (TypeError, ValueError):
+            raise InputError(f"expected a positive frame rate, got {fps!r}", "fps") from None
+        if not self.fps > 0:
+            raise InputError(f"expected a positive frame rate, got {fps!r}", "fps")
+        self.realtime = bool(realtime)
+        self.loop = bool(loop)
+        self.pattern = pattern
+        self.files: list[Path] = []
+        self.skipped_files: list[Path] = []
+        self._pos = 0
+        self._pending: np.ndarray | None = None
+        self._pacer: Pacer | None = None
+
+    def _list(self) -> list[Path]:
+        if not self.folder.is_dir():
+            why = "is a file, not a folder" if self.folder.exists() else "no such folder"
+            raise InputError(why, self.name)
+        if self.pattern:
+            files = [p for p in self.folder.glob(self.pattern) if p.is_file()]
+            what = f"no files matching {self.pattern!r}"
+        else:
+            files = [p for p in self.folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+            what = f"no images ({', '.join(IMAGE_SUFFIXES)})"
+        if not files:
+            raise InputError(f"{what} in this folder", self.name)
+        return sorted(files, key=natural_key)
+
+    def _next_image(self) -> np.ndarray | None:
+        """Decode the image at the current position, skipping unreadable files."""
+        tried = 0
+        while tried < len(self.files):
+            if self._pos >= len(self.files):
+                if not self.loop:
+                    return None
+                self._pos = 0
+            path = self.files[self._pos]
+            self._pos += 1
+            tried += 1
+            image = _imread(path, self.color)
+            if image is not None:
+                return image
+            if path not in self.skipped_files:
+                self.skipped_files.append(path)
+                _log.warning("%s: not an image OpenCV can decode; skipped", path)
+        return None
+
+    def _open(self) -> SourceInfo:
+        self.files = self._list()
+        self._pos = 0
+        first = self._next_image()
+        if first is None:
+            raise InputError(f"none of the {len(self.files)} files decodes as an image", self.name)
+        self._pending = first
+        self._pacer = Pacer(self.fps) if self.realtime else None
+        return SourceInfo(kind="folder", name=self.name, width=int(first.shape[1]), height=int(first.shape[0]),
+                          fps=self.fps, fourcc="", backend="imdecode",
+                          requested={"fps": self.fps}, frame_count=len(self.files))
+
+    def _read(self):
+        if self._pending is not None:
+            image, self._pending = self._pending, None
+        else:
+            image = self._next_image()
+        if image is None:
+            self._ended = True
+            return None
+        if self._pacer is not None:
+            self._pacer.wait()
+        return image, (self._pos - 1) / self.fps, time.monotonic()
+
+    def _close(self) -> None:
+        self._pending = None
