@@ -232,7 +232,7 @@ class CaptureThread:
             if not self.source.is_open:
                 if ever_opened or attempt > 0:
                     self._attempts += 1
-                    self._report(SignalState.RECONNECTING, f"reopening {name} (attempt {attempt + 1})")
+                    self._report(SignalState.RECONNECTING, f"reopening {name} (attempt {max(attempt, 1)})")
                 try:
                     info = self.source.open()
                 except Exception as exc:  # InputError from the source, or a backend failure
