@@ -1,0 +1,523 @@
+"""The collimated field of view of a fluoroscopy frame: detection and tracking.
+
+A C-arm's video shows the image inside a round (image intensifier) or square/rectangular
+(flat panel) field with a black surround, often with burnt-in text around it.
+:func:`detect_field_of_view` finds that field in two passes:
+
+1. **Coarse**, on a copy binned to about 480 px: pixels brighter than the black level
+   (estimated on the frame's border) + 10 grey levels, opened with a 3 x 3 kernel (which
+   drops thin text strokes); the largest connected component, holes filled, is the field
+   candidate. Its shape is a *rectangle* when at least three of the four corners of its
+   bounding box are filled, else a *circle*, fitted by RANSAC to the component's outer
+   contour (contour points on the frame's edge are ignored).
+2. **Fine**, at full resolution: intensity profiles across the coarse edge (256 rays for
+   a circle, 64 profiles per side for a rectangle) each give the edge as the outermost
+   half-way crossing between the field's local level and the black level; a robust
+   (RANSAC, then least-squares) circle fit, or the median per side, gives the result.
+
+Dark regions touching the edge (metal, or direct exposure in a bone-bright image) and
+text touching the field only spoil some profiles, which the robust fits reject.
+
+Frames that are blank, saturated, coloured, noise-like or featureless raise
+:class:`~or_assist.errors.InputError` naming ``frame``.
+:class:`FieldOfViewTracker` keeps the estimate stable over a video stream.
+
+Coordinates: pixel centres, the top-left pixel's centre at (0, 0) (``CONVENTIONS.md``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from or_assist.errors import InputError
+from or_assist.video.preprocess_frame import as_gray_uint8, colourfulness
+
+__all__ = ["FOV_SHAPES", "FieldOfView", "detect_field_of_view", "FieldOfViewTracker"]
+
+FOV_SHAPES = ("circle", "rectangle")
+
+_COARSE_SIDE_PX = 480        # the coarse pass works at about this size
+_BLACK_MARGIN = 10           # grey levels above the black level that count as "field"
+_MIN_FIELD_FRACTION = 0.03   # a field smaller than this share of the frame is no field
+_MAX_CHROMA = 25.0           # median chroma above which a frame is not fluoroscopy
+_MIN_NEIGHBOUR_CORR = 0.5    # neighbouring pixels of an image correlate; noise does not
+_MIN_DETAIL = 0.5            # grey levels of fine detail below which the field is featureless
+_RANSAC_ITERATIONS = 120
+_CLEAR_EDGE = 20.0           # grey levels above black of the last pixel inside a clear edge
+
+
+@dataclass(frozen=True)
+class FieldOfView:
+    """The collimated field in pixel coordinates of one image.
+
+    Attributes
+    ----------
+    shape : {'circle', 'rectangle'}
+    center_px : (u, v)
+        Centre of the circle or of the box.
+    radius_px : float or None
+        Circle: pixel centres within this distance of the centre are inside.
+    box_px : (u0, v0, u1, v1) or None
+        Rectangle: pixel centres with ``u0 <= u <= u1`` and ``v0 <= v <= v1`` are inside.
+    """
+
+    shape: str
+    center_px: tuple[float, float]
+    radius_px: float | None = None
+    box_px: tuple[float, float, float, float] | None = None
+
+    def __post_init__(self):
+        if self.shape not in FOV_SHAPES:
+            raise InputError(f"must be 'circle' or 'rectangle', got {self.shape!r}", "shape")
+        cu, cv = (float(x) for x in self.center_px)
+        object.__setattr__(self, "center_px", (cu, cv))
+        if self.shape == "circle":
+            if self.radius_px is None or not (math.isfinite(self.radius_px) and self.radius_px > 0):
+                raise InputError(f"a circle needs a finite radius > 0, got {self.radius_px!r}", "radius_px")
+            object.__setattr__(self, "radius_px", float(self.radius_px))
+        else:
+            if self.box_px is None or len(self.box_px) != 4:
+                raise InputError(f"a rectangle needs (u0, v0, u1, v1), got {self.box_px!r}", "box_px")
+            u0, v0, u1, v1 = (float(x) for x in self.box_px)
+            if not (u1 > u0 and v1 > v0):
+                raise InputError(f"needs u1 > u0 and v1 > v0, got {(u0, v0, u1, v1)}", "box_px")
+            object.__setattr__(self, "box_px", (u0, v0, u1, v1))
+
+    @property
+    def box(self) -> tuple[float, float, float, float]:
+        """``(u0, v0, u1, v1)``: the box of a rectangle, the bounding box of a circle."""
+        if self.shape == "rectangle":
+            return self.box_px
+        cu, cv = self.center_px
+        r = self.radius_px
+        return (cu - r, cv - r, cu + r, cv + r)
+
+    def mask(self, shape_hw: tuple[int, int], erode_px: float = 3.0) -> np.ndarray:
+        """Pixels inside the field, ``erode_px`` away from its edge.
+
+        Parameters
+        ----------
+        shape_hw : (H, W)
+            Of the image the mask is for.
+        erode_px : float
+            Margin inside the edge (default 3: the edge itself is blurred).
+
+        Returns
+        -------
+        (H, W) bool ndarray
+        """
+        h, w = int(shape_hw[0]), int(shape_hw[1])
+        v = np.arange(h, dtype=np.float64)
+        cu, cv = self.center_px
+        if self.shape == "circle":
+            r = self.radius_px - erode_px
+            half = np.sqrt(np.clip(r * r - (v - cv) ** 2, 0.0, None))
+            half[np.abs(v - cv) > r] = -1.0
+            lo, hi = np.ceil(cu - half), np.floor(cu + half)
+        else:
+            u0, v0, u1, v1 = self.box_px
+            rows = (v >= v0 + erode_px) & (v <= v1 - erode_px)
+            lo = np.where(rows, math.ceil(u0 + erode_px), 1.0)
+            hi = np.where(rows, math.floor(u1 - erode_px), 0.0)
+        u = np.arange(w, dtype=np.float64)
+        return (u[None, :] >= lo[:, None]) & (u[None, :] <= hi[:, None])
+
+    def crop_box(self, shape_hw: tuple[int, int], margin_px: int = 2) -> tuple[int, int, int, int]:
+        """Whole-pixel ``(u_min, v_min, width, height)`` holding the field, clipped to the image."""
+        u0, v0, u1, v1 = self.box
+        h, w = int(shape_hw[0]), int(shape_hw[1])
+        a = max(0, int(math.floor(u0)) - margin_px)
+        b = max(0, int(math.floor(v0)) - margin_px)
+        c = min(w, int(math.ceil(u1)) + margin_px + 1)
+        d = min(h, int(math.ceil(v1)) + margin_px + 1)
+        if c <= a or d <= b:
+            raise InputError(f"{self} does not overlap a {w} x {h} image", "fov")
+        return a, b, c - a, d - b
+
+    def differs(self, other: "FieldOfView", tolerance_px: float) -> bool:
+        """True when shape differs or any centre/size/edge moved more than ``tolerance_px``."""
+        if other.shape != self.shape:
+            return True
+        return bool(np.max(np.abs(np.subtract(self.box, other.box))) > tolerance_px)
+
+
+# --------------------------------------------------------------------------- detection
+
+
+def detect_field_of_view(frame: np.ndarray) -> FieldOfView:
+    """Find the collimated field of a fluoroscopy frame (module docstring).
+
+    Parameters
+    ----------
+    frame : (H, W) or (H, W, 3) ndarray
+        uint8, uint16 or float, grey or BGR, as a grabber delivers it.
+
+    Returns
+    -------
+    FieldOfView
+        In the frame's pixel coordinates.
+
+    Raises
+    ------
+    InputError
+        ``frame``: bad array, blank, saturated, coloured, no field found, or the field
+        holds no plausible fluoroscopic image (noise-like or featureless).
+    """
+    gray = as_gray_uint8(frame, "frame")
+    chroma = colourfulness(frame)
+    if chroma > _MAX_CHROMA:
+        raise InputError(f"is a colour image (median chroma {chroma:.0f} of 255), not fluoroscopy", "frame")
+    return _detect(gray)
+
+
+def _detect(gray: np.ndarray) -> FieldOfView:
+    h, w = gray.shape
+    s = max(1, max(h, w) // _COARSE_SIDE_PX)
+    small = cv2.resize(gray, (w // s, h // s), interpolation=cv2.INTER_AREA) if s > 1 else gray
+    if int(small.max()) < 16:
+        raise InputError("is blank (all black): no field of view", "frame")
+    if np.count_nonzero(small >= 250) > 0.9 * small.size:
+        raise InputError("is saturated (all white): no image in it", "frame")
+    ring = np.concatenate([small[:2].ravel(), small[-2:].ravel(), small[:, :2].ravel(), small[:, -2:].ravel()])
+    black = float(np.percentile(ring, 5))
+    dark = ring[ring <= black + 20].astype(np.float32)
+    noise = 1.4826 * float(np.median(np.abs(dark - np.median(dark))))
+    thr = int(min(max(black + _BLACK_MARGIN, 12), 60))
+    edge_level = black + max(3.0, 4.0 * noise)   # the full-resolution edge: first rise above this
+    fg = (small > thr).astype(np.uint8)
+    contours, _ = cv2.findContours(fg, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    if not contours:
+        raise InputError("shows no field of view (nothing above the black level)", "frame")
+    contour = max(contours, key=cv2.contourArea)
+    if cv2.contourArea(contour) < _MIN_FIELD_FRACTION * small.size:
+        raise InputError("shows no field of view (no bright region larger than "
+                         f"{_MIN_FIELD_FRACTION:.0%} of the frame)", "frame")
+    contour = contour.reshape(-1, 2)
+    filled = np.zeros_like(fg)
+    cv2.drawContours(filled, [contour.reshape(-1, 1, 2)], -1, 1, thickness=-1)
+    _check_content(small, filled)
+    hs, ws = small.shape
+    c = contour.astype(np.float64)
+    on_edge = (c[:, 0] <= 0) | (c[:, 0] >= ws - 1) | (c[:, 1] <= 0) | (c[:, 1] >= hs - 1)
+    pts = (c[~on_edge] + 0.5) * s - 0.5          # full-resolution pixel coordinates
+    x, y, bw, bh = cv2.boundingRect(contour.reshape(-1, 1, 2))
+    box = ((x + 0.0) * s - 0.5, (y + 0.0) * s - 0.5, (x + bw) * s - 0.5, (y + bh) * s - 0.5)
+    if len(pts) < 10:  # the field fills the frame: the whole frame is the field
+        return FieldOfView("rectangle", ((w - 1) / 2.0, (h - 1) / 2.0), box_px=(0.0, 0.0, w - 1.0, h - 1.0))
+    circle = _ransac_circle(pts, tol=1.5 * s)
+    n_circle = 0 if circle is None else int((np.abs(np.hypot(pts[:, 0] - circle[0], pts[:, 1] - circle[1])
+                                                    - circle[2]) < 1.5 * s).sum())
+    rect, n_rect = _coarse_rectangle(pts, box, 1.5 * s, (w, h), s)
+    if rect is not None and n_rect >= n_circle:
+        return _fine_rectangle(gray, edge_level, black, rect, s)
+    if circle is None:
+        raise InputError("shows no round or rectangular field of view", "frame")
+    return _fine_circle(gray, edge_level, black, circle, s)
+
+
+def _coarse_rectangle(pts: np.ndarray, box, tol: float, size_px, s: int):
+    """Axis-aligned box whose sides hold most contour points.
+
+    Each side is the densest run of contour points at one coordinate on its half of
+    the bounding box; a side with little support there (hidden by a dark region
+    touching the edge) falls back to the bounding box's extent. Returns
+    ``((left, top, right, bottom), inlier count)`` or ``(None, 0)``.
+    """
+    w, h = size_px
+    edges = []
+    inl = np.zeros(len(pts), bool)
+    for axis, lo_half in ((0, True), (1, True), (0, False), (1, False)):
+        lo, hi = box[axis], box[axis + 2]
+        extent = lo if lo_half else hi
+        limit = -0.5 if lo_half else (w if axis == 0 else h) - 0.5
+        if abs(extent - limit) <= s:  # the field reaches the frame's edge
+            edges.append(limit)
+            continue
+        x = pts[:, axis]
+        cand = x[x < 0.5 * (lo + hi)] if lo_half else x[x >= 0.5 * (lo + hi)]
+        side_len = (box[3 - axis] - box[1 - axis]) / s  # contour points along a full side
+        pos = extent
+        if len(cand) >= 5:
+            bins = np.round(cand / tol).astype(np.int64)
+            b0 = int(bins.min())
+            counts = np.bincount(bins - b0)
+            near = np.convolve(counts, np.ones(3, np.int64), mode="same")
+            best = int(np.argmax(near))
+            if near[best] >= 0.2 * side_len:
+                pos = float(np.median(cand[np.abs(bins - b0 - best) <= 1]))
+        edges.append(pos)
+        inl |= np.abs(x - pos) < tol
+    left, top, right, bottom = edges
+    if right - left < 8 * s or bottom - top < 8 * s:
+        return None, 0
+    return (left, top, right, bottom), int(inl.sum())
+
+
+def _check_content(small: np.ndarray, filled: np.ndarray) -> None:
+    """Reject fields without a plausible image: noise-like or featureless."""
+    inner = cv2.erode(filled, np.ones((5, 5), np.uint8)).astype(bool)
+    if inner.sum() < 64:
+        raise InputError("shows no field of view large enough to hold an image", "frame")
+    f = small.astype(np.float32)
+    a, b = f[:, :-1][inner[:, :-1] & inner[:, 1:]], f[:, 1:][inner[:, :-1] & inner[:, 1:]]
+    if a.std() > 0.5 and b.std() > 0.5:
+        corr = float(np.corrcoef(a, b)[0, 1])
+        if corr < _MIN_NEIGHBOUR_CORR:
+            raise InputError(f"looks like noise, not an X-ray image (neighbouring pixels correlate "
+                             f"{corr:.2f} < {_MIN_NEIGHBOUR_CORR})", "frame")
+    detail = float((f - cv2.GaussianBlur(f, (0, 0), 2.0))[inner].std())
+    if detail < _MIN_DETAIL:
+        raise InputError(f"is featureless inside its bright region (detail {detail:.2f} grey levels): "
+                         "not an X-ray image", "frame")
+
+
+def _corners_filled(filled: np.ndarray, x: int, y: int, bw: int, bh: int) -> int:
+    inset_u, inset_v = max(1, int(0.06 * bw)), max(1, int(0.06 * bh))
+    pu, pv = max(1, bw // 40), max(1, bh // 40)
+    count = 0
+    for cu in (x + inset_u, x + bw - 1 - inset_u):
+        for cv in (y + inset_v, y + bh - 1 - inset_v):
+            patch = filled[max(0, cv - pv):cv + pv + 1, max(0, cu - pu):cu + pu + 1]
+            count += int(patch.mean() > 0.5)
+    return count
+
+
+def _edge_positions(gray: np.ndarray, start: np.ndarray, step: np.ndarray, n: int,
+                    black: float, floor: float) -> np.ndarray:
+    """Outermost crossing of the level ``black`` along profiles ``start + i * step``.
+
+    ``start`` (P, 2) lies inside the field, ``step`` (P, 2) points outwards; ``black``
+    is the black level plus a noise margin, ``floor`` the black level itself. The
+    field's edge is where the image last rises above the surround (located at half
+    the edge pixel's height above ``floor``): a collimator's penumbra and the darker rim that glare
+    and image processing leave inside the edge would bias a half-way crossing inwards.
+    Returns the crossing as a fractional index (P,), NaN where a profile's inside is
+    not clearly above the black level, and the edge's contrast (P,): the grey level
+    of the last pixel inside above ``floor``.
+    """
+    i = np.arange(n, dtype=np.float32)
+    mx = (start[:, None, 0] + i[None, :] * step[:, None, 0]).astype(np.float32)
+    my = (start[:, None, 1] + i[None, :] * step[:, None, 1]).astype(np.float32)
+    prof = cv2.remap(gray, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+    inside = np.median(prof[:, : max(3, n // 4)], axis=1)
+    ok = inside >= black + 10.0
+    thr = np.full(len(prof), black, np.float32)
+    above = prof >= thr[:, None]
+    down = above[:, :-1] & ~above[:, 1:]
+    has = down.any(axis=1) & ok
+    last = (n - 2) - np.argmax(down[:, ::-1], axis=1)
+    rows = np.arange(len(prof))
+    a, b = prof[rows, last], prof[rows, last + 1]
+    half = np.maximum(0.5 * (a + floor), thr)   # half-way between the edge pixel and black
+    half = np.minimum(half, a)
+    frac = (a - half) / np.maximum(a - b, 1e-6)
+    return np.where(has, last + np.clip(frac, 0.0, 1.0), np.nan), np.where(has, a - floor, 0.0)
+
+
+def _fine_circle(gray: np.ndarray, level: float, black: float, coarse, s: int) -> FieldOfView:
+    h, w = gray.shape
+    cu, cv, r = coarse
+    n_rays, half = 256, 2 * s + 6
+    theta = np.linspace(0.0, 2 * np.pi, n_rays, endpoint=False)
+    d = np.stack([np.cos(theta), np.sin(theta)], axis=1)
+    start = np.array([cu, cv]) + (r - half) * d
+    pos, _ = _edge_positions(gray, start, d, 2 * half + 1, level, black)
+    edge = start + pos[:, None] * d
+    inside_frame = (edge[:, 0] > 1) & (edge[:, 0] < w - 2) & (edge[:, 1] > 1) & (edge[:, 1] < h - 2)
+    good = np.isfinite(pos) & inside_frame
+    fine = _ransac_circle(edge[good], tol=1.0) if good.sum() >= 10 else None
+    if fine is None:
+        fine = coarse
+    cu, cv, r = fine
+    if r < 0.05 * min(h, w) or not (-r < cu < w + r and -r < cv < h + r):
+        raise InputError(f"shows no plausible round field (centre {cu:.0f}, {cv:.0f}, radius {r:.0f} px)", "frame")
+    return FieldOfView("circle", (cu, cv), radius_px=r)
+
+
+def _ransac_circle(pts: np.ndarray, tol: float, iterations: int = _RANSAC_ITERATIONS):
+    """Robust circle (cu, cv, r) through most of ``pts`` (N, 2); None when none fits."""
+    if len(pts) < 3:
+        return None
+    rng = np.random.default_rng(12345)
+    if len(pts) > 300:
+        pts = pts[np.linspace(0, len(pts) - 1, 300).astype(int)]
+    idx = rng.integers(0, len(pts), size=(iterations, 3))
+    a, b, c = pts[idx[:, 0]], pts[idx[:, 1]], pts[idx[:, 2]]
+    d = 2 * (a[:, 0] * (b[:, 1] - c[:, 1]) + b[:, 0] * (c[:, 1] - a[:, 1]) + c[:, 0] * (a[:, 1] - b[:, 1]))
+    sa, sb, sc = (a ** 2).sum(1), (b ** 2).sum(1), (c ** 2).sum(1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ux = (sa * (b[:, 1] - c[:, 1]) + sb * (c[:, 1] - a[:, 1]) + sc * (a[:, 1] - b[:, 1])) / d
+        uy = (sa * (c[:, 0] - b[:, 0]) + sb * (a[:, 0] - c[:, 0]) + sc * (b[:, 0] - a[:, 0])) / d
+    rr = np.hypot(a[:, 0] - ux, a[:, 1] - uy)
+    valid = np.isfinite(ux) & np.isfinite(uy) & np.isfinite(rr) & (np.abs(d) > 1e-9)
+    if not valid.any():
+        return None
+    ux, uy, rr = ux[valid], uy[valid], rr[valid]
+    dist = np.abs(np.hypot(pts[None, :, 0] - ux[:, None], pts[None, :, 1] - uy[:, None]) - rr[:, None])
+    score = (dist < tol).sum(axis=1)
+    best = int(np.argmax(score))
+    if score[best] < max(5, 0.25 * len(pts)):
+        return None
+    inl = pts[dist[best] < tol]
+    cu, cv, r = ux[best], uy[best], rr[best]
+    for _ in range(3):  # geometric least squares on the inliers, then re-select them
+        cu, cv, r = _fit_circle(inl, (cu, cv, r))
+        res = np.abs(np.hypot(pts[:, 0] - cu, pts[:, 1] - cv) - r)
+        sel = pts[res < tol]
+        if len(sel) < 5:
+            break
+        inl = sel
+    return float(cu), float(cv), float(r)
+
+
+def _fit_circle(pts: np.ndarray, init) -> tuple[float, float, float]:
+    """Least-squares circle (Gauss-Newton on the geometric distance) from ``init``."""
+    cu, cv, r = init
+    for _ in range(10):
+        du, dv = pts[:, 0] - cu, pts[:, 1] - cv
+        dist = np.maximum(np.hypot(du, dv), 1e-9)
+        res = dist - r
+        jac = np.stack([-du / dist, -dv / dist, -np.ones_like(dist)], axis=1)
+        delta, *_ = np.linalg.lstsq(jac, -res, rcond=None)
+        cu, cv, r = cu + delta[0], cv + delta[1], r + delta[2]
+        if np.abs(delta).max() < 1e-4:
+            break
+    return cu, cv, r
+
+
+def _fine_rectangle(gray: np.ndarray, level: float, black: float, coarse, s: int) -> FieldOfView:
+    h, w = gray.shape
+    left, top, right, bottom = coarse           # coarse edges, full-resolution coordinates
+    half, n_prof = 2 * s + 6, 64
+    limits = {"left": -0.5, "top": -0.5, "right": w - 0.5, "bottom": h - 0.5}
+    edges, clear = {}, {}
+    for side, axis, sign, along_lo, along_hi, at in (
+            ("left", 0, -1.0, top, bottom, left), ("right", 0, 1.0, top, bottom, right),
+            ("top", 1, -1.0, left, right, top), ("bottom", 1, 1.0, left, right, bottom)):
+        if abs(at - limits[side]) <= s:  # the field reaches the frame's edge here
+            edges[side], clear[side] = limits[side], None
+            continue
+        span = along_hi - along_lo
+        along = np.linspace(along_lo + 0.1 * span, along_hi - 0.1 * span, n_prof)
+        d = np.zeros((n_prof, 2))
+        d[:, axis] = sign
+        start = np.empty((n_prof, 2))
+        start[:, axis] = round(at - sign * half)   # samples on pixel centres across the edge
+        start[:, 1 - axis] = along
+        pos, contrast = _edge_positions(gray, start, d, 2 * half + 1, level, black)
+        valid = np.isfinite(pos)
+        found = _outermost_cluster(pos[valid], 1.0)
+        edges[side] = at if found is None else start[0, axis] + sign * found
+        clear[side] = found is not None and bool(
+            np.count_nonzero(valid & (np.abs(pos - found) <= 1.0) & (contrast >= _CLEAR_EDGE)) >= 0.15 * n_prof)
+    _square_prior(edges, clear)
+    u0, u1 = edges["left"] + 0.5, edges["right"] - 0.5
+    v0, v1 = edges["top"] + 0.5, edges["bottom"] - 0.5
+    if u1 - u0 < 0.05 * w or v1 - v0 < 0.05 * h:
+        raise InputError("shows no plausible rectangular field", "frame")
+    return FieldOfView("rectangle", (0.5 * (u0 + u1), 0.5 * (v0 + v1)), box_px=(u0, v0, u1, v1))
+
+
+def _square_prior(edges: dict, clear: dict) -> None:
+    """Place one side that shows no clear edge so that the field is square.
+
+    Dark content all along one side (bone-dark anatomy, or black direct exposure in a
+    bone-bright image) hides the edge; flat-panel fields are square, so when the
+    three other sides are clear, the hidden one is set from its opposite side and the
+    other axis's extent (in place).
+    """
+    hidden = [k for k, v in clear.items() if v is False]
+    if len(hidden) != 1 or any(v is not True for k, v in clear.items() if k != hidden[0]):
+        return
+    side = hidden[0]
+    if side in ("left", "right"):
+        extent = edges["bottom"] - edges["top"]
+        edges[side] = edges["right"] - extent if side == "left" else edges["left"] + extent
+    else:
+        extent = edges["right"] - edges["left"]
+        edges[side] = edges["bottom"] - extent if side == "top" else edges["top"] + extent
+
+
+def _outermost_cluster(values: np.ndarray, tol: float) -> float | None:
+    """Median of the outermost well-supported cluster of edge positions (larger = outer).
+
+    Dark content at the field's edge can only move a profile's edge inwards, so the
+    outermost cluster holding at least 15 % of the profiles (and 5) is the edge. None
+    when no cluster is that large.
+    """
+    if len(values) < 5:
+        return None
+    near = (np.abs(values[:, None] - values[None, :]) <= tol).sum(axis=1)
+    support = near >= max(5, 0.15 * len(values))
+    if not support.any():
+        return None
+    centre = float(values[support].max())
+    return float(np.median(values[np.abs(values - centre) <= tol]))
+
+
+# --------------------------------------------------------------------------- tracking
+
+
+class FieldOfViewTracker:
+    """A field-of-view estimate that stays put over a video stream.
+
+    Each :meth:`update` detects the field in the new frame. A detection within
+    ``tolerance_px`` of the current estimate (every edge) leaves the estimate unchanged
+    (no jitter); a clearly different one replaces it only after ``confirm_frames``
+    consecutive frames agree on it (a new collimation, zoom mode or monitor layout).
+    Frames without a field (blank between shots, a menu) keep the current estimate.
+
+    Parameters
+    ----------
+    confirm_frames : int
+        Consecutive agreeing frames needed to switch (>= 1; default 3).
+    tolerance_px : float
+        Largest change of any edge that counts as the same field (default 3 px).
+    """
+
+    def __init__(self, confirm_frames: int = 3, tolerance_px: float = 3.0):
+        if isinstance(confirm_frames, bool) or not isinstance(confirm_frames, int) or confirm_frames < 1:
+            raise InputError(f"must be an integer >= 1, got {confirm_frames!r}", "confirm_frames")
+        if not (isinstance(tolerance_px, (int, float)) and math.isfinite(tolerance_px) and tolerance_px > 0):
+            raise InputError(f"must be a finite number > 0, got {tolerance_px!r}", "tolerance_px")
+        self.confirm_frames = confirm_frames
+        self.tolerance_px = float(tolerance_px)
+        self.current: FieldOfView | None = None
+        self._pending: FieldOfView | None = None
+        self._count = 0
+
+    def reset(self) -> None:
+        """Forget the estimate (e.g. another video source)."""
+        self.current, self._pending, self._count = None, None, 0
+
+    def update(self, frame: np.ndarray) -> FieldOfView:
+        """Detect in ``frame`` and return the stable estimate.
+
+        Raises
+        ------
+        InputError
+            ``frame`` is bad, or shows no field while there is no estimate yet.
+        """
+        try:
+            new = detect_field_of_view(frame)
+        except InputError:
+            if self.current is None:
+                raise
+            return self.current
+        if self.current is None:
+            self.current = new
+            return new
+        if not new.differs(self.current, self.tolerance_px):
+            self._pending, self._count = None, 0
+            return self.current
+        if self._pending is not None and not new.differs(self._pending, self.tolerance_px):
+            self._count += 1
+        else:
+            self._pending, self._count = new, 1
+        if self._count >= self.confirm_frames:
+            self.current, self._pending, self._count = new, None, 0
+        return self.current
