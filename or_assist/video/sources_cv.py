@@ -249,6 +249,7 @@ class UrlSource(_CvSource):
         self.read_timeout_s = _positive(read_timeout_s, "read_timeout_s")
         self.raw_mjpeg = bool(raw_mjpeg)
         self._raw = False
+        self._http = url.lower().startswith(("http://", "https://"))
         self.corrupt_frames = 0
 
     def _open(self) -> SourceInfo:
@@ -281,9 +282,10 @@ class UrlSource(_CvSource):
             flag = cv2.IMREAD_COLOR if self.color else cv2.IMREAD_GRAYSCALE
             image = cv2.imdecode(np.asarray(data).reshape(-1), flag)
             if image is not None:
-                # An MJPEG stream carries no time stamps: OpenCV's position would be
-                # made up from a nominal rate, so none is reported.
-                return image, None, t
+                # HTTP MJPEG carries no time stamps (OpenCV's position would be made up
+                # from a nominal rate); RTP (RTSP) does.
+                pos_s = None if self._http else float(self._cap.get(cv2.CAP_PROP_POS_MSEC)) / 1000.0
+                return image, pos_s, t
             self.corrupt_frames += 1
 
 
