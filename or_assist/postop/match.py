@@ -1,0 +1,199 @@
+"""Find the planned implants among the metal of a registered post-op CT.
+
+Used by :func:`or_assist.postop.evaluate.evaluate_case` (steps 2-4 of its module doc):
+metal objects are classified as far (ignored), matched to a planned implant, or extra;
+each match is fitted (principal axis and centroid, then the triangular-prism fit).
+Everything here is in the post-op frame; the planned implants are mapped into it with
+the registration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import SimpleITK as sitk
+
+from or_assist.core.catalogue import CatalogueItem
+from or_assist.core.ct_volume import CTVolume
+from or_assist.core.geometry import Pose
+from or_assist.core.plan import Plan, implant_vertex_directions
+from or_assist.core.plan_checks import segment_distance_mm
+from or_assist.errors import InputError
+from or_assist.postop.prism_fit import fit_prism, roll_about_axis_rad
+from or_assist.postop.segment import MetalObject, find_metal_objects, fit_implant, split_object
+
+__all__ = ["FoundImplant", "LocatedImplants", "locate_implants"]
+
+#: A prism fit that moves the start by more than this is rejected (the start is kept).
+_MAX_FIT_SHIFT_MM, _MAX_FIT_TURN_DEG = 6.0, 8.0
+
+
+@dataclass
+class FoundImplant:
+    """An implant found in the post-op CT (post-op frame, LPS mm)."""
+
+    apex_lps_mm: np.ndarray
+    entry_lps_mm: np.ndarray
+    item: CatalogueItem
+    extent_mm: float
+    fit: dict
+    note: str = ""
+
+
+@dataclass
+class LocatedImplants:
+    """Result of :func:`locate_implants`.
+
+    Attributes
+    ----------
+    matches : dict of str to FoundImplant
+        By planned implant id.
+    extra : list of (FoundImplant, str, float)
+        Unmatched metal near the plan, the nearest planned implant's id and its distance
+        (axis to axis, mm).
+    ignored : list of (MetalObject, float)
+        Metal farther than ``far_mm`` from every planned implant, with that distance.
+    warnings : list of str
+    """
+
+    matches: dict = field(default_factory=dict)
+    extra: list = field(default_factory=list)
+    ignored: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)
+
+
+def _point_segment_mm(p, a, b) -> float:
+    ab = b - a
+    s = float(np.clip((p - a) @ ab / max(ab @ ab, 1e-12), 0.0, 1.0))
+    return float(np.linalg.norm(p - (a + s * ab)))
+
+
+def _single_width_mm(item: CatalogueItem) -> float:
+    """``4 sigma`` of a triangle's cross-section (sigma^2 = r_in^2 / 2), without blooming."""
+    return 2.0 * np.sqrt(2.0) * item.inscribed_radius_mm
+
+
+def _prism_refine(postop: CTVolume, preop: CTVolume, T_preop_from_postop: Pose, obj: MetalObject,
+                  others: list[MetalObject], start, roll0: float) -> tuple[np.ndarray, np.ndarray, dict, str]:
+    """Triangular-prism fit of one implant; falls back to the start when the fit runs off."""
+    from or_assist.postop.synthetic import pose_to_sitk
+
+    n = np.array(postop.shape_xyz)
+    idx = postop.lps_to_index(obj.points_lps_mm)
+    lo = np.maximum(np.floor(idx.min(axis=0)).astype(int) - 2, 0)
+    hi = np.minimum(np.ceil(idx.max(axis=0)).astype(int) + 2, n - 1)
+    sub = np.s_[lo[2]:hi[2] + 1, lo[1]:hi[1] + 1, lo[0]:hi[0] + 1]
+    box = CTVolume(postop.hu[sub], postop.index_to_lps(lo.astype(np.float64)), postop.spacing_mm,
+                   postop.direction)
+    pre = sitk.GetArrayFromImage(sitk.Resample(preop.to_sitk(), box.to_sitk(), pose_to_sitk(T_preop_from_postop),
+                                               sitk.sitkLinear, -1000.0, sitk.sitkFloat32))
+    other = np.zeros(box.hu.shape, dtype=np.uint8)
+    for o in others:
+        k = np.round(box.lps_to_index(o.points_lps_mm)).astype(int)
+        k = k[np.all((k >= 0) & (k < np.array(box.shape_xyz)), axis=1)]
+        other[k[:, 2], k[:, 1], k[:, 0]] = 1
+    use = sitk.GetArrayFromImage(sitk.BinaryDilate(sitk.GetImageFromArray(other), [1, 1, 1])) == 0
+    fit = fit_prism(box, pre, use, start.item, start.apex_lps_mm, start.axis_unit,
+                    hu_max=float(box.hu.max()), roll0_rad=roll0)
+    shift = float(np.linalg.norm(fit.apex_lps_mm - start.apex_lps_mm))
+    turn = float(np.degrees(np.arccos(np.clip(fit.axis_unit @ start.axis_unit, -1.0, 1.0))))
+    info = {"extent_mm": round(obj.extent_mm, 2), "width_mm": round(obj.width_mm, 2)}
+    if shift > _MAX_FIT_SHIFT_MM or turn > _MAX_FIT_TURN_DEG or not np.isfinite(fit.rms_hu):
+        return start.apex_lps_mm, start.entry_lps_mm, dict(info, method="principal axis"), \
+            f"prism fit rejected (moved {shift:.1f} mm, {turn:.1f} deg); principal axis kept"
+    return fit.apex_lps_mm, fit.entry_lps_mm, dict(info, method="prism fit", rms_hu=round(fit.rms_hu, 1),
+                                                   metal_hu=round(fit.metal_hu), blur_mm=round(fit.blur_mm, 2)), ""
+
+
+def locate_implants(plan: Plan, postop: CTVolume, preop: CTVolume, T_preop_from_postop: Pose, *,
+                    metal_hu: float = 2500.0, max_match_mm: float = 20.0, far_mm: float = 40.0,
+                    refine: bool = True) -> LocatedImplants:
+    """Segment, classify, match and fit the implants of a registered post-op CT.
+
+    Parameters
+    ----------
+    plan : Plan
+    postop : CTVolume
+        The post-op CT (HU).
+    preop : CTVolume
+        The pre-op CT (or a crop covering the plan), for the tissue behind the metal.
+    T_preop_from_postop : Pose
+        The registration.
+    metal_hu, max_match_mm, far_mm : float
+        See :func:`or_assist.postop.evaluate.evaluate_case`.
+    refine : bool
+        Run the triangular-prism fit (else principal axis and centroid only).
+
+    Returns
+    -------
+    LocatedImplants
+    """
+    out = LocatedImplants()
+    T_post_from_pre = T_preop_from_postop.inverse()
+    planned = {i.id: (T_post_from_pre.apply(i.entry_lps_mm), T_post_from_pre.apply(i.apex_lps_mm), i)
+               for i in plan.implants}
+
+    def nearest_planned(obj: MetalObject) -> tuple[str, float]:
+        return min(((pid, segment_distance_mm(obj.ends_lps_mm[0], obj.ends_lps_mm[1], e, a))
+                    for pid, (e, a, _) in planned.items()), key=lambda x: x[1])
+
+    near = []
+    for obj in find_metal_objects(postop, metal_hu=metal_hu):
+        pid, dist = nearest_planned(obj)
+        if dist > far_mm:
+            out.ignored.append((obj, dist))
+        else:
+            near.append(obj)
+
+    def cost(pid: str, obj: MetalObject) -> float:
+        return _point_segment_mm(planned[pid][1], *obj.ends_lps_mm)
+
+    # split objects that several planned implants claim and that are too wide for one implant
+    objects = []
+    for obj in near:
+        claims = [pid for pid in planned if cost(pid, obj) <= max_match_mm
+                  and min(near, key=lambda o: cost(pid, o)) is obj]
+        widest = max((_single_width_mm(planned[p][2].item) for p in claims), default=0.0)
+        if len(claims) >= 2 and obj.width_mm > 1.5 * widest:
+            lines = [(0.5 * (planned[p][0] + planned[p][1]), planned[p][1] - planned[p][0]) for p in claims]
+            parts = split_object(postop, obj, lines, metal_hu=metal_hu)
+            out.warnings.append(f"one metal object held implants {', '.join(claims)} (touching at this "
+                                f"resolution); split into {len(parts)}")
+            objects += parts
+        else:
+            objects.append(obj)
+
+    pairs = sorted((cost(pid, k_obj[1]), pid, k_obj[0]) for pid in planned for k_obj in enumerate(objects))
+    taken_p, taken_o, matched = set(), set(), {}
+    for c, pid, k in pairs:
+        if c <= max_match_mm and pid not in taken_p and k not in taken_o:
+            taken_p.add(pid)
+            taken_o.add(k)
+            matched[pid] = k
+    for pid, k in matched.items():
+        entry_p, apex_p, imp = planned[pid]
+        obj = objects[k]
+        start = fit_implant(obj, imp.item, apex_p, catalogue=plan.catalogue)
+        apex, entry, info, note = start.apex_lps_mm, start.entry_lps_mm, {
+            "method": "principal axis", "extent_mm": round(obj.extent_mm, 2), "width_mm": round(obj.width_mm, 2)}, ""
+        if refine:
+            roll0 = roll_about_axis_rad(start.axis_unit, T_post_from_pre.apply_vectors(implant_vertex_directions(imp)[0]))
+            others = [o for j, o in enumerate(objects) if j != k]
+            apex, entry, info, note = _prism_refine(postop, preop, T_preop_from_postop, obj, others, start, roll0)
+        out.matches[pid] = FoundImplant(apex, entry, start.item, obj.extent_mm, info,
+                                        "; ".join(x for x in (start.size_note, note) if x))
+    for k, obj in enumerate(objects):
+        if k in taken_o:
+            continue
+        pid, dist = nearest_planned(obj)
+        item = planned[pid][2].item
+        try:
+            item = plan.catalogue.nearest_length(item.family, obj.extent_mm)
+        except InputError:  # the neighbour's family is not in the catalogue: keep its size
+            pass
+        fitted = fit_implant(obj, item, planned[pid][1])
+        out.extra.append((FoundImplant(fitted.apex_lps_mm, fitted.entry_lps_mm, item, obj.extent_mm,
+                                       {"method": "principal axis", "extent_mm": round(obj.extent_mm, 2)}),
+                          pid, dist))
+    return out

@@ -1,0 +1,226 @@
+"""Sub-voxel fit of a triangular implant to its metal in a post-op CT.
+
+At 3 mm voxels a 7 mm implant is two or three voxels wide and titanium saturates the
+scale (3071 HU), so the metal is nearly binary and its principal axis is only good to
+about 1-2 degrees. The grey levels at the edges, where the metal fraction of a voxel is
+small enough not to saturate, carry the sub-voxel information; this module fits a model
+of the whole implant to them.
+
+Model, per voxel of a box around the implant (the physics of a CT voxel)::
+
+    HU(x) = min(pre(x) + f(x) * (M - pre(x)), hu_max)
+
+``pre`` is the registered pre-op CT (the tissue the metal displaced), ``f`` the voxel's
+metal fraction (partial volume: the share of ``supersample**3`` sub-voxel points inside
+the implant, each with a soft 0.1-voxel edge so the model is smooth in the pose) blurred
+by the scanner (a 3-tap kernel per axis, variance fitted), ``M`` the metal's HU before
+clipping (fitted) and ``hu_max`` the scanner's maximum (3071 on a standard scale). The
+implant is the catalogue item's triangular prism with its tapered tip (seven face
+planes). The fit varies the apex (3), the axis direction (2), the roll about the axis
+(1), ``M`` and the blur by Levenberg-Marquardt on numerical derivatives; voxels of other
+metal objects are left out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from or_assist.core.catalogue import CatalogueItem
+from or_assist.core.geometry import rotation_about_axis
+
+__all__ = ["PrismFit", "prism_planes", "fit_prism", "roll_about_axis_rad"]
+
+
+@dataclass
+class PrismFit:
+    """Result of :func:`fit_prism` (CT frame, LPS mm).
+
+    Attributes
+    ----------
+    apex_lps_mm, entry_lps_mm, axis_unit : (3,) float64
+        Entry = apex - catalogue length * axis.
+    roll_deg : float
+        Angle of the first triangle vertex about the axis from an arbitrary reference.
+    metal_hu, blur_mm : float
+        Fitted metal HU ``M`` (before clipping) and blur sigma.
+    rms_hu : float
+        Residual RMS over the fitted voxels (HU).
+    iterations : int
+    """
+
+    apex_lps_mm: np.ndarray
+    entry_lps_mm: np.ndarray
+    axis_unit: np.ndarray
+    roll_deg: float
+    metal_hu: float
+    blur_mm: float
+    rms_hu: float
+    iterations: int
+
+
+def _frame(axis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ref = np.array([0.0, 1.0, 0.0]) if abs(axis[1]) <= 0.9 else np.array([0.0, 0.0, 1.0])
+    u = ref - axis * (ref @ axis)
+    u /= np.linalg.norm(u)
+    return u, np.cross(axis, u)
+
+
+def roll_about_axis_rad(axis_unit, vertex_direction) -> float:
+    """The roll (radians) that puts the first triangle vertex of :func:`prism_planes` along
+    ``vertex_direction`` (projected perpendicular to the axis)."""
+    axis = np.asarray(axis_unit, dtype=np.float64)
+    u, v = _frame(axis / np.linalg.norm(axis))
+    d = np.asarray(vertex_direction, dtype=np.float64)
+    return float(np.arctan2(d @ v, d @ u))
+
+
+def prism_planes(apex: np.ndarray, axis: np.ndarray, roll_rad: float, item: CatalogueItem,
+                 length_mm: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Outward unit normals (7, 3) and offsets (7,) of the implant's faces: ``n . x <= d`` inside."""
+    length = float(item.length_mm if length_mm is None else length_mm)
+    r_out = float(item.circumradius_mm)
+    r_in = 0.5 * r_out
+    taper = min(float(item.tip_taper_mm), 0.5 * length)
+    u, v = _frame(axis)
+    ang = roll_rad + np.array([0.0, 2.0, 4.0]) * np.pi / 3.0
+    vert = np.cos(ang)[:, None] * u + np.sin(ang)[:, None] * v            # (3, 3) vertex directions
+    face = -vert                                                          # side-face normals (opposite vertices)
+    entry = apex - length * axis
+    shoulder = apex - taper * axis
+    normals = [face[k] for k in range(3)]
+    offsets = [float(face[k] @ shoulder) + r_in for k in range(3)]
+    normals.append(-axis)
+    offsets.append(float(-axis @ entry))
+    if taper > 0:
+        for k in range(3):
+            n = r_in * axis + taper * face[k]
+            n /= np.linalg.norm(n)
+            normals.append(n)
+            offsets.append(float(n @ apex))
+    return np.asarray(normals), np.asarray(offsets)
+
+
+def _unpack(p: np.ndarray, axis0: np.ndarray):
+    e1, e2 = _frame(axis0)
+    axis = rotation_about_axis(e2, p[4]) @ (rotation_about_axis(e1, p[3]) @ axis0)
+    return p[:3], axis / np.linalg.norm(axis), p[5], float(np.exp(p[6])), float(np.exp(p[7]))
+
+
+def _blur3(a: np.ndarray, var_vox: float) -> np.ndarray:
+    """Separable 3-tap blur [c, 1 - 2c, c] per axis, variance ``2 c`` voxels^2 (c <= 0.25)."""
+    c = min(0.5 * var_vox, 0.25)
+    for ax in range(3):
+        pad = np.pad(a, [(1, 1) if k == ax else (0, 0) for k in range(3)], mode="edge")
+        lo = np.take(pad, np.arange(0, a.shape[ax]), axis=ax)
+        hi = np.take(pad, np.arange(2, a.shape[ax] + 2), axis=ax)
+        a = (1.0 - 2.0 * c) * a + c * (lo + hi)
+    return a
+
+
+class _Grid:
+    """Voxel centres of a box and their sub-voxel offsets, for the fraction model."""
+
+    def __init__(self, centres: np.ndarray, shape: tuple, index_to_lps: np.ndarray, supersample: int):
+        self.centres = centres                                  # (N, 3) LPS, N = prod(shape)
+        self.shape = shape
+        s = supersample
+        off = (np.arange(s) + 0.5) / s - 0.5
+        sub = np.stack(np.meshgrid(off, off, off, indexing="ij"), axis=-1).reshape(-1, 3)
+        self.sub = sub @ index_to_lps.T                         # (s^3, 3) LPS offsets
+        self.reach = 0.5 * np.abs(index_to_lps).sum(axis=1).max() * 1.8   # > half voxel diagonal
+        self.soft = 0.35 * float(np.linalg.norm(index_to_lps, axis=0).min()) / s
+
+    def fraction(self, normals: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        sd = (self.centres @ normals.T - offsets).max(axis=1)
+        frac = (sd < 0).astype(np.float64)
+        edge = np.flatnonzero(np.abs(sd) < self.reach)
+        if edge.size:
+            pts = self.centres[edge, None, :] + self.sub[None, :, :]
+            sds = (pts @ normals.T - offsets).max(axis=2)
+            frac[edge] = (0.5 * (1.0 - np.tanh(0.5 * sds / self.soft))).mean(axis=1)
+        return frac.reshape(self.shape)
+
+
+def fit_prism(box, preop_hu: np.ndarray, use: np.ndarray, item: CatalogueItem, apex0_lps_mm, axis0_unit, *,
+              hu_max: float, roll0_rad: float = 0.0, metal0_hu: float = 8000.0, blur0_var_vox: float = 0.05,
+              supersample: int = 5, iterations: int = 30) -> PrismFit:
+    """Fit the implant model (module doc) to the post-op voxels of a box around it.
+
+    Parameters
+    ----------
+    box : CTVolume
+        The post-op CT cropped around one implant (a few voxels of margin).
+    preop_hu : (Z, Y, X) array
+        The registered pre-op CT resampled on the box's grid (the tissue before the metal).
+    use : (Z, Y, X) bool array
+        Voxels to fit (leave out other metal objects and their surroundings).
+    item : CatalogueItem
+        The implant size (length, triangle, taper).
+    apex0_lps_mm, axis0_unit : (3,) array_like
+        Start (e.g. :func:`or_assist.postop.segment.fit_implant`); axis entry -> apex.
+    hu_max : float
+        The scanner's maximum (the largest value in the post-op CT).
+    roll0_rad, metal0_hu, blur0_var_vox : float
+        Starting roll (about the axis, from the reference of :func:`prism_planes`),
+        metal HU ``M`` and blur variance (voxels^2).
+    supersample : int
+        Sub-voxel points per axis for the partial volume.
+    iterations : int
+        Levenberg-Marquardt iterations at most.
+
+    Returns
+    -------
+    PrismFit
+    """
+    from or_assist.core.ct_volume import CTVolume  # noqa: F401 - documented type
+
+    shape = box.hu.shape
+    kk, jj, ii = np.meshgrid(*(np.arange(n, dtype=np.float64) for n in shape), indexing="ij")
+    centres = box.index_to_lps(np.column_stack([ii.ravel(), jj.ravel(), kk.ravel()]))
+    grid = _Grid(centres, shape, box.direction * box.spacing_mm[None, :], supersample)
+    post = box.hu.astype(np.float64)[use]
+    pre = np.asarray(preop_hu, dtype=np.float64)
+    axis0 = np.asarray(axis0_unit, dtype=np.float64) / np.linalg.norm(axis0_unit)
+    p = np.concatenate([np.asarray(apex0_lps_mm, dtype=np.float64),
+                        [0.0, 0.0, roll0_rad, np.log(metal0_hu), np.log(blur0_var_vox)]])
+    steps = np.array([0.03, 0.03, 0.03, 5e-4, 5e-4, 3e-3, 1e-3, 1e-2])
+
+    def residual(q):
+        apex, axis, roll, metal, var = _unpack(q, axis0)
+        frac = _blur3(grid.fraction(*prism_planes(apex, axis, roll, item)), var)
+        pred = np.minimum(pre + frac * (metal - pre), hu_max)
+        return pred[use] - post
+
+    r = residual(p)
+    cost = float(r @ r)
+    lam = 1e-2
+    done = 0
+    for done in range(1, iterations + 1):
+        jac = np.empty((len(r), len(p)))
+        for k in range(len(p)):
+            q = p.copy()
+            q[k] += steps[k]
+            jac[:, k] = (residual(q) - r) / steps[k]
+        jtj = jac.T @ jac
+        g = jac.T @ r
+        improved, small = False, False
+        for _ in range(8):
+            q = p - np.linalg.solve(jtj + lam * np.diag(np.diag(jtj) + 1e-9), g)
+            q[7] = min(q[7], np.log(0.5))
+            rq = residual(q)
+            cq = float(rq @ rq)
+            if cq < cost:
+                small = cost - cq < 1e-6 * cost
+                p, r, cost, improved = q, rq, cq, True
+                lam = max(lam / 3.0, 1e-7)
+                break
+            lam *= 4.0
+        if not improved or small:
+            break
+    apex, axis, roll, metal, var = _unpack(p, axis0)
+    length = float(item.length_mm)
+    return PrismFit(apex.copy(), apex - length * axis, axis, float(np.degrees(roll)), metal,
+                    float(np.sqrt(var)) * float(np.min(box.spacing_mm)),
+                    float(np.sqrt(cost / max(len(r), 1))), done)

@@ -1,0 +1,202 @@
+"""Synthetic post-operative CTs with known ground truth, for tests and benchmarks.
+
+A post-op CT is made from a real pre-op CT: the whole CT is moved by a known rigid
+motion ``T_postop_from_preop`` (the patient lies differently in the second scan), then
+the placed implants (perturbed from the plan by a known apex shift and tilt) are burnt
+in at their moved positions with partial volume (:func:`or_assist.render.implants.burn_implants`
+voxelises each convex implant mesh), blurred by the scanner's point spread and shown as
+titanium is on a standard CT: far above bone and clipped to the scanner's maximum
+(3071 HU). Optional mild noise and streaks.
+
+Examples
+--------
+>>> placed = [perturbed_implant(imp, [2.0, 1.0, -1.5], 4.0) for imp in plan.implants]  # doctest: +SKIP
+>>> motion = rigid_motion([2.0, -1.5, 3.0], [4.0, -3.0, 2.5], centre_mm=[0, -100, 210])  # doctest: +SKIP
+>>> postop = synthesize_postop_ct(preop, placed, motion)                                 # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import SimpleITK as sitk
+
+from or_assist.core.ct_volume import CTVolume
+from or_assist.core.geometry import Pose, rotation_about_axis
+from or_assist.core.plan import Implant, implant_mesh
+from or_assist.errors import InputError
+
+__all__ = ["perturbed_implant", "rigid_motion", "synthesize_postop_ct", "implant_fraction_volume",
+           "pose_to_sitk"]
+
+
+def perturbed_implant(implant: Implant, apex_shift_mm: Sequence[float], tilt_deg: float,
+                      tilt_axis: Sequence[float] | None = None) -> Implant:
+    """The implant as placed: tilted about its apex, then shifted.
+
+    Parameters
+    ----------
+    implant : Implant
+        As planned.
+    apex_shift_mm : (3,) array_like
+        LPS displacement of the apex, mm.
+    tilt_deg : float
+        Angle between the planned and placed axes, degrees.
+    tilt_axis : (3,) array_like, optional
+        Rotation axis (made perpendicular to the implant axis); default: the implant axis
+        crossed with patient superior (a tilt in the plane of the axis and S).
+
+    Returns
+    -------
+    Implant
+        Same id, side, item, roll and level; entry-apex length = the item's catalogue
+        length (the physical implant).
+    """
+    a = implant.axis_unit
+    ref = np.cross(a, [0.0, 0.0, 1.0]) if tilt_axis is None else np.asarray(tilt_axis, dtype=np.float64)
+    ref = ref - a * (ref @ a)
+    if not np.all(np.isfinite(ref)) or np.linalg.norm(ref) < 1e-9:
+        raise InputError(f"must not be parallel to the implant axis {a.round(3).tolist()}", "tilt_axis")
+    new_axis = rotation_about_axis(ref, math.radians(tilt_deg)) @ a
+    apex = implant.apex_lps_mm + np.asarray(apex_shift_mm, dtype=np.float64)
+    entry = apex - float(implant.item.length_mm) * new_axis
+    return Implant(implant.id, implant.side, implant.item, entry, apex, implant.roll_deg, implant.level)
+
+
+def rigid_motion(rotation_deg: Sequence[float], translation_mm: Sequence[float],
+                 centre_mm: Sequence[float] = (0.0, 0.0, 0.0)) -> Pose:
+    """A rigid motion: rotations about LPS x, then y, then z through a centre, then a shift.
+
+    Parameters
+    ----------
+    rotation_deg : (3,) array_like
+        Angles about the LPS x, y and z axes, degrees (applied in that order).
+    translation_mm : (3,) array_like
+        Displacement of ``centre_mm``, mm.
+    centre_mm : (3,) array_like
+        The point the rotations turn about (e.g. the sacrum), LPS mm.
+
+    Returns
+    -------
+    Pose
+        Maps a point to its moved position: ``p -> R (p - c) + c + t``.
+    """
+    rx, ry, rz = (math.radians(float(v)) for v in rotation_deg)
+    r = rotation_about_axis([0, 0, 1], rz) @ rotation_about_axis([0, 1, 0], ry) @ rotation_about_axis([1, 0, 0], rx)
+    c = np.asarray(centre_mm, dtype=np.float64)
+    return Pose.from_rotation_translation(r, c + np.asarray(translation_mm, dtype=np.float64) - r @ c)
+
+
+def pose_to_sitk(pose: Pose) -> sitk.AffineTransform:
+    """A SimpleITK transform doing what ``pose.apply`` does (LPS mm -> LPS mm)."""
+    tx = sitk.AffineTransform(3)
+    tx.SetMatrix(tuple(float(v) for v in pose.rotation.ravel()))
+    tx.SetTranslation(tuple(float(v) for v in pose.translation_mm))
+    return tx
+
+
+def implant_fraction_volume(grid: CTVolume, meshes: Sequence[tuple[np.ndarray, np.ndarray]],
+                            supersample: int = 4) -> np.ndarray:
+    """Voxel fractions inside convex meshes, on the grid of a CT.
+
+    Parameters
+    ----------
+    grid : CTVolume
+        Only its geometry is used.
+    meshes : sequence of (vertices (V, 3) LPS mm, faces (F, 3) int)
+        Closed convex meshes inside the CT box.
+    supersample : int
+        Sub-voxel points per axis.
+
+    Returns
+    -------
+    (Z, Y, X) float32 ndarray
+        Fraction of each voxel inside the union of the meshes (overlaps count once at most).
+    """
+    from or_assist.render.drr import AttenuationVolume  # numba: imported on use
+    from or_assist.render.implants import burn_implants
+
+    empty = AttenuationVolume(np.zeros(grid.hu.shape, np.float32), grid.origin_mm, grid.spacing_mm, grid.direction)
+    burnt = burn_implants(empty, list(meshes), 1.0, supersample=supersample)
+    return np.clip(burnt.mu_per_mm, 0.0, 1.0)
+
+
+def _streaks(frac: np.ndarray, amplitude_hu: float, rng: np.random.Generator) -> np.ndarray:
+    """Radial bright/dark bands about the metal in each axial (k) slice, fading over ~30 voxels."""
+    out = np.zeros_like(frac)
+    kk, jj, ii = np.meshgrid(np.arange(frac.shape[0]), np.arange(frac.shape[1]), np.arange(frac.shape[2]),
+                             indexing="ij", sparse=True)
+    for k in np.flatnonzero(frac.reshape(frac.shape[0], -1).max(axis=1) > 0.5):
+        w = frac[k]
+        cj, ci = (np.argwhere(w > 0.5).mean(axis=0))
+        dj, di = jj[0] - cj, ii[0] - ci
+        r = np.hypot(dj, di)
+        theta = np.arctan2(dj, di)
+        phase = rng.uniform(0, 2 * np.pi)
+        out[k] = amplitude_hu * np.cos(6 * theta + phase) * np.exp(-r / 10.0) * (r > 2.0)
+    return out
+
+
+def synthesize_postop_ct(preop: CTVolume, placed: Sequence[Implant], T_postop_from_preop: Pose, *,
+                         metal_hu: float = 12000.0, hu_max: float = 3071.0, blur_mm: float = 1.0,
+                         noise_hu: float = 0.0, streak_hu: float = 0.0, seed: int = 0,
+                         supersample: int = 10) -> CTVolume:
+    """A post-operative CT: the pre-op CT moved rigidly, with the placed implants burnt in.
+
+    Parameters
+    ----------
+    preop : CTVolume
+        The pre-operative CT (HU); the result has the same grid (origin, spacing,
+        direction, size).
+    placed : sequence of Implant
+        The implants as placed, in the **pre-op** patient frame (LPS mm); they are moved
+        with the patient. Each must lie inside the CT after the motion.
+    T_postop_from_preop : Pose
+        Where a pre-op point lies in the post-op CT (the known rigid motion);
+        the registration should recover its inverse, ``T_preop_from_postop``.
+    metal_hu : float
+        HU of solid titanium before clipping (titanium is about 10-15 thousand HU on an
+        extended scale).
+    hu_max : float
+        The scanner's maximum (3071 on a standard 12-bit scale): values are clipped.
+    blur_mm : float
+        Gaussian sigma (mm) of the scanner's point spread applied to the metal fraction.
+    noise_hu, streak_hu : float
+        Gaussian noise sigma and streak amplitude (HU); 0 = none.
+    seed : int
+        Noise and streak phases.
+    supersample : int
+        Sub-voxel points per axis for the partial-volume fraction.
+
+    Returns
+    -------
+    CTVolume
+        ``source`` is ``"synthetic post-op CT"``.
+    """
+    if not isinstance(T_postop_from_preop, Pose):
+        raise InputError(f"expected a Pose, got {type(T_postop_from_preop).__name__}", "T_postop_from_preop")
+    img = preop.to_sitk()
+    moved = sitk.Resample(img, img, pose_to_sitk(T_postop_from_preop.inverse()), sitk.sitkLinear, -1000.0,
+                          sitk.sitkFloat32)
+    grid = CTVolume.from_sitk(moved)
+    meshes = []
+    for imp in placed:
+        v, f = implant_mesh(imp)
+        meshes.append((T_postop_from_preop.apply(v), f))
+    hu = grid.hu.astype(np.float32)
+    if meshes:
+        frac = implant_fraction_volume(grid, meshes, supersample)
+        if blur_mm > 0:
+            fimg = sitk.GetImageFromArray(frac)
+            fimg.CopyInformation(moved)
+            frac = sitk.GetArrayFromImage(sitk.DiscreteGaussian(fimg, float(blur_mm) ** 2, 32, 0.01, True))
+        hu = hu + frac * (np.float32(metal_hu) - hu)
+    rng = np.random.default_rng(seed)
+    if streak_hu > 0 and meshes:
+        hu = hu + _streaks(frac, float(streak_hu), rng)
+    if noise_hu > 0:
+        hu = hu + rng.normal(0.0, float(noise_hu), hu.shape).astype(np.float32)
+    hu = np.clip(hu, -1024.0, float(hu_max))
+    return CTVolume(hu, grid.origin_mm, grid.spacing_mm, grid.direction, source="synthetic post-op CT")
