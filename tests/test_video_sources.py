@@ -232,6 +232,20 @@ def test_device_arguments_are_checked():
         DeviceSource(-1)
 
 
+def test_device_source_reports_requested_against_delivered(video_file):
+    # No grabber on a test machine: open the recording through the device path with the
+    # FFmpeg backend, which ignores requested modes the way many grabbers do.
+    source = DeviceSource(str(video_file[0]), backend="ffmpeg", width=320, height=240, fourcc="YUYV")
+    with source:
+        info = source.info
+        frame = source.read()
+    assert info.kind == "device" and info.backend == "FFMPEG"
+    assert info.requested == {"backend": "ffmpeg", "fourcc": "YUYV", "width": 320, "height": 240}
+    assert (info.width, info.height) == VIDEO_SIZE
+    assert info.mismatches()[:2] == ["width: requested 320, delivered 160", "height: requested 240, delivered 128"]
+    assert frame.image.shape == VIDEO_SIZE[::-1] and frame.index == 0
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="V4L2 is Linux only")
 def test_v4l2_request_numbers_match_videodev2():
     # The values of linux/videodev2.h on x86-64 and arm64: the struct layouts are right.
@@ -283,6 +297,12 @@ def test_simulator_spec_without_the_scenario_module(monkeypatch):
     monkeypatch.setitem(sys.modules, "or_assist.video.scenario", None)  # as if it were not installed
     with pytest.raises(InputError, match=r"sim:demo.*or_assist\.video\.scenario"):
         open_source("sim:demo")
+
+
+def test_simulator_spec_reaches_the_scenario_module():
+    pytest.importorskip("or_assist.video.scenario")
+    with pytest.raises(InputError, match=r"sim:demo.*unknown option.*bogus"):
+        open_source("sim:demo", bogus=1, width=None)
 
 
 def test_read_before_open_is_an_error(video_file):

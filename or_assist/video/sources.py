@@ -15,7 +15,7 @@ spec                          source
 a video file                  :class:`FileSource` (``realtime``, ``loop``, ``fps``)
 a folder of images            :class:`ImageFolderSource` (``fps``, ``realtime``, ``loop``,
                               ``pattern``)
-``sim:<scenario>``            ``or_assist.video.scenario.SimulatorSource(<scenario>, ...)``
+``sim:<scenario>``            ``or_assist.video.scenario.scenario_source_from_spec``
 ============================  =============================================================
 
 Every source also takes ``color`` (BGR frames instead of grey; off by default).
@@ -60,16 +60,20 @@ def _make(cls, spec_kind: str, first, options: dict) -> FrameSource:
     return cls(first, **given)
 
 
-def _simulator(rest: str, options: dict) -> FrameSource:
+def _simulator(spec: str, options: dict) -> FrameSource:
+    """``or_assist.video.scenario.scenario_source_from_spec(spec, **options)``."""
     try:
         scenario = importlib.import_module("or_assist.video.scenario")
     except ImportError as exc:
         raise InputError(f"the simulator source needs the module or_assist.video.scenario, which could not "
-                         f"be imported ({exc})", f"{SIMULATOR_PREFIX}{rest}") from None
-    cls = getattr(scenario, "SimulatorSource", None)
-    if cls is None:
-        raise InputError("or_assist.video.scenario has no SimulatorSource", f"{SIMULATOR_PREFIX}{rest}")
-    return _make(cls, "simulator", rest, options)
+                         f"be imported ({exc})", spec) from None
+    factory = getattr(scenario, "scenario_source_from_spec", None)
+    if factory is None:
+        raise InputError("or_assist.video.scenario has no scenario_source_from_spec", spec)
+    source = factory(spec, **{k: v for k, v in options.items() if v is not None})
+    if not isinstance(source, FrameSource):
+        raise InputError(f"the simulator made a {type(source).__name__}, not a FrameSource", spec)
+    return source
 
 
 def open_source(spec, **options) -> FrameSource:
@@ -107,7 +111,7 @@ def open_source(spec, **options) -> FrameSource:
         raise InputError("expected a device index, device path, URL, video file or image folder, got ''",
                          "source")
     if text.startswith(SIMULATOR_PREFIX):
-        return _simulator(text[len(SIMULATOR_PREFIX):], options)
+        return _simulator(text, options)
     if text.isdigit() or text.startswith("/dev/"):
         return _make(DeviceSource, "device", text, options)
     if _URL.match(text):
