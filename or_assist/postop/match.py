@@ -21,7 +21,8 @@ from or_assist.core.plan import Plan, implant_vertex_directions
 from or_assist.core.plan_checks import segment_distance_mm
 from or_assist.errors import InputError
 from or_assist.postop.prism_fit import fit_prism, roll_about_axis_rad
-from or_assist.postop.segment import MetalObject, find_metal_objects, fit_implant, split_object
+from or_assist.postop.segment import (MetalObject, candidate_items, find_metal_objects, fit_implant,
+                                      split_object)
 
 __all__ = ["FoundImplant", "LocatedImplants", "locate_implants"]
 
@@ -174,15 +175,24 @@ def locate_implants(plan: Plan, postop: CTVolume, preop: CTVolume, T_preop_from_
     for pid, k in matched.items():
         entry_p, apex_p, imp = planned[pid]
         obj = objects[k]
-        start = fit_implant(obj, imp.item, apex_p, catalogue=plan.catalogue)
-        apex, entry, info, note = start.apex_lps_mm, start.entry_lps_mm, {
-            "method": "principal axis", "extent_mm": round(obj.extent_mm, 2), "width_mm": round(obj.width_mm, 2)}, ""
-        if refine:
-            roll0 = roll_about_axis_rad(start.axis_unit, T_post_from_pre.apply_vectors(implant_vertex_directions(imp)[0]))
-            others = [o for j, o in enumerate(objects) if j != k]
-            apex, entry, info, note = _prism_refine(postop, preop, T_preop_from_postop, obj, others, start, roll0)
-        out.matches[pid] = FoundImplant(apex, entry, start.item, obj.extent_mm, info,
-                                        "; ".join(x for x in (start.size_note, note) if x))
+        others = [o for j, o in enumerate(objects) if j != k]
+        tried = []
+        for item in (candidate_items(obj, imp.item, plan.catalogue) if refine else [imp.item]):
+            start = fit_implant(obj, item, apex_p)
+            apex, entry, info, note = start.apex_lps_mm, start.entry_lps_mm, {
+                "method": "principal axis", "extent_mm": round(obj.extent_mm, 2),
+                "width_mm": round(obj.width_mm, 2)}, ""
+            if refine:
+                vertex = T_post_from_pre.apply_vectors(implant_vertex_directions(imp)[0])
+                roll0 = roll_about_axis_rad(start.axis_unit, vertex)
+                apex, entry, info, note = _prism_refine(postop, preop, T_preop_from_postop, obj, others, start, roll0)
+            tried.append((info.get("rms_hu", np.inf), item, apex, entry, info, note))
+        rms, item, apex, entry, info, note = min(tried, key=lambda t: (t[0], t[1].id != imp.item.id))
+        if item.id != imp.item.id:
+            alt = next(t[0] for t in tried if t[1].id == imp.item.id)
+            note = "; ".join(x for x in (note, f"the metal fits {item.id} better than the planned {imp.item.id} "
+                                               f"(residual {rms:.0f} vs {alt:.0f} HU)") if x)
+        out.matches[pid] = FoundImplant(apex, entry, item, obj.extent_mm, info, note)
     for k, obj in enumerate(objects):
         if k in taken_o:
             continue

@@ -33,7 +33,7 @@ from or_assist.core.ct_volume import CTVolume
 from or_assist.errors import InputError
 
 __all__ = ["MetalObject", "FittedImplant", "find_metal_objects", "fit_implant", "split_object",
-           "item_centroid_from_entry_mm"]
+           "item_centroid_from_entry_mm", "candidate_items"]
 
 _PROFILE_STEP_MM = 0.25
 
@@ -241,6 +241,28 @@ def _bloom_mm(obj: MetalObject, item: CatalogueItem) -> float:
     """Outward growth of the metal (mm) estimated from its width against the item's."""
     true_width = 2.0 * np.sqrt(2.0) * item.inscribed_radius_mm   # 4 sigma; triangle: sigma^2 = r_in^2 / 2
     return max(0.0, 0.5 * (obj.width_mm - true_width))
+
+
+def candidate_items(obj: MetalObject, item: CatalogueItem, catalogue: Catalogue) -> list[CatalogueItem]:
+    """The planned item, then the family's sizes next to it that the metal's length allows.
+
+    The blooming-corrected extent is only good to a few mm, so when it is more than 2 mm
+    from the planned length the neighbouring length on that side (and the nearest length
+    to the extent) are offered too; the prism fit's residual decides between them.
+    """
+    out = [item]
+    corrected = obj.extent_mm - 2.7 * _bloom_mm(obj, item)
+    if abs(corrected - item.length_mm) <= 2.0:
+        return out
+    try:
+        step = np.sign(corrected - item.length_mm) * 5.0
+        for length in (item.length_mm + step, corrected):
+            cand = catalogue.nearest_length(item.family, float(length))
+            if all(cand.id != c.id for c in out):
+                out.append(cand)
+    except InputError:      # a family the catalogue lacks: only the planned item
+        pass
+    return out
 
 
 def fit_implant(obj: MetalObject, item: CatalogueItem, apex_hint_lps_mm, *,

@@ -1,0 +1,301 @@
+"""Cohort evaluation: many post-op cases in one table and a learning-curve plot.
+
+Cases come from ``PLAN:POSTOP[:PREOP]`` arguments or a cohort file, in case order (the
+order the operations were done, for the learning curve). Cohort file: CSV, UTF-8, a
+header naming the columns ``plan`` and ``postop`` (required), ``preop`` and ``case``
+(optional); lines starting with ``#`` are comments; relative paths resolve against the
+file's folder::
+
+    case,plan,postop
+    01,case01/plan.json,case01/postop_ct
+    02,case02/plan.json,case02/postop.nii.gz
+
+Outputs (:func:`cohort_command`): ``cohort.json`` (schema ``or_assist.postop_cohort/1``:
+per-case evaluations and the summary), ``cohort_implants.csv`` (one row per implant),
+``learning_curve.png`` (apex deviation and angle per implant against case order, with
+the per-case means; drawn with OpenCV), and the table as text. Statistics as in the seed
+study: mean +- SD (sample SD) over all found implants; learning curve: least-squares
+slope of the per-case mean apex deviation against case order, with Pearson's r.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from or_assist.errors import InputError, OrAssistError
+
+__all__ = ["COHORT_SCHEMA", "CohortCase", "parse_case_argument", "read_cohort_file", "cohort_summary",
+           "format_cohort_table", "draw_learning_curve", "cohort_command"]
+
+COHORT_SCHEMA = "or_assist.postop_cohort/1"
+
+
+@dataclass(frozen=True)
+class CohortCase:
+    """One case of a cohort: its name and files."""
+
+    case_id: str
+    plan_path: Path
+    postop_path: Path
+    preop_path: Path | None = None
+
+
+def parse_case_argument(text: str, index: int) -> CohortCase:
+    """Parse ``PLAN:POSTOP`` or ``PLAN:POSTOP:PREOP`` (the case is named by its position).
+
+    Raises
+    ------
+    InputError
+        Not two or three non-empty parts.
+    """
+    parts = str(text).split(":")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise InputError(f"expected PLAN:POSTOP or PLAN:POSTOP:PREOP, got {text!r}", f"--cohort case {index + 1}")
+    return CohortCase(f"{index + 1:02d}", Path(parts[0]), Path(parts[1]), Path(parts[2]) if len(parts) == 3 else None)
+
+
+def read_cohort_file(path: str | os.PathLike) -> list[CohortCase]:
+    """Read a cohort CSV file (format: module doc).
+
+    Raises
+    ------
+    InputError
+        Missing file, no ``plan``/``postop`` column, an empty cell, no cases, or
+        duplicate case names; the message names the file and line.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("cohort file not found", str(p))
+    lines = [ln for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    rows = list(csv.DictReader(lines))
+    header = [h.strip() for h in (csv.DictReader(lines).fieldnames or [])]
+    missing = [c for c in ("plan", "postop") if c not in header]
+    if missing:
+        raise InputError(f"the header must name the columns plan and postop (optional preop, case); "
+                         f"missing {', '.join(missing)}, got {header}", str(p))
+    cases = []
+    for k, row in enumerate(rows):
+        row = {(key or "").strip(): (val or "").strip() for key, val in row.items()}
+        where = f"{p}: case {k + 1}"
+        if not row.get("plan") or not row.get("postop"):
+            raise InputError("empty plan or postop cell", where)
+        base = p.resolve().parent
+
+        def resolve(text: str) -> Path:
+            q = Path(text)
+            return q if q.is_absolute() else base / q
+
+        cases.append(CohortCase(row.get("case") or f"{k + 1:02d}", resolve(row["plan"]), resolve(row["postop"]),
+                                resolve(row["preop"]) if row.get("preop") else None))
+    if not cases:
+        raise InputError("no cases", str(p))
+    ids = [c.case_id for c in cases]
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    if dup:
+        raise InputError(f"duplicate case names {', '.join(dup)}", str(p))
+    return cases
+
+
+def _mean_sd(values: list[float]) -> dict | None:
+    if not values:
+        return None
+    v = np.asarray(values, dtype=np.float64)
+    return {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if v.size > 1 else 0.0,
+            "min": float(v.min()), "max": float(v.max()), "n": int(v.size)}
+
+
+def cohort_summary(results: Sequence[tuple[CohortCase, object]]) -> dict:
+    """Statistics over a cohort.
+
+    Parameters
+    ----------
+    results : sequence of (CohortCase, CaseEvaluation or str)
+        In case order; a str is the error that stopped that case.
+
+    Returns
+    -------
+    dict
+        ``cases`` (per case: order, id, found/planned, extra, breaches, mean apex deviation
+        and angle, or the error), ``implants`` (per found implant: case order, id, apex
+        deviation, angle, entry deviation, breach), ``apex_deviation_mm``, ``angle_deg``,
+        ``entry_deviation_mm`` (mean, sd, min, max, n over implants), ``learning_curve``
+        (``slope_mm_per_case``, ``pearson_r``, ``cases``) or None with fewer than 3 cases.
+    """
+    cases, implants = [], []
+    for order, (case, res) in enumerate(results, start=1):
+        if isinstance(res, str):
+            cases.append({"order": order, "case": case.case_id, "error": res})
+            continue
+        found = res.found()
+        for i in found:
+            implants.append({"order": order, "case": case.case_id, "implant": i.id,
+                             "apex_deviation_mm": i.apex_deviation_mm, "angle_deg": i.angle_deg,
+                             "entry_deviation_mm": i.entry_deviation_mm, "breach": i.breach})
+        cases.append({"order": order, "case": case.case_id, "planned": len(res.implants), "found": len(found),
+                      "extra": len(res.extra), "breaches": sum(1 for i in found if i.breach),
+                      "apex_deviation_mm": float(np.mean([i.apex_deviation_mm for i in found])) if found else None,
+                      "angle_deg": float(np.mean([i.angle_deg for i in found])) if found else None})
+    curve = None
+    pts = [(c["order"], c["apex_deviation_mm"]) for c in cases if c.get("apex_deviation_mm") is not None]
+    if len(pts) >= 3:
+        x, y = np.array(pts, dtype=np.float64).T
+        slope = float(np.polyfit(x, y, 1)[0])
+        r = float(np.corrcoef(x, y)[0, 1]) if np.std(y) > 0 else 0.0
+        curve = {"slope_mm_per_case": slope, "pearson_r": r, "cases": len(pts)}
+    return {"cases": cases, "implants": implants,
+            "apex_deviation_mm": _mean_sd([i["apex_deviation_mm"] for i in implants]),
+            "angle_deg": _mean_sd([i["angle_deg"] for i in implants]),
+            "entry_deviation_mm": _mean_sd([i["entry_deviation_mm"] for i in implants]),
+            "breaches": sum(1 for i in implants if i["breach"]), "learning_curve": curve}
+
+
+def _ms(stat: dict | None, unit: str) -> str:
+    return "-" if stat is None else f"{stat['mean']:.1f} +- {stat['sd']:.2f} {unit} (max {stat['max']:.1f}, n={stat['n']})"
+
+
+def format_cohort_table(summary: dict) -> str:
+    """Per-case rows in case order, then mean +- SD over implants and the learning curve."""
+    header = ("#", "case", "found", "extra", "breaches", "apex dev mm", "angle deg")
+    rows = []
+    for c in summary["cases"]:
+        if "error" in c:
+            rows.append((str(c["order"]), c["case"], "ERROR", "", "", "", c["error"]))
+        else:
+            rows.append((str(c["order"]), c["case"], f"{c['found']}/{c['planned']}", str(c["extra"]),
+                         str(c["breaches"]), "-" if c["apex_deviation_mm"] is None else f"{c['apex_deviation_mm']:.1f}",
+                         "-" if c["angle_deg"] is None else f"{c['angle_deg']:.1f}"))
+    widths = [max(len(r[k]) for r in [header] + rows) for k in range(6)]
+    lines = ["  ".join(r[k].ljust(widths[k]) for k in range(6)) + "  " + r[6] for r in [header] + rows]
+    lines.insert(1, "-" * len(lines[0]))
+    lines += [f"apex deviation:  {_ms(summary['apex_deviation_mm'], 'mm')}",
+              f"angle:           {_ms(summary['angle_deg'], 'deg')}",
+              f"entry deviation: {_ms(summary['entry_deviation_mm'], 'mm')}",
+              f"breaches: {summary['breaches']}"]
+    lc = summary["learning_curve"]
+    lines.append("learning curve: fewer than 3 cases" if lc is None else
+                 f"learning curve: {lc['slope_mm_per_case']:+.2f} mm per case (Pearson r {lc['pearson_r']:+.2f}, "
+                 f"{lc['cases']} cases)")
+    return "\n".join(lines)
+
+
+def _panel(img, box, xs, ys, means, n_cases: int, label: str, colour) -> None:
+    import cv2
+
+    x0, y0, x1, y1 = box
+    top = max([1.0] + list(ys) + [m for m in means if m is not None]) * 1.15
+    cv2.rectangle(img, (x0, y0), (x1, y1), (0, 0, 0), 1)
+
+    def px(order, value):
+        return (int(x0 + (order - 0.5) / max(n_cases, 1) * (x1 - x0)), int(y1 - value / top * (y1 - y0)))
+
+    step = 10 ** np.floor(np.log10(top / 2)) if top > 0 else 1
+    for t in np.arange(0, top, step if top / step <= 8 else 2 * step):
+        _, yy = px(0.5, t)
+        cv2.line(img, (x0 - 4, yy), (x0, yy), (0, 0, 0), 1)
+        cv2.putText(img, f"{t:g}", (x0 - 40, yy + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    for order in range(1, n_cases + 1):
+        xx, _ = px(order, 0)
+        cv2.line(img, (xx, y1), (xx, y1 + 4), (0, 0, 0), 1)
+        if n_cases <= 30 or order % 5 == 0:
+            cv2.putText(img, str(order), (xx - 6, y1 + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    for order, value in zip(xs, ys):
+        cv2.circle(img, px(order, value), 4, colour, -1, cv2.LINE_AA)
+    pts = [px(o, m) for o, m in enumerate(means, start=1) if m is not None]
+    for a, b in zip(pts[:-1], pts[1:]):
+        cv2.line(img, a, b, (60, 60, 60), 2, cv2.LINE_AA)
+    cv2.putText(img, label, (x0 + 8, y0 + 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
+
+
+def draw_learning_curve(summary: dict, path: str | os.PathLike) -> Path:
+    """PNG of apex deviation and angle per implant (dots) and per-case means (line) against
+    case order; returns the path written."""
+    import cv2
+
+    w, h = 900, 620
+    img = np.full((h, w, 3), 255, np.uint8)
+    n = len(summary["cases"])
+    imp = summary["implants"]
+    xs = [i["order"] for i in imp]
+    dev_means = [c.get("apex_deviation_mm") for c in summary["cases"]]
+    ang_means = [c.get("angle_deg") for c in summary["cases"]]
+    _panel(img, (70, 40, w - 30, 290), xs, [i["apex_deviation_mm"] for i in imp], dev_means, n,
+           "apex deviation (mm)", (200, 90, 30))
+    _panel(img, (70, 330, w - 30, 580), xs, [i["angle_deg"] for i in imp], ang_means, n, "angle (deg)",
+           (40, 40, 200))
+    cv2.putText(img, "case order", (w // 2 - 40, h - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(img, "post-op evaluation: learning curve", (70, 25), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1,
+                cv2.LINE_AA)
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(p), img):
+        raise InputError("cannot write the PNG", str(p))
+    return p
+
+
+def cohort_command(out_dir: str | os.PathLike, *, pairs: Sequence[str] = (),
+                   cohort_file: str | os.PathLike | None = None, ignore_hash: bool = False) -> str:
+    """``or-assist evaluate --cohort PLAN:POSTOP ... | --cohort-file FILE --out DIR``.
+
+    Parameters
+    ----------
+    out_dir : path-like
+        Folder for ``cohort.json``, ``cohort_implants.csv``, ``learning_curve.png``.
+    pairs : sequence of str
+        ``PLAN:POSTOP[:PREOP]`` per case, in case order.
+    cohort_file : path-like, optional
+        A cohort CSV file (module doc); its cases come after ``pairs``.
+    ignore_hash : bool
+        Accept pre-op CTs whose SHA-256 differs from their plan's.
+
+    Returns
+    -------
+    str
+        The cohort table (:func:`format_cohort_table`) and the files written. A case that
+        fails (bad file, no implants, scans that do not overlap) is listed with its error
+        and left out of the statistics.
+
+    Raises
+    ------
+    InputError
+        No cases given, a malformed case argument or cohort file, or every case failed.
+    """
+    from or_assist.core import jsonio
+    from or_assist.core.ct import load_ct
+    from or_assist.core.plan import load_plan, load_plan_ct
+    from or_assist.postop.evaluate import evaluate_case
+
+    cases = [parse_case_argument(t, k) for k, t in enumerate(pairs)]
+    if cohort_file is not None:
+        cases += read_cohort_file(cohort_file)
+    if not cases:
+        raise InputError("no cases: give PLAN:POSTOP pairs or a cohort file", "--cohort")
+    results = []
+    for case in cases:
+        try:
+            plan = load_plan(case.plan_path)
+            preop, _ = load_plan_ct(plan, ct_path=case.preop_path, allow_ct_mismatch=ignore_hash)
+            results.append((case, evaluate_case(plan, load_ct(case.postop_path), preop)))
+        except OrAssistError as exc:
+            results.append((case, str(exc)))
+    if all(isinstance(r, str) for _, r in results):
+        raise InputError("every case failed: " + "; ".join(f"case {c.case_id}: {r}" for c, r in results), "--cohort")
+    summary = cohort_summary(results)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    doc = {"schema": COHORT_SCHEMA, "summary": summary,
+           "cases": [{"case": c.case_id, "plan": str(c.plan_path), "postop_ct": str(c.postop_path),
+                      "evaluation": r if isinstance(r, str) else r.to_dict()} for c, r in results]}
+    jsonio.write_json(out / "cohort.json", doc)
+    with open(out / "cohort_implants.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, ["order", "case", "implant", "apex_deviation_mm", "angle_deg",
+                                     "entry_deviation_mm", "breach"])
+        writer.writeheader()
+        writer.writerows(summary["implants"])
+    png = draw_learning_curve(summary, out / "learning_curve.png")
+    return format_cohort_table(summary) + f"\nwrote {out / 'cohort.json'}, {out / 'cohort_implants.csv'}, {png}"
