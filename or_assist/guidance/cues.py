@@ -51,7 +51,7 @@ class CueThresholds:
     amber_mm: float = 4.0
     amber_deg: float = 4.0
     safety_margin_mm: float = 3.0
-    safety_extension_mm: float = 5.0
+    safety_extension_mm: float = 10.0
 
     def __post_init__(self):
         for name in ("green_mm", "green_deg", "amber_mm", "amber_deg", "safety_margin_mm", "safety_extension_mm"):

@@ -1,0 +1,99 @@
+"""Simulated guide-pin cases on the real CT for the guidance tests and benchmark.
+
+A case is a planned implant of ``tests/data/real_ct_plan.json``, a guide pin off its
+plan by a known tip offset (perpendicular to the planned axis, mm) and angle (deg), and
+two C-arm shots (inlet and outlet of that implant, each with a random error of the
+C-arm's placement) simulated as 1080p video frames, optionally with other implants
+already placed. ``pin=False`` gives the same shots without the pin.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from or_assist.core.carm_profiles import load_profile
+from or_assist.core.ct import load_ct
+from or_assist.core.geometry import Pose, rotation_about_axis
+from or_assist.core.instruments import GuidePin
+from or_assist.core.plan import load_plan
+from or_assist.core.plan_views import plan_view_pose
+from or_assist.render.drr import AttenuationVolume, DRRRenderer
+from or_assist.render.simulate import ShotSettings, simulate_shot
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_PLAN = REPO / "tests" / "data" / "real_ct_plan.json"
+REAL_CT = REPO.parent / "shared" / "data" / "ct_abdomen_pelvis_3mm.nii.gz"
+
+
+@dataclass
+class PinCase:
+    implant: object
+    pin: GuidePin | None
+    offset_mm: float
+    angle_deg: float
+    shots: list            # SimulatedShot per view
+    nominal_poses: list    # the planned views (a registration's start)
+    placed: tuple
+
+
+@functools.lru_cache(maxsize=4)
+def setup(detector_px: int = 512):
+    """(plan, renderer, detector geometry) for the real CT, cached."""
+    plan = load_plan(REAL_PLAN)
+    renderer = DRRRenderer(AttenuationVolume.from_ct(load_ct(REAL_CT)))
+    return plan, renderer, load_profile("siemens_cios_fusion").geometry_at(detector_px)
+
+
+def deviated_pin(implant, offset_mm: float, angle_deg: float, advance: float, rng) -> GuidePin:
+    """A pin whose tip is ``offset_mm`` off the planned axis and which is tilted by ``angle_deg``."""
+    a = implant.axis_unit
+    r = rng.normal(size=3)
+    r -= (r @ a) * a
+    r /= np.linalg.norm(r)
+    q = rng.normal(size=3)
+    q -= (q @ a) * a
+    q /= np.linalg.norm(q)
+    direction = rotation_about_axis(np.cross(a, q), np.radians(angle_deg)) @ a
+    tip = implant.entry_lps_mm + advance * implant.length_mm * a + offset_mm * r
+    return GuidePin.from_tip_direction(tip, direction, 150.0)
+
+
+def jittered(pose: Pose, rng, angle_deg: float, shift_mm: float) -> Pose:
+    """The pose with the C-arm misplaced by up to ``angle_deg`` about the isocentre and ``shift_mm``."""
+    axis = rng.normal(size=3)
+    rot = rotation_about_axis(axis, np.radians(rng.uniform(-angle_deg, angle_deg)))
+    m = pose.matrix.copy()
+    iso = np.array([0.0, 0.0, 530.0])
+    t = np.eye(4)
+    t[:3, :3] = rot
+    t[:3, 3] = iso - rot @ iso
+    m = t @ m
+    m[:3, 3] += rng.uniform(-shift_mm, shift_mm, size=3) * np.array([1.0, 1.0, 0.5])
+    return Pose(m)
+
+
+def make_case(seed: int, *, pin: bool = True, detector_px: int = 512, frame_px=(1920, 1080),
+              views=("inlet", "outlet"), placed_probability: float = 0.3, max_offset_mm: float = 10.0,
+              max_angle_deg: float = 10.0, jitter_deg: float = 3.0, jitter_mm: float = 5.0,
+              supersample: int = 2) -> PinCase:
+    """One simulated two-view case (module doc); deterministic for a seed."""
+    plan, renderer, geometry = setup(detector_px)
+    rng = np.random.default_rng(seed)
+    k = int(rng.integers(len(plan.implants)))
+    implant = plan.implants[k]
+    offset, angle = rng.uniform(0, max_offset_mm), rng.uniform(0, max_angle_deg)
+    the_pin = deviated_pin(implant, offset, angle, rng.uniform(0.6, 1.0), rng)
+    placed = tuple(i for j, i in enumerate(plan.implants) if j != k and rng.uniform() < placed_probability)
+    shots, nominal = [], []
+    for view in views:
+        p0 = plan_view_pose(plan, implant.id, view, geometry=geometry)
+        pose = jittered(p0, rng, jitter_deg, jitter_mm)
+        settings = ShotSettings(frame_size_px=frame_px, seed=int(rng.integers(1 << 30)), supersample=supersample)
+        shots.append(simulate_shot(renderer, pose, geometry, pin=the_pin if pin else None, implants=placed,
+                                   settings=settings))
+        nominal.append(p0)
+    return PinCase(implant, the_pin if pin else None, offset, angle, shots, nominal, placed)
