@@ -1,0 +1,245 @@
+"""Derivative-free optimisers for registration: a seeded CMA-ES and a compass search.
+
+Both *minimise* ``f(x)`` over a parameter vector whose components have comparable scales
+(registration passes degrees and millimetres, see :mod:`or_assist.register.pose_params`).
+Both are deterministic for a given seed and stop at an evaluation budget, so the time a
+registration takes is bounded.
+
+* :func:`cma_es`: the covariance matrix adaptation evolution strategy (Hansen 2016, "The
+  CMA Evolution Strategy: A Tutorial", default weights and learning rates), in plain
+  numpy; global and robust to local optima for the coarse search.
+* :func:`compass_search`: a coordinate pattern search with step halving (Kolda, Lewis
+  and Torczon 2003) for the local refinement at the finest level, where each
+  evaluation is expensive and the start is close.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from or_assist.errors import InputError
+
+__all__ = ["OptimResult", "cma_es", "compass_search"]
+
+Objective = Callable[[np.ndarray], float]
+
+
+@dataclass
+class OptimResult:
+    """Outcome of an optimiser.
+
+    Attributes
+    ----------
+    x : (n,) float64 ndarray
+        Best parameters found.
+    fun : float
+        ``f(x)``.
+    n_evaluations : int
+    history : list of float
+        Best value after each generation (CMA-ES) or iteration (compass search).
+    """
+
+    x: np.ndarray
+    fun: float
+    n_evaluations: int
+    history: list = field(default_factory=list)
+
+
+def _vector(x, name: str) -> np.ndarray:
+    a = np.asarray(x, dtype=np.float64).reshape(-1)
+    if a.size == 0 or not np.all(np.isfinite(a)):
+        raise InputError(f"must be a non-empty finite vector, got {x!r}", name)
+    return a
+
+
+def cma_es(f: Objective, x0: Sequence[float], sigma: Sequence[float] | float, *, max_evaluations: int = 200,
+           popsize: int | None = None, seed: int = 0, bounds: Sequence[float] | None = None,
+           tol_fun: float = 1e-6) -> OptimResult:
+    """Minimise ``f`` with CMA-ES from ``x0``.
+
+    Parameters
+    ----------
+    f : callable((n,) ndarray) -> float
+    x0 : (n,) array_like
+        Start (the distribution's initial mean).
+    sigma : float or (n,) array_like
+        Initial standard deviation per parameter (> 0); the search runs in coordinates
+        scaled by it, so each parameter's initial spread is its own.
+    max_evaluations : int
+        Budget of ``f`` calls.
+    popsize : int, optional
+        Offspring per generation; default ``4 + floor(3 ln n)``.
+    seed : int
+        Seed of the sampling (``numpy.random.default_rng``).
+    bounds : float or (n,) array_like, optional
+        Samples are clipped to ``x0 +- bounds`` (in parameter units).
+    tol_fun : float
+        Stop when the best values of the last generations differ by less than this.
+
+    Returns
+    -------
+    OptimResult
+    """
+    x0 = _vector(x0, "x0")
+    n = x0.size
+    scale = np.broadcast_to(_vector(sigma, "sigma"), (n,)).astype(np.float64)
+    if np.any(scale <= 0):
+        raise InputError(f"must be > 0, got {sigma!r}", "sigma")
+    lam = int(popsize) if popsize is not None else 4 + int(3 * math.log(n))
+    if lam < 2:
+        raise InputError(f"must be >= 2, got {popsize!r}", "popsize")
+    lo = hi = None
+    if bounds is not None:
+        b = np.broadcast_to(_vector(bounds, "bounds"), (n,)) / scale
+        lo, hi = -b, b
+    rng = np.random.default_rng(seed)
+    mu = lam // 2
+    w = math.log(mu + 0.5) - np.log(np.arange(1, mu + 1))
+    w /= w.sum()
+    mueff = 1.0 / np.sum(w ** 2)
+    cc = (4 + mueff / n) / (n + 4 + 2 * mueff / n)
+    cs = (mueff + 2) / (n + mueff + 5)
+    c1 = 2 / ((n + 1.3) ** 2 + mueff)
+    cmu = min(1 - c1, 2 * (mueff - 2 + 1 / mueff) / ((n + 2) ** 2 + mueff))
+    damps = 1 + 2 * max(0.0, math.sqrt((mueff - 1) / (n + 1)) - 1) + cs
+    chin = math.sqrt(n) * (1 - 1 / (4 * n) + 1 / (21 * n * n))
+
+    mean = np.zeros(n)
+    step = 1.0
+    pc = np.zeros(n)
+    ps = np.zeros(n)
+    cov = np.eye(n)
+    b_mat = np.eye(n)
+    d_vec = np.ones(n)
+    best_x, best_f = mean.copy(), float(f(x0))
+    evals, gen = 1, 0
+    history = [best_f]
+    while evals + lam <= max_evaluations:
+        gen += 1
+        z = rng.standard_normal((lam, n))
+        y = (z * d_vec) @ b_mat.T
+        xs = mean + step * y
+        if lo is not None:
+            xs = np.clip(xs, lo, hi)
+        fs = np.array([float(f(x0 + scale * x)) for x in xs])
+        evals += lam
+        order = np.argsort(fs, kind="stable")
+        if fs[order[0]] < best_f:
+            best_f, best_x = float(fs[order[0]]), xs[order[0]].copy()
+        ysel = (xs[order[:mu]] - mean) / step
+        yw = w @ ysel
+        mean = mean + step * yw
+        inv_sqrt = b_mat @ np.diag(1 / d_vec) @ b_mat.T
+        ps = (1 - cs) * ps + math.sqrt(cs * (2 - cs) * mueff) * (inv_sqrt @ yw)
+        hsig = np.linalg.norm(ps) / math.sqrt(1 - (1 - cs) ** (2 * gen)) / chin < 1.4 + 2 / (n + 1)
+        pc = (1 - cc) * pc + hsig * math.sqrt(cc * (2 - cc) * mueff) * yw
+        cov = ((1 - c1 - cmu) * cov + c1 * (np.outer(pc, pc) + (not hsig) * cc * (2 - cc) * cov)
+               + cmu * (ysel.T * w) @ ysel)
+        step *= math.exp((cs / damps) * (np.linalg.norm(ps) / chin - 1))
+        cov = (cov + cov.T) / 2
+        evals_c, vecs = np.linalg.eigh(cov)
+        d_vec = np.sqrt(np.maximum(evals_c, 1e-20))
+        b_mat = vecs
+        history.append(best_f)
+        if len(history) > 4 and max(history[-4:]) - min(history[-4:]) < tol_fun and step * d_vec.max() < 0.05:
+            break
+    # the final mean is often better than any sample
+    if evals < max_evaluations + 1:
+        x_mean = mean if lo is None else np.clip(mean, lo, hi)
+        f_mean = float(f(x0 + scale * x_mean))
+        evals += 1
+        if f_mean < best_f:
+            best_f, best_x = f_mean, x_mean
+    return OptimResult(x0 + scale * best_x, best_f, evals, history)
+
+
+def compass_search(f: Objective, x0: Sequence[float], steps: Sequence[float] | float, *,
+                   min_steps: Sequence[float] | float | None = None, max_evaluations: int = 100,
+                   f0: float | None = None, pattern: bool = False) -> OptimResult:
+    """Minimise ``f`` by a compass search from ``x0``.
+
+    An *exploratory* sweep tries ``x +- step_i e_i`` for each coordinate in turn, keeping
+    every improvement (and, without ``pattern``, repeating a successful step along its
+    coordinate while it pays). With ``pattern`` (Hooke and Jeeves) a successful sweep is
+    followed by a *pattern move* that jumps on by the sweep's displacement again. After
+    an unsuccessful sweep every step is halved, until all steps are below ``min_steps``
+    or the budget is spent.
+
+    Parameters
+    ----------
+    f : callable((n,) ndarray) -> float
+    x0 : (n,) array_like
+    steps : float or (n,) array_like
+        Initial step per parameter (> 0).
+    min_steps : float or (n,) array_like, optional
+        Stop when every step is below this; default ``steps / 16``.
+    max_evaluations : int
+    f0 : float, optional
+        ``f(x0)`` if already known (saves one evaluation).
+    pattern : bool
+        Hooke-Jeeves pattern moves instead of repeated coordinate steps.
+
+    Returns
+    -------
+    OptimResult
+    """
+    x = _vector(x0, "x0").copy()
+    n = x.size
+    h = np.broadcast_to(_vector(steps, "steps"), (n,)).astype(np.float64).copy()
+    if np.any(h <= 0):
+        raise InputError(f"must be > 0, got {steps!r}", "steps")
+    h_min = h / 16 if min_steps is None else np.broadcast_to(_vector(min_steps, "min_steps"), (n,))
+    budget = [int(max_evaluations)]
+
+    def evaluate(p):
+        budget[0] -= 1
+        return float(f(p))
+
+    fx = evaluate(x) if f0 is None else float(f0)
+    history = [fx]
+
+    def explore(base, fbase):
+        for i in range(n):
+            if budget[0] <= 0:
+                break
+            for sign in (1.0, -1.0):
+                if budget[0] <= 0:
+                    break
+                trial = base.copy()
+                trial[i] += sign * h[i]
+                ft = evaluate(trial)
+                if ft < fbase:
+                    base, fbase = trial, ft
+                    while not pattern and budget[0] > 0:  # keep going while it pays
+                        trial = base.copy()
+                        trial[i] += sign * h[i]
+                        ft = evaluate(trial)
+                        if ft >= fbase:
+                            break
+                        base, fbase = trial, ft
+                    break
+        return base, fbase
+
+    while budget[0] > 0 and np.any(h >= h_min):
+        xn, fn = explore(x, fx)
+        if fn < fx and not pattern:
+            x, fx = xn, fn
+        elif fn < fx:
+            while budget[0] > 0:  # pattern moves while they pay
+                xp = xn + (xn - x)
+                x, fx = xn, fn
+                fp = evaluate(xp)
+                xe, fe = explore(xp, fp)
+                if fe < fx:
+                    xn, fn = xe, fe
+                else:
+                    break
+            x, fx = (xn, fn) if fn < fx else (x, fx)
+        else:
+            h = h / 2
+        history.append(fx)
+    return OptimResult(x, fx, int(max_evaluations) - budget[0], history)

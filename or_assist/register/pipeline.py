@@ -1,0 +1,427 @@
+"""2-D/3-D registration of a fluoroscopy shot to the CT: the pipeline.
+
+1. **Shot**: :func:`or_assist.register.shot.prepare_shot` turns the frame into an
+   attenuation-like pyramid (e.g. 32, 64, 128 px over the field) with masks that leave out
+   the surround, burnt-in text, clipped air and metal.
+2. **Initialisation** (:mod:`or_assist.register.init2d`): the DRR at the start pose (and,
+   with a view library, the nearby precomputed views) is aligned in 2-D to the shot
+   (shift, in-plane rotation, scale); the best becomes the start of the 3-D search.
+3. **Coarse 3-D search**: CMA-ES (:func:`or_assist.register.optimize.cma_es`) over the
+   6 update parameters (:mod:`or_assist.register.pose_params`) at the coarse level with a
+   coarse ray step.
+4. **Refinement**: compass search at the fine level.
+5. **Confidence**: the final similarity must reach :data:`CONFIDENCE_THRESHOLD` (calibrated
+   by ``benchmarks/registration.py`` on simulated shots so that false confidence stays
+   below 1 %), and the pose must stay within the capture range of the start.
+
+A failed registration is a value: :class:`RegistrationResult` with ``success=False``, a
+``reason``, and no :attr:`~RegistrationResult.pose_for_overlay`.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from or_assist.core.geometry import CArmGeometry, Pose
+from or_assist.errors import InputError
+from or_assist.register.init2d import align_2d, pose_from_2d, resample_to_geometry
+from or_assist.register.optimize import cma_es, compass_search
+from or_assist.register.pose_params import apply_update, isocenter_source_mm, pose_error
+from or_assist.register.shot import POLARITIES, PreparedShot, ShotProblem, prepare_shot
+from or_assist.register.similarity import DEFAULT_METRIC, METRICS, prepare_fixed
+
+__all__ = ["REGISTRATION_SCHEMA", "CONFIDENCE_THRESHOLD", "DEFAULT_STAGES", "Stage", "RegistrationSettings", "RegistrationResult",
+           "Registrar"]
+
+REGISTRATION_SCHEMA = "or_assist.registration/1"
+#: Smallest final similarity (the default metric at the fine level) reported as success.
+#: Calibrated with ``benchmarks/registration.py`` (see its calibration table).
+CONFIDENCE_THRESHOLD = 0.35
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of the coarse-to-fine search.
+
+    Attributes
+    ----------
+    size_px : int
+        Side of the pyramid level (pixels over the field's bounding square).
+    step_mm : float
+        DRR ray step.
+    optimizer : {'cma', 'compass'}
+        :func:`~or_assist.register.optimize.cma_es` or
+        :func:`~or_assist.register.optimize.compass_search`.
+    evaluations : int
+        Budget of DRRs.
+    spread : (6,) floats
+        CMA-ES initial standard deviations, or compass initial steps (deg x 3, mm x 3).
+    smooth_px : float
+        Gaussian blur (standard deviation, pixels of the level) of shot and DRR before
+        comparing; widens the capture range of the coarse stages.
+    popsize : int or None
+        CMA-ES offspring per generation (default from the dimension).
+    pattern : bool
+        Compass search with Hooke-Jeeves pattern moves.
+    """
+
+    size_px: int
+    step_mm: float
+    optimizer: str
+    evaluations: int
+    spread: tuple
+    smooth_px: float = 0.0
+    popsize: int | None = None
+    pattern: bool = False
+
+    def __post_init__(self):
+        if self.optimizer not in ("cma", "compass"):
+            raise InputError(f"must be 'cma' or 'compass', got {self.optimizer!r}", "optimizer")
+        v = np.asarray(self.spread, dtype=np.float64)
+        if v.shape != (6,) or np.any(v <= 0):
+            raise InputError(f"must be 6 numbers > 0, got {self.spread!r}", "spread")
+        if isinstance(self.size_px, bool) or not isinstance(self.size_px, int) or self.size_px < 16:
+            raise InputError(f"must be an integer >= 16, got {self.size_px!r}", "size_px")
+
+
+DEFAULT_STAGES = (
+    Stage(32, 4.0, "cma", 300, (5.0, 5.0, 5.0, 8.0, 8.0, 12.0), smooth_px=1.5, popsize=12),
+    Stage(64, 3.0, "cma", 150, (1.5, 1.5, 1.5, 2.0, 2.0, 5.0), smooth_px=1.0),
+    Stage(128, 2.0, "compass", 110, (0.5, 0.5, 0.5, 0.5, 0.5, 2.0)),
+)
+
+
+@dataclass(frozen=True)
+class RegistrationSettings:
+    """How :class:`Registrar` registers.
+
+    Attributes
+    ----------
+    metric : {'ncc', 'gc', 'pgc'}
+        Similarity at every level (:mod:`or_assist.register.similarity`).
+    stages : tuple of Stage
+        Coarse to fine; sizes must divide the largest by powers of two. The 2-D
+        initialisation runs on the second-smallest level (the smallest if only one).
+    bounds : (6,) floats
+        Largest update of the first stage from its start per parameter (deg, mm).
+    capture_range : (float, float)
+        Largest accepted (rotation deg, translation mm) between start and result.
+    confidence_threshold : float
+        Smallest final similarity reported as success.
+    use_2d_init : bool
+        Run the 2-D initialisation.
+    render_threads : int
+        Numba threads per DRR (1 is fastest for small images and on a busy machine).
+    seed : int
+        Seed of the CMA-ES.
+    """
+
+    metric: str = DEFAULT_METRIC
+    stages: tuple = DEFAULT_STAGES
+    bounds: tuple = (15.0, 15.0, 15.0, 25.0, 25.0, 40.0)
+    capture_range: tuple = (20.0, 40.0)
+    confidence_threshold: float = CONFIDENCE_THRESHOLD
+    use_2d_init: bool = False
+    render_threads: int = 1
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.metric not in METRICS:
+            raise InputError(f"must be one of {', '.join(METRICS)}, got {self.metric!r}", "metric")
+        if not self.stages or not all(isinstance(st, Stage) for st in self.stages):
+            raise InputError("must be a non-empty tuple of Stage", "stages")
+        top = max(st.size_px for st in self.stages)
+        for st in self.stages:
+            ratio = top // st.size_px
+            if top % st.size_px or ratio & (ratio - 1):
+                raise InputError(f"sizes must divide the largest ({top}) by powers of two, got "
+                                 f"{[s.size_px for s in self.stages]}", "stages")
+        v = np.asarray(self.bounds, dtype=np.float64)
+        if v.shape != (6,) or np.any(v <= 0):
+            raise InputError(f"must be 6 numbers > 0, got {self.bounds!r}", "bounds")
+        if isinstance(self.render_threads, bool) or not isinstance(self.render_threads, int) \
+                or self.render_threads < 1:
+            raise InputError(f"must be an integer >= 1, got {self.render_threads!r}", "render_threads")
+
+    @property
+    def sizes_px(self) -> tuple[int, ...]:
+        """The pyramid level sizes the stages use, ascending."""
+        return tuple(sorted({st.size_px for st in self.stages}))
+
+
+@dataclass
+class RegistrationResult:
+    """Outcome of one registration (``or_assist.registration/1`` via :meth:`to_dict`).
+
+    Attributes
+    ----------
+    pose : Pose or None
+        The final pose (kept for diagnostics also when not successful; None when the
+        shot could not be registered at all).
+    success : bool
+        The method's own verdict; False whenever it is not confident.
+    similarity : float
+        Final similarity (``metric``) at the fine level (NaN if none).
+    metric : str
+    seconds : float
+        Wall time.
+    reason : str or None
+        Why it failed (None on success).
+    n_evaluations : int
+        DRRs rendered.
+    level_seconds : dict
+        Time per stage.
+    start_pose : Pose or None
+        The pose the 3-D search started from (after the 2-D initialisation).
+    """
+
+    pose: Pose | None
+    success: bool
+    similarity: float
+    metric: str
+    seconds: float
+    reason: str | None = None
+    n_evaluations: int = 0
+    level_seconds: dict = field(default_factory=dict)
+    start_pose: Pose | None = None
+
+    @property
+    def pose_for_overlay(self) -> Pose | None:
+        """The pose to draw overlays with: None unless the registration succeeded."""
+        return self.pose if self.success else None
+
+    def to_dict(self) -> dict:
+        """The ``or_assist.registration/1`` document.
+
+        The pose field ``T_source_from_patient`` is present only on success, so a
+        failed result cannot be used as a pose by mistake; the final pose of a failed
+        attempt is under ``"diagnostic_T_source_from_patient"``.
+        """
+        doc = {"schema": REGISTRATION_SCHEMA}
+        if self.success and self.pose is not None:
+            doc["T_source_from_patient"] = self.pose.matrix.tolist()
+        doc.update({"success": bool(self.success),
+                    "similarity": float(self.similarity) if np.isfinite(self.similarity) else None,
+                    "metric": self.metric, "seconds": round(float(self.seconds), 4)})
+        if not self.success:
+            doc["reason"] = self.reason or "not confident"
+            if self.pose is not None:
+                doc["diagnostic_T_source_from_patient"] = self.pose.matrix.tolist()
+        doc["n_evaluations"] = int(self.n_evaluations)
+        doc["stage_seconds"] = {k: round(float(v), 4) for k, v in self.level_seconds.items()}
+        return doc
+
+
+@contextmanager
+def _numba_threads(n: int):
+    """Run the DRR kernel with ``n`` numba threads in this thread (restored afterwards)."""
+    import numba
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
+
+
+class _Level:
+    """One pyramid level with its renderer settings and the prepared fixed image."""
+
+    def __init__(self, registrar: "Registrar", shot: PreparedShot, size: int, step_mm: float, metric: str,
+                 smooth_px: float = 0.0):
+        lvl = shot.levels[size]
+        self.geometry = lvl.geometry
+        self.image = lvl.image
+        self.mask = lvl.mask
+        self.smooth_px = float(smooth_px)
+        self.fixed = prepare_fixed(self._smooth(lvl.image), lvl.mask, metric)
+        self.step_mm = step_mm
+        self.registrar = registrar
+
+    def _smooth(self, image: np.ndarray) -> np.ndarray:
+        if self.smooth_px <= 0:
+            return image
+        import cv2
+
+        return cv2.GaussianBlur(image, (0, 0), self.smooth_px)
+
+    def render(self, pose: Pose) -> np.ndarray:
+        return self._smooth(self.registrar.renderer.render(pose, self.geometry, step_mm=self.step_mm))
+
+    def score(self, pose: Pose) -> float:
+        self.registrar._evaluations += 1
+        try:
+            return self.fixed.score(self.render(pose))
+        except InputError:  # source inside the CT or a view that misses it
+            return -1.0
+
+
+class Registrar:
+    """Registers shots of one patient; keeps the DRR renderer (and its ray caches) warm.
+
+    Parameters
+    ----------
+    ct_or_volume : CTVolume, AttenuationVolume or DRRRenderer
+        The patient's CT.
+    geometry : CArmGeometry
+        Of the frames that will be registered (e.g. the video frame's geometry).
+    settings : RegistrationSettings, optional
+    """
+
+    def __init__(self, ct_or_volume, geometry: CArmGeometry, settings: RegistrationSettings | None = None):
+        from or_assist.render.drr import AttenuationVolume, DRRRenderer
+
+        if not isinstance(geometry, CArmGeometry):
+            raise InputError(f"expected a CArmGeometry, got {type(geometry).__name__}", "geometry")
+        self.settings = RegistrationSettings() if settings is None else settings
+        if not isinstance(self.settings, RegistrationSettings):
+            raise InputError(f"expected RegistrationSettings, got {type(settings).__name__}", "settings")
+        if isinstance(ct_or_volume, DRRRenderer):
+            self.renderer = ct_or_volume
+        elif isinstance(ct_or_volume, AttenuationVolume):
+            self.renderer = DRRRenderer(ct_or_volume)
+        elif hasattr(ct_or_volume, "hu"):
+            self.renderer = DRRRenderer(AttenuationVolume.from_ct(ct_or_volume))
+        else:
+            raise InputError(f"expected a CTVolume, AttenuationVolume or DRRRenderer, got "
+                             f"{type(ct_or_volume).__name__}", "ct_or_volume")
+        self.geometry = geometry
+        self.last_result: RegistrationResult | None = None
+        self._evaluations = 0
+
+    # ------------------------------------------------------------------ public
+    def register(self, frame: np.ndarray, init_pose: Pose, *, polarity: str = "bone-dark", library=None,
+                 valid_mask: np.ndarray | None = None) -> RegistrationResult:
+        """Register one frame, starting near ``init_pose``.
+
+        Parameters
+        ----------
+        frame : (H, W) array
+            The shot as delivered (uint8/uint16 or float in [0, 1]), ``geometry``'s size.
+        init_pose : Pose
+            Start (e.g. the planned view), within about +-15 mm and +-10 deg of the truth.
+        polarity : {'bone-dark', 'bone-bright'}
+        library : ViewLibrary, optional
+            Precomputed views; the nearby ones are tried as 2-D starts too.
+        valid_mask : (H, W) bool array, optional
+            Pixels to use (default: found in the frame).
+
+        Returns
+        -------
+        RegistrationResult
+            ``success=False`` with a reason when the shot cannot be registered
+            confidently; bad arguments raise :class:`InputError`.
+        """
+        if not isinstance(init_pose, Pose):
+            raise InputError(f"expected a Pose (T_source_from_patient), got {type(init_pose).__name__}", "init_pose")
+        if polarity not in POLARITIES:
+            raise InputError(f"must be one of {', '.join(POLARITIES)}, got {polarity!r}", "polarity")
+        started = time.perf_counter()
+        self._evaluations = 0
+        st = self.settings
+        times = {}
+        try:
+            shot = prepare_shot(frame, self.geometry, polarity, st.sizes_px, valid_mask)
+        except ShotProblem as exc:
+            return self._finish(RegistrationResult(None, False, float("nan"), st.metric, 0.0, str(exc)), started)
+        times["prepare"] = time.perf_counter() - started
+        center = isocenter_source_mm(self.geometry)
+        levels = {}
+        for stage in st.stages:
+            key = (stage.size_px, stage.step_mm, stage.smooth_px)
+            if key not in levels:
+                levels[key] = _Level(self, shot, stage.size_px, stage.step_mm, st.metric, stage.smooth_px)
+        with _numba_threads(st.render_threads):
+            t0 = time.perf_counter()
+            pose = init_pose
+            if st.use_2d_init:
+                sizes = st.sizes_px
+                size = sizes[1] if len(sizes) > 1 else sizes[0]
+                first = [s for s in st.stages if s.size_px == size][0]
+                pose = self._initial_pose(levels[(first.size_px, first.step_mm, first.smooth_px)], init_pose, library)
+            start = pose
+            times["init2d"] = time.perf_counter() - t0
+            sim = float("nan")
+            for k, stage in enumerate(st.stages):
+                t0 = time.perf_counter()
+                lvl = levels[(stage.size_px, stage.step_mm, stage.smooth_px)]
+                base = pose
+                cost = lambda p: -lvl.score(apply_update(base, p, center))  # noqa: E731
+                if stage.optimizer == "cma":
+                    res = cma_es(cost, np.zeros(6), stage.spread, max_evaluations=stage.evaluations,
+                                 popsize=stage.popsize, seed=st.seed + k, bounds=st.bounds if k == 0 else 3 * np.asarray(stage.spread))
+                else:
+                    res = compass_search(cost, np.zeros(6), stage.spread, max_evaluations=stage.evaluations,
+                                         pattern=stage.pattern)
+                pose = apply_update(base, res.x, center)
+                sim = -res.fun
+                times[f"{stage.optimizer}{stage.size_px}"] = time.perf_counter() - t0
+        pose_f = pose
+
+        result = RegistrationResult(pose_f, True, sim, st.metric, 0.0, None, 0, times, start)
+        angle, disp = pose_error(pose_f, init_pose, center)
+        if angle > st.capture_range[0] or np.linalg.norm(disp) > st.capture_range[1]:
+            result.success = False
+            result.reason = (f"the result is {angle:.1f} deg and {np.linalg.norm(disp):.1f} mm from the start pose, "
+                             "outside the capture range")
+        elif sim < st.confidence_threshold:
+            result.success = False
+            result.reason = (f"not confident: final {st.metric} {sim:.3f} is below the threshold "
+                             f"{st.confidence_threshold:.3f}")
+        return self._finish(result, started)
+
+    def track(self, frame: np.ndarray, *, polarity: str = "bone-dark", fallback_pose: Pose | None = None,
+              valid_mask: np.ndarray | None = None) -> RegistrationResult:
+        """Register a new shot of nearly the same view, starting from the last successful pose.
+
+        Parameters
+        ----------
+        frame : (H, W) array
+        polarity : {'bone-dark', 'bone-bright'}
+        fallback_pose : Pose, optional
+            Start when there is no previous successful registration.
+        valid_mask : (H, W) bool array, optional
+        """
+        prev = self.last_result.pose_for_overlay if self.last_result is not None else None
+        start = prev if prev is not None else fallback_pose
+        if start is None:
+            raise InputError("no previous successful registration to track from; give fallback_pose",
+                             "fallback_pose")
+        return self.register(frame, start, polarity=polarity, valid_mask=valid_mask)
+
+    # ------------------------------------------------------------------ internals
+    def _finish(self, result: RegistrationResult, started: float) -> RegistrationResult:
+        result.seconds = time.perf_counter() - started
+        result.n_evaluations = self._evaluations
+        self.last_result = result
+        return result
+
+    def _initial_pose(self, level: _Level, init_pose: Pose, library) -> Pose:
+        """Best 2-D-aligned start among the DRR at ``init_pose`` and nearby library views."""
+        candidates = []
+        try:
+            candidates.append((init_pose, level.render(init_pose)))
+            self._evaluations += 1
+        except InputError:
+            pass
+        if library is not None:
+            from or_assist.render.views_model import nearest_views
+
+            for match in nearest_views(library, init_pose, k=4):
+                entry = library.entries[match.index]
+                view = resample_to_geometry(np.asarray(library.line_integrals[match.index], np.float32),
+                                            library.geometry_of(match.index), level.geometry)
+                candidates.append((entry.pose, view))
+        center_px = level.geometry.principal_point_px
+        best_pose, best_score = init_pose, -2.0
+        for pose, view in candidates:
+            al = align_2d(level.image, level.mask, view, center_px, metric=self.settings.metric)
+            cand = pose_from_2d(pose, al, level.geometry)
+            if al.score > best_score:
+                best_pose, best_score = cand, al.score
+        return best_pose

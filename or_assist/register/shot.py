@@ -1,0 +1,247 @@
+"""A fluoroscopy shot made ready for registration: attenuation-like image pyramid and masks.
+
+The frame as the grabber delivers it (black surround, burnt-in text, bone dark or
+bright) becomes an attenuation-like image (higher = more attenuating) with a mask of
+the pixels registration may compare: inside the collimated field, away from its rim,
+and neither saturated (burnt-in text, metal, air) nor near such pixels. The field's
+bounding square is then resampled to a few square levels (e.g. 32, 64, 128 pixels), each
+with its own :class:`~or_assist.core.geometry.CArmGeometry`, so DRRs rendered with that
+geometry line up with the level's pixels.
+
+The field, text and metal come from :func:`or_assist.video.preprocess.preprocess_shot`
+when that module is present; otherwise (and for plain arrays) from the simple rules of
+:func:`field_and_exclusions` here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from or_assist.core.geometry import CArmGeometry
+from or_assist.errors import InputError
+
+__all__ = ["POLARITIES", "ShotLevel", "PreparedShot", "ShotProblem", "frame_to_unit", "field_and_exclusions",
+           "prepare_shot", "scaled_geometry"]
+
+POLARITIES = ("bone-dark", "bone-bright")
+_FIELD_THRESHOLD = 3.0 / 255.0     # the surround is black (video black level)
+_SATURATION = 2.0 / 255.0          # within this of 0 or 1 a pixel is clipped
+_RIM_FRACTION = 0.02               # erode the field by this share of its size
+_EXCLUDE_DILATE_FRACTION = 0.006   # grow clipped regions by this share of the field size
+_MIN_VALID_FRACTION = 0.25         # of the field's bounding square at the finest level
+_MIN_CONTRAST = 0.01               # std of the valid pixels, unit intensity
+
+
+class ShotProblem(Exception):
+    """The frame cannot be registered (blank, saturated, no field...); ``str`` says why."""
+
+
+@dataclass(frozen=True, eq=False)
+class ShotLevel:
+    """One pyramid level.
+
+    Attributes
+    ----------
+    image : (N, N) float32 ndarray
+        Attenuation-like intensity (higher = more attenuating), arbitrary gain/offset.
+    mask : (N, N) bool ndarray
+        Pixels to compare.
+    geometry : CArmGeometry
+        Of these pixels (render DRRs with it).
+    """
+
+    image: np.ndarray
+    mask: np.ndarray
+    geometry: CArmGeometry
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedShot:
+    """A shot ready for registration.
+
+    Attributes
+    ----------
+    levels : dict of int -> ShotLevel
+        Keyed by image side in pixels.
+    polarity : str
+        ``bone-dark`` or ``bone-bright`` as applied.
+    field_fraction : float
+        Share of the frame inside the detected field.
+    valid_fraction : float
+        Share of the finest level's pixels in its mask.
+    """
+
+    levels: dict
+    polarity: str
+    field_fraction: float
+    valid_fraction: float
+
+
+def frame_to_unit(frame: np.ndarray) -> np.ndarray:
+    """A grey frame (uint8, uint16 or float in [0, 1]; (H, W) or (H, W, 3)) as (H, W) float32 in [0, 1]."""
+    a = np.asarray(frame)
+    if a.ndim == 3 and a.shape[2] in (3, 4):
+        a = a[..., :3].astype(np.float32).mean(axis=2).astype(a.dtype if a.dtype.kind == "f" else np.float32)
+        if np.asarray(frame).dtype == np.uint8:
+            a = a / 255.0
+        elif np.asarray(frame).dtype == np.uint16:
+            a = a / 65535.0
+        return np.clip(a, 0, 1).astype(np.float32)
+    if a.ndim != 2 or a.size == 0:
+        raise InputError(f"must be a grey image (H, W), got shape {a.shape}", "frame")
+    if a.dtype == np.uint8:
+        return a.astype(np.float32) / 255.0
+    if a.dtype == np.uint16:
+        return a.astype(np.float32) / 65535.0
+    if a.dtype.kind == "f":
+        out = a.astype(np.float32)
+        if not np.all(np.isfinite(out)):
+            raise InputError("contains NaN or inf", "frame")
+        return np.clip(out, 0, 1)
+    raise InputError(f"must be uint8, uint16 or float in [0, 1], got dtype {a.dtype}", "frame")
+
+
+def field_and_exclusions(unit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The collimated field and the pixels to exclude in it, from the frame alone.
+
+    The field is the convex hull of the largest non-black region (C-arm fields are
+    circles or rectangles); excluded are clipped pixels (burnt-in text and air at 1,
+    metal at 0), grown by a margin, and the field's rim.
+
+    Parameters
+    ----------
+    unit : (H, W) float32 in [0, 1]
+
+    Returns
+    -------
+    field : (H, W) bool
+    valid : (H, W) bool
+        Field pixels registration may use.
+    """
+    h, w = unit.shape
+    lit = (unit > _FIELD_THRESHOLD).astype(np.uint8)
+    k = max(3, int(round(min(h, w) * 0.01)) | 1)
+    lit = cv2.morphologyEx(lit, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(lit, connectivity=8)
+    field = np.zeros((h, w), np.uint8)
+    if n > 1:
+        big = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+        pts = cv2.findNonZero((labels == big).astype(np.uint8))
+        cv2.fillConvexPoly(field, cv2.convexHull(pts), 1)
+    size = max(1.0, float(np.sqrt(field.sum())))
+    rim = max(1, int(round(_RIM_FRACTION * size)))
+    inner = cv2.erode(field, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * rim + 1, 2 * rim + 1)))
+    clipped = ((unit <= _SATURATION) | (unit >= 1.0 - _SATURATION)).astype(np.uint8)
+    grow = max(1, int(round(_EXCLUDE_DILATE_FRACTION * size)))
+    clipped = cv2.dilate(clipped, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
+    return field.astype(bool), inner.astype(bool) & ~clipped.astype(bool)
+
+
+def scaled_geometry(geometry: CArmGeometry, u_min: int, v_min: int, side_px: int, size_px: int) -> CArmGeometry:
+    """Geometry of the square ``[v_min:v_min+side, u_min:u_min+side]`` resampled to ``size_px``.
+
+    Pixel centres stay consistent with area resampling: ``u_new = (u_old - u_min + 0.5) *
+    size / side - 0.5``.
+    """
+    s = size_px / side_px
+    u0, v0 = geometry.principal_point_px
+    px, py = geometry.pixel_spacing_mm
+    return geometry.with_changes(image_size_px=(size_px, size_px), pixel_spacing_mm=(px / s, py / s),
+                                 principal_point_px=((u0 - u_min + 0.5) * s - 0.5, (v0 - v_min + 0.5) * s - 0.5))
+
+
+def _square_crop(a: np.ndarray, u_min: int, v_min: int, side: int) -> np.ndarray:
+    h, w = a.shape
+    out = np.zeros((side, side), a.dtype)
+    u0, v0 = max(u_min, 0), max(v_min, 0)
+    u1, v1 = min(u_min + side, w), min(v_min + side, h)
+    out[v0 - v_min:v1 - v_min, u0 - u_min:u1 - u_min] = a[v0:v1, u0:u1]
+    return out
+
+
+def prepare_shot(frame: np.ndarray, geometry: CArmGeometry, polarity: str = "bone-dark",
+                 sizes_px: tuple[int, ...] = (32, 64, 128), valid: np.ndarray | None = None) -> PreparedShot:
+    """Turn a frame into a registration pyramid (module doc).
+
+    Parameters
+    ----------
+    frame : (H, W) array
+        The frame (uint8, uint16 or float in [0, 1]); its size must be ``geometry``'s.
+    geometry : CArmGeometry
+        Of the frame's pixels.
+    polarity : {'bone-dark', 'bone-bright'}
+    sizes_px : tuple of int
+        Sides of the levels; each must divide the largest by a power of two.
+    valid : (H, W) bool array, optional
+        Pixels to use (e.g. from the video preprocessing); default
+        :func:`field_and_exclusions`.
+
+    Returns
+    -------
+    PreparedShot
+
+    Raises
+    ------
+    InputError
+        Bad arguments.
+    ShotProblem
+        A frame of the wrong size, without a field, blank, or mostly saturated.
+    """
+    if not isinstance(geometry, CArmGeometry):
+        raise InputError(f"expected a CArmGeometry, got {type(geometry).__name__}", "geometry")
+    if polarity not in POLARITIES:
+        raise InputError(f"must be one of {', '.join(POLARITIES)}, got {polarity!r}", "polarity")
+    unit = frame_to_unit(frame)
+    h, w = unit.shape
+    if (w, h) != geometry.image_size_px:
+        raise ShotProblem(f"image size {w} x {h} does not match the geometry's {geometry.width} x "
+                          f"{geometry.height}")
+    if valid is None:
+        field, valid = field_and_exclusions(unit)
+    else:
+        valid = np.asarray(valid, dtype=bool)
+        if valid.shape != unit.shape:
+            raise InputError(f"must have the frame's shape {unit.shape}, got {valid.shape}", "valid")
+        field = valid
+    field_fraction = float(field.mean())
+    if field_fraction < 0.05:
+        raise ShotProblem("no X-ray field found (the image is black or nearly so)")
+    vals = unit[valid]
+    if vals.size < 0.2 * field.sum() or vals.size < 100:
+        raise ShotProblem(f"the field is mostly saturated ({100 * (1 - vals.size / max(field.sum(), 1)):.0f} % of "
+                          "its pixels clipped or burnt in)")
+    if float(vals.std()) < _MIN_CONTRAST:
+        raise ShotProblem(f"the field has no contrast (standard deviation {vals.std():.4f} of full scale)")
+    att = 1.0 - unit if polarity == "bone-dark" else unit
+    vs, us = np.nonzero(field)
+    u_min, u_max, v_min, v_max = us.min(), us.max(), vs.min(), vs.max()
+    side = int(max(u_max - u_min, v_max - v_min) + 1)
+    u_min = int((u_min + u_max + 1) // 2 - side // 2)
+    v_min = int((v_min + v_max + 1) // 2 - side // 2)
+    sizes = sorted({int(s) for s in sizes_px})
+    top = sizes[-1]
+    for s in sizes:
+        if top % s or (top // s) & (top // s - 1):
+            raise InputError(f"each size must divide the largest ({top}) by a power of two, got {sizes}", "sizes_px")
+    img = cv2.resize(_square_crop(att.astype(np.float32), u_min, v_min, side), (top, top),
+                     interpolation=cv2.INTER_AREA)
+    msk = cv2.resize(_square_crop(valid.astype(np.float32), u_min, v_min, side), (top, top),
+                     interpolation=cv2.INTER_AREA)
+    g_top = scaled_geometry(geometry, u_min, v_min, side, top)
+    levels = {}
+    for s in sorted(sizes, reverse=True):
+        f = top // s
+        if f == 1:
+            li, lm, lg = img, msk, g_top
+        else:
+            li = cv2.resize(img, (s, s), interpolation=cv2.INTER_AREA)
+            lm = cv2.resize(msk, (s, s), interpolation=cv2.INTER_AREA)
+            lg = g_top.downsampled(f)
+        levels[s] = ShotLevel(li.astype(np.float32), lm >= 0.999, lg)
+    valid_fraction = float(levels[top].mask.mean())
+    if valid_fraction < _MIN_VALID_FRACTION * (np.pi / 4 if field_fraction < 1 else 1):
+        raise ShotProblem(f"too few usable pixels ({100 * valid_fraction:.0f} % of the field's square)")
+    return PreparedShot(levels, polarity, field_fraction, valid_fraction)

@@ -1,0 +1,167 @@
+"""2-D/3-D registration end to end: simulated shots of the real CT and of the phantom.
+
+A small, fast version of ``benchmarks/registration.py``: a handful of shots at reduced
+resolution (a 256-pixel detector in a 960 x 540 frame), each started from a perturbed
+pose, must register with mTRE < 2 mm and report success; a deliberately wrong start and
+bad images must be reported as failures.
+"""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from or_assist.core.carm_profiles import load_profile
+from or_assist.core.ct import load_ct
+from or_assist.core.geometry import save_geometry, save_pose
+from or_assist.core.instruments import GuidePin
+from or_assist.core.plan import load_plan
+from or_assist.core.plan_views import plan_view_pose
+from or_assist.errors import InputError
+from or_assist.register.command import register_command
+from or_assist.register.pipeline import REGISTRATION_SCHEMA, Registrar
+from or_assist.register.pose_params import apply_update, isocenter_source_mm, target_error_mm
+from or_assist.render.drr import AttenuationVolume, DRRRenderer
+from or_assist.render.simulate import ShotSettings, simulate_shot
+from or_assist.sample import build_sample_data
+
+REAL_PLAN = "tests/data/real_ct_plan.json"
+FRAME = (960, 540)
+
+
+def _points(plan) -> np.ndarray:
+    return np.stack([p for imp in plan.implants for p in (imp.entry_lps_mm, imp.apex_lps_mm)])
+
+
+class Case:
+    """A CT with its plan, a warm renderer and a registrar for the shots' frame geometry."""
+
+    def __init__(self, ct, plan):
+        self.plan = plan
+        self.geometry = load_profile("siemens_cios_fusion").geometry_at(256)
+        self.renderer = DRRRenderer(AttenuationVolume.from_ct(ct))
+        self.center = isocenter_source_mm(self.geometry)
+        self.registrar = None
+
+    def shot(self, kind: str, true_update, seed: int, pin: bool = False, invert: bool = False):
+        imp = self.plan.implants[0]
+        planned = plan_view_pose(self.plan, imp.id, kind, geometry=self.geometry)
+        true = apply_update(planned, true_update, self.center)
+        guide = None
+        if pin:
+            d = imp.apex_lps_mm - imp.entry_lps_mm
+            guide = GuidePin.from_tip_direction(imp.entry_lps_mm + 0.5 * d, d, 150.0)
+        shot = simulate_shot(self.renderer, true, self.geometry, pin=guide,
+                             settings=ShotSettings(frame_size_px=FRAME, seed=seed, invert=invert))
+        if self.registrar is None:
+            self.registrar = Registrar(self.renderer, shot.video_geometry)
+        return shot
+
+
+@pytest.fixture(scope="module")
+def real_case(real_ct_path):
+    return Case(load_ct(real_ct_path), load_plan(REAL_PLAN))
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    return build_sample_data(tmp_path_factory.mktemp("sample"))
+
+
+@pytest.fixture(scope="module")
+def phantom_case(sample):
+    return Case(load_ct(sample["ct"]), load_plan(sample["plan"]))
+
+
+START_ERRORS = {  # (rx, ry, rz deg, tx, ty, tz mm) from the truth, within the stated capture range
+    "lateral": (6.0, -4.0, 5.0, 10.0, -8.0, 12.0),
+    "inlet": (-5.0, 5.0, -4.0, -9.0, 10.0, -10.0),
+    "outlet": (4.0, 6.0, 3.0, 8.0, 9.0, -12.0),
+}
+
+
+@pytest.mark.parametrize("kind", ["lateral", "inlet", "outlet"])
+def test_real_ct_shots_register(real_case, kind):
+    seed = {"lateral": 1, "inlet": 2, "outlet": 3}[kind]
+    shot = real_case.shot(kind, (2.0, -1.0, 1.0, 3.0, -2.0, 4.0), seed, pin=kind == "lateral",
+                          invert=kind == "outlet")
+    start = apply_update(shot.pose, START_ERRORS[kind], real_case.center)
+    assert target_error_mm(start, shot.pose, _points(real_case.plan)) > 8.0
+    res = real_case.registrar.register(shot.frame, start, polarity="bone-bright" if kind == "outlet" else "bone-dark")
+    err = target_error_mm(res.pose, shot.pose, _points(real_case.plan))
+    assert res.success, res.reason
+    assert err < 2.0
+    assert res.pose_for_overlay is res.pose
+    doc = res.to_dict()
+    assert doc["schema"] == REGISTRATION_SCHEMA and doc["success"] is True and "reason" not in doc
+
+
+@pytest.mark.parametrize("kind", ["lateral", "outlet"])
+def test_phantom_shots_register(phantom_case, kind):
+    shot = phantom_case.shot(kind, (-1.0, 2.0, -1.0, -4.0, 3.0, -5.0), 11)
+    start = apply_update(shot.pose, START_ERRORS[kind], phantom_case.center)
+    res = phantom_case.registrar.register(shot.frame, start)
+    assert res.success, res.reason
+    assert target_error_mm(res.pose, shot.pose, _points(phantom_case.plan)) < 2.0
+
+
+def test_wrong_start_is_a_failure(real_case):
+    shot = real_case.shot("inlet", (0, 0, 0, 0, 0, 0), 5)
+    wrong = plan_view_pose(real_case.plan, real_case.plan.implants[0].id, "outlet", geometry=real_case.geometry)
+    res = real_case.registrar.register(shot.frame, apply_update(wrong, (0, 0, 0, 0, 40.0, 0), real_case.center))
+    assert not res.success
+    assert res.reason
+    assert res.pose_for_overlay is None
+    doc = res.to_dict()
+    assert doc["success"] is False and doc["reason"] and "T_source_from_patient" not in doc
+
+
+@pytest.mark.parametrize("what", ["blank", "saturated", "noise", "wrong_size"])
+def test_bad_images_are_failures_with_a_reason(real_case, what):
+    shot = real_case.shot("lateral", (0, 0, 0, 0, 0, 0), 7)
+    h, w = shot.frame.shape
+    rng = np.random.default_rng(0)
+    frame = {
+        "blank": np.zeros((h, w), np.uint8),
+        "saturated": np.full((h, w), 255, np.uint8),
+        "noise": rng.integers(0, 256, (h, w), dtype=np.uint8),
+        "wrong_size": cv2.resize(shot.frame, (w // 2, h // 2)),
+    }[what]
+    res = real_case.registrar.register(frame, shot.pose)
+    assert not res.success
+    assert res.reason and res.pose_for_overlay is None
+
+
+def test_cli_function_writes_a_result(real_case, real_ct_path, tmp_path):
+    shot = real_case.shot("lateral", (1.0, 0.0, -1.0, 2.0, 2.0, 0.0), 9)
+    start = apply_update(shot.pose, (3.0, -3.0, 2.0, 6.0, -5.0, 8.0), real_case.center)
+    cv2.imwrite(str(tmp_path / "shot.png"), shot.frame)
+    save_geometry(shot.video_geometry, tmp_path / "g.json")
+    save_pose(start, tmp_path / "init.json")
+    out = register_command(real_ct_path, tmp_path / "g.json", tmp_path / "shot.png", tmp_path / "init.json",
+                           tmp_path / "result.json")
+    doc = json.loads((tmp_path / "result.json").read_text())
+    assert doc["schema"] == REGISTRATION_SCHEMA and doc["success"] is True, doc.get("reason")
+    assert doc["metric"] and doc["seconds"] > 0 and "registered" in out["summary"]
+    from or_assist.core.geometry import load_pose
+
+    assert target_error_mm(load_pose(tmp_path / "result.json"), shot.pose, _points(real_case.plan)) < 2.0
+
+
+def test_cli_function_rejects_unreadable_files(real_ct_path, tmp_path):
+    (tmp_path / "shot.png").write_bytes(b"not a png")
+    save_geometry(load_profile("siemens_cios_fusion").geometry_at(256), tmp_path / "g.json")
+    (tmp_path / "init.json").write_text("{}")
+    with pytest.raises(InputError, match="init.json"):
+        register_command(real_ct_path, tmp_path / "g.json", tmp_path / "shot.png", tmp_path / "init.json",
+                         tmp_path / "r.json")
+    save_pose(plan_view_pose(load_plan(REAL_PLAN), "R1", "lateral"), tmp_path / "init.json")
+    with pytest.raises(InputError, match="shot.png"):
+        register_command(real_ct_path, tmp_path / "g.json", tmp_path / "shot.png", tmp_path / "init.json",
+                         tmp_path / "r.json")
+    with pytest.raises(InputError, match="polarity"):
+        register_command(real_ct_path, tmp_path / "g.json", tmp_path / "shot.png", tmp_path / "init.json",
+                         tmp_path / "r.json", polarity="auto")
