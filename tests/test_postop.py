@@ -18,7 +18,6 @@ from or_assist.core.geometry import rotation_angle_deg
 from or_assist.core.plan_checks import _implant_surface_distance_mm
 from or_assist.errors import InputError
 from or_assist.postop.evaluate import EVALUATION_SCHEMA, evaluate_case, evaluate_command, format_case_table
-from or_assist.postop.synthetic import rigid_motion, synthesize_postop_ct
 from tests import postop_cases as pc
 
 

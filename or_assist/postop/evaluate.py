@@ -10,7 +10,7 @@ Pipeline (:func:`evaluate_case`):
    ``far_mm`` from every planned implant (a hip prosthesis, a spinal rod) are ignored and
    listed; objects that two planned implants claim are split (touching implants).
 3. **Match** planned and found implants greedily by the distance from the planned apex
-   to the object's axis segment (smallest first, at most ``max_match_mm``); a planned
+   to the object's nearest metal voxel (smallest first, at most ``max_match_mm``); a planned
    implant without a match is "not found", an implant-like object left over near the plan
    is an **extra** implant (reported, with a warning).
 4. **Fit** each match: principal axis and centroid with the catalogue geometry, then the
@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from or_assist.core.ct_volume import CTVolume
-from or_assist.core.plan import Implant, Plan, implant_vertex_directions
+from or_assist.core.plan import Implant, Plan
 from or_assist.core.plan_checks import CLEARANCE_LANDMARK_KINDS
 from or_assist.core.plan_checks import _implant_surface_distance_mm as _surface_distance_mm
 from or_assist.errors import InputError
@@ -124,7 +124,7 @@ class CaseEvaluation:
     extra : list of dict
         Implant-like metal near the plan that no planned implant matches: ``apex_lps_mm``,
         ``entry_lps_mm`` (plan frame), ``extent_mm``, ``nearest_planned``,
-        ``distance_mm``.
+        ``distance_mm`` (its metal to that implant's planned axis).
     ignored_metal : list of dict
         Metal far from the plan: ``centroid_lps_mm`` (plan frame), ``volume_mm3``,
         ``distance_mm`` (to the nearest planned implant).
@@ -211,7 +211,7 @@ def evaluate_case(plan: Plan, postop_ct: CTVolume, preop_ct: CTVolume | None = N
     metal_hu : float
         Metal threshold (HU).
     max_match_mm : float
-        Largest planned-apex to found-axis distance for a match.
+        Largest distance from a planned apex to the found implant's metal for a match.
     far_mm : float
         Metal farther than this from every planned implant is ignored.
     roi_margin_mm : float

@@ -18,7 +18,6 @@ from or_assist.core.catalogue import CatalogueItem
 from or_assist.core.ct_volume import CTVolume
 from or_assist.core.geometry import Pose
 from or_assist.core.plan import Plan, implant_vertex_directions
-from or_assist.core.plan_checks import segment_distance_mm
 from or_assist.errors import InputError
 from or_assist.postop.prism_fit import fit_prism, roll_about_axis_rad
 from or_assist.postop.segment import (MetalObject, candidate_items, find_metal_objects, fit_implant,
@@ -51,8 +50,8 @@ class LocatedImplants:
     matches : dict of str to FoundImplant
         By planned implant id.
     extra : list of (FoundImplant, str, float)
-        Unmatched metal near the plan, the nearest planned implant's id and its distance
-        (axis to axis, mm).
+        Unmatched metal near the plan, the nearest planned implant's id and the distance
+        from the metal to that implant's planned axis (mm).
     ignored : list of (MetalObject, float)
         Metal farther than ``far_mm`` from every planned implant, with that distance.
     warnings : list of str
@@ -64,10 +63,11 @@ class LocatedImplants:
     warnings: list = field(default_factory=list)
 
 
-def _point_segment_mm(p, a, b) -> float:
+def _points_segment_min_mm(points: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    """Smallest distance (mm) from a point set (N, 3) to the segment a-b."""
     ab = b - a
-    s = float(np.clip((p - a) @ ab / max(ab @ ab, 1e-12), 0.0, 1.0))
-    return float(np.linalg.norm(p - (a + s * ab)))
+    s = np.clip((points - a) @ ab / max(float(ab @ ab), 1e-12), 0.0, 1.0)
+    return float(np.min(np.linalg.norm(points - (a + s[:, None] * ab), axis=1)))
 
 
 def _single_width_mm(item: CatalogueItem) -> float:
@@ -136,8 +136,8 @@ def locate_implants(plan: Plan, postop: CTVolume, preop: CTVolume, T_preop_from_
                for i in plan.implants}
 
     def nearest_planned(obj: MetalObject) -> tuple[str, float]:
-        return min(((pid, segment_distance_mm(obj.ends_lps_mm[0], obj.ends_lps_mm[1], e, a))
-                    for pid, (e, a, _) in planned.items()), key=lambda x: x[1])
+        return min(((pid, _points_segment_min_mm(obj.points_lps_mm, e, a)) for pid, (e, a, _) in planned.items()),
+                   key=lambda x: x[1])
 
     near = []
     for obj in find_metal_objects(postop, metal_hu=metal_hu):
@@ -147,8 +147,8 @@ def locate_implants(plan: Plan, postop: CTVolume, preop: CTVolume, T_preop_from_
         else:
             near.append(obj)
 
-    def cost(pid: str, obj: MetalObject) -> float:
-        return _point_segment_mm(planned[pid][1], *obj.ends_lps_mm)
+    def cost(pid: str, obj: MetalObject) -> float:       # planned apex to the object's nearest metal voxel
+        return float(np.min(np.linalg.norm(obj.points_lps_mm - planned[pid][1], axis=1)))
 
     # split objects that several planned implants claim and that are too wide for one implant
     objects = []

@@ -174,8 +174,6 @@ def fit_prism(box, preop_hu: np.ndarray, use: np.ndarray, item: CatalogueItem, a
     -------
     PrismFit
     """
-    from or_assist.core.ct_volume import CTVolume  # noqa: F401 - documented type
-
     shape = box.hu.shape
     kk, jj, ii = np.meshgrid(*(np.arange(n, dtype=np.float64) for n in shape), indexing="ij")
     centres = box.index_to_lps(np.column_stack([ii.ravel(), jj.ravel(), kk.ravel()]))
