@@ -15,7 +15,7 @@ import pytest
 
 from or_assist.core.ct import crop_ct, save_ct
 from or_assist.core.geometry import rotation_angle_deg
-from or_assist.core.plan_checks import _implant_surface_distance_mm
+from or_assist.core.plan_checks import implant_surface_distance_mm
 from or_assist.errors import InputError
 from or_assist.postop.evaluate import EVALUATION_SCHEMA, evaluate_case, evaluate_command, format_case_table
 from tests import postop_cases as pc
@@ -60,7 +60,7 @@ def test_breach_of_the_s2_foramen_detected():
     placed = {i.id: i for i in pc.case("B")[1]}
     lm = next(lm for lm in pc.plan().landmarks if lm.name == "S2 foramen right")
     r3 = next(i for i in ev.implants if i.id == "R3")
-    true_clearance = _implant_surface_distance_mm(placed["R3"], lm.position_lps_mm) - lm.radius_mm
+    true_clearance = implant_surface_distance_mm(placed["R3"], lm.position_lps_mm) - lm.radius_mm
     assert true_clearance < 0
     assert r3.breach is True and r3.nearest_landmark == "S2 foramen right"
     assert abs(r3.clearance_mm - true_clearance) < 1.0

@@ -72,6 +72,7 @@ __all__ = [
     "check_plan_file",
     "bone_mask",
     "segment_distance_mm",
+    "implant_surface_distance_mm",
 ]
 
 CHECK_NAMES = ("length", "in_bone", "crosses_si_joint", "clearance", "collision")
@@ -156,7 +157,7 @@ def _seg2(p, a, b) -> float:
     return float(np.hypot(*(p - (a + s * ab))))
 
 
-def _implant_surface_distance_mm(imp: Implant, point) -> float:
+def implant_surface_distance_mm(imp: Implant, point) -> float:
     """Signed distance (mm, negative inside) from a point to the implant's envelope: the
     solid of revolution of its circumradius about the axis from the entry to the start
     of the tip, then a cone to the apex. It contains the triangular prism and its pyramid
@@ -453,7 +454,7 @@ def _check_clearance(plan: Plan, imp: Implant, min_mm: float) -> CheckResult:
     if not lms:
         return CheckResult(imp.id, "clearance", True, None, min_mm, "mm",
                            "skipped: the plan has no foramen or canal landmarks", skipped=True)
-    dists = [(_implant_surface_distance_mm(imp, lm.position_lps_mm) - lm.radius_mm, lm) for lm in lms]
+    dists = [(implant_surface_distance_mm(imp, lm.position_lps_mm) - lm.radius_mm, lm) for lm in lms]
     d, lm = min(dists, key=lambda x: x[0])
     msg = f"nearest: {lm.name} ({lm.kind})"
     if d < min_mm:
