@@ -155,6 +155,34 @@ def _cmd_simulate(args) -> int:
     return 0
 
 
+def _cmd_sources(args) -> int:
+    from or_assist.video.devices import sources_command
+
+    print(sources_command(probe=args.probe, max_index=args.max_index, seconds=args.seconds,
+                          backend=args.backend, width=args.width, height=args.height, fps=args.fps,
+                          fourcc=args.fourcc))
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    from or_assist.errors import InputError
+
+    if args.cohort or args.cohort_file:
+        from or_assist.postop.cohort import cohort_command
+
+        if args.out is None:
+            raise InputError("a cohort needs an output folder", "--out")
+        print(cohort_command(args.out, pairs=tuple(args.cohort or ()), cohort_file=args.cohort_file,
+                             ignore_hash=args.ignore_hash))
+        return 0
+    if not args.plan or not args.postop:
+        raise InputError("give --plan and --postop (or --cohort / --cohort-file)", "evaluate")
+    from or_assist.postop.evaluate import evaluate_command
+
+    print(evaluate_command(args.plan, args.postop, args.preop, args.out, ignore_hash=args.ignore_hash))
+    return 0
+
+
 def _cmd_demo(args) -> int:
     from or_assist.demo import run_demo
 
@@ -237,6 +265,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write the geometry of the frame's pixels (or_assist.geometry/1)")
     s.add_argument("--out", required=True, type=Path, help="output PNG")
     s.set_defaults(func=_cmd_simulate)
+
+    s = sub.add_parser("sources", help="list capture devices (frame grabbers), or probe one source")
+    s.add_argument("--probe", default=None, help="open this source (device index/path, URL, file) and report what it delivers")
+    s.add_argument("--seconds", type=float, default=2.0, help="how long to probe (default 2)")
+    s.add_argument("--max-index", type=int, default=10, help="highest device index to look at (default 10)")
+    s.add_argument("--backend", default=None, help="v4l2 | dshow | msmf | avfoundation | ffmpeg")
+    s.add_argument("--width", type=int, default=None)
+    s.add_argument("--height", type=int, default=None)
+    s.add_argument("--fps", type=float, default=None)
+    s.add_argument("--fourcc", default=None, help="e.g. MJPG or YUYV")
+    s.set_defaults(func=_cmd_sources)
+
+    s = sub.add_parser("evaluate", help="post-operative CT: deviation of placed from planned implants")
+    s.add_argument("--plan", default=None, help="or_assist.plan/1 JSON file")
+    s.add_argument("--postop", default=None, help="post-operative CT")
+    s.add_argument("--preop", default=None, help="pre-operative CT (default: the plan's CT)")
+    s.add_argument("--cohort", nargs="+", default=None, metavar="PLAN:POSTOP[:PREOP]",
+                   help="evaluate many cases (in case order) into a table and learning-curve plot")
+    s.add_argument("--cohort-file", default=None, help="CSV with plan, postop[, preop] per line")
+    s.add_argument("--ignore-hash", action="store_true", help="evaluate even if the pre-op CT's hash differs from the plan's")
+    s.add_argument("--out", default=None, type=Path, help="JSON result (one case) or output folder (cohort)")
+    s.set_defaults(func=_cmd_evaluate)
 
     s = sub.add_parser("sample", help="generate the built-in sample pelvis CT and its plan")
     s.add_argument("--out", type=Path, default=None, help="folder (default: the repository's sample_data/)")
