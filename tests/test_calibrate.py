@@ -136,6 +136,46 @@ def test_detected_centroids_match_the_truth(intensifier, ii_result):
     assert len(det) > 300 and np.sqrt(np.mean(d ** 2)) < 0.1 and d.max() < 0.3
 
 
+def _synthetic_beads(touching: bool) -> np.ndarray:
+    """A bright disc with a 9 x 9 grid of dark 8 px beads; optionally a 4 px bead touching one."""
+    frame = np.zeros((600, 600), np.float32)
+    cv2.circle(frame, (300, 300), 290, 200.0, -1)
+    for u in range(140, 461, 40):
+        for v in range(140, 461, 40):
+            cv2.circle(frame, (u, v), 4, 10.0, -1)
+    if touching:
+        cv2.circle(frame, (306, 300), 2, 10.0, -1)
+    return cv2.GaussianBlur(frame, (0, 0), 1.0)
+
+
+def test_touching_beads_are_elongated():
+    det = detect_beads(_synthetic_beads(True))
+    assert len(det) == 81
+    centre = np.argmin(np.hypot(*(det.centres_px - 300.0).T))
+    others = np.delete(det.elongation, centre)
+    assert det.elongation[centre] > 1.2 and others.max() < 1.05
+    lone = np.delete(det.centres_px, centre, axis=0)
+    assert np.abs(lone - np.round(lone)).max() < 0.02          # centroids of lone beads exact
+    squeezed = detect_beads(cv2.resize(_synthetic_beads(False), (450, 600), interpolation=cv2.INTER_AREA))
+    assert len(squeezed) == 81 and squeezed.elongation.max() < 1.05   # a common stretch cancels
+
+
+@pytest.mark.parametrize("image, kwargs, source", [
+    ("text", {}, "image"),
+    (np.zeros((20, 20), np.uint8), {}, "image"),
+    (np.zeros((64, 64, 2), np.uint8), {}, "image"),
+    (np.full((64, 64), np.nan, np.float32), {}, "image"),
+    (np.zeros((64, 64), np.uint8), dict(min_beads=0), "min_beads"),
+    (np.zeros((64, 64), np.uint8), dict(max_bead_px=-3.0), "max_bead_px"),
+])
+def test_detect_beads_bad_input(image, kwargs, source):
+    if source == "max_bead_px":
+        image = _synthetic_beads(False)
+    with pytest.raises(InputError) as err:
+        detect_beads(image, **kwargs)
+    assert err.value.source == source
+
+
 def test_video_roi_crop(intensifier, phantom):
     roi = (560, 140, 800, 800)
     result = calibrate(intensifier.frame, phantom, source_to_isocenter_mm=600.0, roi="560,140,800,800")

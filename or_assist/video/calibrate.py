@@ -9,8 +9,9 @@ last, as in ``CONVENTIONS.md``), and reports the reprojection error.
 Pipeline: beads are found (:func:`~or_assist.video.calibrate_detect.detect_beads`) and
 identified (:func:`~or_assist.video.calibrate_match.identify_beads`) per image; one
 ``cv2.calibrateCamera`` over all images then fits the intrinsics, the distortion and
-each image's phantom pose, leaving out beads crowded by another bead's shadow and
-outliers, in rounds.
+each image's phantom pose, leaving out beads touched by another bead's shadow (blobs
+elongated by more than 12 %, and beads whose fitted shadows come within 1.5 px of
+another's) and outliers beyond 5 robust sigmas (at least 0.25 px), in rounds.
 
 What the images determine:
 
@@ -59,6 +60,7 @@ _FLAGS = {"none": cv2.CALIB_FIX_K1 | cv2.CALIB_FIX_K2 | cv2.CALIB_FIX_K3 | cv2.C
 _ON_DETECTOR_DEG = 3.0
 _MAX_REL_FOCAL_STD = 0.005
 _CROWD_MARGIN_PX = 1.5
+_MAX_ELONGATION = 1.12
 _OUTLIER_SIGMAS = 5.0
 _OUTLIER_FLOOR_PX = 0.25
 _N_PARAMS = {"none": 4, "radial": 6, "full": 8}   # intrinsics + fitted distortion terms
@@ -327,7 +329,7 @@ def calibrate(images, phantom: BeadPhantom, *, source_to_isocenter_mm: float, ro
     for nm, val in (("source_to_isocenter_mm", source_to_isocenter_mm), ("nominal_sid_mm", nominal_sid_mm)):
         if isinstance(val, bool) or not isinstance(val, (int, float)) or not math.isfinite(val) or val <= 0:
             raise InputError(f"must be a finite number > 0 (mm), got {val!r}", nm)
-    if isinstance(images, np.ndarray) and images.ndim == 2:
+    if isinstance(images, np.ndarray):
         images = [images]
     if not isinstance(images, (list, tuple)) or not images:
         raise InputError("must be an image array or a non-empty list of them", "images")
@@ -361,7 +363,13 @@ def calibrate(images, phantom: BeadPhantom, *, source_to_isocenter_mm: float, ro
             states.append(ImageCalibration(nm, why, len(det), n_id))
             continue
         o = np.concatenate([phantom.planes[m.plane].cell_positions_mm(m.cells) for m in good])
-        i = np.concatenate([det.centres_px[m.detection_index] for m in good])
+        rows = np.concatenate([m.detection_index for m in good])
+        is_round = det.elongation[rows] <= _MAX_ELONGATION     # a touching shadow pulls the centroid
+        o, i = o[is_round], det.centres_px[rows[is_round]]
+        if len(o) < _MIN_BEADS:
+            states.append(ImageCalibration(nm, f"only {len(o)} of the {n_id} identified beads are round "
+                                               "(not touched by another bead's shadow)", len(det), n_id))
+            continue
         states.append(ImageCalibration(nm, "ok", len(det), n_id))
         used.append(len(states) - 1)
         obj.append(o)

@@ -47,6 +47,10 @@ class BeadDetections:
         Equivalent diameters (px).
     depth : (N,) float64
         Peak darkness of each blob (grey levels below the local background).
+    elongation : (N,) float64
+        Ratio of the blob's principal axes (second moments of its darkness), relative
+        to the blobs' median shape (so a grabber's unequal axis scaling cancels);
+        about 1 for a lone bead, more where a neighbouring shadow touches it.
     field_box_px : (x, y, w, h)
         Bounding box of the bright field in the image.
     image_size_px : (width, height)
@@ -59,6 +63,7 @@ class BeadDetections:
     centres_px: np.ndarray
     diameters_px: np.ndarray
     depth: np.ndarray
+    elongation: np.ndarray
     field_box_px: tuple[int, int, int, int]
     image_size_px: tuple[int, int]
     noise: float
@@ -70,7 +75,7 @@ class BeadDetections:
     def subset(self, keep: np.ndarray) -> "BeadDetections":
         """The detections selected by a boolean or index array."""
         return BeadDetections(self.centres_px[keep], self.diameters_px[keep], self.depth[keep],
-                              self.field_box_px, self.image_size_px, self.noise, self.n_rejected_edge)
+                              self.elongation[keep], self.field_box_px, self.image_size_px, self.noise, self.n_rejected_edge)
 
 
 def as_grey_image(image, name: str = "image") -> np.ndarray:
@@ -140,6 +145,8 @@ def detect_beads(image, *, max_bead_px: float | None = None, min_beads: int = 8,
     InputError
         Not an image, a blank image, or fewer than ``min_beads`` beads (with the count).
     """
+    if isinstance(min_beads, bool) or not isinstance(min_beads, (int, np.integer)) or min_beads < 1:
+        raise InputError(f"must be an integer >= 1, got {min_beads!r}", "min_beads")
     img = as_grey_image(image, name)
     field = _field_mask(img, name)
     fy, fx = np.nonzero(field)
@@ -175,7 +182,7 @@ def detect_beads(image, *, max_bead_px: float | None = None, min_beads: int = 8,
         n, labels, stats, _ = cv2.connectedComponentsWithStats(((darkness > t2) & inner).astype(np.uint8),
                                                                connectivity=8)
     h, w = img.shape
-    centres, diams, depths = [], [], []
+    centres, diams, depths, covs = [], [], [], []
     rejected = 0
     grow = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * _GROW_PX + 1, 2 * _GROW_PX + 1))
     pad = _GROW_PX + 2
@@ -201,14 +208,34 @@ def detect_beads(image, *, max_bead_px: float | None = None, min_beads: int = 8,
         yy, xx = np.mgrid[y0:y1, x0:x1]
         cu, cv = float((wgt * xx).sum() / mass), float((wgt * yy).sum() / mass)
         diam = 2.0 * np.sqrt(mass / (np.pi * peak))
+        du, dv = xx - cu, yy - cv
+        cov = np.array([[(wgt * du * du).sum(), (wgt * du * dv).sum()],
+                        [(wgt * du * dv).sum(), (wgt * dv * dv).sum()]]) / mass
+        if not np.all(np.isfinite(cov)) or np.linalg.det(cov) <= 0:
+            continue
         if dist[int(round(cv)), int(round(cu))] < 0.5 * diam + 3.0:
             rejected += 1
             continue
         centres.append((cu, cv))
         diams.append(diam)
         depths.append(peak)
+        covs.append(cov / np.trace(cov))
     if len(centres) < min_beads:
         raise InputError(f"found {len(centres)} bead-like blobs, at least {min_beads} are needed: is the "
                          "phantom in the field, and are the beads dark (metal dark, not inverted)?", name)
     return BeadDetections(np.array(centres, dtype=np.float64), np.array(diams, dtype=np.float64),
-                          np.array(depths, dtype=np.float64), box, (w, h), noise, rejected)
+                          np.array(depths, dtype=np.float64), _relative_elongation(np.array(covs)), box, (w, h),
+                          noise, rejected)
+
+
+def _relative_elongation(shapes: np.ndarray) -> np.ndarray:
+    """(N,) ratio of principal axes of each (2, 2) blob shape after undoing the common one.
+
+    A grabber that scales the axes differently stretches every bead alike; whitening by
+    the median shape leaves what is peculiar to each blob (a touching neighbour).
+    """
+    common = np.median(shapes, axis=0)
+    val, vec = np.linalg.eigh(common)
+    white = vec @ np.diag(1.0 / np.sqrt(np.maximum(val, 1e-12))) @ vec.T
+    ev = np.linalg.eigvalsh(white @ shapes @ white)
+    return np.sqrt(ev[:, 1] / np.maximum(ev[:, 0], 1e-12))
