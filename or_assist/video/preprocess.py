@@ -53,8 +53,8 @@ from or_assist.errors import InputError
 from or_assist.video.preprocess_fov import (FOV_SHAPES, FieldOfView, FieldOfViewTracker,
                                             _fit_circle, detect_field_of_view)
 from or_assist.video.preprocess_frame import ROTATIONS_DEG, Orientation, as_gray_uint8, colourfulness
-from or_assist.video.preprocess_masks import (POLARITIES, detect_polarity, detect_text_mask,
-                                              metal_mask, polarity_score)
+from or_assist.video.preprocess_masks import (POLARITIES, _metal, _text_u8, detect_polarity,
+                                              detect_text_mask, metal_mask, polarity_score)
 
 __all__ = [
     "FOV_SHAPES", "POLARITIES", "VIDEO_RESPONSES", "ROTATIONS_DEG",
@@ -300,32 +300,39 @@ def preprocess_shot(frame: np.ndarray, geometry: CArmGeometry,
     else:
         g = np.ascontiguousarray(g[cv_:cv_ + ch, cu:cu + cw])
 
-    field = fov_c.mask(g.shape, erode_px=s.fov_erode_px)
+    field = fov_c.mask_u8(g.shape, erode_px=s.fov_erode_px)
     if s.polarity == "auto":
         pol = detect_polarity(g, fov_c)
         source = "detected" if pol != "unknown" else "default"
         pol = pol if pol != "unknown" else "bone-dark"
     else:
         pol, source = s.polarity, "given"
-    text = detect_text_mask(g, fov_c) if s.mask_text else np.zeros(g.shape, bool)
-    dense = (255 - g) if pol == "bone-dark" else g          # uint8, 255 = most attenuating
+    dense = cv2.bitwise_not(g) if pol == "bone-dark" else g    # uint8, 255 = most attenuating
+    text = _text_u8(g, fov_c) if s.mask_text else np.zeros(g.shape, np.uint8)
     if s.mask_metal:
-        px = min(geom.pixel_spacing_mm)
-        pin_px = s.pin_diameter_mm * geom.magnification / px
-        metal = metal_mask(dense, fov_c, polarity="bone-bright", saturation_level=s.saturation_level,
-                           pin_width_px=pin_px)
+        pin_px = s.pin_diameter_mm * geom.magnification / min(geom.pixel_spacing_mm)
+        metal = _metal(dense, fov_c, s.saturation_level, pin_px, 40.0, 2)
     else:
-        metal = np.zeros(g.shape, bool)
-    mask = field & ~text & ~metal
+        metal = np.zeros(g.shape, np.uint8)
+    _, keep = cv2.threshold(cv2.bitwise_or(text, metal), 0, 1, cv2.THRESH_BINARY_INV)
+    mask = cv2.bitwise_and(field, keep)
     if s.mask_saturated:
-        mask &= dense > s.saturation_level
-    if np.count_nonzero(mask) < _MIN_VALID_FRACTION * mask.size:
+        _, unclipped = cv2.threshold(dense, s.saturation_level, 1, cv2.THRESH_BINARY)
+        mask = cv2.bitwise_and(mask, unclipped)
+    n_valid = cv2.countNonZero(mask)
+    if n_valid < _MIN_VALID_FRACTION * mask.size:
         raise InputError("leaves no usable pixels in its field (all text, metal or saturated)", "frame")
-    image = cv2.LUT(dense, _response_lut(s.video_response, dense, mask))
+    lut = _response_lut(s.video_response, dense, mask)
     if s.normalise:
-        image = normalise(image, mask)
-    else:
-        image[~mask] = 0.0
+        hist = cv2.calcHist([dense], [0], mask, [256], [0, 256]).ravel().astype(np.float64)
+        mean = float(hist @ lut) / n_valid
+        std = math.sqrt(max(float(hist @ (lut.astype(np.float64) - mean) ** 2) / n_valid, 0.0))
+        if std <= 1e-9:
+            raise InputError("is uniform inside its field: no image to register", "frame")
+        lut = ((lut - mean) / std).astype(np.float32)
+    image = cv2.LUT(dense, lut)
+    image = cv2.bitwise_and(image, image, mask=mask)   # zero outside the mask
+    text, metal, mask = text.view(bool), metal.view(bool), mask.view(bool)
     return PreprocessedShot(image=image, mask=mask, fov=fov_c, text_mask=text, metal_mask=metal,
                             polarity=pol, polarity_source=source, geometry=geom, orientation=orient,
                             crop_px=(cu, cv_, cw, ch), undistorted=undistorted, input_geometry=geom_in)
@@ -412,8 +419,9 @@ def _response_lut(response: str, dense: np.ndarray, mask: np.ndarray) -> np.ndar
     if response == "log":
         return (levels / 255.0).astype(np.float32)
     g = 255.0 - levels                                       # the bone-dark grey level
-    vals = dense[mask]
-    air = 255.0 - float(np.percentile(vals[:: max(1, vals.size // 65536)], 0.5))
+    hist = cv2.calcHist([dense], [0], mask, [256], [0, 256]).ravel()
+    cdf = np.cumsum(hist) / max(float(hist.sum()), 1.0)
+    air = 255.0 - float(np.searchsorted(cdf, 0.005))         # 99.5th percentile of the grey level
     return (-np.log((g + 0.5) / (max(air, 1.0) + 0.5))).astype(np.float32)
 
 

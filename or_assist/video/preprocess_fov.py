@@ -99,6 +99,10 @@ class FieldOfView:
     def mask(self, shape_hw: tuple[int, int], erode_px: float = 3.0) -> np.ndarray:
         """Pixels inside the field, ``erode_px`` away from its edge.
 
+        A rectangle's mask is exact; a circle's is drawn as a polygon through each
+        row's first and last pixel centre within ``radius_px - erode_px``, exact to
+        within one pixel at the edge (where the edge is steep).
+
         Parameters
         ----------
         shape_hw : (H, W)
@@ -110,21 +114,33 @@ class FieldOfView:
         -------
         (H, W) bool ndarray
         """
+        return self.mask_u8(shape_hw, erode_px).view(bool)
+
+    def mask_u8(self, shape_hw: tuple[int, int], erode_px: float = 3.0) -> np.ndarray:
+        """:meth:`mask` as ``uint8`` 0/1 (for OpenCV)."""
         h, w = int(shape_hw[0]), int(shape_hw[1])
-        v = np.arange(h, dtype=np.float64)
+        out = np.zeros((h, w), np.uint8)
         cu, cv = self.center_px
         if self.shape == "circle":
             r = self.radius_px - erode_px
+            if r <= 0:
+                return out
+            v = np.arange(max(0, math.ceil(cv - r)), min(h, math.floor(cv + r) + 1))
             half = np.sqrt(np.clip(r * r - (v - cv) ** 2, 0.0, None))
-            half[np.abs(v - cv) > r] = -1.0
-            lo, hi = np.ceil(cu - half), np.floor(cu + half)
+            lo = np.ceil(cu - half).astype(np.int64)
+            hi = np.floor(cu + half).astype(np.int64)
+            keep = hi >= lo
+            if keep.any():  # one polygon through every row's first and last pixel
+                v, lo, hi = v[keep], lo[keep], hi[keep]
+                poly = np.concatenate([np.stack([lo, v], 1), np.stack([hi, v], 1)[::-1]])
+                cv2.fillPoly(out, [np.clip(poly, -32768, 32767).astype(np.int32).reshape(-1, 1, 2)], 1)
         else:
             u0, v0, u1, v1 = self.box_px
-            rows = (v >= v0 + erode_px) & (v <= v1 - erode_px)
-            lo = np.where(rows, math.ceil(u0 + erode_px), 1.0)
-            hi = np.where(rows, math.floor(u1 - erode_px), 0.0)
-        u = np.arange(w, dtype=np.float64)
-        return (u[None, :] >= lo[:, None]) & (u[None, :] <= hi[:, None])
+            a, b = max(0, math.ceil(u0 + erode_px)), min(w, math.floor(u1 - erode_px) + 1)
+            c, d = max(0, math.ceil(v0 + erode_px)), min(h, math.floor(v1 - erode_px) + 1)
+            if b > a and d > c:
+                out[c:d, a:b] = 1
+        return out
 
     def crop_box(self, shape_hw: tuple[int, int], margin_px: int = 2) -> tuple[int, int, int, int]:
         """Whole-pixel ``(u_min, v_min, width, height)`` holding the field, clipped to the image."""
