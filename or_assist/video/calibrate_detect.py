@@ -12,7 +12,8 @@ Steps (:func:`detect_beads`):
    background brightness, and blobs too close to the field's edge (cut beads) or the
    image border, are left out.
 4. **Centroid and size**: each blob's darkness-weighted centroid over its region grown
-   by two pixels, after removing the local pedestal; size as the diameter of a disc
+   by two pixels, after removing the local pedestal (a plane fitted to the ring of
+   pixels around it); size as the diameter of a disc
    with the blob's mass over its peak (``2 sqrt(mass / (pi peak))``), which measures
    saturated (flat-topped) and faint blobs alike.
 """
@@ -199,13 +200,13 @@ def detect_beads(image, *, max_bead_px: float | None = None, min_beads: int = 8,
         own &= (lab_win == 0) | (lab_win == lab)
         d_win = darkness[y0:y1, x0:x1]
         ring = ~own & (lab_win == 0)
-        pedestal = float(np.median(d_win[ring])) if ring.any() else 0.0
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        pedestal = _pedestal(d_win, ring, xx - x0, yy - y0)
         wgt = np.where(own, d_win - pedestal, 0.0)
         mass = float(wgt.sum())
-        peak = float(d_win[lab_win == lab].max()) - pedestal
+        peak = float((d_win - pedestal)[lab_win == lab].max())
         if mass <= 0 or peak < min_depth:
             continue
-        yy, xx = np.mgrid[y0:y1, x0:x1]
         cu, cv = float((wgt * xx).sum() / mass), float((wgt * yy).sum() / mass)
         diam = 2.0 * np.sqrt(mass / (np.pi * peak))
         du, dv = xx - cu, yy - cv
@@ -226,6 +227,25 @@ def detect_beads(image, *, max_bead_px: float | None = None, min_beads: int = 8,
     return BeadDetections(np.array(centres, dtype=np.float64), np.array(diams, dtype=np.float64),
                           np.array(depths, dtype=np.float64), _relative_elongation(np.array(covs)), box, (w, h),
                           noise, rejected)
+
+
+def _pedestal(d_win: np.ndarray, ring: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray | float:
+    """The background left under a blob: a plane fitted to its surrounding ring.
+
+    A plane rather than a constant, so a brightness gradient across the bead (glare near
+    the field's edge) does not pull the centroid.
+    """
+    if ring.sum() < 8:
+        return float(np.median(d_win[ring])) if ring.any() else 0.0
+    a = np.column_stack([np.ones(int(ring.sum())), xs[ring], ys[ring]])
+    b = d_win[ring]
+    coef, *_ = np.linalg.lstsq(a, b, rcond=None)
+    res = b - a @ coef
+    mad = float(np.median(np.abs(res - np.median(res))))
+    ok = np.abs(res - np.median(res)) <= 3.0 * 1.4826 * mad          # drop a neighbour's tail
+    if 8 <= ok.sum() < len(b):
+        coef, *_ = np.linalg.lstsq(a[ok], b[ok], rcond=None)
+    return coef[0] + coef[1] * xs + coef[2] * ys
 
 
 def _relative_elongation(shapes: np.ndarray) -> np.ndarray:
