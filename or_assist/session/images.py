@@ -119,7 +119,19 @@ def read_png(path: Path, sha256: str | None = None) -> np.ndarray:
 
 
 def apply_text_mask(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """A copy of ``image`` with the ``(H, W)`` mask's true pixels filled black."""
+    """A copy of ``image`` with the text of the ``(H, W)`` mask covered by black boxes.
+
+    Blacking out only the glyph pixels would leave the text readable as black letters,
+    so the mask is dilated (by 1/100 of the image height, at least 3 px) to join the
+    letters of a word and each joined region's bounding box is filled black.
+    """
     out = image.copy()
-    out[mask.astype(bool)] = 0
+    m = mask.astype(np.uint8)
+    if not m.any():
+        return out
+    k = max(3, int(round(image.shape[0] / 100)))
+    m = cv2.dilate(m, np.ones((k, 2 * k + 1), np.uint8))
+    n, _, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+    for x, y, w, h, _area in stats[1:n]:
+        out[y:y + h, x:x + w] = 0
     return out

@@ -1,0 +1,85 @@
+"""``or-assist report CASE_DIR`` and ``or-assist cases``: the CLI's session commands.
+
+    or-assist report CASE_DIR [--out REPORT.html] [--pdf] [--no-mask] [--pseudonymise]
+    or-assist cases [--root CASES_DIR]
+    or-assist export CASE_DIR OUT_DIR [--no-mask] [--pseudonymise]
+
+Each returns the text to print; bad input raises :class:`~or_assist.errors.InputError`.
+"""
+
+from __future__ import annotations
+
+import time
+
+from or_assist.errors import InputError
+
+__all__ = ["report_command", "cases_command", "export_command"]
+
+
+def report_command(case_dir, out=None, *, pdf: bool = False, mask_text: bool = True,
+                   pseudonymise: bool = False) -> str:
+    """Write a case's HTML report (and PDF); returns what was written, one line each.
+
+    Parameters
+    ----------
+    case_dir : path-like
+        The case folder.
+    out : path-like, optional
+        The HTML file (default ``CASE_DIR/report.html``).
+    pdf : bool
+        Also print it to PDF beside the HTML (needs Chromium; without it the HTML is
+        still written and a note says so).
+    mask_text, pseudonymise : bool
+        As :func:`or_assist.session.report.build_report`.
+    """
+    from or_assist.session.caselog import CaseLog
+    from or_assist.session.report import build_report, export_pdf
+
+    html = build_report(case_dir, out, mask_text=mask_text, pseudonymise=pseudonymise)
+    lines = [f"wrote {html}"]
+    with CaseLog.open(case_dir, readonly=True) as log:
+        problems = log.problems
+        missing_images = len(log.check_files())
+    if problems:
+        lines.append(f"note: {len(problems)} problem(s) in the case are listed in the report"
+                     + (f" ({missing_images} missing image file(s))" if missing_images else ""))
+    if pdf:
+        try:
+            lines.append(f"wrote {export_pdf(html)}")
+        except InputError as exc:
+            lines.append(f"note: no PDF: {exc}")
+    return "\n".join(lines)
+
+
+def _when(t) -> str:
+    return "-" if t is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
+
+
+def cases_command(root=None) -> str:
+    """A table of the recorded cases under ``root`` (default: the per-user cases folder)."""
+    from or_assist.session.caselog import default_cases_root, list_cases
+
+    where = default_cases_root() if root is None else root
+    cases = list_cases(root)
+    if not cases:
+        return f"no cases in {where}"
+    lines = [f"cases in {where}:",
+             f"{'case':24s} {'started':16s} {'ended':16s} {'shots':>5s} {'capt':>5s}  status"]
+    for c in cases:
+        if "error" in c:
+            lines.append(f"{c['folder']}: cannot be read: {c['error']}")
+            continue
+        status = c["status"] + (f", {len(c['problems'])} problem(s)" if c["problems"] else "")
+        lines.append(f"{c['case_id']:24s} {_when(c['started']):16s} {_when(c['ended']):16s} "
+                     f"{c['n_shots']:5d} {c['n_captures']:5d}  {status}"
+                     + (f"  [{c['patient_label']}]" if c.get("patient_label") else ""))
+    return "\n".join(lines)
+
+
+def export_command(case_dir, out_dir, *, mask_text: bool = True, pseudonymise: bool = False) -> str:
+    """Export a case (:func:`or_assist.session.export.export_case`); returns what was written."""
+    from or_assist.session.export import export_case
+
+    path = export_case(case_dir, out_dir, mask_text=mask_text, pseudonymise=pseudonymise)
+    return f"wrote {path} (images {'text-masked' if mask_text else 'NOT masked'}" + \
+        (", pseudonymised)" if pseudonymise else ")")
