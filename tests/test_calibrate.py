@@ -330,6 +330,7 @@ def _write(tmp_path, doc: dict, name="p.json"):
     (lambda d: d["planes"][0].update(z_mm=5.0), "z_mm = 0"),
     (lambda d: d.update(plate_to_detector_mm=-1), "plate_to_detector_mm"),
     (lambda d: d.update(material="lead"), "material"),
+    (lambda d: d.update(plate_thickness_mm=-2.0), "plate_thickness_mm"),
 ])
 def test_bad_phantom_files(tmp_path, change, field):
     doc = json.loads((PHANTOM_DIR / "bead_grid_two_plane.json").read_text())
@@ -343,6 +344,8 @@ def test_bad_phantom_files(tmp_path, change, field):
 def test_missing_phantom_file(tmp_path):
     with pytest.raises(InputError, match="not found"):
         load_bead_phantom(tmp_path / "nope.json")
+    with pytest.raises(InputError, match="shipped phantoms: bead_grid_single_plane, bead_grid_two_plane"):
+        load_bead_phantom("bead_grid_three_plane")
 
 
 # --------------------------------------------------------------------------- command

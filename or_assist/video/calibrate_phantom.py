@@ -202,7 +202,10 @@ def load_bead_phantom(path: str | os.PathLike) -> BeadPhantom:
         Wrong schema, or a missing or malformed field (named with the file).
     """
     p = Path(path)
-    if not p.suffix and not p.exists() and (PHANTOM_DIR / f"{p.name}.json").is_file():
+    if not p.suffix and not p.exists():
+        if not (PHANTOM_DIR / f"{p.name}.json").is_file():
+            known = ", ".join(sorted(q.stem for q in PHANTOM_DIR.glob("*.json"))) or "(none found)"
+            raise InputError(f"no such file or shipped phantom; shipped phantoms: {known}", str(path))
         p = PHANTOM_DIR / f"{p.name}.json"
     where = str(p)
     doc = jsonio.read_json(p, BEAD_PHANTOM_SCHEMA)
@@ -222,13 +225,16 @@ def load_bead_phantom(path: str | os.PathLike) -> BeadPhantom:
             raise SchemaError(f"the two planes' bead diameters must differ by a factor >= {_MIN_SIZE_RATIO} "
                               f"so their beads can be told apart, got {ratio:.2f}", where)
     material = jsonio.field_str(doc, "material", where, choices=("steel", "titanium"))
+    plate = jsonio.field_float(doc, "plate_thickness_mm", where, default=3.0)
+    if plate < 0:
+        raise SchemaError(f"field 'plate_thickness_mm' must be >= 0, got {plate:g}", where)
     return BeadPhantom(
         name=jsonio.field_str(doc, "name", where),
         description=jsonio.field_str(doc, "description", where, default=""),
         material=material,
         plate_to_detector_mm=jsonio.field_float(doc, "plate_to_detector_mm", where, positive=True),
         planes=planes,
-        plate_thickness_mm=jsonio.field_float(doc, "plate_thickness_mm", where, default=3.0),
+        plate_thickness_mm=plate,
         source=where)
 
 
