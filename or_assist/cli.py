@@ -183,6 +183,14 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _cmd_calibrate(args) -> int:
+    from or_assist.video.calibrate_io import calibrate_command
+
+    print(calibrate_command(args.images, args.phantom, args.out, profile=args.profile, roi=args.roi,
+                            source_to_isocenter_mm=args.source_to_isocenter_mm, distortion=args.distortion))
+    return 0
+
+
 def _cmd_demo(args) -> int:
     from or_assist.demo import run_demo
 
@@ -287,6 +295,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ignore-hash", action="store_true", help="evaluate even if the pre-op CT's hash differs from the plan's")
     s.add_argument("--out", default=None, type=Path, help="JSON result (one case) or output folder (cohort)")
     s.set_defaults(func=_cmd_evaluate)
+
+    s = sub.add_parser("calibrate", help="calibrate a C-arm + grabber from bead-phantom images; writes or_assist.geometry/1")
+    s.add_argument("images", nargs="+", help="bead phantom images (PNG/TIFF/DICOM frames as grabbed)")
+    s.add_argument("--phantom", required=True, help="bead phantom name (calibration/phantoms) or JSON path")
+    s.add_argument("--profile", default=None, help="C-arm profile for the source-isocentre distance and a report")
+    s.add_argument("--roi", default=None, help="crop every frame first: x,y,w,h in video pixels")
+    s.add_argument("--source-to-isocenter-mm", type=float, default=None, help="override (not observable from the phantom)")
+    s.add_argument("--distortion", choices=("auto", "none", "radial", "full"), default="auto")
+    s.add_argument("--out", required=True, type=Path, help="or_assist.geometry/1 output")
+    s.set_defaults(func=_cmd_calibrate)
 
     s = sub.add_parser("sample", help="generate the built-in sample pelvis CT and its plan")
     s.add_argument("--out", type=Path, default=None, help="folder (default: the repository's sample_data/)")

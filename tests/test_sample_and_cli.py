@@ -64,6 +64,13 @@ def test_plan_check_cli_names_planted_failures(sample, tmp_path, capsys):
     (["info", "/no/such/ct.nii.gz"], "/no/such/ct.nii.gz"),
     (["plan-check", "/no/such/plan.json"], "/no/such/plan.json: file not found"),
     (["geometry", "no_such_carm"], "unknown C-arm profile"),
+    (["views", "/no/such/plan.json", "--geometry", "/no/g.json", "--out", "/tmp/v"], "/no/such/plan.json"),
+    (["simulate", "/no/such/ct.nii.gz", "--pose", "p.json", "--geometry", "g.json", "--out", "s.png"],
+     "/no/such/ct.nii.gz"),
+    (["calibrate", "/no/such/bead.png", "--phantom", "bead_grid_two_plane", "--out", "/tmp/g.json"],
+     "/no/such/bead.png"),
+    (["evaluate", "--plan", "/no/such/plan.json", "--postop", "/no/such/post.nii.gz"], "/no/such/"),
+    (["sources", "--probe", "/no/such/video.mp4"], "/no/such/video.mp4"),
 ])
 def test_cli_bad_input_is_one_clear_line(argv, message, capsys):
     assert main(argv) == 2
