@@ -50,11 +50,12 @@ import numpy as np
 
 from or_assist.core.geometry import CArmGeometry, distort_normalized, undistort_normalized
 from or_assist.errors import InputError
-from or_assist.video.preprocess_fov import (FOV_SHAPES, FieldOfView, FieldOfViewTracker,
-                                            _fit_circle, detect_field_of_view)
+from or_assist.video.preprocess_fov import FOV_SHAPES, FieldOfView, FieldOfViewTracker, detect_field_of_view
+from or_assist.video.preprocess_fov_fit import fit_circle
 from or_assist.video.preprocess_frame import ROTATIONS_DEG, Orientation, as_gray_uint8, colourfulness
 from or_assist.video.preprocess_masks import (POLARITIES, _metal, _text_u8, detect_polarity,
                                               detect_text_mask, metal_mask, polarity_score)
+from or_assist.video.preprocess_pyramid import normalise, pyramid
 
 __all__ = [
     "FOV_SHAPES", "POLARITIES", "VIDEO_RESPONSES", "ROTATIONS_DEG",
@@ -392,7 +393,7 @@ def _undistort_fov(fov: FieldOfView, geom: CArmGeometry) -> FieldOfView:
                               np.stack([np.full_like(s, u1), v0 + (v1 - v0) * s], 1)])
     q = _apply_distortion(pts, geom, geom, inverse=True)
     if fov.shape == "circle":
-        cu, cv, r = _fit_circle(q, (fov.center_px[0], fov.center_px[1], fov.radius_px))
+        cu, cv, r = fit_circle(q, (fov.center_px[0], fov.center_px[1], fov.radius_px))
         res = np.hypot(q[:, 0] - cu, q[:, 1] - cv)
         return FieldOfView("circle", (cu, cv), radius_px=float(res.min()))
     n = 18
@@ -423,94 +424,3 @@ def _response_lut(response: str, dense: np.ndarray, mask: np.ndarray) -> np.ndar
     cdf = np.cumsum(hist) / max(float(hist.sum()), 1.0)
     air = 255.0 - float(np.searchsorted(cdf, 0.005))         # 99.5th percentile of the grey level
     return (-np.log((g + 0.5) / (max(air, 1.0) + 0.5))).astype(np.float32)
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def _check_image_mask(image, mask) -> tuple[np.ndarray, np.ndarray]:
-    if not isinstance(image, np.ndarray) or image.ndim != 2 or not np.issubdtype(image.dtype, np.number):
-        raise InputError(f"must be a numeric (H, W) array, got {getattr(image, 'shape', type(image).__name__)}",
-                         "image")
-    m = np.asarray(mask)
-    if m.shape != image.shape:
-        raise InputError(f"must have the image's shape {image.shape}, got {m.shape}", "mask")
-    return image, m.astype(bool, copy=False)
-
-
-def normalise(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Zero mean and unit standard deviation inside ``mask``; zero outside.
-
-    Parameters
-    ----------
-    image : (H, W) numeric ndarray
-    mask : (H, W) bool ndarray
-
-    Returns
-    -------
-    (H, W) float32 ndarray
-
-    Raises
-    ------
-    InputError
-        Shapes differ, the mask selects fewer than 2 pixels, or the image is constant
-        (or not finite) inside it.
-    """
-    image, m = _check_image_mask(image, mask)
-    if np.count_nonzero(m) < 2:
-        raise InputError("selects fewer than 2 pixels", "mask")
-    f = image.astype(np.float32, copy=True)
-    mean, std = cv2.meanStdDev(f, mask=m.view(np.uint8))
-    mean, std = float(mean[0, 0]), float(std[0, 0])
-    if not (math.isfinite(mean) and math.isfinite(std)) or std <= 1e-12 * max(1.0, abs(mean)):
-        raise InputError(f"is constant or not finite inside the mask (std {std:g})", "image")
-    f -= np.float32(mean)
-    f *= np.float32(1.0 / std)
-    f[~m] = 0.0
-    return f
-
-
-def pyramid(image: np.ndarray, mask: np.ndarray, levels: int,
-            min_valid_fraction: float = 0.5) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Mask-aware 2 x 2 binning, level by level.
-
-    Level 0 is ``(image, mask)`` as float32/bool; level ``k`` has pixels binned
-    ``2**k`` x ``2**k`` from the top-left corner (a trailing odd row or column is
-    dropped), matching ``geometry.downsampled(2**k)``: its pixel ``(u, v)`` is centred
-    on level-0 pixel ``(2**k * (u + 0.5) - 0.5, ...)``. A binned pixel is the mean of
-    its valid children and is valid when at least ``min_valid_fraction`` of them are;
-    invalid pixels are 0.
-
-    Parameters
-    ----------
-    image : (H, W) numeric ndarray
-    mask : (H, W) bool ndarray
-    levels : int
-        Number of levels returned (>= 1), while each side stays >= 2 px.
-    min_valid_fraction : float
-        In (0, 1].
-
-    Returns
-    -------
-    list of ((H_k, W_k) float32, (H_k, W_k) bool)
-    """
-    image, m = _check_image_mask(image, mask)
-    if isinstance(levels, bool) or not isinstance(levels, (int, np.integer)) or levels < 1:
-        raise InputError(f"must be an integer >= 1, got {levels!r}", "levels")
-    if not (isinstance(min_valid_fraction, (int, float)) and 0 < min_valid_fraction <= 1):
-        raise InputError(f"must be in (0, 1], got {min_valid_fraction!r}", "min_valid_fraction")
-    if min(image.shape) >> (levels - 1) < 2:
-        raise InputError(f"{levels} levels bin a {image.shape} image below 2 px", "levels")
-    img = image.astype(np.float32, copy=True)
-    img[~m] = 0.0
-    weight = m.astype(np.float32)
-    out = [(img, m.copy())]
-    for _ in range(levels - 1):
-        h, w = (img.shape[0] // 2) * 2, (img.shape[1] // 2) * 2
-        num = cv2.resize(img[:h, :w] * weight[:h, :w], (w // 2, h // 2), interpolation=cv2.INTER_AREA)
-        den = cv2.resize(weight[:h, :w], (w // 2, h // 2), interpolation=cv2.INTER_AREA)
-        valid = den >= np.float32(min_valid_fraction - 1e-6)
-        img = np.where(valid, num / np.maximum(den, np.float32(1e-6)), np.float32(0.0)).astype(np.float32)
-        weight = valid.astype(np.float32)
-        out.append((img, valid))
-    return out

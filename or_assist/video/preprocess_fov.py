@@ -34,6 +34,7 @@ import cv2
 import numpy as np
 
 from or_assist.errors import InputError
+from or_assist.video.preprocess_fov_fit import coarse_rectangle, fine_circle, fine_rectangle, ransac_circle
 from or_assist.video.preprocess_frame import as_gray_uint8, colourfulness
 
 __all__ = ["FOV_SHAPES", "FieldOfView", "detect_field_of_view", "FieldOfViewTracker"]
@@ -46,8 +47,6 @@ _MIN_FIELD_FRACTION = 0.03   # a field smaller than this share of the frame is n
 _MAX_CHROMA = 25.0           # median chroma above which a frame is not fluoroscopy
 _MIN_NEIGHBOUR_CORR = 0.5    # neighbouring pixels of an image correlate; noise does not
 _MIN_DETAIL = 0.5            # grey levels of fine detail below which the field is featureless
-_RANSAC_ITERATIONS = 120
-_CLEAR_EDGE = 20.0           # grey levels above black of the last pixel inside a clear edge
 
 
 @dataclass(frozen=True)
@@ -224,53 +223,17 @@ def _detect(gray: np.ndarray) -> FieldOfView:
     box = ((x + 0.0) * s - 0.5, (y + 0.0) * s - 0.5, (x + bw) * s - 0.5, (y + bh) * s - 0.5)
     if len(pts) < 10:  # the field fills the frame: the whole frame is the field
         return FieldOfView("rectangle", ((w - 1) / 2.0, (h - 1) / 2.0), box_px=(0.0, 0.0, w - 1.0, h - 1.0))
-    circle = _ransac_circle(pts, tol=1.5 * s)
+    circle = ransac_circle(pts, tol=1.5 * s)
     n_circle = 0 if circle is None else int((np.abs(np.hypot(pts[:, 0] - circle[0], pts[:, 1] - circle[1])
                                                     - circle[2]) < 1.5 * s).sum())
-    rect, n_rect = _coarse_rectangle(pts, box, 1.5 * s, (w, h), s)
+    rect, n_rect = coarse_rectangle(pts, box, 1.5 * s, (w, h), s)
     if rect is not None and n_rect >= n_circle:
-        return _fine_rectangle(gray, edge_level, black, rect, s)
+        u0, v0, u1, v1 = fine_rectangle(gray, edge_level, black, rect, s)
+        return FieldOfView("rectangle", (0.5 * (u0 + u1), 0.5 * (v0 + v1)), box_px=(u0, v0, u1, v1))
     if circle is None:
         raise InputError("shows no round or rectangular field of view", "frame")
-    return _fine_circle(gray, edge_level, black, circle, s)
-
-
-def _coarse_rectangle(pts: np.ndarray, box, tol: float, size_px, s: int):
-    """Axis-aligned box whose sides hold most contour points.
-
-    Each side is the densest run of contour points at one coordinate on its half of
-    the bounding box; a side with little support there (hidden by a dark region
-    touching the edge) falls back to the bounding box's extent. Returns
-    ``((left, top, right, bottom), inlier count)`` or ``(None, 0)``.
-    """
-    w, h = size_px
-    edges = []
-    inl = np.zeros(len(pts), bool)
-    for axis, lo_half in ((0, True), (1, True), (0, False), (1, False)):
-        lo, hi = box[axis], box[axis + 2]
-        extent = lo if lo_half else hi
-        limit = -0.5 if lo_half else (w if axis == 0 else h) - 0.5
-        if abs(extent - limit) <= s:  # the field reaches the frame's edge
-            edges.append(limit)
-            continue
-        x = pts[:, axis]
-        cand = x[x < 0.5 * (lo + hi)] if lo_half else x[x >= 0.5 * (lo + hi)]
-        side_len = (box[3 - axis] - box[1 - axis]) / s  # contour points along a full side
-        pos = extent
-        if len(cand) >= 5:
-            bins = np.round(cand / tol).astype(np.int64)
-            b0 = int(bins.min())
-            counts = np.bincount(bins - b0)
-            near = np.convolve(counts, np.ones(3, np.int64), mode="same")
-            best = int(np.argmax(near))
-            if near[best] >= 0.2 * side_len:
-                pos = float(np.median(cand[np.abs(bins - b0 - best) <= 1]))
-        edges.append(pos)
-        inl |= np.abs(x - pos) < tol
-    left, top, right, bottom = edges
-    if right - left < 8 * s or bottom - top < 8 * s:
-        return None, 0
-    return (left, top, right, bottom), int(inl.sum())
+    cu, cv, r = fine_circle(gray, edge_level, black, circle, s)
+    return FieldOfView("circle", (cu, cv), radius_px=r)
 
 
 def _check_content(small: np.ndarray, filled: np.ndarray) -> None:
@@ -279,200 +242,19 @@ def _check_content(small: np.ndarray, filled: np.ndarray) -> None:
     if inner.sum() < 64:
         raise InputError("shows no field of view large enough to hold an image", "frame")
     f = small.astype(np.float32)
-    a, b = f[:, :-1][inner[:, :-1] & inner[:, 1:]], f[:, 1:][inner[:, :-1] & inner[:, 1:]]
-    if a.std() > 0.5 and b.std() > 0.5:
-        corr = float(np.corrcoef(a, b)[0, 1])
+    pair = inner[:, :-1] & inner[:, 1:]
+    a, b = f[:, :-1][pair][::3].astype(np.float64), f[:, 1:][pair][::3].astype(np.float64)
+    a, b = a - a.mean(), b - b.mean()
+    sa, sb = math.sqrt(float((a * a).sum())), math.sqrt(float((b * b).sum()))
+    if sa > 0.5 * math.sqrt(len(a)) and sb > 0.5 * math.sqrt(len(b)):
+        corr = float((a * b).sum()) / (sa * sb)
         if corr < _MIN_NEIGHBOUR_CORR:
             raise InputError(f"looks like noise, not an X-ray image (neighbouring pixels correlate "
                              f"{corr:.2f} < {_MIN_NEIGHBOUR_CORR})", "frame")
-    detail = float((f - cv2.GaussianBlur(f, (0, 0), 2.0))[inner].std())
+    detail = float((f - cv2.blur(f, (5, 5)))[inner].std())
     if detail < _MIN_DETAIL:
         raise InputError(f"is featureless inside its bright region (detail {detail:.2f} grey levels): "
                          "not an X-ray image", "frame")
-
-
-def _corners_filled(filled: np.ndarray, x: int, y: int, bw: int, bh: int) -> int:
-    inset_u, inset_v = max(1, int(0.06 * bw)), max(1, int(0.06 * bh))
-    pu, pv = max(1, bw // 40), max(1, bh // 40)
-    count = 0
-    for cu in (x + inset_u, x + bw - 1 - inset_u):
-        for cv in (y + inset_v, y + bh - 1 - inset_v):
-            patch = filled[max(0, cv - pv):cv + pv + 1, max(0, cu - pu):cu + pu + 1]
-            count += int(patch.mean() > 0.5)
-    return count
-
-
-def _edge_positions(gray: np.ndarray, start: np.ndarray, step: np.ndarray, n: int,
-                    black: float, floor: float) -> np.ndarray:
-    """Outermost crossing of the level ``black`` along profiles ``start + i * step``.
-
-    ``start`` (P, 2) lies inside the field, ``step`` (P, 2) points outwards; ``black``
-    is the black level plus a noise margin, ``floor`` the black level itself. The
-    field's edge is where the image last rises above the surround (located at half
-    the edge pixel's height above ``floor``): a collimator's penumbra and the darker rim that glare
-    and image processing leave inside the edge would bias a half-way crossing inwards.
-    Returns the crossing as a fractional index (P,), NaN where a profile's inside is
-    not clearly above the black level, and the edge's contrast (P,): the grey level
-    of the last pixel inside above ``floor``.
-    """
-    i = np.arange(n, dtype=np.float32)
-    mx = (start[:, None, 0] + i[None, :] * step[:, None, 0]).astype(np.float32)
-    my = (start[:, None, 1] + i[None, :] * step[:, None, 1]).astype(np.float32)
-    prof = cv2.remap(gray, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
-    inside = np.median(prof[:, : max(3, n // 4)], axis=1)
-    ok = inside >= black + 10.0
-    thr = np.full(len(prof), black, np.float32)
-    above = prof >= thr[:, None]
-    down = above[:, :-1] & ~above[:, 1:]
-    has = down.any(axis=1) & ok
-    last = (n - 2) - np.argmax(down[:, ::-1], axis=1)
-    rows = np.arange(len(prof))
-    a, b = prof[rows, last], prof[rows, last + 1]
-    half = np.maximum(0.5 * (a + floor), thr)   # half-way between the edge pixel and black
-    half = np.minimum(half, a)
-    frac = (a - half) / np.maximum(a - b, 1e-6)
-    return np.where(has, last + np.clip(frac, 0.0, 1.0), np.nan), np.where(has, a - floor, 0.0)
-
-
-def _fine_circle(gray: np.ndarray, level: float, black: float, coarse, s: int) -> FieldOfView:
-    h, w = gray.shape
-    cu, cv, r = coarse
-    n_rays, half = 256, 2 * s + 6
-    theta = np.linspace(0.0, 2 * np.pi, n_rays, endpoint=False)
-    d = np.stack([np.cos(theta), np.sin(theta)], axis=1)
-    start = np.array([cu, cv]) + (r - half) * d
-    pos, _ = _edge_positions(gray, start, d, 2 * half + 1, level, black)
-    edge = start + pos[:, None] * d
-    inside_frame = (edge[:, 0] > 1) & (edge[:, 0] < w - 2) & (edge[:, 1] > 1) & (edge[:, 1] < h - 2)
-    good = np.isfinite(pos) & inside_frame
-    fine = _ransac_circle(edge[good], tol=1.0) if good.sum() >= 10 else None
-    if fine is None:
-        fine = coarse
-    cu, cv, r = fine
-    if r < 0.05 * min(h, w) or not (-r < cu < w + r and -r < cv < h + r):
-        raise InputError(f"shows no plausible round field (centre {cu:.0f}, {cv:.0f}, radius {r:.0f} px)", "frame")
-    return FieldOfView("circle", (cu, cv), radius_px=r)
-
-
-def _ransac_circle(pts: np.ndarray, tol: float, iterations: int = _RANSAC_ITERATIONS):
-    """Robust circle (cu, cv, r) through most of ``pts`` (N, 2); None when none fits."""
-    if len(pts) < 3:
-        return None
-    rng = np.random.default_rng(12345)
-    if len(pts) > 300:
-        pts = pts[np.linspace(0, len(pts) - 1, 300).astype(int)]
-    idx = rng.integers(0, len(pts), size=(iterations, 3))
-    a, b, c = pts[idx[:, 0]], pts[idx[:, 1]], pts[idx[:, 2]]
-    d = 2 * (a[:, 0] * (b[:, 1] - c[:, 1]) + b[:, 0] * (c[:, 1] - a[:, 1]) + c[:, 0] * (a[:, 1] - b[:, 1]))
-    sa, sb, sc = (a ** 2).sum(1), (b ** 2).sum(1), (c ** 2).sum(1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ux = (sa * (b[:, 1] - c[:, 1]) + sb * (c[:, 1] - a[:, 1]) + sc * (a[:, 1] - b[:, 1])) / d
-        uy = (sa * (c[:, 0] - b[:, 0]) + sb * (a[:, 0] - c[:, 0]) + sc * (b[:, 0] - a[:, 0])) / d
-    rr = np.hypot(a[:, 0] - ux, a[:, 1] - uy)
-    valid = np.isfinite(ux) & np.isfinite(uy) & np.isfinite(rr) & (np.abs(d) > 1e-9)
-    if not valid.any():
-        return None
-    ux, uy, rr = ux[valid], uy[valid], rr[valid]
-    dist = np.abs(np.hypot(pts[None, :, 0] - ux[:, None], pts[None, :, 1] - uy[:, None]) - rr[:, None])
-    score = (dist < tol).sum(axis=1)
-    best = int(np.argmax(score))
-    if score[best] < max(5, 0.25 * len(pts)):
-        return None
-    inl = pts[dist[best] < tol]
-    cu, cv, r = ux[best], uy[best], rr[best]
-    for _ in range(3):  # geometric least squares on the inliers, then re-select them
-        cu, cv, r = _fit_circle(inl, (cu, cv, r))
-        res = np.abs(np.hypot(pts[:, 0] - cu, pts[:, 1] - cv) - r)
-        sel = pts[res < tol]
-        if len(sel) < 5:
-            break
-        inl = sel
-    return float(cu), float(cv), float(r)
-
-
-def _fit_circle(pts: np.ndarray, init) -> tuple[float, float, float]:
-    """Least-squares circle (Gauss-Newton on the geometric distance) from ``init``."""
-    cu, cv, r = init
-    for _ in range(10):
-        du, dv = pts[:, 0] - cu, pts[:, 1] - cv
-        dist = np.maximum(np.hypot(du, dv), 1e-9)
-        res = dist - r
-        jac = np.stack([-du / dist, -dv / dist, -np.ones_like(dist)], axis=1)
-        delta, *_ = np.linalg.lstsq(jac, -res, rcond=None)
-        cu, cv, r = cu + delta[0], cv + delta[1], r + delta[2]
-        if np.abs(delta).max() < 1e-4:
-            break
-    return cu, cv, r
-
-
-def _fine_rectangle(gray: np.ndarray, level: float, black: float, coarse, s: int) -> FieldOfView:
-    h, w = gray.shape
-    left, top, right, bottom = coarse           # coarse edges, full-resolution coordinates
-    half, n_prof = 2 * s + 6, 64
-    limits = {"left": -0.5, "top": -0.5, "right": w - 0.5, "bottom": h - 0.5}
-    edges, clear = {}, {}
-    for side, axis, sign, along_lo, along_hi, at in (
-            ("left", 0, -1.0, top, bottom, left), ("right", 0, 1.0, top, bottom, right),
-            ("top", 1, -1.0, left, right, top), ("bottom", 1, 1.0, left, right, bottom)):
-        if abs(at - limits[side]) <= s:  # the field reaches the frame's edge here
-            edges[side], clear[side] = limits[side], None
-            continue
-        span = along_hi - along_lo
-        along = np.linspace(along_lo + 0.1 * span, along_hi - 0.1 * span, n_prof)
-        d = np.zeros((n_prof, 2))
-        d[:, axis] = sign
-        start = np.empty((n_prof, 2))
-        start[:, axis] = round(at - sign * half)   # samples on pixel centres across the edge
-        start[:, 1 - axis] = along
-        pos, contrast = _edge_positions(gray, start, d, 2 * half + 1, level, black)
-        valid = np.isfinite(pos)
-        found = _outermost_cluster(pos[valid], 1.0)
-        edges[side] = at if found is None else start[0, axis] + sign * found
-        clear[side] = found is not None and bool(
-            np.count_nonzero(valid & (np.abs(pos - found) <= 1.0) & (contrast >= _CLEAR_EDGE)) >= 0.15 * n_prof)
-    _square_prior(edges, clear)
-    u0, u1 = edges["left"] + 0.5, edges["right"] - 0.5
-    v0, v1 = edges["top"] + 0.5, edges["bottom"] - 0.5
-    if u1 - u0 < 0.05 * w or v1 - v0 < 0.05 * h:
-        raise InputError("shows no plausible rectangular field", "frame")
-    return FieldOfView("rectangle", (0.5 * (u0 + u1), 0.5 * (v0 + v1)), box_px=(u0, v0, u1, v1))
-
-
-def _square_prior(edges: dict, clear: dict) -> None:
-    """Place one side that shows no clear edge so that the field is square.
-
-    Dark content all along one side (bone-dark anatomy, or black direct exposure in a
-    bone-bright image) hides the edge; flat-panel fields are square, so when the
-    three other sides are clear, the hidden one is set from its opposite side and the
-    other axis's extent (in place).
-    """
-    hidden = [k for k, v in clear.items() if v is False]
-    if len(hidden) != 1 or any(v is not True for k, v in clear.items() if k != hidden[0]):
-        return
-    side = hidden[0]
-    if side in ("left", "right"):
-        extent = edges["bottom"] - edges["top"]
-        edges[side] = edges["right"] - extent if side == "left" else edges["left"] + extent
-    else:
-        extent = edges["right"] - edges["left"]
-        edges[side] = edges["bottom"] - extent if side == "top" else edges["top"] + extent
-
-
-def _outermost_cluster(values: np.ndarray, tol: float) -> float | None:
-    """Median of the outermost well-supported cluster of edge positions (larger = outer).
-
-    Dark content at the field's edge can only move a profile's edge inwards, so the
-    outermost cluster holding at least 15 % of the profiles (and 5) is the edge. None
-    when no cluster is that large.
-    """
-    if len(values) < 5:
-        return None
-    near = (np.abs(values[:, None] - values[None, :]) <= tol).sum(axis=1)
-    support = near >= max(5, 0.15 * len(values))
-    if not support.any():
-        return None
-    centre = float(values[support].max())
-    return float(np.median(values[np.abs(values - centre) <= tol]))
 
 
 # --------------------------------------------------------------------------- tracking

@@ -324,7 +324,9 @@ def polarity_score(frame: np.ndarray, fov: FieldOfView | None = None) -> float:
     a, b = mean[ok][::step], np.log(var[ok][::step] + 1e-3)
     ra = np.argsort(np.argsort(a)).astype(np.float64)
     rb = np.argsort(np.argsort(b)).astype(np.float64)
-    return float(np.corrcoef(ra, rb)[0, 1])
+    ra -= ra.mean()
+    rb -= rb.mean()
+    return float((ra * rb).sum() / math.sqrt(float((ra * ra).sum()) * float((rb * rb).sum())))
 
 
 def detect_polarity(frame: np.ndarray, fov: FieldOfView | None = None) -> str:
