@@ -88,7 +88,7 @@ def test_uint16_and_colour_frames_round_trip(tmp_path):
     frame16 = (np.arange(60 * 80, dtype=np.uint16).reshape(60, 80) * 13)
     colour = np.random.default_rng(1).integers(0, 256, (50, 70, 3), dtype=np.uint8)
     with CaseLog.create(tmp_path, started=T0) as log:
-        a = log.log_shot(frame16, timestamp=T0 + 1)
+        a = log.log_shot(frame16, timestamp=np.float64(T0 + 1))
         b = log.log_shot(colour, timestamp=T0 + 2, preprocessed=colour[:, :, 0])
         rows = {r["id"]: r for r in log.shots()}
         assert log.read_image(rows[a]["raw_path"]).dtype == np.uint16
@@ -102,10 +102,9 @@ def test_database_settings_and_permissions(tmp_path):
         log, _ = record_case(tmp_path / "root", close=False)
         db = log.case_dir / CASE_DB
         conn = sqlite3.connect(db)
-        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # stored in the file
         conn.close()
-        assert log._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
-        assert log._conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+        assert log.database_settings() == {"journal_mode": "wal", "synchronous": 2, "foreign_keys": 1}
         log.close()
     finally:
         os.umask(old)
@@ -193,7 +192,8 @@ def test_sigkill_mid_case_loses_nothing_committed(tmp_path):
     with CaseLog.open(case_dir) as log:
         sid = log.log_shot(make_frame(9)[0])
         assert sid == max(shots) + 1
-    assert CaseLog.open(case_dir, readonly=True).case_summary()["ended"] is not None
+    with CaseLog.open(case_dir, readonly=True) as log:
+        assert log.case_summary()["ended"] is not None and log.problems == []
 
 
 # --------------------------------------------------------------------------- schema versions

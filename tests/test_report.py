@@ -129,7 +129,7 @@ def test_registration_stats_and_final_deviations():
 
 def test_report_of_an_interrupted_case_with_missing_and_damaged_images(tmp_path):
     log, _ = record_case(tmp_path / "c", close=False)
-    log._conn.close()  # as after a crash: no end time, no checkpoint
+    log.close(end=False)  # as after a crash: no end time
     missing = log.case_dir / "images" / "shot_000003_raw.png"
     damaged = log.case_dir / "images" / "capture_000001.png"
     missing.unlink()

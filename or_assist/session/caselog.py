@@ -94,7 +94,8 @@ def _dumps(value, name: str) -> str | None:
 def _timestamp(value, name: str = "timestamp") -> float:
     if value is None:
         return time.time()
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) or \
+            not math.isfinite(value):
         raise InputError(f"expected wall-clock seconds since the epoch, got {value!r}", name)
     if value < _EPOCH_2000_S:
         raise InputError(f"expected wall-clock seconds since the epoch (time.time()), got {value!r}, "
@@ -513,6 +514,11 @@ class CaseLog:
         return [{"id": r["id"], "timestamp": r["timestamp"], "kind": r["kind"],
                  "detail": self._loads(r["detail_json"], f"event {r['id']} detail")}
                 for r in self._rows("SELECT * FROM events ORDER BY timestamp, id")]
+
+    def database_settings(self) -> dict:
+        """SQLite settings in effect: ``journal_mode``, ``synchronous`` (0 off, 1 normal,
+        2 full) and ``foreign_keys`` (0/1)."""
+        return {name: self._rows(f"PRAGMA {name}")[0][name] for name in ("journal_mode", "synchronous", "foreign_keys")}
 
     def check_files(self) -> list[str]:
         """Problems with the image files: each referenced file that is missing, by row."""
