@@ -164,4 +164,4 @@ def test_cli_function_rejects_unreadable_files(real_ct_path, tmp_path):
                          tmp_path / "r.json")
     with pytest.raises(InputError, match="polarity"):
         register_command(real_ct_path, tmp_path / "g.json", tmp_path / "shot.png", tmp_path / "init.json",
-                         tmp_path / "r.json", polarity="auto")
+                         tmp_path / "r.json", polarity="sideways")

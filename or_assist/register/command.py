@@ -112,8 +112,8 @@ def register_command(ct_path: str | os.PathLike, geometry_path: str | os.PathLik
     from or_assist.register.pipeline import Registrar
     from or_assist.register.shot import POLARITIES
 
-    if polarity not in POLARITIES:
-        raise InputError(f"must be one of {', '.join(POLARITIES)}, got {polarity!r}", "--polarity")
+    if polarity not in POLARITIES + ("auto",):
+        raise InputError(f"must be one of {', '.join(POLARITIES + ('auto',))}, got {polarity!r}", "--polarity")
     geometry = load_geometry(geometry_path)
     init_pose = load_pose(init_path)
     frame = read_shot_image(image_path)

@@ -41,6 +41,8 @@ REGISTRATION_SCHEMA = "or_assist.registration/1"
 #: Smallest final similarity (the default metric at the fine level) reported as success.
 #: Calibrated with ``benchmarks/registration.py`` (see its calibration table).
 CONFIDENCE_THRESHOLD = 0.35
+#: First-stage similarity below which the first stage is restarted from another start.
+RESTART_BELOW = 0.75
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,12 @@ class RegistrationSettings:
     confidence_threshold : float
         Smallest final similarity reported as success.
     use_2d_init : bool
-        Run the 2-D initialisation.
+        Start from the 2-D initialisation first (otherwise it is the first restart).
+    max_starts : int
+        Starts of the first stage at most (init pose, 2-D initialisation, init pose with
+        a wider spread).
+    restart_below : float
+        Restart the first stage when its similarity is below this.
     render_threads : int
         Numba threads per DRR (1 is fastest for small images and on a busy machine).
     seed : int
@@ -122,10 +129,12 @@ class RegistrationSettings:
 
     metric: str = DEFAULT_METRIC
     stages: tuple = DEFAULT_STAGES
-    bounds: tuple = (15.0, 15.0, 15.0, 25.0, 25.0, 40.0)
+    bounds: tuple = (15.0, 15.0, 15.0, 25.0, 25.0, 25.0)
     capture_range: tuple = (20.0, 40.0)
     confidence_threshold: float = CONFIDENCE_THRESHOLD
     use_2d_init: bool = False
+    max_starts: int = 3
+    restart_below: float = RESTART_BELOW
     render_threads: int = 1
     seed: int = 0
 
@@ -176,7 +185,9 @@ class RegistrationResult:
     level_seconds : dict
         Time per stage.
     start_pose : Pose or None
-        The pose the 3-D search started from (after the 2-D initialisation).
+        The start of the 3-D search that was kept.
+    stage_scores : dict
+        Similarity after each start of the first stage and after each later stage.
     """
 
     pose: Pose | None
@@ -188,6 +199,7 @@ class RegistrationResult:
     n_evaluations: int = 0
     level_seconds: dict = field(default_factory=dict)
     start_pose: Pose | None = None
+    stage_scores: dict = field(default_factory=dict)
 
     @property
     def pose_for_overlay(self) -> Pose | None:
@@ -213,6 +225,7 @@ class RegistrationResult:
                 doc["diagnostic_T_source_from_patient"] = self.pose.matrix.tolist()
         doc["n_evaluations"] = int(self.n_evaluations)
         doc["stage_seconds"] = {k: round(float(v), 4) for k, v in self.level_seconds.items()}
+        doc["stage_scores"] = dict(self.stage_scores)
         return doc
 
 
@@ -239,16 +252,22 @@ class _Level:
         self.image = lvl.image
         self.mask = lvl.mask
         self.smooth_px = float(smooth_px)
-        self.fixed = prepare_fixed(self._smooth(lvl.image), lvl.mask, metric)
+        self.fixed = prepare_fixed(self._smooth(lvl.image, lvl.mask), lvl.mask, metric)
         self.step_mm = step_mm
         self.registrar = registrar
 
-    def _smooth(self, image: np.ndarray) -> np.ndarray:
+    def _smooth(self, image: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        """Gaussian blur; with a mask, normalised (only valid pixels contribute)."""
         if self.smooth_px <= 0:
             return image
         import cv2
 
-        return cv2.GaussianBlur(image, (0, 0), self.smooth_px)
+        if mask is None:
+            return cv2.GaussianBlur(image, (0, 0), self.smooth_px)
+        w = mask.astype(np.float32)
+        num = cv2.GaussianBlur(image * w, (0, 0), self.smooth_px)
+        den = cv2.GaussianBlur(w, (0, 0), self.smooth_px)
+        return np.where(mask, num / np.maximum(den, 1e-6), image).astype(np.float32)
 
     def render(self, pose: Pose) -> np.ndarray:
         return self._smooth(self.registrar.renderer.render(pose, self.geometry, step_mm=self.step_mm))
@@ -293,6 +312,7 @@ class Registrar:
         self.geometry = geometry
         self.last_result: RegistrationResult | None = None
         self._evaluations = 0
+        self._stage_scores: dict = {}
 
     # ------------------------------------------------------------------ public
     def register(self, frame: np.ndarray, init_pose: Pose, *, polarity: str = "bone-dark", library=None,
@@ -319,8 +339,8 @@ class Registrar:
         """
         if not isinstance(init_pose, Pose):
             raise InputError(f"expected a Pose (T_source_from_patient), got {type(init_pose).__name__}", "init_pose")
-        if polarity not in POLARITIES:
-            raise InputError(f"must be one of {', '.join(POLARITIES)}, got {polarity!r}", "polarity")
+        if polarity not in POLARITIES + ("auto",):
+            raise InputError(f"must be one of {', '.join(POLARITIES + ('auto',))}, got {polarity!r}", "polarity")
         started = time.perf_counter()
         self._evaluations = 0
         st = self.settings
@@ -337,33 +357,10 @@ class Registrar:
             if key not in levels:
                 levels[key] = _Level(self, shot, stage.size_px, stage.step_mm, st.metric, stage.smooth_px)
         with _numba_threads(st.render_threads):
-            t0 = time.perf_counter()
-            pose = init_pose
-            if st.use_2d_init:
-                sizes = st.sizes_px
-                size = sizes[1] if len(sizes) > 1 else sizes[0]
-                first = [s for s in st.stages if s.size_px == size][0]
-                pose = self._initial_pose(levels[(first.size_px, first.step_mm, first.smooth_px)], init_pose, library)
-            start = pose
-            times["init2d"] = time.perf_counter() - t0
-            sim = float("nan")
-            for k, stage in enumerate(st.stages):
-                t0 = time.perf_counter()
-                lvl = levels[(stage.size_px, stage.step_mm, stage.smooth_px)]
-                base = pose
-                cost = lambda p: -lvl.score(apply_update(base, p, center))  # noqa: E731
-                if stage.optimizer == "cma":
-                    res = cma_es(cost, np.zeros(6), stage.spread, max_evaluations=stage.evaluations,
-                                 popsize=stage.popsize, seed=st.seed + k, bounds=st.bounds if k == 0 else 3 * np.asarray(stage.spread))
-                else:
-                    res = compass_search(cost, np.zeros(6), stage.spread, max_evaluations=stage.evaluations,
-                                         pattern=stage.pattern)
-                pose = apply_update(base, res.x, center)
-                sim = -res.fun
-                times[f"{stage.optimizer}{stage.size_px}"] = time.perf_counter() - t0
+            pose, start, sim = self._search(levels, init_pose, library, center, times)
         pose_f = pose
 
-        result = RegistrationResult(pose_f, True, sim, st.metric, 0.0, None, 0, times, start)
+        result = RegistrationResult(pose_f, True, sim, st.metric, 0.0, None, 0, times, start, self._stage_scores)
         angle, disp = pose_error(pose_f, init_pose, center)
         if angle > st.capture_range[0] or np.linalg.norm(disp) > st.capture_range[1]:
             result.success = False
@@ -400,6 +397,56 @@ class Registrar:
         result.n_evaluations = self._evaluations
         self.last_result = result
         return result
+
+    def _search(self, levels: dict, init_pose: Pose, library, center: np.ndarray, times: dict):
+        """Coarse-to-fine search; the first stage is restarted from other starts when its
+        similarity stays below ``settings.restart_below``. Returns (pose, start, similarity)."""
+        st = self.settings
+        self._stage_scores = {}
+        first = st.stages[0]
+        lvl0 = levels[(first.size_px, first.step_mm, first.smooth_px)]
+        t0 = time.perf_counter()
+        starts = [(init_pose, 1.0)]
+        if st.use_2d_init:
+            starts = [(p, 1.0) for p in self._initial_poses(levels, init_pose, library)] + starts
+        best = None
+        for attempt in range(st.max_starts):
+            if attempt == len(starts) and st.max_starts > len(starts):
+                starts += [(p, 1.0) for p in self._initial_poses(levels, init_pose, library)]
+            start, widen = starts[attempt] if attempt < len(starts) else (init_pose, 1.5)
+            cost = lambda p, s0=start: -lvl0.score(apply_update(s0, p, center))  # noqa: E731
+            res = cma_es(cost, np.zeros(6), widen * np.asarray(first.spread), max_evaluations=first.evaluations,
+                         popsize=first.popsize, seed=st.seed + 1000 * attempt, bounds=st.bounds)
+            score = -res.fun
+            self._stage_scores[f"start{attempt}"] = round(score, 4)
+            if best is None or score > best[2]:
+                best = (apply_update(start, res.x, center), start, score)
+            if score >= st.restart_below:
+                break
+        pose, start, sim = best
+        times["start"] = time.perf_counter() - t0
+        for k, stage in enumerate(st.stages[1:], 1):
+            t0 = time.perf_counter()
+            lvl = levels[(stage.size_px, stage.step_mm, stage.smooth_px)]
+            cost = lambda p, base=pose: -lvl.score(apply_update(base, p, center))  # noqa: E731
+            if stage.optimizer == "cma":
+                res = cma_es(cost, np.zeros(6), stage.spread, max_evaluations=stage.evaluations,
+                             popsize=stage.popsize, seed=st.seed + k, bounds=3 * np.asarray(stage.spread))
+            else:
+                res = compass_search(cost, np.zeros(6), stage.spread, max_evaluations=stage.evaluations,
+                                     pattern=stage.pattern)
+            pose = apply_update(pose, res.x, center)
+            sim = -res.fun
+            self._stage_scores[f"{stage.optimizer}{stage.size_px}"] = round(sim, 4)
+            times[f"{stage.optimizer}{stage.size_px}"] = time.perf_counter() - t0
+        return pose, start, sim
+
+    def _initial_poses(self, levels: dict, init_pose: Pose, library) -> list:
+        """2-D-aligned starts (:mod:`~or_assist.register.init2d`) on the second-smallest level."""
+        sizes = self.settings.sizes_px
+        size = sizes[1] if len(sizes) > 1 else sizes[0]
+        key = [k for k in levels if k[0] == size][0]
+        return [self._initial_pose(levels[key], init_pose, library)]
 
     def _initial_pose(self, level: _Level, init_pose: Pose, library) -> Pose:
         """Best 2-D-aligned start among the DRR at ``init_pose`` and nearby library views."""

@@ -33,6 +33,7 @@ _RIM_FRACTION = 0.02               # erode the field by this share of its size
 _EXCLUDE_DILATE_FRACTION = 0.006   # grow clipped regions by this share of the field size
 _MIN_VALID_FRACTION = 0.25         # of the field's bounding square at the finest level
 _MIN_CONTRAST = 0.01               # std of the valid pixels, unit intensity
+_MIN_PIXEL_COVERAGE = 0.75         # share of a level pixel's area that must be valid
 
 
 class ShotProblem(Exception):
@@ -162,6 +163,21 @@ def _square_crop(a: np.ndarray, u_min: int, v_min: int, side: int) -> np.ndarray
     return out
 
 
+def _preprocessed(frame, geometry: CArmGeometry, polarity: str):
+    """``(attenuation, field, valid, geometry, polarity)`` from the video preprocessing, or
+    None when :mod:`or_assist.video.preprocess` is not available."""
+    try:
+        from or_assist.video.preprocess import PreprocessSettings, preprocess_shot
+    except ImportError:  # pragma: no cover - the fallback is tested through valid=...
+        return None
+    try:
+        pre = preprocess_shot(frame, geometry, PreprocessSettings(polarity=polarity, normalise=False))
+    except InputError as exc:  # blank, saturated, colour, no field, wrong size: a failed shot
+        raise ShotProblem(str(exc)) from None
+    field = pre.fov.mask_u8(pre.mask.shape, erode_px=0.0).astype(bool)
+    return pre.image.astype(np.float32), field, pre.mask, pre.geometry, pre.polarity
+
+
 def prepare_shot(frame: np.ndarray, geometry: CArmGeometry, polarity: str = "bone-dark",
                  sizes_px: tuple[int, ...] = (32, 64, 128), valid: np.ndarray | None = None) -> PreparedShot:
     """Turn a frame into a registration pyramid (module doc).
@@ -172,12 +188,13 @@ def prepare_shot(frame: np.ndarray, geometry: CArmGeometry, polarity: str = "bon
         The frame (uint8, uint16 or float in [0, 1]); its size must be ``geometry``'s.
     geometry : CArmGeometry
         Of the frame's pixels.
-    polarity : {'bone-dark', 'bone-bright'}
+    polarity : {'bone-dark', 'bone-bright', 'auto'}
+        ``auto`` needs :mod:`or_assist.video.preprocess` (it detects the polarity).
     sizes_px : tuple of int
         Sides of the levels; each must divide the largest by a power of two.
     valid : (H, W) bool array, optional
-        Pixels to use (e.g. from the video preprocessing); default
-        :func:`field_and_exclusions`.
+        Pixels to use; given, the frame is used as it is (no video preprocessing) with
+        only the field found here.
 
     Returns
     -------
@@ -192,56 +209,65 @@ def prepare_shot(frame: np.ndarray, geometry: CArmGeometry, polarity: str = "bon
     """
     if not isinstance(geometry, CArmGeometry):
         raise InputError(f"expected a CArmGeometry, got {type(geometry).__name__}", "geometry")
-    if polarity not in POLARITIES:
-        raise InputError(f"must be one of {', '.join(POLARITIES)}, got {polarity!r}", "polarity")
-    unit = frame_to_unit(frame)
-    h, w = unit.shape
-    if (w, h) != geometry.image_size_px:
-        raise ShotProblem(f"image size {w} x {h} does not match the geometry's {geometry.width} x "
-                          f"{geometry.height}")
-    if valid is None:
-        field, valid = field_and_exclusions(unit)
-    else:
-        valid = np.asarray(valid, dtype=bool)
-        if valid.shape != unit.shape:
-            raise InputError(f"must have the frame's shape {unit.shape}, got {valid.shape}", "valid")
-        field = valid
-    field_fraction = float(field.mean())
-    if field_fraction < 0.05:
-        raise ShotProblem("no X-ray field found (the image is black or nearly so)")
-    vals = unit[valid]
-    if vals.size < 0.2 * field.sum() or vals.size < 100:
-        raise ShotProblem(f"the field is mostly saturated ({100 * (1 - vals.size / max(field.sum(), 1)):.0f} % of "
-                          "its pixels clipped or burnt in)")
-    if float(vals.std()) < _MIN_CONTRAST:
-        raise ShotProblem(f"the field has no contrast (standard deviation {vals.std():.4f} of full scale)")
-    att = 1.0 - unit if polarity == "bone-dark" else unit
-    vs, us = np.nonzero(field)
-    u_min, u_max, v_min, v_max = us.min(), us.max(), vs.min(), vs.max()
-    side = int(max(u_max - u_min, v_max - v_min) + 1)
-    u_min = int((u_min + u_max + 1) // 2 - side // 2)
-    v_min = int((v_min + v_max + 1) // 2 - side // 2)
+    if polarity not in POLARITIES + ("auto",):
+        raise InputError(f"must be one of {', '.join(POLARITIES + ('auto',))}, got {polarity!r}", "polarity")
     sizes = sorted({int(s) for s in sizes_px})
     top = sizes[-1]
     for s in sizes:
         if top % s or (top // s) & (top // s - 1):
             raise InputError(f"each size must divide the largest ({top}) by a power of two, got {sizes}", "sizes_px")
-    img = cv2.resize(_square_crop(att.astype(np.float32), u_min, v_min, side), (top, top),
-                     interpolation=cv2.INTER_AREA)
-    msk = cv2.resize(_square_crop(valid.astype(np.float32), u_min, v_min, side), (top, top),
-                     interpolation=cv2.INTER_AREA)
-    g_top = scaled_geometry(geometry, u_min, v_min, side, top)
-    levels = {}
-    for s in sorted(sizes, reverse=True):
-        f = top // s
-        if f == 1:
-            li, lm, lg = img, msk, g_top
+    unit = frame_to_unit(frame)
+    h, w = unit.shape
+    if (w, h) != geometry.image_size_px:
+        raise ShotProblem(f"image size {w} x {h} does not match the geometry's {geometry.width} x "
+                          f"{geometry.height}")
+    pre = None
+    if valid is None:
+        pre = _preprocessed(frame, geometry, polarity)
+    if pre is not None:
+        att, field, valid, geom, polarity = pre
+        unit_vals = att[valid]
+    else:
+        if polarity == "auto":
+            raise InputError("'auto' needs or_assist.video.preprocess", "polarity")
+        field, found = field_and_exclusions(unit)
+        if valid is None:
+            valid = found
         else:
-            li = cv2.resize(img, (s, s), interpolation=cv2.INTER_AREA)
-            lm = cv2.resize(msk, (s, s), interpolation=cv2.INTER_AREA)
-            lg = g_top.downsampled(f)
-        levels[s] = ShotLevel(li.astype(np.float32), lm >= 0.999, lg)
+            valid = np.asarray(valid, dtype=bool)
+            if valid.shape != unit.shape:
+                raise InputError(f"must have the frame's shape {unit.shape}, got {valid.shape}", "valid")
+            valid = valid & field
+        att = 1.0 - unit if polarity == "bone-dark" else unit
+        geom = geometry
+        unit_vals = unit[valid]
+    field_fraction = float(field.sum()) / (w * h)
+    if field_fraction < 0.05:
+        raise ShotProblem("no X-ray field found (the image is black or nearly so)")
+    if unit_vals.size < 0.2 * field.sum() or unit_vals.size < 100:
+        raise ShotProblem(f"the field is mostly saturated ({100 * (1 - unit_vals.size / max(field.sum(), 1)):.0f} % "
+                          "of its pixels clipped or burnt in)")
+    if float(unit_vals.std()) < _MIN_CONTRAST:
+        raise ShotProblem(f"the field has no contrast (standard deviation {unit_vals.std():.4f} of full scale)")
+    vs, us = np.nonzero(field)
+    u_min, u_max, v_min, v_max = us.min(), us.max(), vs.min(), vs.max()
+    side = int(max(u_max - u_min, v_max - v_min) + 1)
+    u_min = int((u_min + u_max + 1) // 2 - side // 2)
+    v_min = int((v_min + v_max + 1) // 2 - side // 2)
+    weight = _square_crop(valid.astype(np.float32), u_min, v_min, side)
+    num = _square_crop((att * valid).astype(np.float32), u_min, v_min, side)
+    g_top = scaled_geometry(geom, u_min, v_min, side, top)
+    levels = {}
+    for s in sizes:
+        n = cv2.resize(num, (s, s), interpolation=cv2.INTER_AREA)
+        d = cv2.resize(weight, (s, s), interpolation=cv2.INTER_AREA)
+        ok = d >= _MIN_PIXEL_COVERAGE
+        img = np.where(ok, n / np.maximum(d, 1e-6), 0.0).astype(np.float32)
+        if ok.any():  # fill invalid pixels with the mean so blurs and gradients stay local
+            img[~ok] = float(img[ok].mean())
+        levels[s] = ShotLevel(img, ok, g_top if s == top else g_top.downsampled(top // s))
     valid_fraction = float(levels[top].mask.mean())
     if valid_fraction < _MIN_VALID_FRACTION * (np.pi / 4 if field_fraction < 1 else 1):
         raise ShotProblem(f"too few usable pixels ({100 * valid_fraction:.0f} % of the field's square)")
     return PreparedShot(levels, polarity, field_fraction, valid_fraction)
+

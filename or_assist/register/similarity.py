@@ -66,13 +66,17 @@ def gradients(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 def _ncc_vec(a: np.ndarray, b: np.ndarray) -> float:
-    """NCC of two 1-D float arrays (0 when either is constant)."""
+    """NCC of two 1-D float arrays (0 when either is constant).
+
+    Plain ufunc reductions, not ``np.dot``: BLAS may start threads per call, which on a
+    busy two-core machine costs milliseconds per evaluation.
+    """
     if a.size < _MIN_PIXELS:
         return 0.0
     a = a - a.mean()
     b = b - b.mean()
-    den = float(np.sqrt(np.dot(a, a) * np.dot(b, b)))
-    return float(np.dot(a, b) / den) if den > _EPS else 0.0
+    den = float(np.sqrt(np.sum(a * a) * np.sum(b * b)))
+    return float(np.sum(a * b) / den) if den > _EPS else 0.0
 
 
 @dataclass(frozen=True, eq=False)
