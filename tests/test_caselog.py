@@ -17,6 +17,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import cv2
@@ -132,7 +133,7 @@ def test_default_root_from_environment(tmp_path, monkeypatch):
 
 
 _WRITER = textwrap.dedent("""
-    import sys
+    import sys, time
     import numpy as np
     from or_assist.session.caselog import CaseLog
     log = CaseLog.create(sys.argv[1], patient_label="crash test")
@@ -147,32 +148,14 @@ _WRITER = textwrap.dedent("""
         cid = log.log_capture(sid, np.dstack([frame] * 3), {"deviation_2d": {"tip_offset_mm": float(i)}},
                               {"level": "green", "lines": ["ok"]})
         log.log_event("shot_done", {"i": i})
-        print("SHOT", sid, cid, int(frame.sum(dtype=np.int64)), flush=True)
+        print("SHOT", sid, cid, int(frame.sum(dtype=np.int64)), time.monotonic(), flush=True)
 """)
 
+_PHASES = (0.2, 0.5, 0.8)  # where in a writer's shot cycle its SIGKILL lands
 
-def test_sigkill_mid_case_loses_nothing_committed(tmp_path):
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(tmp_path)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        first = proc.stdout.readline()
-        assert first.startswith("CASE "), first + proc.stderr.read()
-        case_dir = Path(first.split(" ", 1)[1].strip())
-        committed = []
-        while len(committed) < 6:
-            line = proc.stdout.readline()
-            assert line.startswith("SHOT "), line + proc.stderr.read()
-            committed.append(tuple(int(v) for v in line.split()[1:]))
-        os.kill(proc.pid, signal.SIGKILL)  # the writer is busy with the next shot
-        rest, _ = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == -signal.SIGKILL
-    committed += [tuple(int(v) for v in line.split()[1:]) for line in rest.splitlines() if line.startswith("SHOT ")]
-    # reading it as found (read-only, before any recovery by a writer)
+
+def _check_after_crash(case_dir: Path, committed: list[tuple]) -> None:
+    # read as found (read-only, before any recovery by a writer)
     with CaseLog.open(case_dir, readonly=True) as log:
         shots = {s["id"]: s for s in log.shots()}
         caps = {c["id"]: c for c in log.captures()}
@@ -184,16 +167,55 @@ def test_sigkill_mid_case_loses_nothing_committed(tmp_path):
             log.read_image(shots[sid]["pre_path"], shots[sid]["pre_sha256"])
             assert caps[cid]["shot_id"] == sid
             log.read_image(caps[cid]["overlay_path"], caps[cid]["overlay_sha256"])
-        # at most the shot in progress is lost: every stored row is complete
+        # at most the shot in progress is lost, and every stored row is complete
         assert len(shots) - len(committed) in (0, 1)
         for s in shots.values():
             log.read_image(s["raw_path"], s["raw_sha256"])
+            log.read_image(s["pre_path"], s["pre_sha256"])
+        for c in caps.values():
+            log.read_image(c["overlay_path"], c["overlay_sha256"])
     # the case can be continued after the crash
     with CaseLog.open(case_dir) as log:
-        sid = log.log_shot(make_frame(9)[0])
-        assert sid == max(shots) + 1
+        assert log.log_shot(make_frame(9)[0]) == max(shots) + 1
     with CaseLog.open(case_dir, readonly=True) as log:
         assert log.case_summary()["ended"] is not None and log.problems == []
+
+
+def test_sigkill_mid_case_loses_nothing_committed(tmp_path):
+    """Three writers, each killed at a different point of its shot cycle (estimated from
+    the monotonic times it prints after each commit)."""
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    errs = [open(tmp_path / f"stderr{k}.txt", "w+") for k in range(len(_PHASES))]
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(tmp_path / f"w{k}")], stdout=subprocess.PIPE,
+                              stderr=err, text=True, env=env) for k, err in enumerate(errs)]
+    runs = []
+    try:
+        for proc, phase, err in zip(procs, _PHASES, errs):
+            first = proc.stdout.readline()
+            assert first.startswith("CASE "), first + Path(err.name).read_text()
+            committed, times = [], []
+            while len(committed) < 6:
+                line = proc.stdout.readline()
+                assert line.startswith("SHOT "), line + Path(err.name).read_text()
+                committed.append(tuple(int(v) for v in line.split()[1:4]))
+                times.append(float(line.split()[4]))
+            period = float(np.median(np.diff(times)))
+            time.sleep((phase * period - (time.monotonic() - times[-1])) % period)
+            os.kill(proc.pid, signal.SIGKILL)
+            assert proc.wait(timeout=30) == -signal.SIGKILL
+            rest = proc.stdout.read()  # the lines printed (committed) before the kill
+            committed += [tuple(int(v) for v in ln.split()[1:4]) for ln in rest.splitlines() if ln.startswith("SHOT ")]
+            runs.append((Path(first.split(" ", 1)[1].strip()), committed))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+        for err in errs:
+            err.close()
+    for case_dir, committed in runs:
+        _check_after_crash(case_dir, committed)
 
 
 # --------------------------------------------------------------------------- schema versions
