@@ -2,7 +2,7 @@
 
 Circles (RANSAC on three-point circles, then Gauss-Newton on the geometric distance)
 and axis-aligned boxes (densest runs of contour points per side; full-resolution edge
-profiles, outermost well-supported cluster per side, a square prior for one hidden
+profiles, the crossing most profiles share per side, a square prior for one hidden
 side). Coordinates are pixel centres, full resolution; ``s`` is the coarse pass's
 binning factor.
 """
@@ -59,17 +59,26 @@ def coarse_rectangle(pts: np.ndarray, box, tol: float, size_px, s: int):
 
 
 def _edge_positions(gray: np.ndarray, start: np.ndarray, step: np.ndarray, n: int,
-                    black: float, floor: float) -> np.ndarray:
-    """Outermost crossing of the level ``black`` along profiles ``start + i * step``.
+                    black: float, floor: float, common: bool = False):
+    """Where the image falls to the surround along profiles ``start + i * step``.
 
     ``start`` (P, 2) lies inside the field, ``step`` (P, 2) points outwards; ``black``
-    is the black level plus a noise margin, ``floor`` the black level itself. The
-    field's edge is where the image last rises above the surround (located at half
-    the edge pixel's height above ``floor``): a collimator's penumbra and the darker rim that glare
-    and image processing leave inside the edge would bias a half-way crossing inwards.
-    Returns the crossing as a fractional index (P,), NaN where a profile's inside is
-    not clearly above the black level, and the edge's contrast (P,): the grey level
-    of the last pixel inside above ``floor``.
+    is the black level plus a noise margin, ``floor`` the black level itself. An edge
+    is a crossing of ``black`` from above (located at half the edge pixel's height above
+    ``floor``): a collimator's penumbra and the darker rim that glare and image
+    processing leave inside the edge would bias a half-way crossing inwards.
+
+    Per profile the crossing taken is the outermost one, or with ``common=True`` the
+    one at the position most profiles share (an edge is straight; dark content inside
+    and text outside give crossings that do not line up).
+
+    Returns
+    -------
+    pos : (P,) float
+        Fractional index of the crossing; NaN where a profile's inside is not clearly
+        above the black level (or, with ``common``, has no crossing at the shared place).
+    contrast : (P,) float
+        Grey level of the last pixel inside above ``floor``.
     """
     i = np.arange(n, dtype=np.float32)
     mx = (start[:, None, 0] + i[None, :] * step[:, None, 0]).astype(np.float32)
@@ -77,15 +86,25 @@ def _edge_positions(gray: np.ndarray, start: np.ndarray, step: np.ndarray, n: in
     prof = cv2.remap(gray, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
     inside = np.median(prof[:, : max(3, n // 4)], axis=1)
     ok = inside >= black + 10.0
-    thr = np.full(len(prof), black, np.float32)
-    above = prof >= thr[:, None]
-    down = above[:, :-1] & ~above[:, 1:]
-    has = down.any(axis=1) & ok
-    last = (n - 2) - np.argmax(down[:, ::-1], axis=1)
+    above = prof >= black
+    down = above[:, :-1] & ~above[:, 1:] & ok[:, None]
     rows = np.arange(len(prof))
+    if common:
+        near = down.copy()
+        near[:, 1:] |= down[:, :-1]
+        near[:, :-1] |= down[:, 1:]
+        support = near.sum(axis=0)
+        j = int(len(support) - 1 - np.argmax(support[::-1]))    # ties: the outermost
+        window = np.zeros_like(down)
+        window[:, max(0, j - 1): j + 2] = True
+        cand = down & window
+        has = cand.any(axis=1)
+        last = (n - 2) - np.argmax(cand[:, ::-1], axis=1)
+    else:
+        has = down.any(axis=1)
+        last = (n - 2) - np.argmax(down[:, ::-1], axis=1)
     a, b = prof[rows, last], prof[rows, last + 1]
-    half = np.maximum(0.5 * (a + floor), thr)   # half-way between the edge pixel and black
-    half = np.minimum(half, a)
+    half = np.minimum(np.maximum(0.5 * (a + floor), black), a)   # half-way between edge pixel and black
     frac = (a - half) / np.maximum(a - b, 1e-6)
     return np.where(has, last + np.clip(frac, 0.0, 1.0), np.nan), np.where(has, a - floor, 0.0)
 
@@ -185,9 +204,9 @@ def fine_rectangle(gray: np.ndarray, level: float, black: float, coarse, s: int)
         start = np.empty((n_prof, 2))
         start[:, axis] = round(at - sign * half)   # samples on pixel centres across the edge
         start[:, 1 - axis] = along
-        pos, contrast = _edge_positions(gray, start, d, 2 * half + 1, level, black)
+        pos, contrast = _edge_positions(gray, start, d, 2 * half + 1, level, black, common=True)
         valid = np.isfinite(pos)
-        found = _outermost_cluster(pos[valid], 1.0)
+        found = float(np.median(pos[valid])) if np.count_nonzero(valid) >= max(5, 0.15 * n_prof) else None
         edges[side] = at if found is None else start[0, axis] + sign * found
         clear[side] = found is not None and bool(
             np.count_nonzero(valid & (np.abs(pos - found) <= 1.0) & (contrast >= _CLEAR_EDGE)) >= 0.15 * n_prof)
@@ -204,8 +223,8 @@ def _square_prior(edges: dict, clear: dict) -> None:
 
     Dark content all along one side (bone-dark anatomy, or black direct exposure in a
     bone-bright image) hides the edge; flat-panel fields are square, so when the
-    three other sides are clear, the hidden one is set from its opposite side and the
-    other axis's extent (in place).
+    three other sides are clear, the hidden one is moved out to its opposite side plus
+    the other axis's extent, if that is further out (in place).
     """
     hidden = [k for k, v in clear.items() if v is False]
     if len(hidden) != 1 or any(v is not True for k, v in clear.items() if k != hidden[0]):
@@ -213,24 +232,10 @@ def _square_prior(edges: dict, clear: dict) -> None:
     side = hidden[0]
     if side in ("left", "right"):
         extent = edges["bottom"] - edges["top"]
-        edges[side] = edges["right"] - extent if side == "left" else edges["left"] + extent
+        prior = edges["right"] - extent if side == "left" else edges["left"] + extent
     else:
         extent = edges["right"] - edges["left"]
-        edges[side] = edges["bottom"] - extent if side == "top" else edges["top"] + extent
-
-
-def _outermost_cluster(values: np.ndarray, tol: float) -> float | None:
-    """Median of the outermost well-supported cluster of edge positions (larger = outer).
-
-    Dark content at the field's edge can only move a profile's edge inwards, so the
-    outermost cluster holding at least 15 % of the profiles (and 5) is the edge. None
-    when no cluster is that large.
-    """
-    if len(values) < 5:
-        return None
-    near = (np.abs(values[:, None] - values[None, :]) <= tol).sum(axis=1)
-    support = near >= max(5, 0.15 * len(values))
-    if not support.any():
-        return None
-    centre = float(values[support].max())
-    return float(np.median(values[np.abs(values - centre) <= tol]))
+        prior = edges["bottom"] - extent if side == "top" else edges["top"] + extent
+    outward = (edges[side] - prior) if side in ("left", "top") else (prior - edges[side])
+    if outward > 1.0:  # dark content can only pull an edge inwards: never shrink the field
+        edges[side] = prior
