@@ -191,6 +191,28 @@ def _cmd_calibrate(args) -> int:
     return 0
 
 
+def _cmd_report(args) -> int:
+    from or_assist.session.command import report_command
+
+    print(report_command(args.case_dir, args.out, pdf=args.pdf, mask_text=not args.no_mask,
+                         pseudonymise=args.pseudonymise))
+    return 0
+
+
+def _cmd_cases(args) -> int:
+    from or_assist.session.command import cases_command
+
+    print(cases_command(args.root))
+    return 0
+
+
+def _cmd_export(args) -> int:
+    from or_assist.session.command import export_command
+
+    print(export_command(args.case_dir, args.out_dir, mask_text=not args.no_mask, pseudonymise=args.pseudonymise))
+    return 0
+
+
 def _cmd_demo(args) -> int:
     from or_assist.demo import run_demo
 
@@ -305,6 +327,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--distortion", choices=("auto", "none", "radial", "full"), default="auto")
     s.add_argument("--out", required=True, type=Path, help="or_assist.geometry/1 output")
     s.set_defaults(func=_cmd_calibrate)
+
+    s = sub.add_parser("cases", help="list recorded cases")
+    s.add_argument("--root", default=None, help="cases folder (default $OR_ASSIST_CASES or ~/.local/share/or_assist/cases)")
+    s.set_defaults(func=_cmd_cases)
+
+    s = sub.add_parser("report", help="write a case's self-contained HTML report (and PDF)")
+    s.add_argument("case_dir", help="a case folder")
+    s.add_argument("--out", default=None, help="report path (default CASE_DIR/report.html)")
+    s.add_argument("--pdf", action="store_true", help="also print it to PDF (needs Chromium)")
+    s.add_argument("--no-mask", action="store_true", help="do not mask burnt-in text (may show the patient's name)")
+    s.add_argument("--pseudonymise", action="store_true", help="strip names, ids and dates")
+    s.set_defaults(func=_cmd_report)
+
+    s = sub.add_parser("export", help="copy a case for sharing (text masked; optionally pseudonymised)")
+    s.add_argument("case_dir")
+    s.add_argument("out_dir")
+    s.add_argument("--no-mask", action="store_true")
+    s.add_argument("--pseudonymise", action="store_true")
+    s.set_defaults(func=_cmd_export)
 
     s = sub.add_parser("sample", help="generate the built-in sample pelvis CT and its plan")
     s.add_argument("--out", type=Path, default=None, help="folder (default: the repository's sample_data/)")

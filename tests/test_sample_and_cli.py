@@ -71,6 +71,9 @@ def test_plan_check_cli_names_planted_failures(sample, tmp_path, capsys):
      "/no/such/bead.png"),
     (["evaluate", "--plan", "/no/such/plan.json", "--postop", "/no/such/post.nii.gz"], "/no/such/"),
     (["sources", "--probe", "/no/such/video.mp4"], "/no/such/video.mp4"),
+    (["report", "/no/such/case"], "/no/such/case"),
+    (["export", "/no/such/case", "/tmp/out"], "/no/such/case"),
+    (["cases", "--root", "/no/such/root"], "/no/such/root"),
 ])
 def test_cli_bad_input_is_one_clear_line(argv, message, capsys):
     assert main(argv) == 2
