@@ -34,6 +34,7 @@ import argparse
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,19 +44,39 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from or_assist.guidance.deviation import (TriangulationRefused, ViewUncertainty,  # noqa: E402
                                           _deviation_numbers, two_view_deviation)
-from or_assist.guidance.pin import PinPrior, detect_pin  # noqa: E402
+from or_assist.errors import InputError  # noqa: E402
+from or_assist.guidance.pin import PinPrior, attenuation_from_frame, detect_pin  # noqa: E402
 from or_assist.video.preprocess import PreprocessSettings, preprocess_shot  # noqa: E402
 from tests.guidance_cases import make_case  # noqa: E402
 
 PRE = PreprocessSettings(polarity="bone-dark", mask_metal=False, mask_saturated=False, normalise=False)
 
 
+PREPROCESS_FAILURES = []
+
+
+@dataclass
+class _Frame:
+    """The simulator's own field and text masks, when preprocess_shot rejects a frame."""
+
+    image: np.ndarray
+    valid: np.ndarray
+    geometry: object
+    crop_px: tuple = (0, 0)
+
+
 def detect(shot, implant, pose):
-    """(detection or None, geometry of its pixels) for one simulated shot at ``pose``."""
-    pre = preprocess_shot(shot.frame, shot.video_geometry, PRE)
-    valid = pre.fov.mask_u8(pre.image.shape, erode_px=3.0).astype(bool) & ~pre.text_mask
+    """(detection or None, preprocessed shot) for one simulated shot at ``pose``."""
+    try:
+        pre = preprocess_shot(shot.frame, shot.video_geometry, PRE)
+        valid = pre.fov.mask_u8(pre.image.shape, erode_px=3.0).astype(bool) & ~pre.text_mask
+        image = pre.image
+    except InputError as exc:
+        PREPROCESS_FAILURES.append(f"seed {shot.seed}: {exc}")
+        pre = _Frame(attenuation_from_frame(shot.frame), shot.fov_mask & ~shot.text_mask, shot.video_geometry)
+        image, valid = pre.image, pre.valid
     prior = PinPrior.from_implant(implant, pose, pre.geometry)
-    return detect_pin(pre.image, pre.geometry, valid_mask=valid, prior=prior), pre
+    return detect_pin(image, pre.geometry, valid_mask=valid, prior=prior), pre
 
 
 def correct(det, shot, pre) -> bool:
@@ -119,6 +140,9 @@ def main(argv=None) -> int:
             t_detect.append(time.perf_counter() - t0)
             n_pin += 1
             ok = det is not None and correct(det, shot, pre)
+            if not ok:
+                print(f"  missed or wrong, pair {i + 1} (seed {seed}): "
+                      + ("no detection" if det is None else f"detection {det.to_dict()}"))
             n_ok += ok
             n_wrong += det is not None and not ok
             dets.append(det if ok else None)
@@ -127,6 +151,9 @@ def main(argv=None) -> int:
             det, _ = detect(shot, free.implant, shot.pose)
             n_free += 1
             n_false += det is not None
+            if det is not None:
+                print(f"  false detection, pair {i + 1} (seed {seed}): confidence {det.confidence:.2f}, "
+                      f"width {det.width_px:.1f} px, contrast {det.contrast:.2f}, rms {det.line_rms_px:.2f} px")
         if all(d is not None for d in dets):
             try:
                 rows_true.append(errors_3d(case, dets, [s.pose for s in case.shots], geoms,
@@ -166,6 +193,9 @@ def main(argv=None) -> int:
           f"(target >= 98 %)")
     print(f"  false detections on pin-free shots: {n_false}/{n_free} = {100.0 * n_false / n_free:.1f} %   "
           f"(target <= 1 %)")
+    if PREPROCESS_FAILURES:
+        print(f"  preprocess_shot rejected {len(PREPROCESS_FAILURES)} frame(s); the simulator's field and text "
+              f"masks were used instead (first: {PREPROCESS_FAILURES[0]})")
     print(f"  detection time per shot (preprocess + detect): median {1000 * np.median(t_detect):.0f} ms")
     print(table(rows_true, "3-D with true poses (targets: median apex_mm <= 1.0, angle_deg <= 1.0)"))
     if refused_true:
