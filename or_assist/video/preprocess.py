@@ -64,8 +64,8 @@ from or_assist.errors import InputError
 from or_assist.video.preprocess_fov import FOV_SHAPES, FieldOfView, FieldOfViewTracker, detect_field_of_view
 from or_assist.video.preprocess_fov_fit import fit_circle
 from or_assist.video.preprocess_frame import ROTATIONS_DEG, Orientation, as_gray_uint8, colourfulness
-from or_assist.video.preprocess_masks import (POLARITIES, _metal, _text_u8, detect_polarity,
-                                              detect_text_mask, metal_mask, polarity_score)
+from or_assist.video.preprocess_masks import (POLARITIES, _detect_polarity, _metal, _text_u8,
+                                              detect_polarity, detect_text_mask, metal_mask, polarity_score)
 from or_assist.video.preprocess_pyramid import normalise, pyramid
 
 __all__ = [
@@ -313,24 +313,28 @@ def preprocess_shot(frame: np.ndarray, geometry: CArmGeometry,
         g = np.ascontiguousarray(g[cv_:cv_ + ch, cu:cu + cw])
 
     field = fov_c.mask_u8(g.shape, erode_px=s.fov_erode_px)
+    inner = fov_c.mask_u8(g.shape, erode_px=8.0)
     if s.polarity == "auto":
-        pol = detect_polarity(g, fov_c)
+        pol = _detect_polarity(g, fov_c, inner)
         source = "detected" if pol != "unknown" else "default"
         pol = pol if pol != "unknown" else "bone-dark"
     else:
         pol, source = s.polarity, "given"
     dense = cv2.bitwise_not(g) if pol == "bone-dark" else g    # uint8, 255 = most attenuating
-    text = _text_u8(g, fov_c) if s.mask_text else np.zeros(g.shape, np.uint8)
+    if s.mask_text:
+        text = _text_u8(g, fov_c, masks={-1.5: fov_c.mask_u8(g.shape, erode_px=-1.5), 8.0: inner})
+    else:
+        text = np.zeros(g.shape, np.uint8)
     if s.mask_metal:
         pin_px = s.pin_diameter_mm * geom.magnification / min(geom.pixel_spacing_mm)
-        metal = _metal(dense, fov_c, s.saturation_level, pin_px, 40.0, 2)
+        metal = _metal(dense, fov_c, s.saturation_level, pin_px, 40.0, 2, inside=field)
     else:
         metal = np.zeros(g.shape, np.uint8)
-    _, keep = cv2.threshold(cv2.bitwise_or(text, metal), 0, 1, cv2.THRESH_BINARY_INV)
-    mask = cv2.bitwise_and(field, keep)
-    if s.mask_saturated:
-        _, unclipped = cv2.threshold(dense, s.saturation_level, 1, cv2.THRESH_BINARY)
-        mask = cv2.bitwise_and(mask, unclipped)
+    bad = cv2.bitwise_or(text, metal)
+    if s.mask_saturated:                             # clipped white: direct exposure, no information
+        _, clipped = cv2.threshold(dense, s.saturation_level, 1, cv2.THRESH_BINARY_INV)
+        bad = cv2.bitwise_or(bad, clipped)
+    mask = cv2.subtract(field, bad)                  # 0/1: in the field and not excluded
     n_valid = cv2.countNonZero(mask)
     if n_valid < _MIN_VALID_FRACTION * mask.size:
         raise InputError("leaves no usable pixels in its field (all text, metal or saturated)", "frame")

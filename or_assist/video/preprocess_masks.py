@@ -1,9 +1,12 @@
 """Masks and polarity of a fluoroscopy frame: burnt-in text, metal and pins, bone dark/bright.
 
 * :func:`detect_text_mask`: overlays. Outside the field every pixel above the black
-  level is an overlay (text, logos, scales); inside it, thin saturated strokes that a
-  morphological top-hat (bright) or black-hat (dark) isolates, kept when their
-  connected pieces are glyph-sized, then dilated to cover anti-aliased fringes.
+  level is an overlay (text, logos, scales). Inside it (away from the field's edge),
+  near-saturated strokes that a glyph-sized morphological top-hat (bright text) or
+  black-hat (dark text) isolates, kept when their pieces are no taller than a glyph
+  and line up into words (:func:`_text_lines`); the result is dilated to cover
+  anti-aliased fringes. White text over white (clipped) anatomy is invisible and not
+  found -- those pixels are clipped and left out of the metric anyway.
 * :func:`metal_mask`: what must not drive an intensity metric: saturated dark
   (most attenuating) regions and thin straight dark lines (guide pins, wires) found by a
   top-hat on the darkness at a scale where a pin is a few pixels wide, kept when
@@ -58,7 +61,8 @@ def detect_text_mask(frame: np.ndarray, fov: FieldOfView | None = None, *, min_l
         The frame (uint8, uint16 or float; grey or BGR).
     fov : FieldOfView, optional
         The field in this frame's pixels. Without it the whole frame is searched for
-        glyph strokes only (no outside rule).
+        glyph strokes only (no outside rule). Glyphs are looked for in words; text
+        lower than about 0.8 % of the frame height is not found inside the field.
     min_level : int
         Bright strokes are at least this grey level, dark strokes at most ``255 - min_level``.
     min_contrast : int
@@ -79,29 +83,38 @@ def detect_text_mask(frame: np.ndarray, fov: FieldOfView | None = None, *, min_l
 
 
 def _text_u8(gray: np.ndarray, fov, min_level: int = 220, min_contrast: int = 60,
-             stroke_px: float | None = None, dilate_px: int | None = None) -> np.ndarray:
+             stroke_px: float | None = None, dilate_px: int | None = None,
+             masks: dict | None = None) -> np.ndarray:
+    """:func:`detect_text_mask` as uint8 0/1; ``masks`` may hold the field masks already
+    drawn, keyed by their erosion in pixels (``fov.mask_u8(shape, key)``)."""
     h, w = gray.shape
     stroke = max(2.0, h / 360.0) if stroke_px is None else float(stroke_px)
     dil = max(2, int(round(h / 360.0))) if dilate_px is None else int(dilate_px)
+    masks = {} if masks is None else masks
     if fov is not None:
-        field = fov.mask_u8((h, w), erode_px=-1.5)
-        _, outside = cv2.threshold(field, 0, 1, cv2.THRESH_BINARY_INV)
-        hist = cv2.calcHist([gray], [0], outside, [256], [0, 256]).ravel()
-        if hist.sum() > 0:
-            black = float(np.searchsorted(np.cumsum(hist), 0.5 * hist.sum()))  # median outside
-            _, bright = cv2.threshold(gray, min(254.0, black + 16.0), 1, cv2.THRESH_BINARY)
-            text = cv2.bitwise_and(bright, outside)
-        else:
-            text = np.zeros((h, w), np.uint8)
+        field = masks.get(-1.5)
+        if field is None:
+            field = fov.mask_u8((h, w), erode_px=-1.5)
+        ring = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+        ring_out = ring[np.concatenate([field[0], field[-1], field[:, 0], field[:, -1]]) == 0]
+        black = float(np.median(ring_out)) if ring_out.size else float(np.percentile(gray[::4, ::4], 1))
+        _, bright = cv2.threshold(gray, min(254.0, black + 16.0), 1, cv2.THRESH_BINARY)
+        text = cv2.subtract(bright, field)               # bright and outside the field
         u, v, cw, ch = fov.crop_box((h, w), margin_px=dil + 2)
     else:
         text = np.zeros((h, w), np.uint8)
         u, v, cw, ch = 0, 0, w, h
     # not the field's edge, which image processing may leave as a bright or dark rim
-    allowed = None if fov is None else fov.mask_u8((h, w), erode_px=2.0 + 2.0 * stroke)[v:v + ch, u:u + cw]
+    allowed = None
+    if fov is not None:
+        allowed = masks.get(8.0) if 2.0 + 2.0 * stroke <= 8.0 else None
+        if allowed is None:
+            allowed = fov.mask_u8((h, w), erode_px=max(8.0, 2.0 + 2.0 * stroke))
+        allowed = allowed[v:v + ch, u:u + cw]
     strokes = _glyph_strokes(gray[v:v + ch, u:u + cw], min_level, min_contrast, stroke, h, allowed)
-    roi = text[v:v + ch, u:u + cw]
-    cv2.bitwise_or(roi, strokes, dst=roi)
+    if strokes is not None:
+        roi = text[v:v + ch, u:u + cw]
+        cv2.bitwise_or(roi, strokes, dst=roi)
     if dil > 0:
         text = cv2.dilate(text, np.ones((2 * dil + 1, 2 * dil + 1), np.uint8))
     return text
@@ -109,7 +122,7 @@ def _text_u8(gray: np.ndarray, fov, min_level: int = 220, min_contrast: int = 60
 
 def _glyph_strokes(gray: np.ndarray, min_level: int, min_contrast: int, stroke_px: float,
                    frame_h: int, allowed: np.ndarray | None = None) -> np.ndarray:
-    """Thin saturated strokes in glyph-sized connected pieces, uint8 0/1.
+    """Thin saturated strokes in glyph-sized connected pieces, uint8 0/1 (None: none).
 
     Large images are searched at half resolution after 2 x 2 maximum (bright strokes)
     and minimum (dark strokes) pooling, which keeps every stroke at least one pixel wide.
@@ -142,10 +155,10 @@ def _glyph_strokes(gray: np.ndarray, min_level: int, min_contrast: int, stroke_p
         if cv2.countNonZero(strokes):
             strokes = _keep_pieces(strokes, lambda c: cv2.boundingRect(c)[3] <= glyph_max)
             cand = cv2.bitwise_or(cand, _text_lines(strokes, glyph_max, max(2, int(0.008 * frame_h / f))))
+    if not cv2.countNonZero(cand):
+        return None
     if f == 1:
         return cand
-    if not cv2.countNonZero(cand):
-        return np.zeros((h, w), np.uint8)
     out = np.zeros((h, w), np.uint8)
     out[: hs * f, : ws * f] = cv2.resize(cand, (ws * f, hs * f), interpolation=cv2.INTER_NEAREST)
     return out
@@ -248,10 +261,12 @@ def metal_mask(image_or_frame: np.ndarray, fov: FieldOfView | None = None, *,
 
 
 def _metal(dense: np.ndarray, fov, saturation_level: int, pin_width_px, line_contrast: float,
-           dilate_px: int) -> np.ndarray:
-    """``dense``: uint8, 255 = most attenuating. Returns uint8 0/1 (H, W)."""
+           dilate_px: int, inside: np.ndarray | None = None) -> np.ndarray:
+    """``dense``: uint8, 255 = most attenuating; ``inside``: the field mask if drawn already.
+    Returns uint8 0/1 (H, W)."""
     h, w = dense.shape
-    inside = np.ones((h, w), np.uint8) if fov is None else fov.mask_u8((h, w), erode_px=0.0)
+    if inside is None:
+        inside = np.ones((h, w), np.uint8) if fov is None else fov.mask_u8((h, w), erode_px=0.0)
     _, out = cv2.threshold(dense, 254 - saturation_level, 1, cv2.THRESH_BINARY)
     out = cv2.bitwise_and(out, inside)
     if pin_width_px is None:
@@ -302,10 +317,17 @@ def polarity_score(frame: np.ndarray, fov: FieldOfView | None = None) -> float:
     _check_fov(fov)
     if fov is None:
         fov = detect_field_of_view(gray)
+    return _polarity_score(gray, fov)
+
+
+def _polarity_score(gray: np.ndarray, fov: FieldOfView, inner: np.ndarray | None = None) -> float:
+    """:func:`polarity_score` on a grey uint8 image; ``inner``: ``fov.mask_u8(shape, 8.0)``."""
     h, w = gray.shape
+    if inner is None:
+        inner = fov.mask_u8((h, w), erode_px=8.0)
     u, v, cw, ch = fov.crop_box((h, w), margin_px=0)
     roi = gray[v:v + ch, u:u + cw]
-    field = fov.mask_u8((h, w), erode_px=8.0)[v:v + ch, u:u + cw]
+    field = inner[v:v + ch, u:u + cw]
     f = max(1, int(math.ceil(max(cw, ch) / _POLARITY_WORK_PX)))
     if f > 1:  # integer binning (OpenCV's fast path)
         size = (max(8, cw // f), max(8, ch // f))
@@ -360,11 +382,17 @@ def detect_polarity(frame: np.ndarray, fov: FieldOfView | None = None) -> str:
     _check_fov(fov)
     if fov is None:
         fov = detect_field_of_view(gray)
-    rho = polarity_score(gray, fov)
+    return _detect_polarity(gray, fov)
+
+
+def _detect_polarity(gray: np.ndarray, fov: FieldOfView, inner: np.ndarray | None = None) -> str:
+    """:func:`detect_polarity` on a grey uint8 image; ``inner``: ``fov.mask_u8(shape, 8.0)``."""
+    if inner is None:
+        inner = fov.mask_u8(gray.shape, erode_px=8.0)
+    rho = _polarity_score(gray, fov, inner)
     if math.isfinite(rho) and abs(rho) >= _POLARITY_MIN_CORR:
         return "bone-dark" if rho < 0 else "bone-bright"
-    m = fov.mask(gray.shape, erode_px=8.0)
-    vals = gray[::2, ::2][m[::2, ::2]]
+    vals = gray[::2, ::2][inner[::2, ::2] > 0]
     if vals.size == 0:
         return "unknown"
     white = np.count_nonzero(vals >= 250) / vals.size
