@@ -48,7 +48,7 @@ from or_assist.core.instruments import GuidePin  # noqa: E402
 from or_assist.core.plan import load_plan  # noqa: E402
 from or_assist.core.plan_views import plan_view_pose  # noqa: E402
 from or_assist.register.pipeline import CONFIDENCE_THRESHOLD, Registrar, RegistrationSettings  # noqa: E402
-from or_assist.register.pose_params import (apply_update, isocenter_source_mm,  # noqa: E402
+from or_assist.register.pose_params import (apply_update, isocenter_source_mm, pose_error,  # noqa: E402
                                             projection_distance_at_isocenter_mm, target_error_mm)
 from or_assist.render.drr import AttenuationVolume, DRRRenderer  # noqa: E402
 from or_assist.render.simulate import ShotSettings, simulate_shot  # noqa: E402
@@ -124,12 +124,13 @@ def run_case(name: str, ct, plan, n: int, seed: int, settings: RegistrationSetti
             "proj": projection_distance_at_isocenter_mm(pose, shot.pose, points, shot.video_geometry),
             "success": res.success, "similarity": res.similarity, "seconds": res.seconds, "cpu": cpu,
             "n": res.n_evaluations, "reason": res.reason,
+            "disp": pose_error(pose, shot.pose, isocenter_source_mm(geometry))[1],
         }
         rows.append(row)
         if verbose:
             print(f"  {name} {k:3d} {kind:7s} pin={int(row['pin'])} {polarity:11s} start {row['mtre0']:5.1f} mm -> "
                   f"{row['mtre']:6.2f} mm  sim {res.similarity:.3f} ok={int(res.success)} {res.seconds:.2f} s "
-                  f"(cpu {cpu:.2f} s) "
+                  f"(cpu {cpu:.2f} s) d_iso {np.round(row['disp'], 1).tolist()} "
                   f"{res.stage_scores}", flush=True)
     return rows
 

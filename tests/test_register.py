@@ -165,3 +165,30 @@ def test_cli_function_rejects_unreadable_files(real_ct_path, tmp_path):
     with pytest.raises(InputError, match="polarity"):
         register_command(real_ct_path, tmp_path / "g.json", tmp_path / "shot.png", tmp_path / "init.json",
                          tmp_path / "r.json", polarity="sideways")
+
+
+def test_library_start_and_tracking(real_case):
+    from or_assist.register.pipeline import RegistrationSettings
+    from or_assist.render.views import build_view_library
+
+    plan = real_case.plan
+    library = build_view_library(plan, real_case.geometry, ct=load_ct(plan.ct_path), size_px=128,
+                                 neighbourhood_deg=(-5.0, 0.0, 5.0), neighbourhood_size_px=64)
+    shot = real_case.shot("outlet", (-2.0, 1.0, 1.0, -3.0, 2.0, 4.0), 21)
+    start = apply_update(shot.pose, (-6.0, -5.0, 4.0, 12.0, -9.0, 10.0), real_case.center)
+    registrar = Registrar(real_case.renderer, shot.video_geometry, RegistrationSettings(use_2d_init=True))
+    res = registrar.register(shot.frame, start, library=library)
+    assert res.success, res.reason
+    assert target_error_mm(res.pose, shot.pose, _points(plan)) < 2.0
+    # the next shot of nearly the same view starts from this pose
+    nxt = real_case.shot("outlet", (-1.0, 1.5, 1.0, -1.0, 3.0, 4.0), 22)
+    tracked = registrar.track(nxt.frame)
+    assert tracked.success, tracked.reason
+    assert target_error_mm(tracked.pose, nxt.pose, _points(plan)) < 2.0
+
+
+def test_track_needs_a_previous_pose(real_case):
+    from or_assist.register.pipeline import Registrar as R
+
+    with pytest.raises(InputError, match="fallback_pose"):
+        R(real_case.renderer, real_case.geometry).track(np.zeros((256, 256), np.uint8))

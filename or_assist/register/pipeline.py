@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -34,13 +34,13 @@ from or_assist.register.pose_params import apply_update, isocenter_source_mm, po
 from or_assist.register.shot import POLARITIES, PreparedShot, ShotProblem, prepare_shot
 from or_assist.register.similarity import DEFAULT_METRIC, METRICS, prepare_fixed
 
-__all__ = ["REGISTRATION_SCHEMA", "CONFIDENCE_THRESHOLD", "DEFAULT_STAGES", "Stage", "RegistrationSettings", "RegistrationResult",
+__all__ = ["REGISTRATION_SCHEMA", "CONFIDENCE_THRESHOLD", "DEFAULT_STAGES", "TRACK_STAGES", "Stage", "RegistrationSettings", "RegistrationResult",
            "Registrar"]
 
 REGISTRATION_SCHEMA = "or_assist.registration/1"
 #: Smallest final similarity (the default metric at the fine level) reported as success.
 #: Calibrated with ``benchmarks/registration.py`` (see its calibration table).
-CONFIDENCE_THRESHOLD = 0.35
+CONFIDENCE_THRESHOLD = 0.40
 #: First-stage similarity below which the first stage is restarted from another start.
 RESTART_BELOW = 0.75
 
@@ -94,6 +94,12 @@ DEFAULT_STAGES = (
     Stage(32, 4.0, "cma", 300, (5.0, 5.0, 5.0, 8.0, 8.0, 12.0), smooth_px=1.5, popsize=12),
     Stage(64, 3.0, "cma", 150, (1.5, 1.5, 1.5, 2.0, 2.0, 5.0), smooth_px=1.0),
     Stage(128, 2.0, "compass", 110, (0.5, 0.5, 0.5, 0.5, 0.5, 2.0)),
+)
+
+#: Stages of :meth:`Registrar.track` (a new shot of nearly the same view).
+TRACK_STAGES = (
+    Stage(64, 3.0, "cma", 100, (1.0, 1.0, 1.0, 1.5, 1.5, 4.0), smooth_px=1.0),
+    Stage(128, 2.0, "compass", 90, (0.5, 0.5, 0.5, 0.5, 0.5, 2.0)),
 )
 
 
@@ -337,13 +343,15 @@ class Registrar:
             ``success=False`` with a reason when the shot cannot be registered
             confidently; bad arguments raise :class:`InputError`.
         """
+        return self._register(frame, init_pose, polarity, library, valid_mask, self.settings)
+
+    def _register(self, frame, init_pose, polarity, library, valid_mask, st: RegistrationSettings):
         if not isinstance(init_pose, Pose):
             raise InputError(f"expected a Pose (T_source_from_patient), got {type(init_pose).__name__}", "init_pose")
         if polarity not in POLARITIES + ("auto",):
             raise InputError(f"must be one of {', '.join(POLARITIES + ('auto',))}, got {polarity!r}", "polarity")
         started = time.perf_counter()
         self._evaluations = 0
-        st = self.settings
         times = {}
         try:
             shot = prepare_shot(frame, self.geometry, polarity, st.sizes_px, valid_mask)
@@ -357,7 +365,7 @@ class Registrar:
             if key not in levels:
                 levels[key] = _Level(self, shot, stage.size_px, stage.step_mm, st.metric, stage.smooth_px)
         with _numba_threads(st.render_threads):
-            pose, start, sim = self._search(levels, init_pose, library, center, times)
+            pose, start, sim = self._search(st, levels, init_pose, library, center, times)
         pose_f = pose
 
         result = RegistrationResult(pose_f, True, sim, st.metric, 0.0, None, 0, times, start, self._stage_scores)
@@ -376,10 +384,13 @@ class Registrar:
               valid_mask: np.ndarray | None = None) -> RegistrationResult:
         """Register a new shot of nearly the same view, starting from the last successful pose.
 
+        A short local search (:data:`TRACK_STAGES`) from the previous pose; when that is
+        not confident, the full :meth:`register` from the same pose.
+
         Parameters
         ----------
         frame : (H, W) array
-        polarity : {'bone-dark', 'bone-bright'}
+        polarity : {'bone-dark', 'bone-bright', 'auto'}
         fallback_pose : Pose, optional
             Start when there is no previous successful registration.
         valid_mask : (H, W) bool array, optional
@@ -389,7 +400,14 @@ class Registrar:
         if start is None:
             raise InputError("no previous successful registration to track from; give fallback_pose",
                              "fallback_pose")
-        return self.register(frame, start, polarity=polarity, valid_mask=valid_mask)
+        quick = replace(self.settings, stages=TRACK_STAGES, max_starts=1, use_2d_init=False)
+        result = self._register(frame, start, polarity, None, valid_mask, quick)
+        if result.success or result.pose is None:
+            return result
+        spent = result.seconds
+        result = self.register(frame, start, polarity=polarity, valid_mask=valid_mask)
+        result.seconds += spent
+        return result
 
     # ------------------------------------------------------------------ internals
     def _finish(self, result: RegistrationResult, started: float) -> RegistrationResult:
@@ -398,21 +416,21 @@ class Registrar:
         self.last_result = result
         return result
 
-    def _search(self, levels: dict, init_pose: Pose, library, center: np.ndarray, times: dict):
+    def _search(self, st: RegistrationSettings, levels: dict, init_pose: Pose, library, center: np.ndarray,
+                times: dict):
         """Coarse-to-fine search; the first stage is restarted from other starts when its
-        similarity stays below ``settings.restart_below``. Returns (pose, start, similarity)."""
-        st = self.settings
+        similarity stays below ``st.restart_below``. Returns (pose, start, similarity)."""
         self._stage_scores = {}
         first = st.stages[0]
         lvl0 = levels[(first.size_px, first.step_mm, first.smooth_px)]
         t0 = time.perf_counter()
         starts = [(init_pose, 1.0)]
         if st.use_2d_init:
-            starts = [(p, 1.0) for p in self._initial_poses(levels, init_pose, library)] + starts
+            starts = [(p, 1.0) for p in self._initial_poses(st, levels, init_pose, library)] + starts
         best = None
         for attempt in range(st.max_starts):
             if attempt == len(starts) and st.max_starts > len(starts):
-                starts += [(p, 1.0) for p in self._initial_poses(levels, init_pose, library)]
+                starts += [(p, 1.0) for p in self._initial_poses(st, levels, init_pose, library)]
             start, widen = starts[attempt] if attempt < len(starts) else (init_pose, 1.5)
             cost = lambda p, s0=start: -lvl0.score(apply_update(s0, p, center))  # noqa: E731
             res = cma_es(cost, np.zeros(6), widen * np.asarray(first.spread), max_evaluations=first.evaluations,
@@ -441,9 +459,9 @@ class Registrar:
             times[f"{stage.optimizer}{stage.size_px}"] = time.perf_counter() - t0
         return pose, start, sim
 
-    def _initial_poses(self, levels: dict, init_pose: Pose, library) -> list:
+    def _initial_poses(self, st: RegistrationSettings, levels: dict, init_pose: Pose, library) -> list:
         """2-D-aligned starts (:mod:`~or_assist.register.init2d`) on the second-smallest level."""
-        sizes = self.settings.sizes_px
+        sizes = st.sizes_px
         size = sizes[1] if len(sizes) > 1 else sizes[0]
         key = [k for k in levels if k[0] == size][0]
         return [self._initial_pose(levels[key], init_pose, library)]

@@ -1,0 +1,118 @@
+"""Registration building blocks: similarity measures, optimisers, pose parameters, shot pyramid."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from or_assist.core.carm_profiles import load_profile
+from or_assist.core.geometry import Pose, project, rotation_about_axis
+from or_assist.errors import InputError
+from or_assist.register.init2d import Alignment2D, align_2d, pose_from_2d
+from or_assist.register.optimize import cma_es, compass_search
+from or_assist.register.pose_params import apply_update, isocenter_source_mm, pose_error, target_error_mm
+from or_assist.register.shot import ShotProblem, prepare_shot
+from or_assist.register.similarity import METRICS, prepare_fixed, similarity
+
+
+def _blobs(shift=(0.0, 0.0), n=64):
+    v, u = np.mgrid[0:n, 0:n].astype(np.float64)
+    img = np.zeros((n, n))
+    for cu, cv, s in ((20, 22, 5), (40, 30, 7), (28, 45, 4)):
+        img += np.exp(-((u - cu - shift[0]) ** 2 + (v - cv - shift[1]) ** 2) / (2 * s * s))
+    return img.astype(np.float32)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_similarity_is_one_for_affine_copies_and_drops_when_shifted(metric):
+    a = _blobs()
+    mask = np.ones(a.shape, bool)
+    assert similarity(3.0 * a + 7.0, a, mask, metric) == pytest.approx(1.0, abs=1e-5)
+    near, far = (similarity(a, _blobs((d, 0.0)), mask, metric) for d in (1.0, 3.0))
+    assert 1.0 - 1e-5 > near > far
+    assert similarity(a, -a, mask, metric) == pytest.approx(-1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_similarity_ignores_pixels_outside_the_mask(metric):
+    a = _blobs()
+    b = a.copy()
+    b[:, 48:] = np.random.default_rng(0).normal(0, 5, (64, 16))   # garbage where masked out
+    mask = np.zeros(a.shape, bool)
+    mask[:, :46] = True
+    assert similarity(a, b, mask, metric) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_similarity_rejects_bad_arguments():
+    a = _blobs()
+    with pytest.raises(InputError, match="metric"):
+        prepare_fixed(a, np.ones(a.shape, bool), "mi")
+    with pytest.raises(InputError, match="mask"):
+        prepare_fixed(a, np.ones((3, 3), bool))
+    with pytest.raises(InputError, match="moving"):
+        prepare_fixed(a, np.ones(a.shape, bool)).score(np.zeros((3, 3)))
+
+
+def test_optimisers_find_a_shifted_minimum_deterministically():
+    target = np.array([3.0, -2.0, 1.0, 0.5, -4.0, 2.0])
+    scale = np.array([1, 1, 1, 1, 1, 4.0])
+    f = lambda x: float(np.sum(((x - target) / scale) ** 2))  # noqa: E731
+    r1 = cma_es(f, np.zeros(6), 2.0, max_evaluations=600, seed=3)
+    r2 = cma_es(f, np.zeros(6), 2.0, max_evaluations=600, seed=3)
+    assert np.array_equal(r1.x, r2.x) and r1.n_evaluations <= 600
+    assert np.allclose(r1.x, target, atol=0.1)
+    r3 = compass_search(f, np.zeros(6), 1.0, min_steps=1e-3, max_evaluations=2000)
+    assert np.allclose(r3.x, target, atol=0.01)
+    with pytest.raises(InputError, match="sigma"):
+        cma_es(f, np.zeros(6), -1.0)
+
+
+def test_pose_update_is_about_the_isocentre_and_errors_are_exact():
+    g = load_profile("siemens_cios_fusion").geometry_at(256)
+    pose = Pose.from_rotation_translation(rotation_about_axis([0, 0, 1], 0.3), [5.0, -3.0, 600.0])
+    c = isocenter_source_mm(g)
+    iso_patient = pose.inverse().apply(c)
+    rotated = apply_update(pose, [4.0, -3.0, 2.0, 0, 0, 0], c)
+    assert np.allclose(rotated.apply(iso_patient), c)            # a rotation keeps the isocentre
+    moved = apply_update(pose, [0, 0, 0, 1.0, 2.0, 3.0], c)
+    angle, disp = pose_error(moved, pose, c)
+    assert angle == pytest.approx(0.0, abs=1e-6) and np.allclose(disp, [1, 2, 3])
+    assert target_error_mm(moved, pose, np.array([iso_patient, iso_patient + 10])) == pytest.approx(np.sqrt(14))
+
+
+def test_pose_from_2d_reproduces_an_in_plane_move():
+    g = load_profile("siemens_cios_fusion").geometry_at(128)
+    pose = Pose.from_rotation_translation(np.eye(3), [0.0, 0.0, g.source_to_isocenter_mm])
+    pts = np.array([[0.0, 0.0, 0.0], [20.0, -10.0, 0.0], [-15.0, 25.0, 0.0]])
+    al = Alignment2D((3.0, -2.0), 5.0, 1.0, 1.0)
+    moved = pose_from_2d(pose, al, g)
+    c = np.array(g.principal_point_px)
+    a = np.radians(5.0)
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    expected = (project(pts, pose, g) - c) @ rot.T + c + [3.0, -2.0]
+    assert np.allclose(project(pts, moved, g), expected, atol=1e-6)
+
+
+def test_align_2d_recovers_a_shift():
+    a = _blobs()
+    b = _blobs((4.0, -3.0))
+    al = align_2d(b, np.ones(b.shape, bool), a, (31.5, 31.5), angles_deg=(0.0,))
+    assert al.shift_px == pytest.approx((4.0, -3.0), abs=0.5)
+
+
+def test_prepare_shot_problems_and_levels():
+    g = load_profile("siemens_cios_fusion").geometry_at(256)
+    with pytest.raises(ShotProblem, match="does not match"):
+        prepare_shot(np.zeros((100, 100), np.uint8), g)
+    with pytest.raises(ShotProblem):
+        prepare_shot(np.zeros((256, 256), np.uint8), g)
+    v, u = np.mgrid[0:256, 0:256]
+    disc = (u - 127.5) ** 2 + (v - 127.5) ** 2 < 120 ** 2
+    frame = np.where(disc, 60 + 60 * np.sin(u / 9.0) * np.cos(v / 13.0) + 60, 0).astype(np.uint8)
+    shot = prepare_shot(frame, g, "bone-dark", (32, 64), valid=disc)
+    assert set(shot.levels) == {32, 64}
+    lvl = shot.levels[64]
+    assert lvl.image.shape == (64, 64) and lvl.mask.any() and not lvl.mask.all()
+    assert lvl.geometry.image_size_px == (64, 64)
+    with pytest.raises(InputError, match="polarity"):
+        prepare_shot(frame, g, "sideways")
