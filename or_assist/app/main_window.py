@@ -1,0 +1,555 @@
+"""The OR display's main window: live shot with the plan, virtual view, deviation panel, status.
+
+Layout (dark, for reading from 1-2 m): the live video large on the left with the
+guidance overlay as a separate layer (opacity adjustable); on the right the virtual
+view of the active implant and view, the selector, the deviation panel (big numbers,
+the cue colour, the correction in words), the C-arm positioning hint; a status bar with
+the video signal, display rate, registration state and shot-to-overlay latency.
+
+The overlay of a shot is shown only while the video still shows that shot and only
+when it was registered with confidence; otherwise the panel says NOT REGISTERED in
+red, and :func:`~or_assist.guidance.overlay.draw_overlay` draws no plan.
+
+Keys (:data:`KEYS`; a foot pedal that sends keys works): Right / PageDown next
+implant, Left / PageUp previous, V next view, Space / C capture, O overlay on/off,
++ / - overlay opacity, F / F11 full screen, Esc leave full screen.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+
+import numpy as np
+import pyqtgraph as pg
+from PyQt5 import QtCore, QtGui, QtWidgets
+
+from or_assist.app import theme
+from or_assist.app.workers import JobQueueWorker, LatestJobWorker, Selection, VideoWorker
+from or_assist.session.live import VIEWS
+
+__all__ = ["KEYS", "MainWindow", "overlay_layer"]
+
+KEYS = {
+    "next_implant": ("Right", "PgDown"),
+    "previous_implant": ("Left", "PgUp"),
+    "next_view": ("V",),
+    "capture": ("Space", "C"),
+    "toggle_overlay": ("O",),
+    "opacity_up": ("+", "="),
+    "opacity_down": ("-",),
+    "full_screen": ("F", "F11"),
+    "leave_full_screen": ("Esc",),
+}
+_LEVEL_WORDS = {"green": "ON PLAN", "amber": "CLOSE", "red": "OFF PLAN"}
+
+
+def overlay_layer(overlay_bgr: np.ndarray, frame: np.ndarray) -> np.ndarray:
+    """The overlay as its own RGBA layer: opaque where it differs from the frame.
+
+    Parameters
+    ----------
+    overlay_bgr : (H, W, 3) uint8
+        The frame with the overlay drawn on it.
+    frame : (H, W) uint8
+        The frame alone.
+
+    Returns
+    -------
+    (H, W, 4) uint8 ndarray, RGBA
+    """
+    drawn = np.any(overlay_bgr != frame[:, :, None], axis=2) if overlay_bgr.shape[:2] == frame.shape else \
+        np.ones(overlay_bgr.shape[:2], bool)
+    out = np.empty(overlay_bgr.shape[:2] + (4,), np.uint8)
+    out[..., :3] = overlay_bgr[..., ::-1]
+    out[..., 3] = drawn.view(np.uint8) * 255
+    return out
+
+
+class _Bridge(QtCore.QObject):
+    """Carries capture-thread reports to the GUI thread."""
+
+    state = QtCore.pyqtSignal(str, str)
+
+
+def _label(text: str, size_px: int, colour: str = theme.TEXT, bold: bool = True,
+           align=QtCore.Qt.AlignLeft | QtCore.Qt.AlignVCenter) -> QtWidgets.QLabel:
+    lab = QtWidgets.QLabel(text)
+    lab.setFont(theme.font_px(size_px, bold))
+    lab.setStyleSheet(f"color: {colour};")
+    lab.setAlignment(align)
+    lab.setFocusPolicy(QtCore.Qt.NoFocus)
+    return lab
+
+
+class MainWindow(QtWidgets.QMainWindow):
+    """The OR display for one case (module doc).
+
+    Parameters
+    ----------
+    case : LiveCase
+        From :func:`~or_assist.session.live_run.open_demo_case` or ``open_real_case``.
+    settings : AppSettings
+        Overlay opacity and screen; updated (not saved) as they change.
+    title : str
+    """
+
+    def __init__(self, case, settings, title: str = "or_assist OR display"):
+        super().__init__()
+        from or_assist.video.capture import CaptureThread
+
+        self.case = case
+        self.pipeline = case.pipeline
+        self.settings = settings
+        self.setWindowTitle(title)
+        self.selection = Selection(self.pipeline.implant_ids[0], VIEWS[0])
+        self.last_result = None
+        self.results = 0
+        self.captures = 0
+        self.latencies_s: list[float] = []
+        self.errors: list[str] = []
+        self.frames_drawn = 0
+        self._draw_times = collections.deque(maxlen=50)
+        self._last_index = None
+        self._latest_shot_index = -1
+        self._image_changing = False
+        self._overlay_on = True
+        self._registering = False
+        self._signal = ("connecting", "")
+        self._flash_until = 0.0
+        self._flash = ""
+        self._build()
+        self._bridge = _Bridge()
+        self._bridge.state.connect(self._on_state)
+        self.capture = CaptureThread(case.source, on_state=lambda s, m: self._bridge.state.emit(s.value, m))
+        self.registration = LatestJobWorker(self._register_job, "registration")
+        self.registration.done.connect(self._on_result)
+        self.registration.failed.connect(self._on_failed)
+        self.registration.started_job.connect(lambda _tag: self._set_registering(True))
+        self.virtual = LatestJobWorker(self.pipeline.virtual_view, "virtual view")
+        self.virtual.done.connect(self._on_virtual)
+        self.virtual.failed.connect(self._on_failed)
+        self.capturer = JobQueueWorker(self._capture_job, "captures")
+        self.capturer.done.connect(self._on_captured)
+        self.capturer.failed.connect(self._on_failed)
+        self.video = VideoWorker(self.capture, self.pipeline, self.selection, self.registration, case.script)
+        self.video.image_changing.connect(self._on_image_changing)
+        self.video.selection_changed.connect(lambda i, v: self._show_selection(by="demo script"))
+        self.video.shot_detected.connect(self._on_shot)
+        self._draw_timer = QtCore.QTimer(self)
+        self._draw_timer.setTimerType(QtCore.Qt.PreciseTimer)
+        self._draw_timer.timeout.connect(self._draw_frame)
+        self._status_timer = QtCore.QTimer(self)
+        self._status_timer.timeout.connect(self._update_status)
+        self._install_keys()
+        self._started = False
+
+    # ------------------------------------------------------------------ building
+    def _build(self) -> None:
+        central = QtWidgets.QWidget()
+        row = QtWidgets.QHBoxLayout(central)
+        row.setContentsMargins(8, 8, 8, 8)
+        row.setSpacing(10)
+        self.video_view = pg.GraphicsLayoutWidget()
+        self.video_view.setBackground(theme.BACKGROUND)
+        self.video_view.setFocusPolicy(QtCore.Qt.NoFocus)
+        self.video_box = self.video_view.addViewBox(lockAspect=True, invertY=True, enableMouse=False)
+        self.video_box.setMenuEnabled(False)
+        self.live_item = pg.ImageItem(axisOrder="row-major")
+        self.overlay_item = pg.ImageItem(axisOrder="row-major")
+        self.overlay_item.setZValue(10)
+        self.overlay_item.setOpacity(self.settings.overlay_opacity)
+        self.video_box.addItem(self.live_item)
+        self.video_box.addItem(self.overlay_item)
+        row.addWidget(self.video_view, 3)
+
+        side = QtWidgets.QVBoxLayout()
+        side.setSpacing(8)
+        self.virtual_view = pg.GraphicsLayoutWidget()
+        self.virtual_view.setBackground(theme.BACKGROUND)
+        self.virtual_view.setFocusPolicy(QtCore.Qt.NoFocus)
+        self.virtual_box = self.virtual_view.addViewBox(lockAspect=True, invertY=True, enableMouse=False)
+        self.virtual_box.setMenuEnabled(False)
+        self.virtual_item = pg.ImageItem(axisOrder="row-major")
+        self.virtual_box.addItem(self.virtual_item)
+        self.virtual_caption = _label("virtual view", theme.STATUS_PX, theme.DIM, bold=False)
+        side.addWidget(self.virtual_caption)
+        side.addWidget(self.virtual_view, 3)
+
+        pick = QtWidgets.QHBoxLayout()
+        self.implant_box = QtWidgets.QComboBox()
+        self.implant_box.addItems(self.pipeline.implant_ids)
+        self.view_box = QtWidgets.QComboBox()
+        self.view_box.addItems(list(VIEWS))
+        for box in (self.implant_box, self.view_box):
+            box.setFont(theme.font_px(theme.TEXT_PX))
+            box.setFocusPolicy(QtCore.Qt.NoFocus)
+        self.implant_box.activated.connect(lambda i: self.select(implant_id=self.pipeline.implant_ids[i]))
+        self.view_box.activated.connect(lambda i: self.select(view=VIEWS[i]))
+        pick.addWidget(self.implant_box)
+        pick.addWidget(self.view_box)
+        side.addLayout(pick)
+
+        panel = QtWidgets.QFrame()
+        panel.setObjectName("panel")
+        col = QtWidgets.QVBoxLayout(panel)
+        col.setContentsMargins(16, 12, 16, 12)
+        self.state_label = _label("waiting for a shot", theme.TITLE_PX, theme.DIM)
+        numbers = QtWidgets.QHBoxLayout()
+        self.mm_label = _label("-- mm", theme.NUMBER_PX)
+        self.deg_label = _label("-- deg", theme.NUMBER_PX)
+        numbers.addWidget(self.mm_label)
+        numbers.addWidget(self.deg_label)
+        self.level_label = _label("", theme.TITLE_PX, theme.BACKGROUND, align=QtCore.Qt.AlignCenter)
+        self.level_label.setMinimumHeight(56)
+        self.correction_label = _label("", theme.TEXT_PX)
+        self.correction_label.setWordWrap(True)
+        self.warning_label = _label("", theme.TEXT_PX, theme.RED)
+        self.warning_label.setWordWrap(True)
+        for w in (self.state_label, self.level_label):
+            col.addWidget(w)
+        col.addLayout(numbers)
+        col.addWidget(self.correction_label)
+        col.addWidget(self.warning_label)
+        side.addWidget(panel, 3)
+        self.hint_label = _label("", theme.TITLE_PX, theme.AMBER)
+        self.hint_label.setWordWrap(True)
+        side.addWidget(self.hint_label)
+
+        opacity = QtWidgets.QHBoxLayout()
+        opacity.addWidget(_label("overlay", theme.STATUS_PX, theme.DIM, bold=False))
+        self.opacity_slider = QtWidgets.QSlider(QtCore.Qt.Horizontal)
+        self.opacity_slider.setRange(0, 100)
+        self.opacity_slider.setValue(int(round(100 * self.settings.overlay_opacity)))
+        self.opacity_slider.setFocusPolicy(QtCore.Qt.NoFocus)
+        self.opacity_slider.valueChanged.connect(lambda v: self.set_opacity(v / 100.0))
+        opacity.addWidget(self.opacity_slider)
+        side.addLayout(opacity)
+        holder = QtWidgets.QWidget()
+        holder.setLayout(side)
+        holder.setMinimumWidth(520)
+        row.addWidget(holder, 1)
+        self.setCentralWidget(central)
+
+        bar = self.statusBar()
+        bar.setSizeGripEnabled(False)
+        self.signal_label = _label("video: connecting", theme.STATUS_PX)
+        self.fps_label = _label("-- fps", theme.STATUS_PX)
+        self.registration_label = _label("waiting for a shot", theme.STATUS_PX, theme.DIM)
+        self.latency_label = _label("latency --", theme.STATUS_PX)
+        self.case_label = _label("", theme.STATUS_PX, theme.DIM, bold=False)
+        for w in (self.signal_label, self.fps_label, self.registration_label, self.latency_label):
+            bar.addWidget(w)
+        bar.addPermanentWidget(self.case_label)
+        self._show_selection(by=None)
+
+    def _install_keys(self) -> None:
+        actions = {"next_implant": lambda: self.step_implant(+1), "previous_implant": lambda: self.step_implant(-1),
+                   "next_view": self.next_view, "capture": self.capture_shot, "toggle_overlay": self.toggle_overlay,
+                   "opacity_up": lambda: self.set_opacity(self.settings.overlay_opacity + 0.1),
+                   "opacity_down": lambda: self.set_opacity(self.settings.overlay_opacity - 0.1),
+                   "full_screen": self.toggle_full_screen, "leave_full_screen": self.leave_full_screen}
+        self._shortcuts = []
+        for name, keys in KEYS.items():
+            for key in keys:
+                sc = QtWidgets.QShortcut(QtGui.QKeySequence(key), self)
+                sc.setContext(QtCore.Qt.ApplicationShortcut)
+                sc.activated.connect(actions[name])
+                self._shortcuts.append(sc)
+
+    # ------------------------------------------------------------------ life cycle
+    def start(self) -> None:
+        """Start capture, workers and timers."""
+        if self._started:
+            return
+        self._started = True
+        for w in (self.registration, self.virtual, self.capturer):
+            w.start()
+        self.capture.start()
+        self.video.start()
+        self._draw_timer.start(10)
+        self._status_timer.start(250)
+        self._request_virtual()
+
+    def shutdown(self) -> None:
+        """Stop everything and close the case log (idempotent)."""
+        if not self._started:
+            self.case.close()
+            return
+        self._started = False
+        self._draw_timer.stop()
+        self._status_timer.stop()
+        self.video.stop()
+        self.capture.stop()
+        for w in (self.registration, self.virtual, self.capturer):
+            w.stop()
+        self.case.close()
+
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        self.shutdown()
+        super().closeEvent(event)
+
+    # ------------------------------------------------------------------ selection and keys
+    def select(self, implant_id: str | None = None, view: str | None = None) -> None:
+        """Make an implant and/or view active (keys, selector)."""
+        self.selection.set(implant_id, view)
+        self._show_selection(by="user")
+
+    def step_implant(self, step: int) -> None:
+        """Next (+1) or previous (-1) implant."""
+        ids = self.pipeline.implant_ids
+        current, _ = self.selection.get()
+        self.select(implant_id=ids[(ids.index(current) + step) % len(ids)])
+
+    def next_view(self) -> None:
+        """Next of lateral, inlet, outlet."""
+        _, view = self.selection.get()
+        self.select(view=VIEWS[(VIEWS.index(view) + 1) % len(VIEWS)] if view in VIEWS else VIEWS[0])
+
+    def _show_selection(self, by: str | None) -> None:
+        implant_id, view = self.selection.get()
+        self.implant_box.setCurrentIndex(self.pipeline.implant_ids.index(implant_id))
+        if view in VIEWS:
+            self.view_box.setCurrentIndex(VIEWS.index(view))
+        self.virtual_caption.setText(f"virtual view: {implant_id} {view}")
+        if by is not None:
+            self.pipeline.log_event("selection", {"implant": implant_id, "view": view, "by": by})
+            self._request_virtual()
+
+    def _request_virtual(self) -> None:
+        if self._started:
+            self.virtual.submit(self.selection.get(), *self.selection.get())
+
+    def toggle_overlay(self) -> None:
+        """Overlay on/off."""
+        self._overlay_on = not self._overlay_on
+        self._refresh_overlay()
+
+    def set_opacity(self, opacity: float) -> None:
+        """Overlay opacity, 0-1."""
+        opacity = float(min(1.0, max(0.0, opacity)))
+        self.settings.overlay_opacity = opacity
+        self.overlay_item.setOpacity(opacity)
+        if self.opacity_slider.value() != int(round(100 * opacity)):
+            self.opacity_slider.blockSignals(True)
+            self.opacity_slider.setValue(int(round(100 * opacity)))
+            self.opacity_slider.blockSignals(False)
+
+    def toggle_full_screen(self) -> None:
+        """Full screen on the configured screen, or back."""
+        if self.isFullScreen():
+            self.leave_full_screen()
+        else:
+            self.show_on_screen(self.settings.screen, full_screen=True)
+
+    def leave_full_screen(self) -> None:
+        """Back to a normal window."""
+        if self.isFullScreen():
+            self.showNormal()
+
+    def show_on_screen(self, index: int, full_screen: bool = False) -> None:
+        """Show the window on screen ``index`` (the last one if there are fewer)."""
+        screens = QtWidgets.QApplication.screens()
+        screen = screens[min(max(0, int(index)), len(screens) - 1)]
+        if self.windowHandle() is None:
+            self.winId()
+        self.windowHandle().setScreen(screen)
+        self.setGeometry(screen.availableGeometry())
+        if full_screen:
+            self.showFullScreen()
+        else:
+            self.show()
+
+    # ------------------------------------------------------------------ capture
+    def capture_shot(self, by: str = "user") -> bool:
+        """Record the shot on screen with its overlay in the case log (Space / C)."""
+        r = self.last_result
+        if r is None:
+            self._flash_status("nothing to capture yet")
+            return False
+        self.capturer.submit(by, r)
+        return True
+
+    def _capture_job(self, result):
+        return self.pipeline.capture(result)
+
+    def _on_captured(self, by, capture_id) -> None:
+        if capture_id is None:
+            self._flash_status("not captured (no case log)")
+            return
+        self.captures += 1
+        self.pipeline.log_event("capture", {"capture_id": capture_id, "by": by})
+        self._flash_status(f"CAPTURED #{self.captures}")
+
+    def _flash_status(self, text: str) -> None:
+        self._flash, self._flash_until = text, time.monotonic() + 2.5
+        self._update_status()
+
+    # ------------------------------------------------------------------ shots and results (GUI thread)
+    def _on_shot(self, job) -> None:
+        self._latest_shot_index = max(self._latest_shot_index, job["event"].index)
+        self._refresh_overlay()
+
+    def _set_registering(self, on: bool) -> None:
+        self._registering = on
+        self._update_status()
+
+    def _register_job(self, job):
+        """Runs in the registration worker."""
+        event = job["event"]
+        result = self.pipeline.process(event.image, job["implant"], job["view"], frame_index=event.index,
+                                       shown_since_s=job["shown_since_s"], should_stop=self.registration.pending)
+        return result, overlay_layer(result.overlay_bgr, result.frame)
+
+    def _on_result(self, job, payload) -> None:
+        result, layer = payload
+        self._registering = self.registration.pending()
+        self.results += 1
+        if job["event"].index < self._latest_shot_index:
+            return  # a newer shot is on screen: this one is only in the log
+        self.last_result = result
+        self.overlay_item.setImage(layer, autoLevels=False, levels=(0, 255))
+        if (result.implant_id, result.view) != self.selection.get():
+            self.selection.set(result.implant_id, result.view)
+            self._show_selection(by="registration")
+        self._refresh_overlay()
+        self._show_result(result)
+        self.latencies_s.append(time.monotonic() - result.shown_since_s)
+        self._update_status()
+        if job.get("capture") and result.registered and result.cue is not None:
+            self.capture_shot(by="demo script")
+
+    def _on_failed(self, tag, message: str) -> None:
+        self.errors.append(message)
+        self._registering = self.registration.pending()
+        self._flash_status("error: " + message.splitlines()[0][:80])
+
+    def _on_virtual(self, key, image) -> None:
+        if key != self.selection.get():
+            return
+        self.virtual_item.setImage(np.ascontiguousarray(image[..., ::-1]), autoLevels=False, levels=(0, 255))
+        self.virtual_box.autoRange(padding=0.0)
+
+    def _on_image_changing(self, changing: bool) -> None:
+        self._image_changing = changing
+        self._refresh_overlay()
+        self._show_result(self.last_result)
+
+    def _on_state(self, state: str, message: str) -> None:
+        self._signal = (state, message)
+        self._update_status()
+
+    def _overlay_valid(self) -> bool:
+        r = self.last_result
+        return r is not None and not self._image_changing and r.frame_index >= self._latest_shot_index
+
+    def _refresh_overlay(self) -> None:
+        self.overlay_item.setVisible(self._overlay_on and self._overlay_valid())
+
+    def _show_result(self, r) -> None:
+        current = self._overlay_valid()
+        if r is None:
+            return
+        if not r.registered:
+            self.state_label.setText("NOT REGISTERED")
+            self.state_label.setStyleSheet(f"color: {theme.RED};")
+            self._numbers(None, None, None, r.message or (r.registration.reason if r.registration else ""))
+            self.hint_label.setText("")
+        else:
+            sim = r.registration.similarity
+            self.state_label.setText(f"REGISTERED {r.implant_id} {r.view}")
+            self.state_label.setStyleSheet(f"color: {theme.GREEN if current else theme.DIM};")
+            if r.deviation is None:
+                self._numbers(None, None, None, r.message or "no pin detected")
+            else:
+                self._numbers(r.deviation.tip_offset_mm, r.deviation.angle_deg, r.cue, None)
+            self.hint_label.setText(f"C-arm: {r.hint}" if r.hint else "")
+            self.registration_label.setToolTip(f"similarity {sim:.3f}")
+        if not current:
+            self.state_label.setText("NEW IMAGE: previous shot below" if self._image_changing else
+                                     self.state_label.text())
+            self.state_label.setStyleSheet(f"color: {theme.DIM};")
+
+    def _numbers(self, mm, deg, cue, text) -> None:
+        current = self._overlay_valid()
+        colour = theme.TEXT if current else theme.DIM
+        self.mm_label.setText("-- mm" if mm is None else f"{mm:.1f} mm")
+        self.deg_label.setText("-- deg" if deg is None else f"{deg:.0f} deg")
+        for w in (self.mm_label, self.deg_label, self.correction_label):
+            w.setStyleSheet(f"color: {colour};")
+        level = cue.level if cue is not None else None
+        back = theme.level_colour(level) if current else theme.PANEL
+        self.level_label.setText(_LEVEL_WORDS.get(level, ""))
+        self.level_label.setStyleSheet(f"background: {back if level else theme.PANEL}; color: {theme.BACKGROUND};"
+                                       " border-radius: 6px;")
+        if cue is not None:
+            self.correction_label.setText("\n".join(cue.lines[:2]))
+            self.warning_label.setText("\n".join(cue.warnings))
+        else:
+            self.correction_label.setText(text or "")
+            self.warning_label.setText("")
+
+    # ------------------------------------------------------------------ drawing (timer)
+    def _draw_frame(self) -> None:
+        frame = self.capture.peek()
+        if frame is None or frame.index == self._last_index:
+            return
+        first = self._last_index is None
+        self._last_index = frame.index
+        self.live_item.setImage(frame.image, autoLevels=False, levels=(0, 255))
+        if first:
+            self.video_box.autoRange(padding=0.0)
+        self.frames_drawn += 1
+        self._draw_times.append(time.monotonic())
+
+    @property
+    def display_fps(self) -> float:
+        """Frames drawn per second over the last 50."""
+        t = self._draw_times
+        return (len(t) - 1) / (t[-1] - t[0]) if len(t) > 1 and t[-1] > t[0] else 0.0
+
+    def _update_status(self) -> None:
+        state, message = self._signal
+        ok = state in ("live", "frozen")
+        self.signal_label.setText(f"video: {state.upper()}" + (f" ({message})" if message and not ok else ""))
+        self.signal_label.setStyleSheet(f"color: {theme.GREEN if ok else theme.RED};")
+        self.fps_label.setText(f"{self.display_fps:.0f} fps")
+        r = self.last_result
+        if self._registering or self.registration.busy:
+            text, colour = "registering...", theme.AMBER
+        elif r is None:
+            text, colour = "waiting for a shot", theme.DIM
+        elif r.registered:
+            text, colour = f"registered ({r.registration.similarity:.2f})", theme.GREEN
+        else:
+            text, colour = "NOT REGISTERED", theme.RED
+        self.registration_label.setText(text)
+        self.registration_label.setStyleSheet(f"color: {colour};")
+        if self.latencies_s:
+            self.latency_label.setText(f"latency {self.latencies_s[-1]:.1f} s")
+        if time.monotonic() < self._flash_until:
+            self.case_label.setText(self._flash)
+            self.case_label.setStyleSheet(f"color: {theme.AMBER};")
+        else:
+            self.case_label.setText(f"shots {self.results}, captures {self.captures}")
+            self.case_label.setStyleSheet(f"color: {theme.DIM};")
+
+    # ------------------------------------------------------------------ for tests and benchmarks
+    def status_text(self) -> dict:
+        """The status bar's texts: ``signal``, ``fps``, ``registration``, ``latency``, ``case``."""
+        return {"signal": self.signal_label.text(), "fps": self.fps_label.text(),
+                "registration": self.registration_label.text(), "latency": self.latency_label.text(),
+                "case": self.case_label.text()}
+
+    def panel_text(self) -> dict:
+        """The deviation panel's texts: ``state``, ``mm``, ``deg``, ``level``, ``correction``,
+        ``warnings``, ``hint``, ``virtual``."""
+        return {"state": self.state_label.text(), "mm": self.mm_label.text(), "deg": self.deg_label.text(),
+                "level": self.level_label.text(), "correction": self.correction_label.text(),
+                "warnings": self.warning_label.text(), "hint": self.hint_label.text(),
+                "virtual": self.virtual_caption.text()}
+
+    @property
+    def overlay_visible(self) -> bool:
+        """True while the plan overlay layer is shown."""
+        return self.overlay_item.isVisible()

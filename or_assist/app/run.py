@@ -1,0 +1,169 @@
+"""``or-assist demo`` and ``or-assist run``: the OR display, or the same pipeline headless.
+
+:func:`demo_app` plays the built-in sample pelvis through the shot simulator (no
+hardware); :func:`run_app` opens a real case. With ``headless=True`` both run the
+same :class:`~or_assist.session.live.LivePipeline` without a window
+(:func:`~or_assist.session.live_run.run_headless`) and write the case log.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from or_assist.errors import InputError
+
+__all__ = ["demo_app", "run_app", "run_window"]
+
+
+def _print(text: str) -> None:
+    print(text, flush=True)
+
+
+def run_window(case, *, screen: int | None = None, full_screen: bool = False, duration_s: float | None = None,
+               settings=None, settings_file=None, log=_print) -> int:
+    """Show the OR display for ``case`` until the window is closed (or ``duration_s`` passed).
+
+    Returns
+    -------
+    int
+        0 (the exit status).
+    """
+    from PyQt5 import QtCore, QtWidgets
+
+    from or_assist.app.main_window import MainWindow
+    from or_assist.app.settings import load_settings, save_settings
+    from or_assist.app.theme import apply_dark_theme
+
+    if settings is None:
+        settings, warning = load_settings(settings_file)
+        if warning:
+            log(f"warning: {warning}")
+    if screen is not None:
+        settings.screen = int(screen)
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
+    apply_dark_theme(app)
+    window = MainWindow(case, settings)
+    window.resize(1600, 900)
+    window.show_on_screen(settings.screen, full_screen=full_screen)
+    window.start()
+    if duration_s is not None:
+        QtCore.QTimer.singleShot(int(1000 * duration_s), window.close)
+    app.exec_()
+    window.shutdown()
+    save_settings(settings, settings_file)
+    if case.case_log is not None:
+        log(f"case log: {case.case_log.case_dir}")
+    return 0
+
+
+def _check_screen(screen) -> None:
+    if screen is not None and (isinstance(screen, bool) or not isinstance(screen, int) or screen < 0):
+        raise InputError(f"must be a screen index >= 0, got {screen!r}", "--screen")
+
+
+def demo_app(*, headless: bool = False, screen: int | None = None, full_screen: bool = False,
+             duration_s: float | None = None, max_shots: int | None = None, implants=None,
+             cases_root: str | os.PathLike | None = None, settings_file: str | os.PathLike | None = None,
+             log=_print) -> int:
+    """``or-assist demo``: the whole workflow on the built-in sample pelvis.
+
+    Parameters
+    ----------
+    headless : bool
+        No window: run the pipeline as fast as possible and write the case log.
+    screen : int, optional
+        Screen index for the window (default: the saved one).
+    full_screen : bool
+        Start full screen.
+    duration_s : float, optional
+        Close after this long (window) or stop after this much wall time (headless).
+    max_shots : int, optional
+        Headless: stop after this many shots.
+    implants : sequence of str, optional
+        Implants the demo visits (default all three of the sample plan).
+    cases_root : path-like, optional
+        Folder for the case log (default ``$OR_ASSIST_CASES`` or the per-user data folder).
+    settings_file : path-like, optional
+        Settings JSON (default :func:`or_assist.app.settings.settings_path`).
+    log : callable(str)
+
+    Returns
+    -------
+    int
+        Exit status 0.
+    """
+    from or_assist.session.live_run import open_demo_case, run_headless
+
+    _check_screen(screen)
+    if duration_s is not None and not duration_s > 0:
+        raise InputError(f"must be seconds > 0, got {duration_s!r}", "--duration")
+    if headless:
+        case = open_demo_case(realtime=False, loop=False, implants=implants, cases_root=cases_root)
+        try:
+            summary = run_headless(case, max_shots=max_shots, duration_s=duration_s, log=log)
+        finally:
+            case.close()
+        log(f"{len(summary['shots'])} shots, {summary['registered']} registered, {summary['captures']} captures "
+            f"in {summary['seconds']:.1f} s; case log: {summary['case_dir']}")
+        return 0
+    case = open_demo_case(realtime=True, loop=True, implants=implants, cases_root=cases_root)
+    return run_window(case, screen=screen, full_screen=full_screen, duration_s=duration_s,
+                      settings_file=settings_file, log=log)
+
+
+def run_app(plan: str | os.PathLike | None, geometry: str | os.PathLike | None, source: str | None, *,
+            library: str | os.PathLike | None = None, ct: str | os.PathLike | None = None, headless: bool = False,
+            screen: int | None = None, full_screen: bool = False, duration_s: float | None = None,
+            max_shots: int | None = None, cases_root: str | os.PathLike | None = None,
+            settings_file: str | os.PathLike | None = None, log=_print) -> int:
+    """``or-assist run --plan PLAN --library LIB --geometry G --source DEVICE|URL|FILE``: a real case.
+
+    ``plan``, ``geometry``, ``source`` and ``library`` left as None come from the saved
+    settings (the last case's); what is used is saved for the next case.
+
+    Parameters
+    ----------
+    plan, geometry : path-like or None
+        ``or_assist.plan/1`` and the ``or_assist.geometry/1`` of the video frame.
+    source : str or None
+        Device index or path, URL, video file, image folder, or ``sim:...``.
+    library : path-like, optional
+        View library of the plan (``or-assist views``).
+    ct : path-like, optional
+        The CT, if not at the plan's path.
+    headless, screen, full_screen, duration_s, max_shots, cases_root, settings_file, log
+        As :func:`demo_app`.
+
+    Raises
+    ------
+    InputError
+        A missing plan, geometry or source (neither given nor saved), or bad files.
+    """
+    from or_assist.app.settings import load_settings, save_settings
+    from or_assist.session.live_run import open_real_case, run_headless
+
+    _check_screen(screen)
+    settings, warning = load_settings(settings_file)
+    if warning:
+        log(f"warning: {warning}")
+    plan = plan if plan is not None else settings.plan
+    geometry = geometry if geometry is not None else settings.geometry
+    source = source if source is not None else settings.last_source
+    library = library if library is not None else settings.library
+    for value, flag in ((plan, "--plan"), (geometry, "--geometry"), (source, "--source")):
+        if value is None:
+            raise InputError("is required (no previous case saved it)", flag)
+    case = open_real_case(plan, geometry, source, library_path=library, ct_path=ct, cases_root=cases_root)
+    settings.plan, settings.geometry = os.fspath(plan), os.fspath(geometry)
+    settings.last_source, settings.library = str(source), None if library is None else os.fspath(library)
+    if headless:
+        try:
+            summary = run_headless(case, max_shots=max_shots, duration_s=duration_s, log=log)
+        finally:
+            case.close()
+        save_settings(settings, settings_file)
+        log(f"{len(summary['shots'])} shots, {summary['registered']} registered; case log: {summary['case_dir']}")
+        return 0
+    return run_window(case, screen=screen, full_screen=full_screen, duration_s=duration_s, settings=settings,
+                      settings_file=settings_file, log=log)

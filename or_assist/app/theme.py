@@ -1,0 +1,63 @@
+"""Dark, high-contrast theme of the OR display, for reading from 1-2 m.
+
+Colours follow the guidance overlay (:mod:`or_assist.guidance.cues`): green / amber / red
+cue levels, red for NOT REGISTERED. Sizes are in pixels of the screen: numbers of the
+deviation panel at least :data:`NUMBER_PX` (64) high, status text :data:`STATUS_PX`.
+"""
+
+from __future__ import annotations
+
+from PyQt5 import QtGui, QtWidgets
+
+__all__ = ["BACKGROUND", "PANEL", "TEXT", "DIM", "RED", "AMBER", "GREEN", "BLUE", "NUMBER_PX", "TITLE_PX",
+           "TEXT_PX", "STATUS_PX", "level_colour", "apply_dark_theme", "font_px"]
+
+BACKGROUND = "#101214"
+PANEL = "#1c1f23"
+TEXT = "#f2f2f2"
+DIM = "#7d848c"
+RED = "#f03c3c"
+AMBER = "#ffb400"
+GREEN = "#50d250"
+BLUE = "#3ca0ff"
+
+NUMBER_PX = 64   # deviation numbers (>= 48 px: legible from 2 m)
+TITLE_PX = 40    # NOT REGISTERED, implant / view, positioning hint
+TEXT_PX = 28     # correction text
+STATUS_PX = 22   # status bar
+
+_LEVELS = {"green": GREEN, "amber": AMBER, "red": RED}
+
+
+def level_colour(level: str | None) -> str:
+    """Hex colour of a cue level ('green', 'amber', 'red'); dim grey for anything else."""
+    return _LEVELS.get(level or "", DIM)
+
+
+def font_px(size_px: int, bold: bool = True) -> QtGui.QFont:
+    """A sans-serif font ``size_px`` pixels high."""
+    font = QtGui.QFont("DejaVu Sans")
+    font.setPixelSize(int(size_px))
+    font.setBold(bold)
+    return font
+
+
+def apply_dark_theme(app: QtWidgets.QApplication) -> None:
+    """Fusion style with a dark palette and a stylesheet for the panels."""
+    app.setStyle("Fusion")
+    pal = QtGui.QPalette()
+    dark, panel, text = QtGui.QColor(BACKGROUND), QtGui.QColor(PANEL), QtGui.QColor(TEXT)
+    for role, colour in ((QtGui.QPalette.Window, dark), (QtGui.QPalette.Base, panel),
+                         (QtGui.QPalette.AlternateBase, dark), (QtGui.QPalette.Button, panel),
+                         (QtGui.QPalette.WindowText, text), (QtGui.QPalette.Text, text),
+                         (QtGui.QPalette.ButtonText, text), (QtGui.QPalette.ToolTipBase, panel),
+                         (QtGui.QPalette.ToolTipText, text), (QtGui.QPalette.Highlight, QtGui.QColor(BLUE)),
+                         (QtGui.QPalette.HighlightedText, dark)):
+        pal.setColor(role, colour)
+    app.setPalette(pal)
+    app.setStyleSheet(
+        f"QMainWindow, QWidget {{ background: {BACKGROUND}; color: {TEXT}; }}"
+        f"QFrame#panel {{ background: {PANEL}; border-radius: 8px; }}"
+        f"QStatusBar {{ background: {PANEL}; }}"
+        f"QStatusBar QLabel {{ padding: 0 18px; }}"
+        f"QComboBox {{ background: {PANEL}; border: 1px solid {DIM}; padding: 4px 10px; }}")

@@ -1,0 +1,491 @@
+"""The live pipeline of the OR display, without Qt: shots -> preprocess -> register -> guidance -> case log.
+
+:class:`LivePipeline` is what the OR display's workers run and what ``--headless`` runs
+without a window, so both do exactly the same and tests can drive it without Qt:
+
+1. :meth:`LivePipeline.feed` (every video frame, about 1 ms): the new-shot detector
+   (:class:`~or_assist.video.shots.ShotDetector`); returns a
+   :class:`~or_assist.video.shots.ShotEvent` once per new held image and keeps
+   :attr:`LivePipeline.image_changing` (the video no longer shows the last shot: an
+   overlay drawn for it must go).
+2. :meth:`LivePipeline.process` (per shot, seconds): preprocessing
+   (:func:`~or_assist.video.preprocess.preprocess_shot`), 2-D/3-D registration
+   (:class:`~or_assist.register.pipeline.Registrar`) started from the active view's
+   planned pose (or from the previous registered pose when that is closer: tracking),
+   then, when not confident, from the active implant's other planned views; guide-pin
+   detection, deviation and cue (:mod:`or_assist.guidance`), the overlay exactly as the
+   display shows it (:func:`~or_assist.guidance.overlay.draw_overlay`, which draws no
+   plan on a shot that is not registered), the C-arm positioning hint, and the shot in
+   the case log.
+3. :meth:`LivePipeline.capture`: the overlay, deviations and cue of a shot into the case log.
+
+Overlays are drawn in the delivered frame's pixels: the preprocessing keeps the whole
+frame (``crop_to_field=False``) and its pixels therefore coincide with the frame's unless
+flips or undistortion are configured, in which case the overlay is drawn on the
+preprocessed (re-oriented) image instead.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from or_assist.core.carm import carm_angles_from_pose, patient_axes
+from or_assist.core.geometry import CArmGeometry, Pose
+from or_assist.errors import InputError
+
+__all__ = ["VIEWS", "HINT_MIN_DEG", "ShotResult", "LivePipeline", "positioning_hint"]
+
+VIEWS = ("lateral", "inlet", "outlet")
+"""The views the display cycles through (key V)."""
+HINT_MIN_DEG = 3.0
+"""A C-arm angle this far (or farther) from the planned view's gives a positioning hint."""
+_TRACK_WITHIN_DEG = 10.0  # start from the previous registered pose when it is this close to the plan
+
+
+def _wrap_deg(a: float) -> float:
+    return (a + 180.0) % 360.0 - 180.0
+
+
+def positioning_hint(pose: Pose, planned_pose: Pose, landmarks=None, *, patient_position: str = "prone",
+                     min_deg: float = HINT_MIN_DEG) -> str | None:
+    """How to move the C-arm from ``pose`` to ``planned_pose``, in the radiographer's words.
+
+    Parameters
+    ----------
+    pose : Pose
+        The registered pose of the current shot (``T_source_from_patient``).
+    planned_pose : Pose
+        The planned view's pose.
+    landmarks : sequence, optional
+        Plan landmarks (they define the patient's axes, as for the planned views).
+    patient_position : {'prone', 'supine'}
+    min_deg : float
+        Differences below this are not mentioned.
+
+    Returns
+    -------
+    str or None
+        E.g. ``'tilt 6 deg more caudal'`` or ``'rotate 5 deg towards LAO, tilt 4 deg more
+        cranial'`` (detector side, :mod:`or_assist.core.carm` signs); None when the view
+        is within ``min_deg`` of the plan in both angles.
+    """
+    if not isinstance(pose, Pose) or not isinstance(planned_pose, Pose):
+        raise InputError("expected two Pose objects (T_source_from_patient)", "pose/planned_pose")
+    axes = patient_axes(landmarks)
+    now = carm_angles_from_pose(pose, patient_position, axes=axes)
+    plan = carm_angles_from_pose(planned_pose, patient_position, axes=axes)
+    d_orbital = _wrap_deg(plan.orbital_deg - now.orbital_deg)
+    d_tilt = plan.tilt_deg - now.tilt_deg
+    parts = []
+    if abs(d_orbital) >= min_deg:
+        parts.append(f"rotate {abs(d_orbital):.0f} deg towards {'LAO' if d_orbital > 0 else 'RAO'}")
+    if abs(d_tilt) >= min_deg:
+        parts.append(f"tilt {abs(d_tilt):.0f} deg more {'cranial' if d_tilt > 0 else 'caudal'}")
+    return ", ".join(parts) or None
+
+
+@dataclass(eq=False)
+class ShotResult:
+    """Everything the display shows for one shot.
+
+    Attributes
+    ----------
+    number : int
+        1 for the pipeline's first shot, then 2, 3, ...
+    shot_id : int or None
+        The case log's id of the shot (None without a case log).
+    frame : (H, W) uint8 ndarray
+        The held image as grabbed.
+    frame_index : int
+        Its video frame index.
+    shown_since_s : float
+        ``time.monotonic()`` when the new image first appeared in the video.
+    implant_id, view : str
+        The implant and view the shot was registered and judged against.
+    registration : RegistrationResult or None
+        None when the frame could not even be preprocessed (``message`` says why).
+    polarity : str
+    detection, deviation, cue
+        :class:`~or_assist.guidance.pin.PinDetection`,
+        :class:`~or_assist.guidance.deviation.ShotDeviation`,
+        :class:`~or_assist.guidance.cues.Cue`, or None.
+    overlay_bgr : (H, W, 3) uint8 ndarray
+        The shot with its overlay as the display shows it and a capture stores it.
+    hint : str or None
+        The C-arm positioning hint (:func:`positioning_hint`).
+    message : str or None
+        A short status line (e.g. ``'no pin detected'``).
+    seconds : dict
+        Wall time per step (``preprocess``, ``register``, ``guidance``, ``log``, ``total``).
+    finished_s : float
+        ``time.monotonic()`` when processing ended.
+    """
+
+    number: int
+    shot_id: int | None
+    frame: np.ndarray
+    frame_index: int
+    shown_since_s: float
+    implant_id: str
+    view: str
+    registration: object
+    polarity: str
+    detection: object = None
+    deviation: object = None
+    cue: object = None
+    overlay_bgr: np.ndarray | None = None
+    hint: str | None = None
+    message: str | None = None
+    seconds: dict = field(default_factory=dict)
+    finished_s: float = 0.0
+
+    @property
+    def registered(self) -> bool:
+        """True when the shot is registered with confidence (only then is a plan drawn)."""
+        return self.registration is not None and bool(self.registration.success)
+
+    @property
+    def pose(self) -> Pose | None:
+        """The registered pose, or None unless registered with confidence."""
+        return self.registration.pose_for_overlay if self.registration is not None else None
+
+    def deviations(self) -> dict:
+        """``{"deviation_2d": {...} or None, "deviation_3d": None}`` as the case log stores them."""
+        return {"deviation_2d": None if self.deviation is None else self.deviation.to_dict(), "deviation_3d": None}
+
+    def summary(self) -> str:
+        """One line for logs and the headless run."""
+        if self.registration is None:
+            state = f"not registered ({self.message})"
+        elif self.registered:
+            state = f"registered ({self.registration.metric} {self.registration.similarity:.2f}, " \
+                    f"{self.registration.seconds:.1f} s)"
+        else:
+            state = f"NOT REGISTERED ({self.registration.reason})"
+        text = f"shot {self.number} [{self.implant_id} {self.view}]: {state}"
+        if self.cue is not None:
+            text += f"; [{self.cue.level}] " + "; ".join(self.cue.lines)
+        elif self.message and self.registration is not None:
+            text += f"; {self.message}"
+        if self.hint:
+            text += f"; C-arm: {self.hint}"
+        return text
+
+
+class LivePipeline:
+    """Shot detection, registration, guidance and case log for one case (module doc).
+
+    Parameters
+    ----------
+    plan : Plan
+    geometry : CArmGeometry
+        Of the delivered video frame's pixels.
+    ct : CTVolume, AttenuationVolume or DRRRenderer, optional
+        The patient's CT (needed unless ``registrar`` is given).
+    registrar : Registrar, optional
+        Default: a :class:`~or_assist.register.pipeline.Registrar` on ``ct`` and ``geometry``.
+        Anything with ``register(frame, init_pose, polarity=..., library=...)`` returning a
+        :class:`~or_assist.register.pipeline.RegistrationResult` works.
+    library : ViewLibrary, optional
+        Virtual views (registration starts and the virtual view panel).
+    case_log : CaseLog, optional
+        Where shots and captures are recorded.
+    preprocess_settings : PreprocessSettings, optional
+        Default: polarity detected, whole frame, no normalisation.
+    thresholds : CueThresholds, optional
+    try_other_views : bool
+        When a shot cannot be registered from the active view, try the active implant's
+        other views (the radiographer may have moved on before the view was selected).
+    patient_position : {'prone', 'supine'}
+    """
+
+    def __init__(self, plan, geometry: CArmGeometry, *, ct=None, registrar=None, library=None, case_log=None,
+                 preprocess_settings=None, thresholds=None, try_other_views: bool = True,
+                 patient_position: str = "prone"):
+        from or_assist.guidance.cues import CueThresholds
+        from or_assist.video.preprocess import PreprocessSettings
+        from or_assist.video.shots import ShotDetector
+
+        if not hasattr(plan, "implants") or not plan.implants:
+            raise InputError("expected a Plan with at least one implant", "plan")
+        if not isinstance(geometry, CArmGeometry):
+            raise InputError(f"expected a CArmGeometry, got {type(geometry).__name__}", "geometry")
+        if registrar is None:
+            if ct is None:
+                raise InputError("give the patient's CT (or a registrar)", "ct")
+            from or_assist.register.pipeline import Registrar
+
+            registrar = Registrar(ct, geometry)
+        self.plan = plan
+        self.geometry = geometry
+        self.registrar = registrar
+        self.library = library
+        self.case_log = case_log
+        self.preprocess_settings = preprocess_settings or PreprocessSettings(
+            polarity="auto", crop_to_field=False, undistort=False, mask_metal=False, mask_saturated=False,
+            normalise=False)
+        if self.preprocess_settings.crop_to_field:
+            raise InputError("the live pipeline needs crop_to_field=False (overlays in frame pixels)",
+                             "preprocess_settings")
+        self.thresholds = thresholds or CueThresholds()
+        self.try_other_views = bool(try_other_views)
+        self.patient_position = patient_position
+        self.detector = ShotDetector()
+        self.fov_mask: np.ndarray | None = None
+        self.ignore_mask: np.ndarray | None = None
+        self.image_changing = False
+        self._shots = 0
+        self._last: ShotResult | None = None
+        self._planned: dict = {}
+        self._virtual: dict = {}
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ selection helpers
+    @property
+    def implant_ids(self) -> list[str]:
+        """The plan's implant ids in order."""
+        return [i.id for i in self.plan.implants]
+
+    def planned_pose(self, implant_id: str, view: str) -> Pose:
+        """The planned view's pose (cached)."""
+        from or_assist.core.plan_views import plan_view_pose
+
+        key = (implant_id, view)
+        with self._lock:
+            pose = self._planned.get(key)
+        if pose is None:
+            pose = plan_view_pose(self.plan, implant_id, view, geometry=self.geometry,
+                                  patient_position=self.patient_position)
+            with self._lock:
+                self._planned[key] = pose
+        return pose
+
+    def set_masks(self, fov_mask: np.ndarray | None = None, ignore_mask: np.ndarray | None = None) -> None:
+        """Known field of view and regions to ignore (burnt-in text) for the shot detector."""
+        self.fov_mask, self.ignore_mask = fov_mask, ignore_mask
+
+    # ------------------------------------------------------------------ per frame
+    def feed(self, frame):
+        """Feed one video frame (:class:`~or_assist.video.sources_base.Frame`).
+
+        Returns
+        -------
+        ShotEvent or None
+            An event once per new held image.
+        """
+        event = self.detector.update(frame, self.fov_mask, self.ignore_mask)
+        d = self.detector.last_difference_grey
+        stable_limit = self.detector.settings.stable_factor * self.detector.noise_grey + 1e-3
+        if event is not None:
+            self.image_changing = False
+        elif d is None or d > stable_limit:
+            self.image_changing = True
+        return event
+
+    # ------------------------------------------------------------------ per shot
+    def _starts(self, implant_id: str, view: str) -> list[tuple[str, Pose]]:
+        planned = self.planned_pose(implant_id, view)
+        starts = [(view, planned)]
+        last = self._last
+        if last is not None and last.registered and last.implant_id == implant_id:
+            from or_assist.register.pose_params import isocenter_source_mm, pose_error
+
+            angle, _ = pose_error(last.pose, planned, isocenter_source_mm(self.geometry))
+            if angle <= _TRACK_WITHIN_DEG:
+                starts.insert(0, (view, last.pose))
+        if self.try_other_views:
+            starts += [(v, self.planned_pose(implant_id, v)) for v in VIEWS if v != view]
+        return starts
+
+    def process(self, image: np.ndarray, implant_id: str, view: str, *, frame_index: int = -1,
+                shown_since_s: float | None = None, timestamp: float | None = None,
+                should_stop: Callable[[], bool] | None = None) -> ShotResult:
+        """Register and judge one held image (module doc, step 2).
+
+        Parameters
+        ----------
+        image : (H, W) uint8 ndarray
+            The held image (``ShotEvent.image``), of ``geometry``'s size.
+        implant_id : str
+            The active implant.
+        view : str
+            The active view (one of :data:`VIEWS`, or 'ap' / 'axis').
+        frame_index : int
+            The video frame index (for the record).
+        shown_since_s : float, optional
+            ``time.monotonic()`` when the image first appeared (default now).
+        timestamp : float, optional
+            Wall-clock time for the case log (default now).
+        should_stop : callable, optional
+            Polled between registration attempts: when it returns True (a newer shot is
+            waiting) no further views are tried.
+
+        Returns
+        -------
+        ShotResult
+        """
+        from or_assist.guidance.overlay import draw_overlay
+        from or_assist.video.preprocess import preprocess_shot
+
+        self.plan.implant(implant_id)  # InputError naming the ids
+        started = time.perf_counter()
+        shown = time.monotonic() if shown_since_s is None else float(shown_since_s)
+        with self._lock:
+            self._shots += 1
+            number = self._shots
+        secs: dict = {}
+        frame = np.ascontiguousarray(image)
+        result = ShotResult(number, None, frame, int(frame_index), shown, implant_id, view, None, "bone-dark",
+                            seconds=secs)
+        try:
+            pre = preprocess_shot(frame, self.geometry, self.preprocess_settings)
+        except InputError as exc:
+            pre = None
+            result.message = f"cannot use this image: {exc}"
+        secs["preprocess"] = time.perf_counter() - started
+        if pre is not None:
+            result.polarity = pre.polarity
+            t0 = time.perf_counter()
+            for k, (v, start) in enumerate(self._starts(implant_id, view)):
+                if k and should_stop is not None and should_stop():
+                    break
+                reg = self.registrar.register(frame, start, polarity=pre.polarity, library=self.library)
+                if result.registration is None or reg.success:
+                    result.registration, result.view = reg, v
+                if reg.success:
+                    break
+            secs["register"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            self._guidance(result, pre)
+            secs["guidance"] = time.perf_counter() - t0
+        shown_image = frame
+        if pre is not None and not _draws_on_frame(pre):
+            shown_image = np.clip(255.0 * (1.0 - pre.image), 0, 255).astype(np.uint8)
+        geometry = pre.geometry if pre is not None else self.geometry
+        status = result.message if result.registration is not None and result.detection is None else None
+        result.overlay_bgr = draw_overlay(shown_image, result.registered, pose=result.pose, geometry=geometry,
+                                          implants=self.plan.implants, active_id=implant_id,
+                                          detection=result.detection, deviation=result.deviation, cue=result.cue,
+                                          status=status)
+        if self.case_log is not None:
+            t0 = time.perf_counter()
+            reg = result.registration.to_dict() if result.registration is not None else None
+            result.shot_id = self.case_log.log_shot(frame, timestamp=timestamp, registration=reg,
+                                                    implant_id=implant_id, view=result.view,
+                                                    text_mask=None if pre is None else pre.text_mask)
+            secs["log"] = time.perf_counter() - t0
+        secs["total"] = time.perf_counter() - started
+        result.finished_s = time.monotonic()
+        with self._lock:
+            self._last = result
+        return result
+
+    def _guidance(self, result: ShotResult, pre) -> None:
+        from or_assist.guidance.cues import shot_cue
+        from or_assist.guidance.deviation import shot_deviation
+        from or_assist.guidance.pin import PinPrior, detect_pin
+
+        if not result.registered:
+            return
+        implant = self.plan.implant(result.implant_id)
+        pose = result.pose
+        result.hint = positioning_hint(pose, self.planned_pose(result.implant_id, result.view), self.plan.landmarks,
+                                       patient_position=self.patient_position)
+        valid = pre.fov.mask_u8(pre.image.shape, erode_px=3.0).astype(bool) & ~pre.text_mask
+        try:
+            prior = PinPrior.from_implant(implant, pose, pre.geometry)
+        except InputError as exc:
+            result.message = str(exc)
+            return
+        det = detect_pin(pre.image, pre.geometry, valid_mask=valid, prior=prior)
+        if det is None:
+            result.message = "no pin detected"
+            return
+        result.detection = det
+        result.deviation = shot_deviation(det, implant, pose, pre.geometry)
+        result.cue = shot_cue(result.deviation, implant, pose=pose, geometry=pre.geometry,
+                              landmarks=self.plan.landmarks, thresholds=self.thresholds)
+        if det.tip_at_border:
+            result.message = "pin tip at the edge of the image: centre the C-arm on it"
+
+    # ------------------------------------------------------------------ captures and events
+    def capture(self, result: ShotResult, overlay_bgr: np.ndarray | None = None) -> int | None:
+        """Record a capture of ``result`` (the overlay as shown) in the case log.
+
+        Returns
+        -------
+        int or None
+            The capture id; None without a case log or when the shot was not logged.
+        """
+        if self.case_log is None or result.shot_id is None:
+            return None
+        image = result.overlay_bgr if overlay_bgr is None else overlay_bgr
+        cue = result.cue.to_dict() if result.cue is not None else {"level": "none",
+                                                                   "lines": [result.message or "no cue"]}
+        return self.case_log.log_capture(result.shot_id, image, result.deviations(), cue)
+
+    def log_event(self, kind: str, detail=None) -> None:
+        """A user or system event in the case log (nothing without one)."""
+        if self.case_log is not None:
+            self.case_log.log_event(kind, detail)
+
+    # ------------------------------------------------------------------ virtual views
+    def virtual_view(self, implant_id: str, view: str, size_px: int = 384) -> np.ndarray:
+        """The planned view as a virtual fluoroscopy with the plan's outlines (cached).
+
+        From the view library when it has the view, otherwise rendered from the CT.
+
+        Returns
+        -------
+        (N, N, 3) uint8 ndarray, BGR
+        """
+        from or_assist.guidance.overlay import draw_overlay
+        from or_assist.render.display import to_display
+
+        key = (implant_id, view, int(size_px))
+        with self._lock:
+            hit = self._virtual.get(key)
+        if hit is not None:
+            return hit
+        pose = self.planned_pose(implant_id, view)
+        image, geom = None, None
+        if self.library is not None:
+            try:
+                index = self.library.index(f"{implant_id} {view}")
+                image, geom = self.library.display[index], self.library.geometry_of(index)
+                pose = self.library.entries[index].pose
+            except InputError:
+                image = None
+        if image is None:
+            w, h = self.geometry.image_size_px
+            side = min(w, h)  # the square around the piercing point: the detector's field, not the frame
+            u0, v0 = self.geometry.principal_point_px
+            cu = int(np.clip(round(u0 - side / 2), 0, w - side))
+            cv = int(np.clip(round(v0 - side / 2), 0, h - side))
+            geom = self.geometry.cropped(cu, cv, side, side)
+            factor = max(1, int(math.ceil(side / size_px)))
+            geom = geom.downsampled(factor) if factor > 1 else geom
+            renderer = getattr(self.registrar, "renderer", None)
+            if renderer is None:
+                raise InputError("no view library and no renderer to draw the virtual view", "library")
+            image = to_display(renderer.render(pose, geom))
+        out = draw_overlay(np.ascontiguousarray(image), True, pose=pose, geometry=geom, implants=self.plan.implants,
+                           active_id=implant_id)
+        with self._lock:
+            self._virtual[key] = out
+        return out
+
+
+def _draws_on_frame(pre) -> bool:
+    """True when the preprocessed pixels are the delivered frame's (no flip, crop or undistortion)."""
+    o = pre.orientation
+    same = np.allclose(o.matrix, np.eye(2)) and np.allclose(o.offset, 0.0)
+    return bool(same and not pre.undistorted and tuple(pre.crop_px[:2]) == (0, 0)
+                and pre.image.shape == (pre.input_geometry.height, pre.input_geometry.width))
+

@@ -1,0 +1,284 @@
+"""Setting up a live case (the demo or a real one) and running it without a window.
+
+* :func:`open_demo_case`: the built-in sample pelvis, played by the shot simulator as a
+  1080p frame grabber would deliver it (:func:`demo_app_scenario`: per implant lateral,
+  inlet and outlet with a deviating pin, then again after the correction; the first
+  lateral of each implant is taken 6 deg off the planned tilt, so the C-arm positioning
+  hint has something to say).
+* :func:`open_real_case`: plan, CT (from the plan), view library, frame geometry and a
+  video source for ``or-assist run``.
+* :func:`run_headless`: the same :class:`~or_assist.session.live.LivePipeline` as the
+  OR display, frame by frame, writing the case log; what ``--headless`` runs.
+
+A :class:`LiveCase` carries what both the display and the headless run need. In the
+demo, :attr:`LiveCase.script` says, for a frame, which implant and view the scripted
+radiographer has just announced (the display selects them as a surgeon would with the
+keys) and whether the scripted surgeon captures the shot.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+from or_assist.errors import InputError
+
+__all__ = ["DEMO_FRAME_SIZE_PX", "DEMO_TILT_OFFSET_DEG", "LiveCase", "demo_app_scenario", "open_demo_case",
+           "open_real_case", "run_headless"]
+
+DEMO_FRAME_SIZE_PX = (1920, 1080)
+DEMO_TILT_OFFSET_DEG = 6.0
+
+
+@dataclass(eq=False)
+class LiveCase:
+    """What a live session needs.
+
+    Attributes
+    ----------
+    source : FrameSource
+        Not opened yet.
+    pipeline : LivePipeline
+    source_spec : str
+        How the source was named (for the status bar and the settings).
+    script : callable(Frame) -> dict or None, optional
+        Demo only: ``{"implant": id, "view": kind, "capture": bool, "label": str}`` for a frame.
+    case_log : CaseLog or None
+    """
+
+    source: object
+    pipeline: object
+    source_spec: str
+    script: Callable | None = None
+    case_log: object = None
+
+    def close(self) -> None:
+        """Close the case log (the source is closed by whoever ran it)."""
+        if self.case_log is not None:
+            self.case_log.close()
+
+
+def demo_app_scenario(plan, *, implants=None, tilt_offset_deg: float = DEMO_TILT_OFFSET_DEG,
+                      frame_size_px=DEMO_FRAME_SIZE_PX, **options):
+    """The demo scenario the OR display plays (module doc).
+
+    Parameters
+    ----------
+    plan : Plan
+    implants : sequence of str, optional
+        Default: all of the plan's.
+    tilt_offset_deg : float
+        Tilt added to the first lateral of each implant.
+    frame_size_px : (width, height)
+    **options
+        Passed to :func:`or_assist.video.scenario.demo_scenario`.
+
+    Returns
+    -------
+    Scenario
+    """
+    from or_assist.video.scenario import VideoSettings, demo_scenario
+
+    scenario = demo_scenario(plan, implants=implants, **options)
+    steps = list(scenario.steps)
+    seen = set()
+    for k, step in enumerate(steps):
+        if step.view == "lateral" and step.implant not in seen:
+            seen.add(step.implant)
+            steps[k] = replace(step, tilt_offset_deg=float(tilt_offset_deg),
+                               label=f"{step.implant}: C-arm {tilt_offset_deg:g} deg off the planned tilt")
+    video = replace(scenario.video if isinstance(scenario.video, VideoSettings) else VideoSettings(),
+                    frame_size_px=tuple(int(x) for x in frame_size_px))
+    return replace(scenario, steps=tuple(steps), video=video)
+
+
+def open_demo_case(*, realtime: bool = True, loop: bool = True, implants=None, cases_root=None,
+                   case_log: bool = True, registrar=None) -> LiveCase:
+    """The demo on the built-in sample pelvis (module doc).
+
+    Parameters
+    ----------
+    realtime : bool
+        Play at the video frame rate (the display) or as fast as possible (headless).
+    loop : bool
+        Start the scenario again at its end.
+    implants : sequence of str, optional
+        Implants the scenario visits (default all).
+    cases_root : path-like, optional
+        Where the case folder is made (default :func:`~or_assist.session.caselog.default_cases_root`).
+    case_log : bool
+        Write a case log.
+    registrar : object, optional
+        Replaces the default :class:`~or_assist.register.pipeline.Registrar` (tests).
+    """
+    from or_assist.render.drr import DRRRenderer
+    from or_assist.session.caselog import CaseLog
+    from or_assist.session.live import LivePipeline
+    from or_assist.video.scenario import ScenarioSource, load_sample_case
+
+    ct, plan, geometry = load_sample_case()
+    scenario = demo_app_scenario(plan, implants=implants)
+    source = ScenarioSource(scenario, ct, plan, geometry, realtime=realtime, loop=loop, name="sim:demo")
+    video_geometry = source.video_geometry
+    if registrar is None:
+        from or_assist.register.pipeline import Registrar
+
+        registrar = Registrar(DRRRenderer(source._ensure_renderer().volume), video_geometry)
+    log = CaseLog.create(cases_root, plan=plan, geometry=video_geometry.to_dict(),
+                         patient_label="sample pelvis (synthetic)") if case_log else None
+    pipeline = LivePipeline(plan, video_geometry, registrar=registrar, case_log=log)
+    pipeline.set_masks(source.fov_mask, source.text_mask)
+    steps = scenario.steps
+
+    def script(frame) -> dict | None:
+        position = source.position_of(frame)
+        if not 0 <= position < source.frame_count:
+            return None
+        t = source.truth(position)
+        if t.step < 0:
+            return None
+        step = steps[t.step]
+        return {"implant": step.implant, "view": step.view, "capture": step.pin is not None, "label": step.label}
+
+    return LiveCase(source, pipeline, "sim:demo", script, log)
+
+
+def open_real_case(plan_path, geometry_path, source_spec, *, library_path=None, ct_path=None, cases_root=None,
+                   allow_ct_mismatch: bool = False, source_options: dict | None = None) -> LiveCase:
+    """A real case for ``or-assist run`` (see :func:`open_demo_case` for the fields).
+
+    Parameters
+    ----------
+    plan_path : path-like
+        ``or_assist.plan/1``; its CT is loaded and checked against the plan's hash.
+    geometry_path : path-like
+        ``or_assist.geometry/1`` of the video frame's pixels.
+    source_spec : str or int
+        Device index or path, URL, video file, image folder or ``sim:...``
+        (:func:`or_assist.video.sources.open_source`).
+    library_path : path-like, optional
+        A view library (``or-assist views``) of this plan and C-arm.
+    ct_path : path-like, optional
+        Use this CT instead of the plan's path.
+    cases_root : path-like, optional
+    allow_ct_mismatch : bool
+    source_options : dict, optional
+        Passed to :func:`~or_assist.video.sources.open_source`.
+    """
+    from or_assist.core.geometry import load_geometry
+    from or_assist.core.plan import load_plan, load_plan_ct
+    from or_assist.session.caselog import CaseLog
+    from or_assist.session.live import LivePipeline
+    from or_assist.video.sources import open_source
+
+    plan = load_plan(plan_path)
+    geometry = load_geometry(geometry_path)
+    library = None
+    if library_path is not None:
+        from or_assist.render.views_io import load_view_library
+
+        library = load_view_library(library_path, plan)
+        lg = library.geometry
+        if abs(lg.sid_mm - geometry.sid_mm) > 1e-6 or \
+                abs(lg.source_to_isocenter_mm - geometry.source_to_isocenter_mm) > 1e-6:
+            raise InputError(f"was built for another C-arm (SID {lg.sid_mm:g} mm, source-isocentre "
+                             f"{lg.source_to_isocenter_mm:g} mm) than {geometry_path}", str(library_path))
+    source = open_source(source_spec, **(source_options or {}))
+    ct, _warnings = load_plan_ct(plan, ct_path=ct_path, allow_ct_mismatch=allow_ct_mismatch)
+    log = CaseLog.create(cases_root, plan=plan, plan_path=plan_path, geometry=geometry.to_dict())
+    pipeline = LivePipeline(plan, geometry, ct=ct, library=library, case_log=log)
+    return LiveCase(source, pipeline, str(source_spec), None, log)
+
+
+def run_headless(case: LiveCase, *, max_shots: int | None = None, duration_s: float | None = None,
+                 implant_id: str | None = None, view: str = "lateral", log=print) -> dict:
+    """Run a case without a window: frames -> shots -> registration -> guidance -> case log.
+
+    A simulator source that is not real-time is read frame by frame and every shot is
+    processed before the next frame (deterministic); other sources run in a
+    :class:`~or_assist.video.capture.CaptureThread` and, as in the display, frames that
+    arrive while a shot is processed are skipped (newest wins).
+
+    Parameters
+    ----------
+    case : LiveCase
+    max_shots : int, optional
+        Stop after this many shots.
+    duration_s : float, optional
+        Stop after this much wall time.
+    implant_id, view : str
+        Active implant (default the plan's first) and view, unless the demo script sets them.
+    log : callable(str)
+        Receives one line per shot.
+
+    Returns
+    -------
+    dict
+        ``case_dir`` (Path or None), ``shots`` (list of :class:`ShotResult` summaries),
+        ``registered`` and ``captures`` (counts), ``frames``, ``seconds``.
+    """
+    from or_assist.video.capture import CaptureThread
+    from or_assist.video.scenario import ScenarioSource
+
+    if max_shots is not None and (isinstance(max_shots, bool) or not isinstance(max_shots, int) or max_shots < 1):
+        raise InputError(f"must be a whole number >= 1, got {max_shots!r}", "max_shots")
+    if duration_s is not None and not duration_s > 0:
+        raise InputError(f"must be seconds > 0, got {duration_s!r}", "duration_s")
+    pipe = case.pipeline
+    implant_id = implant_id or pipe.implant_ids[0]
+    pipe.plan.implant(implant_id)
+    source = case.source
+    synchronous = isinstance(source, ScenarioSource) and not source.realtime
+    started = time.monotonic()
+    summary = {"case_dir": None if case.case_log is None else Path(case.case_log.case_dir), "shots": [],
+               "registered": 0, "captures": 0, "frames": 0, "seconds": 0.0}
+    capture = None
+    if synchronous:
+        source.open()
+    else:
+        capture = CaptureThread(source).start()
+    try:
+        while True:
+            if duration_s is not None and time.monotonic() - started > duration_s:
+                break
+            if synchronous:
+                frame = source.read()
+                if frame is None:
+                    break
+            else:
+                frame = capture.latest(timeout_s=0.5)
+                if frame is None:
+                    if not capture.running:
+                        break
+                    continue
+            summary["frames"] += 1
+            event = pipe.feed(frame)
+            if event is None:
+                continue
+            step = case.script(frame) if case.script is not None else None
+            if step is not None:
+                implant_id, view = step["implant"], step["view"]
+            result = pipe.process(event.image, implant_id, view, frame_index=event.index,
+                                  shown_since_s=event.timestamp_s)
+            if result.registered:
+                summary["registered"] += 1
+                implant_id, view = result.implant_id, result.view
+            if step is not None and step["capture"] and result.registered and result.cue is not None:
+                if pipe.capture(result) is not None:
+                    pipe.log_event("capture", {"shot_id": result.shot_id, "by": "demo script"})
+                    summary["captures"] += 1
+            line = result.summary()
+            summary["shots"].append(line)
+            log(line)
+            if max_shots is not None and len(summary["shots"]) >= max_shots:
+                break
+    finally:
+        if synchronous:
+            source.close()
+        else:
+            capture.stop()
+    summary["seconds"] = time.monotonic() - started
+    return summary
+
