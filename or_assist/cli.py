@@ -213,6 +213,16 @@ def _cmd_export(args) -> int:
     return 0
 
 
+def _cmd_pin(args) -> int:
+    from or_assist.guidance.command import pin_command
+
+    res = pin_command(args.ct, args.geometry, args.plan, args.implant, [tuple(s) for s in args.shot], args.out,
+                      overlay_path=args.overlay, polarity=args.polarity)
+    print("\n".join(res["summary"]))
+    print(f"wrote {res['out']}")
+    return 0
+
+
 def _cmd_demo(args) -> int:
     from or_assist.demo import run_demo
 
@@ -346,6 +356,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-mask", action="store_true")
     s.add_argument("--pseudonymise", action="store_true")
     s.set_defaults(func=_cmd_export)
+
+    s = sub.add_parser("pin", help="find the guide pin in registered shots; 2D deviation per shot, 3D from two")
+    s.add_argument("--ct", required=True, help="the plan's CT")
+    s.add_argument("--geometry", required=True, help="or_assist.geometry/1 of the shots' pixels")
+    s.add_argument("--plan", required=True, help="or_assist.plan/1 JSON file")
+    s.add_argument("--implant", required=True, help="the active implant id")
+    s.add_argument("--shot", nargs=2, action="append", required=True, metavar=("SHOT.png", "POSE.json"),
+                   help="a shot and its pose (or_assist.pose/1 or a registration result); give two for 3D")
+    s.add_argument("--out", required=True, type=Path, help="or_assist.pin_deviation/1 JSON output")
+    s.add_argument("--overlay", default=None, type=Path, help="also draw the overlay of the first shot here")
+    s.add_argument("--polarity", choices=("auto", "bone-dark", "bone-bright"), default="auto")
+    s.set_defaults(func=_cmd_pin)
 
     s = sub.add_parser("sample", help="generate the built-in sample pelvis CT and its plan")
     s.add_argument("--out", type=Path, default=None, help="folder (default: the repository's sample_data/)")

@@ -72,6 +72,8 @@ def test_plan_check_cli_names_planted_failures(sample, tmp_path, capsys):
     (["evaluate", "--plan", "/no/such/plan.json", "--postop", "/no/such/post.nii.gz"], "/no/such/"),
     (["sources", "--probe", "/no/such/video.mp4"], "/no/such/video.mp4"),
     (["report", "/no/such/case"], "/no/such/case"),
+    (["pin", "--ct", "/no/such/ct.nii.gz", "--geometry", "g.json", "--plan", "p.json", "--implant", "R1",
+      "--shot", "s.png", "pose.json", "--out", "/tmp/d.json"], "file not found"),
     (["export", "/no/such/case", "/tmp/out"], "/no/such/case"),
     (["cases", "--root", "/no/such/root"], "/no/such/root"),
 ])
