@@ -66,6 +66,12 @@ def overlay_layer(overlay_bgr: np.ndarray, frame: np.ndarray) -> np.ndarray:
     return out
 
 
+def _number_html(value: str, unit: str, colour: str) -> str:
+    """A big number with a smaller unit (rich text)."""
+    return (f"<span style='font-size:{theme.NUMBER_PX}px; color:{colour}'>{value}</span>"
+            f"<span style='font-size:{theme.TEXT_PX}px; color:{colour}'> {unit}</span>")
+
+
 class _Bridge(QtCore.QObject):
     """Carries capture-thread reports to the GUI thread."""
 
@@ -168,6 +174,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.virtual_view = pg.GraphicsLayoutWidget()
         self.virtual_view.setBackground(theme.BACKGROUND)
         self.virtual_view.setFocusPolicy(QtCore.Qt.NoFocus)
+        self.virtual_view.setMinimumHeight(320)
         self.virtual_box = self.virtual_view.addViewBox(lockAspect=True, invertY=True, enableMouse=False)
         self.virtual_box.setMenuEnabled(False)
         self.virtual_item = pg.ImageItem(axisOrder="row-major")
@@ -196,8 +203,9 @@ class MainWindow(QtWidgets.QMainWindow):
         col.setContentsMargins(16, 12, 16, 12)
         self.state_label = _label("waiting for a shot", theme.TITLE_PX, theme.DIM)
         numbers = QtWidgets.QHBoxLayout()
-        self.mm_label = _label("-- mm", theme.NUMBER_PX)
-        self.deg_label = _label("-- deg", theme.NUMBER_PX)
+        self._mm_text = self._deg_text = "--"
+        self.mm_label = _label(_number_html("--", "mm", theme.DIM), theme.NUMBER_PX)
+        self.deg_label = _label(_number_html("--", "deg", theme.DIM), theme.NUMBER_PX)
         numbers.addWidget(self.mm_label)
         numbers.addWidget(self.deg_label)
         self.level_label = _label("", theme.TITLE_PX, theme.BACKGROUND, align=QtCore.Qt.AlignCenter)
@@ -212,7 +220,7 @@ class MainWindow(QtWidgets.QMainWindow):
         col.addWidget(self.correction_label)
         col.addWidget(self.warning_label)
         side.addWidget(panel, 3)
-        self.hint_label = _label("", theme.TITLE_PX, theme.AMBER)
+        self.hint_label = _label("", theme.TEXT_PX + 4, theme.AMBER)
         self.hint_label.setWordWrap(True)
         side.addWidget(self.hint_label)
 
@@ -238,7 +246,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.registration_label = _label("waiting for a shot", theme.STATUS_PX, theme.DIM)
         self.latency_label = _label("latency --", theme.STATUS_PX)
         self.case_label = _label("", theme.STATUS_PX, theme.DIM, bold=False)
-        for w in (self.signal_label, self.fps_label, self.registration_label, self.latency_label):
+        for w, widest in ((self.signal_label, "video: RECONNECTING"), (self.fps_label, "100 fps"),
+                          (self.registration_label, "registered (0.00)"), (self.latency_label, "latency 10.0 s")):
+            w.setMinimumWidth(QtGui.QFontMetrics(w.font()).horizontalAdvance(widest) + 24)
             bar.addWidget(w)
         bar.addPermanentWidget(self.case_label)
         self._show_selection(by=None)
@@ -312,7 +322,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if view in VIEWS:
             self.view_box.setCurrentIndex(VIEWS.index(view))
         self.virtual_caption.setText(f"virtual view: {implant_id} {view}")
-        if by is not None:
+        if by is not None and self._started:
             self.pipeline.log_event("selection", {"implant": implant_id, "view": view, "by": by})
             self._request_virtual()
 
@@ -367,18 +377,21 @@ class MainWindow(QtWidgets.QMainWindow):
         if r is None:
             self._flash_status("nothing to capture yet")
             return False
-        self.capturer.submit(by, r)
+        self.capturer.submit(by, r, by)
         return True
 
-    def _capture_job(self, result):
-        return self.pipeline.capture(result)
+    def _capture_job(self, result, by: str):
+        """Runs in the capture worker: the capture and its event in the case log."""
+        capture_id = self.pipeline.capture(result)
+        if capture_id is not None:
+            self.pipeline.log_event("capture", {"capture_id": capture_id, "shot_id": result.shot_id, "by": by})
+        return capture_id
 
     def _on_captured(self, by, capture_id) -> None:
         if capture_id is None:
             self._flash_status("not captured (no case log)")
             return
         self.captures += 1
-        self.pipeline.log_event("capture", {"capture_id": capture_id, "by": by})
         self._flash_status(f"CAPTURED #{self.captures}")
 
     def _flash_status(self, text: str) -> None:
@@ -457,7 +470,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.hint_label.setText("")
         else:
             sim = r.registration.similarity
-            self.state_label.setText(f"REGISTERED {r.implant_id} {r.view}")
+            self.state_label.setText("REGISTERED")
             self.state_label.setStyleSheet(f"color: {theme.GREEN if current else theme.DIM};")
             if r.deviation is None:
                 self._numbers(None, None, None, r.message or "no pin detected")
@@ -466,17 +479,18 @@ class MainWindow(QtWidgets.QMainWindow):
             self.hint_label.setText(f"C-arm: {r.hint}" if r.hint else "")
             self.registration_label.setToolTip(f"similarity {sim:.3f}")
         if not current:
-            self.state_label.setText("NEW IMAGE: previous shot below" if self._image_changing else
+            self.state_label.setText("NEW IMAGE (old shot below)" if self._image_changing else
                                      self.state_label.text())
             self.state_label.setStyleSheet(f"color: {theme.DIM};")
 
     def _numbers(self, mm, deg, cue, text) -> None:
         current = self._overlay_valid()
         colour = theme.TEXT if current else theme.DIM
-        self.mm_label.setText("-- mm" if mm is None else f"{mm:.1f} mm")
-        self.deg_label.setText("-- deg" if deg is None else f"{deg:.0f} deg")
-        for w in (self.mm_label, self.deg_label, self.correction_label):
-            w.setStyleSheet(f"color: {colour};")
+        self._mm_text = "--" if mm is None else f"{mm:.1f}"
+        self._deg_text = "--" if deg is None else f"{deg:.0f}"
+        self.mm_label.setText(_number_html(self._mm_text, "mm", colour))
+        self.deg_label.setText(_number_html(self._deg_text, "deg", colour))
+        self.correction_label.setStyleSheet(f"color: {colour};")
         level = cue.level if cue is not None else None
         back = theme.level_colour(level) if current else theme.PANEL
         self.level_label.setText(_LEVEL_WORDS.get(level, ""))
@@ -544,7 +558,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def panel_text(self) -> dict:
         """The deviation panel's texts: ``state``, ``mm``, ``deg``, ``level``, ``correction``,
         ``warnings``, ``hint``, ``virtual``."""
-        return {"state": self.state_label.text(), "mm": self.mm_label.text(), "deg": self.deg_label.text(),
+        return {"state": self.state_label.text(), "mm": f"{self._mm_text} mm", "deg": f"{self._deg_text} deg",
                 "level": self.level_label.text(), "correction": self.correction_label.text(),
                 "warnings": self.warning_label.text(), "hint": self.hint_label.text(),
                 "virtual": self.virtual_caption.text()}

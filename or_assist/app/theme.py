@@ -2,7 +2,7 @@
 
 Colours follow the guidance overlay (:mod:`or_assist.guidance.cues`): green / amber / red
 cue levels, red for NOT REGISTERED. Sizes are in pixels of the screen: numbers of the
-deviation panel at least :data:`NUMBER_PX` (64) high, status text :data:`STATUS_PX`.
+deviation panel at least :data:`NUMBER_PX` (72) high, status text :data:`STATUS_PX`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ AMBER = "#ffb400"
 GREEN = "#50d250"
 BLUE = "#3ca0ff"
 
-NUMBER_PX = 64   # deviation numbers (>= 48 px: legible from 2 m)
+NUMBER_PX = 72   # deviation numbers (>= 48 px: legible from 2 m)
 TITLE_PX = 40    # NOT REGISTERED, implant / view, positioning hint
 TEXT_PX = 28     # correction text
 STATUS_PX = 22   # status bar
@@ -59,5 +59,4 @@ def apply_dark_theme(app: QtWidgets.QApplication) -> None:
         f"QMainWindow, QWidget {{ background: {BACKGROUND}; color: {TEXT}; }}"
         f"QFrame#panel {{ background: {PANEL}; border-radius: 8px; }}"
         f"QStatusBar {{ background: {PANEL}; }}"
-        f"QStatusBar QLabel {{ padding: 0 18px; }}"
         f"QComboBox {{ background: {PANEL}; border: 1px solid {DIM}; padding: 4px 10px; }}")

@@ -83,7 +83,7 @@ class _Worker(QtCore.QThread):
             return self._has_work()
 
     def stop(self, timeout_ms: int = 10000) -> bool:
-        """Finish the running job, drop waiting ones, end the thread."""
+        """Finish the running job, drop (``drop_on_stop``) or finish waiting ones, end the thread."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
@@ -94,7 +94,7 @@ class _Worker(QtCore.QThread):
             with self._cond:
                 while not self._stopping and not self._has_work():
                     self._cond.wait(0.2)
-                if self._stopping:
+                if self._stopping and (self.drop_on_stop or not self._has_work()):
                     return
                 tag, args, kwargs = self._take()
                 self._busy = True
@@ -112,6 +112,8 @@ class _Worker(QtCore.QThread):
 
 class LatestJobWorker(_Worker):
     """One job at a time; a request that is still waiting is replaced by a newer one."""
+
+    drop_on_stop = True
 
     def __init__(self, fn, name: str = "latest job", parent=None):
         super().__init__(fn, name, parent)
@@ -133,7 +135,9 @@ class LatestJobWorker(_Worker):
 
 
 class JobQueueWorker(_Worker):
-    """Jobs in submission order; none is dropped."""
+    """Jobs in submission order; none is dropped (waiting jobs are finished on stop)."""
+
+    drop_on_stop = False
 
     def __init__(self, fn, name: str = "job queue", parent=None):
         super().__init__(fn, name, parent)

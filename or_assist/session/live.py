@@ -203,11 +203,13 @@ class LivePipeline:
         When a shot cannot be registered from the active view, try the active implant's
         other views (the radiographer may have moved on before the view was selected).
     patient_position : {'prone', 'supine'}
+    renderer : DRRRenderer, optional
+        Renders the virtual views without a library (default: the registrar's).
     """
 
     def __init__(self, plan, geometry: CArmGeometry, *, ct=None, registrar=None, library=None, case_log=None,
                  preprocess_settings=None, thresholds=None, try_other_views: bool = True,
-                 patient_position: str = "prone"):
+                 patient_position: str = "prone", renderer=None):
         from or_assist.guidance.cues import CueThresholds
         from or_assist.video.preprocess import PreprocessSettings
         from or_assist.video.shots import ShotDetector
@@ -225,6 +227,7 @@ class LivePipeline:
         self.plan = plan
         self.geometry = geometry
         self.registrar = registrar
+        self.renderer = renderer if renderer is not None else getattr(registrar, "renderer", None)
         self.library = library
         self.case_log = case_log
         self.preprocess_settings = preprocess_settings or PreprocessSettings(
@@ -289,19 +292,29 @@ class LivePipeline:
         return event
 
     # ------------------------------------------------------------------ per shot
-    def _starts(self, implant_id: str, view: str) -> list[tuple[str, Pose]]:
+    def _starts(self, implant_id: str, view: str) -> list[tuple[str, Pose, bool]]:
+        """``(view, start pose, track)`` to try in order."""
         planned = self.planned_pose(implant_id, view)
-        starts = [(view, planned)]
+        starts = [(view, planned, False)]
         last = self._last
         if last is not None and last.registered and last.implant_id == implant_id:
             from or_assist.register.pose_params import isocenter_source_mm, pose_error
 
             angle, _ = pose_error(last.pose, planned, isocenter_source_mm(self.geometry))
             if angle <= _TRACK_WITHIN_DEG:
-                starts.insert(0, (view, last.pose))
+                starts.insert(0, (view, last.pose, True))
         if self.try_other_views:
-            starts += [(v, self.planned_pose(implant_id, v)) for v in VIEWS if v != view]
+            starts += [(v, self.planned_pose(implant_id, v), False) for v in VIEWS if v != view]
         return starts
+
+    def _register(self, frame: np.ndarray, start: Pose, track: bool, polarity: str):
+        """Tracking (a short local search from the last registered pose, when the registrar
+        can) or a full registration from ``start``."""
+        reg = self.registrar
+        prev = getattr(reg, "last_result", None)
+        if track and hasattr(reg, "track") and prev is not None and prev.pose_for_overlay is not None:
+            return reg.track(frame, polarity=polarity, fallback_pose=start)
+        return reg.register(frame, start, polarity=polarity, library=self.library)
 
     def process(self, image: np.ndarray, implant_id: str, view: str, *, frame_index: int = -1,
                 shown_since_s: float | None = None, timestamp: float | None = None,
@@ -352,10 +365,10 @@ class LivePipeline:
         if pre is not None:
             result.polarity = pre.polarity
             t0 = time.perf_counter()
-            for k, (v, start) in enumerate(self._starts(implant_id, view)):
+            for k, (v, start, track) in enumerate(self._starts(implant_id, view)):
                 if k and should_stop is not None and should_stop():
                     break
-                reg = self.registrar.register(frame, start, polarity=pre.polarity, library=self.library)
+                reg = self._register(frame, start, track, pre.polarity)
                 if result.registration is None or reg.success:
                     result.registration, result.view = reg, v
                 if reg.success:
@@ -471,10 +484,9 @@ class LivePipeline:
             geom = self.geometry.cropped(cu, cv, side, side)
             factor = max(1, int(math.ceil(side / size_px)))
             geom = geom.downsampled(factor) if factor > 1 else geom
-            renderer = getattr(self.registrar, "renderer", None)
-            if renderer is None:
+            if self.renderer is None:
                 raise InputError("no view library and no renderer to draw the virtual view", "library")
-            image = to_display(renderer.render(pose, geom))
+            image = to_display(self.renderer.render(pose, geom))
         out = draw_overlay(np.ascontiguousarray(image), True, pose=pose, geometry=geom, implants=self.plan.implants,
                            active_id=implant_id)
         with self._lock:

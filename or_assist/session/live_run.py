@@ -122,13 +122,14 @@ def open_demo_case(*, realtime: bool = True, loop: bool = True, implants=None, c
     scenario = demo_app_scenario(plan, implants=implants)
     source = ScenarioSource(scenario, ct, plan, geometry, realtime=realtime, loop=loop, name="sim:demo")
     video_geometry = source.video_geometry
+    renderer = DRRRenderer(source._ensure_renderer().volume)
     if registrar is None:
         from or_assist.register.pipeline import Registrar
 
-        registrar = Registrar(DRRRenderer(source._ensure_renderer().volume), video_geometry)
+        registrar = Registrar(renderer, video_geometry)
     log = CaseLog.create(cases_root, plan=plan, geometry=video_geometry.to_dict(),
                          patient_label="sample pelvis (synthetic)") if case_log else None
-    pipeline = LivePipeline(plan, video_geometry, registrar=registrar, case_log=log)
+    pipeline = LivePipeline(plan, video_geometry, registrar=registrar, case_log=log, renderer=renderer)
     pipeline.set_masks(source.fov_mask, source.text_mask)
     steps = scenario.steps
 
