@@ -112,7 +112,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.last_result = None
         self.results = 0
         self.captures = 0
-        self.latencies_s: list[float] = []
+        self.latencies_s: list[float] = []   # shot first on screen -> its overlay shown
+        self.processing_s: list[float] = []  # preprocess + register + guidance + log, per shot
         self.errors: list[str] = []
         self.frames_drawn = 0
         self._draw_times = collections.deque(maxlen=50)
@@ -418,6 +419,7 @@ class MainWindow(QtWidgets.QMainWindow):
         result, layer = payload
         self._registering = self.registration.pending()
         self.results += 1
+        self.processing_s.append(result.seconds.get("total", float("nan")))
         if job["event"].index < self._latest_shot_index:
             return  # a newer shot is on screen: this one is only in the log
         self.last_result = result
