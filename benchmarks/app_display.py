@@ -106,7 +106,8 @@ def main(argv=None) -> int:
         ("display rate, median / min per second", f"{statistics.median(drawn):.1f} / {min(drawn):.1f} fps"),
         ("source rate, median / min per second", f"{statistics.median(source):.1f} / {min(source):.1f} fps"),
         ("frames drawn / frames delivered", f"{100 * sum(drawn) / max(1e-9, sum(source)):.0f} %"),
-        ("GUI event loop, 10 ms timer: max / p99 gap", f"{1000 * max(gaps):.0f} / {1000 * _percentile(gaps, 99):.0f} ms"),
+        ("GUI event loop, 10 ms timer: max / p99 gap",
+         f"{1000 * max(gaps):.0f} / {1000 * _percentile(gaps, 99):.0f} ms"),
         ("shot-to-overlay latency, median / p95", f"{_percentile(lat, 50):.2f} / {_percentile(lat, 95):.2f} s "
                                                   f"(n = {len(lat)})"),
         ("CPU, whole process", f"{100 * cpu / wall:.0f} % of one core ({100 * cpu / wall / ncpu:.0f} % of "
