@@ -127,3 +127,16 @@ def test_no_plan_when_not_registered(plan, geometry):
         draw_overlay(frame, "yes")
     with pytest.raises(InputError, match="uint8"):
         draw_overlay(frame.astype(np.float32), True)
+
+
+def test_contralateral_foramen_raises_no_shot_warning():
+    """In a lateral view both sides' foramina superimpose: only the implant's side counts."""
+    from or_assist.core.plan import Landmark
+    from or_assist.guidance.cues import _safety_landmarks
+
+    lms = [Landmark("S1 left", "s1_foramen", "left", [20, 0, 0], 5.0),
+           Landmark("S1 right", "s1_foramen", "right", [-20, 0, 0], 5.0),
+           Landmark("canal", "spinal_canal", "midline", [0, 10, 0], 8.0)]
+    assert [lm.name for lm in _safety_landmarks(lms, "left")] == ["S1 left", "canal"]
+    assert [lm.name for lm in _safety_landmarks(lms, "right")] == ["S1 right", "canal"]
+    assert len(_safety_landmarks(lms)) == 3

@@ -137,8 +137,15 @@ def _depth_text(remaining_mm: float | None) -> str | None:
     return "tip at the planned depth"
 
 
-def _safety_landmarks(landmarks):
-    return [lm for lm in (landmarks or ()) if getattr(lm, "kind", None) in SAFETY_LANDMARK_KINDS]
+def _safety_landmarks(landmarks, side: str | None = None):
+    """Foramina and canal landmarks; with ``side``, only that side's and the midline ones.
+
+    A pin on one side cannot reach the other side's foramina before crossing the canal
+    (which stays in the list), and in a lateral view the two sides superimpose, so
+    contralateral landmarks would only raise false alarms.
+    """
+    return [lm for lm in (landmarks or ()) if getattr(lm, "kind", None) in SAFETY_LANDMARK_KINDS
+            and (side is None or getattr(lm, "side", "midline") in (side, "midline"))]
 
 
 def _segment_distance(p, a, b) -> float:
@@ -148,23 +155,25 @@ def _segment_distance(p, a, b) -> float:
 
 
 def safety_warnings_3d(tip_lps_mm, direction_lps, remaining_mm: float, landmarks,
-                       thresholds: CueThresholds | None = None) -> list[str]:
+                       thresholds: CueThresholds | None = None, side: str | None = None) -> list[str]:
     """Warnings for foramina and canal near the pin's 3-D path (tip to planned depth + extension)."""
     th = thresholds or CueThresholds()
     tip = np.asarray(tip_lps_mm, float)
     end = tip + np.asarray(direction_lps, float) * (max(remaining_mm, 0.0) + th.safety_extension_mm)
     out = []
-    for lm in _safety_landmarks(landmarks):
+    for lm in _safety_landmarks(landmarks, side):
         gap = _segment_distance(lm.position_lps_mm, tip, end) - lm.radius_mm
         if gap < th.safety_margin_mm:
             out.append(f"WARNING: pin path {'enters' if gap < 0 else f'within {gap:.1f} mm of'} {lm.name}")
     return out
 
 
-def safety_warnings_shot(deviation, pose, geometry, landmarks, thresholds: CueThresholds | None = None) -> list[str]:
-    """Warnings for foramina and canal near the pin's projected path in one shot."""
+def safety_warnings_shot(deviation, pose, geometry, landmarks, thresholds: CueThresholds | None = None,
+                         side: str | None = None) -> list[str]:
+    """Warnings for foramina and canal near the pin's projected path in one shot
+    (``side``: the implant's side; see :func:`_safety_landmarks`)."""
     th = thresholds or CueThresholds()
-    lms = _safety_landmarks(landmarks)
+    lms = _safety_landmarks(landmarks, side)
     if not lms:
         return []
     mm_per_px = geometry.pixel_spacing_mm[0] * deviation.depth_mm / geometry.sid_mm
@@ -210,8 +219,8 @@ def shot_cue(deviation, implant, *, pose=None, geometry=None, landmarks=None,
         lines.append(depth)
     if not deviation.tip_reliable:
         lines.append("tip hidden or cut off: depth and offset uncertain")
-    warnings = safety_warnings_shot(deviation, pose, geometry, landmarks, th) if pose is not None and \
-        geometry is not None else []
+    warnings = safety_warnings_shot(deviation, pose, geometry, landmarks, th, implant.side) \
+        if pose is not None and geometry is not None else []
     return Cue(level, tuple(lines), tuple(warnings))
 
 
@@ -235,5 +244,5 @@ def cue_3d(deviation3d, implant, landmarks=None, thresholds: CueThresholds | Non
     lines.append(f"apex {deviation3d.apex_deviation_mm:.1f} +- {u['apex_deviation_mm']:.1f} mm, "
                  f"angle {deviation3d.angle_deg:.1f} +- {u['angle_deg']:.1f} deg")
     warnings = safety_warnings_3d(deviation3d.tip_lps_mm, deviation3d.direction_lps,
-                                  deviation3d.remaining_depth_mm, landmarks, th)
+                                  deviation3d.remaining_depth_mm, landmarks, th, implant.side)
     return Cue(level, tuple(lines), tuple(warnings))
