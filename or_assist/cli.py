@@ -224,9 +224,31 @@ def _cmd_pin(args) -> int:
 
 
 def _cmd_demo(args) -> int:
-    from or_assist.demo import run_demo
+    if args.overview:
+        from or_assist.demo import run_demo
 
-    return run_demo(out_dir=args.out)
+        return run_demo(out_dir=args.out)
+    from or_assist.app.run import demo_app
+
+    return demo_app(headless=args.headless, screen=args.screen, full_screen=args.fullscreen,
+                    duration_s=args.duration, max_shots=args.max_shots, cases_root=args.cases)
+
+
+def _cmd_run(args) -> int:
+    from or_assist.app.run import run_app
+
+    return run_app(args.plan, args.geometry, args.source, library=args.library, ct=args.ct,
+                   headless=args.headless, screen=args.screen, full_screen=args.fullscreen,
+                   duration_s=args.duration, max_shots=args.max_shots, cases_root=args.cases)
+
+
+def _add_display_options(s) -> None:
+    s.add_argument("--headless", action="store_true", help="no window: run the same pipeline and write the case log")
+    s.add_argument("--screen", type=int, default=None, help="monitor index for the window (default: last used)")
+    s.add_argument("--fullscreen", action="store_true", help="start full screen (F11 toggles)")
+    s.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    s.add_argument("--max-shots", type=int, default=None, help="stop after this many shots")
+    s.add_argument("--cases", type=Path, default=None, help="cases folder (default $OR_ASSIST_CASES or ~/.local/share/or_assist/cases)")
 
 
 # --------------------------------------------------------------------------- parser
@@ -243,9 +265,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"or-assist {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    s = sub.add_parser("demo", help="run the demo on the built-in sample pelvis")
-    s.add_argument("--out", type=Path, default=None, help="folder for the demo's outputs (default sample_data/demo)")
+    s = sub.add_parser("demo", help="the OR display on the built-in sample pelvis with a simulated C-arm")
+    _add_display_options(s)
+    s.add_argument("--overview", action="store_true",
+                   help="instead: write the plan checks, view library and simulated shots as images (no window)")
+    s.add_argument("--out", type=Path, default=None, help="folder for --overview (default sample_data/demo)")
     s.set_defaults(func=_cmd_demo)
+
+    s = sub.add_parser("run", help="the OR display for a real case")
+    s.add_argument("--plan", default=None, help="or_assist.plan/1 (default: last used)")
+    s.add_argument("--geometry", default=None, help="or_assist.geometry/1 of the C-arm + grabber (default: last used)")
+    s.add_argument("--source", default=None, help="capture device index/path, stream URL, video file or sim:... (default: last used)")
+    s.add_argument("--library", default=None, help="the plan's view library (views.npz or its folder)")
+    s.add_argument("--ct", default=None, help="the plan's CT (default: the plan's own path)")
+    _add_display_options(s)
+    s.set_defaults(func=_cmd_run)
 
     s = sub.add_parser("info", help="print a CT's size, spacing, direction, HU range, series UID, memory")
     s.add_argument("ct", help="DICOM folder or file, NIfTI, MHA/MHD or NRRD")
@@ -295,8 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--pose", required=True, help="or_assist.pose/1 of the C-arm")
     s.add_argument("--geometry", required=True, help="or_assist.geometry/1 of the detector")
     s.add_argument("--plan", default=None, help="show this plan's implants as already placed")
-    s.add_argument("--pin-tip", default=None, help="guide pin tip x,y,z (LPS mm)")
-    s.add_argument("--pin-back", default=None, help="guide pin back end x,y,z (LPS mm)")
+    s.add_argument("--pin-tip", default=None, help="guide pin tip x,y,z (LPS mm); write --pin-tip=-52,-104,229 when x is negative")
+    s.add_argument("--pin-back", default=None, help="guide pin back end x,y,z (LPS mm), e.g. --pin-back=60,-100,240")
     s.add_argument("--frame", default=None, help="place into a video frame WIDTHxHEIGHT, e.g. 1920x1080")
     s.add_argument("--dose", type=float, default=1e5, help="photons per detector pixel (default 1e5)")
     s.add_argument("--invert", action="store_true", help="bone bright instead of dark")
