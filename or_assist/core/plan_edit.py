@@ -391,6 +391,8 @@ class PlanEditor:
         if side not in IMPLANT_SIDES:
             raise InputError(f"must be one of {', '.join(IMPLANT_SIDES)}, got {side!r}", "side")
         implant_id = implant_id or self.next_implant_id(side)
+        if any(i.id == implant_id for i in self._state.implants):
+            raise InputError(f"id {implant_id!r} is already used by another implant", "implant id")
         imp = Implant(implant_id, side, snap.item, entry, snap.apex_lps_mm, float(roll_deg), level)
         self._commit(f"add implant {implant_id}", dataclasses.replace(
             self._state, implants=self._state.implants + (imp,)))
