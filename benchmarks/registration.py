@@ -144,8 +144,10 @@ def table(name: str, rows: list) -> str:
     good = m < SUCCESS_MM
     lines = [f"{name}: {len(rows)} shots",
              f"  success rate (mTRE < {SUCCESS_MM:g} mm)   {100 * good.mean():6.1f} %   (target >= 95 %)",
-             f"  mTRE median / 95th pct          {np.median(m):6.2f} / {np.percentile(m, 95):.2f} mm   (target median <= 1.0)",
-             f"  projection distance at isocentre median / 95th {np.median(proj):.2f} / {np.percentile(proj, 95):.2f} mm",
+             f"  mTRE median / 95th pct          {np.median(m):6.2f} / {np.percentile(m, 95):.2f} mm   "
+             "(target median <= 1.0)",
+             f"  projection distance at isocentre median / 95th {np.median(proj):.2f} / "
+             f"{np.percentile(proj, 95):.2f} mm",
              f"  reported success (flag)         {100 * ok.mean():6.1f} %",
              f"  false confidence (flag, mTRE > 2) {100 * np.mean(ok & ~good):5.1f} %   (target <= 1 %)",
              f"  missed (no flag, mTRE < 2)      {100 * np.mean(~ok & good):6.1f} %",
