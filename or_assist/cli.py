@@ -213,6 +213,21 @@ def _cmd_export(args) -> int:
     return 0
 
 
+def _cmd_register(args) -> int:
+    from or_assist.register.command import register_command
+
+    result = register_command(args.ct, args.geometry, args.image, args.init, args.out, plan_path=args.plan,
+                              library_path=args.library, polarity=args.polarity)
+    print(result["summary"] if isinstance(result["summary"], str) else "\n".join(result["summary"]))
+    return 0  # also when the registration reports success=false: that is a result, not an error
+
+
+def _cmd_plan(args) -> int:
+    from or_assist.app.planner import plan_app
+
+    return plan_app(args.ct, args.plan)
+
+
 def _cmd_pin(args) -> int:
     from or_assist.guidance.command import pin_command
 
@@ -390,6 +405,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-mask", action="store_true")
     s.add_argument("--pseudonymise", action="store_true")
     s.set_defaults(func=_cmd_export)
+
+    s = sub.add_parser("register", help="register a fluoroscopy shot to the CT (2D/3D); writes or_assist.registration/1")
+    s.add_argument("--ct", required=True, help="the CT (DICOM folder or file, NIfTI, MHA, NRRD)")
+    s.add_argument("--geometry", required=True, help="or_assist.geometry/1 of the image's pixels")
+    s.add_argument("--image", required=True, help="the shot: PNG/TIFF, a whole video frame is fine")
+    s.add_argument("--init", required=True, help="starting pose (or_assist.pose/1), e.g. the planned view's")
+    s.add_argument("--out", required=True, type=Path, help="or_assist.registration/1 output")
+    s.add_argument("--plan", default=None, help="the plan (limits the search to its region, checks the library)")
+    s.add_argument("--library", default=None, help="the plan's view library (views.npz or its folder)")
+    s.add_argument("--polarity", choices=("bone-dark", "bone-bright", "auto"), default="bone-dark")
+    s.set_defaults(func=_cmd_register)
+
+    s = sub.add_parser("plan", help="open the planning workstation on a CT (and a plan)")
+    s.add_argument("ct", help="the CT to plan on")
+    s.add_argument("plan", nargs="?", default=None, help="a plan to open, or the file to save a new one to")
+    s.set_defaults(func=_cmd_plan)
 
     s = sub.add_parser("pin", help="find the guide pin in registered shots; 2D deviation per shot, 3D from two")
     s.add_argument("--ct", required=True, help="the plan's CT")
