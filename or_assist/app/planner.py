@@ -34,6 +34,7 @@ from PyQt5 import QtCore, QtGui, QtWidgets
 from or_assist.app.planner_actions import PlannerActionsMixin
 from or_assist.app.planner_panels import PlannerPanel
 from or_assist.app.planner_views import LANDMARK_COLOURS, FluoroView, SliceView, implant_colour
+from or_assist.app.theme import application
 from or_assist.core.carm_profiles import list_profiles
 from or_assist.core.plan import implant_vertex_directions
 from or_assist.core.plan_checks import run_plan_checks
@@ -376,7 +377,7 @@ def plan_app(ct_path: str | os.PathLike, plan_path: str | os.PathLike | None = N
     plan = None
     if plan_path is not None and Path(plan_path).exists():
         plan = load_plan(plan_path)
-    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
+    app = application("run it on a desktop session")
     win = PlannerWindow(ct, plan, plan_path)
     win.show()
     return int(app.exec_())

@@ -33,7 +33,7 @@ def run_window(case, *, screen: int | None = None, full_screen: bool = False, du
 
     from or_assist.app.main_window import MainWindow
     from or_assist.app.settings import load_settings, save_settings
-    from or_assist.app.theme import apply_dark_theme
+    from or_assist.app.theme import application, apply_dark_theme
 
     if settings is None:
         settings, warning = load_settings(settings_file)
@@ -41,7 +41,7 @@ def run_window(case, *, screen: int | None = None, full_screen: bool = False, du
             log(f"warning: {warning}")
     if screen is not None:
         settings.screen = int(screen)
-    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
+    app = application()
     apply_dark_theme(app)
     window = MainWindow(case, settings)
     window.resize(1600, 900)

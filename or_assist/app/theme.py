@@ -60,3 +60,24 @@ def apply_dark_theme(app: QtWidgets.QApplication) -> None:
         f"QFrame#panel {{ background: {PANEL}; border-radius: 8px; }}"
         f"QStatusBar {{ background: {PANEL}; }}"
         f"QComboBox {{ background: {PANEL}; border: 1px solid {DIM}; padding: 4px 10px; }}")
+
+
+def application(hint: str = "use --headless to run without a window") -> QtWidgets.QApplication:
+    """The process's QApplication, created on first use.
+
+    On Linux without a display (no ``DISPLAY``/``WAYLAND_DISPLAY`` and no
+    ``QT_QPA_PLATFORM`` chosen), Qt would abort the process; this raises a clear
+    :class:`~or_assist.errors.InputError` instead.
+    """
+    import os
+    import sys
+
+    from or_assist.errors import InputError
+
+    app = QtWidgets.QApplication.instance()
+    if app is not None:
+        return app
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+                                                 or os.environ.get("QT_QPA_PLATFORM")):
+        raise InputError(f"no display to open a window on (DISPLAY is not set); {hint}", "display")
+    return QtWidgets.QApplication(sys.argv[:1])
