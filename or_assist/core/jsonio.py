@@ -26,6 +26,7 @@ __all__ = [
     "field_bool",
     "field_str",
     "field_array",
+    "to_jsonable",
 ]
 
 
@@ -79,12 +80,13 @@ def write_json(path: str | os.PathLike, doc: dict) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2, default=_to_jsonable) + "\n", encoding="utf-8")
+    tmp.write_text(json.dumps(doc, indent=2, default=to_jsonable) + "\n", encoding="utf-8")
     os.replace(tmp, path)
     return path
 
 
-def _to_jsonable(obj: Any) -> Any:
+def to_jsonable(obj: Any) -> Any:
+    """``json.dumps(default=...)`` hook: numpy arrays and scalars, paths."""
     if isinstance(obj, np.ndarray):
         return obj.tolist()
     if isinstance(obj, np.generic):

@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from or_assist import __version__
+from or_assist.core.jsonio import to_jsonable
 from or_assist.errors import InputError
 from or_assist.session import schema
 from or_assist.session.images import (check_image, check_mask, encode_png, fsync_dir, read_png,
@@ -67,16 +68,6 @@ def default_cases_root() -> Path:
     return Path(data) / "or_assist" / "cases"
 
 
-def _jsonable(obj):
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"{type(obj).__name__} is not JSON-serialisable")
-
-
 def _dumps(value, name: str) -> str | None:
     """JSON text of a dict (or of ``value.to_dict()``); ``None`` stays ``None``."""
     if value is None:
@@ -86,7 +77,7 @@ def _dumps(value, name: str) -> str | None:
     if not isinstance(value, dict):
         raise InputError(f"expected a dict (or an object with to_dict()), got {type(value).__name__}", name)
     try:
-        return json.dumps(value, default=_jsonable, allow_nan=True)
+        return json.dumps(value, default=to_jsonable, allow_nan=True)
     except (TypeError, ValueError) as exc:
         raise InputError(f"cannot be stored as JSON ({exc})", name) from None
 
