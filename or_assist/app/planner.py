@@ -23,7 +23,6 @@ Live views: each edit renders the visible virtual view at reduced resolution at 
 from __future__ import annotations
 
 import os
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path

@@ -9,7 +9,6 @@ same :class:`~or_assist.session.live.LivePipeline` without a window
 from __future__ import annotations
 
 import os
-import sys
 
 from or_assist.errors import InputError
 
@@ -29,7 +28,7 @@ def run_window(case, *, screen: int | None = None, full_screen: bool = False, du
     int
         0 (the exit status).
     """
-    from PyQt5 import QtCore, QtWidgets
+    from PyQt5 import QtCore
 
     from or_assist.app.main_window import MainWindow
     from or_assist.app.settings import load_settings, save_settings
