@@ -50,8 +50,11 @@ REGISTRATION_SCHEMA = "or_assist.registration/1"
 #: Calibrated with ``benchmarks/registration.py`` (seed 2024, 100 shots each of the real CT
 #: and the phantom): every gross failure ended at <= 0.22, every result with mTRE < 2 mm
 #: at >= 0.43 (lateral views of the real CT lowest, 0.43-0.6). Results that are right in
-#: the image but 2-4 mm off in depth (the weakly observable direction) have normal
-#: similarities; no threshold separates them (2 % of the real-CT shots).
+#: the image but 2.7-3.6 mm off in depth (the weakly observable direction) have normal
+#: similarities; no threshold separates them (4 % of the real-CT shots, 2 % of all 200).
+#: A curvature-of-similarity-along-the-beam check was tried and rejected: those results
+#: are well peaked, at the wrong depth (curvature 9.5-17.7e-4 vs a median of 12.6e-4 for
+#: correct results; calibration on seeds 11 and 12, 90 shots).
 CONFIDENCE_THRESHOLD = 0.40
 #: First-stage similarity (blurred gradient correlation at 32 px) below which the first
 #: stage is restarted from another start. Converged first stages score 0.7-0.9, the
