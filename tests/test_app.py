@@ -165,7 +165,9 @@ def test_gui_stays_responsive_during_slow_registration(qtbot, qapp, tmp_path):
         w.shutdown()
     assert slow.calls == 1
     assert busy_s > 2.0
-    assert len(gaps) > 100
+    # the timer ran throughout (at least one tick per 100 ms; a 1080p draw takes ~20 ms of
+    # each tick here, so expect fewer than one per 10 ms); the bound itself is the max gap
+    assert len(gaps) >= 0.9 * busy_s / 0.100, f"only {len(gaps)} timer ticks in {busy_s:.1f} s"
     assert max(gaps) <= 0.100, f"event loop stalled {max(gaps) * 1000:.0f} ms during registration"
     assert frames / busy_s >= 10, f"video drew only {frames / busy_s:.1f} fps during registration"
     # a shot that is not registered shows no plan, only NOT REGISTERED
