@@ -18,6 +18,7 @@ implant, Left / PageUp previous, V next view, Space / C capture, O overlay on/of
 from __future__ import annotations
 
 import collections
+import sys
 import time
 
 import numpy as np
@@ -71,6 +72,9 @@ def _number_html(value: str, unit: str, colour: str) -> str:
     return (f"<span style='font-size:{theme.NUMBER_PX}px; color:{colour}'>{value}</span>"
             f"<span style='font-size:{theme.TEXT_PX}px; color:{colour}'> {unit}</span>")
 
+
+#: GIL switch interval while the display runs (Python's default is 5 ms).
+GIL_SWITCH_INTERVAL_S = 0.001
 
 class _Bridge(QtCore.QObject):
     """Carries capture-thread reports to the GUI thread."""
@@ -274,6 +278,9 @@ class MainWindow(QtWidgets.QMainWindow):
         if self._started:
             return
         self._started = True
+        # Capture, shot detection and registration run in Python threads; a shorter GIL
+        # switch interval than the default 5 ms keeps the GUI thread's turns frequent.
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         for w in (self.registration, self.virtual, self.capturer):
             w.start()
         self.capture.start()

@@ -34,7 +34,7 @@ __all__ = ["render_rays", "row_stride", "reference_line_integrals", "clip_ray_to
 _BIG = 1.0e30
 
 
-@numba.njit(parallel=True, fastmath=True, cache=True)
+@numba.njit(parallel=True, fastmath=True, cache=True, nogil=True)
 def render_rays(vol, dims, offset, src, basis, xn, yn, box_lo, box_hi, crop_lo, crop_hi,
                 step_mm, row_stride, out, stats):
     """Line integrals of every detector pixel (parallel over image rows).
