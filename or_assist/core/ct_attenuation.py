@@ -38,6 +38,7 @@ __all__ = [
     "mu_water_per_mm",
     "mu_cortical_bone_per_mm",
     "hu_to_attenuation",
+    "loglog_mu_rho",
 ]
 
 # NIST SRD 126, Table 4: energy (keV) and mu/rho (cm^2/g).
@@ -66,7 +67,9 @@ def _check_energy(energy_kev: float) -> float:
     return e
 
 
-def _loglog(energy_kev: float, mu_rho: np.ndarray) -> float:
+def loglog_mu_rho(energy_kev: float, mu_rho: np.ndarray) -> float:
+    """Mass attenuation (cm^2/g) at ``energy_kev``, log-log interpolated in a table given
+    at the module's NIST energies (``mu_rho`` has one value per tabulated energy)."""
     e = _check_energy(energy_kev)
     return float(np.exp(np.interp(math.log(e), np.log(_TABLE_KEV), np.log(mu_rho))))
 
@@ -84,7 +87,7 @@ def mu_water_per_mm(energy_kev: float) -> float:
     float
         μ in mm⁻¹ (e.g. 0.02059 at 60 keV).
     """
-    return _loglog(energy_kev, _WATER_MU_RHO) * _WATER_DENSITY_G_CM3 / 10.0
+    return loglog_mu_rho(energy_kev, _WATER_MU_RHO) * _WATER_DENSITY_G_CM3 / 10.0
 
 
 def mu_cortical_bone_per_mm(energy_kev: float) -> float:
@@ -100,7 +103,7 @@ def mu_cortical_bone_per_mm(energy_kev: float) -> float:
     float
         μ in mm⁻¹ (e.g. 0.0604 at 60 keV).
     """
-    return _loglog(energy_kev, _BONE_MU_RHO) * _BONE_DENSITY_G_CM3 / 10.0
+    return loglog_mu_rho(energy_kev, _BONE_MU_RHO) * _BONE_DENSITY_G_CM3 / 10.0
 
 
 def hu_to_attenuation(

@@ -35,7 +35,8 @@ from or_assist.core.geometry import CArmGeometry, Pose, backproject, undistort_n
 from or_assist.errors import InputError
 from or_assist.render import _drr_kernels as kernels
 
-__all__ = ["AttenuationVolume", "DRRRenderer", "RenderStats", "render_drr", "render_reference"]
+__all__ = ["AttenuationVolume", "DRRRenderer", "RenderStats", "render_drr", "render_reference", "as_pose",
+           "effective_geometry"]
 
 _GRID_CACHE_SIZE = 16
 _KERNEL_LOCK = threading.Lock()  # numba's workqueue threading layer is not re-entrant
@@ -245,8 +246,8 @@ class DRRRenderer:
             none of whose rays meets the volume.
         """
         started = time.perf_counter()
-        pose = _as_pose(pose)
-        geom = _effective_geometry(geometry, roi, downsample)
+        pose = as_pose(pose)
+        geom = effective_geometry(geometry, roi, downsample)
         step = _check_step(step_mm, self.default_step_mm)
         src = self.volume.lps_to_index(pose.source_position_lps_mm)
         _check_source_outside(src, self._box_lo, self._box_hi, pose)
@@ -308,8 +309,8 @@ def render_reference(volume: AttenuationVolume, pose: Pose, geometry: CArmGeomet
         raise InputError(f"expected an AttenuationVolume, got {type(volume).__name__}", "volume")
     if mask is not None:
         volume = volume.masked(mask)
-    pose = _as_pose(pose)
-    geom = _effective_geometry(geometry, roi, downsample)
+    pose = as_pose(pose)
+    geom = effective_geometry(geometry, roi, downsample)
     step = _check_step(step_mm, volume.default_step_mm)
     n_ijk = np.array(volume.shape_xyz, dtype=np.float64)
     src = volume.lps_to_index(pose.source_position_lps_mm)
@@ -346,7 +347,8 @@ def _vector3(value, name: str) -> np.ndarray:
     return v
 
 
-def _as_pose(pose) -> Pose:
+def as_pose(pose) -> Pose:
+    """``pose`` as a :class:`Pose` (a 4 x 4 array is accepted); InputError naming 'pose'."""
     if isinstance(pose, Pose):
         return pose
     if isinstance(pose, (np.ndarray, list, tuple)):
@@ -369,7 +371,7 @@ def _int_like(value) -> int | None:
     return int(value)
 
 
-def _effective_geometry(geometry: CArmGeometry, roi, downsample) -> CArmGeometry:
+def effective_geometry(geometry: CArmGeometry, roi, downsample) -> CArmGeometry:
     """The detector actually rendered: binned by ``downsample``, then cut to ``roi``."""
     if not isinstance(geometry, CArmGeometry):
         raise InputError(f"expected a CArmGeometry, got {type(geometry).__name__}", "geometry")

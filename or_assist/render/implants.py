@@ -48,13 +48,13 @@ from typing import Sequence
 
 import numpy as np
 
-from or_assist.core.ct_attenuation import _loglog
+from or_assist.core.ct_attenuation import loglog_mu_rho
 from or_assist.core.geometry import (CArmGeometry, Pose, distort_normalized, project_with_depth,
                                      undistort_normalized)
 from or_assist.core.instruments import GuidePin, guide_pin_mesh
 from or_assist.core.plan import Implant, implant_mesh
 from or_assist.errors import InputError
-from or_assist.render.drr import AttenuationVolume, _as_pose, _effective_geometry
+from or_assist.render.drr import AttenuationVolume, as_pose, effective_geometry
 from or_assist.core.polygon import convex_hull_2d, polygon_centroid, polygon_contains
 
 __all__ = [
@@ -107,7 +107,7 @@ def metal_mu_per_mm(material: str, energy_kev: float = 60.0) -> float:
     if material not in METALS:
         raise InputError(f"must be one of {', '.join(METALS)}, got {material!r}", "material")
     mu_rho, density = METALS[material]
-    return _loglog(energy_kev, mu_rho) * density / 10.0
+    return loglog_mu_rho(energy_kev, mu_rho) * density / 10.0
 
 
 def default_mu_per_mm(obj, energy_kev: float = 60.0) -> float:
@@ -352,8 +352,8 @@ def metal_line_integrals(pose: Pose, geometry: CArmGeometry, objects, mu_per_mm,
     (H, W) float32 ndarray
         ``sum_objects mu * chord_mm`` (dimensionless); 0 where no object is hit.
     """
-    pose = _as_pose(pose)
-    geom = _effective_geometry(geometry, roi, downsample)
+    pose = as_pose(pose)
+    geom = effective_geometry(geometry, roi, downsample)
     objs = _objects_list(objects)
     mus = _mu_list(mu_per_mm, len(objs))
     out = np.zeros((geom.height, geom.width), np.float32)
@@ -455,7 +455,7 @@ def silhouette_px(vertices_lps_mm: np.ndarray, pose: Pose, geometry: CArmGeometr
         raise InputError(f"must be a number > 0, got {edge_step_px!r}", "edge_step_px")
     if not isinstance(geometry, CArmGeometry):
         raise InputError(f"expected a CArmGeometry, got {type(geometry).__name__}", "geometry")
-    return _silhouette(v, _as_pose(pose), geometry, float(edge_step_px), "vertices_lps_mm")
+    return _silhouette(v, as_pose(pose), geometry, float(edge_step_px), "vertices_lps_mm")
 
 
 def _silhouette(v: np.ndarray, pose: Pose, geom: CArmGeometry, step_px: float, name: str) -> np.ndarray:
@@ -503,7 +503,7 @@ def implant_outline(obj, pose: Pose, geometry: CArmGeometry, *, edge_step_px: fl
         raise InputError(f"expected a CArmGeometry, got {type(geometry).__name__}", "geometry")
     if not (isinstance(edge_step_px, (int, float)) and 0 < edge_step_px < np.inf):
         raise InputError(f"must be a number > 0, got {edge_step_px!r}", "edge_step_px")
-    pose = _as_pose(pose)
+    pose = as_pose(pose)
     v, _ = object_mesh(obj, obj.id)
     poly = _silhouette(v, pose, geometry, float(edge_step_px), obj.id)
     uv, depth = project_with_depth(ends, pose, geometry)
