@@ -232,6 +232,24 @@ def test_roi_and_downsample_match_full_render(real_renderer):
     np.testing.assert_array_equal(both, real_renderer.render(pose, geom.downsampled(2))[4:12, 3:13])
 
 
+def test_ray_mask_casts_only_its_rays(real_renderer):
+    pose, geom = sacrum_lateral_pose(), cios_geometry(64)
+    full = real_renderer.render(pose, geom, step_mm=2.0)
+    hits_full = real_renderer.last_stats.rays_hit
+    yy, xx = np.mgrid[:64, :64]
+    disc = (xx - 31.5) ** 2 + (yy - 31.5) ** 2 < 28.0 ** 2
+    masked = real_renderer.render(pose, geom, step_mm=2.0, ray_mask=disc)
+    np.testing.assert_array_equal(masked[disc], full[disc])
+    assert np.all(masked[~disc] == 0) and np.all(full[~disc] > 0)
+    assert real_renderer.last_stats.rays_hit == disc.sum() < hits_full
+    with pytest.raises(InputError, match="ray_mask"):
+        real_renderer.render(pose, geom, ray_mask=disc[:, :10])
+    with pytest.raises(InputError, match="ray_mask.*boolean"):
+        real_renderer.render(pose, geom, ray_mask=disc.astype(np.uint8))
+    with pytest.raises(InputError, match="ray_mask.*no pixel"):
+        real_renderer.render(pose, geom, ray_mask=np.zeros((64, 64), bool))
+
+
 def test_render_drr_function_and_stats(real_renderer):
     pose, geom = sacrum_lateral_pose(), cios_geometry(16)
     img = render_drr(real_renderer.volume, pose, geom, step_mm=2.0)

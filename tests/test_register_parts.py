@@ -37,9 +37,12 @@ def test_similarity_is_one_for_affine_copies_and_drops_when_shifted(metric):
 def test_similarity_ignores_pixels_outside_the_mask(metric):
     a = _blobs()
     b = a.copy()
-    b[:, 48:] = np.random.default_rng(0).normal(0, 5, (64, 16))   # garbage where masked out
+    b[:, 46:] = np.random.default_rng(0).normal(0, 5, (64, 18))   # garbage right where masked out
     mask = np.zeros(a.shape, bool)
     mask[:, :46] = True
+    assert similarity(a, b, mask, metric) == pytest.approx(1.0, abs=1e-5)
+    # so a registration need not render the masked-out pixels (DRRRenderer ray_mask)
+    b[:, 46:] = 0.0
     assert similarity(a, b, mask, metric) == pytest.approx(1.0, abs=1e-5)
 
 

@@ -36,7 +36,7 @@ _BIG = 1.0e30
 
 @numba.njit(parallel=True, fastmath=True, cache=True, nogil=True)
 def render_rays(vol, dims, offset, src, basis, xn, yn, box_lo, box_hi, crop_lo, crop_hi,
-                step_mm, row_stride, out, stats):
+                step_mm, row_stride, active, out, stats):
     """Line integrals of every detector pixel (parallel over image rows).
 
     Parameters
@@ -65,6 +65,9 @@ def render_rays(vol, dims, offset, src, basis, xn, yn, box_lo, box_hi, crop_lo, 
         Coprime to H: the rows are visited in the order ``(n * row_stride) % H`` so that
         each thread's share of ``prange`` is spread over the image (load balance when
         part of the image misses the volume).
+    active : (H, W) uint8 or (1, 1) uint8
+        Rays to cast (non-zero); the others give 0 and are not counted. A (1, 1) array
+        casts every ray.
     out : (H, W) float32
         Receives the line integrals (dimensionless).
     stats : (H, 2) int64
@@ -73,11 +76,15 @@ def render_rays(vol, dims, offset, src, basis, xn, yn, box_lo, box_hi, crop_lo, 
     h, w = out.shape
     nx = np.uint32(dims[0])
     nxy = np.uint32(dims[0] * dims[1])
+    every = active.shape[0] == 1 and active.shape[1] == 1
     for rr in numba.prange(h):
         r = (rr * row_stride) % h
         hits = 0
         samples = 0
         for c in range(w):
+            out[r, c] = 0.0
+            if not every and active[r, c] == 0:
+                continue
             a = xn[r, c]
             b = yn[r, c]
             inv = 1.0 / math.sqrt(a * a + b * b + 1.0)
@@ -85,7 +92,6 @@ def render_rays(vol, dims, offset, src, basis, xn, yn, box_lo, box_hi, crop_lo, 
             d1 = (basis[1, 0] * a + basis[1, 1] * b + basis[1, 2]) * inv
             d2 = (basis[2, 0] * a + basis[2, 1] * b + basis[2, 2]) * inv
             t0, t1 = _clip(src, d0, d1, d2, box_lo, box_hi)
-            out[r, c] = 0.0
             if not t1 > t0:
                 continue
             hits += 1
@@ -171,7 +177,7 @@ def warm_up() -> None:
     lo = np.full(3, -0.5)
     hi = np.full(3, 0.5)
     render_rays(vol, dims, np.ones(3), np.array([0.0, 0.0, -5.0]), np.eye(3), np.zeros((1, 1)),
-                np.zeros((1, 1)), lo, hi, lo, hi, 0.5, 1, np.zeros((1, 1), np.float32),
+                np.zeros((1, 1)), lo, hi, lo, hi, 0.5, 1, np.ones((1, 1), np.uint8), np.zeros((1, 1), np.float32),
                 np.zeros((1, 2), np.int64))
 
 

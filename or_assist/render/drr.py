@@ -217,7 +217,8 @@ class DRRRenderer:
         return self.volume.default_step_mm
 
     def render(self, pose: Pose, geometry: CArmGeometry, *, step_mm: float | None = None,
-               roi: Sequence[int] | None = None, downsample: int = 1) -> np.ndarray:
+               roi: Sequence[int] | None = None, downsample: int = 1,
+               ray_mask: np.ndarray | None = None) -> np.ndarray:
         """Render the DRR seen from ``pose`` with ``geometry``.
 
         Parameters
@@ -233,6 +234,9 @@ class DRRRenderer:
         downsample : int
             Bin the detector ``downsample`` x ``downsample`` first
             (:meth:`CArmGeometry.downsampled`), e.g. for multi-resolution registration.
+        ray_mask : (H, W) bool array, optional
+            Cast only these rays (pixels of the rendered image); the others are 0. A
+            registration that compares only the pixels of a shot's field saves the rest.
 
         Returns
         -------
@@ -253,12 +257,13 @@ class DRRRenderer:
         _check_source_outside(src, self._box_lo, self._box_hi, pose)
         xn, yn = self._grid(geom)
         basis = self._index_from_lps3 @ pose.rotation.T
+        active = _ray_mask(ray_mask, geom)
         out = np.empty((geom.height, geom.width), np.float32)
         stats = np.zeros((geom.height, 2), np.int64)
         with _KERNEL_LOCK:
             kernels.render_rays(self._flat, self._dims, self._offset, src, basis, xn, yn,
                                 self._box_lo, self._box_hi, self._crop_lo, self._crop_hi,
-                                step, kernels.row_stride(geom.height), out, stats)
+                                step, kernels.row_stride(geom.height), active, out, stats)
         hits, samples = (int(x) for x in stats.sum(axis=0))
         if hits == 0:
             raise _miss_error(roi)
@@ -408,6 +413,24 @@ def _check_source_outside(src_ijk: np.ndarray, lo: np.ndarray, hi: np.ndarray, p
         s = np.round(pose.source_position_lps_mm, 1).tolist()
         raise InputError(f"puts the X-ray source (LPS {s} mm) inside the CT volume box; the source "
                          "must be outside the volume (check the translation and its units, mm)", "pose")
+
+
+_ALL_RAYS = np.ones((1, 1), np.uint8)
+
+
+def _ray_mask(ray_mask, geom: CArmGeometry) -> np.ndarray:
+    """The kernel's ``active`` array: (1, 1) ones for every ray, else (H, W) uint8."""
+    if ray_mask is None:
+        return _ALL_RAYS
+    m = np.asarray(ray_mask)
+    if m.shape != (geom.height, geom.width):
+        raise InputError(f"must have the rendered image's shape ({geom.height}, {geom.width}), got {m.shape}",
+                         "ray_mask")
+    if m.dtype != bool:
+        raise InputError(f"must be a boolean array, got dtype {m.dtype}", "ray_mask")
+    if not m.any():
+        raise InputError("selects no pixel (all False)", "ray_mask")
+    return np.ascontiguousarray(m).view(np.uint8)
 
 
 def _miss_error(roi) -> InputError:
