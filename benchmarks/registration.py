@@ -47,7 +47,8 @@ from or_assist.core.ct import load_ct  # noqa: E402
 from or_assist.core.instruments import GuidePin  # noqa: E402
 from or_assist.core.plan import load_plan  # noqa: E402
 from or_assist.core.plan_views import plan_view_pose  # noqa: E402
-from or_assist.register.pipeline import CONFIDENCE_THRESHOLD, Registrar, RegistrationSettings  # noqa: E402
+from or_assist.register.pipeline import Registrar  # noqa: E402
+from or_assist.register.settings import CONFIDENCE_THRESHOLD, RegistrationSettings  # noqa: E402
 from or_assist.register.pose_params import (apply_update, isocenter_source_mm, pose_error,  # noqa: E402
                                             projection_distance_at_isocenter_mm, target_error_mm)
 from or_assist.render.drr import AttenuationVolume, DRRRenderer  # noqa: E402

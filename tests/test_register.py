@@ -23,6 +23,7 @@ from or_assist.core.plan_views import plan_view_pose
 from or_assist.errors import InputError
 from or_assist.register.command import register_command
 from or_assist.register.pipeline import REGISTRATION_SCHEMA, Registrar
+from or_assist.register.settings import RegistrationSettings, Stage
 from or_assist.register.pose_params import apply_update, isocenter_source_mm, target_error_mm
 from or_assist.render.drr import AttenuationVolume, DRRRenderer
 from or_assist.render.simulate import ShotSettings, simulate_shot
@@ -119,6 +120,28 @@ def test_wrong_start_is_a_failure(real_case):
     assert doc["success"] is False and doc["reason"] and "T_source_from_patient" not in doc
 
 
+def test_unconvincing_starts_are_all_refined_and_the_best_goes_on(real_case):
+    """The restart logic: with thresholds no start can reach, every start goes through the
+    second stage and the best there is refined; with reachable ones the first start alone."""
+    shot = real_case.shot("outlet", (1.0, -1.0, 0.5, 2.0, 3.0, -2.0), 9)
+    start = apply_update(shot.pose, START_ERRORS["outlet"], real_case.center)
+    stages = (Stage(32, 4.0, "cma", 60, (5.0, 5.0, 5.0, 8.0, 8.0, 12.0), smooth_px=1.5, popsize=12),
+              Stage(64, 3.0, "cma", 40, (1.5, 1.5, 1.5, 2.0, 2.0, 5.0), smooth_px=1.0),
+              Stage(128, 2.0, "compass", 30, (0.5, 0.5, 0.5, 0.5, 0.5, 2.0)))
+    picky = Registrar(real_case.renderer, real_case.registrar.geometry,
+                      RegistrationSettings(stages=stages, max_starts=4, restart_below=1.01, second_stage_below=1.01))
+    res = picky.register(shot.frame, start)
+    sc = res.stage_scores
+    assert [k for k in sc if k.startswith("start") and "_" not in k] == ["start0", "start1", "start2", "start3"]
+    seconds = [sc[f"start{n}_cma64"] for n in range(4)]
+    assert sc["cma64"] == max(seconds)
+    assert res.n_evaluations > 4 * 60
+    easy = Registrar(real_case.renderer, real_case.registrar.geometry,
+                     RegistrationSettings(stages=stages, max_starts=4, restart_below=-1.0, second_stage_below=-1.0))
+    sc = easy.register(shot.frame, start).stage_scores
+    assert "start1" not in sc and sc["cma64"] == sc["start0_cma64"]
+
+
 @pytest.mark.parametrize("what", ["blank", "saturated", "noise", "wrong_size"])
 def test_bad_images_are_failures_with_a_reason(real_case, what):
     shot = real_case.shot("lateral", (0, 0, 0, 0, 0, 0), 7)
@@ -168,7 +191,6 @@ def test_cli_function_rejects_unreadable_files(real_ct_path, tmp_path):
 
 
 def test_library_start_and_tracking(real_case):
-    from or_assist.register.pipeline import RegistrationSettings
     from or_assist.render.views import build_view_library
 
     plan = real_case.plan

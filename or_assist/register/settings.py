@@ -1,0 +1,168 @@
+"""How :class:`~or_assist.register.pipeline.Registrar` registers: stages, thresholds, settings.
+
+The thresholds are calibrated with ``benchmarks/registration.py`` on simulated shots of
+the real CT in ``../shared/data`` and of the sample phantom; each constant says on what.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from or_assist.errors import InputError
+from or_assist.register.similarity import DEFAULT_METRIC, METRICS
+
+__all__ = ["CONFIDENCE_THRESHOLD", "RESTART_BELOW", "SECOND_STAGE_BELOW", "LATER_STARTS", "DEFAULT_STAGES",
+           "TRACK_STAGES", "Stage", "RegistrationSettings"]
+
+#: Smallest final similarity (gradient correlation at 128 px) reported as success.
+#: Calibrated with ``benchmarks/registration.py`` (seed 2024, 100 shots each of the real CT
+#: and the phantom): every gross failure ends at <= 0.29, every result with mTRE < 2 mm
+#: at >= 0.43 (lateral views of the real CT lowest, 0.43-0.6). A result that is right in
+#: the image but off in depth (the weakly observable direction) has a normal similarity;
+#: no threshold separates it (1 real-CT shot of 100, 2.7 mm, where the similarity itself
+#: peaks). A curvature-of-similarity-along-the-beam check was tried and rejected: such
+#: results are well peaked, at the wrong depth (curvature 9.5-17.7e-4 vs a median of
+#: 12.6e-4 for correct results; calibration on seeds 11 and 12, 90 shots).
+CONFIDENCE_THRESHOLD = 0.40
+#: First-stage similarity (blurred gradient correlation at 32 px) below which the first
+#: stage is restarted from another start. Converged first stages score 0.7-0.9, the
+#: ones that later failed 0.58-0.70 (benchmark, seed 2024).
+RESTART_BELOW = 0.75
+#: Second-stage similarity (blurred gradient correlation at 64 px) below which the
+#: remaining first-stage starts are tried too: a first stage that converged to a wrong
+#: optimum scored 0.31-0.57 there, correct ones 0.68-0.9 but for 3 of 300 at 0.52-0.55
+#: (benchmark, seeds 2024 and 11, real CT and phantom).
+SECOND_STAGE_BELOW = 0.60
+#: Starts after the first two (:attr:`RegistrationSettings.max_starts`): (kind, spread factor).
+LATER_STARTS = (("init", 1.5), ("init", 1.0), ("2d", 1.0))
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of the coarse-to-fine search.
+
+    Attributes
+    ----------
+    size_px : int
+        Side of the pyramid level (pixels over the field's bounding square).
+    step_mm : float
+        DRR ray step.
+    optimizer : {'cma', 'compass'}
+        :func:`~or_assist.register.optimize.cma_es` or
+        :func:`~or_assist.register.optimize.compass_search`.
+    evaluations : int
+        Budget of DRRs.
+    spread : (6,) floats
+        CMA-ES initial standard deviations, or compass initial steps (deg x 3, mm x 3).
+    smooth_px : float
+        Gaussian blur (standard deviation, pixels of the level) of shot and DRR before
+        comparing; widens the capture range of the coarse stages.
+    popsize : int or None
+        CMA-ES offspring per generation (default from the dimension).
+    pattern : bool
+        Compass search with Hooke-Jeeves pattern moves.
+    """
+
+    size_px: int
+    step_mm: float
+    optimizer: str
+    evaluations: int
+    spread: tuple
+    smooth_px: float = 0.0
+    popsize: int | None = None
+    pattern: bool = False
+
+    def __post_init__(self):
+        if self.optimizer not in ("cma", "compass"):
+            raise InputError(f"must be 'cma' or 'compass', got {self.optimizer!r}", "optimizer")
+        v = np.asarray(self.spread, dtype=np.float64)
+        if v.shape != (6,) or np.any(v <= 0):
+            raise InputError(f"must be 6 numbers > 0, got {self.spread!r}", "spread")
+        if isinstance(self.size_px, bool) or not isinstance(self.size_px, int) or self.size_px < 16:
+            raise InputError(f"must be an integer >= 16, got {self.size_px!r}", "size_px")
+
+
+DEFAULT_STAGES = (
+    Stage(32, 4.0, "cma", 300, (5.0, 5.0, 5.0, 8.0, 8.0, 12.0), smooth_px=1.5, popsize=12),
+    Stage(64, 3.0, "cma", 150, (1.5, 1.5, 1.5, 2.0, 2.0, 5.0), smooth_px=1.0),
+    Stage(128, 2.0, "compass", 110, (0.5, 0.5, 0.5, 0.5, 0.5, 2.0)),
+    Stage(128, 2.0, "compass", 60, (0.5, 0.5, 0.5, 0.5, 0.5, 2.0)),
+)
+
+#: Stages of :meth:`Registrar.track` (a new shot of nearly the same view).
+TRACK_STAGES = (
+    Stage(64, 3.0, "cma", 100, (1.0, 1.0, 1.0, 1.5, 1.5, 4.0), smooth_px=1.0),
+    Stage(128, 2.0, "compass", 90, (0.5, 0.5, 0.5, 0.5, 0.5, 2.0)),
+    Stage(128, 2.0, "compass", 60, (0.5, 0.5, 0.5, 0.5, 0.5, 2.0)),
+)
+
+
+@dataclass(frozen=True)
+class RegistrationSettings:
+    """How :class:`Registrar` registers.
+
+    Attributes
+    ----------
+    metric : {'ncc', 'gc', 'pgc'}
+        Similarity at every level (:mod:`or_assist.register.similarity`).
+    stages : tuple of Stage
+        Coarse to fine; sizes must divide the largest by powers of two. The 2-D
+        initialisation runs on the second-smallest level (the smallest if only one).
+    bounds : (6,) floats
+        Largest update of the first stage from its start per parameter (deg, mm).
+    capture_range : (float, float)
+        Largest accepted (rotation deg, translation mm) between start and result.
+    confidence_threshold : float
+        Smallest final similarity reported as success.
+    use_2d_init : bool
+        Start from the 2-D initialisation first (otherwise it is the first restart).
+    max_starts : int
+        Starts of the first stage at most: the init pose, the 2-D initialisation, then
+        in turn the init pose with a 1.5 times wider spread, the init pose and the 2-D
+        initialisation again (each attempt has its own seed).
+    restart_below : float
+        Restart the first stage when its similarity is below this.
+    second_stage_below : float
+        Try the remaining starts when the best second-stage similarity is below this.
+    render_threads : int
+        Numba threads per DRR (1 is fastest for small images and on a busy machine).
+    seed : int
+        Seed of the CMA-ES.
+    """
+
+    metric: str = DEFAULT_METRIC
+    stages: tuple = DEFAULT_STAGES
+    bounds: tuple = (15.0, 15.0, 15.0, 25.0, 25.0, 25.0)
+    capture_range: tuple = (20.0, 40.0)
+    confidence_threshold: float = CONFIDENCE_THRESHOLD
+    use_2d_init: bool = False
+    max_starts: int = 5
+    restart_below: float = RESTART_BELOW
+    second_stage_below: float = SECOND_STAGE_BELOW
+    render_threads: int = 1
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.metric not in METRICS:
+            raise InputError(f"must be one of {', '.join(METRICS)}, got {self.metric!r}", "metric")
+        if not self.stages or not all(isinstance(st, Stage) for st in self.stages):
+            raise InputError("must be a non-empty tuple of Stage", "stages")
+        top = max(st.size_px for st in self.stages)
+        for st in self.stages:
+            ratio = top // st.size_px
+            if top % st.size_px or ratio & (ratio - 1):
+                raise InputError(f"sizes must divide the largest ({top}) by powers of two, got "
+                                 f"{[s.size_px for s in self.stages]}", "stages")
+        v = np.asarray(self.bounds, dtype=np.float64)
+        if v.shape != (6,) or np.any(v <= 0):
+            raise InputError(f"must be 6 numbers > 0, got {self.bounds!r}", "bounds")
+        if isinstance(self.render_threads, bool) or not isinstance(self.render_threads, int) \
+                or self.render_threads < 1:
+            raise InputError(f"must be an integer >= 1, got {self.render_threads!r}", "render_threads")
+
+    @property
+    def sizes_px(self) -> tuple[int, ...]:
+        """The pyramid level sizes the stages use, ascending."""
+        return tuple(sorted({st.size_px for st in self.stages}))
