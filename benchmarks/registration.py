@@ -155,7 +155,7 @@ def table(name: str, rows: list) -> str:
              f"  time per shot median / 95th pct {np.median(t):6.2f} / {np.percentile(t, 95):.2f} s   "
              f"(targets 1.5 / 3 s)",
              f"  CPU time per shot median / 95th {np.median(cpu):6.2f} / {np.percentile(cpu, 95):.2f} s   "
-             "(wall time minus waiting for a core on a shared machine)"]
+             "(all threads; about the wall time with one render thread)"]
     for kind in KINDS:
         sel = [r for r in rows if r["kind"] == kind]
         if sel:

@@ -142,6 +142,26 @@ def test_unconvincing_starts_are_all_refined_and_the_best_goes_on(real_case):
     assert "start1" not in sc and sc["cma64"] == sc["start0_cma64"]
 
 
+def test_render_threads_change_the_speed_not_the_result(real_case):
+    shot = real_case.shot("inlet", (1.0, 0.5, -1.0, 2.0, -2.0, 3.0), 13)
+    start = apply_update(shot.pose, START_ERRORS["inlet"], real_case.center)
+    stages = (Stage(32, 4.0, "cma", 80, (5.0, 5.0, 5.0, 8.0, 8.0, 12.0), smooth_px=1.5, popsize=12),
+              Stage(64, 3.0, "compass", 40, (1.0, 1.0, 1.0, 1.0, 1.0, 3.0), smooth_px=1.0))
+    poses = []
+    for n in (1, None):
+        settings = RegistrationSettings(stages=stages, max_starts=1, render_threads=n)
+        registrar = Registrar(real_case.renderer, real_case.registrar.geometry, settings)
+        poses.append(registrar.register(shot.frame, start).pose)
+    np.testing.assert_array_equal(poses[0].matrix, poses[1].matrix)
+
+
+@pytest.mark.parametrize("field, value", [("render_threads", 0), ("render_threads", True), ("render_threads", 1.5),
+                                          ("metric", "mi"), ("bounds", (1, 2, 3)), ("stages", ())])
+def test_bad_settings_name_the_field(field, value):
+    with pytest.raises(InputError, match=field):
+        RegistrationSettings(**{field: value})
+
+
 @pytest.mark.parametrize("what", ["blank", "saturated", "noise", "wrong_size"])
 def test_bad_images_are_failures_with_a_reason(real_case, what):
     shot = real_case.shot("lateral", (0, 0, 0, 0, 0, 0), 7)

@@ -29,8 +29,7 @@
 
 A failed registration is a value: :class:`RegistrationResult` with ``success=False``, a
 ``reason``, and no :attr:`~RegistrationResult.pose_for_overlay`. DRRs are rendered with
-one numba thread per registration (``render_threads``): on a busy two-core machine that
-is several times faster for these small images than the parallel kernel.
+``render_threads`` numba threads (:class:`~or_assist.register.settings.RegistrationSettings`).
 """
 
 from __future__ import annotations
@@ -121,12 +120,13 @@ class RegistrationResult:
 
 
 @contextmanager
-def _numba_threads(n: int):
-    """Run the DRR kernel with ``n`` numba threads in this thread (restored afterwards)."""
+def _numba_threads(n: int | None):
+    """Run the DRR kernel with ``n`` numba threads (None: all) in this thread (restored afterwards)."""
     import numba
 
     before = numba.get_num_threads()
-    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    limit = numba.config.NUMBA_NUM_THREADS
+    numba.set_num_threads(limit if n is None else min(n, limit))
     try:
         yield
     finally:
