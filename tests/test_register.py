@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 
 from or_assist.core.carm_profiles import load_profile
-from or_assist.core.ct import load_ct
+from or_assist.core.ct import load_ct, resample_ct
 from or_assist.core.geometry import save_geometry, save_pose
 from or_assist.core.instruments import GuidePin
 from or_assist.core.plan import load_plan
 from or_assist.core.plan_views import plan_view_pose
 from or_assist.errors import InputError
 from or_assist.register.command import register_command
-from or_assist.register.pipeline import REGISTRATION_SCHEMA, Registrar
+from or_assist.register.pipeline import REGISTRATION_SCHEMA, Registrar, registration_ct
 from or_assist.register.settings import RegistrationSettings, Stage
 from or_assist.register.pose_params import apply_update, isocenter_source_mm, target_error_mm
 from or_assist.render.drr import AttenuationVolume, DRRRenderer
@@ -155,8 +155,26 @@ def test_render_threads_change_the_speed_not_the_result(real_case):
     np.testing.assert_array_equal(poses[0].matrix, poses[1].matrix)
 
 
+def test_a_thin_slice_ct_is_coarsened_for_registration(real_ct_path, real_case):
+    fine = resample_ct(load_ct(real_ct_path), 1.5)
+    assert registration_ct(fine, RegistrationSettings(volume_voxel_mm=None)) is fine
+    coarse = registration_ct(fine, RegistrationSettings())
+    np.testing.assert_allclose(coarse.spacing_mm, 2.0)
+    np.testing.assert_allclose(coarse.origin_mm, fine.origin_mm)
+    # a shot of the fine CT registers against the coarsened one
+    case = Case(fine, real_case.plan)
+    shot = case.shot("outlet", (1.0, -1.0, 1.0, 2.0, 3.0, -2.0), 31)
+    registrar = Registrar(fine, shot.video_geometry)
+    np.testing.assert_allclose(registrar.renderer.volume.spacing_mm, 2.0)
+    start = apply_update(shot.pose, START_ERRORS["outlet"], case.center)
+    res = registrar.register(shot.frame, start)
+    assert res.success, res.reason
+    assert target_error_mm(res.pose, shot.pose, _points(case.plan)) < 2.0
+
+
 @pytest.mark.parametrize("field, value", [("render_threads", 0), ("render_threads", True), ("render_threads", 1.5),
-                                          ("metric", "mi"), ("bounds", (1, 2, 3)), ("stages", ())])
+                                          ("metric", "mi"), ("bounds", (1, 2, 3)), ("stages", ()),
+                                          ("volume_voxel_mm", 0.0), ("volume_voxel_mm", "2")])
 def test_bad_settings_name_the_field(field, value):
     with pytest.raises(InputError, match=field):
         RegistrationSettings(**{field: value})

@@ -132,6 +132,11 @@ class RegistrationSettings:
         quiet two-core machine (real-CT benchmark, 20 shots: 0.78 s against 1.45 s
         median); on a machine that other work keeps busy one is faster, because a
         parallel render waits for its slowest thread.
+    volume_voxel_mm : float or None
+        A CT given to :class:`~or_assist.register.pipeline.Registrar` with finer voxels is
+        coarsened to this (per axis, antialiased) for rendering
+        (:func:`~or_assist.register.pipeline.registration_ct`); None keeps its voxels. A
+        renderer or attenuation volume given instead is used as it is.
     seed : int
         Seed of the CMA-ES.
     """
@@ -146,6 +151,7 @@ class RegistrationSettings:
     restart_below: float = RESTART_BELOW
     second_stage_below: float = SECOND_STAGE_BELOW
     render_threads: int | None = None
+    volume_voxel_mm: float | None = 2.0
     seed: int = 0
 
     def __post_init__(self):
@@ -166,6 +172,11 @@ class RegistrationSettings:
                                                 or not isinstance(self.render_threads, int)
                                                 or self.render_threads < 1):
             raise InputError(f"must be None or an integer >= 1, got {self.render_threads!r}", "render_threads")
+        if self.volume_voxel_mm is not None and (isinstance(self.volume_voxel_mm, bool)
+                                                 or not isinstance(self.volume_voxel_mm, (int, float))
+                                                 or not 0 < self.volume_voxel_mm <= 10):
+            raise InputError(f"must be None or a size in mm in (0, 10], got {self.volume_voxel_mm!r}",
+                             "volume_voxel_mm")
 
     @property
     def sizes_px(self) -> tuple[int, ...]:
