@@ -106,7 +106,11 @@ class RegistrationSettings:
     Attributes
     ----------
     metric : {'ncc', 'gc', 'pgc'}
-        Similarity at every level (:mod:`or_assist.register.similarity`).
+        Similarity at every level (:mod:`or_assist.register.similarity`). Gradient
+        correlation by default: in ``benchmarks/registration.py`` (100 real-CT shots) it
+        registered 98 % within 2 mm in 0.72 s, patch-wise gradient NCC 97 % in 0.78 s
+        (median error 0.24 against 0.36 mm), NCC 13 % (30 shots). The thresholds here
+        are calibrated for gradient correlation.
     stages : tuple of Stage
         Coarse to fine; sizes must divide the largest by powers of two. The 2-D
         initialisation runs on the second-smallest level (the smallest if only one).
