@@ -95,6 +95,15 @@ def test_downsampled_geometry_is_consistent(worked):
     np.testing.assert_allclose(uv2, (uv + 0.5) / 4 - 0.5, atol=1e-9)
     c = geom.cropped(100, 200, 300, 300)
     np.testing.assert_allclose(project(pts, pose, c), uv - [100, 200], atol=1e-9)
+    # resampling to any grid: the field's outer pixel edges stay put
+    r = geom.resampled(333, 250)
+    sx, sy = 333 / geom.width, 250 / geom.height
+    np.testing.assert_allclose(project(pts, pose, r), (uv + 0.5) * [sx, sy] - 0.5, atol=1e-9)
+    np.testing.assert_allclose(np.array(r.image_size_px) * r.pixel_spacing_mm,
+                               np.array(geom.image_size_px) * geom.pixel_spacing_mm)
+    for bad in ((0, 10), (10, 2.5), (True, 10)):
+        with pytest.raises(InputError, match="width|height"):
+            geom.resampled(*bad)
 
 
 def test_pose_and_geometry_json_roundtrip(tmp_path, worked):

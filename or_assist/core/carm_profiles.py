@@ -48,12 +48,7 @@ class CArmProfile:
         """
         if isinstance(size_px, bool) or not isinstance(size_px, int) or size_px < 8:
             raise InputError(f"must be an integer >= 8, got {size_px!r}", "size_px")
-        g = self.geometry
-        spacing = (g.width * g.pixel_spacing_mm[0] / size_px, g.height * g.pixel_spacing_mm[1] / size_px)
-        u0 = (g.principal_point_px[0] + 0.5) * size_px / g.width - 0.5
-        v0 = (g.principal_point_px[1] + 0.5) * size_px / g.height - 0.5
-        return g.with_changes(image_size_px=(size_px, size_px), pixel_spacing_mm=spacing,
-                              principal_point_px=(u0, v0))
+        return self.geometry.resampled(size_px, size_px)
 
 
 def list_profiles(directory: str | os.PathLike | None = None) -> list[str]:

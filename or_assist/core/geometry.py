@@ -363,6 +363,17 @@ class CArmGeometry:
             ((u0 + 0.5) / factor - 0.5, (v0 + 0.5) / factor - 0.5),
             self.source_to_isocenter_mm, self.distortion)
 
+    def resampled(self, width: int, height: int) -> "CArmGeometry":
+        """The same field on a ``width`` x ``height`` pixel grid (area resampling: the
+        field's outer pixel edges stay put, ``u_new = (u_old + 0.5) * width / W - 0.5``)."""
+        for name, n in (("width", width), ("height", height)):
+            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+                raise InputError(f"must be an integer >= 1, got {n!r}", name)
+        sx, sy = width / self.width, height / self.height
+        (px, py), (u0, v0) = self.pixel_spacing_mm, self.principal_point_px
+        return self.with_changes(image_size_px=(int(width), int(height)), pixel_spacing_mm=(px / sx, py / sy),
+                                 principal_point_px=((u0 + 0.5) * sx - 0.5, (v0 + 0.5) * sy - 0.5))
+
     def cropped(self, u_min: int, v_min: int, width: int, height: int) -> "CArmGeometry":
         """The sub-image ``[v_min:v_min+height, u_min:u_min+width]`` as its own geometry."""
         if width <= 0 or height <= 0:
@@ -405,7 +416,8 @@ class CArmGeometry:
         jsonio.check_schema(doc, GEOMETRY_SCHEMA, where)
         size = jsonio.field_array(doc, "image_size", where, (2,))
         if np.any(size <= 0) or np.any(size != np.round(size)):
-            raise SchemaError(f"field 'image_size' must be two positive integers [width, height], got {size.tolist()}", where)
+            raise SchemaError(f"field 'image_size' must be two positive integers [width, height], "
+                              f"got {size.tolist()}", where)
         spacing = jsonio.field_array(doc, "pixel_spacing_mm", where, (2,))
         if np.any(spacing <= 0):
             raise SchemaError(f"field 'pixel_spacing_mm' must be > 0, got {spacing.tolist()}", where)

@@ -147,11 +147,7 @@ def scaled_geometry(geometry: CArmGeometry, u_min: int, v_min: int, side_px: int
     Pixel centres stay consistent with area resampling: ``u_new = (u_old - u_min + 0.5) *
     size / side - 0.5``.
     """
-    s = size_px / side_px
-    u0, v0 = geometry.principal_point_px
-    px, py = geometry.pixel_spacing_mm
-    return geometry.with_changes(image_size_px=(size_px, size_px), pixel_spacing_mm=(px / s, py / s),
-                                 principal_point_px=((u0 - u_min + 0.5) * s - 0.5, (v0 - v_min + 0.5) * s - 0.5))
+    return geometry.cropped(u_min, v_min, side_px, side_px).resampled(size_px, size_px)
 
 
 def _square_crop(a: np.ndarray, u_min: int, v_min: int, side: int) -> np.ndarray:

@@ -110,10 +110,7 @@ def _detector_geometry(geometry: CArmGeometry, size_px: int) -> CArmGeometry:
     if max(w, h) == size_px:
         return geometry
     s = size_px / max(w, h)
-    nw, nh = max(1, int(round(w * s))), max(1, int(round(h * s)))
-    (px, py), (u0, v0) = geometry.pixel_spacing_mm, geometry.principal_point_px
-    return geometry.with_changes(image_size_px=(nw, nh), pixel_spacing_mm=(w * px / nw, h * py / nh),
-                                 principal_point_px=((u0 + 0.5) * nw / w - 0.5, (v0 + 0.5) * nh / h - 0.5))
+    return geometry.resampled(max(1, int(round(w * s))), max(1, int(round(h * s))))
 
 
 def _step_pose(plan, step: ScenarioStep, geometry: CArmGeometry) -> Pose:
