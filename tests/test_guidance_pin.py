@@ -144,3 +144,29 @@ def test_real_ct_two_view_accuracy(real_cases):
         apex, angle, *_ = _deviation_numbers(pin.tip_lps_mm, d, case.implant)
         assert abs(dev.apex_deviation_mm - apex) < 1.0
         assert abs(dev.angle_deg - angle) < 1.0
+
+
+def test_guide_shot_finds_the_pin_and_says_why_not(real_cases):
+    """The per-shot guidance the OR display and ``or-assist pin`` share."""
+    from or_assist.core.geometry import Pose
+    from or_assist.guidance.shot_guidance import guide_shot
+    from or_assist.video.preprocess import PreprocessSettings, preprocess_shot
+
+    (case, _), (free, _) = real_cases
+    plan_landmarks = ()
+    settings = PreprocessSettings(polarity="bone-dark", mask_metal=False, mask_saturated=False, normalise=False)
+    shot = case.shots[0]
+    pre = preprocess_shot(shot.frame, shot.video_geometry, settings)
+    g = guide_shot(pre, case.implant, shot.pose, plan_landmarks)
+    assert g.axis_in_field and g.problem is None
+    assert g.detection is not None and g.deviation is not None and g.cue is not None
+    assert g.valid_mask.shape == pre.image.shape and not g.valid_mask[pre.text_mask].any()
+    pre_free = preprocess_shot(free.shots[0].frame, free.shots[0].video_geometry, settings)
+    g = guide_shot(pre_free, free.implant, free.shots[0].pose, plan_landmarks)
+    assert g.detection is None and g.deviation is None and "no guide pin" in g.problem
+    # a pose that puts the planned axis far outside the image: nothing is searched
+    moved = shot.pose.matrix.copy()
+    moved[0, 3] += 400.0
+    away = Pose(moved)
+    g = guide_shot(pre, case.implant, away, plan_landmarks)
+    assert not g.axis_in_field and g.detection is None and "outside the field of view" in g.problem

@@ -53,24 +53,8 @@ def read_pose_or_registration(path: str | os.PathLike):
     return load_pose(path), False, None
 
 
-def _shot_masks(pre):
-    fov = pre.fov.mask_u8(pre.image.shape, erode_px=3.0).astype(bool)
-    return fov & ~pre.text_mask
-
-
-def _axis_in_field(prior, valid: np.ndarray) -> bool:
-    h, w = valid.shape
-    for f in np.linspace(0.0, 1.0, 21):
-        u, v = prior.entry_px + f * (prior.apex_px - prior.entry_px)
-        if 0 <= u < w and 0 <= v < h and valid[int(v), int(u)]:
-            return True
-    return False
-
-
 def _one_shot(frame, pose, registered, reason, geometry, implant, plan, thresholds, polarity, image_path):
-    from or_assist.guidance.cues import shot_cue
-    from or_assist.guidance.deviation import shot_deviation
-    from or_assist.guidance.pin import PinPrior, detect_pin
+    from or_assist.guidance.shot_guidance import guide_shot
     from or_assist.video.preprocess import PreprocessSettings, preprocess_shot
 
     pre = preprocess_shot(frame, geometry, PreprocessSettings(polarity=polarity, mask_metal=False,
@@ -82,26 +66,20 @@ def _one_shot(frame, pose, registered, reason, geometry, implant, plan, threshol
     if pose is None:
         entry["error"] = f"registration failed: {reason}; no plan overlay and no deviation for this shot"
         return entry, state
-    valid = _shot_masks(pre)
-    prior = PinPrior.from_implant(implant, pose, pre.geometry)
-    if not _axis_in_field(prior, valid):
+    g = guide_shot(pre, implant, pose, plan.landmarks, thresholds)
+    if not g.axis_in_field:
         raise InputError(f"implant {implant.id!r}'s planned axis projects outside the field of view of this "
                          "shot; centre the C-arm on the planned trajectory", str(image_path))
-    det = detect_pin(pre.image, pre.geometry, valid_mask=valid, prior=prior)
-    state["detection"] = det
-    if det is None:
-        entry["error"] = "no guide pin detected near the planned trajectory"
+    state.update(detection=g.detection, deviation=g.deviation, cue=g.cue)
+    if g.detection is None:
+        entry["error"] = g.problem
         return entry, state
-    entry["pin"] = det.to_dict()
-    if det.tip_at_border:
+    entry["pin"] = g.detection.to_dict()
+    if g.detection.tip_at_border:
         entry["error"] = ("the pin's tip is at the edge of the field of view (it may lie outside the image): "
                           "centre the C-arm on the pin tip")
-    dev = shot_deviation(det, implant, pose, pre.geometry)
-    cue = shot_cue(dev, implant, pose=pose, geometry=pre.geometry, landmarks=plan.landmarks,
-                   thresholds=thresholds)
-    state.update(deviation=dev, cue=cue)
-    entry["deviation_2d"] = dev.to_dict()
-    entry["cue"] = cue.to_dict()
+    entry["deviation_2d"] = g.deviation.to_dict()
+    entry["cue"] = g.cue.to_dict()
     return entry, state
 
 

@@ -400,9 +400,7 @@ class LivePipeline:
         return result
 
     def _guidance(self, result: ShotResult, pre) -> None:
-        from or_assist.guidance.cues import shot_cue
-        from or_assist.guidance.deviation import shot_deviation
-        from or_assist.guidance.pin import PinPrior, detect_pin
+        from or_assist.guidance.shot_guidance import guide_shot
 
         if not result.registered:
             return
@@ -410,21 +408,15 @@ class LivePipeline:
         pose = result.pose
         result.hint = positioning_hint(pose, self.planned_pose(result.implant_id, result.view), self.plan.landmarks,
                                        patient_position=self.patient_position)
-        valid = pre.fov.mask_u8(pre.image.shape, erode_px=3.0).astype(bool) & ~pre.text_mask
         try:
-            prior = PinPrior.from_implant(implant, pose, pre.geometry)
+            g = guide_shot(pre, implant, pose, self.plan.landmarks, self.thresholds)
         except InputError as exc:
             result.message = str(exc)
             return
-        det = detect_pin(pre.image, pre.geometry, valid_mask=valid, prior=prior)
-        if det is None:
-            result.message = "no pin detected"
-            return
-        result.detection = det
-        result.deviation = shot_deviation(det, implant, pose, pre.geometry)
-        result.cue = shot_cue(result.deviation, implant, pose=pose, geometry=pre.geometry,
-                              landmarks=self.plan.landmarks, thresholds=self.thresholds)
-        if det.tip_at_border:
+        result.detection, result.deviation, result.cue = g.detection, g.deviation, g.cue
+        if g.problem is not None:
+            result.message = g.problem
+        elif g.detection.tip_at_border:
             result.message = "pin tip at the edge of the image: centre the C-arm on it"
 
     # ------------------------------------------------------------------ captures and events
