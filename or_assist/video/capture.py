@@ -228,6 +228,17 @@ class CaptureThread:
         ever_opened = False
         recovering = False          # a frame after this counts as a reconnection
         last_frame_t = time.monotonic()
+
+        def retry() -> bool:
+            """After a failure: False when not reconnecting, else wait the back-off."""
+            nonlocal attempt, recovering
+            if not self.reconnect:
+                return False
+            self._wait_backoff(attempt)
+            attempt += 1
+            recovering = True
+            return True
+
         while not self._stop.is_set():
             if not self.source.is_open:
                 if ever_opened or attempt > 0:
@@ -239,11 +250,8 @@ class CaptureThread:
                     why = str(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
                     state = SignalState.NO_SIGNAL if self._state is SignalState.CONNECTING else self._state
                     self._report(state, f"cannot open {name}: {why}")
-                    if not self.reconnect:
+                    if not retry():
                         return
-                    self._wait_backoff(attempt)
-                    attempt += 1
-                    recovering = True
                     continue
                 ever_opened = True
                 last_frame_t = time.monotonic()
@@ -253,11 +261,8 @@ class CaptureThread:
             except Exception as exc:
                 self._report(SignalState.ERROR, f"reading {name} failed: {type(exc).__name__}: {exc}")
                 self.source.close()
-                if not self.reconnect:
+                if not retry():
                     return
-                self._wait_backoff(attempt)
-                attempt += 1
-                recovering = True
                 continue
             now = time.monotonic()
             if frame is None:
@@ -269,11 +274,8 @@ class CaptureThread:
                     why = "the stream broke or timed out" if self.source.lost else f"no frame for {silent_s:.1f} s"
                     self._report(SignalState.NO_SIGNAL, f"{name}: {why}")
                     self.source.close()
-                    if not self.reconnect:
+                    if not retry():
                         return
-                    self._wait_backoff(attempt)
-                    attempt += 1
-                    recovering = True
                 else:
                     self._stop.wait(_IDLE_S)
                 continue
