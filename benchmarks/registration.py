@@ -128,6 +128,7 @@ def run_case(name: str, ct, plan, n: int, seed: int, settings: RegistrationSetti
             "success": res.success, "similarity": res.similarity, "seconds": res.seconds, "cpu": cpu,
             "n": res.n_evaluations, "reason": res.reason,
             "disp": pose_error(pose, shot.pose, isocenter_source_mm(geometry))[1],
+            "angle": pose_error(pose, shot.pose, isocenter_source_mm(geometry))[0],
         }
         rows.append(row)
         if verbose:
@@ -158,6 +159,14 @@ def table(name: str, rows: list) -> str:
              f"(targets 1.5 / 3 s)",
              f"  CPU time per shot median / 95th {np.median(cpu):6.2f} / {np.percentile(cpu, 95):.2f} s   "
              "(all threads; about the wall time with one render thread)"]
+    rep = [r for r in rows if r["success"]]
+    if rep:  # what a reported success is worth: REGISTERED_POSE_SIGMA of or_assist.guidance.command
+        ang = np.array([r["angle"] for r in rep])
+        disp = np.array([r["disp"] for r in rep])
+        rms = np.sqrt(np.mean(disp ** 2, axis=0))
+        lines.append(f"  pose error of reported successes: rotation median / 95th {np.median(ang):.2f} / "
+                     f"{np.percentile(ang, 95):.2f} deg (rms {np.sqrt(np.mean(ang ** 2)):.2f}); isocentre "
+                     f"displacement rms x / y / depth {rms[0]:.2f} / {rms[1]:.2f} / {rms[2]:.2f} mm")
     for kind in KINDS:
         sel = [r for r in rows if r["kind"] == kind]
         if sel:
