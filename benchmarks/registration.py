@@ -120,6 +120,7 @@ def run_case(name: str, ct, plan, n: int, seed: int, settings: RegistrationSetti
         res = registrar.register(shot.frame, start, polarity=polarity)
         cpu = time.process_time() - cpu0
         pose = res.pose if res.pose is not None else start
+        angle, disp = pose_error(pose, shot.pose, isocenter_source_mm(geometry))
         row = {
             "kind": kind, "pin": shot.pin is not None, "polarity": polarity,
             "mtre0": target_error_mm(start, shot.pose, points),
@@ -127,8 +128,7 @@ def run_case(name: str, ct, plan, n: int, seed: int, settings: RegistrationSetti
             "proj": projection_distance_at_isocenter_mm(pose, shot.pose, points, shot.video_geometry),
             "success": res.success, "similarity": res.similarity, "seconds": res.seconds, "cpu": cpu,
             "n": res.n_evaluations, "reason": res.reason,
-            "disp": pose_error(pose, shot.pose, isocenter_source_mm(geometry))[1],
-            "angle": pose_error(pose, shot.pose, isocenter_source_mm(geometry))[0],
+            "disp": disp, "angle": angle,
         }
         rows.append(row)
         if verbose:
