@@ -46,7 +46,7 @@ from or_assist.core.carm import sijf_view_pose  # noqa: E402
 from or_assist.core.carm_profiles import load_profile  # noqa: E402
 from or_assist.render.drr import AttenuationVolume, DRRRenderer, render_reference  # noqa: E402
 
-SHARED_CT = REPO_ROOT.parent / "shared" / "data" / "ct_abdomen_pelvis_3mm.nii.gz"
+SHARED_CT = REPO_ROOT / "tests" / "data" / "real_ct" / "ct_abdomen_pelvis_3mm.nii.gz"
 # Left SI-joint implant in the shared CT (LPS mm, patient supine): entry on the lateral
 # iliac cortex, apex in the S1 body; the lateral view is centred on its midpoint.
 SHARED_ENTRY_MM = (75.0, -71.0, 217.0)

@@ -36,7 +36,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--ct", default=str(ROOT.parent / "shared" / "data" / "ct_abdomen_pelvis_3mm.nii.gz"))
+    ap.add_argument("--ct", default=str(ROOT / "tests" / "data" / "real_ct" / "ct_abdomen_pelvis_3mm.nii.gz"))
     ap.add_argument("--plan", default=str(ROOT / "tests" / "data" / "real_ct_plan.json"))
     args = ap.parse_args()
     ct = load_ct(args.ct)

@@ -55,7 +55,7 @@ from or_assist.register.pose_params import (apply_update, isocenter_source_mm, p
 from or_assist.render.drr import AttenuationVolume, DRRRenderer  # noqa: E402
 from or_assist.render.simulate import ShotSettings, simulate_shot  # noqa: E402
 
-REAL_CT = REPO_ROOT.parent / "shared" / "data" / "ct_abdomen_pelvis_3mm.nii.gz"
+REAL_CT = REPO_ROOT / "tests" / "data" / "real_ct" / "ct_abdomen_pelvis_3mm.nii.gz"
 REAL_PLAN = REPO_ROOT / "tests" / "data" / "real_ct_plan.json"
 PROFILE = "siemens_cios_fusion"
 FRAME = (1920, 1080)

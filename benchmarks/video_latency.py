@@ -43,7 +43,7 @@ from or_assist.video.capture import CaptureThread  # noqa: E402
 from or_assist.video.preprocess import FieldOfViewTracker, PreprocessSettings, preprocess_shot  # noqa: E402
 from or_assist.video.sources import FileSource  # noqa: E402
 
-CT_PATH = REPO.parent / "shared" / "data" / "ct_abdomen_pelvis_3mm.nii.gz"
+CT_PATH = REPO / "tests" / "data" / "real_ct" / "ct_abdomen_pelvis_3mm.nii.gz"
 FPS = 30.0
 CASES = (("1920x1080 (II, round field)", (1920, 1080), "circle"),
          ("1024x1024 (flat panel)", (1024, 1024), "square"))

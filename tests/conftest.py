@@ -1,4 +1,4 @@
-"""Shared pytest fixtures: the real CT data in ../shared/data and a Qt-free guard."""
+"""Shared pytest fixtures: the real CT data in tests/data/real_ct and a Qt-free guard."""
 
 from __future__ import annotations
 
@@ -7,25 +7,25 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 TEST_DATA = Path(__file__).resolve().parent / "data"
+REAL_CT_DIR = TEST_DATA / "real_ct"
 
 
 @pytest.fixture(scope="session")
-def shared_data_dir() -> Path:
-    """``../shared/data`` beside the repository (the real CT files)."""
-    if not SHARED_DATA.is_dir():
-        pytest.fail(f"shared test data not found at {SHARED_DATA}; clone the repository beside ../shared")
-    return SHARED_DATA
+def real_ct_dir() -> Path:
+    """``tests/data/real_ct``: the real CT fixtures carried with the repository."""
+    if not REAL_CT_DIR.is_dir():
+        pytest.fail(f"real-CT fixtures not found at {REAL_CT_DIR}; the clone is incomplete")
+    return REAL_CT_DIR
 
 
 @pytest.fixture(scope="session")
-def real_ct_path(shared_data_dir) -> Path:
+def real_ct_path(real_ct_dir) -> Path:
     """The real 3 mm abdomen-pelvis CT (NIfTI, LPS direction diag(-1, -1, 1))."""
-    return shared_data_dir / "ct_abdomen_pelvis_3mm.nii.gz"
+    return real_ct_dir / "ct_abdomen_pelvis_3mm.nii.gz"
 
 
 @pytest.fixture(scope="session")
-def dicom_dir(shared_data_dir) -> Path:
+def dicom_dir(real_ct_dir) -> Path:
     """The real 20-slice DICOM series folder."""
-    return shared_data_dir / "ct_pelvis_dicom"
+    return real_ct_dir / "ct_pelvis_dicom"

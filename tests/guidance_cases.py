@@ -26,7 +26,7 @@ from or_assist.render.simulate import ShotSettings, simulate_shot
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_PLAN = REPO / "tests" / "data" / "real_ct_plan.json"
-REAL_CT = REPO.parent / "shared" / "data" / "ct_abdomen_pelvis_3mm.nii.gz"
+REAL_CT = REPO / "tests" / "data" / "real_ct" / "ct_abdomen_pelvis_3mm.nii.gz"
 
 
 @dataclass

@@ -19,7 +19,7 @@ from or_assist.core.plan import load_plan
 from or_assist.postop.synthetic import perturbed_implant, rigid_motion, synthesize_postop_ct
 
 PLAN_PATH = Path(__file__).resolve().parent / "data" / "real_ct_plan.json"
-REAL_CT = Path(__file__).resolve().parents[2] / "shared" / "data" / "ct_abdomen_pelvis_3mm.nii.gz"
+REAL_CT = Path(__file__).resolve().parent / "data" / "real_ct" / "ct_abdomen_pelvis_3mm.nii.gz"
 SACRUM_MM = (0.0, -100.0, 210.0)
 
 #: (apex shift mm, tilt deg, tilt axis or None) per planned implant.

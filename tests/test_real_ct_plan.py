@@ -1,7 +1,7 @@
 """The real-CT plan fixture ``tests/data/real_ct_plan.json`` against the real 3 mm CT.
 
 The plan (three right-side implants R1, R2 in S1 and R3 in S2, with anatomical landmarks)
-was placed by reading the CT in ``../shared/data``; ``tests/data/README.md`` says how.
+was placed by reading the CT in ``tests/data/real_ct``; ``tests/data/README.md`` says how.
 These tests check that it loads, that it names that CT, that the plan checks accept it,
 and, independently of the plan checks, that the implants sit where the CT says bone is.
 """

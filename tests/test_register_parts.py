@@ -57,13 +57,21 @@ def test_similarity_rejects_bad_arguments():
 
 
 def test_optimisers_find_a_shifted_minimum_deterministically():
+    # What the method guarantees, not one floating-point path: with the same seed the same
+    # result on this build, within the budget, and on a badly scaled quadratic every seed
+    # ends within 0.1 of the minimum in the problem's own scale (the objective falls from
+    # 30.5 to below 0.01). The exact end point moves with the numpy/BLAS build.
     target = np.array([3.0, -2.0, 1.0, 0.5, -4.0, 2.0])
     scale = np.array([1, 1, 1, 1, 1, 4.0])
     f = lambda x: float(np.sum(((x - target) / scale) ** 2))  # noqa: E731
     r1 = cma_es(f, np.zeros(6), 2.0, max_evaluations=600, seed=3)
     r2 = cma_es(f, np.zeros(6), 2.0, max_evaluations=600, seed=3)
     assert np.array_equal(r1.x, r2.x) and r1.n_evaluations <= 600
-    assert np.allclose(r1.x, target, atol=0.1)
+    for seed in range(5):
+        r = cma_es(f, np.zeros(6), 2.0, max_evaluations=600, seed=seed)
+        assert r.n_evaluations <= 600
+        assert np.max(np.abs((r.x - target) / scale)) < 0.1, (seed, r.x)
+        assert f(r.x) < 0.01
     r3 = compass_search(f, np.zeros(6), 1.0, min_steps=1e-3, max_evaluations=2000)
     assert np.allclose(r3.x, target, atol=0.01)
     with pytest.raises(InputError, match="sigma"):
