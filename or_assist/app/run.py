@@ -56,6 +56,12 @@ def run_window(case, *, screen: int | None = None, full_screen: bool = False, du
     return 0
 
 
+def _window_application():
+    from or_assist.app.theme import application
+
+    return application()
+
+
 def _check_screen(screen) -> None:
     if screen is not None and (isinstance(screen, bool) or not isinstance(screen, int) or screen < 0):
         raise InputError(f"must be a screen index >= 0, got {screen!r}", "--screen")
@@ -106,6 +112,7 @@ def demo_app(*, headless: bool = False, screen: int | None = None, full_screen: 
         log(f"{len(summary['shots'])} shots, {summary['registered']} registered, {summary['captures']} captures "
             f"in {summary['seconds']:.1f} s; case log: {summary['case_dir']}")
         return 0
+    _window_application()  # a missing display or window library is reported before a case is opened
     case = open_demo_case(realtime=True, loop=True, implants=implants, cases_root=cases_root)
     return run_window(case, screen=screen, full_screen=full_screen, duration_s=duration_s,
                       settings_file=settings_file, log=log)
@@ -153,6 +160,8 @@ def run_app(plan: str | os.PathLike | None, geometry: str | os.PathLike | None, 
     for value, flag in ((plan, "--plan"), (geometry, "--geometry"), (source, "--source")):
         if value is None:
             raise InputError("is required (no previous case saved it)", flag)
+    if not headless:
+        _window_application()  # a missing display or window library is reported before a case is opened
     case = open_real_case(plan, geometry, source, library_path=library, ct_path=ct, cases_root=cases_root)
     settings.plan, settings.geometry = os.fspath(plan), os.fspath(geometry)
     settings.last_source, settings.library = str(source), None if library is None else os.fspath(library)

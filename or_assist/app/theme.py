@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from PyQt5 import QtGui, QtWidgets
 
+from or_assist.app.window_system import check_window_system
+
 __all__ = ["BACKGROUND", "PANEL", "TEXT", "DIM", "RED", "AMBER", "GREEN", "BLUE", "NUMBER_PX", "TITLE_PX",
            "TEXT_PX", "STATUS_PX", "level_colour", "apply_dark_theme", "font_px"]
 
@@ -66,8 +68,9 @@ def application(hint: str = "use --headless to run without a window") -> QtWidge
     """The process's QApplication, created on first use.
 
     On Linux without a display (no ``DISPLAY``/``WAYLAND_DISPLAY`` and no
-    ``QT_QPA_PLATFORM`` chosen), Qt would abort the process; this raises a clear
-    :class:`~or_assist.errors.InputError` instead.
+    ``QT_QPA_PLATFORM`` chosen), or without the system libraries of Qt's xcb platform
+    (:func:`~or_assist.app.window_system.check_window_system`), Qt would abort the
+    process; this raises a clear :class:`~or_assist.errors.InputError` instead.
     """
     import os
     import sys
@@ -80,4 +83,5 @@ def application(hint: str = "use --headless to run without a window") -> QtWidge
     if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
                                                  or os.environ.get("QT_QPA_PLATFORM")):
         raise InputError(f"no display to open a window on (DISPLAY is not set); {hint}", "display")
+    check_window_system(hint)
     return QtWidgets.QApplication(sys.argv[:1])
