@@ -269,9 +269,16 @@ def _add_display_options(s) -> None:
 # --------------------------------------------------------------------------- parser
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, like every other error of the CLI."""
+
+    def error(self, message: str):
+        self.exit(EXIT_BAD_INPUT, f"or-assist: error: {self.prog}: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (no heavy imports)."""
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="or-assist",
         description="Intraoperative comparison assistant for sacroiliac joint fusion: "
                     "CT, plan, C-arm geometry and virtual fluoroscopy.")
