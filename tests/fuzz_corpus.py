@@ -17,13 +17,19 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import shutil
 import sqlite3
+import sys
+import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+PER_CASE_LIMIT_S = 120.0   # a hang, not a speed bound: most cases end in milliseconds
 
 # ----------------------------------------------------------------------------- inputs
 
@@ -430,3 +436,134 @@ def _write(path: Path, data: bytes) -> str:
 
 VARIANT_CASES = _variant_cases()
 ARGUMENT_CASES = _argument_cases()
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def run_cli(argv: list[str], read_output) -> tuple[object, str, str]:
+    """``or-assist ARGV`` in-process: (exit status or what went wrong, stdout, stderr).
+
+    Output is captured at the file descriptors, so what C++ libraries print (ITK's
+    warnings, FFmpeg's messages) counts as output too.
+    """
+    result: dict = {}
+
+    def target():
+        try:
+            result["code"] = main(argv)
+        except SystemExit as exc:          # argparse (and --help) exit this way
+            result["code"] = exc.code
+        except BaseException as exc:       # noqa: BLE001 - reported below as a traceback
+            result["exc"] = exc
+
+    from or_assist.cli import main
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    t.join(PER_CASE_LIMIT_S)
+    out, err = read_output()
+    if t.is_alive():
+        return "hang", out, err
+    if "exc" in result:
+        exc = result["exc"]
+        return f"traceback: {type(exc).__name__}: {exc}"[:300], out, err
+    return result["code"], out, err
+
+
+def check(case_name: str, expect: str, code, out: str, err: str) -> str | None:
+    """What was wrong with one run, or None."""
+    lines = [line for line in err.splitlines() if line.strip()]
+    if not isinstance(code, int):
+        return f"{case_name}: {code}"
+    if "Traceback" in err or "Traceback" in out:
+        return f"{case_name}: traceback printed"
+    if expect == "error" and code != 2:
+        return f"{case_name}: expected exit 2, got {code} (silently accepted?) stdout={out[-200:]!r}"
+    if code == 2:
+        errors = [line for line in lines if line.startswith("or-assist: error: ")]
+        if len(errors) != 1 or len(lines) != 1:
+            return f"{case_name}: expected one line 'or-assist: error: ...', got {lines[-3:]!r}"
+    elif code not in (0, 1):
+        return f"{case_name}: unexpected exit status {code}"
+    return None
+
+
+class _FdCapture:
+    """Capture file descriptors 1 and 2 (what C++ libraries print too) into temporary files."""
+
+    def __enter__(self):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self._files = [tempfile.TemporaryFile(mode="w+b") for _ in range(2)]
+        self._saved = [os.dup(1), os.dup(2)]
+        for fd, f in zip((1, 2), self._files):
+            os.dup2(f.fileno(), fd)
+        return self
+
+    def readouterr(self) -> tuple[str, str]:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        texts = []
+        for f in self._files:
+            f.seek(0)
+            texts.append(f.read().decode("utf-8", "replace"))
+            f.seek(0)
+            f.truncate()
+        return texts[0], texts[1]
+
+    def __exit__(self, *exc):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, saved in zip((1, 2), self._saved):
+            os.dup2(saved, fd)
+            os.close(saved)
+        for f in self._files:
+            f.close()
+
+
+def campaign(root: Path) -> dict[str, dict[str, int]]:
+    """Run the whole corpus; per command: tried, clear, traceback, hang, silently wrong, other."""
+    base = build_base(root / "base")
+    variants = build_variants(base, root / "bad")
+    runs = [(c.name, v, expect, c.argv(base, path, root / "scratch" / c.name / v))
+            for c in VARIANT_CASES for v, (path, expect) in sorted(variants[c.family].items())]
+    runs += [(c.name, "", c.expect, c.argv(base, Path("/nonexistent"), root / "scratch" / c.name))
+             for c in ARGUMENT_CASES]
+    tally: dict[str, dict[str, int]] = {}
+    problems = []
+    os.environ.update(HOME=str(root / "home"), OR_ASSIST_CASES=str(root / "home" / "cases"),
+                      QT_QPA_PLATFORM="offscreen")
+    with _FdCapture() as cap:
+        for name, variant, expect, argv in runs:
+            (root / "scratch" / name / variant).mkdir(parents=True, exist_ok=True)
+            code, out, err = run_cli(argv, cap.readouterr)
+            problem = check(f"{name}[{variant}]" if variant else name, expect, code, out, err)
+            command = argv[0]
+            row = tally.setdefault(command, dict.fromkeys(
+                ("tried", "clear", "traceback", "hang", "silently wrong", "not one line"), 0))
+            row["tried"] += 1
+            if problem is None:
+                row["clear"] += 1
+            else:
+                problems.append(problem)
+                kind = ("hang" if ": hang" in problem else "traceback" if "traceback" in problem
+                        else "silently wrong" if "silently accepted" in problem else "not one line")
+                row[kind] += 1
+    return tally, problems
+
+
+if __name__ == "__main__":
+    # python -m tests.fuzz_corpus: the whole campaign as a table (cases per command).
+    with tempfile.TemporaryDirectory(prefix="or_assist_fuzz_") as tmp:
+        table, problems = campaign(Path(tmp))
+    keys = ("tried", "clear", "traceback", "hang", "silently wrong", "not one line")
+    print(f"{'command':12s} " + " ".join(f"{k:>14s}" for k in keys))
+    total = dict.fromkeys(keys, 0)
+    for command, row in sorted(table.items()):
+        print(f"{command:12s} " + " ".join(f"{row[k]:14d}" for k in keys))
+        for k in keys:
+            total[k] += row[k]
+    print(f"{'total':12s} " + " ".join(f"{total[k]:14d}" for k in keys))
+    for p in problems:
+        print("  " + p[:300])

@@ -10,15 +10,11 @@ through one command and reports every case that misbehaved.
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pytest
 
-from tests.fuzz_corpus import ARGUMENT_CASES, VARIANT_CASES, Case, build_base, build_variants
-from or_assist.cli import main
-
-PER_CASE_LIMIT_S = 120.0   # a hang, not a speed bound: most cases end in milliseconds
+from tests.fuzz_corpus import ARGUMENT_CASES, VARIANT_CASES, Case, build_base, build_variants, check, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -38,57 +34,15 @@ def _isolated_home(tmp_path, monkeypatch):
     monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
 
 
-def run_cli(argv: list[str], capsys) -> tuple[object, str, str]:
-    """``or-assist ARGV`` in-process: (exit status, stdout, stderr); an escaping exception is raised."""
-    result: dict = {}
-
-    def target():
-        try:
-            result["code"] = main(argv)
-        except SystemExit as exc:          # argparse (and --help) exit this way
-            result["code"] = exc.code
-        except BaseException as exc:       # noqa: BLE001 - reported below as a traceback
-            result["exc"] = exc
-
-    t = threading.Thread(target=target, daemon=True)
-    t.start()
-    t.join(PER_CASE_LIMIT_S)
-    out, err = capsys.readouterr()
-    if t.is_alive():
-        return "hang", out, err
-    if "exc" in result:
-        exc = result["exc"]
-        return f"traceback: {type(exc).__name__}: {exc}"[:300], out, err
-    return result["code"], out, err
-
-
-def check(case_name: str, expect: str, code, out: str, err: str) -> str | None:
-    """What was wrong with one run, or None."""
-    lines = [line for line in err.splitlines() if line.strip()]
-    if not isinstance(code, int):
-        return f"{case_name}: {code}"
-    if "Traceback" in err or "Traceback" in out:
-        return f"{case_name}: traceback printed"
-    if expect == "error" and code != 2:
-        return f"{case_name}: expected exit 2, got {code} (silently accepted?) stdout={out[-200:]!r}"
-    if code == 2:
-        errors = [line for line in lines if line.startswith("or-assist: error: ")]
-        if len(errors) != 1 or len(lines) != 1:
-            return f"{case_name}: expected one line 'or-assist: error: ...', got {lines[-3:]!r}"
-    elif code not in (0, 1):
-        return f"{case_name}: unexpected exit status {code}"
-    return None
-
-
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("case", VARIANT_CASES, ids=lambda c: c.name)
-def test_damaged_inputs(case: Case, corpus, tmp_path, capsys):
+def test_damaged_inputs(case: Case, corpus, tmp_path, capfd):
     base, variants = corpus
     problems, count = [], 0
     for variant, (path, expect) in sorted(variants[case.family].items()):
         scratch = tmp_path / variant
         scratch.mkdir()
-        code, out, err = run_cli(case.argv(base, path, scratch), capsys)
+        code, out, err = run_cli(case.argv(base, path, scratch), capfd.readouterr)
         count += 1
         problem = check(f"{case.name}[{variant}]", expect, code, out, err)
         if problem:
@@ -99,23 +53,23 @@ def test_damaged_inputs(case: Case, corpus, tmp_path, capsys):
 
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("case", ARGUMENT_CASES, ids=lambda c: c.name)
-def test_bad_arguments_and_outputs(case: Case, corpus, tmp_path, capsys):
+def test_bad_arguments_and_outputs(case: Case, corpus, tmp_path, capfd):
     base, _ = corpus
-    code, out, err = run_cli(case.argv(base, Path("/nonexistent"), tmp_path), capsys)
+    code, out, err = run_cli(case.argv(base, Path("/nonexistent"), tmp_path), capfd.readouterr)
     problem = check(case.name, case.expect, code, out, err)
     assert problem is None, problem
 
 
-def test_the_valid_inputs_work(corpus, tmp_path, capsys):
+def test_the_valid_inputs_work(corpus, tmp_path, capfd):
     """The corpus's base files are valid: the damage, not the base, makes the errors."""
     base, variants = corpus
-    code, out, err = run_cli(["info", str(base["ct"])], capsys)
+    code, out, err = run_cli(["info", str(base["ct"])], capfd.readouterr)
     assert code == 0, err
     code, out, err = run_cli(["view-pose", str(variants["plan"]["valid"][0]), "--implant", base["implant"],
-                              "--view", "lateral", "--geometry", str(base["geometry"])], capsys)
+                              "--view", "lateral", "--geometry", str(base["geometry"])], capfd.readouterr)
     assert code == 0, err
     code, out, err = run_cli(["simulate", str(base["ct"]), "--pose", str(base["pose"]), "--geometry",
-                              str(base["geometry"]), "--out", str(tmp_path / "s.png")], capsys)
+                              str(base["geometry"]), "--out", str(tmp_path / "s.png")], capfd.readouterr)
     assert code == 0 and (tmp_path / "s.png").is_file(), err
-    code, out, err = run_cli(["report", str(base["case"]), "--out", str(tmp_path / "r.html")], capsys)
+    code, out, err = run_cli(["report", str(base["case"]), "--out", str(tmp_path / "r.html")], capfd.readouterr)
     assert code == 0 and (tmp_path / "r.html").is_file(), err
