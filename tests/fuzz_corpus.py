@@ -206,6 +206,29 @@ def _ct_variants(ct: Path, out: Path) -> dict[str, tuple[Path, str]]:
     for k in range(3):
         (junk_dir / f"IM{k}.dcm").write_bytes(b"DICM" + bytes(200))
     result["junk_folder"] = (junk_dir, "error")
+    dicom = Path(__file__).resolve().parent / "data" / "real_ct" / "ct_pelvis_dicom"
+
+    def dicom_variant(key, patch=None, drop=None, truncate=None):
+        d = out / f"ct_dicom_{key}"
+        shutil.copytree(dicom, d)
+        files = sorted(d.iterdir())
+        for f in files:
+            if patch is not None:
+                data = f.read_bytes()
+                assert patch[0] in data, (key, f)
+                f.write_bytes(data.replace(patch[0], patch[1].ljust(len(patch[0]))))
+        if drop is not None:
+            files[drop].unlink()
+        if truncate is not None:
+            files[truncate].write_bytes(files[truncate].read_bytes()[:4096])
+        result[key] = (d, "error")
+
+    spacing = b"0.9765625\\0.9765625 "
+    dicom_variant("dicom_spacing_zero", patch=(spacing, b"0\\0"))
+    dicom_variant("dicom_spacing_negative", patch=(spacing, b"-1\\-1"))
+    dicom_variant("dicom_orientation_degenerate", patch=(b"1\\0\\0\\0\\1\\0 ", b"1\\0\\0\\1\\0\\0"))
+    dicom_variant("dicom_slice_missing", drop=10)
+    dicom_variant("dicom_slice_truncated", truncate=7)
     mha = out / "ct_small.mha"
     sitk.WriteImage(small, str(mha))
     payload = mha.read_bytes()
