@@ -257,6 +257,45 @@ def _cmd_run(args) -> int:
                    duration_s=args.duration, max_shots=args.max_shots, cases_root=args.cases)
 
 
+# What each command writes: (argument, "file" or "dir", what), checked before any work.
+_OUTPUTS = {
+    "simulate": (("out", "file", "the shot PNG"), ("video_geometry", "file", "the video geometry")),
+    "register": (("out", "file", "the registration result"),),
+    "pin": (("out", "file", "the deviation result"), ("overlay", "file", "the overlay PNG")),
+    "views": (("out", "dir", "the view library folder"),),
+    "report": (("out", "file", "the report"),),
+    "export": (("out_dir", "dir", "the export folder"),),
+    "sample": (("out", "dir", "the sample data folder"),),
+    "calibrate": (("out", "file", "the calibrated geometry"),),
+    "geometry": (("out", "file", "the geometry"),),
+    "view-pose": (("out", "file", "the pose"),),
+    "run": (("cases", "dir", "the cases folder"),),
+    "demo": (("cases", "dir", "the cases folder"),),
+}
+
+
+def _check_outputs(args) -> None:
+    """Check every output of the command before it starts (read-only, under a file, onto a folder)."""
+    from or_assist.core.outputs import check_output_dir, check_output_file
+
+    outputs = list(_OUTPUTS.get(args.command, ()))
+    if args.command == "evaluate" and args.out is not None:
+        cohort = bool(args.cohort or args.cohort_file)
+        outputs.append(("out", "dir" if cohort else "file", "the cohort folder" if cohort else "the result"))
+    if args.command == "demo" and args.overview:
+        outputs = [("out", "dir", "the overview folder")]
+    if args.command in ("run", "demo") and not getattr(args, "overview", False) and args.cases is None:
+        from or_assist.session.caselog import default_cases_root
+
+        check_output_dir(default_cases_root(), "cases folder ($OR_ASSIST_CASES)", "the cases folder")
+    for attr, kind, what in outputs:
+        value = getattr(args, attr, None)
+        if value is None:
+            continue
+        flag = "--" + attr.replace("_", "-") if attr != "out_dir" else "OUT_DIR"
+        (check_output_dir if kind == "dir" else check_output_file)(value, flag, what)
+
+
 def _add_display_options(s) -> None:
     s.add_argument("--headless", action="store_true", help="no window: run the same pipeline and write the case log")
     s.add_argument("--screen", type=int, default=None, help="monitor index for the window (default: last used)")
@@ -457,10 +496,23 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from or_assist.errors import OrAssistError
 
+    import sqlite3
+
     try:
+        _check_outputs(args)
         return int(args.func(args) or 0)
     except OrAssistError as exc:
         print(f"or-assist: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as exc:
+        # Last resort: a write or read failure the command did not name itself.
+        from or_assist.core.outputs import write_error
+
+        where = exc.filename if exc.filename is not None else "file system"
+        print(f"or-assist: error: {write_error(where, exc, 'or read a file')}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except sqlite3.Error as exc:
+        print(f"or-assist: error: case database: {exc} (disk full, read-only or damaged?)", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         return 130

@@ -76,13 +76,16 @@ def check_schema(doc: Any, schema: str, where: str) -> None:
 
 
 def write_json(path: str | os.PathLike, doc: dict) -> Path:
-    """Write ``doc`` as indented UTF-8 JSON, atomically (write then rename)."""
+    """Write ``doc`` as indented UTF-8 JSON, atomically (write then rename).
+
+    A failure (read-only, disk full, folder vanished) leaves no temporary file and is one
+    :class:`~or_assist.errors.InputError` naming ``path``.
+    """
+    from or_assist.core.outputs import write_bytes_atomic
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2, default=to_jsonable) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    text = json.dumps(doc, indent=2, default=to_jsonable) + "\n"
+    return write_bytes_atomic(path, text.encode("utf-8"), what="the JSON file")
 
 
 def to_jsonable(obj: Any) -> Any:

@@ -56,6 +56,7 @@ __all__ = ["CASE_DB", "IMAGES_DIR", "FOLDER_MODE", "CaseLog", "default_cases_roo
 CASE_DB = "case.sqlite"
 IMAGES_DIR = "images"
 FOLDER_MODE = 0o700
+INTERRUPTED_EVENT = "interrupted"  # event kind of a case that ended because of a fault; detail {"reason"}
 _EPOCH_2000_S = 946684800.0
 
 
@@ -247,7 +248,10 @@ class CaseLog:
             raise
         log = cls(case_dir, conn, readonly=readonly, version=version, migrated_from=migrated_from)
         log.problems = log.check_files()
-        if log.case_summary()["ended"] is None:
+        reason = log.interrupted_reason()
+        if reason is not None:
+            log.problems.append(f"the case was interrupted: {reason}")
+        elif log.case_summary()["ended"] is None:
             log.problems.append("the case has no end time: it is still open or was interrupted (crash or power loss)")
         return log
 
@@ -415,6 +419,31 @@ class CaseLog:
                                      (ts, kind, detail_json))
         return int(cur.lastrowid)
 
+    def mark_interrupted(self, reason: str) -> int:
+        """Record that the case ended because of a fault (event ``"interrupted"``, ``{"reason"}``).
+
+        Parameters
+        ----------
+        reason : str
+            One plain sentence: what happened (a write failure, a silent source, ...).
+
+        Returns
+        -------
+        int
+            The event id.
+        """
+        return self.log_event(INTERRUPTED_EVENT, {"reason": _check_text(str(reason), "reason")})
+
+    def interrupted_reason(self) -> str | None:
+        """The reason of the first ``"interrupted"`` event, or None for a case that was not interrupted."""
+        for row in self._rows("SELECT detail_json FROM events WHERE kind = ? ORDER BY timestamp, id",
+                              (INTERRUPTED_EVENT,)):
+            detail = self._loads(row["detail_json"], "interrupted event")
+            if isinstance(detail, dict) and detail.get("reason"):
+                return str(detail["reason"])
+            return "no reason recorded"
+        return None
+
     def close(self, end: bool = True, *, ended=None) -> None:
         """Close the log; when writable and ``end``, record the end time first."""
         if self._closed:
@@ -529,8 +558,10 @@ def list_cases(root=None) -> list[dict]:
     """The cases under ``root`` (default :func:`default_cases_root`), oldest first.
 
     Each entry is the :meth:`CaseLog.case_summary` of the case without plan and geometry
-    (``status`` ``"closed"`` or ``"open or interrupted"``), or ``{"folder", "error"}`` for a
-    folder that cannot be read. A missing default root gives an empty list.
+    (``status`` ``"closed"``, ``"interrupted: <reason>"`` for a case that recorded a fault,
+    or ``"open or interrupted"`` for one without an end time), or ``{"folder", "error"}``
+    for a folder that cannot be read (a damaged case). A missing default root gives an
+    empty list.
 
     Raises
     ------
@@ -544,15 +575,18 @@ def list_cases(root=None) -> list[dict]:
             raise InputError("not a folder of cases", str(root))
         return []
     out = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and (p / CASE_DB).exists()):
+    for folder in sorted(p for p in root.iterdir()
+                         if p.is_dir() and ((p / CASE_DB).exists() or (p / IMAGES_DIR).is_dir())):
         try:
             with CaseLog.open(folder, readonly=True) as log:
                 s = log.case_summary()
-        except InputError as exc:
+                reason = log.interrupted_reason()
+        except (InputError, sqlite3.Error, OSError) as exc:
             out.append({"folder": str(folder), "error": str(exc)})
             continue
         s.pop("plan")
         s.pop("geometry")
-        s["status"] = "closed" if s["ended"] is not None else "open or interrupted"
+        s["status"] = (f"interrupted: {reason}" if reason is not None
+                       else "closed" if s["ended"] is not None else "open or interrupted")
         out.append(s)
     return out

@@ -67,7 +67,7 @@ def cases_command(root=None) -> str:
              f"{'case':24s} {'started':16s} {'ended':16s} {'shots':>5s} {'capt':>5s}  status"]
     for c in cases:
         if "error" in c:
-            lines.append(f"{c['folder']}: cannot be read: {c['error']}")
+            lines.append(f"DAMAGED  {c['folder']}: {c['error']}")
             continue
         status = c["status"] + (f", {len(c['problems'])} problem(s)" if c["problems"] else "")
         lines.append(f"{c['case_id']:24s} {_when(c['started']):16s} {_when(c['ended']):16s} "

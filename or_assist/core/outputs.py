@@ -1,0 +1,165 @@
+"""Checking output paths before the work, and turning write failures into one line.
+
+Every command that writes checks its output first (:func:`check_output_file`,
+:func:`check_output_dir`), so that a read-only file system, an output under a regular
+file or a file path that is a folder is reported before seconds or minutes of work are
+lost. The check really creates (and removes) a small file in the target folder:
+permission bits do not tell the truth for root or on read-only mounts.
+
+Writing itself goes through :func:`write_bytes_atomic` (temporary file, then rename;
+the temporary file is removed on any failure) or is wrapped in :func:`write_errors`,
+which turns ``OSError`` (read-only, disk full, folder vanished) into one
+:class:`~or_assist.errors.InputError` naming the path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import tempfile
+from pathlib import Path
+
+from or_assist.errors import InputError
+
+__all__ = ["check_output_file", "check_output_dir", "write_error", "write_errors", "write_bytes_atomic",
+           "remove_quietly"]
+
+_REASONS = {errno.ENOSPC: "the disk is full", errno.EFBIG: "the file is too large for this file system (or the "
+            "disk is full)", errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
+            errno.EPERM: "permission denied", errno.ENOENT: "the folder does not exist (any more)",
+            errno.ENOTDIR: "a part of the path is a file, not a folder", errno.EISDIR: "it is a folder",
+            errno.EDQUOT: "the disk quota is exceeded"}
+
+
+def _reason(exc: OSError) -> str:
+    return _REASONS.get(exc.errno, exc.strerror or str(exc))
+
+
+def write_error(path, exc: OSError, what: str = "the output") -> InputError:
+    """The one-line error for a failed write of ``what`` at ``path``."""
+    return InputError(f"could not write {what}: {_reason(exc)}", str(path))
+
+
+@contextlib.contextmanager
+def write_errors(path, what: str = "the output"):
+    """Context manager: an ``OSError`` inside becomes :func:`write_error` for ``path``."""
+    try:
+        yield
+    except OSError as exc:
+        raise write_error(getattr(exc, "filename", None) or path, exc, what) from None
+
+
+def remove_quietly(path) -> None:
+    """Remove a file if it is there; never raises (used to clean up after a failure)."""
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _existing_ancestor(path: Path) -> Path:
+    p = path
+    while not p.exists() and not p.is_symlink():
+        if p.parent == p:
+            break
+        p = p.parent
+    return p
+
+
+def _probe(folder: Path, target: Path, name: str, what: str) -> None:
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".or_assist_write_check_", dir=folder)
+    except OSError as exc:
+        raise InputError(f"{name}: cannot write {what} here: {_reason(exc)} in {folder}", str(target)) from None
+    os.close(fd)
+    remove_quietly(probe)
+
+
+def _check_parent(path: Path, name: str, what: str) -> None:
+    parent = path.parent
+    ancestor = _existing_ancestor(parent)
+    if not ancestor.is_dir():
+        raise InputError(f"{name}: cannot write {what} here: {ancestor} is a file, not a folder", str(path))
+    _probe(ancestor, path, name, what)
+
+
+def check_output_file(path, name: str = "--out", what: str = "the output file") -> Path:
+    """Check, before any long work, that a file can be written at ``path``.
+
+    Parameters
+    ----------
+    path : path-like
+        The file to be written (it may exist; it is not changed).
+    name : str
+        The argument it came from, for the message.
+    what : str
+        What will be written, for the message.
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    InputError
+        ``path`` is a folder; a part of its folder path is a file; the folder (or the
+        nearest existing folder above it) cannot be written in (read-only file system,
+        permissions, full disk); an existing file cannot be opened for writing.
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(f"{name}: is a folder; expected the path of {what}", str(p))
+    _check_parent(p, name, what)
+    if p.exists():
+        try:
+            os.close(os.open(p, os.O_WRONLY | os.O_APPEND))   # opens without changing it
+        except OSError as exc:
+            raise InputError(f"{name}: cannot overwrite {what}: {_reason(exc)}", str(p)) from None
+    return p
+
+
+def check_output_dir(path, name: str = "--out", what: str = "the output folder") -> Path:
+    """Check, before any long work, that ``path`` is or can be made a writable folder.
+
+    Raises
+    ------
+    InputError
+        ``path`` is a file; a part of it is a file; it cannot be created or written in.
+    """
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise InputError(f"{name}: is a file; expected {what}", str(p))
+    if p.is_dir():
+        _probe(p, p, name, what)
+    else:
+        _check_parent(p, name, what)
+    return p
+
+
+def write_bytes_atomic(path, data: bytes, *, what: str = "the output", mode: int = 0o644) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
+
+    On any failure the temporary file is removed and the old ``path`` (if any) is left
+    as it was; the error is one :class:`~or_assist.errors.InputError` naming ``path``.
+    """
+    p = Path(path)
+    with write_errors(p, what):
+        p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        os.replace(tmp, p)
+    except OSError as exc:
+        remove_quietly(tmp)
+        raise write_error(p, exc, what) from None
+    except BaseException:
+        remove_quietly(tmp)
+        raise
+    return p
