@@ -197,7 +197,8 @@ def run_app(plan: str | os.PathLike | None, geometry: str | os.PathLike | None, 
         finally:
             case.close()
         save_settings(settings, settings_file)
-        log(f"{len(summary['shots'])} shots, {summary['registered']} registered; case log: {summary['case_dir']}")
+        log(f"{summary['frames']} frames, {len(summary['shots'])} shots, {summary['registered']} registered; "
+            f"case log: {summary['case_dir']}")
         return 0
     return run_window(case, screen=screen, full_screen=full_screen, duration_s=duration_s, settings=settings,
                       settings_file=settings_file, log=log, no_signal_report_s=report_s)
