@@ -254,7 +254,8 @@ def _cmd_run(args) -> int:
 
     return run_app(args.plan, args.geometry, args.source, library=args.library, ct=args.ct,
                    headless=args.headless, screen=args.screen, full_screen=args.fullscreen,
-                   duration_s=args.duration, max_shots=args.max_shots, cases_root=args.cases)
+                   duration_s=args.duration, max_shots=args.max_shots, cases_root=args.cases,
+                   source_timeout_s=args.source_timeout, no_signal_report_s=args.no_signal_report)
 
 
 # What each command writes: (argument, "file" or "dir", what), checked before any work.
@@ -339,6 +340,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--source", default=None, help="capture device index/path, stream URL, video file or sim:... (default: last used)")
     s.add_argument("--library", default=None, help="the plan's view library (views.npz or its folder)")
     s.add_argument("--ct", default=None, help="the plan's CT (default: the plan's own path)")
+    s.add_argument("--source-timeout", type=float, default=None, metavar="S",
+                   help="give up on a video file or folder that does not open, and (headless) on a stream or "
+                        "device that sends nothing, after S seconds (default: settings file, 30)")
+    s.add_argument("--no-signal-report", type=float, default=None, metavar="S",
+                   help="while the source sends nothing, say so every S seconds (default: settings file, 5)")
     _add_display_options(s)
     s.set_defaults(func=_cmd_run)
 
@@ -502,7 +508,9 @@ def main(argv: list[str] | None = None) -> int:
         _check_outputs(args)
         return int(args.func(args) or 0)
     except OrAssistError as exc:
-        print(f"or-assist: error: {exc}", file=sys.stderr)
+        from or_assist.video.credentials import mask_credentials
+
+        print(f"or-assist: error: {mask_credentials(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as exc:
         # Last resort: a write or read failure the command did not name itself.

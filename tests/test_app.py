@@ -184,3 +184,28 @@ def test_overlay_layer_is_transparent_where_nothing_is_drawn():
     assert layer.shape == (40, 60, 4) and layer.dtype == np.uint8
     assert layer[..., 3].sum() == 255 * 2 * 45
     assert tuple(layer[10, 5, :3]) == (255, 191, 0)  # BGR -> RGB
+
+
+def test_display_says_no_signal_and_keeps_retrying_a_silent_stream(qtbot, qapp, tmp_path):
+    import dataclasses
+
+    from or_assist.video.sources import UrlSource
+    from tests.mjpeg_server import closed_port
+
+    port = closed_port()
+    demo = open_demo_case(cases_root=tmp_path, implants=["L1"])
+    case = dataclasses.replace(demo, source=UrlSource(f"rtsp://user:pass@127.0.0.1:{port}/x", open_timeout_s=0.5),
+                               script=None)
+    apply_dark_theme(qapp)
+    w = MainWindow(case, AppSettings(), no_signal_report_s=0.3)
+    qtbot.addWidget(w)
+    w.show()
+    w.start()
+    try:
+        qtbot.waitUntil(lambda: w.capture.stats["no_signal_reports"] >= 2, timeout=20000)
+        qtbot.waitUntil(lambda: "retrying" in w.status_text()["signal"], timeout=20000)
+        signal = w.status_text()["signal"]
+        assert signal.startswith("video: NO SIGNAL (no signal from rtsp://user:***@127.0.0.1:") and "pass" not in signal
+        assert w.capture.running                 # the display never gives up on a stream
+    finally:
+        w.shutdown()

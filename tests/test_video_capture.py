@@ -223,3 +223,27 @@ def test_capture_arguments_are_checked(tmp_path):
         CaptureThread(source, reconnect_backoff_s=())
     with pytest.raises(InputError, match="black_level"):
         CaptureThread(source, black_level=300)
+
+
+def test_silent_source_is_reported_periodically_until_frames_come(server):
+    log = StateLog()
+    url = f"http://user:pass@127.0.0.1:{closed_port()}/stream.mjpg"
+    cap = CaptureThread(UrlSource(url, open_timeout_s=0.5), on_state=log, no_signal_report_s=0.3, **FAST).start()
+    try:
+        assert log.wait_for(lambda s, m: sum(m.startswith("no signal from") for _, m in log.events) >= 2,
+                            timeout_s=10.0)
+    finally:
+        assert cap.stop()
+    reports = [(s, m) for s, m in log.events if m.startswith("no signal from")]
+    assert all(s is SignalState.NO_SIGNAL and m.endswith("s, retrying") for s, m in reports)
+    assert all("user:***@127.0.0.1" in m and "pass" not in m for _, m in log.events)
+    assert cap.stats["no_signal_reports"] == len(reports) and "could not open" in cap.stats["problem"]
+
+    live = StateLog()
+    with CaptureThread(_url(server), on_state=live, no_signal_report_s=0.3, **FAST) as cap:
+        assert live.wait_state(SignalState.LIVE)
+        time.sleep(1.0)
+        assert cap.stats["no_signal_reports"] == 0 and cap.stats["problem"] == ""
+    assert not any(m.startswith("no signal from") for _, m in live.events)
+    with pytest.raises(InputError, match="no_signal_report_s"):
+        CaptureThread(_url(server), no_signal_report_s=0)

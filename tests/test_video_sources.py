@@ -210,6 +210,31 @@ def test_image_folder_errors(tmp_path):
         ImageFolderSource(empty, fps=0)
 
 
+def test_recordings_are_checked_once_before_a_case(tmp_path, caplog):
+    from or_assist.video.sources import check_recording_opens
+
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    for name in ("a.png", "b.png", "c.png", "d.png"):
+        (folder / name).write_bytes(b"not a png")
+    caplog.set_level("WARNING")
+    with pytest.raises(InputError, match=r"shots: none of the 4 files decodes as an image \(a.png, b.png, c.png, \.\.\.\)"):
+        check_recording_opens(open_source(folder), 30.0)
+    assert caplog.records == []          # one error, not a warning per file as well
+    cv2.imwrite(str(folder / "e.png"), counter_image(7, (64, 48)))
+    source = open_source(folder)
+    info = check_recording_opens(source, 30.0)
+    assert info.kind == "folder" and (info.width, info.height) == (64, 48) and not source.is_open
+    assert len(caplog.records) == 4      # a usable folder still names the files it skips
+    assert read_counter(source.open() and source.read().image) == 7
+    source.close()
+    zero = tmp_path / "zero.mp4"
+    zero.write_bytes(b"")
+    with pytest.raises(InputError, match="zero.mp4: not a video file"):
+        check_recording_opens(open_source(zero), 30.0)
+    assert check_recording_opens(UrlSource(f"rtsp://127.0.0.1:{closed_port()}/x"), 30.0) is None  # live: not checked
+
+
 # ---------------------------------------------------------------- devices
 
 

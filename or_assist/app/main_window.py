@@ -102,9 +102,13 @@ class MainWindow(QtWidgets.QMainWindow):
     settings : AppSettings
         Overlay opacity and screen; updated (not saved) as they change.
     title : str
+    no_signal_report_s : float, optional
+        While the source sends nothing, the status bar says "NO SIGNAL (no signal from
+        ... for N s, retrying)" anew every this many seconds; default the settings'.
     """
 
-    def __init__(self, case, settings, title: str = "or_assist OR display"):
+    def __init__(self, case, settings, title: str = "or_assist OR display", *,
+                 no_signal_report_s: float | None = None):
         super().__init__()
         from or_assist.video.capture import CaptureThread
 
@@ -132,7 +136,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self._build()
         self._bridge = _Bridge()
         self._bridge.state.connect(self._on_state)
-        self.capture = CaptureThread(case.source, on_state=lambda s, m: self._bridge.state.emit(s.value, m))
+        if no_signal_report_s is None:
+            no_signal_report_s = getattr(settings, "no_signal_report_s", 5.0)
+        self.capture = CaptureThread(case.source, on_state=lambda s, m: self._bridge.state.emit(s.value, m),
+                                     no_signal_report_s=no_signal_report_s)
         self.registration = LatestJobWorker(self._register_job, "registration")
         self.registration.done.connect(self._on_result)
         self.registration.failed.connect(self._on_failed)

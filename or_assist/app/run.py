@@ -20,8 +20,11 @@ def _print(text: str) -> None:
 
 
 def run_window(case, *, screen: int | None = None, full_screen: bool = False, duration_s: float | None = None,
-               settings=None, settings_file=None, log=_print) -> int:
+               settings=None, settings_file=None, log=_print, no_signal_report_s: float | None = None) -> int:
     """Show the OR display for ``case`` until the window is closed (or ``duration_s`` passed).
+
+    ``no_signal_report_s`` (default: the settings') is the interval of the status bar's
+    "no signal from ... retrying" reports while the source sends nothing.
 
     Returns
     -------
@@ -42,7 +45,7 @@ def run_window(case, *, screen: int | None = None, full_screen: bool = False, du
         settings.screen = int(screen)
     app = application()
     apply_dark_theme(app)
-    window = MainWindow(case, settings)
+    window = MainWindow(case, settings, no_signal_report_s=no_signal_report_s)
     window.resize(1600, 900)
     window.show_on_screen(settings.screen, full_screen=full_screen)
     window.start()
@@ -122,11 +125,19 @@ def run_app(plan: str | os.PathLike | None, geometry: str | os.PathLike | None, 
             library: str | os.PathLike | None = None, ct: str | os.PathLike | None = None, headless: bool = False,
             screen: int | None = None, full_screen: bool = False, duration_s: float | None = None,
             max_shots: int | None = None, cases_root: str | os.PathLike | None = None,
-            settings_file: str | os.PathLike | None = None, log=_print) -> int:
+            settings_file: str | os.PathLike | None = None, source_timeout_s: float | None = None,
+            no_signal_report_s: float | None = None, log=_print) -> int:
     """``or-assist run --plan PLAN --library LIB --geometry G --source DEVICE|URL|FILE``: a real case.
 
     ``plan``, ``geometry``, ``source`` and ``library`` left as None come from the saved
-    settings (the last case's); what is used is saved for the next case.
+    settings (the last case's); what is used is saved for the next case, the source
+    without its password: a source that names a user but no password gets the password
+    of ``$OR_ASSIST_SOURCE_PASSWORD``.
+
+    A video file or image folder that yields no frame fails before the case is created;
+    a stream or device that sends nothing is retried ("no signal from ... retrying"
+    every ``no_signal_report_s``): for ever in the display, for ``source_timeout_s``
+    headless, after which the case is recorded as interrupted and closed.
 
     Parameters
     ----------
@@ -140,16 +151,25 @@ def run_app(plan: str | os.PathLike | None, geometry: str | os.PathLike | None, 
         The CT, if not at the plan's path.
     headless, screen, full_screen, duration_s, max_shots, cases_root, settings_file, log
         As :func:`demo_app`.
+    source_timeout_s, no_signal_report_s : float, optional
+        Seconds (default: the settings file's, 30 and 5); not saved.
 
     Raises
     ------
     InputError
-        A missing plan, geometry or source (neither given nor saved), or bad files.
+        A missing plan, geometry or source (neither given nor saved), bad files, a
+        recording without a frame, or (headless) a source silent for ``source_timeout_s``.
     """
     from or_assist.app.settings import load_settings, save_settings
     from or_assist.session.live_run import open_real_case, run_headless
+    from or_assist.video.credentials import strip_password, with_password
+    from or_assist.video.sources_cv import quiet_backend_logs
 
     _check_screen(screen)
+    for value, flag in ((source_timeout_s, "--source-timeout"), (no_signal_report_s, "--no-signal-report")):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not 0 < value < float("inf")):
+            raise InputError(f"must be a number of seconds > 0, got {value!r}", flag)
     settings, warning = load_settings(settings_file)
     if warning:
         log(f"warning: {warning}")
@@ -162,16 +182,23 @@ def run_app(plan: str | os.PathLike | None, geometry: str | os.PathLike | None, 
             raise InputError("is required (no previous case saved it)", flag)
     if not headless:
         _window_application()  # a missing display or window library is reported before a case is opened
-    case = open_real_case(plan, geometry, source, library_path=library, ct_path=ct, cases_root=cases_root)
+    source = with_password(str(source))
+    timeout_s = settings.source_timeout_s if source_timeout_s is None else float(source_timeout_s)
+    report_s = settings.no_signal_report_s if no_signal_report_s is None else float(no_signal_report_s)
+    quiet_backend_logs()
+    case = open_real_case(plan, geometry, source, library_path=library, ct_path=ct, cases_root=cases_root,
+                          source_timeout_s=timeout_s)
     settings.plan, settings.geometry = os.fspath(plan), os.fspath(geometry)
-    settings.last_source, settings.library = str(source), None if library is None else os.fspath(library)
+    settings.last_source, settings.library = strip_password(source), None if library is None else os.fspath(library)
     if headless:
         try:
-            summary = run_headless(case, max_shots=max_shots, duration_s=duration_s, log=log)
+            summary = run_headless(case, max_shots=max_shots, duration_s=duration_s, log=log,
+                                   source_timeout_s=timeout_s, no_signal_report_s=report_s)
         finally:
             case.close()
         save_settings(settings, settings_file)
-        log(f"{len(summary['shots'])} shots, {summary['registered']} registered; case log: {summary['case_dir']}")
+        log(f"{summary['frames']} frames, {len(summary['shots'])} shots, {summary['registered']} registered; "
+            f"case log: {summary['case_dir']}")
         return 0
     return run_window(case, screen=screen, full_screen=full_screen, duration_s=duration_s, settings=settings,
-                      settings_file=settings_file, log=log)
+                      settings_file=settings_file, log=log, no_signal_report_s=report_s)

@@ -4,6 +4,12 @@ A JSON file, ``settings.json``, in ``$OR_ASSIST_CONFIG_DIR``, else
 ``$XDG_CONFIG_HOME/or_assist``, else ``~/.config/or_assist``. A missing file gives the
 defaults; an unreadable or malformed one too, with a warning (the display must start in
 theatre even when the file was damaged), and it is rewritten on the next save.
+
+The file is private: written ``0o600`` (the mode set before any data is written) in a
+folder made ``0o700``, atomically. A source's password is never stored: ``last_source``
+keeps ``rtsp://user@host/stream`` (:func:`~or_assist.video.credentials.strip_password`)
+and ``or-assist run`` takes the password from ``$OR_ASSIST_SOURCE_PASSWORD`` or from a
+``--source`` given in full.
 """
 
 from __future__ import annotations
@@ -11,14 +17,19 @@ from __future__ import annotations
 import json
 import math
 import os
+import secrets
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from or_assist.errors import InputError
+from or_assist.video.credentials import PASSWORD_ENV, has_password, strip_password
 
-__all__ = ["SETTINGS_SCHEMA", "AppSettings", "settings_path", "load_settings", "save_settings"]
+__all__ = ["SETTINGS_SCHEMA", "AppSettings", "settings_path", "load_settings", "save_settings",
+           "SETTINGS_FILE_MODE", "SETTINGS_FOLDER_MODE"]
 
 SETTINGS_SCHEMA = "or_assist.app_settings/1"
+SETTINGS_FILE_MODE = 0o600
+SETTINGS_FOLDER_MODE = 0o700
 
 
 @dataclass
@@ -37,6 +48,12 @@ class AppSettings:
         Index of the screen the display goes full screen on.
     overlay_opacity : float
         0-1.
+    source_timeout_s : float
+        ``or-assist run``: how long a file or folder may take to deliver its first frame,
+        and how long a headless run waits for a stream or device that sends nothing,
+        before giving up (seconds, > 0).
+    no_signal_report_s : float
+        While a source sends nothing: "no signal ... retrying" every this many seconds.
     """
 
     last_source: str | None = None
@@ -45,6 +62,8 @@ class AppSettings:
     library: str | None = None
     screen: int = 0
     overlay_opacity: float = 0.85
+    source_timeout_s: float = 30.0
+    no_signal_report_s: float = 5.0
 
     def __post_init__(self):
         for name in ("last_source", "geometry", "plan", "library"):
@@ -57,6 +76,11 @@ class AppSettings:
         if isinstance(o, bool) or not isinstance(o, (int, float)) or not math.isfinite(o) or not 0 <= o <= 1:
             raise InputError(f"must be a number from 0 to 1, got {o!r}", "overlay_opacity")
         self.overlay_opacity = float(o)
+        for name in ("source_timeout_s", "no_signal_report_s"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not v > 0:
+                raise InputError(f"must be a number of seconds > 0, got {v!r}", name)
+            setattr(self, name, float(v))
 
 
 def settings_path() -> Path:
@@ -87,18 +111,60 @@ def load_settings(path: str | os.PathLike | None = None) -> tuple[AppSettings, s
         return AppSettings(), f"{p}: expected schema {SETTINGS_SCHEMA!r}; using the defaults"
     known = {f.name for f in fields(AppSettings)}
     try:
-        return AppSettings(**{k: v for k, v in doc.items() if k in known}), None
+        settings = AppSettings(**{k: v for k, v in doc.items() if k in known})
     except InputError as exc:
         return AppSettings(), f"{p}: {exc}; using the defaults"
+    if has_password(settings.last_source):
+        return settings, (f"{p}: last_source holds a password in clear (written by an older version); it is "
+                          f"removed at the next save: set ${PASSWORD_ENV} or give --source in full")
+    return settings, None
+
+
+def _private_folder(folder: Path) -> None:
+    """Make the settings folder (``0o700``), or restrict it when it already exists."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(mode=SETTINGS_FOLDER_MODE)
+    except FileExistsError:
+        if not folder.is_dir():
+            raise InputError("exists and is not a folder", str(folder)) from None
+    if (folder.stat().st_mode & 0o777) != SETTINGS_FOLDER_MODE:
+        try:
+            os.chmod(folder, SETTINGS_FOLDER_MODE)
+        except PermissionError:  # someone else's folder: the file itself is still 0o600
+            pass
 
 
 def save_settings(settings: AppSettings, path: str | os.PathLike | None = None) -> Path:
-    """Write the settings (atomically: a temporary file, then rename); returns the path."""
+    """Write the settings; returns the path.
+
+    Private and atomic: the folder is made (or restricted to) ``0o700``; a temporary file
+    in it is created ``0o600`` before any byte is written, flushed, ``fsync``-ed and
+    renamed over the file. The source's password is left out (module doc).
+    """
     if not isinstance(settings, AppSettings):
         raise InputError(f"expected AppSettings, got {type(settings).__name__}", "settings")
     p = Path(path) if path is not None else settings_path()
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(json.dumps({"schema": SETTINGS_SCHEMA, **asdict(settings)}, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, p)
+    doc = {"schema": SETTINGS_SCHEMA, **asdict(settings)}
+    doc["last_source"] = strip_password(doc["last_source"])
+    data = (json.dumps(doc, indent=2) + "\n").encode("utf-8")
+    _private_folder(p.parent)
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.{secrets.token_hex(3)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, SETTINGS_FILE_MODE)
+    try:
+        os.fchmod(fd, SETTINGS_FILE_MODE)  # whatever the umask
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    try:
+        os.replace(tmp, p)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return p

@@ -42,7 +42,7 @@ class LiveCase:
         Not opened yet.
     pipeline : LivePipeline
     source_spec : str
-        How the source was named (for the status bar and the settings).
+        How the source was named, password masked (for the status bar and messages).
     script : callable(Frame) -> dict or None, optional
         Demo only: ``{"implant": id, "view": kind, "capture": bool, "label": str}`` for a frame.
     case_log : CaseLog or None
@@ -147,7 +147,8 @@ def open_demo_case(*, realtime: bool = True, loop: bool = True, implants=None, c
 
 
 def open_real_case(plan_path, geometry_path, source_spec, *, library_path=None, ct_path=None, cases_root=None,
-                   allow_ct_mismatch: bool = False, source_options: dict | None = None) -> LiveCase:
+                   allow_ct_mismatch: bool = False, source_options: dict | None = None,
+                   source_timeout_s: float = 30.0) -> LiveCase:
     """A real case for ``or-assist run`` (see :func:`open_demo_case` for the fields).
 
     Parameters
@@ -167,12 +168,18 @@ def open_real_case(plan_path, geometry_path, source_spec, *, library_path=None, 
     allow_ct_mismatch : bool
     source_options : dict, optional
         Passed to :func:`~or_assist.video.sources.open_source`.
+    source_timeout_s : float
+        A video file or image folder is opened once before the case is created
+        (:func:`~or_assist.video.sources.check_recording_opens`): one that yields no
+        frame fails at once, one that does not open within this many seconds then. No
+        case folder is made for a recording that cannot be played, as for a missing plan.
     """
     from or_assist.core.geometry import load_geometry
     from or_assist.core.plan import load_plan, load_plan_ct
     from or_assist.session.caselog import CaseLog
     from or_assist.session.live import LivePipeline
-    from or_assist.video.sources import open_source
+    from or_assist.video.credentials import mask_credentials
+    from or_assist.video.sources import check_recording_opens, open_source
 
     plan = load_plan(plan_path)
     geometry = load_geometry(geometry_path)
@@ -187,14 +194,26 @@ def open_real_case(plan_path, geometry_path, source_spec, *, library_path=None, 
             raise InputError(f"was built for another C-arm (SID {lg.sid_mm:g} mm, source-isocentre "
                              f"{lg.source_to_isocenter_mm:g} mm) than {geometry_path}", str(library_path))
     source = open_source(source_spec, **(source_options or {}))
+    check_recording_opens(source, source_timeout_s)
     ct, _warnings = load_plan_ct(plan, ct_path=ct_path, allow_ct_mismatch=allow_ct_mismatch)
     log = CaseLog.create(cases_root, plan=plan, plan_path=plan_path, geometry=geometry.to_dict())
     pipeline = LivePipeline(plan, geometry, ct=ct, library=library, case_log=log)
-    return LiveCase(source, pipeline, str(source_spec), None, log)
+    return LiveCase(source, pipeline, mask_credentials(str(source_spec)), None, log)
+
+
+def _record_interrupted(case: LiveCase, reason: str) -> None:
+    """The contract's ``interrupted`` event in the case log, when it can still be written."""
+    if case.case_log is None:
+        return
+    try:
+        case.case_log.log_event("interrupted", {"reason": reason})
+    except Exception:  # a log that cannot be written any more must not hide the reason
+        pass
 
 
 def run_headless(case: LiveCase, *, max_shots: int | None = None, duration_s: float | None = None,
-                 implant_id: str | None = None, view: str = "lateral", log=print) -> dict:
+                 implant_id: str | None = None, view: str = "lateral", log=print,
+                 source_timeout_s: float | None = None, no_signal_report_s: float | None = 5.0) -> dict:
     """Run a case without a window: frames -> shots -> registration -> guidance -> case log.
 
     A simulator source that is not real-time is read frame by frame and every shot is
@@ -212,21 +231,38 @@ def run_headless(case: LiveCase, *, max_shots: int | None = None, duration_s: fl
     implant_id, view : str
         Active implant (default the plan's first) and view, unless the demo script sets them.
     log : callable(str)
-        Receives one line per shot.
+        Receives one line per shot, and the capture's no-signal reports (the first
+        failure, then "no signal from ... for N s, retrying" every ``no_signal_report_s``).
+    source_timeout_s : float, optional
+        Give up when no frame has come for this long (from the start, or since the last
+        frame): the case log gets an ``interrupted`` event with the reason and an
+        :class:`InputError` naming the source is raised. None: wait for ever.
+    no_signal_report_s : float or None
+        Interval of the no-signal reports (None: none).
 
     Returns
     -------
     dict
         ``case_dir`` (Path or None), ``shots`` (list of :class:`ShotResult` summaries),
         ``registered`` and ``captures`` (counts), ``frames``, ``seconds``.
+
+    Raises
+    ------
+    InputError
+        Bad arguments, or the source sent no frame for ``source_timeout_s``.
     """
     from or_assist.video.capture import CaptureThread
     from or_assist.video.scenario import ScenarioSource
+    from or_assist.video.sources_base import SignalState
 
     if max_shots is not None and (isinstance(max_shots, bool) or not isinstance(max_shots, int) or max_shots < 1):
         raise InputError(f"must be a whole number >= 1, got {max_shots!r}", "max_shots")
     if duration_s is not None and not duration_s > 0:
         raise InputError(f"must be seconds > 0, got {duration_s!r}", "duration_s")
+    for value, name in ((source_timeout_s, "source_timeout_s"), (no_signal_report_s, "no_signal_report_s")):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0
+                                  or value == float("inf")):
+            raise InputError(f"must be seconds > 0, got {value!r}", name)
     pipe = case.pipeline
     implant_id = implant_id or pipe.implant_ids[0]
     pipe.plan.implant(implant_id)
@@ -236,10 +272,16 @@ def run_headless(case: LiveCase, *, max_shots: int | None = None, duration_s: fl
     summary = {"case_dir": None if case.case_log is None else Path(case.case_log.case_dir), "shots": [],
                "registered": 0, "captures": 0, "frames": 0, "seconds": 0.0}
     capture = None
+    gave_up = None
+
+    def on_state(state, message: str) -> None:
+        if state is SignalState.NO_SIGNAL:
+            log(message)
+
     if synchronous:
         source.open()
     else:
-        capture = CaptureThread(source).start()
+        capture = CaptureThread(source, on_state=on_state, no_signal_report_s=no_signal_report_s).start()
     try:
         while True:
             if duration_s is not None and time.monotonic() - started > duration_s:
@@ -252,6 +294,12 @@ def run_headless(case: LiveCase, *, max_shots: int | None = None, duration_s: fl
                 frame = capture.latest(timeout_s=0.5)
                 if frame is None:
                     if not capture.running:
+                        break
+                    stats = capture.stats
+                    age_s = stats["last_frame_age_s"]
+                    silent_s = time.monotonic() - started if age_s is None else age_s
+                    if source_timeout_s is not None and silent_s > source_timeout_s:
+                        gave_up = (stats, silent_s)
                         break
                     continue
             summary["frames"] += 1
@@ -281,5 +329,15 @@ def run_headless(case: LiveCase, *, max_shots: int | None = None, duration_s: fl
         else:
             capture.stop()
     summary["seconds"] = time.monotonic() - started
+    if gave_up is not None:
+        stats, silent_s = gave_up
+        name = source.name
+        what = "no frame" if stats["frames_captured"] == 0 else "no further frame"
+        why = f"; last problem: {stats['problem']}" if stats["problem"] else ""
+        _record_interrupted(case, f"the video source {name} sent {what} for {silent_s:.0f} s "
+                                  f"(limit {source_timeout_s:g} s){why}.")
+        why = f" (last problem: {stats['problem']})" if stats["problem"] else ""
+        raise InputError(f"{what} for {silent_s:.0f} s (limit {source_timeout_s:g} s, --source-timeout); "
+                         f"gave up{why}", name)
     return summary
 

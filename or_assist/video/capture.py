@@ -61,12 +61,17 @@ class CaptureThread:
         Waits before successive reopen attempts; the last one repeats.
     reconnect : bool
         Reopen a lost source (default). When False the thread stops at NO_SIGNAL.
+    no_signal_report_s : float or None
+        While no frame comes (a source that cannot be opened, a lost stream), report
+        NO_SIGNAL with ``"no signal from <source> for <N> s, retrying"`` every this many
+        seconds (also when the state did not change), so a display and a log keep
+        saying what is going on; ``None`` turns these reports off.
     """
 
     def __init__(self, source: FrameSource, on_state: Callable[[SignalState, str], None] | None = None, *,
                  black_level: int = 16, black_fraction: float = 0.99, frozen_after_s: float | None = 10.0,
                  no_signal_after_s: float = 2.0, reconnect_backoff_s=(0.5, 1.0, 2.0, 4.0, 5.0),
-                 reconnect: bool = True):
+                 reconnect: bool = True, no_signal_report_s: float | None = 5.0):
         if not isinstance(source, FrameSource):
             raise InputError(f"expected a FrameSource (see or_assist.video.sources.open_source), "
                              f"got {type(source).__name__}", "source")
@@ -78,6 +83,8 @@ class CaptureThread:
             raise InputError(f"expected seconds > 0 or None, got {frozen_after_s!r}", "frozen_after_s")
         if not no_signal_after_s > 0:
             raise InputError(f"expected seconds > 0, got {no_signal_after_s!r}", "no_signal_after_s")
+        if no_signal_report_s is not None and not no_signal_report_s > 0:
+            raise InputError(f"expected seconds > 0 or None, got {no_signal_report_s!r}", "no_signal_report_s")
         backoff = tuple(float(b) for b in reconnect_backoff_s)
         if not backoff or min(backoff) < 0:
             raise InputError(f"expected one or more waits >= 0 s, got {reconnect_backoff_s!r}",
@@ -90,6 +97,7 @@ class CaptureThread:
         self.no_signal_after_s = float(no_signal_after_s)
         self.reconnect_backoff_s = backoff
         self.reconnect = bool(reconnect)
+        self.no_signal_report_s = None if no_signal_report_s is None else float(no_signal_report_s)
 
         self._cond = threading.Condition()
         self._stop = threading.Event()
@@ -108,6 +116,10 @@ class CaptureThread:
         self._size: tuple[int, int] | None = None
         self._prev_image: np.ndarray | None = None
         self._same_since: float | None = None
+        self._silent_since = time.monotonic()   # start, or the last frame
+        self._next_report_t: float | None = None
+        self._no_signal_reports = 0
+        self._problem = ""                      # why the last open or read failed
 
     # ------------------------------------------------------------------ public
     def start(self) -> "CaptureThread":
@@ -179,7 +191,10 @@ class CaptureThread:
         newer frame before anyone took them), ``frames_taken``, ``reconnects``
         (successful), ``reconnect_attempts``, ``size_changes``, ``state`` (SignalState),
         ``message`` (the last report), ``fps_measured`` (over the last 30 frames),
-        ``width``, ``height`` and ``last_frame_age_s`` (None before the first frame)."""
+        ``width``, ``height``, ``last_frame_age_s`` (None before the first frame) and
+        ``no_signal_reports`` (periodic "no signal ... retrying" reports so far) and
+        ``problem`` (why the last open or read failed, without the source's name; "" when
+        none failed)."""
         with self._cond:
             times = list(self._times)
             newest = self._newest
@@ -189,7 +204,8 @@ class CaptureThread:
                     "reconnect_attempts": self._attempts, "size_changes": self._size_changes,
                     "state": self._state, "message": self._message, "fps_measured": fps,
                     "width": self._size[0] if self._size else 0, "height": self._size[1] if self._size else 0,
-                    "last_frame_age_s": None if newest is None else time.monotonic() - newest.timestamp_s}
+                    "last_frame_age_s": None if newest is None else time.monotonic() - newest.timestamp_s,
+                    "no_signal_reports": self._no_signal_reports, "problem": self._problem}
 
     def __enter__(self) -> "CaptureThread":
         return self.start()
@@ -209,7 +225,32 @@ class CaptureThread:
                 _log.exception("on_state callback failed")
 
     def _wait_backoff(self, attempt: int) -> None:
-        self._stop.wait(self.reconnect_backoff_s[min(attempt, len(self.reconnect_backoff_s) - 1)])
+        """Wait the back-off of this attempt, making the periodic no-signal reports on time."""
+        until = time.monotonic() + self.reconnect_backoff_s[min(attempt, len(self.reconnect_backoff_s) - 1)]
+        while not self._stop.is_set():
+            self._report_no_signal()
+            now = time.monotonic()
+            if now >= until:
+                return
+            step = until - now
+            if self._next_report_t is not None:
+                step = min(step, max(self._next_report_t - now, 0.0) + 1e-3)
+            self._stop.wait(step)
+
+    def _report_no_signal(self) -> None:
+        """The periodic "no signal from ... for N s, retrying" report, when one is due."""
+        if self.no_signal_report_s is None or not self.reconnect:
+            return
+        now = time.monotonic()
+        if self._next_report_t is None:
+            self._next_report_t = self._silent_since + self.no_signal_report_s
+        if now < self._next_report_t:
+            return
+        silent_s = now - self._silent_since
+        self._next_report_t = now + self.no_signal_report_s
+        self._no_signal_reports += 1
+        self._report(SignalState.NO_SIGNAL, f"no signal from {self.source.name} for {silent_s:.0f} s, retrying",
+                     force=True)
 
     def _run(self) -> None:
         try:
@@ -228,6 +269,7 @@ class CaptureThread:
         ever_opened = False
         recovering = False          # a frame after this counts as a reconnection
         last_frame_t = time.monotonic()
+        self._silent_since, self._next_report_t = last_frame_t, None
 
         def retry() -> bool:
             """After a failure: False when not reconnecting, else wait the back-off."""
@@ -248,6 +290,9 @@ class CaptureThread:
                     info = self.source.open()
                 except Exception as exc:  # InputError from the source, or a backend failure
                     why = str(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
+                    if why.startswith(name + ": "):
+                        why = why[len(name) + 2:]
+                    self._problem = why
                     state = SignalState.NO_SIGNAL if self._state is SignalState.CONNECTING else self._state
                     self._report(state, f"cannot open {name}: {why}")
                     if not retry():
@@ -259,6 +304,7 @@ class CaptureThread:
             try:
                 frame = self.source.read()
             except Exception as exc:
+                self._problem = f"reading failed: {type(exc).__name__}: {exc}"
                 self._report(SignalState.ERROR, f"reading {name} failed: {type(exc).__name__}: {exc}")
                 self.source.close()
                 if not retry():
@@ -272,6 +318,7 @@ class CaptureThread:
                 silent_s = now - last_frame_t
                 if self.source.lost or silent_s > self.no_signal_after_s:
                     why = "the stream broke or timed out" if self.source.lost else f"no frame for {silent_s:.1f} s"
+                    self._problem = why
                     self._report(SignalState.NO_SIGNAL, f"{name}: {why}")
                     self.source.close()
                     if not retry():
@@ -280,6 +327,7 @@ class CaptureThread:
                     self._stop.wait(_IDLE_S)
                 continue
             last_frame_t = now
+            self._silent_since, self._next_report_t = now, None
             attempt = 0
             if recovering:
                 self._reconnects += 1

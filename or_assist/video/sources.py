@@ -27,6 +27,7 @@ import importlib
 import inspect
 import os
 import re
+import threading
 from pathlib import Path
 
 from or_assist.errors import InputError
@@ -39,7 +40,8 @@ from or_assist.video.sources_folder import ImageFolderSource
 
 __all__ = ["SignalState", "Frame", "SourceInfo", "DeviceMode", "FrameSource", "DeviceSource",
            "UrlSource", "FileSource", "ImageFolderSource", "CaptureThread", "open_source",
-           "list_devices", "sources_command", "probe_source", "BACKENDS", "SIMULATOR_PREFIX"]
+           "list_devices", "sources_command", "probe_source", "BACKENDS", "SIMULATOR_PREFIX",
+           "check_recording_opens"]
 
 SIMULATOR_PREFIX = "sim:"
 """Specs starting with this select the shot simulator (``or_assist.video.scenario``)."""
@@ -121,6 +123,65 @@ def open_source(spec, **options) -> FrameSource:
         return _make(ImageFolderSource, "image folder", path, options)
     if path.is_file():
         return _make(FileSource, "video file", path, options)
+    hint = ""
+    if "@" in text and not text.startswith(("/", ".")):
+        hint = " (a stream address needs its scheme, e.g. rtsp://user@host/stream)"
     raise InputError("no such file or folder; expected a device index (0), a device path (/dev/video0), "
-                     "a URL (rtsp://..., http://...), a video file, an image folder or sim:<scenario>",
+                     "a URL (rtsp://..., http://...), a video file, an image folder or sim:<scenario>" + hint,
                      mask_url(text))
+
+
+def check_recording_opens(source: FrameSource, timeout_s: float) -> SourceInfo | None:
+    """Open a recording (a video file or an image folder) once and close it again, to
+    learn before a case starts whether it yields a frame at all.
+
+    A file or folder that is there but holds no decodable frame (an empty folder, files
+    that do not decode, a 0-byte or damaged video) fails at once with its own reason; a
+    recording that neither opens nor fails within ``timeout_s`` (a stalled network
+    share) fails then. Live sources (devices, streams, the simulator) are not checked:
+    they may start sending later, and are retried while the case runs.
+
+    Parameters
+    ----------
+    source : FrameSource
+        Not open.
+    timeout_s : float
+        Seconds the opening may take.
+
+    Returns
+    -------
+    SourceInfo or None
+        What the recording delivers; None for a live source.
+
+    Raises
+    ------
+    InputError
+        Naming the source (password masked) and why it yields no frame.
+    """
+    if not isinstance(source, (FileSource, ImageFolderSource)):
+        return None
+    outcome: dict = {}
+
+    def attempt() -> None:
+        try:
+            outcome["info"] = source.open()
+        except Exception as exc:  # InputError from the source, or a backend failure
+            outcome["error"] = exc
+        finally:
+            try:
+                source.close()
+            except Exception as exc:
+                outcome.setdefault("error", exc)
+
+    worker = threading.Thread(target=attempt, name=f"check {source.name}", daemon=True)
+    worker.start()
+    worker.join(float(timeout_s))
+    if worker.is_alive():
+        raise InputError(f"did not open within {float(timeout_s):g} s (a stalled disk or network share?); "
+                         f"gave up", source.name)
+    error = outcome.get("error")
+    if isinstance(error, InputError):
+        raise error
+    if error is not None:
+        raise InputError(f"could not be opened ({type(error).__name__}: {mask_url(error)})", source.name)
+    return outcome["info"]

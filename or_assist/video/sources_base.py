@@ -40,6 +40,7 @@ import cv2
 import numpy as np
 
 from or_assist.errors import InputError
+from or_assist.video.credentials import mask_credentials
 
 __all__ = ["SignalState", "Frame", "SourceInfo", "DeviceMode", "FrameSource", "Pacer",
            "fourcc_to_str", "fourcc_code", "BACKENDS", "backend_id"]
@@ -252,7 +253,8 @@ class FrameSource(abc.ABC):
     Parameters
     ----------
     name : str
-        What the source is (device, URL, file, folder); used in messages.
+        What the source is (device, URL, file, folder); used in messages, so a password
+        in it is masked (:func:`~or_assist.video.credentials.mask_credentials`).
     color : bool
         Deliver (H, W, 3) BGR frames instead of grey (H, W). Off by default: the
         fluoroscopy pipeline works on grey images.
@@ -261,7 +263,7 @@ class FrameSource(abc.ABC):
     kind: str = "source"
 
     def __init__(self, name: str, *, color: bool = False):
-        self._name = str(name)
+        self._name = mask_credentials(str(name))
         self.color = bool(color)
         self._info: SourceInfo | None = None
         self._is_open = False

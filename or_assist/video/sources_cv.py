@@ -20,17 +20,17 @@ import re
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import cv2
 import numpy as np
 
 from or_assist.errors import InputError
+from or_assist.video.credentials import mask_credentials
 from or_assist.video.sources_base import (FrameSource, Pacer, SourceInfo, backend_id,
                                           fourcc_code, fourcc_to_str)
 
 __all__ = ["DeviceSource", "UrlSource", "FileSource", "default_device_backend",
-           "device_paths", "mask_url"]
+           "device_paths", "mask_url", "quiet_backend_logs"]
 
 
 def default_device_backend() -> str:
@@ -57,17 +57,26 @@ def device_paths() -> list[str]:
 
 
 def mask_url(url: str) -> str:
-    """The URL with any password replaced by ``***`` (safe for logs and messages)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+    """The URL with any password replaced by ``***`` (safe for logs and messages); also
+    for a spec without a scheme (``user:pass@host/stream``). See
+    :func:`or_assist.video.credentials.mask_credentials`."""
+    return mask_credentials(url)
+
+
+def quiet_backend_logs() -> None:
+    """Keep FFmpeg's and OpenCV's own console lines ("moov atom not found", "[ WARN:0]
+    ... can't be used to capture by name") off stderr for the rest of the process.
+
+    For the OR display and ``or-assist run``, which report a source's problems
+    themselves in one line with the password masked. ``OPENCV_FFMPEG_LOGLEVEL``,
+    ``OPENCV_FFMPEG_DEBUG`` or ``OPENCV_LOG_LEVEL`` set by the user are left as they are.
+    Takes effect for FFmpeg only when called before OpenCV first opens a video in the
+    process.
+    """
+    if "OPENCV_FFMPEG_LOGLEVEL" not in os.environ and "OPENCV_FFMPEG_DEBUG" not in os.environ:
+        os.environ["OPENCV_FFMPEG_LOGLEVEL"] = "-8"  # AV_LOG_QUIET
+    if "OPENCV_LOG_LEVEL" not in os.environ:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
 def _positive(value, argument: str, kind=float):
@@ -172,7 +181,7 @@ class DeviceSource(_CvSource):
             listing = ", ".join(found) if found else "none"
         else:
             listing = "run `or-assist sources` to list them"
-        return InputError(f"{why}; found devices: {listing}", f"no capture device {self.target}")
+        return InputError(f"{why}; found devices: {listing}", f"no capture device {self.name}")
 
     def _open(self) -> SourceInfo:
         if isinstance(self.target, str) and self.target.startswith("/dev/") and not os.path.exists(self.target):

@@ -97,8 +97,9 @@ class ImageFolderSource(FrameSource):
             raise InputError(f"{what} in this folder", self.name)
         return sorted(files, key=natural_key)
 
-    def _next_image(self) -> np.ndarray | None:
-        """Decode the image at the current position, skipping unreadable files."""
+    def _next_image(self, warn: bool = True) -> np.ndarray | None:
+        """Decode the image at the current position, skipping unreadable files (logged
+        once each when ``warn``)."""
         tried = 0
         while tried < len(self.files):
             if self._pos >= len(self.files):
@@ -113,15 +114,20 @@ class ImageFolderSource(FrameSource):
                 return image
             if path not in self.skipped_files:
                 self.skipped_files.append(path)
-                _log.warning("%s: not an image OpenCV can decode; skipped", path)
+                if warn:
+                    _log.warning("%s: not an image OpenCV can decode; skipped", path)
         return None
 
     def _open(self) -> SourceInfo:
         self.files = self._list()
         self._pos = 0
-        first = self._next_image()
+        self.skipped_files = []
+        first = self._next_image(warn=False)
         if first is None:
-            raise InputError(f"none of the {len(self.files)} files decodes as an image", self.name)
+            names = ", ".join(p.name for p in self.skipped_files[:3]) + (", ..." if len(self.skipped_files) > 3 else "")
+            raise InputError(f"none of the {len(self.files)} files decodes as an image ({names})", self.name)
+        for path in self.skipped_files:  # some did not decode, but the source is usable
+            _log.warning("%s: not an image OpenCV can decode; skipped", path)
         self._pending = first
         self._pacer = Pacer(self.fps) if self.realtime else None
         return SourceInfo(kind="folder", name=self.name, width=int(first.shape[1]), height=int(first.shape[0]),
