@@ -112,7 +112,6 @@ def _point_arg(text: str, name: str):
 
 
 def _cmd_simulate(args) -> int:
-    import cv2
 
     from or_assist.core.ct import load_ct
     from or_assist.core.geometry import load_geometry, load_pose
@@ -143,10 +142,9 @@ def _cmd_simulate(args) -> int:
     settings = ShotSettings(frame_size_px=frame, invert=args.invert, seed=args.seed,
                             i0_photons_per_px=args.dose)
     shot = simulate_shot(ct, pose, geometry, pin=pin, implants=implants, settings=settings)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(out), shot.frame):
-        raise InputError("could not write the image (use a .png path in a writable folder)", str(out))
+    from or_assist.core.outputs import write_image
+
+    out = write_image(args.out, shot.frame, what="the shot")
     if args.video_geometry:
         from or_assist.core.geometry import save_geometry
 

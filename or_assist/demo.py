@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from or_assist.core.outputs import write_image
+
 __all__ = ["run_demo", "demo_pin"]
 
 DEMO_VIEWS = ("lateral", "inlet", "outlet")
@@ -91,14 +93,14 @@ def run_demo(out_dir: str | os.PathLike | None = None, log=print) -> int:
         shot = simulate_shot(renderer, pose, geometry, pin=pin,
                              settings=ShotSettings(frame_size_px=(1920, 1080), seed=7))
         path = out / f"shot_{implant.id}_{kind}.png"
-        cv2.imwrite(str(path), shot.frame)
+        write_image(path, shot.frame, what="the simulated shot")
         log(f"  {path}")
         png = out / "views" / "png" / f"{implant.id}_{kind}.png"
         virtual = cv2.imread(str(png), cv2.IMREAD_COLOR)
         tiles_virtual.append(_tile(virtual, f"virtual {kind}"))
         tiles_shot.append(_tile(cv2.cvtColor(shot.frame, cv2.COLOR_GRAY2BGR), f"simulated shot, {kind}"))
     overview = np.vstack([np.hstack(tiles_virtual), np.hstack(tiles_shot)])
-    cv2.imwrite(str(out / "demo_overview.png"), overview)
+    write_image(out / "demo_overview.png", overview, what="the overview")
     log(f"\nOverview (virtual views above, simulated shots below): {out / 'demo_overview.png'}")
     log(f"Done in {time.perf_counter() - t0:.1f} s. The live OR display arrives with `or-assist run`.")
     return 0

@@ -9,6 +9,7 @@ same :class:`~or_assist.session.live.LivePipeline` without a window
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from or_assist.errors import InputError
 
@@ -57,6 +58,14 @@ def run_window(case, *, screen: int | None = None, full_screen: bool = False, du
     if case.case_log is not None:
         log(f"case log: {case.case_log.case_dir}")
     return 0
+
+
+def _close_after_failure(case) -> None:
+    """Close a case whose run failed; the run's own error is the one to report."""
+    try:
+        case.close()
+    except Exception:  # noqa: BLE001 - the first error says what went wrong
+        pass
 
 
 def _window_application():
@@ -110,8 +119,10 @@ def demo_app(*, headless: bool = False, screen: int | None = None, full_screen: 
         case = open_demo_case(realtime=False, loop=False, implants=implants, cases_root=cases_root)
         try:
             summary = run_headless(case, max_shots=max_shots, duration_s=duration_s, log=log)
-        finally:
-            case.close()
+        except BaseException:
+            _close_after_failure(case)
+            raise
+        case.close()
         log(f"{len(summary['shots'])} shots, {summary['registered']} registered, {summary['captures']} captures "
             f"in {summary['seconds']:.1f} s; case log: {summary['case_dir']}")
         return 0
@@ -180,6 +191,9 @@ def run_app(plan: str | os.PathLike | None, geometry: str | os.PathLike | None, 
     for value, flag in ((plan, "--plan"), (geometry, "--geometry"), (source, "--source")):
         if value is None:
             raise InputError("is required (no previous case saved it)", flag)
+    for value in (plan, geometry):
+        if not Path(value).is_file():
+            raise InputError("file not found", str(value))
     if not headless:
         _window_application()  # a missing display or window library is reported before a case is opened
     source = with_password(str(source))
@@ -194,8 +208,10 @@ def run_app(plan: str | os.PathLike | None, geometry: str | os.PathLike | None, 
         try:
             summary = run_headless(case, max_shots=max_shots, duration_s=duration_s, log=log,
                                    source_timeout_s=timeout_s, no_signal_report_s=report_s)
-        finally:
-            case.close()
+        except BaseException:
+            _close_after_failure(case)
+            raise
+        case.close()
         save_settings(settings, settings_file)
         log(f"{summary['frames']} frames, {len(summary['shots'])} shots, {summary['registered']} registered; "
             f"case log: {summary['case_dir']}")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from or_assist.errors import InputError
 
-__all__ = ["check_output_file", "check_output_dir", "write_error", "write_errors", "write_bytes_atomic",
+__all__ = ["check_output_file", "check_output_dir", "write_error", "write_errors", "write_bytes_atomic", "write_image",
            "remove_quietly"]
 
 _REASONS = {errno.ENOSPC: "the disk is full", errno.EFBIG: "the file is too large for this file system (or the "
@@ -163,3 +163,22 @@ def write_bytes_atomic(path, data: bytes, *, what: str = "the output", mode: int
         remove_quietly(tmp)
         raise
     return p
+
+
+def write_image(path, image, *, what: str = "the image") -> Path:
+    """Encode ``image`` by the file's extension (PNG, JPEG, TIFF) and write it atomically.
+
+    Unlike ``cv2.imwrite``, a failure (disk full, read-only, folder vanished) leaves
+    neither a partial image nor a temporary file, and is one
+    :class:`~or_assist.errors.InputError` naming the path.
+    """
+    import cv2
+
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix not in (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"):
+        raise InputError(f"cannot write {what}: unknown image type {suffix!r} (use .png)", str(p))
+    ok, buf = cv2.imencode(suffix, image)
+    if not ok:
+        raise InputError(f"OpenCV could not encode {what} as {suffix}", str(p))
+    return write_bytes_atomic(p, buf.tobytes(), what=what)

@@ -29,7 +29,6 @@ approximates.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 
@@ -191,10 +190,9 @@ def pin_command(ct_path: str | os.PathLike, geometry_path: str | os.PathLike, pl
         imgs = [_overlay_image(s, plan, implant.id, c3 if i == len(states) - 1 else None) for i, s in enumerate(states)]
         h = min(i.shape[0] for i in imgs)
         imgs = [cv2.resize(i, (int(round(i.shape[1] * h / i.shape[0])), h)) if i.shape[0] != h else i for i in imgs]
-        path = Path(overlay_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not cv2.imwrite(str(path), np.hstack(imgs)):
-            raise InputError("could not write the overlay image (use a .png path in a writable folder)", str(path))
+        from or_assist.core.outputs import write_image
+
+        path = write_image(overlay_path, np.hstack(imgs), what="the overlay image")
         result["overlay"] = path
     return result
 

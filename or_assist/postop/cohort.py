@@ -28,6 +28,7 @@ from typing import Sequence
 
 import numpy as np
 
+from or_assist.core.outputs import write_image
 from or_assist.errors import InputError, OrAssistError
 
 __all__ = ["COHORT_SCHEMA", "CohortCase", "parse_case_argument", "read_cohort_file", "cohort_summary",
@@ -231,11 +232,7 @@ def draw_learning_curve(summary: dict, path: str | os.PathLike) -> Path:
     cv2.putText(img, "case order", (w // 2 - 40, h - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.putText(img, "post-op evaluation: learning curve", (70, 25), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1,
                 cv2.LINE_AA)
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(p), img):
-        raise InputError("cannot write the PNG", str(p))
-    return p
+    return write_image(path, img, what="the plot")
 
 
 def cohort_command(out_dir: str | os.PathLike, *, pairs: Sequence[str] = (),

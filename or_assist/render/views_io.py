@@ -33,6 +33,7 @@ import numpy as np
 from or_assist.core import jsonio
 from or_assist.core.carm import CArmAngles
 from or_assist.core.geometry import CArmGeometry, Pose
+from or_assist.core.outputs import write_image
 from or_assist.errors import InputError, SchemaError
 from or_assist.render.display import DisplaySettings
 from or_assist.render.views import (DEFAULT_NEIGHBOURHOOD_DEG, VIEW_LIBRARY_SCHEMA, ViewEntry, ViewLibrary,
@@ -70,7 +71,6 @@ def save_view_library(library: ViewLibrary, out_dir: str | os.PathLike, *, png: 
     dict
         ``{"library": Path, "png": [Path, ...]}``.
     """
-    import cv2
 
     from or_assist.render.views_png import render_view_png
 
@@ -97,8 +97,7 @@ def save_view_library(library: ViewLibrary, out_dir: str | os.PathLike, *, png: 
                         "outlines": [_outline_doc(o) for o in e.outlines]})
         if png_rel is not None:
             path = out / png_rel
-            if not cv2.imwrite(str(path), render_view_png(library, i)):
-                raise InputError("cannot write the PNG", str(path))
+            write_image(path, render_view_png(library, i), what="the view PNG")
             png_paths.append(path)
     for f, idx in slots.items():
         arrays[f"line_integrals_ds{f}"] = np.stack([library.line_integrals[i] for i in idx]).astype(np.float16)

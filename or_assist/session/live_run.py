@@ -18,6 +18,8 @@ keys) and whether the scripted surgeon captures the shot.
 
 from __future__ import annotations
 
+import sqlite3
+
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -55,9 +57,20 @@ class LiveCase:
     case_log: object = None
 
     def close(self) -> None:
-        """Close the case log (the source is closed by whoever ran it)."""
+        """Close the case log (the source is closed by whoever ran it).
+
+        Raises
+        ------
+        InputError
+            The end time could not be written (disk full, read-only, database gone):
+            one line naming the case database.
+        """
         if self.case_log is not None:
-            self.case_log.close()
+            try:
+                self.case_log.close()
+            except (OSError, sqlite3.Error) as exc:
+                raise InputError(f"could not record the end of the case ({exc})",
+                                 str(Path(self.case_log.case_dir) / "case.sqlite")) from None
 
 
 def demo_app_scenario(plan, *, implants=None, tilt_offset_deg: float = DEMO_TILT_OFFSET_DEG,
@@ -206,9 +219,25 @@ def _record_interrupted(case: LiveCase, reason: str) -> None:
     if case.case_log is None:
         return
     try:
-        case.case_log.log_event("interrupted", {"reason": reason})
+        case.case_log.mark_interrupted(reason)
     except Exception:  # a log that cannot be written any more must not hide the reason
         pass
+
+
+def _case_write_failed(case: LiveCase, exc: Exception) -> InputError:
+    """A write fault during a case (read-only, disk full, folder vanished, database error):
+    recorded as the case's interruption (where the log can still take it) and returned as
+    the one-line error that ends the run."""
+    if isinstance(exc, OSError):
+        from or_assist.core.outputs import write_error
+
+        error = write_error(exc.filename or (case.case_log.case_dir if case.case_log else "case"), exc,
+                            "the case log")
+    else:
+        where = case.case_log.case_dir / "case.sqlite" if case.case_log else "case database"
+        error = InputError(f"could not write the case log: {exc}", str(where))
+    _record_interrupted(case, f"{error}; the case stopped here.")
+    return error
 
 
 def run_headless(case: LiveCase, *, max_shots: int | None = None, duration_s: float | None = None,
@@ -309,15 +338,18 @@ def run_headless(case: LiveCase, *, max_shots: int | None = None, duration_s: fl
             step = case.script(frame) if case.script is not None else None
             if step is not None:
                 implant_id, view = step["implant"], step["view"]
-            result = pipe.process(event.image, implant_id, view, frame_index=event.index,
-                                  shown_since_s=event.timestamp_s)
+            try:
+                result = pipe.process(event.image, implant_id, view, frame_index=event.index,
+                                      shown_since_s=event.timestamp_s)
+                if step is not None and step["capture"] and result.registered and result.cue is not None:
+                    if pipe.capture(result) is not None:
+                        pipe.log_event("capture", {"shot_id": result.shot_id, "by": "demo script"})
+                        summary["captures"] += 1
+            except (OSError, sqlite3.Error) as exc:
+                raise _case_write_failed(case, exc) from None
             if result.registered:
                 summary["registered"] += 1
                 implant_id, view = result.implant_id, result.view
-            if step is not None and step["capture"] and result.registered and result.cue is not None:
-                if pipe.capture(result) is not None:
-                    pipe.log_event("capture", {"shot_id": result.shot_id, "by": "demo script"})
-                    summary["captures"] += 1
             line = result.summary()
             summary["shots"].append(line)
             log(line)
