@@ -86,8 +86,11 @@ def write_file_atomic(path: Path, data: bytes, *, sync_dir: bool = True) -> str:
         finally:
             os.close(fd)
         os.replace(tmp, path)
-    except BaseException:
+    except OSError as exc:
         remove_quietly(tmp)   # a failed write (disk full, read-only, folder gone) leaves no temporary file
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
+    except BaseException:
+        remove_quietly(tmp)
         raise
     if sync_dir:
         fsync_dir(path.parent)
