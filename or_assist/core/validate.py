@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from or_assist.errors import InputError
 
 __all__ = ["Limit", "check_finite", "check_range"]
@@ -27,6 +29,7 @@ def check_finite(value, name: str) -> float:
     Parameters
     ----------
     value : int or float
+        Anything else (a string, a bool, None) is refused.
     name : str
         The argument or field, for the message.
 
@@ -39,11 +42,13 @@ def check_finite(value, name: str) -> float:
     InputError
         ``value`` is not a number, or is NaN or infinite.
     """
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise InputError(f"must be a finite number, got {value!r}", name)
     try:
         out = float(value)
-    except (TypeError, ValueError, OverflowError):
-        raise InputError(f"must be a finite number, got {value!r}", name) from None
-    if isinstance(value, bool) or not math.isfinite(out):
+    except OverflowError:
+        out = math.inf
+    if not math.isfinite(out):
         raise InputError(f"must be a finite number, got {value!r}", name)
     return out
 
@@ -80,15 +85,17 @@ def check_range(value, lo: float, hi: float, name: str, unit: str = "", why: str
     if integer:
         rng = "a whole number " + rng
     text = f"must be {rng}" + (f" ({why})" if why else "")
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise InputError(f"{text}, got {value!r}", name)
     try:
         x = float(value)
-    except (TypeError, ValueError, OverflowError):
-        raise InputError(f"{text}, got {value!r}", name) from None
-    ok = not isinstance(value, bool) and math.isfinite(x) and lo <= x <= hi
+    except OverflowError:
+        x = math.inf
+    ok = math.isfinite(x) and lo <= x <= hi
     if ok and integer and not x.is_integer():
         ok = False
     if not ok:
-        raise InputError(f"{text}, got {_fmt(value) if isinstance(value, (int, float)) else repr(value)}", name)
+        raise InputError(f"{text}, got {_fmt(value) if abs(x) < 1e300 else f'{x:g}'}", name)
     return value
 
 
