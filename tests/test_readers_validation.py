@@ -424,3 +424,13 @@ def test_run_plan_checks_refuses_a_negative_clearance(sample):
     plan = load_plan(sample["plan"])
     with pytest.raises(InputError, match=r"min_clearance_mm: must be 0\.\.20 mm .*got -5"):
         run_plan_checks(plan, load_ct(sample["ct"]), min_clearance_mm=-5.0)
+
+
+@pytest.mark.parametrize("which", [0, 19])
+def test_truncated_dicom_slice_is_not_skipped(dicom_dir, tmp_path, capsys, which):
+    folder = tmp_path / "dicom"
+    shutil.copytree(dicom_dir, folder)
+    victim = sorted(folder.iterdir())[which]
+    raw = victim.read_bytes()
+    victim.write_bytes(raw[: len(raw) // 3])
+    assert_cli_error(["info", folder], capsys, folder, f"damaged DICOM file {victim.name}")

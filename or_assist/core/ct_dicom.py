@@ -114,6 +114,16 @@ def _check_orientation(header: _Header) -> None:
                          f"got {text!r}", str(header.path))
 
 
+def _has_dicom_marker(path: Path) -> bool:
+    """Whether the file carries the DICOM Part 10 marker ``DICM`` at byte 128."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(128)
+            return fh.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
 def _candidate_files(folder: Path) -> list[Path]:
     files = []
     for root, dirs, names in os.walk(folder):
@@ -238,14 +248,19 @@ def read_dicom_folder(folder: Path) -> tuple[sitk.Image, str | None]:
     ------
     InputError
         No DICOM image in the folder, the chosen series is a single 2D slice, slices are
-        missing, duplicated, tilted or unreadable.
+        missing, duplicated, tilted or unreadable, a file with the DICOM marker cannot be
+        read (truncated), or a PixelSpacing / ImageOrientationPatient tag is damaged.
     """
     where = str(folder)
     headers, unreadable = [], 0
     for path in _candidate_files(folder):
         try:
             headers.append(_read_header(path))
-        except RuntimeError:
+        except RuntimeError as exc:
+            if _has_dicom_marker(path):  # a DICOM file, cut short or damaged: do not skip it silently
+                raise InputError(f"damaged DICOM file {path.name}: it has the DICM marker but cannot be read "
+                                 f"({sitk_reason(exc)}); truncated copy? remove it or copy the series again",
+                                 where) from None
             unreadable += 1
     if not headers:
         what = f"{unreadable} file(s), none a readable DICOM image" if unreadable else "no files"
