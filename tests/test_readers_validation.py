@@ -372,6 +372,8 @@ def test_undamaged_library_loads(library_file, sample):
     (["demo", "--headless", "--max-shots", "0"], "--max-shots", "1..100000"),
     (["demo", "--screen", "-1"], "--screen", "0..15"),
     (["run", "--headless", "--duration", "-1"], "--duration", "s"),
+    (["run", "--headless", "--source-timeout", "1e9"], "--source-timeout", "0.1..3600 s"),
+    (["run", "--headless", "--no-signal-report", "0"], "--no-signal-report", "0.1..3600 s"),
 ])
 def test_numeric_options_out_of_range(argv, name, fragment, capsys):
     line = assert_cli_error(argv, capsys, f"or-assist: error: {name}: must be", fragment)
