@@ -8,6 +8,7 @@ as one clear line (``or-assist: error: ...``) with exit status 2, never a traceb
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -47,7 +48,7 @@ def _cmd_geometry(args) -> int:
                   f"{g.source_to_isocenter_mm:g} mm, field {p.field_size_mm:g} mm)")
         return 0
     profile = load_profile(args.profile)
-    geom = profile.geometry_at(args.size) if args.size else profile.geometry
+    geom = profile.geometry_at(args.size) if args.size is not None else profile.geometry
     if args.out:
         save_geometry(geom, args.out)
         print(f"wrote {args.out}")
@@ -106,7 +107,7 @@ def _point_arg(text: str, name: str):
         values = [float(v) for v in text.split(",")]
     except ValueError:
         values = []
-    if len(values) != 3:
+    if len(values) != 3 or not all(math.isfinite(v) for v in values):
         raise InputError(f"must be three comma-separated numbers x,y,z (LPS mm), got {text!r}", name)
     return values
 
@@ -138,6 +139,10 @@ def _cmd_simulate(args) -> int:
             w, h = (int(v) for v in args.frame.lower().split("x"))
         except ValueError:
             raise InputError(f"must be WIDTHxHEIGHT, e.g. 1920x1080, got {args.frame!r}", "--frame") from None
+        from or_assist.core.validate import check_range
+
+        for side in (w, h):
+            check_range(side, 16, 8192, "--frame", "px per side", "a video frame WIDTHxHEIGHT", integer=True)
         frame = (w, h)
     settings = ShotSettings(frame_size_px=frame, invert=args.invert, seed=args.seed,
                             i0_photons_per_px=args.dose)
@@ -302,6 +307,46 @@ def _add_display_options(s) -> None:
     s.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     s.add_argument("--max-shots", type=int, default=None, help="stop after this many shots")
     s.add_argument("--cases", type=Path, default=None, help="cases folder (default $OR_ASSIST_CASES or ~/.local/share/or_assist/cases)")
+
+
+# --------------------------------------------------------------------------- limits
+
+#: Accepted range of every numeric option, by argparse ``dest``:
+#: (option, lo, hi, unit, what it is, whole number). Checked in :func:`main` so a value out
+#: of range is one ``or-assist: error:`` line (exit 2) instead of a silent wrong answer.
+_ARG_LIMITS = {
+    "screen": ("--screen", 0, 15, "", "a monitor index", True),
+    "duration": ("--duration", 0.1, 7 * 86400, "s", "how long to run, at most a week", False),
+    "max_shots": ("--max-shots", 1, 100_000, "", "shots before stopping", True),
+    "source_timeout": ("--source-timeout", 0.1, 3600, "s", "how long to wait for a silent source", False),
+    "no_signal_report": ("--no-signal-report", 0.1, 3600, "s", "the interval of the no-signal reports", False),
+    "min_clearance_mm": ("--min-clearance-mm", 0, 20, "mm",
+                         "required surface clearance; a negative one would pass every check", False),
+    "size": ("--size", 16, 4096, "px", "the detector grid side", True),
+    "size_px": ("--size-px", 16, 4096, "px", "the render size of the named views", True),
+    "source_to_isocenter_mm": ("--source-to-isocenter-mm", 100, 2000, "mm",
+                               "the focal spot to isocentre distance of a C-arm", False),
+    "tilt_deg": ("--tilt-deg", 0, 89, "deg", "the inlet/outlet tilt magnitude", False),
+    "neighbourhood_deg": ("--neighbourhood-deg", -45, 45, "deg", "orbital/tilt offsets around a named view",
+                          False),
+    "dose": ("--dose", 1, 1e9, "photons per pixel", "the simulated detector dose", False),
+    "seed": ("--seed", 0, 2**32 - 1, "", "a random seed", True),
+    "seconds": ("--seconds", 0.1, 600, "s", "how long to probe", False),
+    "max_index": ("--max-index", 0, 63, "", "the highest capture device index", True),
+    "width": ("--width", 16, 8192, "px", "the requested frame width", True),
+    "height": ("--height", 16, 8192, "px", "the requested frame height", True),
+    "fps": ("--fps", 0.1, 1000, "frames/s", "the requested frame rate", False),
+}
+
+
+def _check_limits(args) -> None:
+    from or_assist.core.validate import check_range
+
+    for dest, (option, lo, hi, unit, why, integer) in _ARG_LIMITS.items():
+        value = getattr(args, dest, None)
+        for v in (value if isinstance(value, list) else [value]):
+            if v is not None:
+                check_range(v, lo, hi, option, unit, why, integer=integer)
 
 
 # --------------------------------------------------------------------------- parser
@@ -503,6 +548,7 @@ def main(argv: list[str] | None = None) -> int:
     import sqlite3
 
     try:
+        _check_limits(args)
         _check_outputs(args)
         return int(args.func(args) or 0)
     except OrAssistError as exc:

@@ -21,6 +21,7 @@ import secrets
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from or_assist.core.jsonio import read_json
 from or_assist.errors import InputError
 from or_assist.video.credentials import PASSWORD_ENV, has_password, strip_password
 
@@ -104,9 +105,10 @@ def load_settings(path: str | os.PathLike | None = None) -> tuple[AppSettings, s
     if not p.is_file():
         return AppSettings(), None
     try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return AppSettings(), f"{p}: not readable JSON ({exc}); using the defaults"
+        doc = read_json(p)
+    except InputError as exc:
+        reason = str(exc)[len(exc.source) + 2:] if exc.source else str(exc)
+        return AppSettings(), f"{p}: not readable JSON ({reason}); using the defaults"
     if not isinstance(doc, dict) or doc.get("schema") != SETTINGS_SCHEMA:
         return AppSettings(), f"{p}: expected schema {SETTINGS_SCHEMA!r}; using the defaults"
     known = {f.name for f in fields(AppSettings)}

@@ -25,7 +25,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from or_assist.core.ct_attenuation import hu_to_attenuation, mu_cortical_bone_per_mm, mu_water_per_mm
-from or_assist.core.ct_dicom import read_dicom_file, read_dicom_folder, sitk_reason
+from or_assist.core.ct_dicom import NotDicomError, read_dicom_file, read_dicom_folder, sitk_reason
+from or_assist.core.ct_files import check_volume_file
 from or_assist.core.ct_volume import CTVolume, axis_codes
 from or_assist.errors import InputError
 
@@ -61,6 +62,7 @@ def _volume_suffix(path: Path) -> str | None:
 
 
 def _read_volume_file(path: Path) -> sitk.Image:
+    check_volume_file(path, _volume_suffix(path))
     try:
         return sitk.ReadImage(str(path))
     except RuntimeError as exc:
@@ -71,7 +73,7 @@ def _read_other_file(path: Path) -> tuple[sitk.Image, str | None, bool]:
     """Read a file as DICOM, else as any image SimpleITK knows; returns (image, uid, is_dicom)."""
     try:
         return read_dicom_file(path) + (True,)
-    except InputError as dicom_error:
+    except NotDicomError as dicom_error:
         try:  # another format SimpleITK knows (e.g. a PNG): read it to say why it is unusable
             if path.suffix.lower() in (".dcm", ".ima"):
                 raise RuntimeError("DICOM by name")

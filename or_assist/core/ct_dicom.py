@@ -22,14 +22,22 @@ import SimpleITK as sitk
 
 from or_assist.errors import InputError
 
-__all__ = ["read_dicom_folder", "read_dicom_file", "sitk_reason"]
+__all__ = ["read_dicom_folder", "read_dicom_file", "sitk_reason", "NotDicomError"]
 
 _TAG_UID = "0020|000e"
 _TAG_IPP = "0020|0032"
 _TAG_IOP = "0020|0037"
+_TAG_PIXEL_SPACING = "0028|0030"
+_TAG_SLICE_THICKNESS = "0018|0050"
+_TAG_SLICE_GAP = "0018|0088"
+_IOP_TOL = 1e-3  # |row|, |col| within 1 +- tol and |row . col| below tol
 _SPACING_RTOL = 0.01  # relative variation of slice gaps accepted as uniform
 _SPACING_ATOL_MM = 0.01
 _TILT_TOL_MM = 0.1  # in-plane drift of the slice positions over the whole series
+
+
+class NotDicomError(InputError):
+    """A file that is not a readable DICOM image (as opposed to a DICOM file with bad values)."""
 
 
 def sitk_reason(exc: Exception) -> str:
@@ -47,6 +55,7 @@ class _Header:
     ipp: np.ndarray | None
     iop: np.ndarray | None
     size: tuple[int, int, int]
+    spacing_tags: dict[str, str]
 
 
 def _floats(text: str, n: int) -> np.ndarray | None:
@@ -68,7 +77,51 @@ def _read_header(path: Path) -> _Header:
         return reader.GetMetaData(key).strip() if reader.HasMetaDataKey(key) else ""
 
     size = tuple(int(v) for v in reader.GetSize()) + (1,) * (3 - reader.GetDimension())
-    return _Header(path, tag(_TAG_UID), _floats(tag(_TAG_IPP), 3), _floats(tag(_TAG_IOP), 6), size[:3])
+    spacing_tags = {key: tag(key) for key in (_TAG_PIXEL_SPACING, _TAG_SLICE_THICKNESS, _TAG_SLICE_GAP)
+                    if reader.HasMetaDataKey(key)}
+    return _Header(path, tag(_TAG_UID), _floats(tag(_TAG_IPP), 3), _floats(tag(_TAG_IOP), 6), size[:3],
+                   spacing_tags)
+
+
+_SPACING_NAMES = {_TAG_PIXEL_SPACING: ("PixelSpacing (0028,0030)", 2),
+                  _TAG_SLICE_THICKNESS: ("SliceThickness (0018,0050)", 1),
+                  _TAG_SLICE_GAP: ("SpacingBetweenSlices (0018,0088)", 1)}
+
+
+def _check_spacing_tags(header: _Header, keys: tuple[str, ...]) -> None:
+    """Refuse a present but damaged spacing tag (GDCM would read it as 1 mm)."""
+    for key in keys:
+        if key not in header.spacing_tags:
+            continue
+        text = header.spacing_tags[key]
+        name, n = _SPACING_NAMES[key]
+        try:
+            vals = [float(v) for v in text.split("\\")]
+        except ValueError:
+            vals = []
+        if len(vals) != n or not all(np.isfinite(v) and v > 0 for v in vals):
+            what = "two finite numbers" if n == 2 else "a finite number"
+            raise InputError(f"{name} must be {what} > 0 mm, got {text!r}", str(header.path))
+
+
+def _check_orientation(header: _Header) -> None:
+    """ImageOrientationPatient must be two orthogonal unit vectors."""
+    row, col = header.iop[:3], header.iop[3:]
+    if (abs(np.linalg.norm(row) - 1) > _IOP_TOL or abs(np.linalg.norm(col) - 1) > _IOP_TOL
+            or abs(float(row @ col)) > _IOP_TOL):
+        text = "\\".join(f"{v:g}" for v in header.iop)
+        raise InputError(f"ImageOrientationPatient (0020,0037) must be two orthogonal unit vectors, "
+                         f"got {text!r}", str(header.path))
+
+
+def _has_dicom_marker(path: Path) -> bool:
+    """Whether the file carries the DICOM Part 10 marker ``DICM`` at byte 128."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(128)
+            return fh.read(4) == b"DICM"
+    except OSError:
+        return False
 
 
 def _candidate_files(folder: Path) -> list[Path]:
@@ -105,12 +158,18 @@ def read_dicom_file(path: Path) -> tuple[sitk.Image, str | None]:
     """
     try:
         header = _read_header(path)
+    except RuntimeError as exc:
+        raise NotDicomError(f"not a readable DICOM image ({sitk_reason(exc)})", str(path)) from None
+    _check_spacing_tags(header, tuple(_SPACING_NAMES) if header.size[2] > 1 else (_TAG_PIXEL_SPACING,))
+    if header.iop is not None:
+        _check_orientation(header)
+    try:
         reader = sitk.ImageFileReader()
         reader.SetImageIO("GDCMImageIO")
         reader.SetFileName(str(path))
         img = reader.Execute()
     except RuntimeError as exc:
-        raise InputError(f"not a readable DICOM image ({sitk_reason(exc)})", str(path)) from None
+        raise NotDicomError(f"not a readable DICOM image ({sitk_reason(exc)})", str(path)) from None
     return img, header.uid or None
 
 
@@ -137,6 +196,9 @@ def _ordered_slices(folder: Path, group: list[_Header]) -> tuple[list[_Header], 
             f"(e.g. {missing[0]}): cannot place them in space",
             where,
         )
+    for h in group:
+        _check_spacing_tags(h, (_TAG_PIXEL_SPACING,))
+        _check_orientation(h)
     direction = _orthonormal(group[0].iop)
     normal = direction[:, 2]
     pos = np.array([h.ipp @ normal for h in group])
@@ -186,14 +248,19 @@ def read_dicom_folder(folder: Path) -> tuple[sitk.Image, str | None]:
     ------
     InputError
         No DICOM image in the folder, the chosen series is a single 2D slice, slices are
-        missing, duplicated, tilted or unreadable.
+        missing, duplicated, tilted or unreadable, a file with the DICOM marker cannot be
+        read (truncated), or a PixelSpacing / ImageOrientationPatient tag is damaged.
     """
     where = str(folder)
     headers, unreadable = [], 0
     for path in _candidate_files(folder):
         try:
             headers.append(_read_header(path))
-        except RuntimeError:
+        except RuntimeError as exc:
+            if _has_dicom_marker(path):  # a DICOM file, cut short or damaged: do not skip it silently
+                raise InputError(f"damaged DICOM file {path.name}: it has the DICM marker but cannot be read "
+                                 f"({sitk_reason(exc)}); truncated copy? remove it or copy the series again",
+                                 where) from None
             unreadable += 1
     if not headers:
         what = f"{unreadable} file(s), none a readable DICOM image" if unreadable else "no files"

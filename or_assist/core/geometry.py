@@ -418,6 +418,9 @@ class CArmGeometry:
         if np.any(size <= 0) or np.any(size != np.round(size)):
             raise SchemaError(f"field 'image_size' must be two positive integers [width, height], "
                               f"got {size.tolist()}", where)
+        if np.any(size < MIN_IMAGE_SIDE_PX) or np.any(size > MAX_IMAGE_SIDE_PX):
+            raise SchemaError(f"field 'image_size' must be {MIN_IMAGE_SIDE_PX}..{MAX_IMAGE_SIDE_PX} px per side "
+                              f"(a detector grid or video frame), got {[int(v) for v in size]}", where)
         spacing = jsonio.field_array(doc, "pixel_spacing_mm", where, (2,))
         if np.any(spacing <= 0):
             raise SchemaError(f"field 'pixel_spacing_mm' must be > 0, got {spacing.tolist()}", where)
@@ -432,6 +435,11 @@ class CArmGeometry:
                        (float(pp[0]), float(pp[1])), s2i, dist)
         except InputError as exc:
             raise SchemaError(str(exc), where) from None
+
+
+#: Image side accepted in a geometry file (px): a detector grid or a video frame up to 8K.
+MIN_IMAGE_SIDE_PX = 4
+MAX_IMAGE_SIDE_PX = 8192
 
 
 def _pair(value, name: str, kind):

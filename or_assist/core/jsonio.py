@@ -19,6 +19,8 @@ from or_assist.errors import InputError, SchemaError
 
 __all__ = [
     "read_json",
+    "loads_json",
+    "MAX_JSON_BYTES",
     "write_json",
     "check_schema",
     "field",
@@ -28,6 +30,54 @@ __all__ = [
     "field_array",
     "to_jsonable",
 ]
+
+
+#: Largest JSON file read (bytes): interchange files are kilobytes; a bigger one is a mistake.
+MAX_JSON_BYTES = 64 * 2**20
+#: Most digits in an integer literal: more cannot be a finite float (1.8e308).
+_MAX_INT_DIGITS = 308
+
+
+def _parse_int(text: str) -> int | float:
+    """An integer literal; one too large for a float becomes ±inf (refused by the field checks,
+    which name the field) instead of hitting Python's int-string limit."""
+    if len(text.lstrip("-")) > _MAX_INT_DIGITS:
+        return -math.inf if text.startswith("-") else math.inf
+    return int(text)
+
+
+def loads_json(text: str, where: str) -> Any:
+    """Parse JSON text, turning every parser failure into one :class:`InputError`.
+
+    Invalid syntax and nesting too deep to parse are refused with a message naming
+    ``where``. NaN / Infinity literals and numbers beyond the float range (integers with
+    more than 308 digits included) are read as NaN / ±inf, which the ``field_*`` helpers
+    refuse naming the field.
+
+    Parameters
+    ----------
+    text : str
+        The JSON text.
+    where : str
+        The file or field, for the message.
+
+    Returns
+    -------
+    Any
+        The parsed value.
+
+    Raises
+    ------
+    InputError
+    """
+    try:
+        return json.loads(text, parse_int=_parse_int)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"not valid JSON ({exc})", where) from None
+    except RecursionError:
+        raise InputError("not valid JSON: nested too deeply to parse", where) from None
+    except (ValueError, OverflowError, MemoryError) as exc:
+        raise InputError(f"not valid JSON ({type(exc).__name__}: {str(exc)[:120]})", where) from None
 
 
 def read_json(path: str | os.PathLike, schema: str | None = None) -> dict:
@@ -48,17 +98,33 @@ def read_json(path: str | os.PathLike, schema: str | None = None) -> dict:
     Raises
     ------
     InputError
-        The file is missing or is not valid JSON.
+        The file is missing, unreadable, larger than :data:`MAX_JSON_BYTES`, or not
+        valid JSON (see :func:`loads_json`).
     SchemaError
         The document is not an object, or its schema is missing or different.
     """
     path = Path(path)
+    where = str(path)
     if not path.is_file():
-        raise InputError("file not found", str(path))
+        raise InputError("file not found", where)
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"not valid UTF-8 JSON ({exc})", str(path)) from None
+        size = path.stat().st_size
+        if size > MAX_JSON_BYTES:
+            raise InputError(f"{size / 2**20:.0f} MiB is too large for a JSON interchange file "
+                             f"(at most {MAX_JSON_BYTES // 2**20} MiB; is it the right file?)", where)
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_JSON_BYTES + 1)
+    except OSError as exc:
+        raise InputError(f"cannot read the file ({exc.strerror or exc})", where) from None
+    if len(raw) > MAX_JSON_BYTES:
+        raise InputError(f"too large for a JSON interchange file (at most {MAX_JSON_BYTES // 2**20} MiB)", where)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not valid UTF-8 JSON ({exc})", where) from None
+    doc = loads_json(text.removeprefix("\ufeff"), where)
+    if not isinstance(doc, dict):
+        raise SchemaError(f"expected a JSON object {{...}} at the top level, got {type(doc).__name__}", where)
     if schema is not None:
         check_schema(doc, schema, str(path))
     return doc
@@ -117,11 +183,18 @@ def field_float(doc: dict, name: str, where: str, *, positive: bool = False,
     value = field(doc, name, where, default)
     if value is default and default is not _MISSING:
         return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
         raise SchemaError(f"field '{name}' must be a finite number, got {value!r}", where)
     if positive and value <= 0:
         raise SchemaError(f"field '{name}' must be > 0, got {value!r}", where)
     return float(value)
+
+
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond the float range
+        return False
 
 
 def field_bool(doc: dict, name: str, where: str, default: Any = _MISSING) -> bool:
@@ -153,7 +226,7 @@ def field_array(doc: dict, name: str, where: str, shape: tuple[int | None, ...],
         return value
     try:
         arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise SchemaError(f"field '{name}' must be a numeric array of shape {_fmt(shape)}", where) from None
     if arr.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, arr.shape)):
         raise SchemaError(

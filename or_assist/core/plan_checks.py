@@ -61,6 +61,7 @@ import numpy as np
 
 from or_assist.core.plan import (Implant, Plan, check_implants_in_ct, implant_vertex_directions,
                                   load_plan, load_plan_ct)
+from or_assist.core.validate import check_range
 
 __all__ = [
     "CHECK_NAMES",
@@ -374,8 +375,11 @@ def run_plan_checks(plan: Plan, ct, *, min_clearance_mm: float = 2.0, length_tol
     Raises
     ------
     InputError
-        An implant's entry or apex lies outside the CT volume.
+        An implant's entry or apex lies outside the CT volume, or ``min_clearance_mm``
+        is outside 0..20 mm.
     """
+    check_range(min_clearance_mm, 0, 20, "min_clearance_mm", "mm",
+                "required surface clearance; a negative one would pass every check")
     check_implants_in_ct(plan, ct)
     if joint_window_mm is None:
         joint_window_mm = max(5.0, 2.0 * float(np.max(ct.spacing_mm)))

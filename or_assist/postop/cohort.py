@@ -61,6 +61,31 @@ def parse_case_argument(text: str, index: int) -> CohortCase:
     return CohortCase(f"{index + 1:02d}", Path(parts[0]), Path(parts[1]), Path(parts[2]) if len(parts) == 3 else None)
 
 
+#: Largest cohort CSV read (bytes): one short line per case.
+MAX_COHORT_FILE_BYTES = 16 * 2**20
+
+
+def _cohort_text(p: Path) -> str:
+    """The file's text; a binary, non-UTF-8 or oversized file gives one InputError."""
+    try:
+        size = p.stat().st_size
+        if size > MAX_COHORT_FILE_BYTES:
+            raise InputError(f"{size / 2**20:.0f} MiB is too large for a cohort CSV "
+                             f"(at most {MAX_COHORT_FILE_BYTES // 2**20} MiB)", str(p))
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read the file ({exc.strerror or exc})", str(p)) from None
+    nul = raw.find(b"\0")
+    if nul >= 0:
+        raise InputError(f"a binary file (NUL byte at offset {nul}), expected a UTF-8 CSV text "
+                         f"file with columns plan, postop[, preop, case]", str(p))
+    try:
+        return raw.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); expected a CSV "
+                         f"file with columns plan, postop[, preop, case]", str(p)) from None
+
+
 def read_cohort_file(path: str | os.PathLike) -> list[CohortCase]:
     """Read a cohort CSV file (format: module doc).
 
@@ -73,17 +98,22 @@ def read_cohort_file(path: str | os.PathLike) -> list[CohortCase]:
     p = Path(path)
     if not p.is_file():
         raise InputError("cohort file not found", str(p))
-    lines = [ln for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-    rows = list(csv.DictReader(lines))
-    header = [h.strip() for h in (csv.DictReader(lines).fieldnames or [])]
+    lines = [ln for ln in _cohort_text(p).splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    try:
+        rows = list(csv.DictReader(lines))
+        header = [h.strip() for h in (csv.DictReader(lines).fieldnames or [])]
+    except csv.Error as exc:
+        raise InputError(f"not a readable CSV file ({exc})", str(p)) from None
     missing = [c for c in ("plan", "postop") if c not in header]
     if missing:
         raise InputError(f"the header must name the columns plan and postop (optional preop, case); "
                          f"missing {', '.join(missing)}, got {header}", str(p))
     cases = []
     for k, row in enumerate(rows):
-        row = {(key or "").strip(): (val or "").strip() for key, val in row.items()}
         where = f"{p}: case {k + 1}"
+        if None in row:
+            raise InputError(f"more cells than the header's {len(header)} columns ({', '.join(header)})", where)
+        row = {(key or "").strip(): (val or "").strip() for key, val in row.items()}
         if not row.get("plan") or not row.get("postop"):
             raise InputError("empty plan or postop cell", where)
         base = p.resolve().parent

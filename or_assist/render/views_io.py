@@ -146,15 +146,28 @@ def _outline(doc: dict, where: str):
 
 
 def _read(path: Path) -> ViewLibrary:
+    try:
+        return _read_unchecked(path)
+    except (TypeError, KeyError, AttributeError, IndexError, OverflowError) as exc:
+        # a metadata value of the wrong kind (a number where an object is expected, ...)
+        raise SchemaError(f"malformed metadata ({type(exc).__name__}: {str(exc)[:160]})", str(path)) from None
+
+
+def _metadata(data, where: str) -> dict:
+    arr = data["metadata"]
+    if arr.dtype.kind != "U" or arr.size != 1:
+        raise SchemaError(f"array 'metadata' must be one JSON string, got {arr.ndim}-d {arr.dtype} "
+                          f"of {arr.size} element(s)", where)
+    return jsonio.loads_json(str(arr.reshape(())), f"{where}: metadata")
+
+
+def _read_unchecked(path: Path) -> ViewLibrary:
     where = str(path)
     try:
         with np.load(path, allow_pickle=False) as data:
             if "metadata" not in data.files:
                 raise SchemaError("not an or_assist view library (no 'metadata' array)", where)
-            try:
-                meta = json.loads(str(data["metadata"]))
-            except (json.JSONDecodeError, TypeError) as exc:
-                raise SchemaError(f"array 'metadata' is not valid JSON ({exc})", where) from None
+            meta = _metadata(data, where)
             jsonio.check_schema(meta, VIEW_LIBRARY_SCHEMA, where)
             docs = jsonio.field(meta, "entries", where)
             if not isinstance(docs, list) or not docs or not all(isinstance(d, dict) for d in docs):
@@ -197,14 +210,20 @@ def _read(path: Path) -> ViewLibrary:
     for key in ("window", "percentiles"):
         if settings.get(key) is not None:
             settings[key] = tuple(settings[key])
-    return ViewLibrary(entries, li, disp, CArmGeometry.from_dict(jsonio.field(meta, "geometry", where),
-                                                                 f"{where}: geometry"),
-                       jsonio.field_str(plan, "sha256", f"{where}: plan"), plan.get("source"),
-                       jsonio.field(plan, "implants", f"{where}: plan"), jsonio.field(meta, "renderer", where),
-                       DisplaySettings(**settings), jsonio.field_str(meta, "patient_position", where),
-                       jsonio.field_array(meta, "patient_axes", where, (3, 3)),
-                       tuple(jsonio.field(meta, "neighbourhood_deg", where)),
-                       jsonio.field_str(meta, "or_assist_version", where))
+    lib = ViewLibrary(entries, li, disp, CArmGeometry.from_dict(jsonio.field(meta, "geometry", where),
+                                                                f"{where}: geometry"),
+                      jsonio.field_str(plan, "sha256", f"{where}: plan"), plan.get("source"),
+                      jsonio.field(plan, "implants", f"{where}: plan"), jsonio.field(meta, "renderer", where),
+                      DisplaySettings(**settings), jsonio.field_str(meta, "patient_position", where),
+                      jsonio.field_array(meta, "patient_axes", where, (3, 3)),
+                      tuple(jsonio.field(meta, "neighbourhood_deg", where)),
+                      jsonio.field_str(meta, "or_assist_version", where))
+    for k, entry in enumerate(lib.entries):
+        g = lib.geometry_of(entry)
+        if lib.line_integrals[k].shape != (g.height, g.width):
+            raise SchemaError(f"entries[{k}]: stored image is {lib.line_integrals[k].shape[1]} x "
+                              f"{lib.line_integrals[k].shape[0]} px, its geometry says {g.width} x {g.height}", where)
+    return lib
 
 
 def _plan_difference(stored: list, current: list) -> str:
