@@ -445,6 +445,27 @@ def _argument_cases() -> list[Case]:
                                      "--out", _s(t / "cohort")]))
     out.append(Case("evaluate-cohort-bad-entry", None,
                     lambda b, x, t: ["evaluate", "--cohort", "nocolon", "--out", _s(t / "cohort")]))
+    def run_source(make):
+        return lambda b, x, t: ["run", "--headless", "--plan", _s(b["plan"]), "--geometry", _s(b["geometry"]),
+                                "--source", make(t), "--cases", _s(t / "cases"), "--source-timeout", "2",
+                                "--no-signal-report", "1"]
+
+    def folder(t, files):
+        d = t / "frames"
+        d.mkdir(exist_ok=True)
+        for name, data in files.items():
+            (d / name).write_bytes(data)
+        return _s(d)
+
+    for name, make in (
+            ("empty-folder", lambda t: folder(t, {})),
+            ("undecodable-folder", lambda t: folder(t, {"a.png": b"not a png", "b.jpg": bytes(64)})),
+            ("zero-byte-mp4", lambda t: _write(t / "v.mp4", b"")),
+            ("garbage-mp4", lambda t: _write(t / "v.mp4", bytes(range(256)) * 64)),
+            ("missing-file", lambda t: _s(t / "no_such.mp4")),
+            ("unreachable-rtsp", lambda t: "rtsp://user:secret@127.0.0.1:9/carm"),
+            ("no-scheme-credentials", lambda t: "user:secret@127.0.0.1/stream")):
+        out.append(Case(f"run-source-{name}", None, run_source(make)))
     out.append(Case("sources--probe-missing-file", None,
                     lambda b, x, t: ["sources", "--probe", _s(t / "no_such_video.mp4"), "--seconds", "1"]))
     out.append(Case("sources--seconds=-1", None,
@@ -549,17 +570,18 @@ def campaign(root: Path) -> dict[str, dict[str, int]]:
     """Run the whole corpus; per command: tried, clear, traceback, hang, silently wrong, other."""
     base = build_base(root / "base")
     variants = build_variants(base, root / "bad")
-    runs = [(c.name, v, expect, c.argv(base, path, root / "scratch" / c.name / v))
-            for c in VARIANT_CASES for v, (path, expect) in sorted(variants[c.family].items())]
-    runs += [(c.name, "", c.expect, c.argv(base, Path("/nonexistent"), root / "scratch" / c.name))
-             for c in ARGUMENT_CASES]
+    runs = [(c, v, expect, path) for c in VARIANT_CASES for v, (path, expect) in sorted(variants[c.family].items())]
+    runs += [(c, "", c.expect, Path("/nonexistent")) for c in ARGUMENT_CASES]
     tally: dict[str, dict[str, int]] = {}
     problems = []
     os.environ.update(HOME=str(root / "home"), OR_ASSIST_CASES=str(root / "home" / "cases"),
                       QT_QPA_PLATFORM="offscreen")
     with _FdCapture() as cap:
-        for name, variant, expect, argv in runs:
-            (root / "scratch" / name / variant).mkdir(parents=True, exist_ok=True)
+        for case, variant, expect, path in runs:
+            name = case.name
+            scratch = root / "scratch" / name / variant
+            scratch.mkdir(parents=True, exist_ok=True)
+            argv = case.argv(base, path, scratch)
             code, out, err = run_cli(argv, cap.readouterr)
             problem = check(f"{name}[{variant}]" if variant else name, expect, code, out, err)
             command = argv[0]

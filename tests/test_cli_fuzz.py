@@ -58,6 +58,7 @@ def test_bad_arguments_and_outputs(case: Case, corpus, tmp_path, capfd):
     code, out, err = run_cli(case.argv(base, Path("/nonexistent"), tmp_path), capfd.readouterr)
     problem = check(case.name, case.expect, code, out, err)
     assert problem is None, problem
+    assert "secret" not in out + err          # a source's password is never printed
 
 
 def test_the_valid_inputs_work(corpus, tmp_path, capfd):

@@ -230,7 +230,7 @@ def test_cases_lists_damaged_cases_beside_good_ones(tmp_path, capsys):
     assert main(["cases", "--root", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert good.case_dir.name in out and "closed" in out
-    assert f"interrupted: the video source sent no frame for 30 s" in out
+    assert "interrupted: the video source sent no frame for 30 s" in out
     assert out.count("DAMAGED") == 2 and str(damaged.case_dir) in out and str(no_db) in out
     with sqlite3.connect(good.case_dir / "case.sqlite") as conn:
         assert conn.execute("SELECT COUNT(*) FROM case_info").fetchone()[0] == 1   # listing changed nothing
