@@ -22,8 +22,8 @@ from pathlib import Path
 
 from or_assist.errors import InputError
 
-__all__ = ["check_output_file", "check_output_dir", "write_error", "write_errors", "write_bytes_atomic", "write_image",
-           "remove_quietly"]
+__all__ = ["check_output_file", "check_output_dir", "write_error", "write_errors", "atomic_write",
+           "write_bytes_atomic", "write_image", "remove_quietly"]
 
 _REASONS = {errno.ENOSPC: "the disk is full", errno.EFBIG: "the file is too large for this file system (or the "
             "disk is full)", errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
@@ -137,15 +137,23 @@ def check_output_dir(path, name: str = "--out", what: str = "the output folder")
     return p
 
 
-def write_bytes_atomic(path, data: bytes, *, what: str = "the output", mode: int = 0o644) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
+def atomic_write(path, data: bytes, *, mode: int = 0o644, fsync: bool = False) -> Path:
+    """Write ``data`` through a temporary file in the same folder, then rename it over ``path``.
 
-    On any failure the temporary file is removed and the old ``path`` (if any) is left
-    as it was; the error is one :class:`~or_assist.errors.InputError` naming ``path``.
+    The lower layer of :func:`write_bytes_atomic` for callers that handle ``OSError``
+    themselves (the case log). On any failure the temporary file is removed, ``path``
+    keeps its old content, and an ``OSError`` naming ``path`` is raised.
+
+    Parameters
+    ----------
+    path : path-like
+    data : bytes
+    mode : int
+        File mode of a new file.
+    fsync : bool
+        Flush the data to the disk before the rename (durable after a power loss).
     """
     p = Path(path)
-    with write_errors(p, what):
-        p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
@@ -153,16 +161,30 @@ def write_bytes_atomic(path, data: bytes, *, what: str = "the output", mode: int
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
+            if fsync:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, p)
     except OSError as exc:
         remove_quietly(tmp)
-        raise write_error(p, exc, what) from None
+        raise OSError(exc.errno, exc.strerror, str(p)) from None
     except BaseException:
         remove_quietly(tmp)
         raise
     return p
+
+
+def write_bytes_atomic(path, data: bytes, *, what: str = "the output", mode: int = 0o644) -> Path:
+    """Write ``data`` to ``path`` atomically (:func:`atomic_write`), creating its folder.
+
+    On any failure the temporary file is removed and the old ``path`` (if any) is left
+    as it was; the error is one :class:`~or_assist.errors.InputError` naming ``path``.
+    """
+    p = Path(path)
+    with write_errors(p, what):
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return atomic_write(p, data, mode=mode)
 
 
 def write_image(path, image, *, what: str = "the image") -> Path:

@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from or_assist.core.outputs import remove_quietly
+from or_assist.core.outputs import atomic_write
 from or_assist.errors import InputError
 
 __all__ = ["FILE_MODE", "check_image", "check_mask", "encode_png", "write_file_atomic", "fsync_dir",
@@ -73,25 +73,14 @@ def fsync_dir(folder: Path) -> None:
 
 
 def write_file_atomic(path: Path, data: bytes, *, sync_dir: bool = True) -> str:
-    """Write ``data`` to ``path`` atomically and durably; returns its SHA-256 (hex)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except OSError as exc:
-        remove_quietly(tmp)   # a failed write (disk full, read-only, folder gone) leaves no temporary file
-        raise OSError(exc.errno, exc.strerror, str(path)) from None
-    except BaseException:
-        remove_quietly(tmp)
-        raise
+    """Write ``data`` to ``path`` atomically and durably; returns its SHA-256 (hex).
+
+    Raises
+    ------
+    OSError
+        Naming ``path`` (disk full, read-only, folder gone); no temporary file is left.
+    """
+    path = atomic_write(path, data, mode=FILE_MODE, fsync=True)
     if sync_dir:
         fsync_dir(path.parent)
     return hashlib.sha256(data).hexdigest()
