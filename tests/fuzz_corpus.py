@@ -314,6 +314,7 @@ class Case:
     family: str | None
     argv: Callable[[dict, Path, Path], list[str]]
     expect: str = "error"
+    own_process: bool = False   # run as the real command: what a library prints only on first use counts
 
 
 def _s(p) -> str:
@@ -465,7 +466,7 @@ def _argument_cases() -> list[Case]:
             ("missing-file", lambda t: _s(t / "no_such.mp4")),
             ("unreachable-rtsp", lambda t: "rtsp://user:secret@127.0.0.1:9/carm"),
             ("no-scheme-credentials", lambda t: "user:secret@127.0.0.1/stream")):
-        out.append(Case(f"run-source-{name}", None, run_source(make)))
+        out.append(Case(f"run-source-{name}", None, run_source(make), own_process=True))
     out.append(Case("sources--probe-missing-file", None,
                     lambda b, x, t: ["sources", "--probe", _s(t / "no_such_video.mp4"), "--seconds", "1"]))
     out.append(Case("sources--seconds=-1", None,
@@ -533,6 +534,20 @@ def check(case_name: str, expect: str, code, out: str, err: str) -> str | None:
     return None
 
 
+def run_cli_process(argv: list[str], cwd: Path) -> tuple[object, str, str]:
+    """``python -m or_assist.cli ARGV`` in its own process: (exit status or "hang", stdout, stderr)."""
+    import subprocess
+
+    try:
+        proc = subprocess.run([sys.executable, "-m", "or_assist.cli", *argv], capture_output=True, text=True,
+                              cwd=cwd, timeout=PER_CASE_LIMIT_S, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    except subprocess.TimeoutExpired as exc:
+        return "hang", str(exc.stdout or ""), str(exc.stderr or "")
+    if "Traceback" in proc.stderr:
+        return f"traceback: {proc.stderr.strip().splitlines()[-1]}"[:300], proc.stdout, proc.stderr
+    return proc.returncode, proc.stdout, proc.stderr
+
+
 class _FdCapture:
     """Capture file descriptors 1 and 2 (what C++ libraries print too) into temporary files."""
 
@@ -582,7 +597,10 @@ def campaign(root: Path) -> dict[str, dict[str, int]]:
             scratch = root / "scratch" / name / variant
             scratch.mkdir(parents=True, exist_ok=True)
             argv = case.argv(base, path, scratch)
-            code, out, err = run_cli(argv, cap.readouterr)
+            if case.own_process:
+                code, out, err = run_cli_process(argv, Path(__file__).resolve().parents[1])
+            else:
+                code, out, err = run_cli(argv, cap.readouterr)
             problem = check(f"{name}[{variant}]" if variant else name, expect, code, out, err)
             command = argv[0]
             row = tally.setdefault(command, dict.fromkeys(

@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.fuzz_corpus import ARGUMENT_CASES, VARIANT_CASES, Case, build_base, build_variants, check, run_cli
+from tests.fuzz_corpus import (ARGUMENT_CASES, VARIANT_CASES, Case, build_base, build_variants, check, run_cli,
+                               run_cli_process)
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +58,11 @@ def test_damaged_inputs(case: Case, corpus, tmp_path, capfd):
 @pytest.mark.parametrize("case", ARGUMENT_CASES, ids=lambda c: c.name)
 def test_bad_arguments_and_outputs(case: Case, corpus, tmp_path, capfd):
     base, _ = corpus
-    code, out, err = run_cli(case.argv(base, Path("/nonexistent"), tmp_path), capfd.readouterr)
+    argv = case.argv(base, Path("/nonexistent"), tmp_path)
+    if case.own_process:
+        code, out, err = run_cli_process(argv, REPO)
+    else:
+        code, out, err = run_cli(argv, capfd.readouterr)
     problem = check(case.name, case.expect, code, out, err)
     assert problem is None, problem
     assert "secret" not in out + err          # a source's password is never printed
