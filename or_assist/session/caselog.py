@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from or_assist import __version__
-from or_assist.core.jsonio import to_jsonable
+from or_assist.core.jsonio import loads_json, to_jsonable
 from or_assist.errors import InputError
 from or_assist.session import schema
 from or_assist.session.images import (check_image, check_mask, encode_png, fsync_dir, read_png,
@@ -475,9 +475,12 @@ class CaseLog:
     def _loads(self, text, where: str):
         if text is None:
             return None
+        if not isinstance(text, str):
+            raise InputError(f"stored JSON is damaged (a {type(text).__name__}, not text)",
+                             f"{self.case_dir / CASE_DB}: {where}")
         try:
-            return json.loads(text)
-        except (TypeError, json.JSONDecodeError) as exc:
+            return loads_json(text, where)
+        except InputError as exc:
             raise InputError(f"stored JSON is damaged ({exc})", f"{self.case_dir / CASE_DB}: {where}") from None
 
     def _path(self, rel):
