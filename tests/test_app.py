@@ -209,3 +209,27 @@ def test_display_says_no_signal_and_keeps_retrying_a_silent_stream(qtbot, qapp, 
         assert w.capture.running                 # the display never gives up on a stream
     finally:
         w.shutdown()
+
+
+def test_a_case_log_fault_stops_recording_not_guidance(qtbot, qapp, tmp_path):
+    """The case's images folder is replaced by a file (writes fail, also for root): the
+    display keeps registering and guiding, says in red that nothing is recorded, and the
+    case is marked interrupted with the reason."""
+    import shutil
+
+    case = open_demo_case(cases_root=tmp_path, implants=["L1"])
+    images = case.case_log.case_dir / "images"
+    shutil.rmtree(images)
+    images.write_text("in the way")
+    w = _window(qtbot, qapp, case)
+    try:
+        qtbot.waitUntil(lambda: w.last_result is not None and w.last_result.registered, timeout=90000)
+        qtbot.waitUntil(lambda: w.status_text()["case"].startswith("CASE LOG NOT RECORDING: "), timeout=5000)
+        assert "images" in w.status_text()["case"]
+        assert w.last_result.shot_id is None and w.last_result.deviation is not None
+    finally:
+        case_dir = w.case.case_log.case_dir
+        w.shutdown()
+    with CaseLog.open(case_dir, readonly=True) as log:
+        assert log.shots() == []
+        assert "nothing after this was recorded" in log.interrupted_reason()

@@ -557,7 +557,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self.registration_label.setStyleSheet(f"color: {colour};")
         if self.latencies_s:
             self.latency_label.setText(f"latency {self.latencies_s[-1]:.1f} s")
-        if time.monotonic() < self._flash_until:
+        if self.pipeline.log_fault is not None:
+            # Persistent: the guidance goes on, but nothing is recorded any more.
+            self.case_label.setText("CASE LOG NOT RECORDING: " + self.pipeline.log_fault)
+            self.case_label.setStyleSheet(f"color: {theme.RED}; font-weight: bold;")
+        elif time.monotonic() < self._flash_until:
             self.case_label.setText(self._flash)
             self.case_label.setStyleSheet(f"color: {theme.AMBER};")
         else:

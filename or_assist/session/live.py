@@ -27,7 +27,9 @@ preprocessed (re-oriented) image instead.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
@@ -195,7 +197,8 @@ class LivePipeline:
     library : ViewLibrary, optional
         Virtual views (registration starts and the virtual view panel).
     case_log : CaseLog, optional
-        Where shots and captures are recorded.
+        Where shots and captures are recorded. A write fault stops the recording, not the
+        guidance: :attr:`log_fault` then says why, and the case is marked interrupted.
     preprocess_settings : PreprocessSettings, optional
         Default: polarity detected, whole frame, no normalisation.
     thresholds : CueThresholds, optional
@@ -230,6 +233,7 @@ class LivePipeline:
         self.renderer = renderer if renderer is not None else getattr(registrar, "renderer", None)
         self.library = library
         self.case_log = case_log
+        self.log_fault: str | None = None   # why the case log stopped recording (the display says so)
         self.preprocess_settings = preprocess_settings or PreprocessSettings(
             polarity="auto", crop_to_field=False, undistort=False, mask_metal=False, mask_saturated=False,
             normalise=False)
@@ -386,12 +390,13 @@ class LivePipeline:
                                           implants=self.plan.implants, active_id=implant_id,
                                           detection=result.detection, deviation=result.deviation, cue=result.cue,
                                           status=status)
-        if self.case_log is not None:
+        if self._logging():
             t0 = time.perf_counter()
             reg = result.registration.to_dict() if result.registration is not None else None
-            result.shot_id = self.case_log.log_shot(frame, timestamp=timestamp, registration=reg,
-                                                    implant_id=implant_id, view=result.view,
-                                                    text_mask=None if pre is None else pre.text_mask)
+            with self._log_faults():
+                result.shot_id = self.case_log.log_shot(frame, timestamp=timestamp, registration=reg,
+                                                        implant_id=implant_id, view=result.view,
+                                                        text_mask=None if pre is None else pre.text_mask)
             secs["log"] = time.perf_counter() - t0
         secs["total"] = time.perf_counter() - started
         result.finished_s = time.monotonic()
@@ -428,17 +433,46 @@ class LivePipeline:
         int or None
             The capture id; None without a case log or when the shot was not logged.
         """
-        if self.case_log is None or result.shot_id is None:
+        if not self._logging() or result.shot_id is None:
             return None
         image = result.overlay_bgr if overlay_bgr is None else overlay_bgr
         cue = result.cue.to_dict() if result.cue is not None else {"level": "none",
                                                                    "lines": [result.message or "no cue"]}
-        return self.case_log.log_capture(result.shot_id, image, result.deviations(), cue)
+        with self._log_faults():
+            return self.case_log.log_capture(result.shot_id, image, result.deviations(), cue)
+        return None
 
     def log_event(self, kind: str, detail=None) -> None:
-        """A user or system event in the case log (nothing without one)."""
-        if self.case_log is not None:
-            self.case_log.log_event(kind, detail)
+        """A user or system event in the case log (nothing without one, or after a log fault)."""
+        if self._logging():
+            with self._log_faults():
+                self.case_log.log_event(kind, detail)
+
+    # ------------------------------------------------------------------ case-log faults
+    def _logging(self) -> bool:
+        return self.case_log is not None and self.log_fault is None
+
+    @contextlib.contextmanager
+    def _log_faults(self):
+        """A write fault of the case log (read-only, disk full, folder gone, database error)
+        stops the recording, not the guidance: :attr:`log_fault` says why, and the case is
+        marked interrupted where the log can still take it."""
+        try:
+            yield
+        except (OSError, sqlite3.Error) as exc:
+            if isinstance(exc, OSError):
+                from or_assist.core.outputs import write_error
+
+                fault = str(write_error(exc.filename or self.case_log.case_dir, exc, "the case log"))
+            else:
+                fault = f"{self.case_log.case_dir / 'case.sqlite'}: could not write the case log: {exc}"
+            with self._lock:
+                if self.log_fault is None:
+                    self.log_fault = fault
+            try:
+                self.case_log.mark_interrupted(f"{fault}; nothing after this was recorded.")
+            except (OSError, sqlite3.Error, InputError):
+                pass
 
     # ------------------------------------------------------------------ virtual views
     def virtual_view(self, implant_id: str, view: str, size_px: int = 384) -> np.ndarray:

@@ -224,22 +224,6 @@ def _record_interrupted(case: LiveCase, reason: str) -> None:
         pass
 
 
-def _case_write_failed(case: LiveCase, exc: Exception) -> InputError:
-    """A write fault during a case (read-only, disk full, folder vanished, database error):
-    recorded as the case's interruption (where the log can still take it) and returned as
-    the one-line error that ends the run."""
-    if isinstance(exc, OSError):
-        from or_assist.core.outputs import write_error
-
-        error = write_error(exc.filename or (case.case_log.case_dir if case.case_log else "case"), exc,
-                            "the case log")
-    else:
-        where = case.case_log.case_dir / "case.sqlite" if case.case_log else "case database"
-        error = InputError(f"could not write the case log: {exc}", str(where))
-    _record_interrupted(case, f"{error}; the case stopped here.")
-    return error
-
-
 def run_headless(case: LiveCase, *, max_shots: int | None = None, duration_s: float | None = None,
                  implant_id: str | None = None, view: str = "lateral", log=print,
                  source_timeout_s: float | None = None, no_signal_report_s: float | None = 5.0) -> dict:
@@ -338,15 +322,16 @@ def run_headless(case: LiveCase, *, max_shots: int | None = None, duration_s: fl
             step = case.script(frame) if case.script is not None else None
             if step is not None:
                 implant_id, view = step["implant"], step["view"]
-            try:
-                result = pipe.process(event.image, implant_id, view, frame_index=event.index,
-                                      shown_since_s=event.timestamp_s)
-                if step is not None and step["capture"] and result.registered and result.cue is not None:
-                    if pipe.capture(result) is not None:
-                        pipe.log_event("capture", {"shot_id": result.shot_id, "by": "demo script"})
-                        summary["captures"] += 1
-            except (OSError, sqlite3.Error) as exc:
-                raise _case_write_failed(case, exc) from None
+            result = pipe.process(event.image, implant_id, view, frame_index=event.index,
+                                  shown_since_s=event.timestamp_s)
+            if step is not None and step["capture"] and result.registered and result.cue is not None:
+                if pipe.capture(result) is not None:
+                    pipe.log_event("capture", {"shot_id": result.shot_id, "by": "demo script"})
+                    summary["captures"] += 1
+            if pipe.log_fault is not None:
+                # Headless, the case log is the whole point: a run that cannot record ends
+                # (the pipeline has marked the case interrupted).
+                raise InputError(pipe.log_fault)
             if result.registered:
                 summary["registered"] += 1
                 implant_id, view = result.implant_id, result.view
