@@ -142,6 +142,7 @@ def main() -> int:
         reader.start()
         samples = []
         print(f"{'t (min)':>8} {'RSS (MiB)':>10} {'CPU (s)':>9} {'shots':>6} {'registered':>11}")
+        time.sleep(min(args.sample_s, 30.0))   # the first sample once the program has loaded
         while proc.poll() is None:
             t = time.monotonic() - started
             rss, cpu = rss_kib(proc.pid), cpu_s(proc.pid)
@@ -166,7 +167,8 @@ def main() -> int:
         if len(after) >= 2:
             growth = after[-1][1] - after[0][1]
             hours = (after[-1][0] - after[0][0]) / 3600.0
-            print(f"RSS: {samples[0][1]:.0f} MiB at start, {after[0][1]:.0f} MiB after warm-up "
+            print(f"RSS: {samples[0][1]:.0f} MiB at the first sample ({samples[0][0] / 60:.1f} min), "
+                  f"{after[0][1]:.0f} MiB after warm-up "
                   f"({after[0][0] / 60:.1f} min), {after[-1][1]:.0f} MiB at the end "
                   f"({growth:+.1f} MiB, {growth / hours:+.1f} MiB/h); peak {max(s[1] for s in samples):.0f} MiB")
         for case in list_cases(work / "cases"):
