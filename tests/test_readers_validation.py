@@ -151,6 +151,22 @@ def test_nifti_pixdim_nan_zero_or_negative(small_nii, tmp_path, capsys, value):
     assert "finite and > 0" in line
 
 
+@pytest.mark.parametrize("gz", [False, True])
+def test_nifti2_is_refused_by_name(tmp_path, capsys, gz):
+    """SimpleITK's NIfTI reader reads NIfTI-1 only: a NIfTI-2 file (540-byte header, 64-bit
+    fields, written by hand here) is named as such, with what to convert it to."""
+    import gzip
+
+    header = bytearray(544)
+    struct.pack_into("<i8shh8q", header, 0, 540, b"n+2\x00\r\n\x1a\n", 4, 16, 3, 6, 5, 4, 1, 1, 1, 1)
+    struct.pack_into("<8dq", header, 104, 1.0, 1.5, 1.5, 3.0, 1.0, 1.0, 1.0, 1.0, 544)
+    data = bytes(header) + np.zeros(6 * 5 * 4, "<i2").tobytes()
+    path = tmp_path / ("ct2.nii.gz" if gz else "ct2.nii")
+    path.write_bytes(gzip.compress(data) if gz else data)
+    message = assert_cli_error(["info", str(path)], capsys, str(path))
+    assert "NIfTI-2" in message and "NIfTI-1" in message
+
+
 def test_nifti_sform_not_orthogonal(small_nii, tmp_path, capsys):
     srow_y = struct.unpack("<4f", small_nii.read_bytes()[296:312])
     skewed = struct.pack("<4f", srow_y[0] + 3.0, *srow_y[1:])  # i axis leans into y

@@ -161,8 +161,11 @@ def _check_nifti(path: Path, gz: bool, where: str) -> None:
             length, complete = path.stat().st_size, True
     if len(head) < 348:
         raise InputError(f"truncated: {len(head)} bytes, shorter than a NIfTI header (348)", where)
+    if struct.unpack("<i", head[:4])[0] == 540 or struct.unpack(">i", head[:4])[0] == 540:
+        raise InputError("a NIfTI-2 file, which SimpleITK's NIfTI reader does not read; save it as NIfTI-1 "
+                         "(.nii.gz), MetaImage (.mha) or NRRD", where)
     layout = _nifti_layout(head, where)
-    if layout is None:  # NIfTI-2 or not NIfTI: left to ITK
+    if layout is None:  # not NIfTI: left to ITK
         if not complete:
             raise InputError("truncated: the compressed stream ends early", where)
         return
