@@ -278,6 +278,20 @@ _OUTPUTS = {
 }
 
 
+def _check_default_outputs(args, check_output_dir, check_output_file) -> None:
+    """The outputs a command writes when no output option is given (report beside the case, sample data)."""
+    if args.command == "report" and args.out is None and Path(args.case_dir).is_dir():
+        check_output_file(Path(args.case_dir) / "report.html", "CASE_DIR", "the report (default CASE_DIR/report.html)")
+    if args.command == "sample" and args.out is None:
+        from or_assist.sample import SAMPLE_DIR
+
+        check_output_dir(SAMPLE_DIR, "--out", "the sample data folder (default)")
+    if args.command == "demo" and args.overview and args.out is None:
+        from or_assist.sample import SAMPLE_DIR
+
+        check_output_dir(SAMPLE_DIR / "demo", "--out", "the overview folder (default)")
+
+
 def _check_outputs(args) -> None:
     """Check every output of the command before it starts (read-only, under a file, onto a folder)."""
     from or_assist.core.outputs import check_output_dir, check_output_file
@@ -288,6 +302,7 @@ def _check_outputs(args) -> None:
         outputs.append(("out", "dir" if cohort else "file", "the cohort folder" if cohort else "the result"))
     if args.command == "demo" and args.overview:
         outputs = [("out", "dir", "the overview folder")]
+    _check_default_outputs(args, check_output_dir, check_output_file)
     if args.command in ("run", "demo") and not getattr(args, "overview", False) and args.cases is None:
         from or_assist.session.caselog import default_cases_root
 

@@ -267,7 +267,12 @@ def sample_ct_path(cache_dir: str | os.PathLike | None = None, *, force: bool = 
     ct = CTVolume(np.rint(vol.hu), vol.origin_mm, vol.spacing_mm, vol.direction, source=str(nii))
     tmp = folder / f".{_CACHE_NAME}.{os.getpid()}.tmp.nii.gz"
     try:
-        save_ct(ct, tmp)
+        try:
+            save_ct(ct, tmp)
+        except InputError as exc:   # name the file the user asked for, not the temporary one
+            if exc.source != str(tmp):
+                raise
+            raise InputError(str(exc)[len(exc.source) + 2:], str(nii)) from None
         digest = _file_sha256(tmp)
         os.replace(tmp, nii)
     finally:
@@ -302,8 +307,6 @@ def render_preview_png(path: str | os.PathLike, spacing_mm: float = 3.0) -> Path
     scale = float(vol.spacing_mm[0])
     image = cv2.resize(image, (round(image.shape[1] * scale), round(image.shape[0] * scale)),
                        interpolation=cv2.INTER_LINEAR)
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(out), image):
-        raise InputError("cannot write the PNG", str(out))
-    return out
+    from or_assist.core.outputs import write_image
+
+    return write_image(Path(path), image, what="the preview PNG")

@@ -28,6 +28,7 @@ from or_assist.core.ct_attenuation import hu_to_attenuation, mu_cortical_bone_pe
 from or_assist.core.ct_dicom import NotDicomError, read_dicom_file, read_dicom_folder, sitk_reason
 from or_assist.core.ct_files import check_volume_file
 from or_assist.core.ct_volume import CTVolume, axis_codes
+from or_assist.core.outputs import quiet_stderr
 from or_assist.errors import InputError
 
 __all__ = [
@@ -162,12 +163,39 @@ def save_ct(ct: CTVolume, path: str | os.PathLike) -> Path:
     if hu.size and np.all(np.isfinite(hu)) and hu.min() >= -32768 and hu.max() <= 32767:
         if np.array_equal(hu, np.round(hu)):
             img = sitk.Cast(img, sitk.sitkInt16)
+    suffix = _volume_suffix(p)
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
-        sitk.WriteImage(img, str(p), useCompression=p.name.lower().endswith((".gz", ".mha", ".nrrd")))
-    except (RuntimeError, OSError) as exc:
-        raise InputError(f"cannot write the CT ({sitk_reason(exc)})", str(p)) from None
+        with quiet_stderr() as library_messages:
+            sitk.WriteImage(img, str(p), useCompression=p.name.lower().endswith((".gz", ".mha", ".nrrd")))
+        # ITK's NIfTI writer reports a short write (disk full) only on stderr: read the file back.
+        check_volume_file(p, suffix)
+    except (RuntimeError, OSError, InputError) as exc:
+        _remove_volume_file(p, suffix)
+        reason = _write_reason(exc)
+        raise InputError(f"could not write the CT: {reason}", str(p)) from None
+    library_messages.replay()
     return p
+
+
+def _write_reason(exc: Exception) -> str:
+    if isinstance(exc, OSError):
+        from or_assist.core.outputs import write_reason
+
+        return write_reason(exc)
+    if isinstance(exc, InputError):
+        return "the file came out incomplete (disk full or the write failed)"
+    return sitk_reason(exc)
+
+
+def _remove_volume_file(path: Path, suffix: str) -> None:
+    from or_assist.core.outputs import remove_quietly
+
+    remove_quietly(path)
+    if suffix in (".mhd", ".nhdr"):
+        stem = path.name[: -len(suffix)]
+        for data in (".raw", ".zraw", ".raw.gz"):
+            remove_quietly(path.with_name(stem + data))
 
 
 def check_hu(ct: CTVolume) -> list[str]:

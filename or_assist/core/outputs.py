@@ -17,13 +17,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import sys
 import tempfile
 from pathlib import Path
 
 from or_assist.errors import InputError
 
-__all__ = ["check_output_file", "check_output_dir", "write_error", "write_errors", "atomic_write",
-           "write_bytes_atomic", "write_image", "remove_quietly"]
+__all__ = ["check_output_file", "check_output_dir", "write_error", "write_errors", "write_reason", "atomic_write",
+           "write_bytes_atomic", "write_image", "remove_quietly", "quiet_stderr"]
 
 _REASONS = {errno.ENOSPC: "the disk is full", errno.EFBIG: "the file is too large for this file system (or the "
             "disk is full)", errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
@@ -34,6 +35,11 @@ _REASONS = {errno.ENOSPC: "the disk is full", errno.EFBIG: "the file is too larg
 
 def _reason(exc: OSError) -> str:
     return _REASONS.get(exc.errno, exc.strerror or str(exc))
+
+
+def write_reason(exc: OSError) -> str:
+    """Why a write failed, in plain words ("the disk is full", "the file system is read-only", ...)."""
+    return _reason(exc)
 
 
 def write_error(path, exc: OSError, what: str = "the output") -> InputError:
@@ -204,3 +210,57 @@ def write_image(path, image, *, what: str = "the image") -> Path:
     if not ok:
         raise InputError(f"OpenCV could not encode {what} as {suffix}", str(p))
     return write_bytes_atomic(p, buf.tobytes(), what=what)
+
+
+class CapturedStderr:
+    """What a C library printed on the standard error while :func:`quiet_stderr` was active."""
+
+    def __init__(self) -> None:
+        self.text = b""
+
+    def replay(self) -> None:
+        """Print the captured messages after all (the work succeeded, so they are not noise)."""
+        if self.text:
+            try:
+                sys.stderr.flush()
+                os.write(2, self.text)
+            except (OSError, ValueError):
+                pass
+
+
+@contextlib.contextmanager
+def quiet_stderr():
+    """Hold back what C libraries (ITK, OpenCV) print on file descriptor 2 during a write.
+
+    A failed write is then reported as one line by the caller instead of the library's
+    own messages before it; after a write that succeeded call ``replay()`` on the
+    yielded :class:`CapturedStderr` to print them after all. At most 64 KiB are kept.
+    """
+    captured = CapturedStderr()
+    try:
+        sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):
+        pass
+    try:
+        saved = os.dup(2)
+    except OSError:
+        saved = None
+    sink = None
+    if saved is not None:
+        try:
+            sink = tempfile.TemporaryFile()
+        except OSError:
+            sink = open(os.devnull, "w+b")
+        os.dup2(sink.fileno(), 2)
+    try:
+        yield captured
+    finally:
+        if saved is not None:
+            os.dup2(saved, 2)
+            os.close(saved)
+            try:
+                sink.seek(0)
+                captured.text = sink.read(64 * 1024)
+            except OSError:
+                pass
+            sink.close()

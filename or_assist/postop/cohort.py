@@ -21,6 +21,7 @@ slope of the per-case mean apex deviation against case order, with Pearson's r.
 from __future__ import annotations
 
 import csv
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ from typing import Sequence
 
 import numpy as np
 
-from or_assist.core.outputs import write_image
+from or_assist.core.outputs import write_bytes_atomic, write_errors, write_image
 from or_assist.errors import InputError, OrAssistError
 
 __all__ = ["COHORT_SCHEMA", "CohortCase", "parse_case_argument", "read_cohort_file", "cohort_summary",
@@ -314,15 +315,17 @@ def cohort_command(out_dir: str | os.PathLike, *, pairs: Sequence[str] = (),
         raise InputError("every case failed: " + "; ".join(f"case {c.case_id}: {r}" for c, r in results), "--cohort")
     summary = cohort_summary(results)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    with write_errors(out, "the cohort folder"):
+        out.mkdir(parents=True, exist_ok=True)
     doc = {"schema": COHORT_SCHEMA, "summary": summary,
            "cases": [{"case": c.case_id, "plan": str(c.plan_path), "postop_ct": str(c.postop_path),
                       "evaluation": r if isinstance(r, str) else r.to_dict()} for c, r in results]}
     jsonio.write_json(out / "cohort.json", doc)
-    with open(out / "cohort_implants.csv", "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, ["order", "case", "implant", "apex_deviation_mm", "angle_deg",
-                                     "entry_deviation_mm", "breach"])
-        writer.writeheader()
-        writer.writerows(summary["implants"])
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, ["order", "case", "implant", "apex_deviation_mm", "angle_deg",
+                                    "entry_deviation_mm", "breach"])
+    writer.writeheader()
+    writer.writerows(summary["implants"])
+    write_bytes_atomic(out / "cohort_implants.csv", table.getvalue().encode("utf-8"), what="the cohort table")
     png = draw_learning_curve(summary, out / "learning_curve.png")
     return format_cohort_table(summary) + f"\nwrote {out / 'cohort.json'}, {out / 'cohort_implants.csv'}, {png}"

@@ -24,7 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from or_assist.core.outputs import write_image
+from or_assist.core.outputs import write_bytes_atomic, write_image
 from or_assist.errors import InputError
 
 __all__ = ["SHEET_VIEW_KINDS", "implant_rows", "render_plan_sheet_png", "plan_sheet_html", "write_plan_sheet"]
@@ -200,8 +200,6 @@ def write_plan_sheet(plan, library, checks=(), out_dir: str | os.PathLike = ".",
         raise InputError(f"cannot create the folder ({exc.strerror})", str(out)) from None
     png, page = out / f"{stem}.png", out / f"{stem}.html"
     write_image(png, render_plan_sheet_png(plan, library, checks, profile=profile), what="the plan sheet")
-    try:
-        page.write_text(plan_sheet_html(plan, library, checks, profile=profile), encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"cannot write the page ({exc.strerror})", str(page)) from None
+    write_bytes_atomic(page, plan_sheet_html(plan, library, checks, profile=profile).encode("utf-8"),
+                       what="the plan sheet page")
     return {"png": png, "html": page}

@@ -33,7 +33,7 @@ import numpy as np
 from or_assist.core import jsonio
 from or_assist.core.carm import CArmAngles
 from or_assist.core.geometry import CArmGeometry, Pose
-from or_assist.core.outputs import write_image
+from or_assist.core.outputs import remove_quietly, write_error, write_image
 from or_assist.errors import InputError, SchemaError
 from or_assist.render.display import DisplaySettings
 from or_assist.render.views import (DEFAULT_NEIGHBOURHOOD_DEG, VIEW_LIBRARY_SCHEMA, ViewEntry, ViewLibrary,
@@ -80,7 +80,7 @@ def save_view_library(library: ViewLibrary, out_dir: str | os.PathLike, *, png: 
     try:
         (out / PNG_DIR if png else out).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise InputError(f"cannot create the output folder ({exc.strerror})", str(out)) from None
+        raise write_error(out, exc, "the output folder") from None
     arrays: dict[str, np.ndarray] = {"poses": np.stack([e.pose.matrix for e in library.entries])}
     slots: dict[int, list[int]] = {}
     taken: set = set()
@@ -118,7 +118,11 @@ def save_view_library(library: ViewLibrary, out_dir: str | os.PathLike, *, png: 
             np.savez_compressed(fh, **arrays)
         os.replace(tmp, path)
     except OSError as exc:
-        raise InputError(f"cannot write the view library ({exc.strerror})", str(path)) from None
+        remove_quietly(tmp)
+        raise write_error(path, exc, "the view library") from None
+    except BaseException:
+        remove_quietly(tmp)
+        raise
     return {"library": path, "png": png_paths}
 
 

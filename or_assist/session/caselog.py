@@ -46,6 +46,7 @@ import numpy as np
 
 from or_assist import __version__
 from or_assist.core.jsonio import loads_json, to_jsonable
+from or_assist.core.outputs import remove_quietly, write_reason
 from or_assist.errors import InputError
 from or_assist.session import schema
 from or_assist.session.images import (check_image, check_mask, encode_png, fsync_dir, read_png,
@@ -58,6 +59,12 @@ IMAGES_DIR = "images"
 FOLDER_MODE = 0o700
 INTERRUPTED_EVENT = "interrupted"  # event kind of a case that ended because of a fault; detail {"reason"}
 _EPOCH_2000_S = 946684800.0
+
+
+def _storage_error(exc: sqlite3.Error) -> bool:
+    """True for SQLite errors of the storage (I/O error, disk full, read-only), not of the file's content."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    return name.startswith(("SQLITE_IOERR", "SQLITE_FULL", "SQLITE_READONLY", "SQLITE_CANTOPEN"))
 
 
 def default_cases_root() -> Path:
@@ -242,6 +249,9 @@ class CaseLog:
                 raise InputError("half-written case: no case metadata row (the case start was interrupted)", str(db))
         except sqlite3.DatabaseError as exc:
             conn.close()
+            if _storage_error(exc):
+                raise InputError(f"could not read or update the case database ({exc}): a full disk, a read-only "
+                                 "or failing storage?", str(db)) from None
             raise InputError(f"the case database is damaged ({exc}); nothing was changed", str(db)) from None
         except BaseException:
             conn.close()
@@ -260,6 +270,9 @@ class CaseLog:
         try:
             names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         except sqlite3.DatabaseError as exc:
+            if _storage_error(exc):
+                raise InputError(f"could not read the case database ({exc}): a full disk, a read-only or "
+                                 "failing storage?", str(db)) from None
             raise InputError(f"not a readable SQLite database ({exc}); it may be truncated or corrupted; "
                              "nothing was changed", str(db)) from None
         if "schema_version" not in names:
@@ -280,13 +293,17 @@ class CaseLog:
     @staticmethod
     def _backup(conn: sqlite3.Connection, path: Path) -> None:
         tmp = path.with_name(path.name + ".tmp")
-        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
-        dest = sqlite3.connect(tmp)
         try:
-            conn.backup(dest)
-        finally:
-            dest.close()
-        os.replace(tmp, path)
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+            dest = sqlite3.connect(tmp)
+            try:
+                conn.backup(dest)
+            finally:
+                dest.close()
+            os.replace(tmp, path)
+        except BaseException:
+            remove_quietly(tmp)     # no half-written backup left behind (disk full, read-only)
+            raise
 
     # ------------------------------------------------------------------ writing
     def _check_writable(self) -> None:
@@ -557,6 +574,15 @@ class CaseLog:
         return read_png(Path(path), sha256)
 
 
+def _looks_like_case(folder: Path) -> bool:
+    """A folder with a case database or an images folder; one that cannot be looked into counts
+    (it is then listed as damaged, with the reason)."""
+    try:
+        return folder.is_dir() and ((folder / CASE_DB).exists() or (folder / IMAGES_DIR).is_dir())
+    except OSError:
+        return True
+
+
 def list_cases(root=None) -> list[dict]:
     """The cases under ``root`` (default :func:`default_cases_root`), oldest first.
 
@@ -578,13 +604,15 @@ def list_cases(root=None) -> list[dict]:
             raise InputError("not a folder of cases", str(root))
         return []
     out = []
-    for folder in sorted(p for p in root.iterdir()
-                         if p.is_dir() and ((p / CASE_DB).exists() or (p / IMAGES_DIR).is_dir())):
+    for folder in sorted(p for p in root.iterdir() if _looks_like_case(p)):
         try:
             with CaseLog.open(folder, readonly=True) as log:
                 s = log.case_summary()
                 reason = log.interrupted_reason()
-        except (InputError, sqlite3.Error, OSError) as exc:
+        except OSError as exc:
+            out.append({"folder": str(folder), "error": f"cannot read {exc.filename or folder}: {write_reason(exc)}"})
+            continue
+        except (InputError, sqlite3.Error) as exc:
             out.append({"folder": str(folder), "error": str(exc)})
             continue
         s.pop("plan")

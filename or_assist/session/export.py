@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from or_assist.core.outputs import write_errors
 from or_assist.errors import InputError
 from or_assist.session.caselog import FOLDER_MODE, CaseLog
 from or_assist.session.images import apply_text_mask, encode_png, read_png, write_file_atomic
@@ -138,9 +139,10 @@ def export_case(case_dir, out_dir, *, pseudonymise: bool = False, mask_text: boo
         summary = log.case_summary()
         shots, captures, events = log.shots(), log.captures(), log.events()
         start = summary["started"]
-        (out_dir / "images").mkdir(parents=True, exist_ok=True, mode=FOLDER_MODE)
-        os.chmod(out_dir, FOLDER_MODE)
-        os.chmod(out_dir / "images", FOLDER_MODE)
+        with write_errors(out_dir, "the export folder"):
+            (out_dir / "images").mkdir(parents=True, exist_ok=True, mode=FOLDER_MODE)
+            os.chmod(out_dir, FOLDER_MODE)
+            os.chmod(out_dir / "images", FOLDER_MODE)
         meta = pseudonymise_summary(summary) if pseudonymise else dict(summary)
         problems = meta["problems"]
 
@@ -152,7 +154,8 @@ def export_case(case_dir, out_dir, *, pseudonymise: bool = False, mask_text: boo
             except InputError as exc:
                 problems.append(str(exc).replace(str(log.case_dir), "<case>") if pseudonymise else str(exc))
                 return None, None
-            write_file_atomic(out_dir / "images" / name, encode_png(image, name), sync_dir=False)
+            with write_errors(out_dir / "images" / name, "the exported image"):
+                write_file_atomic(out_dir / "images" / name, encode_png(image, name), sync_dir=False)
             return f"images/{name}", note
 
         shot_rows, by_id = [], {s["id"]: s for s in shots}
@@ -180,5 +183,6 @@ def export_case(case_dir, out_dir, *, pseudonymise: bool = False, mask_text: boo
     doc = {"schema": EXPORT_SCHEMA, "pseudonymised": bool(pseudonymise), "text_masked": bool(mask_text),
            "case": meta, "shots": shot_rows, "captures": capture_rows, "events": event_rows}
     path = out_dir / "case.json"
-    write_file_atomic(path, json.dumps(doc, indent=2, allow_nan=True).encode("utf-8"))
+    with write_errors(path, "the exported case"):
+        write_file_atomic(path, json.dumps(doc, indent=2, allow_nan=True).encode("utf-8"))
     return path

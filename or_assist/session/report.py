@@ -35,6 +35,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from or_assist.core.outputs import remove_quietly, write_errors
 from or_assist.errors import InputError
 from or_assist.session.caselog import CaseLog
 from or_assist.session.export import pseudonymise_summary, shown_image
@@ -309,9 +310,10 @@ def build_report(case_dir, out_path=None, *, mask_text: bool = True, pseudonymis
     html = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
             f"<style>{CSS}</style><script>{SCRIPT}</script></head>"
             f'<body data-images-loaded="0" data-images-failed="0">{"".join(body)}</body></html>\n')
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_file_atomic(out, html.encode("utf-8"))
-    os.chmod(out, FILE_MODE)
+    with write_errors(out, "the report"):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_file_atomic(out, html.encode("utf-8"))
+        os.chmod(out, FILE_MODE)
     return out
 
 
@@ -351,15 +353,23 @@ def export_pdf(html_path, pdf_path=None, *, timeout_s: float = 120.0) -> Path:
     if chromium is None:
         raise InputError("PDF output needs Chromium (Debian package 'chromium'); none was found on PATH. "
                          "The HTML report can be printed to PDF from any browser", "--pdf")
-    with tempfile.TemporaryDirectory(prefix="or_assist_chromium_") as profile:
-        cmd = chromium_args(chromium, profile) + ["--no-pdf-header-footer", f"--print-to-pdf={pdf.resolve()}",
-                                                  html_path.resolve().as_uri()]
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            raise InputError(f"Chromium did not finish printing within {timeout_s:g} s", str(html_path)) from None
-    if proc.returncode != 0 or not pdf.is_file() or pdf.stat().st_size == 0:
-        raise InputError(f"Chromium could not print the report (exit {proc.returncode}): "
-                         f"{proc.stderr.strip()[-300:]}", str(html_path))
-    os.chmod(pdf, FILE_MODE)
+    # Printed to a temporary name beside it, renamed when complete: a failed print (disk
+    # full, Chromium killed) leaves neither a partial PDF nor the temporary file.
+    tmp = pdf.with_name(f".{pdf.name}.{os.getpid()}.tmp.pdf")
+    try:
+        with tempfile.TemporaryDirectory(prefix="or_assist_chromium_") as profile:
+            cmd = chromium_args(chromium, profile) + ["--no-pdf-header-footer", f"--print-to-pdf={tmp.resolve()}",
+                                                      html_path.resolve().as_uri()]
+            try:
+                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                raise InputError(f"Chromium did not finish printing within {timeout_s:g} s", str(html_path)) from None
+        if proc.returncode != 0 or not tmp.is_file() or tmp.stat().st_size == 0:
+            raise InputError(f"Chromium could not print the report (exit {proc.returncode}): "
+                             f"{proc.stderr.strip()[-300:]}", str(html_path))
+        with write_errors(pdf, "the PDF"):
+            os.chmod(tmp, FILE_MODE)
+            os.replace(tmp, pdf)
+    finally:
+        remove_quietly(tmp)
     return pdf
