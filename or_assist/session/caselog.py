@@ -197,7 +197,22 @@ class CaseLog:
     @staticmethod
     def _connect(db: Path, *, readonly: bool) -> sqlite3.Connection:
         uri = f"{db.resolve().as_uri()}?mode={'ro' if readonly else 'rw'}"
-        return sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False, timeout=10.0)
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False, timeout=10.0)
+        if not readonly:
+            return conn
+        try:
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.DatabaseError as exc:
+            wal = Path(f"{db}-wal")
+            if not _storage_error(exc) or (wal.exists() and wal.stat().st_size > 0):
+                return conn      # the caller reports it
+        # A closed case on read-only storage (archive, read-only mount): SQLite cannot make
+        # its shared-memory file beside it. With no pending write-ahead log, reading the file
+        # as immutable gives exactly its content.
+        conn.close()
+        return sqlite3.connect(uri + "&immutable=1", uri=True, isolation_level=None, check_same_thread=False,
+                               timeout=10.0)
 
     @staticmethod
     def _pragmas(conn: sqlite3.Connection, db: Path) -> None:
