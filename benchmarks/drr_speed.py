@@ -60,7 +60,7 @@ PEER_TIMEOUT_S = 1800
 
 
 def load_shared_ct():
-    from or_assist.core.ct import load_ct
+    from or_assist.core.ct.load import load_ct
     return load_ct(SHARED_CT)
 
 
@@ -70,7 +70,7 @@ def load_sample_ct():
         from or_assist.phantom import sample_ct_path
     except ImportError as exc:
         return None, f"or_assist.phantom.sample_ct_path not available ({exc})"
-    from or_assist.core.ct import load_ct
+    from or_assist.core.ct.load import load_ct
     path = Path(sample_ct_path())
     if not path.exists():
         return None, f"{path} does not exist"

@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from or_assist.core.ct import load_ct  # noqa: E402
+from or_assist.core.ct.load import load_ct  # noqa: E402
 from or_assist.core.plan import load_plan  # noqa: E402
-from or_assist.core.plan_edit import PlanEditor  # noqa: E402
+from or_assist.planning.edit import PlanEditor  # noqa: E402
 from or_assist.render.plan_live import LIVE_VIEW_KINDS, LiveViews  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -22,8 +22,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from or_assist.core.ct import crop_ct, load_ct  # noqa: E402
-from or_assist.core.ct_volume import CTVolume  # noqa: E402
+from or_assist.core.ct.load import crop_ct, load_ct  # noqa: E402
+from or_assist.core.ct.volume import CTVolume  # noqa: E402
 from or_assist.core.geometry import Pose, rotation_angle_deg  # noqa: E402
 from or_assist.core.plan import load_plan  # noqa: E402
 from or_assist.postop.evaluate import evaluate_case  # noqa: E402

@@ -44,10 +44,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from or_assist.core.carm_profiles import load_profile  # noqa: E402
-from or_assist.core.ct import load_ct  # noqa: E402
+from or_assist.core.ct.load import load_ct  # noqa: E402
 from or_assist.core.instruments import GuidePin  # noqa: E402
 from or_assist.core.plan import load_plan  # noqa: E402
-from or_assist.core.plan_views import plan_view_pose  # noqa: E402
+from or_assist.core.view_poses import plan_view_pose  # noqa: E402
 from or_assist.register.pipeline import Registrar  # noqa: E402
 from or_assist.register.settings import CONFIDENCE_THRESHOLD, RegistrationSettings  # noqa: E402
 from or_assist.register.pose_params import (apply_update, isocenter_source_mm, pose_error,  # noqa: E402
@@ -225,7 +225,7 @@ def main(argv=None) -> int:
         else:
             ap.error(f"unknown case {case!r}")
         if args.ct_spacing is not None:
-            from or_assist.core.ct import resample_ct
+            from or_assist.core.ct.load import resample_ct
 
             ct = resample_ct(ct, args.ct_spacing)
             name += f", resampled to {args.ct_spacing:g} mm (registration volume {settings.volume_voxel_mm} mm)"

@@ -35,8 +35,8 @@ sys.path.insert(0, str(REPO))
 from or_assist.core.geometry import save_geometry  # noqa: E402
 from or_assist.core.instruments import GuidePin  # noqa: E402
 from or_assist.core.plan import load_plan  # noqa: E402
-from or_assist.core.ct import load_ct  # noqa: E402
-from or_assist.core.plan_views import plan_view_pose  # noqa: E402
+from or_assist.core.ct.load import load_ct  # noqa: E402
+from or_assist.core.view_poses import plan_view_pose  # noqa: E402
 from or_assist.core.carm_profiles import load_profile  # noqa: E402
 from or_assist.render.simulate import ShotSettings, simulate_shot  # noqa: E402
 from or_assist.sample import build_sample_data  # noqa: E402

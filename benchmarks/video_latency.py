@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO))
 
 from or_assist.core.carm import pose_from_carm_angles  # noqa: E402
 from or_assist.core.carm_profiles import load_profile  # noqa: E402
-from or_assist.core.ct import load_ct  # noqa: E402
+from or_assist.core.ct.load import load_ct  # noqa: E402
 from or_assist.core.instruments import GuidePin  # noqa: E402
 from or_assist.render.drr import AttenuationVolume, DRRRenderer  # noqa: E402
 from or_assist.render.simulate import ShotSettings, simulate_shot  # noqa: E402

@@ -21,14 +21,14 @@ EXIT_BAD_INPUT = 2
 
 
 def _cmd_info(args) -> int:
-    from or_assist.core.ct import format_ct_info, load_ct
+    from or_assist.core.ct.load import format_ct_info, load_ct
 
     print(format_ct_info(load_ct(args.ct)))
     return 0
 
 
 def _cmd_plan_check(args) -> int:
-    from or_assist.core.plan_checks import check_plan_file
+    from or_assist.planning.checks import check_plan_file
 
     text, code = check_plan_file(args.plan, ct_path=args.ct, ignore_hash=args.ignore_hash,
                                  min_clearance_mm=args.min_clearance_mm)
@@ -64,7 +64,7 @@ def _cmd_geometry(args) -> int:
 def _cmd_view_pose(args) -> int:
     from or_assist.core.geometry import save_pose
     from or_assist.core.plan import load_plan
-    from or_assist.core.plan_views import plan_view_pose
+    from or_assist.core.view_poses import plan_view_pose
 
     plan = load_plan(args.plan)
     pose = plan_view_pose(plan, args.implant, args.view, source_to_isocenter_mm=args.source_to_isocenter_mm,
@@ -114,7 +114,7 @@ def _point_arg(text: str, name: str):
 
 def _cmd_simulate(args) -> int:
 
-    from or_assist.core.ct import load_ct
+    from or_assist.core.ct.load import load_ct
     from or_assist.core.geometry import load_geometry, load_pose
     from or_assist.core.instruments import GuidePin
     from or_assist.errors import InputError

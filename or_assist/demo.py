@@ -55,8 +55,8 @@ def run_demo(out_dir: str | os.PathLike | None = None, log=print) -> int:
 
     from or_assist.core.geometry import load_geometry
     from or_assist.core.plan import load_plan
-    from or_assist.core.plan_checks import check_plan_file
-    from or_assist.core.plan_views import plan_view_pose
+    from or_assist.planning.checks import check_plan_file
+    from or_assist.core.view_poses import plan_view_pose
     from or_assist.render.drr import AttenuationVolume, DRRRenderer
     from or_assist.render.simulate import ShotSettings, simulate_shot
     from or_assist.render.views_io import views_command
@@ -83,7 +83,7 @@ def run_demo(out_dir: str | os.PathLike | None = None, log=print) -> int:
     geometry = load_geometry(paths["geometry"])
     implant = plan.implants[0]
     pin = demo_pin(implant)
-    from or_assist.core.ct import load_ct
+    from or_assist.core.ct.load import load_ct
 
     renderer = DRRRenderer(AttenuationVolume.from_ct(load_ct(paths["ct"])))
     log(f"\nSimulated C-arm shots of implant {implant.id} with a guide pin 3 mm cranial and 4 deg off the plan:")

@@ -91,8 +91,8 @@ class PhantomVolume:
         return out
 
     def to_ct(self, source: str = "phantom"):
-        """The HU as a :class:`~or_assist.core.ct_volume.CTVolume` (shares the voxels)."""
-        from or_assist.core.ct_volume import CTVolume
+        """The HU as a :class:`~or_assist.core.ct.volume.CTVolume` (shares the voxels)."""
+        from or_assist.core.ct.volume import CTVolume
         return CTVolume(self.hu, self.origin_mm, self.spacing_mm, self.direction, source=source)
 
 
@@ -247,8 +247,8 @@ def sample_ct_path(cache_dir: str | os.PathLike | None = None, *, force: bool = 
     InputError
         ``cache_dir`` cannot be created or written.
     """
-    from or_assist.core.ct import save_ct
-    from or_assist.core.ct_volume import CTVolume
+    from or_assist.core.ct.load import save_ct
+    from or_assist.core.ct.volume import CTVolume
     from or_assist.core.jsonio import write_json
 
     folder = Path(cache_dir) if cache_dir is not None else _default_cache_dir()

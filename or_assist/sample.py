@@ -30,7 +30,7 @@ def sample_plan(ct_path: str | os.PathLike, side: str = SAMPLE_SIDE):
     -------
     Plan
     """
-    from or_assist.core.ct import load_ct
+    from or_assist.core.ct.load import load_ct
     from or_assist.core.plan import Implant, Landmark, Plan, default_views, load_catalogue
     from or_assist.phantom import phantom_implant_targets, phantom_landmarks
 

@@ -49,10 +49,10 @@ def _dump(doc) -> str:
 def build_base(root: Path) -> dict[str, Path]:
     """Valid inputs for every command, under ``root`` (about 10 s)."""
     from or_assist.core.carm_profiles import load_profile
-    from or_assist.core.ct import load_ct
+    from or_assist.core.ct.load import load_ct
     from or_assist.core.geometry import save_geometry, save_pose
     from or_assist.core.plan import load_plan
-    from or_assist.core.plan_views import plan_view_pose
+    from or_assist.core.view_poses import plan_view_pose
     from or_assist.render.simulate import ShotSettings, simulate_shot
     from or_assist.sample import build_sample_data
     from or_assist.session.caselog import CaseLog

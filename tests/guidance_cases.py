@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from or_assist.core.carm_profiles import load_profile
-from or_assist.core.ct import load_ct
+from or_assist.core.ct.load import load_ct
 from or_assist.core.geometry import Pose, rotation_about_axis
 from or_assist.core.instruments import GuidePin
 from or_assist.core.plan import load_plan
-from or_assist.core.plan_views import plan_view_pose
+from or_assist.core.view_poses import plan_view_pose
 from or_assist.render.drr import AttenuationVolume, DRRRenderer
 from or_assist.render.simulate import ShotSettings, simulate_shot
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from or_assist.core.ct import crop_ct, load_ct
-from or_assist.core.ct_volume import CTVolume
+from or_assist.core.ct.load import crop_ct, load_ct
+from or_assist.core.ct.volume import CTVolume
 from or_assist.core.geometry import Pose
 from or_assist.core.plan import load_plan
 from or_assist.postop.synthetic import perturbed_implant, rigid_motion, synthesize_postop_ct

@@ -34,7 +34,7 @@ def _turned(pose, orbital_deg, tilt_deg, landmarks):
 
 
 def test_positioning_hint_words(sample_case):
-    from or_assist.core.plan_views import plan_view_pose
+    from or_assist.core.view_poses import plan_view_pose
 
     _, plan, geometry = sample_case
     planned = plan_view_pose(plan, "L1", "inlet", geometry=geometry)
@@ -85,7 +85,7 @@ def test_not_registered_shot_has_no_plan_overlay(sample_case, tmp_path):
             return RegistrationResult(init_pose, False, 0.05, "gc", 0.01, "not confident: test")
 
     ct, plan, geometry = sample_case
-    from or_assist.core.plan_views import plan_view_pose
+    from or_assist.core.view_poses import plan_view_pose
     from or_assist.render.simulate import ShotSettings, simulate_shot
 
     pose = plan_view_pose(plan, "L1", "lateral", geometry=geometry)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from or_assist.core.carm_profiles import load_profile
-from or_assist.core.ct_attenuation import mu_water_per_mm
+from or_assist.core.ct.attenuation import mu_water_per_mm
 from or_assist.core.geometry import CArmGeometry, Pose, load_geometry, project, rotation_about_axis
 from or_assist.errors import InputError, SchemaError
 from or_assist.render.drr import DRRRenderer

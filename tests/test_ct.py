@@ -1,4 +1,4 @@
-"""Tests for or_assist.core.ct: the CT volume's geometry, file formats, HU checks, crop and
+"""Tests for or_assist.core.ct.load: the CT volume's geometry, file formats, HU checks, crop and
 resample. DICOM reading is in test_ct_dicom.py, HU -> attenuation in test_ct_attenuation.py."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 import SimpleITK as sitk
 from scipy.ndimage import map_coordinates
 
-from or_assist.core.ct import CTVolume, CTWarning, check_hu, crop_ct, load_ct, resample_ct, save_ct
+from or_assist.core.ct.load import CTVolume, CTWarning, check_hu, crop_ct, load_ct, resample_ct, save_ct
 from or_assist.core.geometry import rotation_about_axis
 from or_assist.errors import InputError
 

@@ -1,4 +1,4 @@
-"""Tests for HU -> linear attenuation (or_assist.core.ct_attenuation)."""
+"""Tests for HU -> linear attenuation (or_assist.core.ct.attenuation)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from or_assist.core.ct import hu_to_attenuation, load_ct, mu_cortical_bone_per_mm, mu_water_per_mm
+from or_assist.core.ct.load import hu_to_attenuation, load_ct, mu_cortical_bone_per_mm, mu_water_per_mm
 from or_assist.errors import InputError
 
 

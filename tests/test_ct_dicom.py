@@ -1,4 +1,4 @@
-"""Tests for reading CTs from DICOM (or_assist.core.ct_dicom through load_ct)."""
+"""Tests for reading CTs from DICOM (or_assist.core.ct.dicom through load_ct)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from or_assist.core.ct import CTVolume, CTWarning, ct_info, format_ct_info, load_ct, save_ct
+from or_assist.core.ct.load import CTVolume, CTWarning, ct_info, format_ct_info, load_ct, save_ct
 from or_assist.core.geometry import rotation_about_axis
 from or_assist.errors import InputError
 
@@ -258,7 +258,7 @@ def test_series_with_gantry_tilt(tmp_path):
 
 def test_series_with_an_unreadable_slice(tmp_path, monkeypatch):
     files = write_series(tmp_path, phantom_hu((4, 8, 8)), uid="1.2.3", origin=(0, 0, 0), spacing_xyz=(1, 1, 2))
-    import or_assist.core.ct_dicom as ct_dicom
+    import or_assist.core.ct.dicom as ct_dicom
 
     real_read_header = ct_dicom._read_header
 

@@ -183,7 +183,7 @@ def test_kernel_matches_reference_on_oblique_volume_with_distortion():
 
 @pytest.fixture(scope="module")
 def real_ct(real_ct_path):
-    from or_assist.core.ct import load_ct
+    from or_assist.core.ct.load import load_ct
     return load_ct(real_ct_path)
 
 

@@ -9,7 +9,7 @@ from or_assist.core.carm_profiles import load_profile
 from or_assist.core.geometry import project
 from or_assist.core.instruments import GuidePin
 from or_assist.core.plan import load_plan
-from or_assist.core.plan_views import plan_view_pose
+from or_assist.core.view_poses import plan_view_pose
 from or_assist.errors import InputError
 from or_assist.guidance.cues import CueThresholds, cue_3d, safety_warnings_3d, shot_cue
 from or_assist.guidance.deviation import shot_deviation, two_view_deviation

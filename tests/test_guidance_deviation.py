@@ -10,7 +10,7 @@ import pytest
 from or_assist.core.carm_profiles import load_profile
 from or_assist.core.geometry import project
 from or_assist.core.plan import load_plan
-from or_assist.core.plan_views import plan_view_pose
+from or_assist.core.view_poses import plan_view_pose
 from or_assist.errors import InputError
 from or_assist.guidance.deviation import (TriangulationRefused, ViewUncertainty, shot_deviation, triangulate_pin,
                                           two_view_deviation)

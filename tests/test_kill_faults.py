@@ -91,7 +91,7 @@ def test_sample_killed_while_writing_then_rerun_gives_whole_files(tmp_path, caps
     # Whatever the kill left, a rerun gives a CT and plan that load and agree.
     assert main(["sample", "--out", str(out)]) == 0
     capsys.readouterr()
-    from or_assist.core.ct import load_ct
+    from or_assist.core.ct.load import load_ct
     from or_assist.core.plan import load_plan
 
     plan = load_plan(out / "sample_plan.json")

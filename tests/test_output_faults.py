@@ -151,7 +151,7 @@ def sample(tmp_path_factory):
     from or_assist.core.carm_profiles import load_profile
     from or_assist.core.geometry import save_geometry
     from or_assist.core.plan import load_plan
-    from or_assist.core.plan_views import plan_view_pose
+    from or_assist.core.view_poses import plan_view_pose
     from or_assist.core.geometry import save_pose
     from or_assist.sample import build_sample_data
 

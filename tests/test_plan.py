@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from or_assist.core.catalogue import DEFAULT_CATALOGUE_PATH, CatalogueItem, load_catalogue
-from or_assist.core.ct import save_ct
-from or_assist.core.ct_volume import CTVolume
+from or_assist.core.ct.load import save_ct
+from or_assist.core.ct.volume import CTVolume
 from or_assist.core.plan import (Implant, Landmark, Plan, ViewSpec, check_implants_in_ct, default_views,
                                  implant_mesh, implant_vertex_directions, load_plan, load_plan_ct,
                                  plan_from_dict, plan_to_dict, save_plan)

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from or_assist.core.catalogue import load_catalogue
-from or_assist.core.ct import load_ct, save_ct
-from or_assist.core.ct_volume import CTVolume
+from or_assist.core.ct.load import load_ct, save_ct
+from or_assist.core.ct.volume import CTVolume
 from or_assist.core.plan import Implant, Landmark, Plan, save_plan
-from or_assist.core.plan_checks import (CheckResult, bone_mask, check_plan_file, format_check_table,
+from or_assist.planning.checks import (CheckResult, bone_mask, check_plan_file, format_check_table,
                                         plan_check_exit_code, run_plan_checks, segment_distance_mm)
 from or_assist.errors import InputError
 

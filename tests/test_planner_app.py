@@ -14,8 +14,8 @@ from PyQt5 import QtCore, QtGui, QtWidgets  # noqa: E402
 
 from or_assist.app.planner import PlannerWindow, plan_app  # noqa: E402
 from or_assist.cli import main as cli_main  # noqa: E402
-from or_assist.core.ct import load_ct, save_ct  # noqa: E402
-from or_assist.core.ct_volume import CTVolume  # noqa: E402
+from or_assist.core.ct.load import load_ct, save_ct  # noqa: E402
+from or_assist.core.ct.volume import CTVolume  # noqa: E402
 from or_assist.core.plan import Plan, load_plan, save_plan  # noqa: E402
 from or_assist.errors import InputError  # noqa: E402
 from or_assist.phantom import phantom_implant_targets, phantom_landmarks, sample_ct_path  # noqa: E402

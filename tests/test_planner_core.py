@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from or_assist.core.ct import load_ct
-from or_assist.core.ct_volume import CTVolume
+from or_assist.core.ct.load import load_ct
+from or_assist.core.ct.volume import CTVolume
 from or_assist.core.plan import Plan, load_catalogue, load_plan, save_plan
-from or_assist.core.plan_edit import PlanEditor, check_pelvis_ct, save_plan_checked, snap_length
-from or_assist.core.plan_measure import anterior_cortex_distance_mm, distance_status, implant_measurements
-from or_assist.core.plan_propose import propose_plan_implants
-from or_assist.core.reslice import oblique_planes, orthogonal_plane, reslice, window_image
+from or_assist.planning.edit import PlanEditor, check_pelvis_ct, save_plan_checked, snap_length
+from or_assist.planning.measure import anterior_cortex_distance_mm, distance_status, implant_measurements
+from or_assist.planning.propose import propose_plan_implants
+from or_assist.planning.reslice import oblique_planes, orthogonal_plane, reslice, window_image
 from or_assist.errors import InputError
 from or_assist.phantom import phantom_implant_targets, sample_ct_path
 from or_assist.render.plan_live import LiveViews, view_tilts_deg

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from or_assist.core.ct_volume import CTVolume
+from or_assist.core.ct.volume import CTVolume
 from or_assist.core.plan import implant_mesh
 from or_assist.errors import InputError
 from or_assist.postop.cohort import (cohort_command, cohort_summary, format_cohort_table, parse_case_argument,
@@ -94,7 +94,7 @@ def test_cohort_summary_mean_sd_and_learning_curve(tmp_path):
 
 
 def test_cohort_command_lists_a_failing_case_and_writes_files(tmp_path):
-    from or_assist.core.ct import save_ct
+    from or_assist.core.ct.load import save_ct
     post = tmp_path / "a.nii.gz"
     save_ct(pc.case("A")[0], post)
     text = cohort_command(tmp_path / "out", pairs=[f"{pc.PLAN_PATH}:{post}", f"{pc.PLAN_PATH}:{tmp_path / 'missing.nii'}"])

@@ -17,7 +17,7 @@ import pytest
 
 from or_assist.core.carm import pose_from_carm_angles
 from or_assist.core.carm_profiles import load_profile
-from or_assist.core.ct import load_ct
+from or_assist.core.ct.load import load_ct
 from or_assist.core.geometry import CArmGeometry, project
 from or_assist.core.instruments import GuidePin
 from or_assist.errors import InputError

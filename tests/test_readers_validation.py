@@ -18,7 +18,7 @@ import pytest
 import SimpleITK as sitk
 
 from or_assist.cli import main
-from or_assist.core.ct import load_ct
+from or_assist.core.ct.load import load_ct
 from or_assist.core.jsonio import MAX_JSON_BYTES, read_json
 from or_assist.core.validate import Limit, check_finite, check_range
 from or_assist.errors import InputError, SchemaError
@@ -437,7 +437,7 @@ def test_schema_error_is_an_input_error():
 
 def test_run_plan_checks_refuses_a_negative_clearance(sample):
     from or_assist.core.plan import load_plan
-    from or_assist.core.plan_checks import run_plan_checks
+    from or_assist.planning.checks import run_plan_checks
 
     plan = load_plan(sample["plan"])
     with pytest.raises(InputError, match=r"min_clearance_mm: must be 0\.\.20 mm .*got -5"):

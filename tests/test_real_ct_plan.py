@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from or_assist.core.ct import load_ct
+from or_assist.core.ct.load import load_ct
 from or_assist.core.plan import load_plan, load_plan_ct
-from or_assist.core.plan_checks import CHECK_NAMES, format_check_table, run_plan_checks
+from or_assist.planning.checks import CHECK_NAMES, format_check_table, run_plan_checks
 
 PLAN_PATH = Path(__file__).resolve().parent / "data" / "real_ct_plan.json"
 

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 
 from or_assist.core.carm_profiles import load_profile
-from or_assist.core.ct import load_ct, resample_ct
+from or_assist.core.ct.load import load_ct, resample_ct
 from or_assist.core.geometry import save_geometry, save_pose
 from or_assist.core.instruments import GuidePin
 from or_assist.core.plan import load_plan
-from or_assist.core.plan_views import plan_view_pose
+from or_assist.core.view_poses import plan_view_pose
 from or_assist.errors import InputError
 from or_assist.register.command import register_command
 from or_assist.register.pipeline import REGISTRATION_SCHEMA, Registrar, registration_ct

@@ -15,7 +15,7 @@ import pytest
 from scipy import ndimage
 
 from or_assist.core.carm import pose_from_beam
-from or_assist.core.ct_attenuation import _TABLE_KEV, mu_cortical_bone_per_mm, mu_water_per_mm
+from or_assist.core.ct.attenuation import _TABLE_KEV, mu_cortical_bone_per_mm, mu_water_per_mm
 from or_assist.core.geometry import CArmGeometry, Pose, project, project_with_depth, rotation_about_axis
 from or_assist.core.instruments import GuidePin, guide_pin_mesh
 from or_assist.core.plan import Implant, implant_mesh, implant_vertex_directions, load_catalogue

@@ -11,7 +11,7 @@ import pytest
 
 from or_assist.core.carm import carm_angles_from_pose, patient_axes
 from or_assist.core.geometry import project
-from or_assist.core.plan_views import plan_view_pose
+from or_assist.core.view_poses import plan_view_pose
 from or_assist.errors import InputError, SchemaError
 from or_assist.render.drr import AttenuationVolume
 from or_assist.video.sources import open_source

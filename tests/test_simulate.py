@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from or_assist.core.carm import pose_from_beam, pose_from_carm_angles
-from or_assist.core.ct import CTVolume, load_ct
+from or_assist.core.ct.load import CTVolume, load_ct
 from or_assist.core.geometry import CArmGeometry, Pose, project
 from or_assist.core.instruments import GuidePin
 from or_assist.core.plan import Implant, load_catalogue

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from or_assist.core.carm import carm_angles_from_pose, pose_from_carm_angles
-from or_assist.core.ct import CTVolume, save_ct
+from or_assist.core.ct.load import CTVolume, save_ct
 from or_assist.core.geometry import CArmGeometry, project, save_geometry
 from or_assist.core.plan import Implant, Plan, load_catalogue, load_plan, save_plan
 from or_assist.errors import InputError, SchemaError

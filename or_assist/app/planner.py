@@ -11,9 +11,9 @@ the entry, then the apex, in any slice (the length snaps to the catalogue). *Lan
 move it. Ctrl+Z / Ctrl+Y undo and redo, Del deletes the active implant, Ctrl+S saves,
 Ctrl+E exports the view library and the plan sheet. Right drag zooms, wheel zooms.
 
-All logic lives in the Qt-free core (:mod:`or_assist.core.plan_edit`,
-:mod:`~or_assist.core.reslice`, :mod:`~or_assist.core.plan_measure`,
-:mod:`~or_assist.core.plan_propose`, :mod:`or_assist.render.plan_live`,
+All logic lives in the Qt-free core (:mod:`or_assist.planning.edit`,
+:mod:`~or_assist.planning.reslice`, :mod:`~or_assist.planning.measure`,
+:mod:`~or_assist.planning.propose`, :mod:`or_assist.render.plan_live`,
 :mod:`or_assist.render.plan_sheet`); this module only draws and forwards.
 
 Live views: each edit renders the visible virtual view at reduced resolution at once
@@ -36,10 +36,10 @@ from or_assist.app.planner_views import LANDMARK_COLOURS, FluoroView, SliceView,
 from or_assist.app.theme import application
 from or_assist.core.carm_profiles import list_profiles
 from or_assist.core.plan import implant_vertex_directions
-from or_assist.core.plan_checks import run_plan_checks
-from or_assist.core.plan_edit import PlanEditor, check_pelvis_ct
-from or_assist.core.plan_measure import implant_measurements
-from or_assist.core.reslice import (ORTHOGONAL_KINDS, ct_centre_lps, oblique_planes, orthogonal_plane, reslice,
+from or_assist.planning.checks import run_plan_checks
+from or_assist.planning.edit import PlanEditor, check_pelvis_ct
+from or_assist.planning.measure import implant_measurements
+from or_assist.planning.reslice import (ORTHOGONAL_KINDS, ct_centre_lps, oblique_planes, orthogonal_plane, reslice,
                                     window_image)
 from or_assist.errors import InputError
 from or_assist.render.plan_live import DEFAULT_PROFILE, LIVE_VIEW_KINDS, LiveViews, view_tilts_deg
@@ -56,7 +56,7 @@ class PlannerWindow(PlannerActionsMixin, QtWidgets.QMainWindow):
     Parameters
     ----------
     ct : CTVolume
-        Checked with :func:`~or_assist.core.plan_edit.check_pelvis_ct`.
+        Checked with :func:`~or_assist.planning.edit.check_pelvis_ct`.
     plan : Plan, optional
         A plan of this CT to continue; default an empty plan.
     plan_path : path-like, optional
@@ -368,7 +368,7 @@ def plan_app(ct_path: str | os.PathLike, plan_path: str | os.PathLike | None = N
         Unreadable or non-pelvis CT (the message names the file and its extent), an
         unreadable plan, or a plan made on another CT; nothing is opened or changed.
     """
-    from or_assist.core.ct import load_ct
+    from or_assist.core.ct.load import load_ct
     from or_assist.core.plan import load_plan
 
     ct = load_ct(ct_path)

@@ -150,7 +150,7 @@ class PlannerActionsMixin:
     def propose(self) -> None:
         """Assisted planning: replace the implants of each side that has the needed
         landmarks by a proposed standard configuration (one undo step)."""
-        from or_assist.core.plan_propose import propose_plan_implants
+        from or_assist.planning.propose import propose_plan_implants
 
         QtWidgets.QApplication.setOverrideCursor(QtCore.Qt.WaitCursor)
         try:

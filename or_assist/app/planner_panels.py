@@ -1,7 +1,7 @@
 """Side panel of the planner: tools, the implant table, live checks and distances, landmarks.
 
 Widgets only: every change goes to the window, which calls the Qt-free
-:class:`~or_assist.core.plan_edit.PlanEditor`.
+:class:`~or_assist.planning.edit.PlanEditor`.
 """
 
 from __future__ import annotations

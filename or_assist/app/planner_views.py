@@ -1,6 +1,6 @@
 """Image panels of the planner: a CT slice view and a virtual fluoroscopy view (pyqtgraph).
 
-A :class:`SliceView` shows one :class:`~or_assist.core.reslice.SlicePlane`: image pixel
+A :class:`SliceView` shows one :class:`~or_assist.planning.reslice.SlicePlane`: image pixel
 ``(col, row)`` is drawn with its centre at view coordinates ``(col, row)`` (rows down),
 so :meth:`SlicePlane.pixel_to_lps` of a view position is the clicked patient point. Left
 clicks are reported as :attr:`SliceView.clicked` ``(lps_x, lps_y, lps_z)``; a left press
@@ -14,7 +14,7 @@ import numpy as np
 import pyqtgraph as pg
 from PyQt5 import QtCore, QtGui
 
-from or_assist.core.reslice import SlicePlane
+from or_assist.planning.reslice import SlicePlane
 
 __all__ = ["SliceView", "FluoroView", "implant_colour"]
 

@@ -485,7 +485,7 @@ def default_views(plan: Plan) -> list[ViewSpec]:
 
     Inlet and outlet tilts are left open (``None``): they are derived per patient from
     the plan's landmarks where possible, else the DOMAIN.md defaults of 25 and 42 deg
-    (see :func:`or_assist.core.plan_views.view_tilt_deg`).
+    (see :func:`or_assist.core.view_poses.view_tilt_deg`).
 
     A plan without implants gets one lateral, inlet and outlet view of the whole pelvis.
     """
@@ -547,7 +547,7 @@ def load_plan_ct(plan: Plan, *, ct_path: str | os.PathLike | None = None,
         The plan names no CT; the CT file is missing; its voxel SHA-256 differs from the
         plan's (unless allowed); an implant's entry or apex lies outside the CT volume.
     """
-    from or_assist.core.ct import load_ct  # SimpleITK: imported on use
+    from or_assist.core.ct.load import load_ct  # SimpleITK: imported on use
 
     where = plan.source or "plan"
     path = plan.ct_path if ct_path is None else Path(ct_path)

@@ -294,7 +294,7 @@ def cohort_command(out_dir: str | os.PathLike, *, pairs: Sequence[str] = (),
         No cases given, a malformed case argument or cohort file, or every case failed.
     """
     from or_assist.core import jsonio
-    from or_assist.core.ct import load_ct
+    from or_assist.core.ct.load import load_ct
     from or_assist.core.plan import load_plan, load_plan_ct
     from or_assist.postop.evaluate import evaluate_case
 

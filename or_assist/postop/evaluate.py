@@ -18,7 +18,7 @@ Pipeline (:func:`evaluate_case`):
 5. **Measure** in the plan's frame: apex deviation (mm, and its LPS components), angle
    between the axes (deg), entry deviation (mm), and the **breach check**: the placed
    implant's clearance to each foramen and canal landmark of the plan (surface to sphere,
-   the distance :mod:`or_assist.core.plan_checks` uses), breached when negative.
+   the distance :mod:`or_assist.planning.checks` uses), breached when negative.
 
 Examples
 --------
@@ -34,10 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
-from or_assist.core.ct_volume import CTVolume
+from or_assist.core.ct.volume import CTVolume
 from or_assist.core.plan import Implant, Plan
-from or_assist.core.plan_checks import CLEARANCE_LANDMARK_KINDS
-from or_assist.core.plan_checks import implant_surface_distance_mm as _surface_distance_mm
+from or_assist.planning.checks import CLEARANCE_LANDMARK_KINDS
+from or_assist.planning.checks import implant_surface_distance_mm as _surface_distance_mm
 from or_assist.errors import InputError
 from or_assist.postop.match import FoundImplant, locate_implants
 from or_assist.postop.register3d import Registration3D, register_postop_to_preop
@@ -230,7 +230,7 @@ def evaluate_case(plan: Plan, postop_ct: CTVolume, preop_ct: CTVolume | None = N
         the plan (registration fails or maps an implant outside it); no implant metal
         near the planned implants.
     """
-    from or_assist.core.ct import crop_ct
+    from or_assist.core.ct.load import crop_ct
     from or_assist.core.plan import load_plan_ct
 
     t0 = time.perf_counter()
@@ -349,7 +349,7 @@ def evaluate_command(plan_path: str | os.PathLike, postop_path: str | os.PathLik
         Bad files, and the cases listed in :func:`evaluate_case`.
     """
     from or_assist.core import jsonio
-    from or_assist.core.ct import load_ct
+    from or_assist.core.ct.load import load_ct
     from or_assist.core.plan import load_plan, load_plan_ct
 
     plan = load_plan(plan_path)

@@ -15,7 +15,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from or_assist.core.catalogue import CatalogueItem
-from or_assist.core.ct_volume import CTVolume
+from or_assist.core.ct.volume import CTVolume
 from or_assist.core.geometry import Pose
 from or_assist.core.plan import Plan, implant_vertex_directions
 from or_assist.errors import InputError

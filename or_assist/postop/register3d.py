@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import SimpleITK as sitk
 
-from or_assist.core.ct_volume import CTVolume
+from or_assist.core.ct.volume import CTVolume
 from or_assist.core.geometry import Pose
 from or_assist.errors import InputError
 

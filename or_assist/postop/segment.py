@@ -29,7 +29,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from or_assist.core.catalogue import Catalogue, CatalogueItem
-from or_assist.core.ct_volume import CTVolume
+from or_assist.core.ct.volume import CTVolume
 from or_assist.errors import InputError
 
 __all__ = ["MetalObject", "FittedImplant", "find_metal_objects", "fit_implant", "split_object",

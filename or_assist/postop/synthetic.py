@@ -23,7 +23,7 @@ from typing import Sequence
 import numpy as np
 import SimpleITK as sitk
 
-from or_assist.core.ct_volume import CTVolume
+from or_assist.core.ct.volume import CTVolume
 from or_assist.core.geometry import Pose, rotation_about_axis
 from or_assist.core.plan import Implant, implant_mesh
 from or_assist.errors import InputError

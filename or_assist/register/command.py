@@ -107,7 +107,7 @@ def register_command(ct_path: str | os.PathLike, geometry_path: str | os.PathLik
         Unreadable or malformed input files or arguments.
     """
     from or_assist.core import jsonio
-    from or_assist.core.ct import load_ct
+    from or_assist.core.ct.load import load_ct
     from or_assist.core.geometry import load_geometry, load_pose
     from or_assist.register.pipeline import Registrar
     from or_assist.register.shot import POLARITIES

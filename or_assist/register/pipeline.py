@@ -177,7 +177,7 @@ class _Level:
 
 def registration_ct(ct, settings: RegistrationSettings):
     """The CT a :class:`Registrar` renders: ``ct`` with every voxel spacing below
-    ``settings.volume_voxel_mm`` coarsened to it (antialiased, :func:`~or_assist.core.ct.resample_ct`).
+    ``settings.volume_voxel_mm`` coarsened to it (antialiased, :func:`~or_assist.core.ct.load.resample_ct`).
 
     A thin-slice CT costs several times more per DRR than the registration's ray steps
     (2-4 mm) can use: cache misses, not samples, dominate (real CT at 128 px, one thread:
@@ -197,7 +197,7 @@ def registration_ct(ct, settings: RegistrationSettings):
     spacing = np.asarray(ct.spacing_mm, dtype=np.float64)
     if target is None or np.all(spacing >= target - 1e-9):
         return ct
-    from or_assist.core.ct import resample_ct
+    from or_assist.core.ct.load import resample_ct
 
     return resample_ct(ct, np.maximum(spacing, target))
 

@@ -14,7 +14,7 @@ with clamped edges. The default step is half the smallest voxel spacing.
 
 Examples
 --------
->>> from or_assist.core.ct import load_ct                             # doctest: +SKIP
+>>> from or_assist.core.ct.load import load_ct                             # doctest: +SKIP
 >>> renderer = DRRRenderer(AttenuationVolume.from_ct(load_ct("ct.nii.gz")))  # doctest: +SKIP
 >>> image = renderer.render(pose, geometry, downsample=4)             # doctest: +SKIP
 """
@@ -30,7 +30,7 @@ from typing import Sequence
 
 import numpy as np
 
-from or_assist.core.voxel_grid import VoxelGrid
+from or_assist.core.ct.voxel_grid import VoxelGrid
 from or_assist.core.geometry import CArmGeometry, Pose, backproject, undistort_normalized
 from or_assist.errors import InputError
 from or_assist.render import _drr_kernels as kernels
@@ -99,18 +99,18 @@ class AttenuationVolume(VoxelGrid):
 
     @classmethod
     def from_ct(cls, ct, energy_kev: float = 60.0, mask: np.ndarray | None = None) -> "AttenuationVolume":
-        """Attenuation volume of a :class:`or_assist.core.ct.CTVolume`.
+        """Attenuation volume of a :class:`or_assist.core.ct.load.CTVolume`.
 
         Parameters
         ----------
         ct : CTVolume
             The CT in Hounsfield units.
         energy_kev : float
-            Effective photon energy for :func:`or_assist.core.ct.hu_to_attenuation`.
+            Effective photon energy for :func:`or_assist.core.ct.load.hu_to_attenuation`.
         mask : (Z, Y, X) array_like of bool, optional
             Keep only these voxels (e.g. bone only, or a pelvis crop); others get 0.
         """
-        from or_assist.core.ct import hu_to_attenuation  # the CT module is heavy; import on use
+        from or_assist.core.ct.load import hu_to_attenuation  # the CT module is heavy; import on use
 
         for name in ("hu", "origin_mm", "spacing_mm", "direction"):
             if not hasattr(ct, name):

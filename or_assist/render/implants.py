@@ -35,7 +35,7 @@ Two representations, both in the frames of ``CONVENTIONS.md`` (LPS mm, pose
 Metal attenuation: mass attenuation coefficients μ/ρ (total, with coherent scattering)
 of titanium (Z = 22) and iron (Z = 26) from NIST Standard Reference Database 126 (Hubbell
 & Seltzer, NISTIR 5632, Table 3; the values XCOM gives), interpolated log-log between the
-tabulated energies with the helper of :mod:`or_assist.core.ct_attenuation`. Densities:
+tabulated energies with the helper of :mod:`or_assist.core.ct.attenuation`. Densities:
 titanium 4.51 g/cm³ (Ti-6Al-4V implants: 4.43); stainless steel 8.0 g/cm³ treated as iron
 (316L is about 65 % Fe, 17 % Cr, 12 % Ni, neighbours of iron with similar μ/ρ at
 40-120 keV). At 60 keV: titanium 0.346 mm⁻¹, steel 0.964 mm⁻¹ (water 0.021 mm⁻¹).
@@ -48,7 +48,7 @@ from typing import Sequence
 
 import numpy as np
 
-from or_assist.core.ct_attenuation import loglog_mu_rho
+from or_assist.core.ct.attenuation import loglog_mu_rho
 from or_assist.core.geometry import (CArmGeometry, Pose, distort_normalized, project_with_depth,
                                      undistort_normalized)
 from or_assist.core.instruments import GuidePin, guide_pin_mesh

@@ -5,7 +5,7 @@ exact metal of every planned implant, windowed on the anatomy so metal shows bla
 a C-arm, with the projected implant outlines) at two resolutions: *reduced* (the
 detector binned to about ``reduced_size_px``, e.g. 128 px: a few milliseconds, rendered
 on every edit) and *full* (``full_size_px``, when the planner is idle). Poses come from
-:func:`or_assist.core.plan_views.plan_view_pose`; the inlet and outlet tilts from an
+:func:`or_assist.core.view_poses.plan_view_pose`; the inlet and outlet tilts from an
 explicit value, or derived from the plan's landmarks
 (:func:`or_assist.core.carm.derive_view_tilts_deg`), or the defaults 25 and 42 deg.
 
@@ -133,7 +133,7 @@ class LiveViews:
         self.renderer = DRRRenderer(AttenuationVolume.from_ct(ct, energy_kev))
         self.reduced_renderer = self.renderer
         if float(np.min(ct.spacing_mm)) < 0.8 * reduced_voxel_mm:     # a coarser copy for the fast renders
-            from or_assist.core.ct import resample_ct
+            from or_assist.core.ct.load import resample_ct
 
             coarse = resample_ct(ct, np.maximum(ct.spacing_mm, reduced_voxel_mm))
             self.reduced_renderer = DRRRenderer(AttenuationVolume.from_ct(coarse, energy_kev))

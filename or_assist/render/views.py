@@ -3,7 +3,7 @@
 For a plan and a C-arm geometry the library holds, for every implant-centred view of the
 plan (its ``views``, or :func:`~or_assist.core.plan.default_views`), completed so that each
 implant has a lateral, inlet, outlet and axis view (poses from
-:func:`or_assist.core.plan_views.plan_view_pose`):
+:func:`or_assist.core.view_poses.plan_view_pose`):
 
 * the pose (``T_source_from_patient``), its clinical C-arm angles and isocentre;
 * the line integrals of the CT (:mod:`or_assist.render.drr`) plus the exact metal of
@@ -109,7 +109,7 @@ def _view_specs(plan) -> list:
 
 
 def _named_entries(plan, geometry, patient_position, axes, downsample) -> list[ViewEntry]:
-    from or_assist.core.plan_views import plan_view_pose
+    from or_assist.core.view_poses import plan_view_pose
 
     entries = []
     for spec in _view_specs(plan):

@@ -261,7 +261,7 @@ class LivePipeline:
 
     def planned_pose(self, implant_id: str, view: str) -> Pose:
         """The planned view's pose (cached)."""
-        from or_assist.core.plan_views import plan_view_pose
+        from or_assist.core.view_poses import plan_view_pose
 
         key = (implant_id, view)
         with self._lock:

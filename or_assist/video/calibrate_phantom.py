@@ -268,7 +268,7 @@ def bead_phantom_volume(phantom: BeadPhantom, *, voxel_mm: float = 0.5, slice_mm
     or_assist.render.drr.AttenuationVolume
         Identity direction; index (i, j, k) along phantom (x, y, z).
     """
-    from or_assist.core.ct_attenuation import mu_water_per_mm
+    from or_assist.core.ct.attenuation import mu_water_per_mm
     from or_assist.render.drr import AttenuationVolume
     from or_assist.render.implants import metal_mu_per_mm
 

@@ -114,7 +114,7 @@ def _detector_geometry(geometry: CArmGeometry, size_px: int) -> CArmGeometry:
 
 
 def _step_pose(plan, step: ScenarioStep, geometry: CArmGeometry) -> Pose:
-    from or_assist.core.plan_views import plan_view_pose
+    from or_assist.core.view_poses import plan_view_pose
 
     base = plan_view_pose(plan, step.implant, step.view, geometry=geometry)
     if step.orbital_offset_deg == 0 and step.tilt_offset_deg == 0:
@@ -445,7 +445,7 @@ _SPEC_OPTIONS = ("realtime", "loop", "color", "seed", "duration_s", "width", "he
 
 def load_sample_case():
     """``(ct, plan, geometry)`` of the built-in sample case (generated on first use)."""
-    from or_assist.core.ct import load_ct
+    from or_assist.core.ct.load import load_ct
     from or_assist.core.geometry import load_geometry
     from or_assist.core.plan import load_plan
     from or_assist.sample import build_sample_data

@@ -9,7 +9,7 @@ do is tested without Qt.
 Catalogue snapping (:func:`snap_length`): the entry-apex distance suggests the item of
 the chosen family (diameter) with the nearest length; the apex then moves along the
 axis so that the planned length equals the catalogue length (the ``length`` check of
-:mod:`or_assist.core.plan_checks` passes by construction). A distance longer than the
+:mod:`or_assist.planning.checks` passes by construction). A distance longer than the
 family's longest item by more than half a step is clamped to the longest item, with a
 message saying so.
 

@@ -2,7 +2,7 @@
 
 Everything goes through SimpleITK, so the geometry is SimpleITK's (LPS mm, origin,
 spacing and direction honoured). Supported inputs: a folder holding a DICOM series (the
-series with the most slices is read, see :mod:`or_assist.core.ct_dicom`), a single
+series with the most slices is read, see :mod:`or_assist.core.ct.dicom`), a single
 DICOM file (multi-frame), NIfTI (``.nii``, ``.nii.gz``), MetaImage (``.mha``, ``.mhd``)
 and NRRD (``.nrrd``, ``.nhdr``).
 
@@ -24,10 +24,10 @@ from typing import Sequence
 import numpy as np
 import SimpleITK as sitk
 
-from or_assist.core.ct_attenuation import hu_to_attenuation, mu_cortical_bone_per_mm, mu_water_per_mm
-from or_assist.core.ct_dicom import NotDicomError, read_dicom_file, read_dicom_folder, sitk_reason
-from or_assist.core.ct_files import check_volume_file
-from or_assist.core.ct_volume import CTVolume, axis_codes
+from or_assist.core.ct.attenuation import hu_to_attenuation, mu_cortical_bone_per_mm, mu_water_per_mm
+from or_assist.core.ct.dicom import NotDicomError, read_dicom_file, read_dicom_folder, sitk_reason
+from or_assist.core.ct.files import check_volume_file
+from or_assist.core.ct.volume import CTVolume, axis_codes
 from or_assist.core.outputs import quiet_stderr
 from or_assist.errors import InputError
 

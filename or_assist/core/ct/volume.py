@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
-from or_assist.core.voxel_grid import VoxelGrid
+from or_assist.core.ct.voxel_grid import VoxelGrid
 from or_assist.errors import InputError
 
 __all__ = ["CTVolume", "axis_codes"]

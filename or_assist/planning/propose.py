@@ -20,9 +20,9 @@ length reaching it (the entry at most 2 mm inside the cortex). Cheap geometric f
 come first (entry and apex in the CT, surface clearance to the foramina and canal >=
 ``min_clearance_mm`` + 1 mm, >= 3 mm to alar line points, no collision with the
 implants already chosen with a 2 mm margin); the best-scoring ones (clearance, near the
-seed) then go through :func:`~or_assist.core.plan_checks.run_plan_checks` with the
+seed) then go through :func:`~or_assist.planning.checks.run_plan_checks` with the
 landmarks and the anterior cortex distance
-(:func:`~or_assist.core.plan_measure.anterior_cortex_distance_mm`), and among those
+(:func:`~or_assist.planning.measure.anterior_cortex_distance_mm`), and among those
 passing, the one with the largest clearance (landmarks and anterior cortex) is taken.
 
 The result is a starting point for the planner to adjust, not a plan to use unchecked:
@@ -37,9 +37,9 @@ import numpy as np
 
 from or_assist.core.carm import patient_axes
 from or_assist.core.plan import Implant, Plan
-from or_assist.core.plan_checks import (CLEARANCE_LANDMARK_KINDS, CheckResult, implant_surface_distance_mm,
+from or_assist.planning.checks import (CLEARANCE_LANDMARK_KINDS, CheckResult, implant_surface_distance_mm,
                                         run_plan_checks, segment_distance_mm)
-from or_assist.core.plan_measure import anterior_cortex_distance_mm
+from or_assist.planning.measure import anterior_cortex_distance_mm
 from or_assist.errors import InputError
 
 __all__ = ["Proposal", "SLOTS", "propose_side", "propose_plan_implants"]

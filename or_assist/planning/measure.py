@@ -2,7 +2,7 @@
 
 The planner's side panel shows, for the active implant, the surface distance to every
 landmark (foramina, spinal canal, promontory, alar line, SI joint points: the envelope
-of :func:`or_assist.core.plan_checks.implant_surface_distance_mm` minus the landmark's
+of :func:`or_assist.planning.checks.implant_surface_distance_mm` minus the landmark's
 radius) and the distance from the apex region to the anterior sacral cortex.
 
 Anterior cortex (:func:`anterior_cortex_distance_mm`): too ventral an implant endangers
@@ -28,7 +28,7 @@ import numpy as np
 
 from or_assist.core.carm import patient_axes
 from or_assist.core.plan import Implant, Plan
-from or_assist.core.plan_checks import implant_surface_distance_mm
+from or_assist.planning.checks import implant_surface_distance_mm
 
 __all__ = ["Measurement", "distance_status", "anterior_cortex_distance_mm", "implant_measurements"]
 
