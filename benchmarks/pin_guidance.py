@@ -46,7 +46,7 @@ from or_assist.guidance.deviation import (TriangulationRefused, ViewUncertainty,
                                           _deviation_numbers, two_view_deviation)
 from or_assist.errors import InputError  # noqa: E402
 from or_assist.guidance.pin import PinPrior, attenuation_from_frame, detect_pin  # noqa: E402
-from or_assist.video.preprocess import PreprocessSettings, preprocess_shot  # noqa: E402
+from or_assist.video.preprocess.shot import PreprocessSettings, preprocess_shot  # noqa: E402
 from tests.guidance_cases import make_case  # noqa: E402
 
 PRE = PreprocessSettings(polarity="bone-dark", mask_metal=False, mask_saturated=False, normalise=False)

@@ -32,8 +32,8 @@ sys.path.insert(0, str(REPO_ROOT))
 from or_assist.core.carm_profiles import load_profile  # noqa: E402
 from or_assist.core.geometry import load_geometry  # noqa: E402
 from or_assist.core.plan import load_plan, load_plan_ct  # noqa: E402
-from or_assist.render.views import build_view_library  # noqa: E402
-from or_assist.render.views_io import save_view_library  # noqa: E402
+from or_assist.render.views.build import build_view_library  # noqa: E402
+from or_assist.render.views.io import save_view_library  # noqa: E402
 
 REAL_PLAN = REPO_ROOT / "tests" / "data" / "real_ct_plan.json"
 TARGET_S = 30.0

@@ -90,7 +90,7 @@ def _cmd_sample(args) -> int:
 
 
 def _cmd_views(args) -> int:
-    from or_assist.render.views_io import views_command
+    from or_assist.render.views.io import views_command
 
     offsets = () if args.no_neighbourhood else tuple(args.neighbourhood_deg)
     result = views_command(args.plan, args.geometry, args.out, size_px=args.size_px,
@@ -159,7 +159,7 @@ def _cmd_simulate(args) -> int:
 
 
 def _cmd_sources(args) -> int:
-    from or_assist.video.devices import sources_command
+    from or_assist.video.sources.devices import sources_command
 
     print(sources_command(probe=args.probe, max_index=args.max_index, seconds=args.seconds,
                           backend=args.backend, width=args.width, height=args.height, fps=args.fps,

@@ -23,7 +23,7 @@ from or_assist.core.instruments import GuidePin
 from or_assist.errors import InputError
 from or_assist.render.drr import AttenuationVolume, DRRRenderer
 from or_assist.render.simulate import ShotSettings, simulate_shot
-from or_assist.video.preprocess import (FieldOfView, FieldOfViewTracker, Orientation, PreprocessSettings,
+from or_assist.video.preprocess.shot import (FieldOfView, FieldOfViewTracker, Orientation, PreprocessSettings,
                                         PreprocessedShot, detect_field_of_view, detect_polarity,
                                         detect_text_mask, metal_mask, normalise, preprocess_shot, pyramid)
 

@@ -301,8 +301,8 @@ def test_damaged_cohort_csv(tmp_path, capsys, content, expect):
 def library_file(sample, tmp_path_factory) -> Path:
     from or_assist.core.geometry import load_geometry
     from or_assist.core.plan import load_plan
-    from or_assist.render.views import build_view_library
-    from or_assist.render.views_io import save_view_library
+    from or_assist.render.views.build import build_view_library
+    from or_assist.render.views.io import save_view_library
 
     plan = load_plan(sample["plan"])
     geometry = load_geometry(sample["geometry"]).downsampled(16)
@@ -357,7 +357,7 @@ def test_view_library_with_odd_metadata(library_file, sample, sample_pose, tmp_p
 
 def test_undamaged_library_loads(library_file, sample):
     from or_assist.core.plan import load_plan
-    from or_assist.render.views_io import load_view_library
+    from or_assist.render.views.io import load_view_library
 
     assert len(load_view_library(library_file, load_plan(sample["plan"]))) == 12
 

@@ -229,7 +229,7 @@ def test_cli_function_rejects_unreadable_files(real_ct_path, tmp_path):
 
 
 def test_library_start_and_tracking(real_case):
-    from or_assist.render.views import build_view_library
+    from or_assist.render.views.build import build_view_library
 
     plan = real_case.plan
     library = build_view_library(plan, real_case.geometry, ct=load_ct(plan.ct_path), size_px=128,

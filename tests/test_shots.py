@@ -14,7 +14,7 @@ from or_assist.render.drr import AttenuationVolume
 from or_assist.video.scenario import (PinState, PoseCachedRenderer, Scenario, ScenarioSource, ScenarioStep,
                                       VideoSettings, load_sample_case)
 from or_assist.video.shots import ShotDetector, ShotDetectorSettings
-from or_assist.video.sources_base import Frame
+from or_assist.video.sources.base import Frame
 
 W, H = 480, 360
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from or_assist.errors import InputError
-from or_assist.video.sources import (CaptureThread, FileSource, ImageFolderSource, SignalState,
+from or_assist.video.sources.spec import (CaptureThread, FileSource, ImageFolderSource, SignalState,
                                      UrlSource)
 from tests.mjpeg_server import MjpegServer, closed_port, counter_image, read_counter
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from or_assist.video.sources import CaptureThread, SignalState, UrlSource
+from or_assist.video.sources.spec import CaptureThread, SignalState, UrlSource
 from tests.mjpeg_server import closed_port
 from tests.test_video_capture import FAST, StateLog
 

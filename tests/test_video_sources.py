@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from or_assist.errors import InputError
-from or_assist.video.sources import (DeviceSource, FileSource, ImageFolderSource, SourceInfo,
+from or_assist.video.sources.spec import (DeviceSource, FileSource, ImageFolderSource, SourceInfo,
                                      UrlSource, list_devices, open_source, sources_command)
-from or_assist.video.sources_cv import device_paths, mask_url
-from or_assist.video.v4l2 import (VIDIOC_ENUM_FMT, VIDIOC_ENUM_FRAMEINTERVALS,
+from or_assist.video.sources.opencv import device_paths, mask_url
+from or_assist.video.sources.v4l2 import (VIDIOC_ENUM_FMT, VIDIOC_ENUM_FRAMEINTERVALS,
                                   VIDIOC_ENUM_FRAMESIZES, VIDIOC_QUERYCAP, query_device)
 from tests.mjpeg_server import MjpegServer, SilentServer, closed_port, counter_image, read_counter
 
@@ -211,7 +211,7 @@ def test_image_folder_errors(tmp_path):
 
 
 def test_recordings_are_checked_once_before_a_case(tmp_path, caplog):
-    from or_assist.video.sources import check_recording_opens
+    from or_assist.video.sources.spec import check_recording_opens
 
     folder = tmp_path / "shots"
     folder.mkdir()

@@ -17,10 +17,10 @@ from or_assist.core.plan import Implant, Plan, load_catalogue, load_plan, save_p
 from or_assist.errors import InputError, SchemaError
 from or_assist.render.drr import AttenuationVolume, DRRRenderer
 from or_assist.render.implants import metal_line_integrals, metal_mu_per_mm
-from or_assist.render.views import (LIBRARY_VIEW_KINDS, build_view_library, nearest_views,
+from or_assist.render.views.build import (LIBRARY_VIEW_KINDS, build_view_library, nearest_views,
                                     neighbourhood_offsets)
-from or_assist.render.views_io import load_view_library, save_view_library, views_command
-from or_assist.render.views_png import OTHER_COLOUR_BGR, PLAN_COLOUR_BGR, image_to_png_px, png_scale
+from or_assist.render.views.io import load_view_library, save_view_library, views_command
+from or_assist.render.views.png import OTHER_COLOUR_BGR, PLAN_COLOUR_BGR, image_to_png_px, png_scale
 
 OFFSETS_DEG = (-5.0, 0.0, 5.0)
 NEIGHBOUR_SIZE_PX = 32

@@ -174,7 +174,7 @@ def run_app(plan: str | os.PathLike | None, geometry: str | os.PathLike | None, 
     from or_assist.app.settings import load_settings, save_settings
     from or_assist.session.live_run import open_real_case, run_headless
     from or_assist.video.credentials import strip_password, with_password
-    from or_assist.video.sources_cv import quiet_backend_logs
+    from or_assist.video.sources.opencv import quiet_backend_logs
 
     _check_screen(screen)
     for value, flag in ((source_timeout_s, "--source-timeout"), (no_signal_report_s, "--no-signal-report")):

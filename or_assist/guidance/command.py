@@ -7,7 +7,7 @@
 ``POSE.json`` is an ``or_assist.pose/1`` (a known pose) or the
 ``or_assist.registration/1`` written by ``or-assist register``; a registration with
 ``success: false`` gives that shot no plan overlay and no deviation. Each shot is
-preprocessed (:func:`or_assist.video.preprocess.preprocess_shot`: field of view, text,
+preprocessed (:func:`or_assist.video.preprocess.shot.preprocess_shot`: field of view, text,
 polarity, orientation), the active implant's pin is detected with its planned axis as
 the prior, and its 2-D deviation and cue are computed; with two shots the pin is
 triangulated (:func:`or_assist.guidance.deviation.two_view_deviation`) unless that is
@@ -57,7 +57,7 @@ def read_pose_or_registration(path: str | os.PathLike):
 
 def _one_shot(frame, pose, registered, reason, geometry, implant, plan, thresholds, polarity, image_path):
     from or_assist.guidance.shot_guidance import guide_shot
-    from or_assist.video.preprocess import PreprocessSettings, preprocess_shot
+    from or_assist.video.preprocess.shot import PreprocessSettings, preprocess_shot
 
     pre = preprocess_shot(frame, geometry, PreprocessSettings(polarity=polarity, mask_metal=False,
                                                              mask_saturated=False, normalise=False))

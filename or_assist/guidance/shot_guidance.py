@@ -75,7 +75,7 @@ def guide_shot(pre, implant, pose: Pose, landmarks=None, thresholds=None) -> Sho
     Parameters
     ----------
     pre : PreprocessedShot
-        From :func:`or_assist.video.preprocess.preprocess_shot`.
+        From :func:`or_assist.video.preprocess.shot.preprocess_shot`.
     implant : Implant
     pose : Pose
         The shot's registered (or known) pose, ``T_source_from_patient``.

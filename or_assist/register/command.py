@@ -124,7 +124,7 @@ def register_command(ct_path: str | os.PathLike, geometry_path: str | os.PathLik
         plan = load_plan(plan_path)
     library = None
     if library_path is not None:
-        from or_assist.render.views_io import load_view_library
+        from or_assist.render.views.io import load_view_library
 
         library = load_view_library(library_path, plan)
         if abs(library.geometry.sid_mm - geometry.sid_mm) > 1e-6 or \

@@ -1,7 +1,7 @@
 """2-D/3-D registration of a fluoroscopy shot to the CT: the pipeline.
 
 1. **Shot**: :func:`or_assist.register.shot.prepare_shot` turns the frame (through
-   :func:`or_assist.video.preprocess.preprocess_shot`) into an attenuation-like pyramid
+   :func:`or_assist.video.preprocess.shot.preprocess_shot`) into an attenuation-like pyramid
    over the field's bounding square (32, 64, 128 px) with masks that leave out the
    surround, burnt-in text, clipped air and metal.
 2. **Global search** (:data:`DEFAULT_STAGES`): CMA-ES
@@ -438,7 +438,7 @@ class Registrar:
         except InputError:
             pass
         if library is not None:
-            from or_assist.render.views_model import nearest_views
+            from or_assist.render.views.model import nearest_views
 
             for match in nearest_views(library, init_pose, k=4):
                 entry = library.entries[match.index]

@@ -8,7 +8,7 @@ bounding square is then resampled to a few square levels (e.g. 32, 64, 128 pixel
 with its own :class:`~or_assist.core.geometry.CArmGeometry`, so DRRs rendered with that
 geometry line up with the level's pixels.
 
-The field, text and metal come from :func:`or_assist.video.preprocess.preprocess_shot`
+The field, text and metal come from :func:`or_assist.video.preprocess.shot.preprocess_shot`
 when that module is present; otherwise (and for plain arrays) from the simple rules of
 :func:`field_and_exclusions` here.
 """
@@ -161,9 +161,9 @@ def _square_crop(a: np.ndarray, u_min: int, v_min: int, side: int) -> np.ndarray
 
 def _preprocessed(frame, geometry: CArmGeometry, polarity: str):
     """``(attenuation, field, valid, geometry, polarity)`` from the video preprocessing, or
-    None when :mod:`or_assist.video.preprocess` is not available."""
+    None when :mod:`or_assist.video.preprocess.shot` is not available."""
     try:
-        from or_assist.video.preprocess import PreprocessSettings, preprocess_shot
+        from or_assist.video.preprocess.shot import PreprocessSettings, preprocess_shot
     except ImportError:  # pragma: no cover - the fallback is tested through valid=...
         return None
     try:
@@ -185,7 +185,7 @@ def prepare_shot(frame: np.ndarray, geometry: CArmGeometry, polarity: str = "bon
     geometry : CArmGeometry
         Of the frame's pixels.
     polarity : {'bone-dark', 'bone-bright', 'auto'}
-        ``auto`` needs :mod:`or_assist.video.preprocess` (it detects the polarity).
+        ``auto`` needs :mod:`or_assist.video.preprocess.shot` (it detects the polarity).
     sizes_px : tuple of int
         Sides of the levels; each must divide the largest by a power of two.
     valid : (H, W) bool array, optional
@@ -225,7 +225,7 @@ def prepare_shot(frame: np.ndarray, geometry: CArmGeometry, polarity: str = "bon
         unit_vals = att[valid]
     else:
         if polarity == "auto":
-            raise InputError("'auto' needs or_assist.video.preprocess", "polarity")
+            raise InputError("'auto' needs or_assist.video.preprocess.shot", "polarity")
         field, found = field_and_exclusions(unit)
         if valid is None:
             valid = found

@@ -1,11 +1,11 @@
 """The printable plan sheet: the virtual views and the implant table the surgeon takes to the OR.
 
 :func:`write_plan_sheet` writes two files from a plan, its rendered view library
-(:func:`or_assist.render.views.build_view_library`) and its check results:
+(:func:`or_assist.render.views.build.build_view_library`) and its check results:
 
 * ``<stem>.png``: one picture, a header (CT, plan hash, C-arm profile, date), one row
   per implant with its lateral, inlet, outlet and axis views (the printable view PNGs of
-  :mod:`or_assist.render.views_png`, planned outlines drawn), and the implant table;
+  :mod:`or_assist.render.views.png`, planned outlines drawn), and the implant table;
 * ``<stem>.html``: the same as a self-contained page (images embedded as PNG data
   URLs) with a print stylesheet (A4, one implant's views per block, no page break
   inside a block): the implant table (id, side, level, item, diameter, length, roll,
@@ -86,7 +86,7 @@ def render_plan_sheet_png(plan, library, checks=(), *, profile: str | None = Non
     (H, W, 3) uint8 ndarray
         BGR, ``W = 4 * 360`` px.
     """
-    from or_assist.render.views_png import render_view_png
+    from or_assist.render.views.png import render_view_png
 
     width = len(SHEET_VIEW_KINDS) * _TILE_PX
     blocks = [_text_band(_header_lines(plan, library, profile, list(checks)), width, 0.6)]
@@ -121,7 +121,7 @@ def _png_data_url(img: np.ndarray) -> str:
 
 def plan_sheet_html(plan, library, checks=(), *, profile: str | None = None) -> str:
     """The plan sheet as a self-contained printable HTML page (module doc)."""
-    from or_assist.render.views_png import render_view_png
+    from or_assist.render.views.png import render_view_png
 
     esc = html.escape
     checks = list(checks)

@@ -5,7 +5,7 @@ metadata, shots, captures, events) and ``out_dir/images/*.png``. By default ever
 exported image has its burnt-in text (which may show the patient's name) filled black:
 the mask recorded with the image, else the recorded mask of the same size from its shot
 (an overlay drawn on the raw or preprocessed frame), else one detected now
-(:func:`or_assist.video.preprocess_masks.detect_text_mask`). With ``pseudonymise`` the
+(:func:`or_assist.video.preprocess.masks.detect_text_mask`). With ``pseudonymise`` the
 patient label, operator, file paths, the case id (which contains the start time) and all
 dates are removed: times become seconds from the start of the case, free-text event
 notes (``detail["text"]``) are dropped.
@@ -34,7 +34,7 @@ EXPORT_SCHEMA = "or_assist.case_export/1"
 
 
 def _detect_text(image: np.ndarray) -> np.ndarray | None:
-    from or_assist.video.preprocess_masks import detect_text_mask
+    from or_assist.video.preprocess.masks import detect_text_mask
 
     gray = image if image.ndim == 2 else image.mean(axis=2).astype(image.dtype)
     if gray.dtype == np.uint16:

@@ -9,7 +9,7 @@ without a window, so both do exactly the same and tests can drive it without Qt:
    :attr:`LivePipeline.image_changing` (the video no longer shows the last shot: an
    overlay drawn for it must go).
 2. :meth:`LivePipeline.process` (per shot, seconds): preprocessing
-   (:func:`~or_assist.video.preprocess.preprocess_shot`), 2-D/3-D registration
+   (:func:`~or_assist.video.preprocess.shot.preprocess_shot`), 2-D/3-D registration
    (:class:`~or_assist.register.pipeline.Registrar`) started from the active view's
    planned pose (or from the previous registered pose when that is closer: tracking),
    then, when not confident, from the active implant's other planned views; guide-pin
@@ -214,7 +214,7 @@ class LivePipeline:
                  preprocess_settings=None, thresholds=None, try_other_views: bool = True,
                  patient_position: str = "prone", renderer=None):
         from or_assist.guidance.cues import CueThresholds
-        from or_assist.video.preprocess import PreprocessSettings
+        from or_assist.video.preprocess.shot import PreprocessSettings
         from or_assist.video.shots import ShotDetector
 
         if not hasattr(plan, "implants") or not plan.implants:
@@ -279,7 +279,7 @@ class LivePipeline:
 
     # ------------------------------------------------------------------ per frame
     def feed(self, frame):
-        """Feed one video frame (:class:`~or_assist.video.sources_base.Frame`).
+        """Feed one video frame (:class:`~or_assist.video.sources.base.Frame`).
 
         Returns
         -------
@@ -348,7 +348,7 @@ class LivePipeline:
         ShotResult
         """
         from or_assist.guidance.overlay import draw_overlay
-        from or_assist.video.preprocess import preprocess_shot
+        from or_assist.video.preprocess.shot import preprocess_shot
 
         self.plan.implant(implant_id)  # InputError naming the ids
         started = time.perf_counter()

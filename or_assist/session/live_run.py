@@ -172,7 +172,7 @@ def open_real_case(plan_path, geometry_path, source_spec, *, library_path=None, 
         ``or_assist.geometry/1`` of the video frame's pixels.
     source_spec : str or int
         Device index or path, URL, video file, image folder or ``sim:...``
-        (:func:`or_assist.video.sources.open_source`).
+        (:func:`or_assist.video.sources.spec.open_source`).
     library_path : path-like, optional
         A view library (``or-assist views``) of this plan and C-arm.
     ct_path : path-like, optional
@@ -180,10 +180,10 @@ def open_real_case(plan_path, geometry_path, source_spec, *, library_path=None, 
     cases_root : path-like, optional
     allow_ct_mismatch : bool
     source_options : dict, optional
-        Passed to :func:`~or_assist.video.sources.open_source`.
+        Passed to :func:`~or_assist.video.sources.spec.open_source`.
     source_timeout_s : float
         A video file or image folder is opened once before the case is created
-        (:func:`~or_assist.video.sources.check_recording_opens`): one that yields no
+        (:func:`~or_assist.video.sources.spec.check_recording_opens`): one that yields no
         frame fails at once, one that does not open within this many seconds then. No
         case folder is made for a recording that cannot be played, as for a missing plan.
     """
@@ -192,13 +192,13 @@ def open_real_case(plan_path, geometry_path, source_spec, *, library_path=None, 
     from or_assist.session.caselog import CaseLog
     from or_assist.session.live import LivePipeline
     from or_assist.video.credentials import mask_credentials
-    from or_assist.video.sources import check_recording_opens, open_source
+    from or_assist.video.sources.spec import check_recording_opens, open_source
 
     plan = load_plan(plan_path)
     geometry = load_geometry(geometry_path)
     library = None
     if library_path is not None:
-        from or_assist.render.views_io import load_view_library
+        from or_assist.render.views.io import load_view_library
 
         library = load_view_library(library_path, plan)
         lg = library.geometry
@@ -266,7 +266,7 @@ def run_headless(case: LiveCase, *, max_shots: int | None = None, duration_s: fl
     """
     from or_assist.video.capture import CaptureThread
     from or_assist.video.scenario import ScenarioSource
-    from or_assist.video.sources_base import SignalState
+    from or_assist.video.sources.base import SignalState
 
     if max_shots is not None and (isinstance(max_shots, bool) or not isinstance(max_shots, int) or max_shots < 1):
         raise InputError(f"must be a whole number >= 1, got {max_shots!r}", "max_shots")

@@ -162,7 +162,7 @@ def calibrate_command(image_paths: Sequence[str | os.PathLike], phantom_path: st
     fov = None
     first = next(k for k, im in enumerate(result.images) if im.status == "ok")
     try:
-        from or_assist.video.preprocess_fov import detect_field_of_view
+        from or_assist.video.preprocess.fov import detect_field_of_view
 
         frame = images[first]
         if result.roi is not None:

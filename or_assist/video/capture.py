@@ -1,6 +1,6 @@
 """Background capture: always the newest frame, signal-state reports and reconnection.
 
-:class:`CaptureThread` reads a :class:`~or_assist.video.sources_base.FrameSource` in a
+:class:`CaptureThread` reads a :class:`~or_assist.video.sources.base.FrameSource` in a
 daemon thread as fast as the source delivers and keeps **one** frame: the newest.
 A consumer that is slower than the source (registration, drawing) never works on a
 backlog; the frames it missed are counted as dropped. The thread watches the signal
@@ -9,7 +9,7 @@ through ``on_state(state, message)`` and reopens a lost source with back-off.
 
 Examples
 --------
->>> from or_assist.video.sources import open_source
+>>> from or_assist.video.sources.spec import open_source
 >>> with CaptureThread(open_source("/dev/video0"), on_state=print) as cap:   # doctest: +SKIP
 ...     frame = cap.latest(timeout_s=1.0)
 """
@@ -25,7 +25,7 @@ from typing import Callable
 import numpy as np
 
 from or_assist.errors import InputError
-from or_assist.video.sources_base import Frame, FrameSource, SignalState
+from or_assist.video.sources.base import Frame, FrameSource, SignalState
 
 __all__ = ["CaptureThread"]
 
@@ -73,7 +73,7 @@ class CaptureThread:
                  no_signal_after_s: float = 2.0, reconnect_backoff_s=(0.5, 1.0, 2.0, 4.0, 5.0),
                  reconnect: bool = True, no_signal_report_s: float | None = 5.0):
         if not isinstance(source, FrameSource):
-            raise InputError(f"expected a FrameSource (see or_assist.video.sources.open_source), "
+            raise InputError(f"expected a FrameSource (see or_assist.video.sources.spec.open_source), "
                              f"got {type(source).__name__}", "source")
         if not 0 <= black_level <= 255:
             raise InputError(f"expected a grey level 0-255, got {black_level!r}", "black_level")

@@ -1,6 +1,6 @@
 """The shot simulator as a video source: a scripted C-arm session, frame by frame.
 
-:class:`ScenarioSource` is a :class:`~or_assist.video.sources_base.FrameSource` that
+:class:`ScenarioSource` is a :class:`~or_assist.video.sources.base.FrameSource` that
 plays a :class:`~or_assist.video.scenario_model.Scenario` (the steps, the file format
 and the ground truth live in :mod:`or_assist.video.scenario_model`, the built-in
 scenarios in :mod:`or_assist.video.scenario_scripts`; both re-exported here):
@@ -20,7 +20,7 @@ Everything random is drawn from the scenario's seed, so the same scenario gives 
 same video, frame for frame. The source plays as fast as it can or in real time
 (``realtime=True``), and tells for every frame what it shows (:meth:`ScenarioSource.truth`).
 
-``open_source("sim:...")`` (:mod:`or_assist.video.sources`) calls
+``open_source("sim:...")`` (:mod:`or_assist.video.sources.spec`) calls
 :func:`scenario_source_from_spec`: ``sim:demo`` (:func:`demo_scenario` on the built-in
 sample case), ``sim:session`` (a 10-minute :func:`session_scenario`) or
 ``sim:<path to an or_assist.scenario/1 file>``.
@@ -46,7 +46,7 @@ from or_assist.video.scenario_model import (MODES, OVERLAY_POSITIONS, SCENARIO_S
                                             PinState, Scenario, ScenarioStep, VideoSettings, held_images,
                                             load_scenario, save_scenario, scenario_from_dict, scenario_timeline)
 from or_assist.video.scenario_scripts import demo_scenario, session_scenario
-from or_assist.video.sources_base import FrameSource, Pacer, SourceInfo
+from or_assist.video.sources.base import FrameSource, Pacer, SourceInfo
 
 __all__ = ["SCENARIO_SCHEMA", "MODES", "OVERLAY_POSITIONS", "PinState", "ScenarioStep", "VideoSettings",
            "Scenario", "FrameTruth", "HeldImage", "scenario_timeline", "held_images", "load_scenario",

@@ -258,7 +258,7 @@ class ShotDetector:
         Parameters
         ----------
         frame : Frame
-            From a :class:`~or_assist.video.sources_base.FrameSource` (grey ``uint8``
+            From a :class:`~or_assist.video.sources.base.FrameSource` (grey ``uint8``
             image, or BGR which is converted).
         fov_mask : (H, W) bool ndarray, optional
             The collimated field (e.g. from the preprocessing); default: found from

@@ -36,7 +36,7 @@ from or_assist.core.geometry import CArmGeometry, Pose
 from or_assist.core.outputs import remove_quietly, write_error, write_image
 from or_assist.errors import InputError, SchemaError
 from or_assist.render.display import DisplaySettings
-from or_assist.render.views import (DEFAULT_NEIGHBOURHOOD_DEG, VIEW_LIBRARY_SCHEMA, ViewEntry, ViewLibrary,
+from or_assist.render.views.build import (DEFAULT_NEIGHBOURHOOD_DEG, VIEW_LIBRARY_SCHEMA, ViewEntry, ViewLibrary,
                                     build_view_library)
 
 __all__ = ["LIBRARY_FILE", "PNG_DIR", "save_view_library", "load_view_library", "check_view_library",
@@ -72,7 +72,7 @@ def save_view_library(library: ViewLibrary, out_dir: str | os.PathLike, *, png: 
         ``{"library": Path, "png": [Path, ...]}``.
     """
 
-    from or_assist.render.views_png import render_view_png
+    from or_assist.render.views.png import render_view_png
 
     if not isinstance(library, ViewLibrary):
         raise InputError(f"expected a ViewLibrary, got {type(library).__name__}", "library")

@@ -26,7 +26,7 @@ import numpy as np
 
 from or_assist.errors import InputError
 from or_assist.video.credentials import mask_credentials
-from or_assist.video.sources_base import (FrameSource, Pacer, SourceInfo, backend_id,
+from or_assist.video.sources.base import (FrameSource, Pacer, SourceInfo, backend_id,
                                           fourcc_code, fourcc_to_str)
 
 __all__ = ["DeviceSource", "UrlSource", "FileSource", "default_device_backend",

@@ -1,4 +1,4 @@
-"""Robust fits behind :func:`or_assist.video.preprocess_fov.detect_field_of_view`.
+"""Robust fits behind :func:`or_assist.video.preprocess.fov.detect_field_of_view`.
 
 Circles (RANSAC on three-point circles, then Gauss-Newton on the geometric distance)
 and axis-aligned boxes (densest runs of contour points per side; full-resolution edge

@@ -25,8 +25,8 @@ import cv2
 import numpy as np
 
 from or_assist.errors import InputError
-from or_assist.video.preprocess_fov import FieldOfView, detect_field_of_view
-from or_assist.video.preprocess_frame import as_gray_uint8
+from or_assist.video.preprocess.fov import FieldOfView, detect_field_of_view
+from or_assist.video.preprocess.frame import as_gray_uint8
 
 __all__ = ["POLARITIES", "detect_text_mask", "metal_mask", "detect_polarity", "polarity_score"]
 

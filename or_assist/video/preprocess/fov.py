@@ -34,8 +34,8 @@ import cv2
 import numpy as np
 
 from or_assist.errors import InputError
-from or_assist.video.preprocess_fov_fit import coarse_rectangle, fine_circle, fine_rectangle, ransac_circle
-from or_assist.video.preprocess_frame import as_gray_uint8, colourfulness
+from or_assist.video.preprocess.fov_fit import coarse_rectangle, fine_circle, fine_rectangle, ransac_circle
+from or_assist.video.preprocess.frame import as_gray_uint8, colourfulness
 
 __all__ = ["FOV_SHAPES", "FieldOfView", "detect_field_of_view", "FieldOfViewTracker"]
 

@@ -32,11 +32,11 @@ from pathlib import Path
 
 from or_assist.errors import InputError
 from or_assist.video.capture import CaptureThread
-from or_assist.video.devices import list_devices, probe_source, sources_command
-from or_assist.video.sources_base import (BACKENDS, DeviceMode, Frame, FrameSource, SignalState,
+from or_assist.video.sources.devices import list_devices, probe_source, sources_command
+from or_assist.video.sources.base import (BACKENDS, DeviceMode, Frame, FrameSource, SignalState,
                                           SourceInfo)
-from or_assist.video.sources_cv import DeviceSource, FileSource, UrlSource, mask_url
-from or_assist.video.sources_folder import ImageFolderSource
+from or_assist.video.sources.opencv import DeviceSource, FileSource, UrlSource, mask_url
+from or_assist.video.sources.folder import ImageFolderSource
 
 __all__ = ["SignalState", "Frame", "SourceInfo", "DeviceMode", "FrameSource", "DeviceSource",
            "UrlSource", "FileSource", "ImageFolderSource", "CaptureThread", "open_source",

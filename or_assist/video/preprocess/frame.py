@@ -2,7 +2,7 @@
 
 * :func:`as_gray_uint8` validates a frame as a grabber delivers it (uint8, uint16 or
   float; grey, BGR or BGRA) and returns the grey ``uint8`` image every detector in
-  :mod:`or_assist.video.preprocess` works on.
+  :mod:`or_assist.video.preprocess.shot` works on.
 * :class:`Orientation` is the flip/rotation that brings a frame as the monitor shows it
   back into the *physical* image orientation, the one whose pixels follow
   ``CONVENTIONS.md`` (+u along the source frame's +x, +v along +y). A flip or a

@@ -9,7 +9,7 @@ import time
 import cv2
 
 from or_assist.errors import InputError
-from or_assist.video.sources_base import SignalState, SourceInfo
+from or_assist.video.sources.base import SignalState, SourceInfo
 
 __all__ = ["list_devices", "probe_source", "sources_command"]
 
@@ -26,7 +26,7 @@ def _quiet_opencv():
 
 
 def _opencv_info(target, backend: str, description: str = "", modes: tuple = ()) -> SourceInfo | None:
-    from or_assist.video.sources_cv import DeviceSource
+    from or_assist.video.sources.opencv import DeviceSource
 
     source = DeviceSource(target, backend=backend)
     try:
@@ -59,13 +59,13 @@ def list_devices(max_index: int = 10) -> list[SourceInfo]:
         size and rate the driver offers; a device busy in another program is listed
         from the kernel's answers with ``backend`` ``"busy?"``.
     """
-    from or_assist.video.sources_cv import default_device_backend, device_paths
+    from or_assist.video.sources.opencv import default_device_backend, device_paths
 
     if int(max_index) < 1:
         raise InputError(f"expected at least 1, got {max_index!r}", "max_index")
     found: list[SourceInfo] = []
     if sys.platform.startswith("linux"):
-        from or_assist.video.v4l2 import query_device
+        from or_assist.video.sources.v4l2 import query_device
 
         for path in device_paths()[: int(max_index)]:
             dev = query_device(path)
@@ -99,7 +99,7 @@ def probe_source(spec, seconds: float = 2.0, **options) -> str:
     Parameters
     ----------
     spec : str or int
-        As for :func:`or_assist.video.sources.open_source`.
+        As for :func:`or_assist.video.sources.spec.open_source`.
     seconds : float
         How long to capture.
     **options
@@ -112,7 +112,7 @@ def probe_source(spec, seconds: float = 2.0, **options) -> str:
         the measured frame rate and the frame size.
     """
     from or_assist.video.capture import CaptureThread
-    from or_assist.video.sources import open_source
+    from or_assist.video.sources.spec import open_source
 
     if not float(seconds) > 0:
         raise InputError(f"expected seconds > 0, got {seconds!r}", "seconds")

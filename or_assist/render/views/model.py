@@ -1,7 +1,7 @@
 """Types of the virtual view library: its entries, the library, and the nearest-view search.
 
-See :mod:`or_assist.render.views` for what the library holds and how it is built, and
-:mod:`or_assist.render.views_io` for its files.
+See :mod:`or_assist.render.views.build` for what the library holds and how it is built, and
+:mod:`or_assist.render.views.io` for its files.
 """
 
 from __future__ import annotations

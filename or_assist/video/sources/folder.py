@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from or_assist.errors import InputError
-from or_assist.video.sources_base import FrameSource, Pacer, SourceInfo
+from or_assist.video.sources.base import FrameSource, Pacer, SourceInfo
 
 __all__ = ["ImageFolderSource", "IMAGE_SUFFIXES", "natural_key"]
 

@@ -13,7 +13,7 @@ import os
 import struct
 from dataclasses import dataclass
 
-from or_assist.video.sources_base import DeviceMode
+from or_assist.video.sources.base import DeviceMode
 
 __all__ = ["V4l2Device", "query_device", "ioc", "VIDIOC_QUERYCAP", "VIDIOC_ENUM_FMT",
            "VIDIOC_ENUM_FRAMESIZES", "VIDIOC_ENUM_FRAMEINTERVALS"]

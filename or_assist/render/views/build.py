@@ -16,7 +16,7 @@ grid of nearby C-arm angles (``orbital + a``, ``tilt + b`` for offsets ``a, b`` 
 ``neighbourhood_deg``), rendered smaller, from which registration can pick a starting
 pose (:func:`nearest_views`).
 
-Files (:mod:`or_assist.render.views_io`): one ``views.npz`` per plan with the metadata
+Files (:mod:`or_assist.render.views.io`): one ``views.npz`` per plan with the metadata
 (poses, geometry, plan SHA-256, renderer and display settings) and PNGs with the planned
 outlines for printing. The library remembers the plan's SHA-256 and the geometry, so a
 library that does not belong to a plan or a C-arm is refused on loading.
@@ -41,7 +41,7 @@ from or_assist.core.carm import PATIENT_POSITIONS, carm_angles_from_pose, patien
 from or_assist.core.geometry import CArmGeometry
 from or_assist.errors import InputError
 from or_assist.render.display import DisplaySettings
-from or_assist.render.views_model import (DEFAULT_NEIGHBOURHOOD_DEG, DEFAULT_NEIGHBOURHOOD_SIZE_PX,
+from or_assist.render.views.model import (DEFAULT_NEIGHBOURHOOD_DEG, DEFAULT_NEIGHBOURHOOD_SIZE_PX,
                                           DEFAULT_SIZE_PX, LIBRARY_VIEW_KINDS, MAX_NEIGHBOURHOOD_OFFSET_DEG,
                                           VIEW_LIBRARY_SCHEMA, ViewEntry, ViewLibrary, ViewMatch,
                                           check_neighbourhood_deg, downsample_for_size, nearest_views,

@@ -4,13 +4,13 @@
 text, the monitor's flips) and the geometry of that frame's pixels, and returns a
 :class:`PreprocessedShot`:
 
-1. **Validate** the frame (:func:`~or_assist.video.preprocess_frame.as_gray_uint8`) and
+1. **Validate** the frame (:func:`~or_assist.video.preprocess.frame.as_gray_uint8`) and
    its size against the geometry (or ``settings.geometry_region_px``).
-2. **Field of view** (:func:`~or_assist.video.preprocess_fov.detect_field_of_view`)
+2. **Field of view** (:func:`~or_assist.video.preprocess.fov.detect_field_of_view`)
    unless given (in the delivered frame's pixels, e.g. from a
-   :class:`~or_assist.video.preprocess_fov.FieldOfViewTracker`).
+   :class:`~or_assist.video.preprocess.fov.FieldOfViewTracker`).
 3. **Orientation**: the configured flips and quarter turn
-   (:class:`~or_assist.video.preprocess_frame.Orientation`) undo the monitor's, so
+   (:class:`~or_assist.video.preprocess.frame.Orientation`) undo the monitor's, so
    the pixels are in the physical orientation (a pose never holds a reflection). The
    input geometry's 2D parameters -- size, principal point, pixel spacing along u and
    v, distortion -- are read on the delivered frame and remapped with the pixels, so
@@ -19,10 +19,10 @@ text, the monitor's flips) and the geometry of that frame's pixels, and returns 
    point and square pixels a flip changes nothing but the pixels.)
 4. **Crop** to the field's bounding box (``crop_to_field``) and **undistort** when the
    geometry has distortion (``undistort``; the returned geometry then has none).
-5. **Masks**: burnt-in text (:func:`~or_assist.video.preprocess_masks.detect_text_mask`),
-   metal and pins (:func:`~or_assist.video.preprocess_masks.metal_mask`), clipped
+5. **Masks**: burnt-in text (:func:`~or_assist.video.preprocess.masks.detect_text_mask`),
+   metal and pins (:func:`~or_assist.video.preprocess.masks.metal_mask`), clipped
    white (direct exposure: no information), outside the (eroded) field.
-6. **Polarity** (:func:`~or_assist.video.preprocess_masks.detect_polarity`, or given)
+6. **Polarity** (:func:`~or_assist.video.preprocess.masks.detect_polarity`, or given)
    and **log conversion** to an attenuation-like image, larger where more attenuating,
    so it correlates positively with DRR line integrals:
 
@@ -61,12 +61,12 @@ import numpy as np
 
 from or_assist.core.geometry import CArmGeometry, distort_normalized, undistort_normalized
 from or_assist.errors import InputError
-from or_assist.video.preprocess_fov import FOV_SHAPES, FieldOfView, FieldOfViewTracker, detect_field_of_view
-from or_assist.video.preprocess_fov_fit import fit_circle
-from or_assist.video.preprocess_frame import ROTATIONS_DEG, Orientation, as_gray_uint8, colourfulness
-from or_assist.video.preprocess_masks import (POLARITIES, _detect_polarity, _metal, _text_u8,
+from or_assist.video.preprocess.fov import FOV_SHAPES, FieldOfView, FieldOfViewTracker, detect_field_of_view
+from or_assist.video.preprocess.fov_fit import fit_circle
+from or_assist.video.preprocess.frame import ROTATIONS_DEG, Orientation, as_gray_uint8, colourfulness
+from or_assist.video.preprocess.masks import (POLARITIES, _detect_polarity, _metal, _text_u8,
                                               detect_polarity, detect_text_mask, metal_mask, polarity_score)
-from or_assist.video.preprocess_pyramid import normalise, pyramid
+from or_assist.video.preprocess.pyramid import normalise, pyramid
 
 __all__ = [
     "FOV_SHAPES", "POLARITIES", "VIDEO_RESPONSES", "ROTATIONS_DEG",
