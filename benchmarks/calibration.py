@@ -4,7 +4,7 @@ Each case renders the phantom of ``calibration/phantoms`` lying on the detector 
 (its centre a few mm off the central ray, turned in-plane) with the shot simulator
 (``or_assist.render.simulate``: supersampled rays, focal-spot and detector blur, glare,
 Poisson noise, range compression, collimation, burnt-in text, video framing), runs
-:func:`or_assist.video.calibrate.calibrate`, and compares with the truth (the shot's
+:func:`or_assist.calibration.solve.calibrate`, and compares with the truth (the shot's
 ``video_geometry``). Target: rms reprojection error <= 0.3 px and SID within 1 %.
 
 Columns: beads used; rms / max reprojection error (px); errors of SID, pixel spacing
@@ -35,8 +35,8 @@ from or_assist.core.geometry import Pose, project, rotation_about_axis  # noqa: 
 from or_assist.errors import InputError  # noqa: E402
 from or_assist.render.drr import DRRRenderer  # noqa: E402
 from or_assist.render.simulate import ShotSettings, simulate_shot  # noqa: E402
-from or_assist.video.calibrate import calibrate  # noqa: E402
-from or_assist.video.calibrate_phantom import bead_phantom_volume, load_bead_phantom  # noqa: E402
+from or_assist.calibration.solve import calibrate  # noqa: E402
+from or_assist.calibration.phantom import bead_phantom_volume, load_bead_phantom  # noqa: E402
 
 II_K1 = [1.5, 0.0, 0.0, 0.0, 0.0]
 II_S = [1.0, 4.0, 0.002, -0.0015, 0.0]   # pincushion plus decentring

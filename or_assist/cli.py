@@ -187,7 +187,7 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_calibrate(args) -> int:
-    from or_assist.video.calibrate_io import calibrate_command
+    from or_assist.calibration.io import calibrate_command
 
     print(calibrate_command(args.images, args.phantom, args.out, profile=args.profile, roi=args.roi,
                             source_to_isocenter_mm=args.source_to_isocenter_mm, distortion=args.distortion))

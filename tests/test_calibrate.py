@@ -16,10 +16,10 @@ from or_assist.errors import InputError, SchemaError
 from or_assist.render.drr import DRRRenderer
 from or_assist.render.implants import metal_mu_per_mm
 from or_assist.render.simulate import ShotSettings, simulate_shot
-from or_assist.video.calibrate import calibrate, parse_roi
-from or_assist.video.calibrate_detect import detect_beads
-from or_assist.video.calibrate_io import calibrate_command, read_image
-from or_assist.video.calibrate_phantom import PHANTOM_DIR, bead_phantom_volume, load_bead_phantom
+from or_assist.calibration.solve import calibrate, parse_roi
+from or_assist.calibration.detect import detect_beads
+from or_assist.calibration.io import calibrate_command, read_image
+from or_assist.calibration.phantom import PHANTOM_DIR, bead_phantom_volume, load_bead_phantom
 
 K1 = 1.5                      # image-intensifier pincushion (normalised coordinates)
 PP_OFFSET_PX = (6.3, -4.1)    # the central ray misses the detector centre a little

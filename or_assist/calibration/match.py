@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from or_assist.video.calibrate_detect import BeadDetections
-from or_assist.video.calibrate_phantom import BeadPhantom, BeadPlane, grid_symmetries
+from or_assist.calibration.detect import BeadDetections
+from or_assist.calibration.phantom import BeadPhantom, BeadPlane, grid_symmetries
 
 __all__ = ["PlaneMatch", "split_planes", "grow_lattice", "match_marker", "identify_beads"]
 

@@ -1,13 +1,13 @@
 """C-arm calibration from images of a bead phantom (``or-assist calibrate``).
 
-From one or more video frames of a bead phantom (:mod:`or_assist.video.calibrate_phantom`)
+From one or more video frames of a bead phantom (:mod:`or_assist.calibration.phantom`)
 this estimates the C-arm's geometry in **video pixels** (``or_assist.geometry/1``): SID,
 pixel spacing (mm of detector per video pixel), principal point and, when it matters,
 the distortion (OpenCV ``[k1, k2, p1, p2, k3]`` on normalised coordinates, applied
 last, as in ``CONVENTIONS.md``), and reports the reprojection error.
 
-Pipeline: beads are found (:func:`~or_assist.video.calibrate_detect.detect_beads`) and
-identified (:func:`~or_assist.video.calibrate_match.identify_beads`) per image; one
+Pipeline: beads are found (:func:`~or_assist.calibration.detect.detect_beads`) and
+identified (:func:`~or_assist.calibration.match.identify_beads`) per image; one
 ``cv2.calibrateCamera`` over all images then fits the intrinsics, the distortion and
 each image's phantom pose, leaving out beads touched by another bead's shadow (blobs
 elongated by more than 12 %, and beads whose fitted shadows come within 1.5 px of
@@ -46,9 +46,9 @@ import numpy as np
 
 from or_assist.core.geometry import CArmGeometry, Pose
 from or_assist.errors import InputError
-from or_assist.video.calibrate_detect import as_grey_image, detect_beads
-from or_assist.video.calibrate_match import identify_beads
-from or_assist.video.calibrate_phantom import BeadPhantom
+from or_assist.calibration.detect import as_grey_image, detect_beads
+from or_assist.calibration.match import identify_beads
+from or_assist.calibration.phantom import BeadPhantom
 
 __all__ = ["DISTORTION_MODELS", "ImageCalibration", "CalibrationResult", "calibrate", "parse_roi"]
 
@@ -88,7 +88,7 @@ class ImageCalibration:
         Reprojection error of the used beads (NaN when unused).
     pose : Pose or None
         ``T_source_from_phantom`` (phantom frame as in
-        :mod:`or_assist.video.calibrate_phantom`).
+        :mod:`or_assist.calibration.phantom`).
     tilt_deg : float
         Angle between the plate's normal and the central ray.
     plate_distance_mm : float

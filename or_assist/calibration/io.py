@@ -21,8 +21,8 @@ import numpy as np
 
 from or_assist.core.geometry import save_geometry
 from or_assist.errors import InputError, OrAssistError
-from or_assist.video.calibrate import CalibrationResult, calibrate
-from or_assist.video.calibrate_phantom import load_bead_phantom
+from or_assist.calibration.solve import CalibrationResult, calibrate
+from or_assist.calibration.phantom import load_bead_phantom
 
 __all__ = ["DEFAULT_SOURCE_TO_ISOCENTER_MM", "read_image", "format_calibration", "calibrate_command"]
 
