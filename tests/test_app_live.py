@@ -14,7 +14,7 @@ import pytest
 from or_assist.core.carm import carm_angles_from_pose, patient_axes, pose_from_carm_angles
 from or_assist.errors import InputError
 from or_assist.session.caselog import CaseLog
-from or_assist.session.live import LivePipeline, positioning_hint
+from or_assist.live.pipeline import LivePipeline, positioning_hint
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -52,7 +52,7 @@ def test_positioning_hint_words(sample_case):
 
 
 def test_headless_demo_writes_the_case_log(tmp_path):
-    from or_assist.session.live_run import open_demo_case, run_headless
+    from or_assist.live.run import open_demo_case, run_headless
 
     lines = []
     case = open_demo_case(realtime=False, loop=False, implants=["L1"], cases_root=tmp_path)
@@ -105,7 +105,7 @@ def test_not_registered_shot_has_no_plan_overlay(sample_case, tmp_path):
 
 def test_bad_arguments(sample_case, tmp_path):
     from or_assist.app.run import demo_app, run_app
-    from or_assist.session.live_run import LiveCase, run_headless
+    from or_assist.live.run import LiveCase, run_headless
 
     _, plan, geometry = sample_case
     with pytest.raises(InputError, match="geometry"):
@@ -165,7 +165,7 @@ def test_live_pipeline_modules_do_not_import_qt():
             "        if name.split('.')[0] in ('PyQt5', 'pyqtgraph'):\n"
             "            raise ImportError('Qt blocked: ' + name)\n"
             "sys.meta_path.insert(0, Block())\n"
-            "import or_assist.session.live, or_assist.session.live_run, or_assist.app.settings\n"
+            "import or_assist.live.pipeline, or_assist.live.run, or_assist.app.settings\n"
             "print('ok')\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

@@ -27,7 +27,7 @@ from PyQt5 import QtCore, QtGui, QtWidgets
 
 from or_assist.app import theme
 from or_assist.app.workers import JobQueueWorker, LatestJobWorker, Selection, VideoWorker
-from or_assist.session.live import VIEWS
+from or_assist.live.pipeline import VIEWS
 
 __all__ = ["KEYS", "MainWindow", "overlay_layer"]
 
@@ -98,7 +98,7 @@ class MainWindow(QtWidgets.QMainWindow):
     Parameters
     ----------
     case : LiveCase
-        From :func:`~or_assist.session.live_run.open_demo_case` or ``open_real_case``.
+        From :func:`~or_assist.live.run.open_demo_case` or ``open_real_case``.
     settings : AppSettings
         Overlay opacity and screen; updated (not saved) as they change.
     title : str

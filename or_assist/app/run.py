@@ -2,8 +2,8 @@
 
 :func:`demo_app` plays the built-in sample pelvis through the shot simulator (no
 hardware); :func:`run_app` opens a real case. With ``headless=True`` both run the
-same :class:`~or_assist.session.live.LivePipeline` without a window
-(:func:`~or_assist.session.live_run.run_headless`) and write the case log.
+same :class:`~or_assist.live.pipeline.LivePipeline` without a window
+(:func:`~or_assist.live.run.run_headless`) and write the case log.
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def demo_app(*, headless: bool = False, screen: int | None = None, full_screen: 
     int
         Exit status 0.
     """
-    from or_assist.session.live_run import open_demo_case, run_headless
+    from or_assist.live.run import open_demo_case, run_headless
 
     _check_screen(screen)
     if duration_s is not None and not duration_s > 0:
@@ -172,7 +172,7 @@ def run_app(plan: str | os.PathLike | None, geometry: str | os.PathLike | None, 
         recording without a frame, or (headless) a source silent for ``source_timeout_s``.
     """
     from or_assist.app.settings import load_settings, save_settings
-    from or_assist.session.live_run import open_real_case, run_headless
+    from or_assist.live.run import open_real_case, run_headless
     from or_assist.video.credentials import strip_password, with_password
     from or_assist.video.sources.opencv import quiet_backend_logs
 

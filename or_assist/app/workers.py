@@ -167,7 +167,7 @@ class VideoWorker(QtCore.QThread):
     registration : LatestJobWorker
         Receives ``(event, implant_id, view)`` per new shot (the job function decides).
     script : callable(Frame) -> dict or None, optional
-        The demo's scripted selection (:class:`~or_assist.session.live_run.LiveCase`).
+        The demo's scripted selection (:class:`~or_assist.live.run.LiveCase`).
 
     Signals
     -------

@@ -7,7 +7,7 @@
   hint has something to say).
 * :func:`open_real_case`: plan, CT (from the plan), view library, frame geometry and a
   video source for ``or-assist run``.
-* :func:`run_headless`: the same :class:`~or_assist.session.live.LivePipeline` as the
+* :func:`run_headless`: the same :class:`~or_assist.live.pipeline.LivePipeline` as the
   OR display, frame by frame, writing the case log; what ``--headless`` runs.
 
 A :class:`LiveCase` carries what both the display and the headless run need. In the
@@ -128,7 +128,7 @@ def open_demo_case(*, realtime: bool = True, loop: bool = True, implants=None, c
     """
     from or_assist.render.drr import DRRRenderer
     from or_assist.session.caselog import CaseLog
-    from or_assist.session.live import LivePipeline
+    from or_assist.live.pipeline import LivePipeline
     from or_assist.video.scenario import ScenarioSource, load_sample_case
 
     ct, plan, geometry = load_sample_case()
@@ -190,7 +190,7 @@ def open_real_case(plan_path, geometry_path, source_spec, *, library_path=None, 
     from or_assist.core.geometry import load_geometry
     from or_assist.core.plan import load_plan, load_plan_ct
     from or_assist.session.caselog import CaseLog
-    from or_assist.session.live import LivePipeline
+    from or_assist.live.pipeline import LivePipeline
     from or_assist.video.credentials import mask_credentials
     from or_assist.video.sources.spec import check_recording_opens, open_source
 
