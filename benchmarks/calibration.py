@@ -2,7 +2,7 @@
 
 Each case renders the phantom of ``calibration/phantoms`` lying on the detector cover
 (its centre a few mm off the central ray, turned in-plane) with the shot simulator
-(``or_assist.render.simulate``: supersampled rays, focal-spot and detector blur, glare,
+(``or_assist.sim.shots.simulate``: supersampled rays, focal-spot and detector blur, glare,
 Poisson noise, range compression, collimation, burnt-in text, video framing), runs
 :func:`or_assist.calibration.solve.calibrate`, and compares with the truth (the shot's
 ``video_geometry``). Target: rms reprojection error <= 0.3 px and SID within 1 %.
@@ -34,7 +34,7 @@ from or_assist.core.carm_profiles import load_profile  # noqa: E402
 from or_assist.core.geometry import Pose, project, rotation_about_axis  # noqa: E402
 from or_assist.errors import InputError  # noqa: E402
 from or_assist.render.drr import DRRRenderer  # noqa: E402
-from or_assist.render.simulate import ShotSettings, simulate_shot  # noqa: E402
+from or_assist.sim.shots.simulate import ShotSettings, simulate_shot  # noqa: E402
 from or_assist.calibration.solve import calibrate  # noqa: E402
 from or_assist.calibration.phantom import bead_phantom_volume, load_bead_phantom  # noqa: E402
 

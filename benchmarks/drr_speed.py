@@ -67,9 +67,9 @@ def load_shared_ct():
 def load_sample_ct():
     """The sample phantom CT, or None with the reason when it is not available."""
     try:
-        from or_assist.phantom import sample_ct_path
+        from or_assist.sim.phantom.make import sample_ct_path
     except ImportError as exc:
-        return None, f"or_assist.phantom.sample_ct_path not available ({exc})"
+        return None, f"or_assist.sim.phantom.make.sample_ct_path not available ({exc})"
     from or_assist.core.ct.load import load_ct
     path = Path(sample_ct_path())
     if not path.exists():

@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _cases():
-    from or_assist.sample import build_sample_data
+    from or_assist.sim.sample import build_sample_data
 
     sample = build_sample_data()
     yield "phantom 1.5 mm", load_plan(sample["plan"])

@@ -1,8 +1,8 @@
 """2-D/3-D registration: accuracy, robustness, confidence and speed on simulated shots.
 
 For each case (the real 3 mm CT in ``../shared/data`` with ``tests/data/real_ct_plan.json``,
-and the sample phantom from ``or_assist.sample.build_sample_data``), ``--n`` shots are
-simulated with :func:`or_assist.render.simulate.simulate_shot` (1920 x 1080 video frames
+and the sample phantom from ``or_assist.sim.sample.build_sample_data``), ``--n`` shots are
+simulated with :func:`or_assist.sim.shots.simulate.simulate_shot` (1920 x 1080 video frames
 of the Siemens Cios Fusion at 512 px, supersampled rays, noise, scatter, range
 compression, circular or square collimation of random size, burnt-in text):
 
@@ -53,7 +53,7 @@ from or_assist.register.settings import CONFIDENCE_THRESHOLD, RegistrationSettin
 from or_assist.register.pose_params import (apply_update, isocenter_source_mm, pose_error,  # noqa: E402
                                             projection_distance_at_isocenter_mm, target_error_mm)
 from or_assist.render.drr import AttenuationVolume, DRRRenderer  # noqa: E402
-from or_assist.render.simulate import ShotSettings, simulate_shot  # noqa: E402
+from or_assist.sim.shots.simulate import ShotSettings, simulate_shot  # noqa: E402
 
 REAL_CT = REPO_ROOT / "tests" / "data" / "real_ct" / "ct_abdomen_pelvis_3mm.nii.gz"
 REAL_PLAN = REPO_ROOT / "tests" / "data" / "real_ct_plan.json"
@@ -218,7 +218,7 @@ def main(argv=None) -> int:
         if case == "real":
             ct, plan, name = load_ct(REAL_CT), load_plan(REAL_PLAN), "real CT (3 mm)"
         elif case == "phantom":
-            from or_assist.sample import build_sample_data
+            from or_assist.sim.sample import build_sample_data
 
             paths = build_sample_data(Path(tempfile.mkdtemp(prefix="or_assist_bench_")))
             ct, plan, name = load_ct(paths["ct"]), load_plan(paths["plan"]), "sample phantom"

@@ -1,9 +1,9 @@
 """New-shot detection: precision, recall and latency on a simulated 10-minute session.
 
-A :func:`or_assist.video.scenario.session_scenario` on the built-in sample pelvis (three
+A :func:`or_assist.sim.scenario.player.session_scenario` on the built-in sample pelvis (three
 implants, lateral / inlet / outlet views with small C-arm misalignments, a guide pin
 advancing and being corrected, about a third of the steps live fluoroscopy followed by
-last-image-hold) is played through :class:`~or_assist.video.scenario.ScenarioSource` as
+last-image-hold) is played through :class:`~or_assist.sim.scenario.player.ScenarioSource` as
 fast as possible (25 fps video, 1280 x 720 frame, 384 px detector, grabber noise 1.2 grey
 levels, brightness flicker, a clock in the top-right corner and a radiation-on symbol
 during live fluoroscopy). :class:`~or_assist.video.shots.ShotDetector` sees every frame;
@@ -34,7 +34,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from or_assist.render.drr import AttenuationVolume  # noqa: E402
-from or_assist.video.scenario import (PoseCachedRenderer, ScenarioSource, VideoSettings,  # noqa: E402
+from or_assist.sim.scenario.player import (PoseCachedRenderer, ScenarioSource, VideoSettings,  # noqa: E402
                                       load_sample_case, session_scenario)
 from or_assist.video.shots import ShotDetector  # noqa: E402
 

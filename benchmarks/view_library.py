@@ -7,7 +7,7 @@ the default 5 x 5 neighbourhood of +-10 deg at <= 128 px, implants shown) and sa
 outlines and display image of one view). Target (issue "Virtual fluoroscopy"): a
 3-implant plan in <= 30 s and <= 200 MB on disk.
 
-Cases: the sample plan on the phantom pelvis (``or_assist.sample.build_sample_data``,
+Cases: the sample plan on the phantom pelvis (``or_assist.sim.sample.build_sample_data``,
 its own geometry) when the phantom module is available, and the real-CT fixture plan
 ``tests/data/real_ct_plan.json`` with the Siemens Cios Fusion profile's full detector.
 
@@ -43,7 +43,7 @@ TARGET_MB = 200.0
 def sample_case(work: Path):
     """(name, plan path, geometry) of the sample case, or (None, reason)."""
     try:
-        from or_assist.sample import build_sample_data
+        from or_assist.sim.sample import build_sample_data
         paths = build_sample_data(work / "sample")
     except ImportError as exc:
         return None, f"sample data not available ({exc})"

@@ -81,7 +81,7 @@ def _cmd_view_pose(args) -> int:
 
 
 def _cmd_sample(args) -> int:
-    from or_assist.sample import build_sample_data
+    from or_assist.sim.sample import build_sample_data
 
     paths = build_sample_data(args.out, force=args.force)
     for key, path in paths.items():
@@ -118,7 +118,7 @@ def _cmd_simulate(args) -> int:
     from or_assist.core.geometry import load_geometry, load_pose
     from or_assist.core.instruments import GuidePin
     from or_assist.errors import InputError
-    from or_assist.render.simulate import ShotSettings, simulate_shot
+    from or_assist.sim.shots.simulate import ShotSettings, simulate_shot
 
     ct = load_ct(args.ct)
     pose = load_pose(args.pose)
@@ -283,11 +283,11 @@ def _check_default_outputs(args, check_output_dir, check_output_file) -> None:
     if args.command == "report" and args.out is None and Path(args.case_dir).is_dir():
         check_output_file(Path(args.case_dir) / "report.html", "CASE_DIR", "the report (default CASE_DIR/report.html)")
     if args.command == "sample" and args.out is None:
-        from or_assist.sample import SAMPLE_DIR
+        from or_assist.sim.sample import SAMPLE_DIR
 
         check_output_dir(SAMPLE_DIR, "--out", "the sample data folder (default)")
     if args.command == "demo" and args.overview and args.out is None:
-        from or_assist.sample import SAMPLE_DIR
+        from or_assist.sim.sample import SAMPLE_DIR
 
         check_output_dir(SAMPLE_DIR / "demo", "--out", "the overview folder (default)")
 

@@ -58,9 +58,9 @@ def run_demo(out_dir: str | os.PathLike | None = None, log=print) -> int:
     from or_assist.planning.checks import check_plan_file
     from or_assist.core.view_poses import plan_view_pose
     from or_assist.render.drr import AttenuationVolume, DRRRenderer
-    from or_assist.render.simulate import ShotSettings, simulate_shot
+    from or_assist.sim.shots.simulate import ShotSettings, simulate_shot
     from or_assist.render.views.io import views_command
-    from or_assist.sample import SAMPLE_DIR, build_sample_data
+    from or_assist.sim.sample import SAMPLE_DIR, build_sample_data
 
     t0 = time.perf_counter()
     out = Path(out_dir) if out_dir is not None else SAMPLE_DIR / "demo"

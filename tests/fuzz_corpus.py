@@ -53,8 +53,8 @@ def build_base(root: Path) -> dict[str, Path]:
     from or_assist.core.geometry import save_geometry, save_pose
     from or_assist.core.plan import load_plan
     from or_assist.core.view_poses import plan_view_pose
-    from or_assist.render.simulate import ShotSettings, simulate_shot
-    from or_assist.sample import build_sample_data
+    from or_assist.sim.shots.simulate import ShotSettings, simulate_shot
+    from or_assist.sim.sample import build_sample_data
     from or_assist.session.caselog import CaseLog
 
     import cv2

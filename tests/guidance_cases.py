@@ -22,7 +22,7 @@ from or_assist.core.instruments import GuidePin
 from or_assist.core.plan import load_plan
 from or_assist.core.view_poses import plan_view_pose
 from or_assist.render.drr import AttenuationVolume, DRRRenderer
-from or_assist.render.simulate import ShotSettings, simulate_shot
+from or_assist.sim.shots.simulate import ShotSettings, simulate_shot
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_PLAN = REPO / "tests" / "data" / "real_ct_plan.json"

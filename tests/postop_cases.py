@@ -2,7 +2,7 @@
 
 Not a test module: ``tests/test_postop*.py`` import it. Each case burns the placed
 implants (the plan's, perturbed by known apex shifts and tilts) into the real CT moved by
-a known rigid motion (:mod:`or_assist.postop.synthetic`).
+a known rigid motion (:mod:`or_assist.sim.postop_ct`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from or_assist.core.ct.load import crop_ct, load_ct
 from or_assist.core.ct.volume import CTVolume
 from or_assist.core.geometry import Pose
 from or_assist.core.plan import load_plan
-from or_assist.postop.synthetic import perturbed_implant, rigid_motion, synthesize_postop_ct
+from or_assist.sim.postop_ct import perturbed_implant, rigid_motion, synthesize_postop_ct
 
 PLAN_PATH = Path(__file__).resolve().parent / "data" / "real_ct_plan.json"
 REAL_CT = Path(__file__).resolve().parent / "data" / "real_ct" / "ct_abdomen_pelvis_3mm.nii.gz"

@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def sample_case():
-    from or_assist.video.scenario import load_sample_case
+    from or_assist.sim.scenario.player import load_sample_case
 
     return load_sample_case()
 
@@ -86,7 +86,7 @@ def test_not_registered_shot_has_no_plan_overlay(sample_case, tmp_path):
 
     ct, plan, geometry = sample_case
     from or_assist.core.view_poses import plan_view_pose
-    from or_assist.render.simulate import ShotSettings, simulate_shot
+    from or_assist.sim.shots.simulate import ShotSettings, simulate_shot
 
     pose = plan_view_pose(plan, "L1", "lateral", geometry=geometry)
     shot = simulate_shot(ct, pose, geometry, settings=ShotSettings(frame_size_px=(640, 480), seed=3))

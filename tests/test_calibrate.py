@@ -15,7 +15,7 @@ from or_assist.core.geometry import CArmGeometry, Pose, load_geometry, project, 
 from or_assist.errors import InputError, SchemaError
 from or_assist.render.drr import DRRRenderer
 from or_assist.render.implants import metal_mu_per_mm
-from or_assist.render.simulate import ShotSettings, simulate_shot
+from or_assist.sim.shots.simulate import ShotSettings, simulate_shot
 from or_assist.calibration.solve import calibrate, parse_roi
 from or_assist.calibration.detect import detect_beads
 from or_assist.calibration.io import calibrate_command, read_image

@@ -153,7 +153,7 @@ def sample(tmp_path_factory):
     from or_assist.core.plan import load_plan
     from or_assist.core.view_poses import plan_view_pose
     from or_assist.core.geometry import save_pose
-    from or_assist.sample import build_sample_data
+    from or_assist.sim.sample import build_sample_data
 
     root = tmp_path_factory.mktemp("outputs")
     paths = {k: Path(v) for k, v in build_sample_data(root / "sample").items()}

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-import or_assist.phantom as phantom
+import or_assist.sim.phantom.make as phantom
 from or_assist.core.ct.load import check_hu
 from or_assist.planning.checks import segment_distance_mm
 from or_assist.errors import InputError
-from or_assist.phantom import (LABELS, PHANTOM_SPACING_MM, make_phantom, phantom_implant_targets,
+from or_assist.sim.phantom.make import (LABELS, PHANTOM_SPACING_MM, make_phantom, phantom_implant_targets,
                                phantom_landmarks, render_preview_png, sample_ct_path)
-from or_assist.phantom_pelvis import si_joint
+from or_assist.sim.phantom.pelvis import si_joint
 
 CIRCUMRADIUS_MM = 7.0
 BONES = ("sacrum", "ilium_left", "ilium_right", "l5", "l4", "femur")

@@ -263,12 +263,12 @@ def test_check_plan_file_end_to_end(tmp_path, fatty_1mm):
 
 @pytest.fixture(scope="module")
 def phantom_ct():
-    from or_assist.phantom import sample_ct_path
+    from or_assist.sim.phantom.make import sample_ct_path
     return load_ct(sample_ct_path())
 
 
 def phantom_plan(side: str) -> Plan:
-    from or_assist.phantom import phantom_implant_targets, phantom_landmarks
+    from or_assist.sim.phantom.make import phantom_implant_targets, phantom_landmarks
     implants = [Implant(t["id"], side, CAT.item(f"T7-{t['length_mm']:g}"), t["entry_lps_mm"], t["apex_lps_mm"],
                         0.0, t["level"]) for t in phantom_implant_targets(side)]
     landmarks = [Landmark(lm["name"], lm["kind"], lm["side"], lm["position_lps_mm"], lm["radius_mm"])

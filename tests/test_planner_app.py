@@ -18,7 +18,7 @@ from or_assist.core.ct.load import load_ct, save_ct  # noqa: E402
 from or_assist.core.ct.volume import CTVolume  # noqa: E402
 from or_assist.core.plan import Plan, load_plan, save_plan  # noqa: E402
 from or_assist.errors import InputError  # noqa: E402
-from or_assist.phantom import phantom_implant_targets, phantom_landmarks, sample_ct_path  # noqa: E402
+from or_assist.sim.phantom.make import phantom_implant_targets, phantom_landmarks, sample_ct_path  # noqa: E402
 from tests.conftest import REPO_ROOT  # noqa: E402
 
 SCREENSHOT = REPO_ROOT / "test-output" / "planner.png"

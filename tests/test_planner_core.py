@@ -15,7 +15,7 @@ from or_assist.planning.measure import anterior_cortex_distance_mm, distance_sta
 from or_assist.planning.propose import propose_plan_implants
 from or_assist.planning.reslice import oblique_planes, orthogonal_plane, reslice, window_image
 from or_assist.errors import InputError
-from or_assist.phantom import phantom_implant_targets, sample_ct_path
+from or_assist.sim.phantom.make import phantom_implant_targets, sample_ct_path
 from or_assist.render.plan_live import LiveViews, view_tilts_deg
 from tests.conftest import TEST_DATA
 
@@ -206,7 +206,7 @@ def test_live_views_reduced_and_full(real_plan_ct):
 
 def test_proposal_passes_the_checks_on_the_phantom(phantom_ct):
     from or_assist.core.plan import Landmark
-    from or_assist.phantom import phantom_landmarks
+    from or_assist.sim.phantom.make import phantom_landmarks
     lms = [Landmark(lm["name"], lm["kind"], lm["side"], lm["position_lps_mm"], lm["radius_mm"])
            for lm in phantom_landmarks() if lm["kind"] in ("s1_foramen", "s2_foramen", "alar_line", "spinal_canal")]
     prop = propose_plan_implants(Plan(None, phantom_ct.voxel_sha256(), [], lms), phantom_ct, sides=["left"])

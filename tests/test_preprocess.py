@@ -1,6 +1,6 @@
 """Shot preprocessing on realistic simulated frames of the real CT.
 
-Frames come from :func:`or_assist.render.simulate.simulate_shot` (photon noise, glare,
+Frames come from :func:`or_assist.sim.shots.simulate.simulate_shot` (photon noise, glare,
 range compression, collimation, framing, burnt-in text), rendered at 256 px detectors
 and scaled into 1920 x 1080 / 1280 x 1024 video frames, or at 192 px as the frame
 itself, so the whole module runs in a few seconds.
@@ -22,7 +22,7 @@ from or_assist.core.geometry import CArmGeometry, project
 from or_assist.core.instruments import GuidePin
 from or_assist.errors import InputError
 from or_assist.render.drr import AttenuationVolume, DRRRenderer
-from or_assist.render.simulate import ShotSettings, simulate_shot
+from or_assist.sim.shots.simulate import ShotSettings, simulate_shot
 from or_assist.video.preprocess.shot import (FieldOfView, FieldOfViewTracker, Orientation, PreprocessSettings,
                                         PreprocessedShot, detect_field_of_view, detect_polarity,
                                         detect_text_mask, metal_mask, normalise, preprocess_shot, pyramid)

@@ -49,7 +49,7 @@ def assert_cli_error(argv, capsys, *names: str) -> str:
 
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory):
-    from or_assist.sample import build_sample_data
+    from or_assist.sim.sample import build_sample_data
 
     return build_sample_data(tmp_path_factory.mktemp("sample"))
 

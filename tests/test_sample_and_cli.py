@@ -10,7 +10,7 @@ import pytest
 from or_assist.cli import main
 from or_assist.core.plan import load_plan
 from or_assist.planning.checks import check_plan_file
-from or_assist.sample import build_sample_data
+from or_assist.sim.sample import build_sample_data
 
 
 @pytest.fixture(scope="module")

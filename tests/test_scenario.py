@@ -15,7 +15,7 @@ from or_assist.core.view_poses import plan_view_pose
 from or_assist.errors import InputError, SchemaError
 from or_assist.render.drr import AttenuationVolume
 from or_assist.video.sources.spec import open_source
-from or_assist.video.scenario import (SCENARIO_SCHEMA, PinState, PoseCachedRenderer, Scenario, ScenarioSource,
+from or_assist.sim.scenario.player import (SCENARIO_SCHEMA, PinState, PoseCachedRenderer, Scenario, ScenarioSource,
                                       ScenarioStep, VideoSettings, demo_scenario, held_images, load_sample_case,
                                       load_scenario, save_scenario, scenario_source_from_spec,
                                       scenario_timeline, session_scenario)

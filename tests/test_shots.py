@@ -11,7 +11,7 @@ import pytest
 
 from or_assist.errors import InputError
 from or_assist.render.drr import AttenuationVolume
-from or_assist.video.scenario import (PinState, PoseCachedRenderer, Scenario, ScenarioSource, ScenarioStep,
+from or_assist.sim.scenario.player import (PinState, PoseCachedRenderer, Scenario, ScenarioSource, ScenarioStep,
                                       VideoSettings, load_sample_case)
 from or_assist.video.shots import ShotDetector, ShotDetectorSettings
 from or_assist.video.sources.base import Frame

@@ -16,8 +16,8 @@ from or_assist.core.plan import Implant, load_catalogue
 from or_assist.errors import InputError
 from or_assist.render.display import DisplaySettings
 from or_assist.render.drr import AttenuationVolume, DRRRenderer
-from or_assist.render.simulate import ShotSettings, SimulatedShot, simulate_shot
-from or_assist.render.simulate_chain import bin_mean, supersampled_geometry
+from or_assist.sim.shots.simulate import ShotSettings, SimulatedShot, simulate_shot
+from or_assist.sim.shots.chain import bin_mean, supersampled_geometry
 
 ISO_MM = np.array([2.0, -3.0, 1.0])
 BEAD_MM = np.array([8.0, -2.0, 10.0])          # near the centre of the views below

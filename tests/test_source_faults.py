@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from or_assist.app.settings import AppSettings, load_settings, save_settings
-from or_assist.sample import build_sample_data
+from or_assist.sim.sample import build_sample_data
 from or_assist.session.caselog import CaseLog
 from or_assist.video.credentials import (PASSWORD_ENV, has_password, mask_credentials, strip_password,
                                          with_password)

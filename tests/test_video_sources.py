@@ -319,13 +319,13 @@ def test_open_source_dispatch(tmp_path, video_file):
 
 
 def test_simulator_spec_without_the_scenario_module(monkeypatch):
-    monkeypatch.setitem(sys.modules, "or_assist.video.scenario", None)  # as if it were not installed
+    monkeypatch.setitem(sys.modules, "or_assist.sim.scenario.player", None)  # as if it were not installed
     with pytest.raises(InputError, match=r"sim:demo.*or_assist\.video\.scenario"):
         open_source("sim:demo")
 
 
 def test_simulator_spec_reaches_the_scenario_module():
-    pytest.importorskip("or_assist.video.scenario")
+    pytest.importorskip("or_assist.sim.scenario.player")
     with pytest.raises(InputError, match=r"sim:demo.*unknown option.*bogus"):
         open_source("sim:demo", bogus=1, width=None)
 

@@ -177,8 +177,8 @@ def test_sample_phantom_plan_views_show_each_implant(tmp_path):
     """The sample plan (3 implants on the phantom pelvis, 3 mm): every implant has its four
     named views, each with its implant at the centre, the apex in the image and metal
     raising the line integral there; the axis view looks down the implant."""
-    phantom = pytest.importorskip("or_assist.phantom")
-    from or_assist.sample import sample_plan
+    phantom = pytest.importorskip("or_assist.sim.phantom.make")
+    from or_assist.sim.sample import sample_plan
 
     ct_path = save_ct(phantom.make_phantom(3.0).to_ct(), tmp_path / "phantom.nii.gz")
     plan = sample_plan(ct_path)

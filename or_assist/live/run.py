@@ -86,13 +86,13 @@ def demo_app_scenario(plan, *, implants=None, tilt_offset_deg: float = DEMO_TILT
         Tilt added to the first lateral of each implant.
     frame_size_px : (width, height)
     **options
-        Passed to :func:`or_assist.video.scenario.demo_scenario`.
+        Passed to :func:`or_assist.sim.scenario.player.demo_scenario`.
 
     Returns
     -------
     Scenario
     """
-    from or_assist.video.scenario import VideoSettings, demo_scenario
+    from or_assist.sim.scenario.player import VideoSettings, demo_scenario
 
     scenario = demo_scenario(plan, implants=implants, **options)
     steps = list(scenario.steps)
@@ -129,7 +129,7 @@ def open_demo_case(*, realtime: bool = True, loop: bool = True, implants=None, c
     from or_assist.render.drr import DRRRenderer
     from or_assist.session.caselog import CaseLog
     from or_assist.live.pipeline import LivePipeline
-    from or_assist.video.scenario import ScenarioSource, load_sample_case
+    from or_assist.sim.scenario.player import ScenarioSource, load_sample_case
 
     ct, plan, geometry = load_sample_case()
     scenario = demo_app_scenario(plan, implants=implants)
@@ -265,7 +265,7 @@ def run_headless(case: LiveCase, *, max_shots: int | None = None, duration_s: fl
         Bad arguments, or the source sent no frame for ``source_timeout_s``.
     """
     from or_assist.video.capture import CaptureThread
-    from or_assist.video.scenario import ScenarioSource
+    from or_assist.sim.scenario.player import ScenarioSource
     from or_assist.video.sources.base import SignalState
 
     if max_shots is not None and (isinstance(max_shots, bool) or not isinstance(max_shots, int) or max_shots < 1):

@@ -118,7 +118,7 @@ def bone_dice(preop: CTVolume, postop: CTVolume, T_preop_from_postop: Pose, *,
     Only pre-op voxels whose post-op counterpart lies inside the post-op CT count; 0.0
     when there are none.
     """
-    from or_assist.postop.synthetic import pose_to_sitk
+    from or_assist.sim.postop_ct import pose_to_sitk
 
     post_img = postop.to_sitk()
     resampled = sitk.Resample(post_img, preop.to_sitk(), pose_to_sitk(T_preop_from_postop.inverse()),

@@ -15,7 +15,7 @@ spec                          source
 a video file                  :class:`FileSource` (``realtime``, ``loop``, ``fps``)
 a folder of images            :class:`ImageFolderSource` (``fps``, ``realtime``, ``loop``,
                               ``pattern``)
-``sim:<scenario>``            ``or_assist.video.scenario.scenario_source_from_spec``
+``sim:<scenario>``            ``or_assist.sim.scenario.player.scenario_source_from_spec``
 ============================  =============================================================
 
 Every source also takes ``color`` (BGR frames instead of grey; off by default).
@@ -44,7 +44,7 @@ __all__ = ["SignalState", "Frame", "SourceInfo", "DeviceMode", "FrameSource", "D
            "check_recording_opens"]
 
 SIMULATOR_PREFIX = "sim:"
-"""Specs starting with this select the shot simulator (``or_assist.video.scenario``)."""
+"""Specs starting with this select the shot simulator (``or_assist.sim.scenario.player``)."""
 
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
@@ -63,15 +63,15 @@ def _make(cls, spec_kind: str, first, options: dict) -> FrameSource:
 
 
 def _simulator(spec: str, options: dict) -> FrameSource:
-    """``or_assist.video.scenario.scenario_source_from_spec(spec, **options)``."""
+    """``or_assist.sim.scenario.player.scenario_source_from_spec(spec, **options)``."""
     try:
-        scenario = importlib.import_module("or_assist.video.scenario")
+        scenario = importlib.import_module("or_assist.sim.scenario.player")
     except ImportError as exc:
-        raise InputError(f"the simulator source needs the module or_assist.video.scenario, which could not "
+        raise InputError(f"the simulator source needs the module or_assist.sim.scenario.player, which could not "
                          f"be imported ({exc})", spec) from None
     factory = getattr(scenario, "scenario_source_from_spec", None)
     if factory is None:
-        raise InputError("or_assist.video.scenario has no scenario_source_from_spec", spec)
+        raise InputError("or_assist.sim.scenario.player has no scenario_source_from_spec", spec)
     source = factory(spec, **{k: v for k, v in options.items() if v is not None})
     if not isinstance(source, FrameSource):
         raise InputError(f"the simulator made a {type(source).__name__}, not a FrameSource", spec)
@@ -100,7 +100,7 @@ def open_source(spec, **options) -> FrameSource:
     ------
     InputError
         An empty spec, a path that does not exist, an option the source does not take,
-        or a simulator spec when ``or_assist.video.scenario`` is missing.
+        or a simulator spec when ``or_assist.sim.scenario.player`` is missing.
     """
     if isinstance(spec, bool) or spec is None:
         raise InputError(f"expected a device index, device path, URL, video file or image folder, got {spec!r}",

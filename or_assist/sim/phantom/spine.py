@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from or_assist.phantom_csg import (Capsule, Ellipsoid, Func, RoundedCylinder, Shape, Subtract,
+from or_assist.sim.phantom.csg import (Capsule, Ellipsoid, Func, RoundedCylinder, Shape, Subtract,
                                    Union, ellipse_sdf_2d, frame_from_axis)
 
 __all__ = [

@@ -1,11 +1,11 @@
 """The shot simulator as a video source: a scripted C-arm session, frame by frame.
 
 :class:`ScenarioSource` is a :class:`~or_assist.video.sources.base.FrameSource` that
-plays a :class:`~or_assist.video.scenario_model.Scenario` (the steps, the file format
-and the ground truth live in :mod:`or_assist.video.scenario_model`, the built-in
-scenarios in :mod:`or_assist.video.scenario_scripts`; both re-exported here):
+plays a :class:`~or_assist.sim.scenario.model.Scenario` (the steps, the file format
+and the ground truth live in :mod:`or_assist.sim.scenario.model`, the built-in
+scenarios in :mod:`or_assist.sim.scenario.scripts`; both re-exported here):
 
-* every **exposure** is a full simulated shot (:func:`or_assist.render.simulate.simulate_shot`:
+* every **exposure** is a full simulated shot (:func:`or_assist.sim.shots.simulate.simulate_shot`:
   photon noise, blur, glare, display, framing, burnt-in text) with its own seed; the
   noise-free DRR of each pose is rendered once and cached (:class:`PoseCachedRenderer`),
   so a new exposure of a known pose (each frame of live fluoroscopy) costs only the
@@ -41,11 +41,11 @@ from or_assist.core.carm import carm_angles_from_pose, patient_axes, pose_from_c
 from or_assist.core.geometry import CArmGeometry, Pose
 from or_assist.errors import InputError
 from or_assist.render.drr import AttenuationVolume, DRRRenderer
-from or_assist.render.simulate import DEFAULT_TEXT_BOTTOM, DEFAULT_TEXT_TOP, ShotSettings, simulate_shot
-from or_assist.video.scenario_model import (MODES, OVERLAY_POSITIONS, SCENARIO_SCHEMA, FrameTruth, HeldImage,
+from or_assist.sim.shots.simulate import DEFAULT_TEXT_BOTTOM, DEFAULT_TEXT_TOP, ShotSettings, simulate_shot
+from or_assist.sim.scenario.model import (MODES, OVERLAY_POSITIONS, SCENARIO_SCHEMA, FrameTruth, HeldImage,
                                             PinState, Scenario, ScenarioStep, VideoSettings, held_images,
                                             load_scenario, save_scenario, scenario_from_dict, scenario_timeline)
-from or_assist.video.scenario_scripts import demo_scenario, session_scenario
+from or_assist.sim.scenario.scripts import demo_scenario, session_scenario
 from or_assist.video.sources.base import FrameSource, Pacer, SourceInfo
 
 __all__ = ["SCENARIO_SCHEMA", "MODES", "OVERLAY_POSITIONS", "PinState", "ScenarioStep", "VideoSettings",
@@ -448,7 +448,7 @@ def load_sample_case():
     from or_assist.core.ct.load import load_ct
     from or_assist.core.geometry import load_geometry
     from or_assist.core.plan import load_plan
-    from or_assist.sample import build_sample_data
+    from or_assist.sim.sample import build_sample_data
 
     paths = build_sample_data()
     return load_ct(paths["ct"]), load_plan(paths["plan"]), load_geometry(paths["geometry"])
@@ -530,7 +530,7 @@ def _case_of(scenario: Scenario):
         geometry = load_geometry(scenario.geometry_path)
     elif geometry is None:
         from or_assist.core.carm_profiles import load_profile
-        from or_assist.sample import SAMPLE_GEOMETRY_SIZE_PX, SAMPLE_PROFILE
+        from or_assist.sim.sample import SAMPLE_GEOMETRY_SIZE_PX, SAMPLE_PROFILE
 
         geometry = load_profile(SAMPLE_PROFILE).geometry_at(SAMPLE_GEOMETRY_SIZE_PX)
     return ct, plan, geometry

@@ -11,11 +11,11 @@ import functools
 
 import numpy as np
 
-from or_assist.phantom_csg import GridCtx, Intersect, Shape, Subtract, Union
-from or_assist.phantom_pelvis import femur, hip_bone, hip_joint_space, si_joint
-from or_assist.phantom_soft import (body_outline, bladder, gas_pockets, inner_body, mesenteric_fat,
+from or_assist.sim.phantom.csg import GridCtx, Intersect, Shape, Subtract, Union
+from or_assist.sim.phantom.pelvis import femur, hip_bone, hip_joint_space, si_joint
+from or_assist.sim.phantom.soft import (body_outline, bladder, gas_pockets, inner_body, mesenteric_fat,
                                     muscles, rectum, visceral_cavity)
-from or_assist.phantom_spine import (lumbar_discs, lumbar_vertebra, sacral_canal, sacral_foramina,
+from or_assist.sim.phantom.spine import (lumbar_discs, lumbar_vertebra, sacral_canal, sacral_foramina,
                                      sacrum_raw)
 
 __all__ = ["LABELS", "EXTENT_LO_MM", "EXTENT_HI_MM", "HU", "grid_axes", "sacrum", "shapes", "paint_phantom"]

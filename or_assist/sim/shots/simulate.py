@@ -45,7 +45,7 @@ from or_assist.core.geometry import CArmGeometry, Pose, project
 from or_assist.core.instruments import GuidePin
 from or_assist.core.plan import Implant
 from or_assist.errors import InputError
-from or_assist.render import simulate_chain as chain
+from or_assist.sim.shots import chain as chain
 from or_assist.render.display import DisplaySettings, to_display
 from or_assist.render.drr import AttenuationVolume, DRRRenderer
 from or_assist.render.implants import default_mu_per_mm, metal_line_integrals

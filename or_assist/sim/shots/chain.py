@@ -1,6 +1,6 @@
 """The imaging chain of the shot simulator: blur, glare, noise, collimation, framing, text.
 
-Pure array operations used by :mod:`or_assist.render.simulate`; each works on one
+Pure array operations used by :mod:`or_assist.sim.shots.simulate`; each works on one
 (H, W) image in detector or frame pixels and is deterministic given its inputs (the
 random generator is passed in). Pixel centres follow ``CONVENTIONS.md``: the centre of
 the top-left pixel is (0, 0), so a pixel ``(u, v)`` covers ``[u - 0.5, u + 0.5]``.

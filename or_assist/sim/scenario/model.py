@@ -16,8 +16,8 @@ theatre. :func:`scenario_timeline` turns a scenario into one :class:`FrameTruth`
 video frame (which exposure is shown, whether the picture equals the previous frame's,
 which held image it belongs to) without rendering anything; :func:`held_images` lists
 the held images, the ground truth of new-shot detection.
-:class:`or_assist.video.scenario.ScenarioSource` renders the frames;
-:mod:`or_assist.video.scenario_scripts` writes the built-in scenarios.
+:class:`or_assist.sim.scenario.player.ScenarioSource` renders the frames;
+:mod:`or_assist.sim.scenario.scripts` writes the built-in scenarios.
 
 File format ``or_assist.scenario/1`` (every field but ``schema`` and ``steps`` optional)::
 
@@ -178,7 +178,7 @@ class VideoSettings:
     supersample : int
         Rays per detector pixel along each axis (1-4; default 2).
     i0_photons_per_px : float
-        Dose (:class:`or_assist.render.simulate.ShotSettings`).
+        Dose (:class:`or_assist.sim.shots.simulate.ShotSettings`).
     collimation : {'circle', 'square', None}
     invert : bool
         Bone white.
@@ -444,7 +444,7 @@ class FrameTruth:
     held_since : int or None
         Position of that held image's first frame (where its picture became stable).
     pose, pin : Pose or None, GuidePin or None
-        Filled by :class:`~or_assist.video.scenario.ScenarioSource` (None in a bare
+        Filled by :class:`~or_assist.sim.scenario.player.ScenarioSource` (None in a bare
         timeline).
     """
 

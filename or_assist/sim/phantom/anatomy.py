@@ -17,9 +17,9 @@ import functools
 
 import numpy as np
 
-from or_assist.phantom_build import shapes
-from or_assist.phantom_pelvis import JOINT_GAP_MM, si_joint
-from or_assist.phantom_spine import SACRUM, foramen_axis, sacral_canal, sacral_curve
+from or_assist.sim.phantom.build import shapes
+from or_assist.sim.phantom.pelvis import JOINT_GAP_MM, si_joint
+from or_assist.sim.phantom.spine import SACRUM, foramen_axis, sacral_canal, sacral_curve
 
 __all__ = [
     "IMPLANT_CIRCUMRADIUS_MM",
@@ -165,7 +165,7 @@ def _targets(side: str) -> tuple:
 
 
 def implant_targets(side: str) -> list[dict]:
-    """The three implants of ``side`` ('left' or 'right'); see :mod:`or_assist.phantom`."""
+    """The three implants of ``side`` ('left' or 'right'); see :mod:`or_assist.sim.phantom.make`."""
     return [dict(t, entry_lps_mm=list(t["entry_lps_mm"]), apex_lps_mm=list(t["apex_lps_mm"]))
             for t in _targets(side)]
 
@@ -232,7 +232,7 @@ def _landmarks() -> tuple:
 
 
 def landmarks() -> list[dict]:
-    """All landmarks (fresh dicts); see :func:`or_assist.phantom.phantom_landmarks`."""
+    """All landmarks (fresh dicts); see :func:`or_assist.sim.phantom.make.phantom_landmarks`."""
     return [dict(lm, position_lps_mm=list(lm["position_lps_mm"])) for lm in _landmarks()]
 
 

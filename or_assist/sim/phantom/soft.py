@@ -1,15 +1,15 @@
 """Soft tissues of the synthetic pelvis: body outline, fat, muscles, bowel, bladder, gas.
 
 All positions are fixed (no randomness), in LPS mm, so the phantom is the same on
-every call; only the texture noise in :mod:`or_assist.phantom` is random (seeded).
+every call; only the texture noise in :mod:`or_assist.sim.phantom.make` is random (seeded).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from or_assist.phantom_csg import Capsule, Ellipsoid, Func, Shape, ellipse_sdf_2d
-from or_assist.phantom_spine import sacral_curve
+from or_assist.sim.phantom.csg import Capsule, Ellipsoid, Func, Shape, ellipse_sdf_2d
+from or_assist.sim.phantom.spine import sacral_curve
 
 __all__ = [
     "BACK_Y_MM",

@@ -2,7 +2,7 @@
 
 Every shape is built for the patient's left side (x > 0) and mirrored with
 ``side_sign = -1`` for the right. The hip bone (ilium, ischium and pubis as one bone, as
-in the adult) is an iliac wing plate (:class:`~or_assist.phantom_csg.Plate`) blended with
+in the adult) is an iliac wing plate (:class:`~or_assist.sim.phantom.csg.Plate`) blended with
 tubes and ellipsoids for the crest, the sciatic buttress, the acetabulum, the ischium
 and the pubic rami.
 
@@ -19,9 +19,9 @@ import math
 import cv2
 import numpy as np
 
-from or_assist.phantom_csg import (Capsule, Ellipsoid, Func, HalfSpace, Intersect, Offset, Plate,
+from or_assist.sim.phantom.csg import (Capsule, Ellipsoid, Func, HalfSpace, Intersect, Offset, Plate,
                                    Shape, Subtract, Union)
-from or_assist.phantom_spine import sacral_curve
+from or_assist.sim.phantom.spine import sacral_curve
 
 __all__ = [
     "JOINT_GAP_MM",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from or_assist.errors import InputError
-from or_assist.video.scenario_model import PinState, Scenario, ScenarioStep, VideoSettings, _num
+from or_assist.sim.scenario.model import PinState, Scenario, ScenarioStep, VideoSettings, _num
 
 __all__ = ["demo_scenario", "session_scenario"]
 

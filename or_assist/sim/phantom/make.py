@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from or_assist.errors import InputError
-from or_assist.phantom_anatomy import implant_targets, landmarks
-from or_assist.phantom_build import LABELS, grid_axes, paint_phantom
+from or_assist.sim.phantom.anatomy import implant_targets, landmarks
+from or_assist.sim.phantom.build import LABELS, grid_axes, paint_phantom
 
 __all__ = [
     "PHANTOM_SPACING_MM",
