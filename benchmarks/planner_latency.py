@@ -55,7 +55,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     from PyQt5 import QtWidgets
 
-    from or_assist.app.planner import PlannerWindow
+    from or_assist.app.planner.window import PlannerWindow
 
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
     print(f"{'case':16s} {'path':28s} {'median':>7s} {'p95':>7s}  (ms, {args.n} edits, {os.cpu_count()} CPUs)")

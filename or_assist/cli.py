@@ -226,7 +226,7 @@ def _cmd_register(args) -> int:
 
 
 def _cmd_plan(args) -> int:
-    from or_assist.app.planner import plan_app
+    from or_assist.app.planner.window import plan_app
 
     return plan_app(args.ct, args.plan)
 

@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from PyQt5 import QtCore, QtGui, QtWidgets  # noqa: E402
 
-from or_assist.app.planner import PlannerWindow, plan_app  # noqa: E402
+from or_assist.app.planner.window import PlannerWindow, plan_app  # noqa: E402
 from or_assist.cli import main as cli_main  # noqa: E402
 from or_assist.core.ct.load import load_ct, save_ct  # noqa: E402
 from or_assist.core.ct.volume import CTVolume  # noqa: E402

@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 from PyQt5 import QtCore, QtGui, QtWidgets
 
-from or_assist.app.planner_actions import PlannerActionsMixin
-from or_assist.app.planner_panels import PlannerPanel
-from or_assist.app.planner_views import LANDMARK_COLOURS, FluoroView, SliceView, implant_colour
+from or_assist.app.planner.actions import PlannerActionsMixin
+from or_assist.app.planner.panels import PlannerPanel
+from or_assist.app.planner.views import LANDMARK_COLOURS, FluoroView, SliceView, implant_colour
 from or_assist.app.theme import application
 from or_assist.core.carm_profiles import list_profiles
 from or_assist.core.plan import implant_vertex_directions

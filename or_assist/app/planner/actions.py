@@ -1,6 +1,6 @@
 """The planner's user actions: clicks, drags, table edits, undo/redo, save, export, propose.
 
-A mixin of :class:`~or_assist.app.planner.PlannerWindow`; every action calls the Qt-free
+A mixin of :class:`~or_assist.app.planner.window.PlannerWindow`; every action calls the Qt-free
 edit model and reports bad input (a click outside the volume, an implant longer than
 any catalogue item, saving over another CT's plan) as a status message, losing nothing.
 """
