@@ -10,7 +10,7 @@ import pytest
 
 from or_assist.core.geometry import Pose, save_geometry, save_pose
 from or_assist.errors import InputError
-from or_assist.guidance.command import pin_command
+from or_assist.cli.pin import pin_command
 from tests.guidance_cases import REAL_PLAN, make_case
 
 KW = dict(detector_px=256, frame_px=(960, 540), supersample=1, placed_probability=0.0)

@@ -21,7 +21,7 @@ from or_assist.core.instruments import GuidePin
 from or_assist.core.plan import load_plan
 from or_assist.core.view_poses import plan_view_pose
 from or_assist.errors import InputError
-from or_assist.register.command import register_command
+from or_assist.cli.register import register_command
 from or_assist.register.pipeline import REGISTRATION_SCHEMA, Registrar, registration_ct
 from or_assist.register.settings import RegistrationSettings, Stage
 from or_assist.register.pose_params import apply_update, isocenter_source_mm, target_error_mm

@@ -19,7 +19,7 @@ import pytest
 
 from or_assist.errors import InputError
 from or_assist.session.caselog import CASE_DB
-from or_assist.session.command import cases_command, export_command, report_command
+from or_assist.cli.cases import cases_command, export_command, report_command
 from or_assist.session.report import (build_report, chromium_args, export_pdf, final_deviations, find_chromium,
                                       registration_stats)
 from tests.caselog_cases import OPERATOR, PATIENT, record_case

@@ -320,7 +320,7 @@ def test_open_source_dispatch(tmp_path, video_file):
 
 def test_simulator_spec_without_the_scenario_module(monkeypatch):
     monkeypatch.setitem(sys.modules, "or_assist.sim.scenario.player", None)  # as if it were not installed
-    with pytest.raises(InputError, match=r"sim:demo.*or_assist\.video\.scenario"):
+    with pytest.raises(InputError, match=r"sim:demo.*or_assist\.sim\.scenario\.player"):
         open_source("sim:demo")
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 __all__ = ["SAMPLE_DIR", "SAMPLE_SIDE", "SAMPLE_PROFILE", "sample_plan", "build_sample_data"]
 
-SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample_data"
+SAMPLE_DIR = Path(__file__).resolve().parents[2] / "sample_data"
 SAMPLE_SIDE = "left"
 SAMPLE_PROFILE = "siemens_cios_fusion"
 SAMPLE_GEOMETRY_SIZE_PX = 512

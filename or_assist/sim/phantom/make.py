@@ -183,7 +183,7 @@ def phantom_implant_targets(side: str = "left") -> list[dict]:
 def generator_version() -> str:
     """Identifies the generator: a digest of the phantom modules' source code."""
     h = hashlib.sha256()
-    for name in sorted(p.name for p in Path(__file__).parent.glob("phantom*.py")):
+    for name in sorted(p.name for p in Path(__file__).parent.glob("*.py")):
         h.update(name.encode())
         h.update((Path(__file__).parent / name).read_bytes())
     return h.hexdigest()[:16]
@@ -198,7 +198,7 @@ def _file_sha256(path: Path) -> str:
 
 
 def _default_cache_dir() -> Path:
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[3]
     if (repo / "pyproject.toml").is_file():
         sample = repo / "sample_data"
         try:

@@ -128,7 +128,7 @@ def _step_pose(plan, step: ScenarioStep, geometry: CArmGeometry) -> Pose:
 
 
 def _step_pin(plan, step: ScenarioStep):
-    from or_assist.demo import demo_pin
+    from or_assist.cli.demo import demo_pin
 
     if step.pin is None:
         return None

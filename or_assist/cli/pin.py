@@ -146,7 +146,7 @@ def pin_command(ct_path: str | os.PathLike, geometry_path: str | os.PathLike, pl
     from or_assist.core.plan import load_plan, load_plan_ct
     from or_assist.guidance.cues import CueThresholds, cue_3d
     from or_assist.guidance.deviation import TriangulationRefused, ViewUncertainty, two_view_deviation
-    from or_assist.register.command import read_shot_image
+    from or_assist.cli.register import read_shot_image
 
     shots = list(shots)
     if not 1 <= len(shots) <= 2 or not all(isinstance(s, (tuple, list)) and len(s) == 2 for s in shots):

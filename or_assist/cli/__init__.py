@@ -195,7 +195,7 @@ def _cmd_calibrate(args) -> int:
 
 
 def _cmd_report(args) -> int:
-    from or_assist.session.command import report_command
+    from or_assist.cli.cases import report_command
 
     print(report_command(args.case_dir, args.out, pdf=args.pdf, mask_text=not args.no_mask,
                          pseudonymise=args.pseudonymise))
@@ -203,21 +203,21 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_cases(args) -> int:
-    from or_assist.session.command import cases_command
+    from or_assist.cli.cases import cases_command
 
     print(cases_command(args.root))
     return 0
 
 
 def _cmd_export(args) -> int:
-    from or_assist.session.command import export_command
+    from or_assist.cli.cases import export_command
 
     print(export_command(args.case_dir, args.out_dir, mask_text=not args.no_mask, pseudonymise=args.pseudonymise))
     return 0
 
 
 def _cmd_register(args) -> int:
-    from or_assist.register.command import register_command
+    from or_assist.cli.register import register_command
 
     result = register_command(args.ct, args.geometry, args.image, args.init, args.out, plan_path=args.plan,
                               library_path=args.library, polarity=args.polarity)
@@ -232,7 +232,7 @@ def _cmd_plan(args) -> int:
 
 
 def _cmd_pin(args) -> int:
-    from or_assist.guidance.command import pin_command
+    from or_assist.cli.pin import pin_command
 
     res = pin_command(args.ct, args.geometry, args.plan, args.implant, [tuple(s) for s in args.shot], args.out,
                       overlay_path=args.overlay, polarity=args.polarity)
@@ -243,7 +243,7 @@ def _cmd_pin(args) -> int:
 
 def _cmd_demo(args) -> int:
     if args.overview:
-        from or_assist.demo import run_demo
+        from or_assist.cli.demo import run_demo
 
         return run_demo(out_dir=args.out)
     from or_assist.app.run import demo_app
@@ -584,6 +584,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
