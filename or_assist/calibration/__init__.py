@@ -1,1 +1,30 @@
-"""or_assist.calibration."""
+"""C-arm and frame-grabber calibration from bead-phantom images (writes
+``or_assist.geometry/1``). Imports only core. The phantom definitions and C-arm profiles
+are data in the repository's top-level ``calibration/`` folder.
+
+Modules::
+
+    detect   Bead detection in a calibration image: dark blobs with sub-pixel centroids and sizes.
+    io       ``or-assist calibrate``: read phantom images, calibrate, write ``or_assist.geometry/1``, report.
+    match    Which detected bead is which: plane by size, grid cell by lattice growth and marker.
+    phantom  Bead calibration phantoms (``or_assist.bead_phantom/1``): definition, file, simulation volume.
+    solve    C-arm calibration from images of a bead phantom (``or-assist calibrate``).
+
+Names are exported lazily (``lazy_loader``, as in scikit-image): importing this package
+imports no submodule, ``from or_assist.calibration import name`` imports only the one that
+defines ``name``.
+"""
+
+import lazy_loader as _lazy
+
+__getattr__, __dir__, __all__ = _lazy.attach(
+    __name__,
+    submodules=['detect', 'io', 'match', 'phantom', 'solve'],
+    submod_attrs={
+        'detect': ['BeadDetections', 'as_grey_image', 'detect_beads'],
+        'io': ['DEFAULT_SOURCE_TO_ISOCENTER_MM', 'read_image', 'format_calibration', 'calibrate_command'],
+        'match': ['PlaneMatch', 'split_planes', 'grow_lattice', 'match_marker', 'identify_beads'],
+        'phantom': ['BEAD_PHANTOM_SCHEMA', 'PHANTOM_DIR', 'BeadPlane', 'BeadPhantom', 'load_bead_phantom', 'bead_phantom_volume', 'grid_symmetries'],
+        'solve': ['DISTORTION_MODELS', 'ImageCalibration', 'CalibrationResult', 'calibrate', 'parse_roi'],
+    },
+)

@@ -1,1 +1,28 @@
-"""guidance package."""
+"""Guide-pin detection, 2-D and two-view 3-D deviation, cues, overlay drawing.
+
+Modules::
+
+    cues           Cues for the surgeon: a colour and short text lines from a deviation, in anatomical terms.
+    deviation      Deviation of the guide pin from the planned implant axis: one shot (2-D) and two shots (3-D).
+    overlay        Overlay drawing: plan, detected pin, deviation arrow and cue text on a shot.
+    pin            Guide-pin detection in one fluoroscopy shot.
+    shot_guidance  One registered shot's guidance: the pin found near the plan, its 2-D deviation and cue.
+
+Names are exported lazily (``lazy_loader``, as in scikit-image): importing this package
+imports no submodule, ``from or_assist.guidance import name`` imports only the one that
+defines ``name``.
+"""
+
+import lazy_loader as _lazy
+
+__getattr__, __dir__, __all__ = _lazy.attach(
+    __name__,
+    submodules=['cues', 'deviation', 'overlay', 'pin', 'shot_guidance'],
+    submod_attrs={
+        'cues': ['CUE_LEVELS', 'CUE_COLOURS_BGR', 'SAFETY_LANDMARK_KINDS', 'CueThresholds', 'Cue', 'anatomical_frame', 'shot_cue', 'cue_3d', 'safety_warnings_3d', 'safety_warnings_shot'],
+        'deviation': ['MIN_VIEW_ANGLE_DEG', 'MIN_PLANE_ANGLE_DEG', 'MIN_RAY_AXIS_ANGLE_DEG', 'ShotDeviation', 'Pin3D', 'Deviation3D', 'TriangulationRefused', 'ViewUncertainty', 'shot_deviation', 'triangulate_pin', 'two_view_deviation'],
+        'overlay': ['MIN_TEXT_HEIGHT_PX', 'ACTIVE_BGR', 'OTHER_BGR', 'NOT_REGISTERED_TEXT', 'text_height_px', 'draw_text_block', 'draw_overlay'],
+        'pin': ['PinDetectorSettings', 'PinPrior', 'PinDetection', 'attenuation_from_frame', 'detect_pin'],
+        'shot_guidance': ['ShotGuidance', 'usable_pixels', 'axis_in_field', 'guide_shot'],
+    },
+)

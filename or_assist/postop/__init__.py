@@ -1,23 +1,30 @@
 """Post-operative CT evaluation: placed vs planned implants, one case or a cohort.
 
-Modules, in pipeline order:
+Modules::
 
-``register3d``
-    rigid 3D/3D registration of the post-op CT to the pre-op (planning) CT.
-``segment``
-    metal objects, their principal axes and extents; catalogue-based implant fit.
-``prism_fit``
-    sub-voxel triangular-prism fit of one implant to its partial-volume metal.
-``match``
-    planned <-> found matching, far metal (prostheses) ignored, extra implants reported.
-``evaluate``
-    one case: apex and entry deviation, angle, breach check; ``or-assist evaluate``.
-``cohort``
-    many cases: mean +- SD table, learning curve plot; ``or-assist evaluate --cohort``.
-``synthetic``
-    synthetic post-op CTs with known ground truth (tests, benchmarks).
+    cohort      Cohort evaluation: many post-op cases in one table and a learning-curve plot.
+    evaluate    Post-operative CT evaluation of one case: planned vs placed implants.
+    match       Find the planned implants among the metal of a registered post-op CT.
+    prism_fit   Sub-voxel fit of a triangular implant to its metal in a post-op CT.
+    register3d  Rigid 3D/3D registration of a post-operative CT to the pre-operative (planning) CT.
+    segment     Implant segmentation in a post-operative CT: metal objects, their axes, tips and entries.
 
-Submodules are not imported here (SimpleITK is loaded on use).
+Names are exported lazily (``lazy_loader``, as in scikit-image): importing this package
+imports no submodule, ``from or_assist.postop import name`` imports only the one that
+defines ``name``.
 """
 
-__all__ = ["register3d", "segment", "prism_fit", "match", "evaluate", "cohort", "synthetic"]
+import lazy_loader as _lazy
+
+__getattr__, __dir__, __all__ = _lazy.attach(
+    __name__,
+    submodules=['cohort', 'evaluate', 'match', 'prism_fit', 'register3d', 'segment'],
+    submod_attrs={
+        'cohort': ['COHORT_SCHEMA', 'CohortCase', 'parse_case_argument', 'read_cohort_file', 'cohort_summary', 'format_cohort_table', 'draw_learning_curve', 'cohort_command'],
+        'evaluate': ['EVALUATION_SCHEMA', 'ImplantEvaluation', 'CaseEvaluation', 'evaluate_case', 'format_case_table', 'evaluate_command'],
+        'match': ['FoundImplant', 'LocatedImplants', 'locate_implants'],
+        'prism_fit': ['PrismFit', 'prism_planes', 'fit_prism', 'roll_about_axis_rad'],
+        'register3d': ['Registration3D', 'register_postop_to_preop', 'boxes_overlap_fraction', 'bone_dice'],
+        'segment': ['MetalObject', 'FittedImplant', 'find_metal_objects', 'fit_implant', 'split_object', 'item_centroid_from_entry_mm', 'candidate_items'],
+    },
+)

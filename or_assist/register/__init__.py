@@ -1,12 +1,32 @@
 """2-D/3-D registration of fluoroscopy shots to the CT.
 
-Modules: :mod:`~or_assist.register.pipeline` (:class:`Registrar`, results),
-:mod:`~or_assist.register.settings` (stages, calibrated thresholds, settings),
-:mod:`~or_assist.register.shot` (frame to registration pyramid), :mod:`~or_assist.register.similarity`
-(masked NCC, gradient correlation, patch-wise gradient NCC), :mod:`~or_assist.register.optimize`
-(CMA-ES, compass search), :mod:`~or_assist.register.pose_params` (pose update parameters, errors),
-:mod:`~or_assist.register.init2d` (2-D initialisation), :mod:`~or_assist.cli.register`
-(``or-assist register``). Import from the modules; this package stays light.
+Modules::
+
+    init2d       Fast 2-D initialisation: in-plane shift, rotation and scale of a shot against a view.
+    optimize     Derivative-free optimisers for registration: a seeded CMA-ES and a compass search.
+    pipeline     2-D/3-D registration of a fluoroscopy shot to the CT: the pipeline.
+    pose_params  The 6-parameter pose update registration searches over, and pose error measures.
+    settings     How :class:`~or_assist.register.pipeline.Registrar` registers: stages, thresholds, settings.
+    shot         A fluoroscopy shot made ready for registration: attenuation-like image pyramid and masks.
+    similarity   Image similarity measures for 2D/3D registration, all restricted to a mask.
+
+Names are exported lazily (``lazy_loader``, as in scikit-image): importing this package
+imports no submodule, ``from or_assist.register import name`` imports only the one that
+defines ``name``.
 """
 
-__all__ = ["pipeline", "settings", "shot", "similarity", "optimize", "pose_params", "init2d", "command"]
+import lazy_loader as _lazy
+
+__getattr__, __dir__, __all__ = _lazy.attach(
+    __name__,
+    submodules=['init2d', 'optimize', 'pipeline', 'pose_params', 'settings', 'shot', 'similarity'],
+    submod_attrs={
+        'init2d': ['Alignment2D', 'similarity_matrix', 'align_2d', 'pose_from_2d', 'resample_to_geometry'],
+        'optimize': ['OptimResult', 'cma_es', 'compass_search'],
+        'pipeline': ['REGISTRATION_SCHEMA', 'RegistrationResult', 'Registrar', 'registration_ct'],
+        'pose_params': ['PARAMETER_NAMES', 'update_matrix', 'apply_update', 'isocenter_source_mm', 'pose_error', 'target_error_mm', 'projection_distance_at_isocenter_mm'],
+        'settings': ['CONFIDENCE_THRESHOLD', 'RESTART_BELOW', 'SECOND_STAGE_BELOW', 'LATER_STARTS', 'DEFAULT_STAGES', 'TRACK_STAGES', 'Stage', 'RegistrationSettings'],
+        'shot': ['POLARITIES', 'ShotLevel', 'PreparedShot', 'ShotProblem', 'frame_to_unit', 'field_and_exclusions', 'prepare_shot', 'scaled_geometry'],
+        'similarity': ['METRICS', 'DEFAULT_METRIC', 'FixedImage', 'prepare_fixed', 'ncc', 'gradient_correlation', 'patch_gradient_ncc', 'gradients'],
+    },
+)

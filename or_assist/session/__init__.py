@@ -1,12 +1,30 @@
-"""Case log and report.
+"""Case log (SQLite + images), report and export: stores and reports only.
 
-    caselog   the case folder: SQLite (WAL) database + atomically written images; the
-              only module (with ``schema``) that knows SQL
-    schema    database versions and migrations
-    images    image checks, atomic PNG files, text masking
-    export    export with text masking and pseudonymisation
-    report    self-contained HTML report (PDF through headless Chromium)
-    command   ``or-assist report`` / ``cases`` / ``export``
+Modules::
+
+    caselog      The case log: a record of one operation, written as it happens.
+    export       Exporting a case for use outside the OR: text-masked images, optional pseudonymisation.
+    images       Image files of a case: checked arrays, atomic PNG writes, checked reads, text masking.
+    report       The case report: one self-contained HTML file (and a PDF through Chromium if present).
+    report_html  HTML pieces of the case report: stylesheet (screen and print), image-load script, tables.
+    schema       The case database's schema: DDL of each version and the ordered migrations.
+
+Names are exported lazily (``lazy_loader``, as in scikit-image): importing this package
+imports no submodule, ``from or_assist.session import name`` imports only the one that
+defines ``name``.
 """
 
-__all__: list[str] = []
+import lazy_loader as _lazy
+
+__getattr__, __dir__, __all__ = _lazy.attach(
+    __name__,
+    submodules=['caselog', 'export', 'images', 'report', 'report_html', 'schema'],
+    submod_attrs={
+        'caselog': ['CASE_DB', 'IMAGES_DIR', 'FOLDER_MODE', 'CaseLog', 'default_cases_root', 'list_cases'],
+        'export': ['EXPORT_SCHEMA', 'shown_image', 'pseudonymise_summary', 'export_case'],
+        'images': ['FILE_MODE', 'check_image', 'check_mask', 'encode_png', 'write_file_atomic', 'fsync_dir', 'read_png', 'apply_text_mask'],
+        'report': ['REPORT_NAME', 'build_report', 'find_chromium', 'chromium_args', 'export_pdf', 'registration_stats', 'final_deviations'],
+        'report_html': ['CSS', 'SCRIPT', 'fmt', 'table', 'kv_table'],
+        'schema': ['SCHEMA_VERSION', 'DDL_V1', 'MIGRATIONS', 'create_schema', 'read_schema_version', 'migrate'],
+    },
+)

@@ -1,1 +1,27 @@
-"""video package."""
+"""C-arm video: sources (device, URL, file, folder, DICOM), the capture thread, frame
+preprocessing, new-shot detection. Imports only core.
+
+Modules::
+
+    preprocess/  or_assist.video.preprocess.
+    sources/     or_assist.video.sources.
+    capture      Background capture: always the newest frame, signal-state reports and reconnection.
+    credentials  Credentials in video source specs: masked in every message, never stored in clear.
+    shots        New-shot detection: one event per new fluoroscopy exposure in a last-image-hold stream.
+
+Names are exported lazily (``lazy_loader``, as in scikit-image): importing this package
+imports no submodule, ``from or_assist.video import name`` imports only the one that
+defines ``name``.
+"""
+
+import lazy_loader as _lazy
+
+__getattr__, __dir__, __all__ = _lazy.attach(
+    __name__,
+    submodules=['preprocess', 'sources', 'capture', 'credentials', 'shots'],
+    submod_attrs={
+        'capture': ['CaptureThread'],
+        'credentials': ['PASSWORD_ENV', 'mask_credentials', 'strip_password', 'with_password', 'has_password'],
+        'shots': ['ShotDetectorSettings', 'ShotEvent', 'ShotDetector'],
+    },
+)
