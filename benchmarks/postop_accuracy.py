@@ -44,7 +44,7 @@ def main() -> None:
     pelvis = crop_ct(ct, [-160.0, -280.0, 94.0], [160.0, -20.0, 300.0])
     rng = np.random.default_rng(args.seed)
     apexes = np.array([i.apex_lps_mm for i in plan.implants])
-    dev_err, ang_err, entry_err, pos_err, reg_rot, reg_tre, secs, rows = [], [], [], [], [], [], [], []
+    dev_err, ang_err, entry_err, pos_err, reg_rot, reg_tre, secs = [], [], [], [], [], [], []
     print(f"{'case':>4} {'implant':>7} {'true dev':>8} {'found':>6} {'dev err':>7} {'true ang':>8} {'ang err':>7}")
     for k in range(args.cases):
         placed = [perturbed_implant(i, rng.normal(0, 2.5, 3), rng.uniform(0, 6)) for i in plan.implants]

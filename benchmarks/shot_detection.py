@@ -34,8 +34,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from or_assist.render.drr import AttenuationVolume  # noqa: E402
-from or_assist.sim.scenario.player import (PoseCachedRenderer, ScenarioSource, VideoSettings,  # noqa: E402
-                                      load_sample_case, session_scenario)
+from or_assist.sim.scenario.player import PoseCachedRenderer, ScenarioSource, load_sample_case
+from or_assist.sim.scenario.model import VideoSettings
+from or_assist.sim.scenario.scripts import session_scenario
 from or_assist.video.shots import ShotDetector  # noqa: E402
 
 TARGET_RECALL = 1.0

@@ -40,8 +40,9 @@ from or_assist.core.instruments import GuidePin  # noqa: E402
 from or_assist.render.drr import AttenuationVolume, DRRRenderer  # noqa: E402
 from or_assist.sim.shots.simulate import ShotSettings, simulate_shot  # noqa: E402
 from or_assist.video.capture import CaptureThread  # noqa: E402
-from or_assist.video.preprocess.shot import FieldOfViewTracker, PreprocessSettings, preprocess_shot  # noqa: E402
-from or_assist.video.sources.spec import FileSource  # noqa: E402
+from or_assist.video.preprocess.shot import PreprocessSettings, preprocess_shot
+from or_assist.video.preprocess.fov import FieldOfViewTracker
+from or_assist.video.sources.opencv import FileSource
 
 CT_PATH = REPO / "tests" / "data" / "real_ct" / "ct_abdomen_pelvis_3mm.nii.gz"
 FPS = 30.0

@@ -189,7 +189,7 @@ def test_overlay_layer_is_transparent_where_nothing_is_drawn():
 def test_display_says_no_signal_and_keeps_retrying_a_silent_stream(qtbot, qapp, tmp_path):
     import dataclasses
 
-    from or_assist.video.sources.spec import UrlSource
+    from or_assist.video.sources.opencv import UrlSource
     from tests.mjpeg_server import closed_port
 
     port = closed_port()

@@ -121,7 +121,8 @@ def test_entry_equals_apex_rejected():
 
 
 def test_plan_view_tilt_precedence(tmp_path):
-    from or_assist.core.plan import Implant, Landmark, Plan, ViewSpec, load_catalogue
+    from or_assist.core.plan import Implant, Landmark, Plan, ViewSpec
+    from or_assist.core.catalogue import load_catalogue
     from or_assist.core.view_poses import plan_view_pose, view_tilt_deg
 
     imp = Implant("R1", "right", load_catalogue().item("T7-45"), ENTRY, ENTRY + [45, 0, 0])

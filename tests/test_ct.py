@@ -10,7 +10,8 @@ import pytest
 import SimpleITK as sitk
 from scipy.ndimage import map_coordinates
 
-from or_assist.core.ct.load import CTVolume, CTWarning, check_hu, crop_ct, load_ct, resample_ct, save_ct
+from or_assist.core.ct.load import CTWarning, check_hu, crop_ct, load_ct, resample_ct, save_ct
+from or_assist.core.ct.volume import CTVolume
 from or_assist.core.geometry import rotation_about_axis
 from or_assist.errors import InputError
 

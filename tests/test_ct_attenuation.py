@@ -7,7 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from or_assist.core.ct.load import hu_to_attenuation, load_ct, mu_cortical_bone_per_mm, mu_water_per_mm
+from or_assist.core.ct.load import load_ct
+from or_assist.core.ct.attenuation import hu_to_attenuation, mu_cortical_bone_per_mm, mu_water_per_mm
 from or_assist.errors import InputError
 
 

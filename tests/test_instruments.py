@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from or_assist.core.instruments import DEFAULT_PIN_DIAMETER_MM, GuidePin, guide_pin_mesh
-from or_assist.core.plan import load_catalogue
+from or_assist.core.catalogue import load_catalogue
 from or_assist.errors import InputError
 from or_assist.render.implants import convex_halfspaces
 

@@ -26,7 +26,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -426,7 +425,7 @@ def test_disk_full_while_writing_a_view_library_leaves_no_temporary(sample, tmp_
 
 
 def test_disk_full_while_exporting_or_reporting_a_case(tmp_path):
-    from or_assist.cli.demo import demo_pin  # noqa: F401  (the demo's case is the real thing)
+    from or_assist.sim.sample import demo_pin  # noqa: F401  (the demo's case is the real thing)
 
     cases = tmp_path / "cases"
     assert main(["demo", "--headless", "--max-shots", "1", "--cases", str(cases)]) == 0

@@ -23,9 +23,11 @@ from or_assist.core.instruments import GuidePin
 from or_assist.errors import InputError
 from or_assist.render.drr import AttenuationVolume, DRRRenderer
 from or_assist.sim.shots.simulate import ShotSettings, simulate_shot
-from or_assist.video.preprocess.shot import (FieldOfView, FieldOfViewTracker, Orientation, PreprocessSettings,
-                                        PreprocessedShot, detect_field_of_view, detect_polarity,
-                                        detect_text_mask, metal_mask, normalise, preprocess_shot, pyramid)
+from or_assist.video.preprocess.shot import PreprocessSettings, PreprocessedShot, preprocess_shot
+from or_assist.video.preprocess.fov import FieldOfView, FieldOfViewTracker, detect_field_of_view
+from or_assist.video.preprocess.frame import Orientation
+from or_assist.video.preprocess.masks import detect_polarity, detect_text_mask, metal_mask
+from or_assist.video.preprocess.pyramid import normalise, pyramid
 
 ISO_LPS_MM = np.array([-50.0, -95.0, 215.0])   # near the sacrum of the real CT
 FAST = dict(supersample=1)

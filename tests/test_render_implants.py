@@ -18,7 +18,8 @@ from or_assist.core.carm import pose_from_beam
 from or_assist.core.ct.attenuation import _TABLE_KEV, mu_cortical_bone_per_mm, mu_water_per_mm
 from or_assist.core.geometry import CArmGeometry, Pose, project, project_with_depth, rotation_about_axis
 from or_assist.core.instruments import GuidePin, guide_pin_mesh
-from or_assist.core.plan import Implant, implant_mesh, implant_vertex_directions, load_catalogue
+from or_assist.core.plan import Implant, implant_mesh, implant_vertex_directions
+from or_assist.core.catalogue import load_catalogue
 from or_assist.core.polygon import convex_hull_2d, polygon_area, polygon_centroid, polygon_contains
 from or_assist.errors import InputError
 from or_assist.render.drr import AttenuationVolume, DRRRenderer

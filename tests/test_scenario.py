@@ -15,10 +15,11 @@ from or_assist.core.view_poses import plan_view_pose
 from or_assist.errors import InputError, SchemaError
 from or_assist.render.drr import AttenuationVolume
 from or_assist.video.sources.spec import open_source
-from or_assist.sim.scenario.player import (SCENARIO_SCHEMA, PinState, PoseCachedRenderer, Scenario, ScenarioSource,
-                                      ScenarioStep, VideoSettings, demo_scenario, held_images, load_sample_case,
-                                      load_scenario, save_scenario, scenario_source_from_spec,
-                                      scenario_timeline, session_scenario)
+from or_assist.sim.scenario.player import (PoseCachedRenderer, ScenarioSource, load_sample_case,
+    scenario_source_from_spec)
+from or_assist.sim.scenario.model import (SCENARIO_SCHEMA, PinState, Scenario, ScenarioStep, VideoSettings,
+    held_images, load_scenario, save_scenario, scenario_timeline)
+from or_assist.sim.scenario.scripts import demo_scenario, session_scenario
 
 SMALL = VideoSettings(frame_size_px=(480, 360), detector_size_px=256, supersample=1)
 QUIET = replace(SMALL, grabber_noise_grey=0.0, flicker_grey=0.0, clock=False, live_indicator=False)

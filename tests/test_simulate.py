@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 
 from or_assist.core.carm import pose_from_beam, pose_from_carm_angles
-from or_assist.core.ct.load import CTVolume, load_ct
+from or_assist.core.ct.load import load_ct
+from or_assist.core.ct.volume import CTVolume
 from or_assist.core.geometry import CArmGeometry, Pose, project
 from or_assist.core.instruments import GuidePin
-from or_assist.core.plan import Implant, load_catalogue
+from or_assist.core.plan import Implant
+from or_assist.core.catalogue import load_catalogue
 from or_assist.errors import InputError
 from or_assist.render.display import DisplaySettings
 from or_assist.render.drr import AttenuationVolume, DRRRenderer

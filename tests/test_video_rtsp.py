@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from or_assist.video.sources.spec import CaptureThread, SignalState, UrlSource
+from or_assist.video.capture import CaptureThread
+from or_assist.video.sources.base import SignalState
+from or_assist.video.sources.opencv import UrlSource
 from tests.mjpeg_server import closed_port
 from tests.test_video_capture import FAST, StateLog
 

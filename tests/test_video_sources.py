@@ -12,8 +12,11 @@ import numpy as np
 import pytest
 
 from or_assist.errors import InputError
-from or_assist.video.sources.spec import (DeviceSource, FileSource, ImageFolderSource, SourceInfo,
-                                     UrlSource, list_devices, open_source, sources_command)
+from or_assist.video.sources.spec import open_source
+from or_assist.video.sources.base import SourceInfo
+from or_assist.video.sources.devices import list_devices, sources_command
+from or_assist.video.sources.folder import ImageFolderSource
+from or_assist.video.sources.opencv import DeviceSource, FileSource, UrlSource
 from or_assist.video.sources.opencv import device_paths, mask_url
 from or_assist.video.sources.v4l2 import (VIDIOC_ENUM_FMT, VIDIOC_ENUM_FRAMEINTERVALS,
                                   VIDIOC_ENUM_FRAMESIZES, VIDIOC_QUERYCAP, query_device)

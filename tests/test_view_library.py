@@ -11,14 +11,16 @@ import numpy as np
 import pytest
 
 from or_assist.core.carm import carm_angles_from_pose, pose_from_carm_angles
-from or_assist.core.ct.load import CTVolume, save_ct
+from or_assist.core.ct.load import save_ct
+from or_assist.core.ct.volume import CTVolume
 from or_assist.core.geometry import CArmGeometry, project, save_geometry
-from or_assist.core.plan import Implant, Plan, load_catalogue, load_plan, save_plan
+from or_assist.core.plan import Implant, Plan, load_plan, save_plan
+from or_assist.core.catalogue import load_catalogue
 from or_assist.errors import InputError, SchemaError
 from or_assist.render.drr import AttenuationVolume, DRRRenderer
 from or_assist.render.implants import metal_line_integrals, metal_mu_per_mm
-from or_assist.render.views.build import (LIBRARY_VIEW_KINDS, build_view_library, nearest_views,
-                                    neighbourhood_offsets)
+from or_assist.render.views.build import build_view_library
+from or_assist.render.views.model import LIBRARY_VIEW_KINDS, nearest_views, neighbourhood_offsets
 from or_assist.render.views.io import load_view_library, save_view_library, views_command
 from or_assist.render.views.png import OTHER_COLOUR_BGR, PLAN_COLOUR_BGR, image_to_png_px, png_scale
 

@@ -38,21 +38,15 @@ import numpy as np
 
 from or_assist.core import jsonio
 from or_assist.core.carm import VIEW_KINDS
-from or_assist.core.catalogue import (CATALOGUE_SCHEMA, DEFAULT_CATALOGUE_PATH, Catalogue,
+from or_assist.core.catalogue import (Catalogue,
                                       CatalogueItem, load_catalogue)
 from or_assist.errors import InputError, SchemaError
 
 __all__ = [
-    "CATALOGUE_SCHEMA",
     "PLAN_SCHEMA",
     "IMPLANT_SIDES",
     "LANDMARK_KINDS",
     "LANDMARK_SIDES",
-    "VIEW_KINDS",
-    "DEFAULT_CATALOGUE_PATH",
-    "CatalogueItem",
-    "Catalogue",
-    "load_catalogue",
     "Implant",
     "Landmark",
     "ViewSpec",

@@ -92,7 +92,8 @@ def demo_app_scenario(plan, *, implants=None, tilt_offset_deg: float = DEMO_TILT
     -------
     Scenario
     """
-    from or_assist.sim.scenario.player import VideoSettings, demo_scenario
+    from or_assist.sim.scenario.model import VideoSettings
+    from or_assist.sim.scenario.scripts import demo_scenario
 
     scenario = demo_scenario(plan, implants=implants, **options)
     steps = list(scenario.steps)

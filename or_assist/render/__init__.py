@@ -2,7 +2,7 @@
 
 Modules::
 
-    views/      or_assist.render.views.
+    views/      The virtual view library of a plan: building it, its data model, npz/PNG files.
     display     Display model: DRR line integrals -> an image that looks like the C-arm's video.
     drr         Digitally reconstructed radiographs (DRRs): perspective ray casting through a CT.
     implants    Implants and guide pins in virtual images: metal attenuation and exact outlines.

@@ -110,7 +110,7 @@ class AttenuationVolume(VoxelGrid):
         mask : (Z, Y, X) array_like of bool, optional
             Keep only these voxels (e.g. bone only, or a pelvis crop); others get 0.
         """
-        from or_assist.core.ct.load import hu_to_attenuation  # the CT module is heavy; import on use
+        from or_assist.core.ct.attenuation import hu_to_attenuation
 
         for name in ("hu", "origin_mm", "spacing_mm", "direction"):
             if not hasattr(ct, name):

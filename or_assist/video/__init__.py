@@ -3,8 +3,8 @@ preprocessing, new-shot detection. Imports only core.
 
 Modules::
 
-    preprocess/  or_assist.video.preprocess.
-    sources/     or_assist.video.sources.
+    preprocess/  From a grabbed video frame to a registration-ready shot: field of view, text and
+    sources/     Frame sources: one open_source(spec) over devices, network streams, files, folders.
     capture      Background capture: always the newest frame, signal-state reports and reconnection.
     credentials  Credentials in video source specs: masked in every message, never stored in clear.
     shots        New-shot detection: one event per new fluoroscopy exposure in a last-image-hold stream.

@@ -205,7 +205,8 @@ class PlannerActionsMixin:
         """
         from or_assist.core.carm_profiles import load_profile
         from or_assist.render.plan_sheet import write_plan_sheet
-        from or_assist.render.views.build import DEFAULT_NEIGHBOURHOOD_DEG, build_view_library
+        from or_assist.render.views.build import build_view_library
+        from or_assist.render.views.model import DEFAULT_NEIGHBOURHOOD_DEG
         from or_assist.render.views.io import save_view_library
 
         plan = self.editor.plan

@@ -24,7 +24,6 @@ from typing import Sequence
 import numpy as np
 import SimpleITK as sitk
 
-from or_assist.core.ct.attenuation import hu_to_attenuation, mu_cortical_bone_per_mm, mu_water_per_mm
 from or_assist.core.ct.dicom import NotDicomError, read_dicom_file, read_dicom_folder, sitk_reason
 from or_assist.core.ct.files import check_volume_file
 from or_assist.core.ct.volume import CTVolume, axis_codes
@@ -32,14 +31,10 @@ from or_assist.core.outputs import quiet_stderr
 from or_assist.errors import InputError
 
 __all__ = [
-    "CTVolume",
     "CTWarning",
     "load_ct",
     "save_ct",
     "check_hu",
-    "hu_to_attenuation",
-    "mu_water_per_mm",
-    "mu_cortical_bone_per_mm",
     "crop_ct",
     "resample_ct",
     "ct_info",

@@ -42,27 +42,9 @@ from or_assist.core.geometry import CArmGeometry
 from or_assist.errors import InputError
 from or_assist.render.display import DisplaySettings
 from or_assist.render.views.model import (DEFAULT_NEIGHBOURHOOD_DEG, DEFAULT_NEIGHBOURHOOD_SIZE_PX,
-                                          DEFAULT_SIZE_PX, LIBRARY_VIEW_KINDS, MAX_NEIGHBOURHOOD_OFFSET_DEG,
-                                          VIEW_LIBRARY_SCHEMA, ViewEntry, ViewLibrary, ViewMatch,
-                                          check_neighbourhood_deg, downsample_for_size, nearest_views,
-                                          neighbourhood_offsets)
+                                          DEFAULT_SIZE_PX, LIBRARY_VIEW_KINDS, ViewEntry, ViewLibrary, check_neighbourhood_deg, downsample_for_size, neighbourhood_offsets)
 
-__all__ = [
-    "VIEW_LIBRARY_SCHEMA",
-    "DEFAULT_SIZE_PX",
-    "DEFAULT_NEIGHBOURHOOD_SIZE_PX",
-    "DEFAULT_NEIGHBOURHOOD_DEG",
-    "MAX_NEIGHBOURHOOD_OFFSET_DEG",
-    "LIBRARY_VIEW_KINDS",
-    "ViewEntry",
-    "ViewLibrary",
-    "ViewMatch",
-    "downsample_for_size",
-    "neighbourhood_offsets",
-    "check_neighbourhood_deg",
-    "build_view_library",
-    "nearest_views",
-]
+__all__ = ["build_view_library"]
 
 _MAX_TILT_DEG = 89.0                  # beyond this the clinical angles are degenerate
 _FLOAT16_MAX = 65000.0

@@ -36,8 +36,9 @@ from or_assist.core.geometry import CArmGeometry, Pose
 from or_assist.core.outputs import remove_quietly, write_error, write_image
 from or_assist.errors import InputError, SchemaError
 from or_assist.render.display import DisplaySettings
-from or_assist.render.views.build import (DEFAULT_NEIGHBOURHOOD_DEG, VIEW_LIBRARY_SCHEMA, ViewEntry, ViewLibrary,
-                                    build_view_library)
+from or_assist.render.views.build import build_view_library
+from or_assist.render.views.model import (DEFAULT_NEIGHBOURHOOD_DEG, VIEW_LIBRARY_SCHEMA, ViewEntry,
+    ViewLibrary)
 
 __all__ = ["LIBRARY_FILE", "PNG_DIR", "save_view_library", "load_view_library", "check_view_library",
            "TextProgress", "views_command"]

@@ -42,16 +42,18 @@ from or_assist.core.geometry import CArmGeometry, Pose
 from or_assist.errors import InputError
 from or_assist.render.drr import AttenuationVolume, DRRRenderer
 from or_assist.sim.shots.simulate import DEFAULT_TEXT_BOTTOM, DEFAULT_TEXT_TOP, ShotSettings, simulate_shot
-from or_assist.sim.scenario.model import (MODES, OVERLAY_POSITIONS, SCENARIO_SCHEMA, FrameTruth, HeldImage,
-                                            PinState, Scenario, ScenarioStep, VideoSettings, held_images,
-                                            load_scenario, save_scenario, scenario_from_dict, scenario_timeline)
+from or_assist.sim.scenario.model import (FrameTruth, Scenario, ScenarioStep, held_images,
+                                            load_scenario, scenario_timeline)
 from or_assist.sim.scenario.scripts import demo_scenario, session_scenario
 from or_assist.video.sources.base import FrameSource, Pacer, SourceInfo
 
-__all__ = ["SCENARIO_SCHEMA", "MODES", "OVERLAY_POSITIONS", "PinState", "ScenarioStep", "VideoSettings",
-           "Scenario", "FrameTruth", "HeldImage", "scenario_timeline", "held_images", "load_scenario",
-           "save_scenario", "scenario_from_dict", "demo_scenario", "session_scenario",
-           "PoseCachedRenderer", "ScenarioSource", "scenario_source_from_spec", "load_sample_case", "SPEC_PREFIX"]
+__all__ = [
+    "PoseCachedRenderer",
+    "ScenarioSource",
+    "scenario_source_from_spec",
+    "load_sample_case",
+    "SPEC_PREFIX",
+]
 
 SPEC_PREFIX = "sim:"
 _CLOCK_START_S = 10 * 3600 + 32 * 60 + 7  # the clock starts at 10:32:07
@@ -128,7 +130,7 @@ def _step_pose(plan, step: ScenarioStep, geometry: CArmGeometry) -> Pose:
 
 
 def _step_pin(plan, step: ScenarioStep):
-    from or_assist.cli.demo import demo_pin
+    from or_assist.sim.sample import demo_pin
 
     if step.pin is None:
         return None

@@ -61,20 +61,12 @@ import numpy as np
 
 from or_assist.core.geometry import CArmGeometry, distort_normalized, undistort_normalized
 from or_assist.errors import InputError
-from or_assist.video.preprocess.fov import FOV_SHAPES, FieldOfView, FieldOfViewTracker, detect_field_of_view
+from or_assist.video.preprocess.fov import FieldOfView, detect_field_of_view
 from or_assist.video.preprocess.fov_fit import fit_circle
 from or_assist.video.preprocess.frame import ROTATIONS_DEG, Orientation, as_gray_uint8, colourfulness
-from or_assist.video.preprocess.masks import (POLARITIES, _detect_polarity, _metal, _text_u8,
-                                              detect_polarity, detect_text_mask, metal_mask, polarity_score)
-from or_assist.video.preprocess.pyramid import normalise, pyramid
+from or_assist.video.preprocess.masks import (_detect_polarity, _metal, _text_u8)
 
-__all__ = [
-    "FOV_SHAPES", "POLARITIES", "VIDEO_RESPONSES", "ROTATIONS_DEG",
-    "FieldOfView", "detect_field_of_view", "FieldOfViewTracker",
-    "detect_text_mask", "detect_polarity", "polarity_score", "metal_mask",
-    "Orientation", "PreprocessSettings", "PreprocessedShot", "preprocess_shot",
-    "normalise", "pyramid",
-]
+__all__ = ["VIDEO_RESPONSES", "PreprocessSettings", "PreprocessedShot", "preprocess_shot"]
 
 VIDEO_RESPONSES = ("log", "linear")
 _MIN_VALID_FRACTION = 0.01

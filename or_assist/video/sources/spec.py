@@ -31,17 +31,11 @@ import threading
 from pathlib import Path
 
 from or_assist.errors import InputError
-from or_assist.video.capture import CaptureThread
-from or_assist.video.sources.devices import list_devices, probe_source, sources_command
-from or_assist.video.sources.base import (BACKENDS, DeviceMode, Frame, FrameSource, SignalState,
-                                          SourceInfo)
+from or_assist.video.sources.base import (FrameSource, SourceInfo)
 from or_assist.video.sources.opencv import DeviceSource, FileSource, UrlSource, mask_url
 from or_assist.video.sources.folder import ImageFolderSource
 
-__all__ = ["SignalState", "Frame", "SourceInfo", "DeviceMode", "FrameSource", "DeviceSource",
-           "UrlSource", "FileSource", "ImageFolderSource", "CaptureThread", "open_source",
-           "list_devices", "sources_command", "probe_source", "BACKENDS", "SIMULATOR_PREFIX",
-           "check_recording_opens"]
+__all__ = ["open_source", "SIMULATOR_PREFIX", "check_recording_opens"]
 
 SIMULATOR_PREFIX = "sim:"
 """Specs starting with this select the shot simulator (``or_assist.sim.scenario.player``)."""
