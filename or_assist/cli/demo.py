@@ -16,37 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from or_assist.core.outputs import write_image
+from or_assist.sim.sample import demo_pin
 
-__all__ = ["run_demo", "demo_pin"]
+__all__ = ["run_demo"]
 
 DEMO_VIEWS = ("lateral", "inlet", "outlet")
-
-
-def demo_pin(implant, advance_fraction: float = 0.6, offset_mm=(0.0, 0.0, 3.0), tilt_deg: float = 4.0):
-    """A guide pin on its way along ``implant``, off the plan by a known amount.
-
-    Parameters
-    ----------
-    implant : Implant
-    advance_fraction : float
-        How far the tip has advanced from the entry towards the apex (0..1).
-    offset_mm : (3,) sequence
-        Tip offset from the planned axis in LPS mm (default 3 mm cranial).
-    tilt_deg : float
-        Angle between the pin and the planned axis (turned towards caudal).
-
-    Returns
-    -------
-    GuidePin
-    """
-    from or_assist.core.geometry import rotation_about_axis
-    from or_assist.core.instruments import GuidePin
-
-    axis = implant.axis_unit
-    turn = np.cross(axis, [0.0, 0.0, 1.0])
-    direction = rotation_about_axis(turn, -np.radians(tilt_deg)) @ axis if np.linalg.norm(turn) > 1e-6 else axis
-    tip = implant.entry_lps_mm + advance_fraction * implant.length_mm * axis + np.asarray(offset_mm, float)
-    return GuidePin.from_tip_direction(tip, direction, 150.0)
 
 
 def run_demo(out_dir: str | os.PathLike | None = None, log=print) -> int:

@@ -37,7 +37,7 @@ from or_assist.core.ct.volume import CTVolume
 from or_assist.core.geometry import Pose
 from or_assist.errors import InputError
 
-__all__ = ["Registration3D", "register_postop_to_preop", "boxes_overlap_fraction", "bone_dice"]
+__all__ = ["Registration3D", "register_postop_to_preop", "boxes_overlap_fraction", "bone_dice", "pose_to_sitk"]
 
 _CLAMP_HU = (-200.0, 2000.0)
 
@@ -83,6 +83,14 @@ class Registration3D:
                 "seconds": self.seconds, "start": self.start, "message": self.message}
 
 
+def pose_to_sitk(pose: Pose) -> sitk.AffineTransform:
+    """A SimpleITK transform doing what ``pose.apply`` does (LPS mm -> LPS mm)."""
+    tx = sitk.AffineTransform(3)
+    tx.SetMatrix(tuple(float(v) for v in pose.rotation.ravel()))
+    tx.SetTranslation(tuple(float(v) for v in pose.translation_mm))
+    return tx
+
+
 def boxes_overlap_fraction(a: CTVolume, b: CTVolume) -> float:
     """Share of ``a``'s axis-aligned LPS bounding box that ``b``'s bounding box covers (0-1)."""
     ca, cb = a.corners_lps_mm(), b.corners_lps_mm()
@@ -118,7 +126,6 @@ def bone_dice(preop: CTVolume, postop: CTVolume, T_preop_from_postop: Pose, *,
     Only pre-op voxels whose post-op counterpart lies inside the post-op CT count; 0.0
     when there are none.
     """
-    from or_assist.sim.postop_ct import pose_to_sitk
 
     post_img = postop.to_sitk()
     resampled = sitk.Resample(post_img, preop.to_sitk(), pose_to_sitk(T_preop_from_postop.inverse()),

@@ -4,9 +4,9 @@ nothing else in or_assist imports it.
 
 Modules::
 
-    phantom/   or_assist.sim.phantom.
-    scenario/  or_assist.sim.scenario.
-    shots/     or_assist.sim.shots.
+    phantom/   The analytic phantom pelvis CT (constructive solid geometry) and its landmarks.
+    scenario/  The simulated C-arm: scripted scenarios played as a frame source.
+    shots/     Realistic fluoroscopy shots from a CT: the imaging chain after the DRR.
     postop_ct  Synthetic post-operative CTs with known ground truth, for tests and benchmarks.
     sample     The built-in sample case: the synthetic pelvis CT, its plan and a C-arm geometry.
 
@@ -21,7 +21,7 @@ __getattr__, __dir__, __all__ = _lazy.attach(
     __name__,
     submodules=['phantom', 'scenario', 'shots', 'postop_ct', 'sample'],
     submod_attrs={
-        'postop_ct': ['perturbed_implant', 'rigid_motion', 'synthesize_postop_ct', 'implant_fraction_volume', 'pose_to_sitk'],
-        'sample': ['SAMPLE_DIR', 'SAMPLE_SIDE', 'SAMPLE_PROFILE', 'sample_plan', 'build_sample_data'],
+        'postop_ct': ['perturbed_implant', 'rigid_motion', 'synthesize_postop_ct', 'implant_fraction_volume'],
+        'sample': ['SAMPLE_DIR', 'SAMPLE_SIDE', 'SAMPLE_PROFILE', 'sample_plan', 'build_sample_data', 'demo_pin'],
     },
 )

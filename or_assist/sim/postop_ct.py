@@ -27,9 +27,9 @@ from or_assist.core.ct.volume import CTVolume
 from or_assist.core.geometry import Pose, rotation_about_axis
 from or_assist.core.plan import Implant, implant_mesh
 from or_assist.errors import InputError
+from or_assist.postop.register3d import pose_to_sitk
 
-__all__ = ["perturbed_implant", "rigid_motion", "synthesize_postop_ct", "implant_fraction_volume",
-           "pose_to_sitk"]
+__all__ = ["perturbed_implant", "rigid_motion", "synthesize_postop_ct", "implant_fraction_volume"]
 
 
 def perturbed_implant(implant: Implant, apex_shift_mm: Sequence[float], tilt_deg: float,
@@ -87,14 +87,6 @@ def rigid_motion(rotation_deg: Sequence[float], translation_mm: Sequence[float],
     r = rotation_about_axis([0, 0, 1], rz) @ rotation_about_axis([0, 1, 0], ry) @ rotation_about_axis([1, 0, 0], rx)
     c = np.asarray(centre_mm, dtype=np.float64)
     return Pose.from_rotation_translation(r, c + np.asarray(translation_mm, dtype=np.float64) - r @ c)
-
-
-def pose_to_sitk(pose: Pose) -> sitk.AffineTransform:
-    """A SimpleITK transform doing what ``pose.apply`` does (LPS mm -> LPS mm)."""
-    tx = sitk.AffineTransform(3)
-    tx.SetMatrix(tuple(float(v) for v in pose.rotation.ravel()))
-    tx.SetTranslation(tuple(float(v) for v in pose.translation_mm))
-    return tx
 
 
 def implant_fraction_volume(grid: CTVolume, meshes: Sequence[tuple[np.ndarray, np.ndarray]],

@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["SAMPLE_DIR", "SAMPLE_SIDE", "SAMPLE_PROFILE", "sample_plan", "build_sample_data"]
+import numpy as np
+
+__all__ = ["SAMPLE_DIR", "SAMPLE_SIDE", "SAMPLE_PROFILE", "sample_plan", "build_sample_data", "demo_pin"]
 
 SAMPLE_DIR = Path(__file__).resolve().parents[2] / "sample_data"
 SAMPLE_SIDE = "left"
@@ -31,7 +33,8 @@ def sample_plan(ct_path: str | os.PathLike, side: str = SAMPLE_SIDE):
     Plan
     """
     from or_assist.core.ct.load import load_ct
-    from or_assist.core.plan import Implant, Landmark, Plan, default_views, load_catalogue
+    from or_assist.core.plan import Implant, Landmark, Plan, default_views
+    from or_assist.core.catalogue import load_catalogue
     from or_assist.sim.phantom.make import phantom_implant_targets, phantom_landmarks
 
     catalogue = load_catalogue()
@@ -73,3 +76,30 @@ def build_sample_data(out_dir: str | os.PathLike | None = None, force: bool = Fa
     geometry_path = out / f"geometry_{SAMPLE_PROFILE}_{SAMPLE_GEOMETRY_SIZE_PX}.json"
     save_geometry(load_profile(SAMPLE_PROFILE).geometry_at(SAMPLE_GEOMETRY_SIZE_PX), geometry_path)
     return {"ct": ct_path, "plan": plan_path, "geometry": geometry_path}
+
+
+def demo_pin(implant, advance_fraction: float = 0.6, offset_mm=(0.0, 0.0, 3.0), tilt_deg: float = 4.0):
+    """A guide pin on its way along ``implant``, off the plan by a known amount.
+
+    Parameters
+    ----------
+    implant : Implant
+    advance_fraction : float
+        How far the tip has advanced from the entry towards the apex (0..1).
+    offset_mm : (3,) sequence
+        Tip offset from the planned axis in LPS mm (default 3 mm cranial).
+    tilt_deg : float
+        Angle between the pin and the planned axis (turned towards caudal).
+
+    Returns
+    -------
+    GuidePin
+    """
+    from or_assist.core.geometry import rotation_about_axis
+    from or_assist.core.instruments import GuidePin
+
+    axis = implant.axis_unit
+    turn = np.cross(axis, [0.0, 0.0, 1.0])
+    direction = rotation_about_axis(turn, -np.radians(tilt_deg)) @ axis if np.linalg.norm(turn) > 1e-6 else axis
+    tip = implant.entry_lps_mm + advance_fraction * implant.length_mm * axis + np.asarray(offset_mm, float)
+    return GuidePin.from_tip_direction(tip, direction, 150.0)

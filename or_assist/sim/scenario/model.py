@@ -79,7 +79,7 @@ def _bool(value, name: str) -> bool:
 
 @dataclass(frozen=True)
 class PinState:
-    """Where the guide pin is during a step (see :func:`or_assist.cli.demo.demo_pin`).
+    """Where the guide pin is during a step (see :func:`or_assist.sim.sample.demo_pin`).
 
     Attributes
     ----------
