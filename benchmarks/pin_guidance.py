@@ -1,6 +1,6 @@
 """Guide-pin guidance accuracy on simulated two-view shots of the real CT.
 
-Cases (``tests/guidance_cases.py``): a planned implant of ``tests/data/real_ct_plan.json``
+Cases (``or_assist/sim/pin_cases.py``): a planned implant of ``tests/data/real_ct_plan.json``
 (R1-R3), a 3.2 mm steel pin with its tip 0-10 mm off the planned axis and tilted
 0-10 deg, advanced 60-100 % of the planned length; an inlet and an outlet shot of that
 implant (each C-arm placement off the planned view by up to 3 deg and 5 mm), simulated as
@@ -47,7 +47,9 @@ from or_assist.guidance.deviation import (TriangulationRefused, ViewUncertainty,
 from or_assist.errors import InputError  # noqa: E402
 from or_assist.guidance.pin import PinPrior, attenuation_from_frame, detect_pin  # noqa: E402
 from or_assist.video.preprocess.shot import PreprocessSettings, preprocess_shot  # noqa: E402
-from tests.guidance_cases import make_case  # noqa: E402
+from or_assist.sim.pin_cases import make_case  # noqa: E402
+
+REAL_PLAN = REPO_ROOT / "tests" / "data" / "real_ct_plan.json"  # the real-CT fixture plan (data)
 
 PRE = PreprocessSettings(polarity="bone-dark", mask_metal=False, mask_saturated=False, normalise=False)
 
@@ -122,17 +124,17 @@ def main(argv=None) -> int:
     registrar = None
     if args.register:
         from or_assist.register.pipeline import Registrar
-        from tests.guidance_cases import setup
+        from or_assist.sim.pin_cases import setup
 
-        plan, renderer, _ = setup(512)
+        plan, renderer, _ = setup(REAL_PLAN, 512)
     n_pin = n_ok = n_wrong = n_free = n_false = 0
     rows_true, rows_reg, refused_true, refused_reg, failed_reg = [], [], [], [], 0
     t_detect = []
     started = time.perf_counter()
     for i in range(args.pairs):
         seed = args.seed + i
-        case = make_case(seed)
-        free = make_case(seed, pin=False)
+        case = make_case(seed, REAL_PLAN)
+        free = make_case(seed, REAL_PLAN, pin=False)
         dets, geoms = [], []
         for shot in case.shots:
             t0 = time.perf_counter()

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+REAL_PLAN = REPO_ROOT / "tests" / "data" / "real_ct_plan.json"  # the real-CT fixture plan
 TEST_DATA = Path(__file__).resolve().parent / "data"
 REAL_CT_DIR = TEST_DATA / "real_ct"
 

@@ -11,7 +11,8 @@ import pytest
 from or_assist.core.geometry import Pose, save_geometry, save_pose
 from or_assist.errors import InputError
 from or_assist.cli.pin import pin_command
-from tests.guidance_cases import REAL_PLAN, make_case
+from or_assist.sim.pin_cases import make_case
+from tests.conftest import REAL_PLAN
 
 KW = dict(detector_px=256, frame_px=(960, 540), supersample=1, placed_probability=0.0)
 
@@ -19,7 +20,7 @@ KW = dict(detector_px=256, frame_px=(960, 540), supersample=1, placed_probabilit
 @pytest.fixture(scope="module")
 def files(real_ct_path, tmp_path_factory):
     d = tmp_path_factory.mktemp("pin")
-    case = make_case(21, **KW)
+    case = make_case(21, REAL_PLAN, **KW)
     shots = []
     for k, shot in enumerate(case.shots):
         cv2.imwrite(str(d / f"shot{k}.png"), shot.frame)

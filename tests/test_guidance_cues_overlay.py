@@ -15,7 +15,7 @@ from or_assist.guidance.cues import CueThresholds, cue_3d, safety_warnings_3d, s
 from or_assist.guidance.deviation import shot_deviation, two_view_deviation
 from or_assist.guidance.overlay import NOT_REGISTERED_TEXT, draw_overlay, draw_text_block, text_height_px
 from or_assist.guidance.pin import PinDetection
-from tests.guidance_cases import REAL_PLAN
+from tests.conftest import REAL_PLAN
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,8 @@ from or_assist.errors import InputError
 from or_assist.guidance.deviation import (TriangulationRefused, ViewUncertainty, shot_deviation, triangulate_pin,
                                           two_view_deviation)
 from or_assist.guidance.pin import PinDetection
-from tests.guidance_cases import REAL_PLAN, deviated_pin
+from or_assist.sim.pin_cases import deviated_pin
+from tests.conftest import REAL_PLAN
 
 
 @pytest.fixture(scope="module")

@@ -105,10 +105,11 @@ def test_bad_input():
 
 @pytest.fixture(scope="module")
 def real_cases(real_ct_path):
-    from tests.guidance_cases import make_case
+    from or_assist.sim.pin_cases import make_case
+    from tests.conftest import REAL_PLAN
 
     kw = dict(detector_px=256, frame_px=(960, 540), supersample=1)
-    return [make_case(s, **kw) for s in (11, 12)], [make_case(s, pin=False, **kw) for s in (11, 12)]
+    return [make_case(s, REAL_PLAN, **kw) for s in (11, 12)], [make_case(s, REAL_PLAN, pin=False, **kw) for s in (11, 12)]
 
 
 def _detect(shot, implant):

@@ -27,7 +27,6 @@ KNOWN = {
     ("or_assist.live.run", "or_assist.sim.scenario.player"),
     ("or_assist.live.run", "or_assist.sim.scenario.model"),
     ("or_assist.live.run", "or_assist.sim.scenario.scripts"),
-    ("benchmarks.pin_guidance", "tests.guidance_cases"),
 }
 
 

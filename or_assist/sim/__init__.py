@@ -7,6 +7,7 @@ Modules::
     phantom/   The analytic phantom pelvis CT (constructive solid geometry) and its landmarks.
     scenario/  The simulated C-arm: scripted scenarios played as a frame source.
     shots/     Realistic fluoroscopy shots from a CT: the imaging chain after the DRR.
+    pin_cases  Simulated guide-pin cases on the real CT for the guidance tests and benchmark.
     postop_ct  Synthetic post-operative CTs with known ground truth, for tests and benchmarks.
     sample     The built-in sample case: the synthetic pelvis CT, its plan and a C-arm geometry.
 
@@ -19,7 +20,7 @@ import lazy_loader as _lazy
 
 __getattr__, __dir__, __all__ = _lazy.attach(
     __name__,
-    submodules=['phantom', 'scenario', 'shots', 'postop_ct', 'sample'],
+    submodules=['phantom', 'scenario', 'shots', 'pin_cases', 'postop_ct', 'sample'],
     submod_attrs={
         'postop_ct': ['perturbed_implant', 'rigid_motion', 'synthesize_postop_ct', 'implant_fraction_volume'],
         'sample': ['SAMPLE_DIR', 'SAMPLE_SIDE', 'SAMPLE_PROFILE', 'sample_plan', 'build_sample_data', 'demo_pin'],

@@ -24,9 +24,6 @@ from or_assist.core.view_poses import plan_view_pose
 from or_assist.render.drr import AttenuationVolume, DRRRenderer
 from or_assist.sim.shots.simulate import ShotSettings, simulate_shot
 
-REPO = Path(__file__).resolve().parents[1]
-REAL_PLAN = REPO / "tests" / "data" / "real_ct_plan.json"
-REAL_CT = REPO / "tests" / "data" / "real_ct" / "ct_abdomen_pelvis_3mm.nii.gz"
 
 
 @dataclass
@@ -41,10 +38,19 @@ class PinCase:
 
 
 @functools.lru_cache(maxsize=4)
-def setup(detector_px: int = 512):
-    """(plan, renderer, detector geometry) for the real CT, cached."""
-    plan = load_plan(REAL_PLAN)
-    renderer = DRRRenderer(AttenuationVolume.from_ct(load_ct(REAL_CT)))
+def setup(plan_path: str | Path, detector_px: int = 512):
+    """(plan, renderer, detector geometry) for a plan and its CT, cached.
+
+    Parameters
+    ----------
+    plan_path : str or Path
+        An ``or_assist.plan/1`` file whose CT is readable (the tests and the benchmark use
+        ``tests/data/real_ct_plan.json``).
+    detector_px : int
+        Detector size of the C-arm profile's geometry.
+    """
+    plan = load_plan(plan_path)
+    renderer = DRRRenderer(AttenuationVolume.from_ct(load_ct(plan.ct_path)))
     return plan, renderer, load_profile("siemens_cios_fusion").geometry_at(detector_px)
 
 
@@ -76,12 +82,12 @@ def jittered(pose: Pose, rng, angle_deg: float, shift_mm: float) -> Pose:
     return Pose(m)
 
 
-def make_case(seed: int, *, pin: bool = True, detector_px: int = 512, frame_px=(1920, 1080),
+def make_case(seed: int, plan_path: str | Path, *, pin: bool = True, detector_px: int = 512, frame_px=(1920, 1080),
               views=("inlet", "outlet"), placed_probability: float = 0.3, max_offset_mm: float = 10.0,
               max_angle_deg: float = 10.0, jitter_deg: float = 3.0, jitter_mm: float = 5.0,
               supersample: int = 2) -> PinCase:
     """One simulated two-view case (module doc); deterministic for a seed."""
-    plan, renderer, geometry = setup(detector_px)
+    plan, renderer, geometry = setup(Path(plan_path), detector_px)
     rng = np.random.default_rng(seed)
     k = int(rng.integers(len(plan.implants)))
     implant = plan.implants[k]
