@@ -20,7 +20,7 @@ PACKAGES = sorted(m.name for m in pkgutil.walk_packages(or_assist.__path__, "or_
 
 def _defined_public_names(path: Path) -> list[str]:
     """Names in a module's ``__all__`` that the module itself defines (not re-exports)."""
-    tree = ast.parse(path.read_text())
+    tree = ast.parse(path.read_text(encoding="utf-8"))
     own = set()
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):

@@ -34,7 +34,7 @@ def imports_of(path: Path, module: str) -> set[str]:
     """Absolute names of every module ``path`` imports (module-level or inside functions)."""
     package = module.rsplit(".", 1)[0] if path.name != "__init__.py" else module
     out = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
         if isinstance(node, ast.Import):
             out.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
