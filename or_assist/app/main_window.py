@@ -13,6 +13,9 @@ red, and :func:`~or_assist.guidance.overlay.draw_overlay` draws no plan.
 Keys (:data:`KEYS`; a foot pedal that sends keys works): Right / PageDown next
 implant, Left / PageUp previous, V next view, Space / C capture, O overlay on/off,
 + / - overlay opacity, F / F11 full screen, Esc leave full screen.
+
+Longer than 400 lines because :class:`MainWindow` is one Qt window (layout, keys, drawing
+of one result); its logic lives in live/ and guidance/.
 """
 
 from __future__ import annotations

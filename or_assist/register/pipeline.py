@@ -30,6 +30,10 @@
 A failed registration is a value: :class:`RegistrationResult` with ``success=False``, a
 ``reason``, and no :attr:`~RegistrationResult.pose_for_overlay`. DRRs are rendered with
 ``render_threads`` numba threads (:class:`~or_assist.register.settings.RegistrationSettings`).
+
+Longer than 400 lines because the multi-resolution :class:`Registrar` (levels, restarts,
+confidence) shares its state across one loop; metrics, optimisers and settings are
+separate modules.
 """
 
 from __future__ import annotations

@@ -17,6 +17,9 @@ Examples
 >>> from or_assist.core.ct.load import load_ct                             # doctest: +SKIP
 >>> renderer = DRRRenderer(AttenuationVolume.from_ct(load_ct("ct.nii.gz")))  # doctest: +SKIP
 >>> image = renderer.render(pose, geometry, downsample=4)             # doctest: +SKIP
+
+Longer than 400 lines because the renderer, its volume type and the plain reference
+implementation the tests compare the numba kernels against stay side by side.
 """
 
 from __future__ import annotations

@@ -29,6 +29,10 @@ dicts given (or of ``obj.to_dict()``). The report reads ``deviations["deviation_
 Text masks (bool, the image's height and width, true on burnt-in text that may show the
 patient's name) are kept beside the images; stored images are unmasked (the record),
 exported ones masked by default (:mod:`or_assist.session.export`).
+
+Longer than 400 lines because :class:`CaseLog` is one class that owns the SQLite connection,
+its transactions and the image files written with them; splitting it would spread one
+transaction over modules.
 """
 
 from __future__ import annotations
