@@ -9,7 +9,6 @@ and, independently of the plan checks, that the implants sit where the CT says b
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,8 +16,9 @@ import pytest
 from or_assist.core.ct.load import load_ct
 from or_assist.core.plan import load_plan, load_plan_ct
 from or_assist.planning.checks import CHECK_NAMES, format_check_table, run_plan_checks
+from tests.conftest import REAL_PLAN
 
-PLAN_PATH = Path(__file__).resolve().parent / "data" / "real_ct_plan.json"
+PLAN_PATH = REAL_PLAN
 
 
 # Independent "bone neighbourhood" rule (not the plan checks' enclosure rule): within

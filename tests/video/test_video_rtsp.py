@@ -1,6 +1,6 @@
 """RTSP through OpenCV's FFmpeg backend, against a real RTSP server (gst-rtsp-server).
 
-The server (tests/rtsp_server.py) runs under the system Python, which has the GObject
+The server (tests/video/rtsp_server.py) runs under the system Python, which has the GObject
 bindings from the Debian packages python3-gst-1.0, gir1.2-gst-rtsp-server-1.0,
 gstreamer1.0-plugins-base and gstreamer1.0-plugins-good; without them these tests are
 skipped with that reason.
@@ -17,8 +17,8 @@ import pytest
 from or_assist.video.capture import CaptureThread
 from or_assist.video.sources.base import SignalState
 from or_assist.video.sources.opencv import UrlSource
-from tests.mjpeg_server import closed_port
-from tests.test_video_capture import FAST, StateLog
+from tests.video.mjpeg_server import closed_port
+from tests.video.test_video_capture import FAST, StateLog
 
 SERVER = Path(__file__).resolve().parent / "rtsp_server.py"
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -39,7 +39,7 @@ def _server_available() -> str | None:
 
 
 class RtspServer:
-    """tests/rtsp_server.py in a subprocess; stop() kills it, start() brings it back on
+    """tests/video/rtsp_server.py in a subprocess; stop() kills it, start() brings it back on
     the same port."""
 
     def __init__(self, lifetime_s: float = 20.0):

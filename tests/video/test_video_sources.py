@@ -20,7 +20,7 @@ from or_assist.video.sources.opencv import DeviceSource, FileSource, UrlSource
 from or_assist.video.sources.opencv import device_paths, mask_url
 from or_assist.video.sources.v4l2 import (VIDIOC_ENUM_FMT, VIDIOC_ENUM_FRAMEINTERVALS,
                                   VIDIOC_ENUM_FRAMESIZES, VIDIOC_QUERYCAP, query_device)
-from tests.mjpeg_server import MjpegServer, SilentServer, closed_port, counter_image, read_counter
+from tests.video.mjpeg_server import MjpegServer, SilentServer, closed_port, counter_image, read_counter
 
 VIDEO_FPS = 25.0
 VIDEO_FRAMES = 10

@@ -4,7 +4,7 @@ Run with the *system* Python, which has the GObject bindings (Debian packages
 ``python3-gst-1.0``, ``gir1.2-gst-rtsp-server-1.0``, ``gstreamer1.0-plugins-base`` and
 ``gstreamer1.0-plugins-good``)::
 
-    /usr/bin/python3 tests/rtsp_server.py --port 8554 --lifetime 20
+    /usr/bin/python3 tests/video/rtsp_server.py --port 8554 --lifetime 20
 
 It serves ``rtsp://127.0.0.1:<port>/carm``: a live 160x120, 25 fps test picture as
 RTP/JPEG (the codec of many network video encoders), prints ``READY <port>`` once it

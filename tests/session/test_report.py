@@ -22,7 +22,7 @@ from or_assist.session.caselog import CASE_DB
 from or_assist.cli.cases import cases_command, export_command, report_command
 from or_assist.session.report import (build_report, chromium_args, export_pdf, final_deviations, find_chromium,
                                       registration_stats)
-from tests.caselog_cases import OPERATOR, PATIENT, record_case
+from tests.session.caselog_cases import OPERATOR, PATIENT, record_case
 
 CHROMIUM = find_chromium()
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (Debian package 'chromium', "

@@ -15,7 +15,7 @@ from or_assist.video.capture import CaptureThread
 from or_assist.video.sources.base import SignalState
 from or_assist.video.sources.folder import ImageFolderSource
 from or_assist.video.sources.opencv import FileSource, UrlSource
-from tests.mjpeg_server import MjpegServer, closed_port, counter_image, read_counter
+from tests.video.mjpeg_server import MjpegServer, closed_port, counter_image, read_counter
 
 FAST = dict(no_signal_after_s=0.5, reconnect_backoff_s=(0.1, 0.2))
 

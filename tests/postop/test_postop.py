@@ -1,6 +1,6 @@
 """Post-op CT evaluation on synthetic post-op CTs made from the real 3 mm CT.
 
-Known truth (tests/postop_cases.py): implants burnt in at positions perturbed from the
+Known truth (tests/postop/postop_cases.py): implants burnt in at positions perturbed from the
 plan (apex shifts of 2-12 mm, tilts of 1.5-5 deg), the whole CT moved by a known rigid
 motion (case B also in other scanner coordinates). The evaluation must recover the
 apex deviation within 1 mm and the angle within 1 degree.
@@ -18,7 +18,7 @@ from or_assist.core.geometry import rotation_angle_deg
 from or_assist.planning.checks import implant_surface_distance_mm
 from or_assist.errors import InputError
 from or_assist.postop.evaluate import EVALUATION_SCHEMA, evaluate_case, evaluate_command, format_case_table
-from tests import postop_cases as pc
+from tests.postop import postop_cases as pc
 
 
 @pytest.mark.parametrize("name", ["A", "B"])

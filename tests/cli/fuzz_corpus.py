@@ -29,6 +29,8 @@ from typing import Callable
 
 import numpy as np
 
+from tests.conftest import REAL_CT_DIR, REPO_ROOT
+
 PER_CASE_LIMIT_S = 120.0   # a hang, not a speed bound: most cases end in milliseconds
 
 # ----------------------------------------------------------------------------- inputs
@@ -206,7 +208,7 @@ def _ct_variants(ct: Path, out: Path) -> dict[str, tuple[Path, str]]:
     for k in range(3):
         (junk_dir / f"IM{k}.dcm").write_bytes(b"DICM" + bytes(200))
     result["junk_folder"] = (junk_dir, "error")
-    dicom = Path(__file__).resolve().parent / "data" / "real_ct" / "ct_pelvis_dicom"
+    dicom = REAL_CT_DIR / "ct_pelvis_dicom"
 
     def dicom_variant(key, patch=None, drop=None, truncate=None):
         d = out / f"ct_dicom_{key}"
@@ -598,7 +600,7 @@ def campaign(root: Path) -> dict[str, dict[str, int]]:
             scratch.mkdir(parents=True, exist_ok=True)
             argv = case.argv(base, path, scratch)
             if case.own_process:
-                code, out, err = run_cli_process(argv, Path(__file__).resolve().parents[1])
+                code, out, err = run_cli_process(argv, REPO_ROOT)
             else:
                 code, out, err = run_cli(argv, cap.readouterr)
             problem = check(f"{name}[{variant}]" if variant else name, expect, code, out, err)
@@ -617,7 +619,7 @@ def campaign(root: Path) -> dict[str, dict[str, int]]:
 
 
 if __name__ == "__main__":
-    # python -m tests.fuzz_corpus: the whole campaign as a table (cases per command).
+    # python -m tests.cli.fuzz_corpus: the whole campaign as a table (cases per command).
     with tempfile.TemporaryDirectory(prefix="or_assist_fuzz_") as tmp:
         table, problems = campaign(Path(tmp))
     keys = ("tried", "clear", "traceback", "hang", "silently wrong", "not one line")

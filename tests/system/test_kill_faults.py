@@ -19,10 +19,11 @@ from pathlib import Path
 import pytest
 
 from or_assist.cli import main
+from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO_ROOT
 
 
 def _env(tmp_path: Path) -> dict:

@@ -1,6 +1,6 @@
 """Every command's bad inputs: one line, exit 2, no traceback, no hang.
 
-The corpus (``tests/fuzz_corpus.py``) is generated at test time from the sample data:
+The corpus (``tests/cli/fuzz_corpus.py``) is generated at test time from the sample data:
 damaged JSON (whole file and every field), CTs, images and case folders, nonsense
 arguments and outputs that cannot be written. Each command runs in-process through
 :func:`or_assist.cli.main`, so an exception that escapes is a failure here just as it
@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.fuzz_corpus import (ARGUMENT_CASES, VARIANT_CASES, Case, build_base, build_variants, check, run_cli,
+from tests.cli.fuzz_corpus import (ARGUMENT_CASES, VARIANT_CASES, Case, build_base, build_variants, check, run_cli,
                                run_cli_process)
+from tests.conftest import REPO_ROOT
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO_ROOT
 
 
 @pytest.fixture(scope="module")

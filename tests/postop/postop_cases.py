@@ -1,6 +1,6 @@
 """Synthetic post-op cases built from the real 3 mm CT, cached per test session.
 
-Not a test module: ``tests/test_postop*.py`` import it. Each case burns the placed
+Not a test module: ``tests/postop/test_postop*.py`` import it. Each case burns the placed
 implants (the plan's, perturbed by known apex shifts and tilts) into the real CT moved by
 a known rigid motion (:mod:`or_assist.sim.postop_ct`).
 """
@@ -8,7 +8,6 @@ a known rigid motion (:mod:`or_assist.sim.postop_ct`).
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 
 import numpy as np
 
@@ -17,9 +16,10 @@ from or_assist.core.ct.volume import CTVolume
 from or_assist.core.geometry import Pose
 from or_assist.core.plan import load_plan
 from or_assist.sim.postop_ct import perturbed_implant, rigid_motion, synthesize_postop_ct
+from tests.conftest import REAL_CT_DIR, REAL_PLAN
 
-PLAN_PATH = Path(__file__).resolve().parent / "data" / "real_ct_plan.json"
-REAL_CT = Path(__file__).resolve().parent / "data" / "real_ct" / "ct_abdomen_pelvis_3mm.nii.gz"
+PLAN_PATH = REAL_PLAN
+REAL_CT = REAL_CT_DIR / "ct_abdomen_pelvis_3mm.nii.gz"
 SACRUM_MM = (0.0, -100.0, 210.0)
 
 #: (apex shift mm, tilt deg, tilt axis or None) per planned implant.

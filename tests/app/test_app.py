@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 import os
 import time
-from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -23,8 +22,9 @@ from or_assist.app.theme import apply_dark_theme  # noqa: E402
 from or_assist.register.pipeline import RegistrationResult  # noqa: E402
 from or_assist.session.caselog import CaseLog  # noqa: E402
 from or_assist.live.run import open_demo_case  # noqa: E402
+from tests.conftest import REPO_ROOT
 
-OUTPUT = Path(__file__).resolve().parents[1] / "test-output"
+OUTPUT = REPO_ROOT / "test-output"
 
 
 def _window(qtbot, qapp, case):
@@ -190,7 +190,7 @@ def test_display_says_no_signal_and_keeps_retrying_a_silent_stream(qtbot, qapp, 
     import dataclasses
 
     from or_assist.video.sources.opencv import UrlSource
-    from tests.mjpeg_server import closed_port
+    from tests.video.mjpeg_server import closed_port
 
     port = closed_port()
     demo = open_demo_case(cases_root=tmp_path, implants=["L1"])

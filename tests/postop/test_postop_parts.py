@@ -16,7 +16,7 @@ from or_assist.postop.cohort import (cohort_command, cohort_summary, format_coho
 from or_assist.postop.prism_fit import prism_planes, roll_about_axis_rad
 from or_assist.postop.segment import find_metal_objects, item_centroid_from_entry_mm
 from or_assist.sim.postop_ct import implant_fraction_volume, perturbed_implant
-from tests import postop_cases as pc
+from tests.postop import postop_cases as pc
 
 
 def test_prism_planes_bound_the_implant_mesh():

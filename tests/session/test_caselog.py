@@ -30,10 +30,11 @@ from or_assist.session import schema
 from or_assist.session.caselog import CASE_DB, CaseLog, default_cases_root, list_cases
 from or_assist.session.export import export_case
 from or_assist.session.images import apply_text_mask
-from tests.caselog_cases import (OPERATOR, PATIENT, T0, make_frame, make_geometry, make_plan, overlay_of,
+from tests.session.caselog_cases import (OPERATOR, PATIENT, T0, make_frame, make_geometry, make_plan, overlay_of,
                                  record_case, registration)
+from tests.conftest import REPO_ROOT
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO_ROOT
 
 
 def _sha(path: Path) -> str:

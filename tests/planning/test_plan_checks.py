@@ -14,6 +14,7 @@ from or_assist.core.plan import Implant, Landmark, Plan, save_plan
 from or_assist.planning.checks import (CheckResult, bone_mask, check_plan_file, format_check_table,
                                         plan_check_exit_code, run_plan_checks, segment_distance_mm)
 from or_assist.errors import InputError
+from tests.conftest import REAL_PLAN
 
 CAT = load_catalogue()
 CORTEX_HU, TISSUE_HU = 900.0, 40.0
@@ -352,10 +353,9 @@ def test_real_ct_weak_joint_found_with_its_landmark(real_ct):
     """The posterior implants of ``tests/data/real_ct_plan.json``: their joints are a 196 HU
     band and a shallow 85 HU dip (osteoporotic, 3 mm); the si_joint landmarks on the axes
     let the weaker evidence count there, and only there."""
-    from pathlib import Path
     from or_assist.core.plan import load_plan
 
-    plan = load_plan(Path(__file__).resolve().parent / "data" / "real_ct_plan.json")
+    plan = load_plan(REAL_PLAN)
     results = run_plan_checks(plan, real_ct)
     for name in ("R1", "R2", "R3"):
         assert rows(results, name)["crosses_si_joint"].passed, format_check_table(results)

@@ -1,4 +1,4 @@
-"""Run by tests/test_app_xvfb.py under a real X server (Xvfb): open the demo window, wait
+"""Run by tests/app/test_app_xvfb.py under a real X server (Xvfb): open the demo window, wait
 for a registered shot, grab the screen into the PNG named on the command line and print
 the status and panel texts as JSON. Exit status 0 on success, 3 on a timeout."""
 

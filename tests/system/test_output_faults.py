@@ -33,8 +33,9 @@ import pytest
 from or_assist.cli import main
 from or_assist.core.outputs import check_output_dir, check_output_file, write_bytes_atomic, write_image
 from or_assist.errors import InputError
+from tests.conftest import REPO_ROOT
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO_ROOT
 TIMEOUT_S = 300
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,8 +14,9 @@ from or_assist.core.carm import carm_angles_from_pose, patient_axes, pose_from_c
 from or_assist.errors import InputError
 from or_assist.session.caselog import CaseLog
 from or_assist.live.pipeline import LivePipeline, positioning_hint
+from tests.conftest import REPO_ROOT
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO_ROOT
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO_ROOT
+
+REPO = REPO_ROOT
 OUTPUT = REPO / "test-output"
 
 
@@ -49,7 +51,7 @@ def test_demo_window_under_xvfb(xvfb_display):
     png.unlink(missing_ok=True)
     env = {**os.environ, "DISPLAY": xvfb_display, "QT_QPA_PLATFORM": "xcb",
            "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.run([sys.executable, str(REPO / "tests" / "app_xvfb_script.py"), str(png)], env=env,
+    proc = subprocess.run([sys.executable, str(REPO / "tests" / "app" / "app_xvfb_script.py"), str(png)], env=env,
                           capture_output=True, text=True, timeout=180, cwd=REPO)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -23,9 +23,10 @@ from or_assist.sim.sample import build_sample_data
 from or_assist.session.caselog import CaseLog
 from or_assist.video.credentials import (PASSWORD_ENV, has_password, mask_credentials, strip_password,
                                          with_password)
-from tests.mjpeg_server import MjpegServer, closed_port
+from tests.video.mjpeg_server import MjpegServer, closed_port
+from tests.conftest import REPO_ROOT
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO_ROOT
 HARD_TIMEOUT_S = 240  # a run that hangs fails here; the runs below need a few seconds
 
 
