@@ -14,18 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.fuzz_corpus import (ARGUMENT_CASES, VARIANT_CASES, Case, build_base, build_variants, check, run_cli,
-                               run_cli_process)
+from tests.cli.fuzz_corpus import ARGUMENT_CASES, VARIANT_CASES, Case, check, run_cli, run_cli_process
 from tests.conftest import REPO_ROOT
 
 REPO = REPO_ROOT
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    root = tmp_path_factory.mktemp("fuzz")
-    base = build_base(root / "base")
-    return base, build_variants(base, root / "bad")
 
 
 @pytest.fixture(autouse=True)

@@ -45,12 +45,6 @@ def _tree_hashes(folder: Path) -> dict:
     return {str(p.relative_to(folder)): _sha(p) for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-@pytest.fixture(scope="module")
-def recorded(tmp_path_factory):
-    log, written = record_case(tmp_path_factory.mktemp("cases"))
-    return log.case_dir, written
-
-
 # --------------------------------------------------------------------------- round trip
 
 

@@ -29,12 +29,6 @@ needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PAT
                                                               "installed by .ci/run)")
 
 
-@pytest.fixture(scope="module")
-def recorded(tmp_path_factory):
-    log, written = record_case(tmp_path_factory.mktemp("cases"))
-    return log.case_dir, written
-
-
 def _images(html: str) -> list[np.ndarray]:
     return [cv2.imdecode(np.frombuffer(base64.b64decode(b), np.uint8), cv2.IMREAD_UNCHANGED)
             for b in re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)]

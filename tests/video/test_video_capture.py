@@ -63,22 +63,16 @@ def _url(server: MjpegServer, **kw) -> UrlSource:
     return UrlSource(server.url, open_timeout_s=1.0, read_timeout_s=0.5, **kw)
 
 
-@pytest.fixture()
-def server():
-    with MjpegServer(fps=50.0, size=(160, 120), lifetime_s=15.0) as srv:
-        yield srv
-
-
-def test_slow_consumer_always_gets_the_newest_frame(server):
+def test_slow_consumer_always_gets_the_newest_frame(mjpeg_server):
     log = StateLog()
-    with CaptureThread(_url(server), on_state=log, **FAST) as cap:
+    with CaptureThread(_url(mjpeg_server), on_state=log, **FAST) as cap:
         assert log.wait_state(SignalState.LIVE)
         taken = []
         for _ in range(8):
             time.sleep(0.1)  # a consumer 5x slower than the 50 fps stream
             frame = cap.latest(timeout_s=1.0)
             assert frame is not None
-            behind = server.counter - read_counter(frame.image)
+            behind = mjpeg_server.counter - read_counter(frame.image)
             taken.append((frame.index, behind, time.monotonic() - frame.timestamp_s))
         stats = cap.stats
     indices = [t[0] for t in taken]
@@ -93,8 +87,8 @@ def test_slow_consumer_always_gets_the_newest_frame(server):
     assert 30 < stats["fps_measured"] < 70
 
 
-def test_latest_returns_each_frame_once(server):
-    with CaptureThread(_url(server), **FAST) as cap:
+def test_latest_returns_each_frame_once(mjpeg_server):
+    with CaptureThread(_url(mjpeg_server), **FAST) as cap:
         first = cap.latest(timeout_s=2.0)
         assert first is not None
         assert cap.latest() is None or cap.latest() is None  # no wait: at most one new frame
@@ -103,18 +97,18 @@ def test_latest_returns_each_frame_once(server):
         assert cap.peek().index >= second.index
 
 
-def test_reconnects_after_the_server_restarts(server):
+def test_reconnects_after_the_server_restarts(mjpeg_server):
     log = StateLog()
-    with CaptureThread(_url(server), on_state=log, **FAST) as cap:
+    with CaptureThread(_url(mjpeg_server), on_state=log, **FAST) as cap:
         assert log.wait_state(SignalState.LIVE)
         before = cap.latest(timeout_s=1.0)
         mark = len(log.events)
-        server.stop()
+        mjpeg_server.stop()
         assert log.wait_state(SignalState.NO_SIGNAL, after=mark, timeout_s=3.0), log.events
         assert log.wait_state(SignalState.RECONNECTING, after=mark, timeout_s=3.0), log.events
         time.sleep(0.3)                           # the encoder stays down a while
         assert cap.running and cap.stats["reconnects"] == 0
-        server.start()                            # back on the same port
+        mjpeg_server.start()                      # back on the same port
         assert log.wait_state(SignalState.LIVE, after=mark, timeout_s=4.0), log.events
         after = cap.latest(timeout_s=1.0)
         stats = cap.stats
@@ -143,11 +137,11 @@ def test_unreachable_url_keeps_trying_without_crashing():
         assert time.monotonic() - t0 < 1.0
 
 
-def test_frame_size_change_mid_stream_is_reported(server):
+def test_frame_size_change_mid_stream_is_reported(mjpeg_server):
     log = StateLog()
-    with CaptureThread(_url(server), on_state=log, **FAST) as cap:
+    with CaptureThread(_url(mjpeg_server), on_state=log, **FAST) as cap:
         assert log.wait_state(SignalState.LIVE)
-        server.size = (320, 240)
+        mjpeg_server.size = (320, 240)
         assert log.wait_for(lambda s, m: m == "frame size changed from 160x120 to 320x240"), log.events
         frame = cap.latest(timeout_s=1.0)
         assert cap.state is SignalState.LIVE
@@ -157,14 +151,14 @@ def test_frame_size_change_mid_stream_is_reported(server):
     assert stats["size_changes"] == 1 and (stats["width"], stats["height"]) == (320, 240)
 
 
-def test_black_frames_then_picture(server):
-    server.mode = "black"
+def test_black_frames_then_picture(mjpeg_server):
+    mjpeg_server.mode = "black"
     log = StateLog()
-    with CaptureThread(_url(server), on_state=log, **FAST) as cap:
+    with CaptureThread(_url(mjpeg_server), on_state=log, **FAST) as cap:
         assert log.wait_state(SignalState.BLACK), log.events
         assert SignalState.LIVE not in log.states
         mark = len(log.events)
-        server.mode = "counter"
+        mjpeg_server.mode = "counter"
         assert log.wait_state(SignalState.LIVE, after=mark), log.events
         assert cap.latest(timeout_s=1.0).image.mean() > 50
 
@@ -227,7 +221,7 @@ def test_capture_arguments_are_checked(tmp_path):
         CaptureThread(source, black_level=300)
 
 
-def test_silent_source_is_reported_periodically_until_frames_come(server):
+def test_silent_source_is_reported_periodically_until_frames_come(mjpeg_server):
     log = StateLog()
     url = f"http://user:pass@127.0.0.1:{closed_port()}/stream.mjpg"
     cap = CaptureThread(UrlSource(url, open_timeout_s=0.5), on_state=log, no_signal_report_s=0.3, **FAST).start()
@@ -242,10 +236,10 @@ def test_silent_source_is_reported_periodically_until_frames_come(server):
     assert cap.stats["no_signal_reports"] == len(reports) and "could not open" in cap.stats["problem"]
 
     live = StateLog()
-    with CaptureThread(_url(server), on_state=live, no_signal_report_s=0.3, **FAST) as cap:
+    with CaptureThread(_url(mjpeg_server), on_state=live, no_signal_report_s=0.3, **FAST) as cap:
         assert live.wait_state(SignalState.LIVE)
         time.sleep(1.0)
         assert cap.stats["no_signal_reports"] == 0 and cap.stats["problem"] == ""
     assert not any(m.startswith("no signal from") for _, m in live.events)
     with pytest.raises(InputError, match="no_signal_report_s"):
-        CaptureThread(_url(server), no_signal_report_s=0)
+        CaptureThread(_url(mjpeg_server), no_signal_report_s=0)
