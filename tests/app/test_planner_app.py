@@ -94,7 +94,6 @@ def test_place_edit_save_passes_plan_check(qtbot, window, tmp_path):
     assert len(window.editor.landmarks) == 4
 
     # the live view went to full resolution once idle
-    assert window.last_live_latency_s < 0.5
     qtbot.waitUntil(lambda: "full" in window.fluoro[window.current_view_kind()].label.textItem.toPlainText(),
                     timeout=10000)
 

@@ -126,13 +126,13 @@ def test_mp4_replay_at_real_time_pace(video_file):
     assert [f.source_time_s for f in frames] == pytest.approx([k / VIDEO_FPS for k in range(VIDEO_FRAMES)])
 
 
-def test_mp4_replay_as_fast_as_possible_and_looping(video_file):
+def test_mp4_replay_as_fast_as_possible_and_looping(video_file, monkeypatch):
     path, _ = video_file
+    paced = []
+    monkeypatch.setattr("or_assist.video.sources.base.Pacer.wait", lambda self: paced.append(self))
     with FileSource(path, realtime=False, loop=True) as source:
-        t0 = time.monotonic()
         frames = [source.read() for _ in range(3 * VIDEO_FRAMES)]
-        elapsed = time.monotonic() - t0
-    assert elapsed < 0.5 * 3 * VIDEO_FRAMES / VIDEO_FPS   # far quicker than real time (1.2 s)
+    assert paced == []                                    # never waits for real time
     assert [f.index for f in frames] == list(range(3 * VIDEO_FRAMES))
     assert [read_counter(f.image) for f in frames] == list(range(VIDEO_FRAMES)) * 3
     assert frames[VIDEO_FRAMES].source_time_s == pytest.approx(0.0)
@@ -186,16 +186,17 @@ def test_image_folder_replay_real_time(tmp_path):
     assert frames[3].source_time_s == pytest.approx(3 / 20.0)
 
 
-def test_image_folder_fast_loop_pattern_and_bad_file(tmp_path):
+def test_image_folder_fast_loop_pattern_and_bad_file(tmp_path, monkeypatch):
     folder = tmp_path / "shots"
     _write_folder(folder, 4)
     (folder / "frame_3.png").write_bytes(b"\x89PNG broken")
     source = open_source(folder, fps=5.0, realtime=False, loop=True, pattern="frame_*.png")
     assert isinstance(source, ImageFolderSource)
+    paced = []
+    monkeypatch.setattr("or_assist.video.sources.base.Pacer.wait", lambda self: paced.append(self))
     with source:
-        t0 = time.monotonic()
         counters = [read_counter(source.read().image) for _ in range(7)]
-        assert time.monotonic() - t0 < 0.5
+    assert paced == []                                    # never waits for real time
     assert counters == [0, 1, 3, 0, 1, 3, 0]
     assert [p.name for p in source.skipped_files] == ["frame_3.png"]
 
@@ -290,9 +291,7 @@ def test_v4l2_request_numbers_match_videodev2():
 def test_list_devices_on_a_machine_without_grabbers():
     if device_paths():
         pytest.skip("this machine has capture devices")
-    t0 = time.monotonic()
     assert list_devices() == []
-    assert time.monotonic() - t0 < 1.0
     assert "no capture devices found" in sources_command()
 
 
