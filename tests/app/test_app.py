@@ -46,6 +46,7 @@ def demo_window(qtbot, qapp, tmp_path):
     window.shutdown()
 
 
+@pytest.mark.slow
 def test_demo_registers_shows_deviation_and_captures(demo_window, qtbot):
     w = demo_window
     # the panel and status as a person reads them once a shot is registered (under load a
@@ -139,6 +140,7 @@ class SlowRegistrar:
         return self.last_result
 
 
+@pytest.mark.slow
 def test_gui_stays_responsive_during_slow_registration(qtbot, qapp, tmp_path):
     slow = SlowRegistrar()
     case = open_demo_case(cases_root=tmp_path, implants=["L1"], registrar=slow)
@@ -216,6 +218,7 @@ def test_display_says_no_signal_and_keeps_retrying_a_silent_stream(qtbot, qapp, 
         w.shutdown()
 
 
+@pytest.mark.slow
 def test_a_case_log_fault_stops_recording_not_guidance(qtbot, qapp, tmp_path):
     """The case's images folder is replaced by a file (writes fail, also for root): the
     display keeps registering and guiding, says in red that nothing is recorded, and the

@@ -43,6 +43,7 @@ def xvfb_display():
     proc.stderr.close()
 
 
+@pytest.mark.slow
 @pytest.mark.xvfb
 def test_demo_window_under_xvfb(xvfb_display):
     import cv2

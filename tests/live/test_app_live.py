@@ -51,6 +51,7 @@ def test_positioning_hint_words(sample_case):
         positioning_hint(np.eye(4), planned)
 
 
+@pytest.mark.slow
 def test_headless_demo_writes_the_case_log(tmp_path):
     from or_assist.live.run import open_demo_case, run_headless
 

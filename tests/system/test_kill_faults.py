@@ -52,6 +52,7 @@ def _kill_when(proc: subprocess.Popen, ready, limit_s: float = 240.0) -> None:
     assert proc.returncode == -signal.SIGKILL
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_a_case_killed_after_its_first_shot_keeps_it_and_reads_as_interrupted(tmp_path, capsys):
     cases = tmp_path / "cases"
@@ -78,6 +79,7 @@ def test_a_case_killed_after_its_first_shot_keeps_it_and_reads_as_interrupted(tm
         assert log.check_files() == []            # and its images with it
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("kill_at", ["0.3 s", "1.0 s", "first file"])
 def test_sample_killed_while_writing_then_rerun_gives_whole_files(tmp_path, capsys, kill_at):

@@ -253,6 +253,7 @@ def test_report_beside_an_unwritable_case_is_refused_before_any_work(tmp_path, h
     assert not (log.case_dir / "report.html").exists()
 
 
+@pytest.mark.slow
 def test_outputs_under_a_file_or_onto_a_folder_are_refused_before_any_work(sample, tmp_path):
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
@@ -292,6 +293,7 @@ sys.exit(p.returncode)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", UNWRITABLE)
 def test_images_folder_unwritable_mid_case_interrupts_the_case(tmp_path, capsys, how):
     """The case's image folder turns unwritable after the first shot: exit 2, one line, interrupted."""
@@ -324,6 +326,7 @@ def test_disk_full_while_writing_leaves_no_partial_file(sample, tmp_path):
     assert list(out.iterdir()) == []                   # neither the PNG nor a temporary file
 
 
+@pytest.mark.slow
 def test_disk_full_during_a_case_interrupts_it(tmp_path, capsys):
     cases = tmp_path / "cases"
     proc = run_disk_full(256 * 1024, ["demo", "--headless", "--max-shots", "3", "--cases", str(cases)], tmp_path)
@@ -425,6 +428,7 @@ def test_disk_full_while_writing_a_view_library_leaves_no_temporary(sample, tmp_
     assert list(out.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_disk_full_while_exporting_or_reporting_a_case(tmp_path):
     from or_assist.sim.sample import demo_pin  # noqa: F401  (the demo's case is the real thing)
 
