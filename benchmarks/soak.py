@@ -1,7 +1,7 @@
 """Soak: ``or-assist run --headless`` on a replayed RTSP stream for a long time.
 
 A recorded C-arm output is replayed in a loop by GStreamer's RTSP server
-(``tests/rtsp_server.py --jpeg-folder``, run by the system Python with the Debian
+(``tests/video/rtsp_server.py --jpeg-folder``, run by the system Python with the Debian
 packages ``python3-gst-1.0`` and ``gir1.2-gst-rtsp-server-1.0``): simulated shots of the
 sample pelvis (lateral, inlet and outlet of the first implant, with the guide pin at
 three depths), each held on the "monitor" for ``--hold-s`` seconds, as a grabber sees a
@@ -42,7 +42,7 @@ from or_assist.sim.shots.simulate import ShotSettings, simulate_shot  # noqa: E4
 from or_assist.sim.sample import build_sample_data  # noqa: E402
 from or_assist.session.caselog import list_cases  # noqa: E402
 
-SERVER = REPO / "tests" / "rtsp_server.py"
+SERVER = REPO / "tests" / "video" / "rtsp_server.py"
 FRAME = (1024, 768)
 
 

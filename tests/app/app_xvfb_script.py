@@ -1,0 +1,56 @@
+"""Run by tests/app/test_app_xvfb.py under a real X server (Xvfb): open the demo window, wait
+for a registered shot, grab the screen into the PNG named on the command line and print
+the status and panel texts as JSON. Exit status 0 on success, 3 on a timeout."""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+
+
+def main(out_png: str, timeout_s: float = 90.0) -> int:
+    from PyQt5 import QtCore, QtWidgets
+
+    from or_assist.app.main_window import MainWindow
+    from or_assist.app.settings import AppSettings
+    from or_assist.app.theme import apply_dark_theme
+    from or_assist.live.run import open_demo_case
+
+    app = QtWidgets.QApplication(sys.argv[:1])
+    apply_dark_theme(app)
+    case = open_demo_case(cases_root=tempfile.mkdtemp(), implants=["L1"])
+    window = MainWindow(case, AppSettings())
+    window.show_on_screen(0, full_screen=True)
+    window.start()
+    started = time.monotonic()
+    state = {"code": 3}
+
+    def check():
+        r = window.last_result
+        if r is not None and r.registered and window.overlay_visible and window.virtual_item.image is not None:
+            QtCore.QTimer.singleShot(300, finish)  # let the panel repaint
+            poll.stop()
+        elif time.monotonic() - started > timeout_s:
+            app.quit()
+
+    def finish():
+        pixmap = app.primaryScreen().grabWindow(0)  # the X server's screen, not the widget tree
+        pixmap.save(out_png)
+        print(json.dumps({"status": window.status_text(), "panel": window.panel_text(),
+                          "platform": app.platformName(), "full_screen": window.isFullScreen(),
+                          "screen": [pixmap.width(), pixmap.height()]}), flush=True)
+        state["code"] = 0
+        app.quit()
+
+    poll = QtCore.QTimer()
+    poll.timeout.connect(check)
+    poll.start(100)
+    app.exec_()
+    window.shutdown()
+    return state["code"]
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

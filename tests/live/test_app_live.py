@@ -1,0 +1,172 @@
+"""The OR display's pipeline without Qt: the headless demo writes the case log, the C-arm
+hint, the settings file, bad arguments, and no Qt import outside or_assist/app."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from or_assist.core.carm import carm_angles_from_pose, patient_axes, pose_from_carm_angles
+from or_assist.errors import InputError
+from or_assist.session.caselog import CaseLog
+from or_assist.live.pipeline import LivePipeline, positioning_hint
+from tests.conftest import REPO_ROOT
+
+REPO = REPO_ROOT
+
+
+@pytest.fixture(scope="module")
+def sample_case():
+    from or_assist.sim.scenario.player import load_sample_case
+
+    return load_sample_case()
+
+
+def _turned(pose, orbital_deg, tilt_deg, landmarks):
+    axes = patient_axes(landmarks)
+    a = carm_angles_from_pose(pose, axes=axes)
+    iso = pose.source_position_lps_mm + 530.0 * pose.beam_direction_lps
+    return pose_from_carm_angles(a.orbital_deg + orbital_deg, a.tilt_deg + tilt_deg, iso, 530.0, axes=axes)
+
+
+def test_positioning_hint_words(sample_case):
+    from or_assist.core.view_poses import plan_view_pose
+
+    _, plan, geometry = sample_case
+    planned = plan_view_pose(plan, "L1", "inlet", geometry=geometry)
+    assert positioning_hint(planned, planned, plan.landmarks) is None
+    assert positioning_hint(_turned(planned, 0, 6, plan.landmarks), planned, plan.landmarks) == \
+        "tilt 6 deg more caudal"
+    assert positioning_hint(_turned(planned, 0, -4, plan.landmarks), planned, plan.landmarks) == \
+        "tilt 4 deg more cranial"
+    assert positioning_hint(_turned(planned, -5, 2, plan.landmarks), planned, plan.landmarks) == \
+        "rotate 5 deg towards LAO"
+    assert positioning_hint(_turned(planned, 7, -8, plan.landmarks), planned, plan.landmarks) == \
+        "rotate 7 deg towards RAO, tilt 8 deg more cranial"
+    with pytest.raises(InputError, match="pose"):
+        positioning_hint(np.eye(4), planned)
+
+
+@pytest.mark.slow
+def test_headless_demo_writes_the_case_log(tmp_path):
+    from or_assist.live.run import open_demo_case, run_headless
+
+    lines = []
+    case = open_demo_case(realtime=False, loop=False, implants=["L1"], cases_root=tmp_path)
+    try:
+        summary = run_headless(case, max_shots=2, log=lines.append)
+    finally:
+        case.close()
+    assert len(summary["shots"]) == 2 and lines == summary["shots"]
+    assert summary["registered"] == 2, lines
+    assert lines[0].startswith("shot 1 [L1 lateral]: registered")
+    assert lines[0].endswith("C-arm: tilt 6 deg more caudal")  # the demo's first lateral is 6 deg off
+    assert lines[1].startswith("shot 2 [L1 inlet]: registered")
+    assert "C-arm:" not in lines[1]
+    with CaseLog.open(summary["case_dir"], readonly=True) as log:
+        shots, captures = log.shots(), log.captures()
+        events = log.events()
+    assert [(s["implant_id"], s["view"]) for s in shots] == [("L1", "lateral"), ("L1", "inlet")]
+    assert all(s["registration"]["success"] for s in shots)
+    assert len(captures) == summary["captures"] == 2  # the demo script captures each cue
+    assert captures[0]["cue"]["level"] in ("green", "amber", "red")
+    assert captures[0]["deviations"]["deviation_2d"]["tip_offset_mm"] > 0
+    assert [e["kind"] for e in events] == ["capture", "capture"]
+
+
+def test_not_registered_shot_has_no_plan_overlay(sample_case, tmp_path):
+    from or_assist.register.pipeline import RegistrationResult
+
+    class NeverConfident:
+        def register(self, frame, init_pose, *, polarity="bone-dark", library=None):
+            return RegistrationResult(init_pose, False, 0.05, "gc", 0.01, "not confident: test")
+
+    ct, plan, geometry = sample_case
+    from or_assist.core.view_poses import plan_view_pose
+    from or_assist.sim.shots.simulate import ShotSettings, simulate_shot
+
+    pose = plan_view_pose(plan, "L1", "lateral", geometry=geometry)
+    shot = simulate_shot(ct, pose, geometry, settings=ShotSettings(frame_size_px=(640, 480), seed=3))
+    pipe = LivePipeline(plan, shot.video_geometry, registrar=NeverConfident(), try_other_views=True)
+    r = pipe.process(shot.frame, "L1", "lateral")
+    assert not r.registered and r.pose is None and r.cue is None and r.hint is None
+    assert "NOT REGISTERED" in r.summary()
+    # nothing amber (the plan colour) is drawn; the red banner is
+    ov = r.overlay_bgr
+    amber = (ov[..., 2] > 200) & (ov[..., 1] > 150) & (ov[..., 1] < 220) & (ov[..., 0] < 40)
+    assert not amber.any()
+    assert ((ov[..., 2] > 200) & (ov[..., 0] < 90) & (ov[..., 1] < 90)).any()
+    with pytest.raises(InputError, match="L9"):
+        pipe.process(shot.frame, "L9", "lateral")
+
+
+def test_bad_arguments(sample_case, tmp_path):
+    from or_assist.app.run import demo_app, run_app
+    from or_assist.live.run import LiveCase, run_headless
+
+    _, plan, geometry = sample_case
+    with pytest.raises(InputError, match="geometry"):
+        LivePipeline(plan, {"sid_mm": 1000})
+    with pytest.raises(InputError, match="ct"):
+        LivePipeline(plan, geometry)
+    with pytest.raises(InputError, match="plan"):
+        LivePipeline(object(), geometry, registrar=object())
+    pipe = LivePipeline(plan, geometry, registrar=object())
+    case = LiveCase(None, pipe, "none")
+    with pytest.raises(InputError, match="max_shots"):
+        run_headless(case, max_shots=0)
+    with pytest.raises(InputError, match="duration_s"):
+        run_headless(case, duration_s=-1)
+    with pytest.raises(InputError, match="--screen"):
+        demo_app(screen=-1)
+    with pytest.raises(InputError, match="--duration"):
+        demo_app(headless=True, duration_s=0)
+    empty = tmp_path / "settings.json"
+    with pytest.raises(InputError, match="--plan"):
+        run_app(None, None, None, settings_file=empty, cases_root=tmp_path)
+    with pytest.raises(InputError, match="missing_plan.json: file not found"):
+        run_app(tmp_path / "missing_plan.json", tmp_path / "g.json", "0", settings_file=empty,
+                cases_root=tmp_path)
+
+
+def test_settings_round_trip_and_damaged_file(tmp_path, monkeypatch):
+    from or_assist.app.settings import SETTINGS_SCHEMA, AppSettings, load_settings, save_settings, settings_path
+
+    monkeypatch.setenv("OR_ASSIST_CONFIG_DIR", str(tmp_path / "cfg"))
+    assert settings_path() == tmp_path / "cfg" / "settings.json"
+    assert load_settings() == (AppSettings(), None)
+    s = AppSettings(last_source="/dev/video2", geometry="g.json", plan="p.json", screen=1, overlay_opacity=0.5)
+    path = save_settings(s)
+    assert json.loads(path.read_text())["schema"] == SETTINGS_SCHEMA
+    assert load_settings() == (s, None)
+    path.write_text("{not json")
+    settings, warning = load_settings()
+    assert settings == AppSettings() and "not readable JSON" in warning
+    path.write_text(json.dumps({"schema": SETTINGS_SCHEMA, "screen": -2}))
+    settings, warning = load_settings()
+    assert settings == AppSettings() and "screen" in warning
+    path.write_text(json.dumps({"schema": "other/1"}))
+    assert "expected schema" in load_settings()[1]
+    with pytest.raises(InputError, match="overlay_opacity"):
+        AppSettings(overlay_opacity=1.5)
+    with pytest.raises(InputError, match="last_source"):
+        AppSettings(last_source=3)
+    with pytest.raises(InputError, match="settings"):
+        save_settings({"screen": 0})
+
+
+def test_live_pipeline_modules_do_not_import_qt():
+    code = ("import sys, importlib.abc\n"
+            "class Block(importlib.abc.MetaPathFinder):\n"
+            "    def find_spec(self, name, path, target=None):\n"
+            "        if name.split('.')[0] in ('PyQt5', 'pyqtgraph'):\n"
+            "            raise ImportError('Qt blocked: ' + name)\n"
+            "sys.meta_path.insert(0, Block())\n"
+            "import or_assist.live.pipeline, or_assist.live.run, or_assist.app.settings\n"
+            "print('ok')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
