@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     from or_assist.app.main_window import MainWindow
     from or_assist.app.settings import AppSettings
     from or_assist.app.theme import apply_dark_theme
-    from or_assist.live.run import open_demo_case
+    from or_assist.sim.scenario.demo_case import open_demo_case
 
     app = QtWidgets.QApplication(sys.argv[:1])
     apply_dark_theme(app)

@@ -36,7 +36,8 @@ from or_assist.errors import InputError  # noqa: E402
 from or_assist.render.drr import DRRRenderer  # noqa: E402
 from or_assist.sim.shots.simulate import ShotSettings, simulate_shot  # noqa: E402
 from or_assist.calibration.solve import calibrate  # noqa: E402
-from or_assist.calibration.phantom import bead_phantom_volume, load_bead_phantom  # noqa: E402
+from or_assist.calibration.phantom import load_bead_phantom  # noqa: E402
+from or_assist.sim.calibration_phantom import bead_phantom_volume  # noqa: E402
 
 II_K1 = [1.5, 0.0, 0.0, 0.0, 0.0]
 II_S = [1.0, 4.0, 0.002, -0.0015, 0.0]   # pincushion plus decentring

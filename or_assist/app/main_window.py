@@ -101,7 +101,8 @@ class MainWindow(QtWidgets.QMainWindow):
     Parameters
     ----------
     case : LiveCase
-        From :func:`~or_assist.live.run.open_demo_case` or ``open_real_case``.
+        From :func:`~or_assist.live.run.open_real_case`, or the demo's
+        (:func:`or_assist.sim.scenario.demo_case.open_demo_case`, opened by the CLI).
     settings : AppSettings
         Overlay opacity and screen; updated (not saved) as they change.
     title : str

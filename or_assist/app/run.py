@@ -1,7 +1,8 @@
 """``or-assist demo`` and ``or-assist run``: the OR display, or the same pipeline headless.
 
 :func:`demo_app` plays the built-in sample pelvis through the shot simulator (no
-hardware); :func:`run_app` opens a real case. With ``headless=True`` both run the
+hardware; the CLI passes in the simulator's case opener, which this package does not
+import); :func:`run_app` opens a real case. With ``headless=True`` both run the
 same :class:`~or_assist.live.pipeline.LivePipeline` without a window
 (:func:`~or_assist.live.run.run_headless`) and write the case log.
 """
@@ -10,8 +11,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 from or_assist.errors import InputError
+
+if TYPE_CHECKING:
+    from or_assist.live.run import LiveCase
 
 __all__ = ["demo_app", "run_app", "run_window"]
 
@@ -79,14 +84,17 @@ def _check_screen(screen) -> None:
         raise InputError(f"must be a screen index >= 0, got {screen!r}", "--screen")
 
 
-def demo_app(*, headless: bool = False, screen: int | None = None, full_screen: bool = False,
-             duration_s: float | None = None, max_shots: int | None = None, implants=None,
+def demo_app(open_case: Callable[..., LiveCase], *, headless: bool = False, screen: int | None = None,
+             full_screen: bool = False, duration_s: float | None = None, max_shots: int | None = None, implants=None,
              cases_root: str | os.PathLike | None = None, settings_file: str | os.PathLike | None = None,
              log=_print) -> int:
     """``or-assist demo``: the whole workflow on the built-in sample pelvis.
 
     Parameters
     ----------
+    open_case : callable(*, realtime, loop, implants, cases_root) -> LiveCase
+        Opens the demo case (:func:`or_assist.sim.scenario.demo_case.open_demo_case`);
+        called after the window library was found, with ``realtime=loop=not headless``.
     headless : bool
         No window: run the pipeline as fast as possible and write the case log.
     screen : int, optional
@@ -110,13 +118,13 @@ def demo_app(*, headless: bool = False, screen: int | None = None, full_screen: 
     int
         Exit status 0.
     """
-    from or_assist.live.run import open_demo_case, run_headless
+    from or_assist.live.run import run_headless
 
     _check_screen(screen)
     if duration_s is not None and not duration_s > 0:
         raise InputError(f"must be seconds > 0, got {duration_s!r}", "--duration")
     if headless:
-        case = open_demo_case(realtime=False, loop=False, implants=implants, cases_root=cases_root)
+        case = open_case(realtime=False, loop=False, implants=implants, cases_root=cases_root)
         try:
             summary = run_headless(case, max_shots=max_shots, duration_s=duration_s, log=log)
         except BaseException:
@@ -127,7 +135,7 @@ def demo_app(*, headless: bool = False, screen: int | None = None, full_screen: 
             f"in {summary['seconds']:.1f} s; case log: {summary['case_dir']}")
         return 0
     _window_application()  # a missing display or window library is reported before a case is opened
-    case = open_demo_case(realtime=True, loop=True, implants=implants, cases_root=cases_root)
+    case = open_case(realtime=True, loop=True, implants=implants, cases_root=cases_root)
     return run_window(case, screen=screen, full_screen=full_screen, duration_s=duration_s,
                       settings_file=settings_file, log=log)
 

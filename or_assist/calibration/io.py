@@ -6,15 +6,17 @@
 
 The report lists each image's state (beads found, identified and used, its
 reprojection error, plate tilt), the geometry, and the video mapping: where the
-collimated field lies in the frame, and, with a profile, how many video pixels one
-native detector pixel became (the grabber's scale).
+collimated field lies in the frame (found by the field-of-view detector the caller passes
+in: the CLI passes :func:`or_assist.video.preprocess.fov.detect_field_of_view`, which this
+package, importing only core, does not import), and, with a profile, how many video pixels
+one native detector pixel became (the grabber's scale).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -112,7 +114,8 @@ def format_calibration(result: CalibrationResult, profile=None, fov=None) -> str
 
 def calibrate_command(image_paths: Sequence[str | os.PathLike], phantom_path: str | os.PathLike,
                       out_path: str | os.PathLike, *, profile: str | None = None, roi=None,
-                      source_to_isocenter_mm: float | None = None, distortion: str = "auto") -> str:
+                      source_to_isocenter_mm: float | None = None, distortion: str = "auto",
+                      detect_fov: Callable[[np.ndarray], object] | None = None) -> str:
     """Calibrate from phantom image files and write the geometry (``or-assist calibrate``).
 
     Parameters
@@ -131,6 +134,11 @@ def calibrate_command(image_paths: Sequence[str | os.PathLike], phantom_path: st
     source_to_isocenter_mm : float, optional
         Overrides the profile's; default 600 mm without a profile.
     distortion : {"auto", "none", "radial", "full"}
+    detect_fov : callable(frame) -> FieldOfView, optional
+        Finds the collimated field in the first image used (within the ROI) for the
+        report (:func:`or_assist.video.preprocess.fov.detect_field_of_view`); an
+        :class:`~or_assist.errors.OrAssistError` from it leaves the line out. None: no
+        field-of-view line.
 
     Returns
     -------
@@ -161,16 +169,15 @@ def calibrate_command(image_paths: Sequence[str | os.PathLike], phantom_path: st
                        nominal_sid_mm=nominal_sid, names=[str(p) for p in image_paths])
     fov = None
     first = next(k for k, im in enumerate(result.images) if im.status == "ok")
-    try:
-        from or_assist.video.preprocess.fov import detect_field_of_view
-
+    if detect_fov is not None:
         frame = images[first]
         if result.roi is not None:
             x, y, w, h = result.roi
             frame = frame[y:y + h, x:x + w]
-        fov = detect_field_of_view(frame)
-    except OrAssistError:
-        fov = None                                     # informational only
+        try:
+            fov = detect_fov(frame)
+        except OrAssistError:
+            fov = None                                 # informational only
     written = save_geometry(result.geometry, out_path)
     text = format_calibration(result, prof, fov)
     return f"{text}\nwrote {written}"

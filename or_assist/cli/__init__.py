@@ -158,9 +158,18 @@ def _cmd_simulate(args) -> int:
     return 0
 
 
+def _register_simulator_for(spec) -> None:
+    """Import the shot simulator when ``spec`` is a ``sim:`` source (or None: a saved source
+    may be one), so that ``open_source`` knows the ``sim:`` kind it registers."""
+    if spec is None or str(spec).strip().startswith("sim:"):
+        import or_assist.sim.scenario.player  # noqa: F401  (registers the sim: source kind)
+
+
 def _cmd_sources(args) -> int:
     from or_assist.video.sources.devices import sources_command
 
+    if args.probe is not None:
+        _register_simulator_for(args.probe)
     print(sources_command(probe=args.probe, max_index=args.max_index, seconds=args.seconds,
                           backend=args.backend, width=args.width, height=args.height, fps=args.fps,
                           fourcc=args.fourcc))
@@ -188,9 +197,11 @@ def _cmd_evaluate(args) -> int:
 
 def _cmd_calibrate(args) -> int:
     from or_assist.calibration.io import calibrate_command
+    from or_assist.video.preprocess.fov import detect_field_of_view
 
     print(calibrate_command(args.images, args.phantom, args.out, profile=args.profile, roi=args.roi,
-                            source_to_isocenter_mm=args.source_to_isocenter_mm, distortion=args.distortion))
+                            source_to_isocenter_mm=args.source_to_isocenter_mm, distortion=args.distortion,
+                            detect_fov=detect_field_of_view))
     return 0
 
 
@@ -247,14 +258,16 @@ def _cmd_demo(args) -> int:
 
         return run_demo(out_dir=args.out)
     from or_assist.app.run import demo_app
+    from or_assist.sim.scenario.demo_case import open_demo_case
 
-    return demo_app(headless=args.headless, screen=args.screen, full_screen=args.fullscreen,
+    return demo_app(open_demo_case, headless=args.headless, screen=args.screen, full_screen=args.fullscreen,
                     duration_s=args.duration, max_shots=args.max_shots, cases_root=args.cases)
 
 
 def _cmd_run(args) -> int:
     from or_assist.app.run import run_app
 
+    _register_simulator_for(args.source)
     return run_app(args.plan, args.geometry, args.source, library=args.library, ct=args.ct,
                    headless=args.headless, screen=args.screen, full_screen=args.fullscreen,
                    duration_s=args.duration, max_shots=args.max_shots, cases_root=args.cases,

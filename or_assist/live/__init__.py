@@ -3,7 +3,7 @@
 Modules::
 
     pipeline  The live pipeline of the OR display, without Qt: shots -> preprocess -> register -> guidance -> case log.
-    run       Setting up a live case (the demo or a real one) and running it without a window.
+    run       Setting up a real live case and running a live case without a window.
 
 Names are exported lazily (``lazy_loader``, as in scikit-image): importing this package
 imports no submodule, ``from or_assist.live import name`` imports only the one that
@@ -17,6 +17,6 @@ __getattr__, __dir__, __all__ = _lazy.attach(
     submodules=['pipeline', 'run'],
     submod_attrs={
         'pipeline': ['VIEWS', 'HINT_MIN_DEG', 'ShotResult', 'LivePipeline', 'positioning_hint'],
-        'run': ['DEMO_FRAME_SIZE_PX', 'DEMO_TILT_OFFSET_DEG', 'LiveCase', 'demo_app_scenario', 'open_demo_case', 'open_real_case', 'run_headless'],
+        'run': ['LiveCase', 'open_real_case', 'run_headless'],
     },
 )

@@ -33,13 +33,33 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from or_assist.core.carm import carm_angles_from_pose, patient_axes
 from or_assist.core.geometry import CArmGeometry, Pose
+from or_assist.core.outputs import write_error
+from or_assist.core.plan import Plan
+from or_assist.core.view_poses import plan_view_pose
 from or_assist.errors import InputError
+from or_assist.guidance.cues import Cue, CueThresholds
+from or_assist.guidance.deviation import ShotDeviation
+from or_assist.guidance.overlay import draw_overlay
+from or_assist.guidance.pin import PinDetection
+from or_assist.guidance.shot_guidance import guide_shot
+from or_assist.register.pipeline import Registrar, RegistrationResult
+from or_assist.register.pose_params import isocenter_source_mm, pose_error
+from or_assist.render.display import to_display
+from or_assist.render.drr import AttenuationVolume, DRRRenderer
+from or_assist.render.views.model import ViewLibrary
+from or_assist.session.caselog import CaseLog
+from or_assist.video.preprocess.shot import PreprocessedShot, PreprocessSettings, preprocess_shot
+from or_assist.video.shots import ShotDetector, ShotEvent
+from or_assist.video.sources.base import Frame
+
+if TYPE_CHECKING:  # SimpleITK is not loaded for a type name
+    from or_assist.core.ct.volume import CTVolume
 
 __all__ = ["VIEWS", "HINT_MIN_DEG", "ShotResult", "LivePipeline", "positioning_hint"]
 
@@ -136,11 +156,11 @@ class ShotResult:
     shown_since_s: float
     implant_id: str
     view: str
-    registration: object
+    registration: RegistrationResult | None
     polarity: str
-    detection: object = None
-    deviation: object = None
-    cue: object = None
+    detection: PinDetection | None = None
+    deviation: ShotDeviation | None = None
+    cue: Cue | None = None
     overlay_bgr: np.ndarray | None = None
     hint: str | None = None
     message: str | None = None
@@ -210,13 +230,11 @@ class LivePipeline:
         Renders the virtual views without a library (default: the registrar's).
     """
 
-    def __init__(self, plan, geometry: CArmGeometry, *, ct=None, registrar=None, library=None, case_log=None,
-                 preprocess_settings=None, thresholds=None, try_other_views: bool = True,
-                 patient_position: str = "prone", renderer=None):
-        from or_assist.guidance.cues import CueThresholds
-        from or_assist.video.preprocess.shot import PreprocessSettings
-        from or_assist.video.shots import ShotDetector
-
+    def __init__(self, plan: Plan, geometry: CArmGeometry, *, ct: CTVolume | AttenuationVolume | DRRRenderer | None = None,
+                 registrar: Registrar | None = None,
+                 library: ViewLibrary | None = None, case_log: CaseLog | None = None,
+                 preprocess_settings: PreprocessSettings | None = None, thresholds: CueThresholds | None = None,
+                 try_other_views: bool = True, patient_position: str = "prone", renderer: DRRRenderer | None = None):
         if not hasattr(plan, "implants") or not plan.implants:
             raise InputError("expected a Plan with at least one implant", "plan")
         if not isinstance(geometry, CArmGeometry):
@@ -224,13 +242,11 @@ class LivePipeline:
         if registrar is None:
             if ct is None:
                 raise InputError("give the patient's CT (or a registrar)", "ct")
-            from or_assist.register.pipeline import Registrar
-
             registrar = Registrar(ct, geometry)
         self.plan = plan
         self.geometry = geometry
         self.registrar = registrar
-        self.renderer = renderer if renderer is not None else getattr(registrar, "renderer", None)
+        self.renderer: DRRRenderer | None = renderer if renderer is not None else getattr(registrar, "renderer", None)
         self.library = library
         self.case_log = case_log
         self.log_fault: str | None = None   # why the case log stopped recording (the display says so)
@@ -261,8 +277,6 @@ class LivePipeline:
 
     def planned_pose(self, implant_id: str, view: str) -> Pose:
         """The planned view's pose (cached)."""
-        from or_assist.core.view_poses import plan_view_pose
-
         key = (implant_id, view)
         with self._lock:
             pose = self._planned.get(key)
@@ -278,7 +292,7 @@ class LivePipeline:
         self.fov_mask, self.ignore_mask = fov_mask, ignore_mask
 
     # ------------------------------------------------------------------ per frame
-    def feed(self, frame):
+    def feed(self, frame: Frame) -> ShotEvent | None:
         """Feed one video frame (:class:`~or_assist.video.sources.base.Frame`).
 
         Returns
@@ -302,8 +316,6 @@ class LivePipeline:
         starts = [(view, planned, False)]
         last = self._last
         if last is not None and last.registered and last.implant_id == implant_id:
-            from or_assist.register.pose_params import isocenter_source_mm, pose_error
-
             angle, _ = pose_error(last.pose, planned, isocenter_source_mm(self.geometry))
             if angle <= _TRACK_WITHIN_DEG:
                 starts.insert(0, (view, last.pose, True))
@@ -311,7 +323,7 @@ class LivePipeline:
             starts += [(v, self.planned_pose(implant_id, v), False) for v in VIEWS if v != view]
         return starts
 
-    def _register(self, frame: np.ndarray, start: Pose, track: bool, polarity: str):
+    def _register(self, frame: np.ndarray, start: Pose, track: bool, polarity: str) -> RegistrationResult:
         """Tracking (a short local search from the last registered pose, when the registrar
         can) or a full registration from ``start``."""
         reg = self.registrar
@@ -347,9 +359,6 @@ class LivePipeline:
         -------
         ShotResult
         """
-        from or_assist.guidance.overlay import draw_overlay
-        from or_assist.video.preprocess.shot import preprocess_shot
-
         self.plan.implant(implant_id)  # InputError naming the ids
         started = time.perf_counter()
         shown = time.monotonic() if shown_since_s is None else float(shown_since_s)
@@ -360,6 +369,7 @@ class LivePipeline:
         frame = np.ascontiguousarray(image)
         result = ShotResult(number, None, frame, int(frame_index), shown, implant_id, view, None, "bone-dark",
                             seconds=secs)
+        pre: PreprocessedShot | None
         try:
             pre = preprocess_shot(frame, self.geometry, self.preprocess_settings)
         except InputError as exc:
@@ -404,9 +414,7 @@ class LivePipeline:
             self._last = result
         return result
 
-    def _guidance(self, result: ShotResult, pre) -> None:
-        from or_assist.guidance.shot_guidance import guide_shot
-
+    def _guidance(self, result: ShotResult, pre: PreprocessedShot) -> None:
         if not result.registered:
             return
         implant = self.plan.implant(result.implant_id)
@@ -461,8 +469,6 @@ class LivePipeline:
             yield
         except (OSError, sqlite3.Error) as exc:
             if isinstance(exc, OSError):
-                from or_assist.core.outputs import write_error
-
                 fault = str(write_error(exc.filename or self.case_log.case_dir, exc, "the case log"))
             else:
                 fault = f"{self.case_log.case_dir / 'case.sqlite'}: could not write the case log: {exc}"
@@ -484,9 +490,6 @@ class LivePipeline:
         -------
         (N, N, 3) uint8 ndarray, BGR
         """
-        from or_assist.guidance.overlay import draw_overlay
-        from or_assist.render.display import to_display
-
         key = (implant_id, view, int(size_px))
         with self._lock:
             hit = self._virtual.get(key)
@@ -520,7 +523,7 @@ class LivePipeline:
         return out
 
 
-def _draws_on_frame(pre) -> bool:
+def _draws_on_frame(pre: PreprocessedShot) -> bool:
     """True when the preprocessed pixels are the delivered frame's (no flip, crop or undistortion)."""
     o = pre.orientation
     same = np.allclose(o.matrix, np.eye(2)) and np.allclose(o.offset, 0.0)

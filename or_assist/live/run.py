@@ -1,19 +1,15 @@
-"""Setting up a live case (the demo or a real one) and running it without a window.
+"""Setting up a real live case and running a live case without a window.
 
-* :func:`open_demo_case`: the built-in sample pelvis, played by the shot simulator as a
-  1080p frame grabber would deliver it (:func:`demo_app_scenario`: per implant lateral,
-  inlet and outlet with a deviating pin, then again after the correction; the first
-  lateral of each implant is taken 6 deg off the planned tilt, so the C-arm positioning
-  hint has something to say).
 * :func:`open_real_case`: plan, CT (from the plan), view library, frame geometry and a
   video source for ``or-assist run``.
 * :func:`run_headless`: the same :class:`~or_assist.live.pipeline.LivePipeline` as the
   OR display, frame by frame, writing the case log; what ``--headless`` runs.
 
-A :class:`LiveCase` carries what both the display and the headless run need. In the
-demo, :attr:`LiveCase.script` says, for a frame, which implant and view the scripted
-radiographer has just announced (the display selects them as a surgeon would with the
-keys) and whether the scripted surgeon captures the shot.
+A :class:`LiveCase` carries what both the display and the headless run need. The demo
+case on the built-in sample pelvis is made by the simulator
+(:func:`or_assist.sim.scenario.demo_case.open_demo_case`), which fills
+:attr:`LiveCase.script`: for a frame, which implant and view the scripted radiographer
+has just announced and whether the scripted surgeon captures the shot.
 """
 
 from __future__ import annotations
@@ -21,17 +17,22 @@ from __future__ import annotations
 import sqlite3
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from or_assist.core.geometry import load_geometry
+from or_assist.core.plan import load_plan, load_plan_ct
 from or_assist.errors import InputError
+from or_assist.live.pipeline import LivePipeline
+from or_assist.render.views.io import load_view_library
+from or_assist.session.caselog import CaseLog
+from or_assist.video.capture import CaptureThread
+from or_assist.video.credentials import mask_credentials
+from or_assist.video.sources.base import Frame, FrameSource, SignalState
+from or_assist.video.sources.spec import check_recording_opens, open_source
 
-__all__ = ["DEMO_FRAME_SIZE_PX", "DEMO_TILT_OFFSET_DEG", "LiveCase", "demo_app_scenario", "open_demo_case",
-           "open_real_case", "run_headless"]
-
-DEMO_FRAME_SIZE_PX = (1920, 1080)
-DEMO_TILT_OFFSET_DEG = 6.0
+__all__ = ["LiveCase", "open_real_case", "run_headless"]
 
 
 @dataclass(eq=False)
@@ -50,11 +51,11 @@ class LiveCase:
     case_log : CaseLog or None
     """
 
-    source: object
-    pipeline: object
+    source: FrameSource
+    pipeline: LivePipeline
     source_spec: str
-    script: Callable | None = None
-    case_log: object = None
+    script: Callable[[Frame], dict | None] | None = None
+    case_log: CaseLog | None = None
 
     def close(self) -> None:
         """Close the case log (the source is closed by whoever ran it).
@@ -73,97 +74,10 @@ class LiveCase:
                                  str(Path(self.case_log.case_dir) / "case.sqlite")) from None
 
 
-def demo_app_scenario(plan, *, implants=None, tilt_offset_deg: float = DEMO_TILT_OFFSET_DEG,
-                      frame_size_px=DEMO_FRAME_SIZE_PX, **options):
-    """The demo scenario the OR display plays (module doc).
-
-    Parameters
-    ----------
-    plan : Plan
-    implants : sequence of str, optional
-        Default: all of the plan's.
-    tilt_offset_deg : float
-        Tilt added to the first lateral of each implant.
-    frame_size_px : (width, height)
-    **options
-        Passed to :func:`or_assist.sim.scenario.player.demo_scenario`.
-
-    Returns
-    -------
-    Scenario
-    """
-    from or_assist.sim.scenario.model import VideoSettings
-    from or_assist.sim.scenario.scripts import demo_scenario
-
-    scenario = demo_scenario(plan, implants=implants, **options)
-    steps = list(scenario.steps)
-    seen = set()
-    for k, step in enumerate(steps):
-        if step.view == "lateral" and step.implant not in seen:
-            seen.add(step.implant)
-            steps[k] = replace(step, tilt_offset_deg=float(tilt_offset_deg),
-                               label=f"{step.implant}: C-arm {tilt_offset_deg:g} deg off the planned tilt")
-    video = replace(scenario.video if isinstance(scenario.video, VideoSettings) else VideoSettings(),
-                    frame_size_px=tuple(int(x) for x in frame_size_px))
-    return replace(scenario, steps=tuple(steps), video=video)
-
-
-def open_demo_case(*, realtime: bool = True, loop: bool = True, implants=None, cases_root=None,
-                   case_log: bool = True, registrar=None) -> LiveCase:
-    """The demo on the built-in sample pelvis (module doc).
-
-    Parameters
-    ----------
-    realtime : bool
-        Play at the video frame rate (the display) or as fast as possible (headless).
-    loop : bool
-        Start the scenario again at its end.
-    implants : sequence of str, optional
-        Implants the scenario visits (default all).
-    cases_root : path-like, optional
-        Where the case folder is made (default :func:`~or_assist.session.caselog.default_cases_root`).
-    case_log : bool
-        Write a case log.
-    registrar : object, optional
-        Replaces the default :class:`~or_assist.register.pipeline.Registrar` (tests).
-    """
-    from or_assist.render.drr import DRRRenderer
-    from or_assist.session.caselog import CaseLog
-    from or_assist.live.pipeline import LivePipeline
-    from or_assist.sim.scenario.player import ScenarioSource, load_sample_case
-
-    ct, plan, geometry = load_sample_case()
-    scenario = demo_app_scenario(plan, implants=implants)
-    source = ScenarioSource(scenario, ct, plan, geometry, realtime=realtime, loop=loop, name="sim:demo")
-    video_geometry = source.video_geometry
-    renderer = DRRRenderer(source._ensure_renderer().volume)
-    if registrar is None:
-        from or_assist.register.pipeline import Registrar
-
-        registrar = Registrar(renderer, video_geometry)
-    log = CaseLog.create(cases_root, plan=plan, geometry=video_geometry.to_dict(),
-                         patient_label="sample pelvis (synthetic)") if case_log else None
-    pipeline = LivePipeline(plan, video_geometry, registrar=registrar, case_log=log, renderer=renderer)
-    pipeline.set_masks(source.fov_mask, source.text_mask)
-    steps = scenario.steps
-
-    def script(frame) -> dict | None:
-        position = source.position_of(frame)
-        if not 0 <= position < source.frame_count:
-            return None
-        t = source.truth(position)
-        if t.step < 0:
-            return None
-        step = steps[t.step]
-        return {"implant": step.implant, "view": step.view, "capture": step.pin is not None, "label": step.label}
-
-    return LiveCase(source, pipeline, "sim:demo", script, log)
-
-
 def open_real_case(plan_path, geometry_path, source_spec, *, library_path=None, ct_path=None, cases_root=None,
                    allow_ct_mismatch: bool = False, source_options: dict | None = None,
                    source_timeout_s: float = 30.0) -> LiveCase:
-    """A real case for ``or-assist run`` (see :func:`open_demo_case` for the fields).
+    """A real case for ``or-assist run``.
 
     Parameters
     ----------
@@ -187,20 +101,15 @@ def open_real_case(plan_path, geometry_path, source_spec, *, library_path=None, 
         (:func:`~or_assist.video.sources.spec.check_recording_opens`): one that yields no
         frame fails at once, one that does not open within this many seconds then. No
         case folder is made for a recording that cannot be played, as for a missing plan.
-    """
-    from or_assist.core.geometry import load_geometry
-    from or_assist.core.plan import load_plan, load_plan_ct
-    from or_assist.session.caselog import CaseLog
-    from or_assist.live.pipeline import LivePipeline
-    from or_assist.video.credentials import mask_credentials
-    from or_assist.video.sources.spec import check_recording_opens, open_source
 
+    Returns
+    -------
+    LiveCase
+    """
     plan = load_plan(plan_path)
     geometry = load_geometry(geometry_path)
     library = None
     if library_path is not None:
-        from or_assist.render.views.io import load_view_library
-
         library = load_view_library(library_path, plan)
         lg = library.geometry
         if abs(lg.sid_mm - geometry.sid_mm) > 1e-6 or \
@@ -230,7 +139,8 @@ def run_headless(case: LiveCase, *, max_shots: int | None = None, duration_s: fl
                  source_timeout_s: float | None = None, no_signal_report_s: float | None = 5.0) -> dict:
     """Run a case without a window: frames -> shots -> registration -> guidance -> case log.
 
-    A simulator source that is not real-time is read frame by frame and every shot is
+    A source that makes frames on demand (:attr:`~or_assist.video.sources.base.FrameSource.on_demand`:
+    a simulator that is not real-time) is read frame by frame and every shot is
     processed before the next frame (deterministic); other sources run in a
     :class:`~or_assist.video.capture.CaptureThread` and, as in the display, frames that
     arrive while a shot is processed are skipped (newest wins).
@@ -265,10 +175,6 @@ def run_headless(case: LiveCase, *, max_shots: int | None = None, duration_s: fl
     InputError
         Bad arguments, or the source sent no frame for ``source_timeout_s``.
     """
-    from or_assist.video.capture import CaptureThread
-    from or_assist.sim.scenario.player import ScenarioSource
-    from or_assist.video.sources.base import SignalState
-
     if max_shots is not None and (isinstance(max_shots, bool) or not isinstance(max_shots, int) or max_shots < 1):
         raise InputError(f"must be a whole number >= 1, got {max_shots!r}", "max_shots")
     if duration_s is not None and not duration_s > 0:
@@ -281,14 +187,14 @@ def run_headless(case: LiveCase, *, max_shots: int | None = None, duration_s: fl
     implant_id = implant_id or pipe.implant_ids[0]
     pipe.plan.implant(implant_id)
     source = case.source
-    synchronous = isinstance(source, ScenarioSource) and not source.realtime
+    synchronous = source.on_demand
     started = time.monotonic()
     summary = {"case_dir": None if case.case_log is None else Path(case.case_log.case_dir), "shots": [],
                "registered": 0, "captures": 0, "frames": 0, "seconds": 0.0}
     capture = None
     gave_up = None
 
-    def on_state(state, message: str) -> None:
+    def on_state(state: SignalState, message: str) -> None:
         if state is SignalState.NO_SIGNAL:
             log(message)
 

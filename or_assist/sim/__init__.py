@@ -5,6 +5,7 @@ nothing else in or_assist imports it.
 Modules::
 
     phantom/   The analytic phantom pelvis CT (constructive solid geometry) and its landmarks.
+    calibration_phantom  A bead calibration phantom as an attenuation volume, to simulate its images.
     scenario/  The simulated C-arm: scripted scenarios played as a frame source.
     shots/     Realistic fluoroscopy shots from a CT: the imaging chain after the DRR.
     pin_cases  Simulated guide-pin cases on the real CT for the guidance tests and benchmark.
@@ -20,8 +21,9 @@ import lazy_loader as _lazy
 
 __getattr__, __dir__, __all__ = _lazy.attach(
     __name__,
-    submodules=['phantom', 'scenario', 'shots', 'pin_cases', 'postop_ct', 'sample'],
+    submodules=['phantom', 'scenario', 'shots', 'calibration_phantom', 'pin_cases', 'postop_ct', 'sample'],
     submod_attrs={
+        'calibration_phantom': ['bead_phantom_volume'],
         'postop_ct': ['perturbed_implant', 'rigid_motion', 'synthesize_postop_ct', 'implant_fraction_volume'],
         'sample': ['SAMPLE_DIR', 'SAMPLE_SIDE', 'SAMPLE_PROFILE', 'sample_plan', 'build_sample_data', 'demo_pin'],
     },

@@ -22,7 +22,7 @@ from or_assist.app.settings import AppSettings  # noqa: E402
 from or_assist.app.theme import apply_dark_theme  # noqa: E402
 from or_assist.register.pipeline import RegistrationResult  # noqa: E402
 from or_assist.session.caselog import CaseLog  # noqa: E402
-from or_assist.live.run import open_demo_case  # noqa: E402
+from or_assist.sim.scenario.demo_case import open_demo_case  # noqa: E402
 from tests.conftest import REPO_ROOT
 
 OUTPUT = REPO_ROOT / "test-output"

@@ -53,7 +53,8 @@ def test_positioning_hint_words(sample_case):
 
 @pytest.mark.slow
 def test_headless_demo_writes_the_case_log(tmp_path):
-    from or_assist.live.run import open_demo_case, run_headless
+    from or_assist.live.run import run_headless
+    from or_assist.sim.scenario.demo_case import open_demo_case
 
     lines = []
     case = open_demo_case(realtime=False, loop=False, implants=["L1"], cases_root=tmp_path)
@@ -107,6 +108,7 @@ def test_not_registered_shot_has_no_plan_overlay(sample_case, tmp_path):
 def test_bad_arguments(sample_case, tmp_path):
     from or_assist.app.run import demo_app, run_app
     from or_assist.live.run import LiveCase, run_headless
+    from or_assist.sim.scenario.demo_case import open_demo_case
 
     _, plan, geometry = sample_case
     with pytest.raises(InputError, match="geometry"):
@@ -122,9 +124,9 @@ def test_bad_arguments(sample_case, tmp_path):
     with pytest.raises(InputError, match="duration_s"):
         run_headless(case, duration_s=-1)
     with pytest.raises(InputError, match="--screen"):
-        demo_app(screen=-1)
+        demo_app(open_demo_case, screen=-1)
     with pytest.raises(InputError, match="--duration"):
-        demo_app(headless=True, duration_s=0)
+        demo_app(open_demo_case, headless=True, duration_s=0)
     empty = tmp_path / "settings.json"
     with pytest.raises(InputError, match="--plan"):
         run_app(None, None, None, settings_file=empty, cases_root=tmp_path)

@@ -5,9 +5,7 @@ Rules: ``core`` imports nothing else of or_assist but ``errors``; ``video`` and
 ``calibration`` import only ``core``; nothing outside ``app`` imports Qt; ``sim`` is
 imported only by ``cli`` (the demo), tests and benchmarks; benchmarks never import ``tests``.
 
-``KNOWN`` lists the violations the restructure (issue 14) has not removed yet, each by
-module and import. The test fails on any violation not listed, and on a listed one that is
-gone (so the list only shrinks).
+The test fails on any violation, naming each module and what it imports.
 """
 
 from __future__ import annotations
@@ -18,16 +16,6 @@ from pathlib import Path
 from tests.conftest import REPO_ROOT
 
 QT = ("PyQt5", "PyQt6", "PySide2", "PySide6", "pyqtgraph")
-
-KNOWN = {
-    ("or_assist.video.sources.spec", "or_assist.sim.scenario.player"),
-    ("or_assist.calibration.phantom", "or_assist.render.drr"),
-    ("or_assist.calibration.phantom", "or_assist.render.implants"),
-    ("or_assist.calibration.io", "or_assist.video.preprocess.fov"),
-    ("or_assist.live.run", "or_assist.sim.scenario.player"),
-    ("or_assist.live.run", "or_assist.sim.scenario.model"),
-    ("or_assist.live.run", "or_assist.sim.scenario.scripts"),
-}
 
 
 def imports_of(path: Path, module: str) -> set[str]:
@@ -90,11 +78,9 @@ def violations(root: Path) -> set[tuple[str, str]]:
 
 
 def test_the_package_keeps_its_layering():
-    found = violations(REPO_ROOT)
-    new = sorted(found - KNOWN)
-    gone = sorted(KNOWN - found)
-    assert not new, "imports that break docs/architecture.md's rules:\n" + "\n".join(f"  {m} imports {n}" for m, n in new)
-    assert not gone, f"no longer violated, remove from KNOWN: {gone}"
+    found = sorted(violations(REPO_ROOT))
+    assert not found, "imports that break docs/architecture.md's rules:\n" + "\n".join(
+        f"  {m} imports {n}" for m, n in found)
 
 
 def test_the_checker_catches_planted_violations(tmp_path):
@@ -103,10 +89,14 @@ def test_the_checker_catches_planted_violations(tmp_path):
         "core/geometry.py": "from or_assist.render.drr import DRRRenderer\n",
         "video/capture.py": "def f():\n    import or_assist.register.pipeline\n",
         "calibration/solve.py": "from or_assist.core import jsonio\nimport numpy\n",
+        "calibration/io.py": "def f():\n    from or_assist.video.preprocess.fov import detect_field_of_view\n",
+        "video/sources/spec.py": "import importlib\nimportlib.import_module('or_assist.sim.scenario.player')\n",
+        "sim/scenario/player.py": "from or_assist.video.sources.spec import register_source_kind\n",
         "render/display.py": "from PyQt5 import QtCore\n",
         "live/run.py": "import importlib\nm = importlib.import_module('or_assist.sim.sample')\n",
         "cli/demo.py": "from or_assist.sim.sample import demo_pin\n",
         "app/window.py": "from PyQt5 import QtWidgets\nfrom or_assist.live import run\n",
+        "app/run.py": "from or_assist.sim.scenario.demo_case import open_demo_case\n",
     }.items():
         (pkg / sub).parent.mkdir(parents=True, exist_ok=True)
         (pkg / sub).write_text(text)
@@ -115,6 +105,9 @@ def test_the_checker_catches_planted_violations(tmp_path):
     assert violations(tmp_path) == {
         ("or_assist.core.geometry", "or_assist.render.drr"),
         ("or_assist.video.capture", "or_assist.register.pipeline"),
+        ("or_assist.calibration.io", "or_assist.video.preprocess.fov"),
+        ("or_assist.video.sources.spec", "or_assist.sim.scenario.player"),
+        ("or_assist.app.run", "or_assist.sim.scenario.demo_case"),
         ("or_assist.render.display", "PyQt5"),
         ("or_assist.live.run", "or_assist.sim.sample"),
         ("benchmarks.b", "tests.cases"),

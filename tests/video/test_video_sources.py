@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from or_assist.errors import InputError
-from or_assist.video.sources.spec import open_source
+from or_assist.video.sources import spec as spec_module
+from or_assist.video.sources.spec import open_source, register_source_kind
 from or_assist.video.sources.base import SourceInfo
 from or_assist.video.sources.devices import list_devices, sources_command
 from or_assist.video.sources.folder import ImageFolderSource
@@ -325,15 +326,36 @@ def test_open_source_dispatch(tmp_path, video_file):
 
 
 def test_simulator_spec_without_the_scenario_module(monkeypatch):
-    monkeypatch.setitem(sys.modules, "or_assist.sim.scenario.player", None)  # as if it were not installed
+    monkeypatch.setattr(spec_module, "_KINDS", {})  # as if the simulator had not registered its kind
     with pytest.raises(InputError, match=r"sim:demo.*or_assist\.sim\.scenario\.player"):
         open_source("sim:demo")
 
 
 def test_simulator_spec_reaches_the_scenario_module():
-    pytest.importorskip("or_assist.sim.scenario.player")
+    import or_assist.sim.scenario.player  # noqa: F401  (registers the sim: kind)
+
     with pytest.raises(InputError, match=r"sim:demo.*unknown option.*bogus"):
         open_source("sim:demo", bogus=1, width=None)
+
+
+def test_registered_source_kinds(monkeypatch, video_file):
+    monkeypatch.setattr(spec_module, "_KINDS", {})
+    made = []
+
+    def factory(spec, **options):
+        made.append((spec, options))
+        return FileSource(video_file[0], **options)
+
+    register_source_kind("test:", factory)
+    assert isinstance(open_source("test:one", loop=True, fps=None), FileSource)
+    assert made == [("test:one", {"loop": True})]
+    register_source_kind("test:", lambda spec, **options: object())
+    with pytest.raises(InputError, match=r"test:two.*not a FrameSource"):
+        open_source("test:two")
+    with pytest.raises(InputError, match="prefix"):
+        register_source_kind("", factory)
+    with pytest.raises(InputError, match="factory"):
+        register_source_kind("x:", "not callable")
 
 
 def test_read_before_open_is_an_error(video_file):

@@ -20,8 +20,9 @@ Everything random is drawn from the scenario's seed, so the same scenario gives 
 same video, frame for frame. The source plays as fast as it can or in real time
 (``realtime=True``), and tells for every frame what it shows (:meth:`ScenarioSource.truth`).
 
-``open_source("sim:...")`` (:mod:`or_assist.video.sources.spec`) calls
-:func:`scenario_source_from_spec`: ``sim:demo`` (:func:`demo_scenario` on the built-in
+Importing this module registers the ``sim:`` kind of
+:func:`~or_assist.video.sources.spec.open_source` (:func:`~or_assist.video.sources.spec.register_source_kind`):
+``open_source("sim:...")`` then calls :func:`scenario_source_from_spec`: ``sim:demo`` (:func:`demo_scenario` on the built-in
 sample case), ``sim:session`` (a 10-minute :func:`session_scenario`) or
 ``sim:<path to an or_assist.scenario/1 file>``.
 """
@@ -46,6 +47,7 @@ from or_assist.sim.scenario.model import (FrameTruth, Scenario, ScenarioStep, he
                                             load_scenario, scenario_timeline)
 from or_assist.sim.scenario.scripts import demo_scenario, session_scenario
 from or_assist.video.sources.base import FrameSource, Pacer, SourceInfo
+from or_assist.video.sources.spec import register_source_kind
 
 __all__ = [
     "PoseCachedRenderer",
@@ -214,6 +216,11 @@ class ScenarioSource(FrameSource):
         self._rewind()
 
     # ------------------------------------------------------------------ ground truth
+    @property
+    def on_demand(self) -> bool:
+        """True when not real-time: every :meth:`read` renders the next frame at once."""
+        return not self.realtime
+
     @property
     def frame_count(self) -> int:
         """Frames in one play of the scenario."""
@@ -515,6 +522,9 @@ def scenario_source_from_spec(spec: str, **options) -> ScenarioSource:
     return ScenarioSource(scenario, ct, plan, geometry, realtime=options.get("realtime", True),
                           loop=options.get("loop", False), color=options.get("color", False), name=spec,
                           requested=requested)
+
+
+register_source_kind(SPEC_PREFIX, scenario_source_from_spec)
 
 
 def _case_of(scenario: Scenario):

@@ -24,7 +24,7 @@ __getattr__, __dir__, __all__ = _lazy.attach(
         'devices': ['list_devices', 'probe_source', 'sources_command'],
         'folder': ['ImageFolderSource', 'IMAGE_SUFFIXES', 'natural_key'],
         'opencv': ['DeviceSource', 'UrlSource', 'FileSource', 'default_device_backend', 'device_paths', 'mask_url', 'quiet_backend_logs'],
-        'spec': ['open_source', 'SIMULATOR_PREFIX', 'check_recording_opens'],
+        'spec': ['open_source', 'SIMULATOR_PREFIX', 'check_recording_opens', 'register_source_kind'],
         'v4l2': ['V4l2Device', 'query_device', 'ioc', 'VIDIOC_QUERYCAP', 'VIDIOC_ENUM_FMT', 'VIDIOC_ENUM_FRAMESIZES', 'VIDIOC_ENUM_FRAMEINTERVALS'],
     },
 )

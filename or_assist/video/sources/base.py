@@ -297,6 +297,14 @@ class FrameSource(abc.ABC):
         """True when the stream broke and only closing and reopening can bring frames."""
         return self._lost
 
+    @property
+    def on_demand(self) -> bool:
+        """True when :meth:`read` makes each next frame when asked, as fast as it can, and
+        drops none (a simulator that is not real-time): a reader may then take frame by
+        frame itself instead of running a capture thread. False for every device, stream
+        and recording."""
+        return False
+
     def open(self) -> SourceInfo:
         """Open the source (no-op when open) and return what it delivers.
 

@@ -15,30 +15,39 @@ spec                          source
 a video file                  :class:`FileSource` (``realtime``, ``loop``, ``fps``)
 a folder of images            :class:`ImageFolderSource` (``fps``, ``realtime``, ``loop``,
                               ``pattern``)
-``sim:<scenario>``            ``or_assist.sim.scenario.player.scenario_source_from_spec``
+``sim:<scenario>``            the shot simulator, once :mod:`or_assist.sim.scenario.player`
+                              is imported (it registers the ``sim:`` kind)
 ============================  =============================================================
 
 Every source also takes ``color`` (BGR frames instead of grey; off by default).
+
+Further kinds of source are registered by prefix (:func:`register_source_kind`): this
+package does not import whoever provides them. The shot simulator registers ``sim:`` when
+:mod:`or_assist.sim.scenario.player` is imported; the CLI imports it before it opens a
+``sim:`` source.
 """
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import os
 import re
 import threading
 from pathlib import Path
+from typing import Callable
 
 from or_assist.errors import InputError
 from or_assist.video.sources.base import (FrameSource, SourceInfo)
 from or_assist.video.sources.opencv import DeviceSource, FileSource, UrlSource, mask_url
 from or_assist.video.sources.folder import ImageFolderSource
 
-__all__ = ["open_source", "SIMULATOR_PREFIX", "check_recording_opens"]
+__all__ = ["open_source", "SIMULATOR_PREFIX", "check_recording_opens", "register_source_kind"]
 
 SIMULATOR_PREFIX = "sim:"
 """Specs starting with this select the shot simulator (``or_assist.sim.scenario.player``)."""
+
+_SIMULATOR_MODULE = "or_assist.sim.scenario.player"
+_KINDS: dict[str, Callable[..., FrameSource]] = {}
 
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
@@ -56,19 +65,41 @@ def _make(cls, spec_kind: str, first, options: dict) -> FrameSource:
     return cls(first, **given)
 
 
-def _simulator(spec: str, options: dict) -> FrameSource:
-    """``or_assist.sim.scenario.player.scenario_source_from_spec(spec, **options)``."""
-    try:
-        scenario = importlib.import_module("or_assist.sim.scenario.player")
-    except ImportError as exc:
-        raise InputError(f"the simulator source needs the module or_assist.sim.scenario.player, which could not "
-                         f"be imported ({exc})", spec) from None
-    factory = getattr(scenario, "scenario_source_from_spec", None)
-    if factory is None:
-        raise InputError("or_assist.sim.scenario.player has no scenario_source_from_spec", spec)
-    source = factory(spec, **{k: v for k, v in options.items() if v is not None})
+def register_source_kind(prefix: str, factory: Callable[..., FrameSource]) -> None:
+    """Let :func:`open_source` open specs that start with ``prefix`` through ``factory``.
+
+    Parameters
+    ----------
+    prefix : str
+        E.g. ``"sim:"``; a later registration of the same prefix replaces the earlier one.
+    factory : callable(spec, **options) -> FrameSource
+        Called with the whole spec and the options that are not None; raises
+        :class:`~or_assist.errors.InputError` for a spec or option it does not take.
+
+    Raises
+    ------
+    InputError
+        An empty prefix or a factory that is not callable.
+    """
+    if not isinstance(prefix, str) or not prefix.strip():
+        raise InputError(f"expected a non-empty spec prefix such as 'sim:', got {prefix!r}", "prefix")
+    if not callable(factory):
+        raise InputError(f"expected a callable(spec, **options) -> FrameSource, got {type(factory).__name__}",
+                         "factory")
+    _KINDS[prefix] = factory
+
+
+def _registered(text: str, options: dict) -> FrameSource | None:
+    """The source a registered kind makes for ``text`` (None: no kind's prefix matches)."""
+    prefix = max((p for p in _KINDS if text.startswith(p)), key=len, default=None)
+    if prefix is None:
+        if text.startswith(SIMULATOR_PREFIX):
+            raise InputError(f"the simulator source needs the module {_SIMULATOR_MODULE}, which was not imported "
+                             f"(it registers the {SIMULATOR_PREFIX} kind)", text)
+        return None
+    source = _KINDS[prefix](text, **{k: v for k, v in options.items() if v is not None})
     if not isinstance(source, FrameSource):
-        raise InputError(f"the simulator made a {type(source).__name__}, not a FrameSource", spec)
+        raise InputError(f"the {prefix} source kind made a {type(source).__name__}, not a FrameSource", text)
     return source
 
 
@@ -94,7 +125,7 @@ def open_source(spec, **options) -> FrameSource:
     ------
     InputError
         An empty spec, a path that does not exist, an option the source does not take,
-        or a simulator spec when ``or_assist.sim.scenario.player`` is missing.
+        or a simulator spec when ``or_assist.sim.scenario.player`` was not imported.
     """
     if isinstance(spec, bool) or spec is None:
         raise InputError(f"expected a device index, device path, URL, video file or image folder, got {spec!r}",
@@ -106,8 +137,9 @@ def open_source(spec, **options) -> FrameSource:
     if not text:
         raise InputError("expected a device index, device path, URL, video file or image folder, got ''",
                          "source")
-    if text.startswith(SIMULATOR_PREFIX):
-        return _simulator(text, options)
+    source = _registered(text, options)
+    if source is not None:
+        return source
     if text.isdigit() or text.startswith("/dev/"):
         return _make(DeviceSource, "device", text, options)
     if _URL.match(text):
