@@ -32,7 +32,6 @@ Example (``calibration/phantoms/bead_grid_two_plane.json``, shortened)::
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from or_assist.core import jsonio
+from or_assist.core.validate import check_positive
 from or_assist.errors import InputError, SchemaError
 
 __all__ = ["BEAD_PHANTOM_SCHEMA", "PHANTOM_DIR", "BeadPlane", "BeadPhantom", "load_bead_phantom",
@@ -275,8 +275,7 @@ def bead_phantom_volume(phantom: BeadPhantom, *, voxel_mm: float = 0.5, slice_mm
     if not isinstance(phantom, BeadPhantom):
         raise InputError(f"expected a BeadPhantom, got {type(phantom).__name__}", "phantom")
     for name, val in (("voxel_mm", voxel_mm), ("slice_mm", slice_mm), ("margin_mm", margin_mm)):
-        if isinstance(val, bool) or not isinstance(val, (int, float)) or not math.isfinite(val) or val <= 0:
-            raise InputError(f"must be a finite number > 0, got {val!r}", name)
+        check_positive(val, name)
     mu_bead = metal_mu_per_mm(phantom.material, energy_kev)
     mu_plate = 1.1 * mu_water_per_mm(energy_kev)
     pos = phantom.positions_mm
