@@ -15,13 +15,13 @@ and ``or-assist run`` takes the password from ``$OR_ASSIST_SOURCE_PASSWORD`` or 
 from __future__ import annotations
 
 import json
-import math
 import os
 import secrets
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from or_assist.core.jsonio import read_json
+from or_assist.core.validate import check_number, check_positive
 from or_assist.errors import InputError
 from or_assist.video.credentials import PASSWORD_ENV, has_password, strip_password
 
@@ -73,15 +73,10 @@ class AppSettings:
                 raise InputError(f"must be a string or null, got {v!r}", name)
         if isinstance(self.screen, bool) or not isinstance(self.screen, int) or self.screen < 0:
             raise InputError(f"must be a screen index >= 0, got {self.screen!r}", "screen")
-        o = self.overlay_opacity
-        if isinstance(o, bool) or not isinstance(o, (int, float)) or not math.isfinite(o) or not 0 <= o <= 1:
-            raise InputError(f"must be a number from 0 to 1, got {o!r}", "overlay_opacity")
-        self.overlay_opacity = float(o)
+        self.overlay_opacity = check_number(self.overlay_opacity, "overlay_opacity", 0.0, 1.0,
+                                            expected="a number from 0 to 1")
         for name in ("source_timeout_s", "no_signal_report_s"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not v > 0:
-                raise InputError(f"must be a number of seconds > 0, got {v!r}", name)
-            setattr(self, name, float(v))
+            setattr(self, name, check_positive(getattr(self, name), name, expected="a number of seconds > 0"))
 
 
 def settings_path() -> Path:

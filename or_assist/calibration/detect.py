@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from or_assist.core.validate import check_positive
 from or_assist.errors import InputError
 
 __all__ = ["BeadDetections", "as_grey_image", "detect_beads"]
@@ -154,8 +155,7 @@ def detect_beads(image, *, max_bead_px: float | None = None, min_beads: int = 8,
     box = (int(fx.min()), int(fy.min()), int(fx.max() - fx.min() + 1), int(fy.max() - fy.min() + 1))
     if max_bead_px is None:
         max_bead_px = 0.03 * max(box[2], box[3])
-    if not (isinstance(max_bead_px, (int, float)) and np.isfinite(max_bead_px) and max_bead_px > 0):
-        raise InputError(f"must be a number > 0 (pixels), got {max_bead_px!r}", "max_bead_px")
+    check_positive(max_bead_px, "max_bead_px", "pixels")
     k = int(2 * np.ceil(0.75 * max_bead_px) + 1)
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))
     filled = np.where(field, img, float(np.median(img[field]))).astype(np.float32)

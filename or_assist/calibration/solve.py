@@ -45,6 +45,8 @@ import cv2
 import numpy as np
 
 from or_assist.core.geometry import CArmGeometry, Pose
+from or_assist.core.validate import check_choice, check_positive
+from or_assist.core.vocabulary import DISTORTION_MODELS
 from or_assist.errors import InputError
 from or_assist.calibration.detect import as_grey_image, detect_beads
 from or_assist.calibration.match import identify_beads
@@ -54,7 +56,6 @@ __all__ = ["DISTORTION_MODELS", "ImageCalibration", "CalibrationResult", "calibr
 
 #: ``auto`` takes the simplest of none, radial (k1, k2) and full (k1, k2, p1, p2) that
 #: the full model does not beat significantly (F-test on the squared residuals).
-DISTORTION_MODELS = ("auto", "none", "radial", "full")
 _FLAGS = {"none": cv2.CALIB_FIX_K1 | cv2.CALIB_FIX_K2 | cv2.CALIB_FIX_K3 | cv2.CALIB_ZERO_TANGENT_DIST,
           "radial": cv2.CALIB_ZERO_TANGENT_DIST | cv2.CALIB_FIX_K3, "full": cv2.CALIB_FIX_K3}
 _ON_DETECTOR_DEG = 3.0
@@ -324,11 +325,9 @@ def calibrate(images, phantom: BeadPhantom, *, source_to_isocenter_mm: float, ro
     """
     if not isinstance(phantom, BeadPhantom):
         raise InputError(f"expected a BeadPhantom, got {type(phantom).__name__}", "phantom")
-    if distortion not in DISTORTION_MODELS:
-        raise InputError(f"must be one of {', '.join(DISTORTION_MODELS)}, got {distortion!r}", "distortion")
+    check_choice(distortion, DISTORTION_MODELS, "distortion")
     for nm, val in (("source_to_isocenter_mm", source_to_isocenter_mm), ("nominal_sid_mm", nominal_sid_mm)):
-        if isinstance(val, bool) or not isinstance(val, (int, float)) or not math.isfinite(val) or val <= 0:
-            raise InputError(f"must be a finite number > 0 (mm), got {val!r}", nm)
+        check_positive(val, nm, "mm")
     if isinstance(images, np.ndarray):
         images = [images]
     if not isinstance(images, (list, tuple)) or not images:

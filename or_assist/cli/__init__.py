@@ -12,6 +12,8 @@ import math
 import sys
 from pathlib import Path
 
+from or_assist.core.vocabulary import DISTORTION_MODELS, PATIENT_POSITIONS, POLARITIES, POLARITY_SETTINGS, VIEW_KINDS
+
 __all__ = ["main", "build_parser"]
 
 EXIT_BAD_INPUT = 2
@@ -441,12 +443,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("view-pose", help="the C-arm pose of a named view of one planned implant")
     s.add_argument("plan", help="or_assist.plan/1 JSON file")
     s.add_argument("--implant", required=True, help="implant id in the plan")
-    s.add_argument("--view", required=True, choices=("lateral", "inlet", "outlet", "ap", "axis"))
+    s.add_argument("--view", required=True, choices=VIEW_KINDS)
     s.add_argument("--geometry", default=None, help="or_assist.geometry/1 (for its source-isocentre distance)")
     s.add_argument("--source-to-isocenter-mm", type=float, default=None,
                    help="override (default from --geometry, else 600)")
     s.add_argument("--tilt-deg", type=float, default=None, help="inlet/outlet tilt (default: plan, landmarks or 25/42)")
-    s.add_argument("--patient-position", choices=("prone", "supine"), default="prone")
+    s.add_argument("--patient-position", choices=PATIENT_POSITIONS, default="prone")
     s.add_argument("--out", type=Path, default=None, help="write or_assist.pose/1 here (default: print)")
     s.set_defaults(func=_cmd_view_pose)
 
@@ -458,7 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--neighbourhood-deg", type=float, nargs="+", default=[-10, -5, 0, 5, 10],
                    help="orbital/tilt offsets of the neighbourhood grid (default -10 -5 0 5 10)")
     s.add_argument("--no-neighbourhood", action="store_true", help="render the named views only")
-    s.add_argument("--patient-position", choices=("prone", "supine"), default="prone")
+    s.add_argument("--patient-position", choices=PATIENT_POSITIONS, default="prone")
     s.add_argument("--no-png", action="store_true", help="skip the printable PNGs")
     s.set_defaults(func=_cmd_views)
 
@@ -506,7 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--profile", default=None, help="C-arm profile for the source-isocentre distance and a report")
     s.add_argument("--roi", default=None, help="crop every frame first: x,y,w,h in video pixels")
     s.add_argument("--source-to-isocenter-mm", type=float, default=None, help="override (not observable from the phantom)")
-    s.add_argument("--distortion", choices=("auto", "none", "radial", "full"), default="auto")
+    s.add_argument("--distortion", choices=DISTORTION_MODELS, default="auto")
     s.add_argument("--out", required=True, type=Path, help="or_assist.geometry/1 output")
     s.set_defaults(func=_cmd_calibrate)
 
@@ -537,7 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, type=Path, help="or_assist.registration/1 output")
     s.add_argument("--plan", default=None, help="the plan (limits the search to its region, checks the library)")
     s.add_argument("--library", default=None, help="the plan's view library (views.npz or its folder)")
-    s.add_argument("--polarity", choices=("bone-dark", "bone-bright", "auto"), default="bone-dark")
+    s.add_argument("--polarity", choices=POLARITY_SETTINGS, default="bone-dark")
     s.set_defaults(func=_cmd_register)
 
     s = sub.add_parser("plan", help="open the planning workstation on a CT (and a plan)")
@@ -554,7 +556,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a shot and its pose (or_assist.pose/1 or a registration result); give two for 3D")
     s.add_argument("--out", required=True, type=Path, help="or_assist.pin_deviation/1 JSON output")
     s.add_argument("--overlay", default=None, type=Path, help="also draw the overlay of the first shot here")
-    s.add_argument("--polarity", choices=("auto", "bone-dark", "bone-bright"), default="auto")
+    s.add_argument("--polarity", choices=("auto", *POLARITIES), default="auto")
     s.set_defaults(func=_cmd_pin)
 
     s = sub.add_parser("sample", help="generate the built-in sample pelvis CT and its plan")

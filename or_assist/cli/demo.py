@@ -16,11 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from or_assist.core.outputs import write_image
+from or_assist.core.vocabulary import SIJF_VIEWS
 from or_assist.sim.sample import demo_pin
 
 __all__ = ["run_demo"]
 
-DEMO_VIEWS = ("lateral", "inlet", "outlet")
+DEMO_VIEWS = SIJF_VIEWS
 
 
 def run_demo(out_dir: str | os.PathLike | None = None, log=print) -> int:

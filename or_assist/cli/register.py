@@ -110,10 +110,10 @@ def register_command(ct_path: str | os.PathLike, geometry_path: str | os.PathLik
     from or_assist.core.ct.load import load_ct
     from or_assist.core.geometry import load_geometry, load_pose
     from or_assist.register.pipeline import Registrar
-    from or_assist.register.shot import POLARITIES
+    from or_assist.core.validate import check_choice
+    from or_assist.core.vocabulary import POLARITY_SETTINGS
 
-    if polarity not in POLARITIES + ("auto",):
-        raise InputError(f"must be one of {', '.join(POLARITIES + ('auto',))}, got {polarity!r}", "--polarity")
+    check_choice(polarity, POLARITY_SETTINGS, "--polarity")
     geometry = load_geometry(geometry_path)
     init_pose = load_pose(init_path)
     frame = read_shot_image(image_path)

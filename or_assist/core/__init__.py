@@ -14,8 +14,9 @@ Modules::
     outputs        Checking output paths before the work, and turning write failures into one line.
     plan           The virtual surgical plan: implant catalogue, implants, landmarks, views, JSON I/O.
     polygon        Plane polygons in image pixels: convex hull, area, centroid, point containment.
-    validate       Range checks for numbers given by a user (CLI arguments, file fields).
+    validate       Checks for parameters and fields given by a user (numbers, vectors, choices).
     view_poses     Poses of a plan's named views (lateral, inlet, outlet, ap, axis) for a C-arm.
+    vocabulary     The named choices shared by settings, file readers and the CLI (polarities, views).
 
 Names are exported lazily (``lazy_loader``, as in scikit-image): importing this package
 imports no submodule, ``from or_assist.core import name`` imports only the one that
@@ -26,9 +27,9 @@ import lazy_loader as _lazy
 
 __getattr__, __dir__, __all__ = _lazy.attach(
     __name__,
-    submodules=['ct', 'carm', 'carm_profiles', 'catalogue', 'geometry', 'instruments', 'jsonio', 'outputs', 'plan', 'polygon', 'validate', 'view_poses'],
+    submodules=['ct', 'carm', 'carm_profiles', 'catalogue', 'geometry', 'instruments', 'jsonio', 'outputs', 'plan', 'polygon', 'validate', 'view_poses', 'vocabulary'],
     submod_attrs={
-        'carm': ['DEFAULT_INLET_TILT_DEG', 'DEFAULT_OUTLET_TILT_DEG', 'VIEW_KINDS', 'PATIENT_POSITIONS', 'CArmAngles', 'pose_from_beam', 'pose_from_carm_angles', 'carm_angles_from_pose', 'beam_from_carm_angles', 'sijf_view_pose', 'derive_view_tilts_deg', 'patient_axes'],
+        'carm': ['DEFAULT_INLET_TILT_DEG', 'DEFAULT_OUTLET_TILT_DEG', 'CArmAngles', 'pose_from_beam', 'pose_from_carm_angles', 'carm_angles_from_pose', 'beam_from_carm_angles', 'sijf_view_pose', 'derive_view_tilts_deg', 'patient_axes'],
         'carm_profiles': ['CArmProfile', 'PROFILE_SCHEMA', 'PROFILE_DIR', 'list_profiles', 'load_profile'],
         'catalogue': ['CATALOGUE_SCHEMA', 'DEFAULT_CATALOGUE_PATH', 'CatalogueItem', 'Catalogue', 'load_catalogue'],
         'geometry': ['Pose', 'CArmGeometry', 'project', 'project_with_depth', 'backproject', 'pixels_to_mm_at_depth', 'distort_normalized', 'undistort_normalized', 'rotation_about_axis', 'rotation_angle_deg', 'load_pose', 'save_pose', 'load_geometry', 'save_geometry', 'POSE_SCHEMA', 'GEOMETRY_SCHEMA'],
@@ -37,7 +38,8 @@ __getattr__, __dir__, __all__ = _lazy.attach(
         'outputs': ['check_output_file', 'check_output_dir', 'write_error', 'write_errors', 'write_reason', 'atomic_write', 'write_bytes_atomic', 'write_image', 'remove_quietly', 'quiet_stderr'],
         'plan': ['PLAN_SCHEMA', 'IMPLANT_SIDES', 'LANDMARK_KINDS', 'LANDMARK_SIDES', 'Implant', 'Landmark', 'ViewSpec', 'Plan', 'plan_to_dict', 'plan_from_dict', 'load_plan', 'save_plan', 'implant_vertex_directions', 'implant_mesh', 'default_views', 'check_implants_in_ct', 'load_plan_ct'],
         'polygon': ['convex_hull_2d', 'polygon_area', 'polygon_centroid', 'polygon_contains'],
-        'validate': ['Limit', 'check_finite', 'check_range'],
+        'validate': ['Limit', 'is_finite_number', 'check_finite', 'check_number', 'check_positive', 'check_vector', 'check_choice', 'check_range'],
         'view_poses': ['DEFAULT_SOURCE_TO_ISOCENTER_MM', 'view_tilt_deg', 'plan_view_pose', 'plan_view_poses'],
+        'vocabulary': ['POLARITIES', 'POLARITY_SETTINGS', 'DETECTED_POLARITIES', 'VIEW_KINDS', 'SIJF_VIEWS', 'IMPLANT_VIEW_KINDS', 'PATIENT_POSITIONS', 'SIDES', 'DISTORTION_MODELS'],
     },
 )

@@ -32,6 +32,8 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from or_assist.core.geometry import Pose
+from or_assist.core.validate import check_choice, check_finite, check_vector
+from or_assist.core.vocabulary import PATIENT_POSITIONS, SIDES, VIEW_KINDS
 from or_assist.errors import InputError
 
 __all__ = [
@@ -51,8 +53,6 @@ __all__ = [
 
 DEFAULT_INLET_TILT_DEG = 25.0   # DOMAIN.md: about 25 deg (21-33) towards caudal
 DEFAULT_OUTLET_TILT_DEG = 42.0  # DOMAIN.md: about 42 deg (30-50) towards cranial
-VIEW_KINDS = ("lateral", "inlet", "outlet", "ap", "axis")
-PATIENT_POSITIONS = ("prone", "supine")
 
 _L = np.array([1.0, 0.0, 0.0])
 _P = np.array([0.0, 1.0, 0.0])
@@ -111,24 +111,15 @@ def _lm_fields(lm):
 
 
 def _check_position(patient_position: str) -> None:
-    if patient_position not in PATIENT_POSITIONS:
-        raise InputError(f"must be one of {', '.join(PATIENT_POSITIONS)}; got {patient_position!r}",
-                         "patient_position")
-
-
-def _finite(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
-            or not math.isfinite(value):
-        raise InputError(f"must be a finite number, got {value!r}", name)
-    return float(value)
+    check_choice(patient_position, PATIENT_POSITIONS, "patient_position")
 
 
 def beam_from_carm_angles(orbital_deg: float, tilt_deg: float, patient_position: str = "prone",
                           axes: tuple | None = None) -> np.ndarray:
     """Unit beam direction (source -> detector) in LPS for clinical angles."""
     _check_position(patient_position)
-    o = math.radians(_finite(orbital_deg, "orbital_deg"))
-    t = math.radians(_finite(tilt_deg, "tilt_deg"))
+    o = math.radians(check_finite(orbital_deg, "orbital_deg"))
+    t = math.radians(check_finite(tilt_deg, "tilt_deg"))
     left, post, sup = axes if axes is not None else patient_axes()
     up = post if patient_position == "prone" else -post  # the beam goes up through the table
     d = math.cos(t) * (math.cos(o) * up + math.sin(o) * left) + math.sin(t) * sup
@@ -155,13 +146,9 @@ def pose_from_beam(beam_lps: Sequence[float], isocenter_lps_mm: Sequence[float],
     Pose
         ``T_source_from_patient``.
     """
-    z = np.asarray(beam_lps, dtype=np.float64)
-    if z.shape != (3,) or not np.all(np.isfinite(z)) or np.linalg.norm(z) == 0:
-        raise InputError(f"must be a finite non-zero 3-vector, got {beam_lps!r}", "beam_lps")
-    iso = np.asarray(isocenter_lps_mm, dtype=np.float64)
-    if iso.shape != (3,) or not np.all(np.isfinite(iso)):
-        raise InputError(f"must be 3 finite numbers (LPS mm), got {isocenter_lps_mm!r}", "isocenter_lps_mm")
-    s2i = _finite(source_to_isocenter_mm, "source_to_isocenter_mm")
+    z = check_vector(beam_lps, 3, "beam_lps", nonzero=True)
+    iso = check_vector(isocenter_lps_mm, 3, "isocenter_lps_mm", unit="LPS mm")
+    s2i = check_finite(source_to_isocenter_mm, "source_to_isocenter_mm")
     if s2i <= 0:
         raise InputError(f"must be > 0, got {s2i}", "source_to_isocenter_mm")
     z = z / np.linalg.norm(z)
@@ -288,16 +275,11 @@ def sijf_view_pose(kind: str, entry_lps_mm: Sequence[float], apex_lps_mm: Sequen
     -------
     Pose
     """
-    if kind not in VIEW_KINDS:
-        raise InputError(f"must be one of {', '.join(VIEW_KINDS)}; got {kind!r}", "kind")
-    if side not in ("left", "right"):
-        raise InputError(f"must be 'left' or 'right', got {side!r}", "side")
+    check_choice(kind, VIEW_KINDS, "kind")
+    check_choice(side, SIDES, "side")
     _check_position(patient_position)
-    entry = np.asarray(entry_lps_mm, dtype=np.float64)
-    apex = np.asarray(apex_lps_mm, dtype=np.float64)
-    if entry.shape != (3,) or apex.shape != (3,) or not np.all(np.isfinite(entry)) \
-            or not np.all(np.isfinite(apex)):
-        raise InputError("entry and apex must be 3 finite numbers each (LPS mm)", "entry_lps_mm/apex_lps_mm")
+    entry = check_vector(entry_lps_mm, 3, "entry_lps_mm", unit="LPS mm")
+    apex = check_vector(apex_lps_mm, 3, "apex_lps_mm", unit="LPS mm")
     axis = apex - entry
     if np.linalg.norm(axis) < 1e-6:
         raise InputError("entry and apex coincide", "entry_lps_mm/apex_lps_mm")
@@ -313,7 +295,7 @@ def sijf_view_pose(kind: str, entry_lps_mm: Sequence[float], apex_lps_mm: Sequen
     if kind == "ap":
         return pose_from_carm_angles(0.0, 0.0, iso, source_to_isocenter_mm, patient_position, axes)
     default = DEFAULT_INLET_TILT_DEG if kind == "inlet" else DEFAULT_OUTLET_TILT_DEG
-    t = default if tilt_deg is None else _finite(tilt_deg, "tilt_deg")
+    t = default if tilt_deg is None else check_finite(tilt_deg, "tilt_deg")
     if not (0.0 <= t < 90.0):
         raise InputError(f"must be a magnitude in [0, 90) degrees, got {t}", "tilt_deg")
     # Inlet: the AP beam tilted towards caudal, i.e. the line (posterior, inferior).

@@ -16,7 +16,6 @@ Examples
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from or_assist.core import jsonio
+from or_assist.core.validate import check_finite
 from or_assist.errors import InputError, SchemaError
 
 __all__ = ["CATALOGUE_SCHEMA", "DEFAULT_CATALOGUE_PATH", "CatalogueItem", "Catalogue", "load_catalogue"]
@@ -129,8 +129,7 @@ class Catalogue:
         if family_prefix not in fams:
             raise InputError(f"unknown implant family {family_prefix!r}; valid: {', '.join(fams)}",
                              "family_prefix")
-        if not isinstance(length_mm, (int, float, np.number)) or not math.isfinite(length_mm):
-            raise InputError(f"must be a finite number, got {length_mm!r}", "length_mm")
+        check_finite(length_mm, "length_mm")
         return min(fams[family_prefix], key=lambda i: (abs(i.length_mm - length_mm), i.length_mm))
 
     def to_canonical(self) -> dict:

@@ -30,6 +30,7 @@ from typing import Sequence
 import numpy as np
 
 from or_assist.core import jsonio
+from or_assist.core.validate import check_positive, check_vector
 from or_assist.errors import InputError, SchemaError
 
 __all__ = [
@@ -74,11 +75,8 @@ def rotation_about_axis(axis: Sequence[float], angle_rad: float) -> np.ndarray:
     -------
     (3, 3) float64 ndarray
     """
-    a = np.asarray(axis, dtype=np.float64)
-    n = np.linalg.norm(a)
-    if not np.isfinite(n) or n == 0:
-        raise InputError(f"must be a finite non-zero 3-vector, got {axis!r}", "axis")
-    a = a / n
+    a = check_vector(axis, 3, "axis", nonzero=True)
+    a = a / np.linalg.norm(a)
     k = np.array([[0, -a[2], a[1]], [a[2], 0, -a[0]], [-a[1], a[0], 0]])
     return np.eye(3) + math.sin(angle_rad) * k + (1 - math.cos(angle_rad)) * (k @ k)
 
@@ -289,18 +287,15 @@ class CArmGeometry:
             raise InputError(f"must be > 0, got {(px, py)}", "pixel_spacing_mm")
         u0, v0 = _pair(self.principal_point_px, "principal_point_px", float)
         for name in ("sid_mm", "source_to_isocenter_mm"):
-            val = getattr(self, name)
-            if isinstance(val, bool) or not isinstance(val, (int, float)) or not math.isfinite(val) or val <= 0:
-                raise InputError(f"must be a finite number > 0, got {val!r}", name)
+            check_positive(getattr(self, name), name)
         if self.source_to_isocenter_mm >= self.sid_mm:
             raise InputError(
                 f"must be smaller than sid_mm ({self.sid_mm}), got {self.source_to_isocenter_mm}",
                 "source_to_isocenter_mm")
         dist = None
         if self.distortion is not None:
-            dist = np.asarray(self.distortion, dtype=np.float64).reshape(-1)
-            if dist.shape != (5,) or not np.all(np.isfinite(dist)):
-                raise InputError("must be null or 5 finite numbers [k1, k2, p1, p2, k3]", "distortion")
+            dist = check_vector(self.distortion, 5, "distortion",
+                                expected="null or 5 finite numbers [k1, k2, p1, p2, k3]")
             if not np.any(dist):
                 dist = None
             else:

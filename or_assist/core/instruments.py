@@ -30,6 +30,7 @@ from typing import Sequence
 
 import numpy as np
 
+from or_assist.core.validate import check_positive, check_vector
 from or_assist.errors import InputError
 
 __all__ = ["DEFAULT_PIN_DIAMETER_MM", "DEFAULT_PIN_FACETS", "GuidePin", "guide_pin_mesh"]
@@ -43,22 +44,9 @@ _MIN_LENGTH_MM = 1e-3
 
 
 def _point3(value, name: str) -> np.ndarray:
-    try:
-        p = np.array(value, dtype=np.float64).reshape(-1)
-    except (TypeError, ValueError):
-        raise InputError(f"must be 3 numbers (LPS mm), got {value!r}", name) from None
-    if p.shape != (3,) or not np.all(np.isfinite(p)):
-        raise InputError(f"must be 3 finite numbers (LPS mm), got {value!r}", name)
+    p = check_vector(value, 3, name, unit="LPS mm")
     p.setflags(write=False)
     return p
-
-
-def _positive(value, name: str, allow_zero: bool = False) -> float:
-    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) \
-        and math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
-    if not ok:
-        raise InputError(f"must be a finite number {'>=' if allow_zero else '>'} 0 (mm), got {value!r}", name)
-    return float(value)
 
 
 @dataclass(frozen=True, eq=False)
@@ -90,8 +78,8 @@ class GuidePin:
         back = _point3(self.back_lps_mm, "back_lps_mm")
         if np.linalg.norm(tip - back) < _MIN_LENGTH_MM:
             raise InputError(f"tip and back end are the same point {tip.tolist()}", "back_lps_mm")
-        diameter = _positive(self.diameter_mm, "diameter_mm")
-        cone = _positive(self.tip_cone_mm, "tip_cone_mm", allow_zero=True)
+        diameter = check_positive(self.diameter_mm, "diameter_mm", "mm")
+        cone = check_positive(self.tip_cone_mm, "tip_cone_mm", "mm", allow_zero=True)
         if cone > np.linalg.norm(tip - back):
             raise InputError(f"must not exceed the pin length {np.linalg.norm(tip - back):.3g} mm, got {cone}",
                              "tip_cone_mm")
@@ -117,10 +105,8 @@ class GuidePin:
         length_mm : float
             Visible length from the tip back, > 0.
         """
-        d = np.asarray(direction_lps, dtype=np.float64).reshape(-1)
-        if d.shape != (3,) or not np.all(np.isfinite(d)) or np.linalg.norm(d) == 0:
-            raise InputError(f"must be a finite non-zero 3-vector, got {direction_lps!r}", "direction_lps")
-        length = _positive(length_mm, "length_mm")
+        d = check_vector(direction_lps, 3, "direction_lps", nonzero=True)
+        length = check_positive(length_mm, "length_mm", "mm")
         tip = _point3(tip_lps_mm, "tip_lps_mm")
         return cls(tip, tip - length * d / np.linalg.norm(d), diameter_mm, tip_cone_mm, id)
 

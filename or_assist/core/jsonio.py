@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from or_assist.core.validate import is_finite_number
 from or_assist.errors import InputError, SchemaError
 
 __all__ = [
@@ -183,18 +184,11 @@ def field_float(doc: dict, name: str, where: str, *, positive: bool = False,
     value = field(doc, name, where, default)
     if value is default and default is not _MISSING:
         return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
+    if not is_finite_number(value):
         raise SchemaError(f"field '{name}' must be a finite number, got {value!r}", where)
     if positive and value <= 0:
         raise SchemaError(f"field '{name}' must be > 0, got {value!r}", where)
     return float(value)
-
-
-def _finite(value: int | float) -> bool:
-    try:
-        return math.isfinite(value)
-    except OverflowError:  # an int beyond the float range
-        return False
 
 
 def field_bool(doc: dict, name: str, where: str, default: Any = _MISSING) -> bool:

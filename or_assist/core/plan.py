@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,9 +36,10 @@ from typing import Any
 import numpy as np
 
 from or_assist.core import jsonio
-from or_assist.core.carm import VIEW_KINDS
 from or_assist.core.catalogue import (Catalogue,
                                       CatalogueItem, load_catalogue)
+from or_assist.core.validate import check_choice, check_finite, check_positive, check_vector
+from or_assist.core.vocabulary import SIDES, VIEW_KINDS
 from or_assist.errors import InputError, SchemaError
 
 __all__ = [
@@ -63,7 +63,7 @@ __all__ = [
 ]
 
 PLAN_SCHEMA = "or_assist.plan/1"
-IMPLANT_SIDES = ("left", "right")
+IMPLANT_SIDES = SIDES
 LANDMARK_KINDS = ("s1_foramen", "s2_foramen", "spinal_canal", "sacral_promontory", "alar_line",
                   "s1_endplate_posterior", "s2_anterior_body", "si_joint")
 LANDMARK_SIDES = ("left", "right", "midline")
@@ -75,14 +75,7 @@ _MIN_IMPLANT_LENGTH_MM = 1e-3   # entry and apex closer than this are "the same 
 
 
 def _point3(value: Any, name: str, where: str) -> np.ndarray:
-    try:
-        arr = np.array(value, dtype=np.float64).reshape(-1)
-    except (TypeError, ValueError):
-        raise InputError(f"must be 3 numbers, got {value!r}", f"{where}: {name}") from None
-    if arr.shape != (3,):
-        raise InputError(f"must be 3 numbers, got shape {arr.shape}", f"{where}: {name}")
-    if not np.all(np.isfinite(arr)):
-        raise InputError(f"contains NaN or inf: {arr.tolist()}", f"{where}: {name}")
+    arr = check_vector(value, 3, f"{where}: {name}", unit="LPS mm")
     arr.setflags(write=False)
     return arr
 
@@ -119,16 +112,14 @@ class Implant:
         where = f"implant {self.id!r}"
         if not isinstance(self.id, str) or not self.id:
             raise InputError(f"id must be a non-empty string, got {self.id!r}", "implant")
-        if self.side not in IMPLANT_SIDES:
-            raise InputError(f"side must be one of {', '.join(IMPLANT_SIDES)}, got {self.side!r}", where)
+        check_choice(self.side, IMPLANT_SIDES, f"{where}: side")
         if not isinstance(self.item, CatalogueItem):
             raise InputError(f"item must be a CatalogueItem, got {type(self.item).__name__}", where)
         entry = _point3(self.entry_lps_mm, "entry_lps_mm", where)
         apex = _point3(self.apex_lps_mm, "apex_lps_mm", where)
         if np.linalg.norm(apex - entry) < _MIN_IMPLANT_LENGTH_MM:
             raise InputError(f"entry and apex are the same point {entry.tolist()}", where)
-        if not isinstance(self.roll_deg, (int, float)) or not math.isfinite(self.roll_deg):
-            raise InputError(f"roll_deg must be a finite number, got {self.roll_deg!r}", where)
+        check_finite(self.roll_deg, f"{where}: roll_deg")
         object.__setattr__(self, "entry_lps_mm", entry)
         object.__setattr__(self, "apex_lps_mm", apex)
         object.__setattr__(self, "roll_deg", float(self.roll_deg))
@@ -167,13 +158,9 @@ class Landmark:
 
     def __post_init__(self):
         where = f"landmark {self.name!r}"
-        if self.kind not in LANDMARK_KINDS:
-            raise InputError(f"kind must be one of {', '.join(LANDMARK_KINDS)}, got {self.kind!r}", where)
-        if self.side not in LANDMARK_SIDES:
-            raise InputError(f"side must be one of {', '.join(LANDMARK_SIDES)}, got {self.side!r}", where)
-        if not isinstance(self.radius_mm, (int, float)) or not (self.radius_mm >= 0) or \
-                not math.isfinite(self.radius_mm):
-            raise InputError(f"radius_mm must be a finite number >= 0, got {self.radius_mm!r}", where)
+        check_choice(self.kind, LANDMARK_KINDS, f"{where}: kind")
+        check_choice(self.side, LANDMARK_SIDES, f"{where}: side")
+        check_positive(self.radius_mm, f"{where}: radius_mm", allow_zero=True)
         object.__setattr__(self, "position_lps_mm", _point3(self.position_lps_mm, "position_lps_mm", where))
         object.__setattr__(self, "radius_mm", float(self.radius_mm))
 
@@ -197,9 +184,7 @@ class ViewSpec:
     tilt_deg: float | None = None
 
     def __post_init__(self):
-        if self.kind not in VIEW_KINDS:
-            raise InputError(f"kind must be one of {', '.join(VIEW_KINDS)}, got {self.kind!r}",
-                             f"view {self.name!r}")
+        check_choice(self.kind, VIEW_KINDS, f"view {self.name!r}: kind")
 
 
 # --------------------------------------------------------------------------- plan

@@ -30,6 +30,7 @@ import numpy as np
 
 from or_assist.core.carm import patient_axes
 from or_assist.core.geometry import project_with_depth
+from or_assist.core.validate import check_positive
 from or_assist.errors import InputError
 
 __all__ = ["CUE_LEVELS", "CUE_COLOURS_BGR", "SAFETY_LANDMARK_KINDS", "CueThresholds", "Cue", "anatomical_frame",
@@ -55,9 +56,7 @@ class CueThresholds:
 
     def __post_init__(self):
         for name in ("green_mm", "green_deg", "amber_mm", "amber_deg", "safety_margin_mm", "safety_extension_mm"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise InputError(f"must be a finite number >= 0, got {v!r}", name)
+            check_positive(getattr(self, name), name, allow_zero=True)
         if self.amber_mm < self.green_mm or self.amber_deg < self.green_deg:
             raise InputError(f"amber limits ({self.amber_mm} mm, {self.amber_deg} deg) must not be below the green "
                              f"ones ({self.green_mm} mm, {self.green_deg} deg)", "amber_mm/amber_deg")

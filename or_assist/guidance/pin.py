@@ -39,6 +39,8 @@ import numpy as np
 
 from or_assist.core.geometry import CArmGeometry, Pose, project_with_depth
 from or_assist.core.instruments import DEFAULT_PIN_DIAMETER_MM
+from or_assist.core.validate import check_choice, check_number, check_positive
+from or_assist.core.vocabulary import POLARITIES
 from or_assist.errors import InputError
 from or_assist.guidance import _pin_profile as prof
 
@@ -85,11 +87,8 @@ class PinDetectorSettings:
     def __post_init__(self):
         for name in ("pin_diameter_mm", "work_width_px", "angle_tolerance_deg", "offset_tolerance_mm",
                      "min_length_mm", "min_contrast", "max_width_ratio"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-                raise InputError(f"must be a finite number > 0, got {v!r}", name)
-        if not (isinstance(self.min_confidence, (int, float)) and 0.0 <= self.min_confidence <= 1.0):
-            raise InputError(f"must be a number from 0 to 1, got {self.min_confidence!r}", "min_confidence")
+            check_positive(getattr(self, name), name)
+        check_number(self.min_confidence, "min_confidence", 0.0, 1.0, expected="a number from 0 to 1")
 
 
 @dataclass(frozen=True, eq=False)
@@ -198,8 +197,7 @@ def attenuation_from_frame(frame: np.ndarray, polarity: str = "bone-dark") -> np
     if not isinstance(frame, np.ndarray) or frame.ndim not in (2, 3) or min(frame.shape[:2]) < 16:
         raise InputError(f"must be an (H, W) or (H, W, 3) image of at least 16 x 16 pixels, got "
                          f"{getattr(frame, 'shape', type(frame).__name__)}", "frame")
-    if polarity not in ("bone-dark", "bone-bright"):
-        raise InputError(f"must be 'bone-dark' or 'bone-bright', got {polarity!r}", "polarity")
+    check_choice(polarity, POLARITIES, "polarity")
     img = frame if frame.ndim == 2 else cv2.cvtColor(frame[:, :, :3], cv2.COLOR_BGR2GRAY)
     scale = 65535.0 if img.dtype == np.uint16 else (255.0 if img.dtype == np.uint8 or img.max() > 1.0 else 1.0)
     f = img.astype(np.float32) / np.float32(scale)

@@ -36,6 +36,7 @@ import numpy as np
 from or_assist.core.catalogue import Catalogue, CatalogueItem
 from or_assist.core.plan import (IMPLANT_SIDES, LANDMARK_KINDS, Implant, Landmark, Plan, ViewSpec,
                                  load_plan, save_plan)
+from or_assist.core.validate import check_finite, check_positive, check_vector
 from or_assist.errors import InputError
 
 __all__ = [
@@ -112,9 +113,7 @@ def snap_length(catalogue: Catalogue, family: str, entry_lps_mm, apex_lps_mm,
     if not dist > 1e-3:
         raise InputError("entry and apex are the same point: click the apex away from the entry", "implant")
     want = dist if length_mm is None else length_mm
-    if isinstance(want, bool) or not isinstance(want, (int, float, np.number)) or not np.isfinite(want) \
-            or want <= 0:
-        raise InputError(f"must be a finite length > 0 mm, got {length_mm!r}", "length_mm")
+    want = check_positive(want, "length_mm", "mm")
     items = catalogue.families.get(family)
     if items is None:
         raise InputError(f"unknown implant family {family!r}; valid: {', '.join(catalogue.families)}",
@@ -329,9 +328,7 @@ class PlanEditor:
     # ------------------------------------------------------------------ helpers
     def check_inside(self, point_lps_mm, what: str = "point") -> np.ndarray:
         """The point as a (3,) array; an :class:`InputError` when it lies outside the CT."""
-        p = np.asarray(point_lps_mm, dtype=np.float64).reshape(-1)
-        if p.shape != (3,) or not np.all(np.isfinite(p)):
-            raise InputError(f"must be 3 finite numbers (LPS mm), got {point_lps_mm!r}", what)
+        p = check_vector(point_lps_mm, 3, what, unit="LPS mm")
         if not bool(self.ct.contains(p)):
             raise InputError(f"{np.round(p, 1).tolist()} lies outside the CT volume; click inside the image",
                              what)
@@ -442,9 +439,7 @@ class PlanEditor:
     def set_roll(self, implant_id: str, roll_deg: float) -> Implant:
         """Set the roll about the axis (degrees, wrapped to [0, 120): the triangle's symmetry)."""
         imp = self.implant(implant_id)
-        if isinstance(roll_deg, bool) or not isinstance(roll_deg, (int, float, np.number)) \
-                or not np.isfinite(roll_deg):
-            raise InputError(f"must be a finite number of degrees, got {roll_deg!r}", "roll_deg")
+        check_finite(roll_deg, "roll_deg", "a finite number of degrees")
         new = dataclasses.replace(imp, roll_deg=float(roll_deg) % 120.0)
         return self._replace_implant(implant_id, new, f"{implant_id} roll {new.roll_deg:g} deg")
 

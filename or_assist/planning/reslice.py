@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from or_assist.core.validate import check_positive, check_vector
 from or_assist.errors import InputError
 
 __all__ = [
@@ -145,20 +146,10 @@ def ct_centre_lps(ct) -> np.ndarray:
     return 0.5 * (lo + hi)
 
 
-def _point(value, name: str) -> np.ndarray:
-    arr = np.asarray(value, dtype=np.float64).reshape(-1)
-    if arr.shape != (3,) or not np.all(np.isfinite(arr)):
-        raise InputError(f"must be 3 finite numbers (LPS mm), got {value!r}", name)
-    return arr
-
-
 def _pixel_mm(ct, pixel_mm) -> float:
     if pixel_mm is None:
         return float(np.min(ct.spacing_mm))
-    if isinstance(pixel_mm, bool) or not isinstance(pixel_mm, (int, float, np.number)) or not pixel_mm > 0 \
-            or not np.isfinite(pixel_mm):
-        raise InputError(f"must be a number > 0, got {pixel_mm!r}", "pixel_mm")
-    return float(pixel_mm)
+    return check_positive(pixel_mm, "pixel_mm", "mm")
 
 
 def orthogonal_plane(ct, kind: str, cursor_lps_mm, pixel_mm: float | None = None) -> SlicePlane:
@@ -181,7 +172,7 @@ def orthogonal_plane(ct, kind: str, cursor_lps_mm, pixel_mm: float | None = None
     """
     if kind not in _ORTHO_AXES:
         raise InputError(f"must be one of {', '.join(ORTHOGONAL_KINDS)}, got {kind!r}", "kind")
-    cursor = _point(cursor_lps_mm, "cursor_lps_mm")
+    cursor = check_vector(cursor_lps_mm, 3, "cursor_lps_mm", unit="LPS mm")
     px = _pixel_mm(ct, pixel_mm)
     u, v = _ORTHO_AXES[kind]
     lo, hi = ct_bounds_lps(ct)
@@ -216,8 +207,8 @@ def oblique_planes(entry_lps_mm, apex_lps_mm, cursor_lps_mm=None, *, half_width_
     along, across : SlicePlane
         ``along`` is centred on the implant's midpoint; ``across`` on the axis point.
     """
-    entry = _point(entry_lps_mm, "entry_lps_mm")
-    apex = _point(apex_lps_mm, "apex_lps_mm")
+    entry = check_vector(entry_lps_mm, 3, "entry_lps_mm", unit="LPS mm")
+    apex = check_vector(apex_lps_mm, 3, "apex_lps_mm", unit="LPS mm")
     axis = apex - entry
     length = float(np.linalg.norm(axis))
     if length < 1e-6:
@@ -235,7 +226,7 @@ def oblique_planes(entry_lps_mm, apex_lps_mm, cursor_lps_mm=None, *, half_width_
     # along: columns along the axis (entry left), rows downwards = -up
     along = SlicePlane("oblique along", mid, a.copy(), -up, px, n, n)
     t = 0.5 * length if cursor_lps_mm is None else \
-        float(np.clip((_point(cursor_lps_mm, "cursor_lps_mm") - entry) @ a, 0.0, length))
+        float(np.clip((check_vector(cursor_lps_mm, 3, "cursor_lps_mm", unit="LPS mm") - entry) @ a, 0.0, length))
     # across: seen from the entry looking to the apex: normal = +a = u x v
     across = SlicePlane("oblique across", entry + t * a, side, -up, px, n, n)
     if not np.allclose(np.cross(across.u_axis, across.v_axis), a, atol=1e-9):

@@ -45,12 +45,14 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from or_assist.core.geometry import CArmGeometry, Pose
+from or_assist.core.validate import check_choice
+from or_assist.core.vocabulary import POLARITY_SETTINGS
 from or_assist.errors import InputError
 from or_assist.register.init2d import align_2d, pose_from_2d, resample_to_geometry
 from or_assist.register.optimize import cma_es, compass_search
 from or_assist.register.pose_params import apply_update, isocenter_source_mm, pose_error
 from or_assist.register.settings import LATER_STARTS, TRACK_STAGES, RegistrationSettings
-from or_assist.register.shot import POLARITIES, PreparedShot, ShotProblem, prepare_shot
+from or_assist.register.shot import PreparedShot, ShotProblem, prepare_shot
 from or_assist.register.similarity import prepare_fixed
 
 __all__ = ["REGISTRATION_SCHEMA", "RegistrationResult", "Registrar", "registration_ct"]
@@ -269,8 +271,7 @@ class Registrar:
     def _register(self, frame, init_pose, polarity, library, valid_mask, st: RegistrationSettings):
         if not isinstance(init_pose, Pose):
             raise InputError(f"expected a Pose (T_source_from_patient), got {type(init_pose).__name__}", "init_pose")
-        if polarity not in POLARITIES + ("auto",):
-            raise InputError(f"must be one of {', '.join(POLARITIES + ('auto',))}, got {polarity!r}", "polarity")
+        check_choice(polarity, POLARITY_SETTINGS, "polarity")
         started = time.perf_counter()
         self._evaluations = 0
         times = {}

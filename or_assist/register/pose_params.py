@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from or_assist.core.geometry import CArmGeometry, Pose, rotation_about_axis, rotation_angle_deg
-from or_assist.errors import InputError
+from or_assist.core.validate import check_vector
 
 __all__ = ["PARAMETER_NAMES", "update_matrix", "apply_update", "isocenter_source_mm", "pose_error",
            "target_error_mm", "projection_distance_at_isocenter_mm"]
@@ -35,9 +35,7 @@ def isocenter_source_mm(geometry: CArmGeometry) -> np.ndarray:
 
 def update_matrix(params: Sequence[float], center_source_mm: Sequence[float]) -> np.ndarray:
     """(4, 4) float64 source-frame update ``D(p)`` of the module doc."""
-    p = np.asarray(params, dtype=np.float64).reshape(-1)
-    if p.shape != (6,) or not np.all(np.isfinite(p)):
-        raise InputError(f"must be 6 finite numbers (rx, ry, rz deg, tx, ty, tz mm), got {params!r}", "params")
+    p = check_vector(params, 6, "params", unit="rx, ry, rz deg, tx, ty, tz mm")
     c = np.asarray(center_source_mm, dtype=np.float64).reshape(3)
     rv = np.radians(p[:3])
     angle = float(np.linalg.norm(rv))

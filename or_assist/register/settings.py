@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
+from or_assist.core.validate import check_choice, check_vector
 from or_assist.errors import InputError
 from or_assist.register.similarity import DEFAULT_METRIC, METRICS
 
@@ -75,11 +74,8 @@ class Stage:
     pattern: bool = False
 
     def __post_init__(self):
-        if self.optimizer not in ("cma", "compass"):
-            raise InputError(f"must be 'cma' or 'compass', got {self.optimizer!r}", "optimizer")
-        v = np.asarray(self.spread, dtype=np.float64)
-        if v.shape != (6,) or np.any(v <= 0):
-            raise InputError(f"must be 6 numbers > 0, got {self.spread!r}", "spread")
+        check_choice(self.optimizer, ("cma", "compass"), "optimizer")
+        check_vector(self.spread, 6, "spread", positive=True, expected="6 numbers > 0")
         if isinstance(self.size_px, bool) or not isinstance(self.size_px, int) or self.size_px < 16:
             raise InputError(f"must be an integer >= 16, got {self.size_px!r}", "size_px")
 
@@ -159,8 +155,7 @@ class RegistrationSettings:
     seed: int = 0
 
     def __post_init__(self):
-        if self.metric not in METRICS:
-            raise InputError(f"must be one of {', '.join(METRICS)}, got {self.metric!r}", "metric")
+        check_choice(self.metric, METRICS, "metric")
         if not self.stages or not all(isinstance(st, Stage) for st in self.stages):
             raise InputError("must be a non-empty tuple of Stage", "stages")
         top = max(st.size_px for st in self.stages)
@@ -169,9 +164,7 @@ class RegistrationSettings:
             if top % st.size_px or ratio & (ratio - 1):
                 raise InputError(f"sizes must divide the largest ({top}) by powers of two, got "
                                  f"{[s.size_px for s in self.stages]}", "stages")
-        v = np.asarray(self.bounds, dtype=np.float64)
-        if v.shape != (6,) or np.any(v <= 0):
-            raise InputError(f"must be 6 numbers > 0, got {self.bounds!r}", "bounds")
+        check_vector(self.bounds, 6, "bounds", positive=True, expected="6 numbers > 0")
         if self.render_threads is not None and (isinstance(self.render_threads, bool)
                                                 or not isinstance(self.render_threads, int)
                                                 or self.render_threads < 1):

@@ -21,12 +21,13 @@ import cv2
 import numpy as np
 
 from or_assist.core.geometry import CArmGeometry
+from or_assist.core.validate import check_choice
+from or_assist.core.vocabulary import POLARITIES, POLARITY_SETTINGS
 from or_assist.errors import InputError
 
 __all__ = ["POLARITIES", "ShotLevel", "PreparedShot", "ShotProblem", "frame_to_unit", "field_and_exclusions",
            "prepare_shot", "scaled_geometry"]
 
-POLARITIES = ("bone-dark", "bone-bright")
 _FIELD_THRESHOLD = 3.0 / 255.0     # the surround is black (video black level)
 _SATURATION = 2.0 / 255.0          # within this of 0 or 1 a pixel is clipped
 _RIM_FRACTION = 0.02               # erode the field by this share of its size
@@ -205,8 +206,7 @@ def prepare_shot(frame: np.ndarray, geometry: CArmGeometry, polarity: str = "bon
     """
     if not isinstance(geometry, CArmGeometry):
         raise InputError(f"expected a CArmGeometry, got {type(geometry).__name__}", "geometry")
-    if polarity not in POLARITIES + ("auto",):
-        raise InputError(f"must be one of {', '.join(POLARITIES + ('auto',))}, got {polarity!r}", "polarity")
+    check_choice(polarity, POLARITY_SETTINGS, "polarity")
     sizes = sorted({int(s) for s in sizes_px})
     top = sizes[-1]
     for s in sizes:

@@ -35,6 +35,7 @@ from typing import Sequence
 
 import numpy as np
 
+from or_assist.core.validate import check_choice, check_finite, check_positive
 from or_assist.errors import InputError
 
 __all__ = ["DISPLAY_MODES", "OUTPUT_TYPES", "DisplaySettings", "auto_window", "to_display"]
@@ -46,19 +47,12 @@ _AUTO_MAX_SAMPLES = 1 << 17   # auto window: percentiles of at most this many pi
 _LUT_SIZE = 4096
 
 
-def _finite_number(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(value):
-        raise InputError(f"must be a finite number, got {value!r}", name)
-    return float(value)
-
-
 def _check_percentiles(percentiles) -> tuple[float, float]:
     try:
         lo, hi = percentiles
     except (TypeError, ValueError):
         raise InputError(f"must be two numbers (low, high), got {percentiles!r}", "percentiles") from None
-    lo, hi = _finite_number(lo, "percentiles"), _finite_number(hi, "percentiles")
+    lo, hi = check_finite(lo, "percentiles"), check_finite(hi, "percentiles")
     if not 0 <= lo < hi <= 100:
         raise InputError(f"must satisfy 0 <= low < high <= 100, got {(lo, hi)}", "percentiles")
     return lo, hi
@@ -100,16 +94,10 @@ class DisplaySettings:
     output: str = "uint8"
 
     def __post_init__(self):
-        if self.mode not in DISPLAY_MODES:
-            raise InputError(f"must be one of {', '.join(DISPLAY_MODES)}, got {self.mode!r}", "mode")
-        if self.output not in OUTPUT_TYPES:
-            raise InputError(f"must be one of {', '.join(OUTPUT_TYPES)}, got {self.output!r}", "output")
-        i0 = _finite_number(self.i0, "i0")
-        if i0 <= 0:
-            raise InputError(f"must be > 0, got {i0!r}", "i0")
-        gamma = _finite_number(self.gamma, "gamma")
-        if gamma <= 0:
-            raise InputError(f"must be > 0, got {gamma!r}", "gamma")
+        check_choice(self.mode, DISPLAY_MODES, "mode")
+        check_choice(self.output, OUTPUT_TYPES, "output")
+        i0 = check_positive(self.i0, "i0")
+        gamma = check_positive(self.gamma, "gamma")
         for name in ("bone_dark", "invert"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise InputError(f"must be True or False, got {getattr(self, name)!r}", name)
@@ -119,7 +107,7 @@ class DisplaySettings:
                 lo, hi = window
             except (TypeError, ValueError):
                 raise InputError(f"must be None or two numbers (low, high), got {window!r}", "window") from None
-            lo, hi = _finite_number(lo, "window"), _finite_number(hi, "window")
+            lo, hi = check_finite(lo, "window"), check_finite(hi, "window")
             if lo >= hi:
                 raise InputError(f"low must be below high, got {(lo, hi)}", "window")
             window = (lo, hi)

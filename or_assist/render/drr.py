@@ -35,6 +35,7 @@ import numpy as np
 
 from or_assist.core.ct.voxel_grid import VoxelGrid
 from or_assist.core.geometry import CArmGeometry, Pose, backproject, undistort_normalized
+from or_assist.core.validate import check_positive, check_vector
 from or_assist.errors import InputError
 from or_assist.render import _drr_kernels as kernels
 
@@ -83,8 +84,8 @@ class AttenuationVolume(VoxelGrid):
         if lo < 0:
             raise InputError(f"attenuation must be >= 0 mm^-1, got a minimum of {lo:g} "
                              "(Hounsfield units? convert with AttenuationVolume.from_ct)", "mu_per_mm")
-        origin = _vector3(self.origin_mm, "origin_mm")
-        spacing = _vector3(self.spacing_mm, "spacing_mm")
+        origin = check_vector(self.origin_mm, 3, "origin_mm")
+        spacing = check_vector(self.spacing_mm, 3, "spacing_mm")
         if np.any(spacing <= 0):
             raise InputError(f"must be 3 numbers > 0 (mm), got {spacing.tolist()}", "spacing_mm")
         try:
@@ -345,16 +346,6 @@ def _warm_up() -> None:
         _warmed_up = True
 
 
-def _vector3(value, name: str) -> np.ndarray:
-    try:
-        v = np.array(value, dtype=np.float64).reshape(-1)
-    except (TypeError, ValueError):
-        raise InputError(f"must be 3 numbers, got {value!r}", name) from None
-    if v.shape != (3,) or not np.all(np.isfinite(v)):
-        raise InputError(f"must be 3 finite numbers, got {value!r}", name)
-    return v
-
-
 def as_pose(pose) -> Pose:
     """``pose`` as a :class:`Pose` (a 4 x 4 array is accepted); InputError naming 'pose'."""
     if isinstance(pose, Pose):
@@ -367,10 +358,7 @@ def as_pose(pose) -> Pose:
 def _check_step(step_mm, default: float) -> float:
     if step_mm is None:
         return default
-    if isinstance(step_mm, bool) or not isinstance(step_mm, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(step_mm) or step_mm <= 0:
-        raise InputError(f"must be a finite number > 0 (mm), got {step_mm!r}", "step_mm")
-    return float(step_mm)
+    return check_positive(step_mm, "step_mm", "mm")
 
 
 def _int_like(value) -> int | None:

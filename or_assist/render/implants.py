@@ -53,6 +53,7 @@ from or_assist.core.geometry import (CArmGeometry, Pose, distort_normalized, pro
                                      undistort_normalized)
 from or_assist.core.instruments import GuidePin, guide_pin_mesh
 from or_assist.core.plan import Implant, implant_mesh
+from or_assist.core.validate import check_positive
 from or_assist.errors import InputError
 from or_assist.render.drr import AttenuationVolume, as_pose, effective_geometry
 from or_assist.core.polygon import convex_hull_2d, polygon_centroid, polygon_contains
@@ -220,10 +221,7 @@ def _mu_list(mu_per_mm, count: int) -> list[float]:
         raise InputError(f"must be one number or one per object ({count}), got {len(vals)}", "mu_per_mm")
     out = []
     for val in vals:
-        if isinstance(val, bool) or not isinstance(val, (int, float, np.integer, np.floating)) \
-                or not np.isfinite(val) or val < 0:
-            raise InputError(f"must be finite numbers >= 0 (mm^-1), got {val!r}", "mu_per_mm")
-        out.append(float(val))
+        out.append(check_positive(val, "mu_per_mm", allow_zero=True, expected="finite numbers >= 0 (mm^-1)"))
     return out
 
 

@@ -23,6 +23,8 @@ import numpy as np
 from or_assist.core.carm import (DEFAULT_INLET_TILT_DEG, DEFAULT_OUTLET_TILT_DEG, derive_view_tilts_deg,
                                  patient_axes, pose_from_carm_angles, sijf_view_pose)
 from or_assist.core.geometry import CArmGeometry, Pose
+from or_assist.core.validate import check_choice
+from or_assist.core.vocabulary import IMPLANT_VIEW_KINDS
 from or_assist.errors import InputError
 from or_assist.render.display import DisplaySettings, auto_window, to_display
 from or_assist.render.drr import AttenuationVolume, DRRRenderer
@@ -31,7 +33,7 @@ from or_assist.render.views.model import downsample_for_size
 
 __all__ = ["LIVE_VIEW_KINDS", "DEFAULT_PROFILE", "LiveView", "LiveViews", "view_tilts_deg"]
 
-LIVE_VIEW_KINDS = ("lateral", "inlet", "outlet", "axis")
+LIVE_VIEW_KINDS = IMPLANT_VIEW_KINDS
 DEFAULT_PROFILE = "siemens_cios_fusion"
 
 
@@ -156,8 +158,7 @@ class LiveViews:
 
     def pose(self, plan, implant_id: str | None, kind: str, tilt_deg: float | None = None) -> Pose:
         """The pose of a view (module doc); ``tilt_deg`` for inlet and outlet."""
-        if kind not in LIVE_VIEW_KINDS:
-            raise InputError(f"must be one of {', '.join(LIVE_VIEW_KINDS)}, got {kind!r}", "kind")
+        check_choice(kind, LIVE_VIEW_KINDS, "kind")
         s2i = self.geometry.source_to_isocenter_mm
         if implant_id is not None:
             imp = plan.implant(implant_id)

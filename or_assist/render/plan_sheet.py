@@ -25,11 +25,12 @@ import cv2
 import numpy as np
 
 from or_assist.core.outputs import write_bytes_atomic, write_image
+from or_assist.core.vocabulary import IMPLANT_VIEW_KINDS
 from or_assist.errors import InputError
 
 __all__ = ["SHEET_VIEW_KINDS", "implant_rows", "render_plan_sheet_png", "plan_sheet_html", "write_plan_sheet"]
 
-SHEET_VIEW_KINDS = ("lateral", "inlet", "outlet", "axis")
+SHEET_VIEW_KINDS = IMPLANT_VIEW_KINDS
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 _TILE_PX = 360
 

@@ -38,7 +38,6 @@ transaction over modules.
 from __future__ import annotations
 
 import json
-import math
 import os
 import secrets
 import sqlite3
@@ -51,6 +50,7 @@ import numpy as np
 from or_assist import __version__
 from or_assist.core.jsonio import loads_json, to_jsonable
 from or_assist.core.outputs import remove_quietly, write_reason
+from or_assist.core.validate import is_finite_number
 from or_assist.errors import InputError
 from or_assist.session import schema
 from or_assist.session.images import (check_image, check_mask, encode_png, fsync_dir, read_png,
@@ -97,8 +97,7 @@ def _dumps(value, name: str) -> str | None:
 def _timestamp(value, name: str = "timestamp") -> float:
     if value is None:
         return time.time()
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) or \
-            not math.isfinite(value):
+    if not is_finite_number(value):
         raise InputError(f"expected wall-clock seconds since the epoch, got {value!r}", name)
     if value < _EPOCH_2000_S:
         raise InputError(f"expected wall-clock seconds since the epoch (time.time()), got {value!r}, "

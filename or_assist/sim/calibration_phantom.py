@@ -7,12 +7,11 @@ voxel model for the shot simulator (:class:`~or_assist.render.drr.DRRRenderer` a
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from or_assist.calibration.phantom import BeadPhantom
 from or_assist.core.ct.attenuation import mu_water_per_mm
+from or_assist.core.validate import check_positive
 from or_assist.errors import InputError
 from or_assist.render.drr import AttenuationVolume
 from or_assist.render.implants import metal_mu_per_mm
@@ -50,8 +49,7 @@ def bead_phantom_volume(phantom: BeadPhantom, *, voxel_mm: float = 0.5, slice_mm
     if not isinstance(phantom, BeadPhantom):
         raise InputError(f"expected a BeadPhantom, got {type(phantom).__name__}", "phantom")
     for name, val in (("voxel_mm", voxel_mm), ("slice_mm", slice_mm), ("margin_mm", margin_mm)):
-        if isinstance(val, bool) or not isinstance(val, (int, float)) or not math.isfinite(val) or val <= 0:
-            raise InputError(f"must be a finite number > 0, got {val!r}", name)
+        check_positive(val, name)
     mu_bead = metal_mu_per_mm(phantom.material, energy_kev)
     mu_plate = 1.1 * mu_water_per_mm(energy_kev)
     pos = phantom.positions_mm

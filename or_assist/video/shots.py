@@ -65,6 +65,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from or_assist.core.validate import check_number
 from or_assist.errors import InputError
 
 __all__ = ["ShotDetectorSettings", "ShotEvent", "ShotDetector"]
@@ -73,12 +74,11 @@ _EPS_GREY = 1e-3  # slack on the thresholds for a noise-free (digital) stream
 
 
 def _setting(value, name: str, lo: float, hi: float, integer: bool = False):
-    ok_type = (isinstance(value, (int, np.integer)) if integer else
-               isinstance(value, (int, float, np.integer, np.floating)))
-    if isinstance(value, bool) or not ok_type or not math.isfinite(value) or not lo <= value <= hi:
-        kind = "an integer" if integer else "a finite number"
+    kind = "an integer" if integer else "a finite number"
+    if integer and not isinstance(value, (int, np.integer)):
         raise InputError(f"must be {kind} from {lo:g} to {hi:g}, got {value!r}", name)
-    return int(value) if integer else float(value)
+    checked = check_number(value, name, lo, hi, expected=f"{kind} from {lo:g} to {hi:g}")
+    return int(value) if integer else checked
 
 
 @dataclass(frozen=True)

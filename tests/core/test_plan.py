@@ -126,10 +126,10 @@ def test_implant_properties_and_read_only():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(side="up"), "side must be one of left, right"),
+    (dict(side="up"), "side: must be one of left, right, got 'up'"),
     (dict(apex_lps_mm=[0.0, 0.0, 0.0]), "entry and apex are the same point"),
-    (dict(entry_lps_mm=[0.0, math.nan, 0.0]), "entry_lps_mm: contains NaN"),
-    (dict(apex_lps_mm=[1.0, 2.0]), "apex_lps_mm: must be 3 numbers"),
+    (dict(entry_lps_mm=[0.0, math.nan, 0.0]), r"entry_lps_mm: must be 3 finite numbers \(LPS mm\), got \[0\.0, nan, 0\.0\]"),
+    (dict(apex_lps_mm=[1.0, 2.0]), r"apex_lps_mm: must be 3 finite numbers \(LPS mm\), got \[1\.0, 2\.0\]"),
 ])
 def test_implant_constructor_rejects(kwargs, match):
     args = dict(id="L1", side="left", item=CAT.item("T7-45"), entry_lps_mm=[0.0, 0.0, 0.0],
@@ -373,5 +373,5 @@ def test_roll_reference_and_direction():
 
 
 def test_views_reject_unknown_kind():
-    with pytest.raises(InputError, match="kind must be one of lateral"):
+    with pytest.raises(InputError, match="kind: must be one of lateral"):
         ViewSpec("x", "oblique")

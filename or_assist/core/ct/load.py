@@ -28,6 +28,7 @@ from or_assist.core.ct.dicom import NotDicomError, read_dicom_file, read_dicom_f
 from or_assist.core.ct.files import check_volume_file
 from or_assist.core.ct.volume import CTVolume, axis_codes
 from or_assist.core.outputs import quiet_stderr
+from or_assist.core.validate import check_vector
 from or_assist.errors import InputError
 
 __all__ = [
@@ -237,13 +238,10 @@ def check_hu(ct: CTVolume) -> list[str]:
 
 
 def _vector3(value, name: str, positive: bool = False) -> np.ndarray:
-    arr = np.asarray(value, dtype=np.float64)
-    if arr.ndim == 0:
-        arr = np.full(3, float(arr))
-    if arr.shape != (3,) or not np.all(np.isfinite(arr)) or (positive and np.any(arr <= 0)):
-        kind = "positive " if positive else ""
-        raise InputError(f"expected one or three finite {kind}numbers, got {value!r}", name)
-    return arr
+    if isinstance(value, (int, float, np.number)) or (isinstance(value, np.ndarray) and value.ndim == 0):
+        value = [value] * 3  # one number for all three axes
+    kind = "positive " if positive else ""
+    return check_vector(value, 3, name, positive=positive, expected=f"one or three finite {kind}numbers")
 
 
 def crop_ct(ct: CTVolume, min_lps_mm, max_lps_mm, margin_mm: float = 0.0) -> CTVolume:

@@ -15,6 +15,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from or_assist.core.ct.voxel_grid import VoxelGrid
+from or_assist.core.validate import check_vector
 from or_assist.errors import InputError
 
 __all__ = ["CTVolume", "axis_codes"]
@@ -84,13 +85,9 @@ class CTVolume(VoxelGrid):
         if min(hu.shape) < 1:
             raise InputError(f"hu is empty (shape {hu.shape})", where)
         object.__setattr__(self, "hu", np.ascontiguousarray(hu, dtype=np.float32))
-        origin = np.array(self.origin_mm, dtype=np.float64).reshape(-1)
-        spacing = np.array(self.spacing_mm, dtype=np.float64).reshape(-1)
+        origin = check_vector(self.origin_mm, 3, f"{where}: origin_mm")
+        spacing = check_vector(self.spacing_mm, 3, f"{where}: spacing_mm", positive=True)
         direction = np.array(self.direction, dtype=np.float64)
-        if origin.shape != (3,) or not np.all(np.isfinite(origin)):
-            raise InputError(f"origin_mm must be 3 finite numbers, got {self.origin_mm!r}", where)
-        if spacing.shape != (3,) or not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
-            raise InputError(f"spacing_mm must be 3 positive numbers, got {self.spacing_mm!r}", where)
         if direction.shape != (3, 3) or not np.all(np.isfinite(direction)):
             raise InputError(f"direction must be a finite 3 x 3 matrix, got {self.direction!r}", where)
         if not np.allclose(direction.T @ direction, np.eye(3), atol=_ORTHONORMAL_TOL):

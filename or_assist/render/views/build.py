@@ -37,8 +37,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from or_assist.core.carm import PATIENT_POSITIONS, carm_angles_from_pose, patient_axes, pose_from_carm_angles
+from or_assist.core.carm import carm_angles_from_pose, patient_axes, pose_from_carm_angles
 from or_assist.core.geometry import CArmGeometry
+from or_assist.core.validate import check_choice
+from or_assist.core.vocabulary import PATIENT_POSITIONS
 from or_assist.errors import InputError
 from or_assist.render.display import DisplaySettings
 from or_assist.render.views.model import (DEFAULT_NEIGHBOURHOOD_DEG, DEFAULT_NEIGHBOURHOOD_SIZE_PX,
@@ -189,9 +191,7 @@ def build_view_library(plan, geometry: CArmGeometry, *, ct=None, size_px: int | 
         raise InputError(f"expected a CArmGeometry, got {type(geometry).__name__}", "geometry")
     if not plan.implants:
         raise InputError("has no implants: the view library shows each implant's views", plan.source or "plan")
-    if patient_position not in PATIENT_POSITIONS:
-        raise InputError(f"must be one of {', '.join(PATIENT_POSITIONS)}, got {patient_position!r}",
-                         "patient_position")
+    check_choice(patient_position, PATIENT_POSITIONS, "patient_position")
     if not isinstance(implants_shown, (bool, np.bool_)):
         raise InputError(f"must be True or False, got {implants_shown!r}", "implants_shown")
     if display_settings is None:

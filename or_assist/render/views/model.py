@@ -15,6 +15,8 @@ import numpy as np
 
 from or_assist.core.carm import CArmAngles
 from or_assist.core.geometry import CArmGeometry, Pose
+from or_assist.core.validate import is_finite_number
+from or_assist.core.vocabulary import IMPLANT_VIEW_KINDS
 from or_assist.errors import InputError
 from or_assist.render.display import DisplaySettings
 
@@ -39,7 +41,7 @@ DEFAULT_SIZE_PX = 512                 # named views: largest image side
 DEFAULT_NEIGHBOURHOOD_SIZE_PX = 128   # neighbourhood views: largest image side
 DEFAULT_NEIGHBOURHOOD_DEG = (-10.0, -5.0, 0.0, 5.0, 10.0)
 MAX_NEIGHBOURHOOD_OFFSET_DEG = 45.0
-LIBRARY_VIEW_KINDS = ("lateral", "inlet", "outlet", "axis")  # every implant gets these
+LIBRARY_VIEW_KINDS = IMPLANT_VIEW_KINDS  # every implant gets these
 
 
 @dataclass(frozen=True, eq=False)
@@ -222,8 +224,7 @@ def check_neighbourhood_deg(neighbourhood_deg) -> tuple[float, ...]:
                          "neighbourhood_deg")
     vals = []
     for v in neighbourhood_deg:
-        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v) \
-                or abs(v) > MAX_NEIGHBOURHOOD_OFFSET_DEG:
+        if not is_finite_number(v) or abs(v) > MAX_NEIGHBOURHOOD_OFFSET_DEG:
             raise InputError(f"offsets must be finite numbers within +-{MAX_NEIGHBOURHOOD_OFFSET_DEG:g} deg, "
                              f"got {v!r}", "neighbourhood_deg")
         vals.append(float(v) + 0.0)  # + 0.0 turns -0.0 into 0.0

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from or_assist.core.validate import check_number
 from or_assist.errors import InputError
 from or_assist.sim.phantom.anatomy import implant_targets, landmarks
 from or_assist.sim.phantom.build import LABELS, grid_axes, paint_phantom
@@ -97,10 +98,8 @@ class PhantomVolume:
 
 
 def _check_args(spacing_mm, seed) -> tuple[float, int]:
-    if isinstance(spacing_mm, bool) or not isinstance(spacing_mm, (int, float, np.floating, np.integer)) \
-            or not np.isfinite(spacing_mm) or not _SPACING_RANGE_MM[0] <= float(spacing_mm) <= _SPACING_RANGE_MM[1]:
-        raise InputError(f"must be a number from {_SPACING_RANGE_MM[0]:g} to {_SPACING_RANGE_MM[1]:g} mm, "
-                         f"got {spacing_mm!r}", "spacing_mm")
+    lo, hi = _SPACING_RANGE_MM
+    check_number(spacing_mm, "spacing_mm", lo, hi, expected=f"a number from {lo:g} to {hi:g} mm")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise InputError(f"must be a non-negative integer, got {seed!r}", "seed")
     return float(spacing_mm), int(seed)

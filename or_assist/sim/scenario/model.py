@@ -44,7 +44,8 @@ from pathlib import Path
 import numpy as np
 
 from or_assist.core import jsonio
-from or_assist.core.carm import VIEW_KINDS
+from or_assist.core.validate import check_choice, check_number, check_vector
+from or_assist.core.vocabulary import VIEW_KINDS
 from or_assist.errors import InputError, SchemaError
 
 __all__ = ["SCENARIO_SCHEMA", "MODES", "OVERLAY_POSITIONS", "PinState", "ScenarioStep", "VideoSettings",
@@ -58,11 +59,7 @@ PHASES = ("blank", "live", "ramp", "hold")
 
 
 def _num(value, name: str, lo: float, hi: float = math.inf) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(value) or not lo <= value <= hi:
-        rng = f">= {lo:g}" + ("" if hi == math.inf else f" and <= {hi:g}")
-        raise InputError(f"must be a finite number {rng}, got {value!r}", name)
-    return float(value)
+    return check_number(value, name, lo, hi)
 
 
 def _int(value, name: str, lo: int, hi: int) -> int:
@@ -101,10 +98,11 @@ class PinState:
     def __post_init__(self):
         s = object.__setattr__
         s(self, "advance_fraction", _num(self.advance_fraction, "advance_fraction", 0.0, 1.2))
-        off = np.asarray(self.offset_mm, dtype=np.float64) if isinstance(self.offset_mm, (list, tuple, np.ndarray)) \
-            else None
-        if off is None or off.shape != (3,) or not np.all(np.isfinite(off)) or np.any(np.abs(off) > 50.0):
-            raise InputError(f"must be 3 finite numbers within +-50 mm (LPS), got {self.offset_mm!r}", "offset_mm")
+        expected = "3 finite numbers within +-50 mm (LPS)"
+        off = check_vector(self.offset_mm if isinstance(self.offset_mm, (list, tuple, np.ndarray)) else None,
+                           3, "offset_mm", expected=expected)
+        if np.any(np.abs(off) > 50.0):
+            raise InputError(f"must be {expected}, got {self.offset_mm!r}", "offset_mm")
         s(self, "offset_mm", tuple(float(x) for x in off))
         s(self, "tilt_deg", _num(self.tilt_deg, "tilt_deg", -45.0, 45.0))
         if self.implant is not None and (not isinstance(self.implant, str) or not self.implant):
@@ -148,14 +146,12 @@ class ScenarioStep:
         s = object.__setattr__
         if not isinstance(self.implant, str) or not self.implant:
             raise InputError(f"must be an implant id, got {self.implant!r}", "implant")
-        if self.view not in VIEW_KINDS:
-            raise InputError(f"must be one of {', '.join(VIEW_KINDS)}, got {self.view!r}", "view")
+        check_choice(self.view, VIEW_KINDS, "view")
         s(self, "orbital_offset_deg", _num(self.orbital_offset_deg, "orbital_offset_deg", -30.0, 30.0))
         s(self, "tilt_offset_deg", _num(self.tilt_offset_deg, "tilt_offset_deg", -30.0, 30.0))
         if self.pin is not None and not isinstance(self.pin, PinState):
             raise InputError(f"must be None or a PinState, got {type(self.pin).__name__}", "pin")
-        if self.mode not in MODES:
-            raise InputError(f"must be one of {', '.join(MODES)}, got {self.mode!r}", "mode")
+        check_choice(self.mode, MODES, "mode")
         s(self, "live_s", _num(self.live_s, "live_s", 0.0, 60.0))
         if self.mode == "live" and self.live_s <= 0:
             raise InputError("must be > 0 for a live step", "live_s")

@@ -44,6 +44,7 @@ import numpy as np
 from or_assist.core.geometry import CArmGeometry, Pose, project
 from or_assist.core.instruments import GuidePin
 from or_assist.core.plan import Implant
+from or_assist.core.validate import check_choice, check_number, check_vector
 from or_assist.errors import InputError
 from or_assist.sim.shots import chain as chain
 from or_assist.render.display import DisplaySettings, to_display
@@ -66,12 +67,7 @@ _DEFAULT_DISPLAY = DisplaySettings(percentiles=(1.0, 99.0))
 
 
 def _number(value, name: str, lo: float, hi: float = math.inf, lo_open: bool = False) -> float:
-    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) \
-        and math.isfinite(value) and (value > lo if lo_open else value >= lo) and value <= hi
-    if not ok:
-        rng = f"{'>' if lo_open else '>='} {lo:g}" + ("" if hi == math.inf else f" and <= {hi:g}")
-        raise InputError(f"must be a finite number {rng}, got {value!r}", name)
-    return float(value)
+    return check_number(value, name, lo, hi, lo_open=lo_open)
 
 
 def _integer(value, name: str, lo: int, hi: int) -> int:
@@ -197,8 +193,7 @@ class ShotSettings:
           _number(self.range_compression_kernel_mm, "range_compression_kernel_mm", 0.0, 1000.0, True))
         s(self, "supersample", _integer(self.supersample, "supersample", 1, 4))
         s(self, "step_fraction", _number(self.step_fraction, "step_fraction", 0.01, 2.0))
-        if self.collimation not in COLLIMATIONS:
-            raise InputError(f"must be 'circle', 'square' or None, got {self.collimation!r}", "collimation")
+        check_choice(self.collimation, COLLIMATIONS, "collimation")
         s(self, "collimation_radius_fraction",
           _number(self.collimation_radius_fraction, "collimation_radius_fraction", 0.1, 1.0))
         s(self, "text_top", _lines(self.text_top, "text_top"))
@@ -213,11 +208,9 @@ class ShotSettings:
         if self.frame_scale is not None:
             s(self, "frame_scale", _number(self.frame_scale, "frame_scale", 0.0, 64.0, True))
         if self.ii_distortion is not None:
-            d = np.asarray(self.ii_distortion, dtype=np.float64).reshape(-1) \
-                if isinstance(self.ii_distortion, (list, tuple, np.ndarray)) else None
-            if d is None or d.shape != (5,) or not np.all(np.isfinite(d)):
-                raise InputError(f"must be None or 5 finite numbers [k1, k2, p1, p2, k3], got "
-                                 f"{self.ii_distortion!r}", "ii_distortion")
+            expected = "None or 5 finite numbers [k1, k2, p1, p2, k3]"
+            d = check_vector(self.ii_distortion if isinstance(self.ii_distortion, (list, tuple, np.ndarray)) else None,
+                             5, "ii_distortion", expected=expected)
             s(self, "ii_distortion", tuple(float(x) for x in d))
         if self.display is not None and not isinstance(self.display, DisplaySettings):
             raise InputError(f"must be None or DisplaySettings, got {type(self.display).__name__}", "display")

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from or_assist.core.validate import check_choice, check_positive
 from or_assist.errors import InputError
 from or_assist.video.preprocess.fov_fit import coarse_rectangle, fine_circle, fine_rectangle, ransac_circle
 from or_assist.video.preprocess.frame import as_gray_uint8, colourfulness
@@ -70,13 +71,11 @@ class FieldOfView:
     box_px: tuple[float, float, float, float] | None = None
 
     def __post_init__(self):
-        if self.shape not in FOV_SHAPES:
-            raise InputError(f"must be 'circle' or 'rectangle', got {self.shape!r}", "shape")
+        check_choice(self.shape, FOV_SHAPES, "shape")
         cu, cv = (float(x) for x in self.center_px)
         object.__setattr__(self, "center_px", (cu, cv))
         if self.shape == "circle":
-            if self.radius_px is None or not (math.isfinite(self.radius_px) and self.radius_px > 0):
-                raise InputError(f"a circle needs a finite radius > 0, got {self.radius_px!r}", "radius_px")
+            check_positive(self.radius_px, "radius_px", expected="a finite radius > 0 for a circle")
             object.__setattr__(self, "radius_px", float(self.radius_px))
         else:
             if self.box_px is None or len(self.box_px) != 4:
@@ -280,8 +279,7 @@ class FieldOfViewTracker:
     def __init__(self, confirm_frames: int = 3, tolerance_px: float = 3.0):
         if isinstance(confirm_frames, bool) or not isinstance(confirm_frames, int) or confirm_frames < 1:
             raise InputError(f"must be an integer >= 1, got {confirm_frames!r}", "confirm_frames")
-        if not (isinstance(tolerance_px, (int, float)) and math.isfinite(tolerance_px) and tolerance_px > 0):
-            raise InputError(f"must be a finite number > 0, got {tolerance_px!r}", "tolerance_px")
+        check_positive(tolerance_px, "tolerance_px")
         self.confirm_frames = confirm_frames
         self.tolerance_px = float(tolerance_px)
         self.current: FieldOfView | None = None

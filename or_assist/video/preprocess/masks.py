@@ -24,13 +24,15 @@ import math
 import cv2
 import numpy as np
 
+from or_assist.core.validate import check_choice
+from or_assist.core.vocabulary import DETECTED_POLARITIES, POLARITIES as _BONE_POLARITIES
 from or_assist.errors import InputError
 from or_assist.video.preprocess.fov import FieldOfView, detect_field_of_view
 from or_assist.video.preprocess.frame import as_gray_uint8
 
 __all__ = ["POLARITIES", "detect_text_mask", "metal_mask", "detect_polarity", "polarity_score"]
 
-POLARITIES = ("bone-dark", "bone-bright", "unknown")
+POLARITIES = DETECTED_POLARITIES  # what detect_polarity returns (core.vocabulary)
 
 _POLARITY_WORK_PX = 384      # the noise analysis runs on the field binned to about this size
 _POLARITY_MIN_CORR = 0.25    # |rank correlation| below which the noise cue is undecided
@@ -241,8 +243,7 @@ def metal_mask(image_or_frame: np.ndarray, fov: FieldOfView | None = None, *,
     (H, W) bool ndarray
         True on metal / saturated pixels.
     """
-    if polarity not in ("bone-dark", "bone-bright", "attenuation"):
-        raise InputError(f"must be 'bone-dark', 'bone-bright' or 'attenuation', got {polarity!r}", "polarity")
+    check_choice(polarity, _BONE_POLARITIES + ("attenuation",), "polarity")
     _check_fov(fov)
     if polarity == "attenuation":
         img = np.asarray(image_or_frame)

@@ -60,6 +60,8 @@ import cv2
 import numpy as np
 
 from or_assist.core.geometry import CArmGeometry, distort_normalized, undistort_normalized
+from or_assist.core.validate import check_choice
+from or_assist.core.vocabulary import POLARITY_SETTINGS
 from or_assist.errors import InputError
 from or_assist.video.preprocess.fov import FieldOfView, detect_field_of_view
 from or_assist.video.preprocess.fov_fit import fit_circle
@@ -132,15 +134,13 @@ class PreprocessSettings:
     fov_erode_px: float = 3.0
 
     def __post_init__(self):
-        if self.polarity not in ("auto", "bone-dark", "bone-bright"):
-            raise InputError(f"must be 'auto', 'bone-dark' or 'bone-bright', got {self.polarity!r}", "polarity")
+        check_choice(self.polarity, POLARITY_SETTINGS, "polarity")
         if isinstance(self.rotate_deg, bool) or self.rotate_deg not in ROTATIONS_DEG:
             raise InputError(f"must be one of {ROTATIONS_DEG}, got {self.rotate_deg!r}", "rotate_deg")
         for name in ("flip_horizontal", "flip_vertical", "undistort", "crop_to_field", "mask_text",
                      "mask_metal", "mask_saturated", "normalise"):
             object.__setattr__(self, name, _flag(getattr(self, name), name))
-        if self.video_response not in VIDEO_RESPONSES:
-            raise InputError(f"must be 'log' or 'linear', got {self.video_response!r}", "video_response")
+        check_choice(self.video_response, VIDEO_RESPONSES, "video_response")
         lvl = self.saturation_level
         if isinstance(lvl, bool) or not isinstance(lvl, (int, np.integer)) or not 0 <= lvl <= 64:
             raise InputError(f"must be an integer from 0 to 64, got {lvl!r}", "saturation_level")
