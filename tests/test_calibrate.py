@@ -18,7 +18,8 @@ from or_assist.render.implants import metal_mu_per_mm
 from or_assist.sim.shots.simulate import ShotSettings, simulate_shot
 from or_assist.calibration.solve import calibrate, parse_roi
 from or_assist.calibration.detect import detect_beads
-from or_assist.calibration.io import calibrate_command, read_image
+from or_assist.cli.calibrate import calibrate_command
+from or_assist.video.shot_files import read_shot_image as read_image
 from or_assist.calibration.phantom import PHANTOM_DIR, bead_phantom_volume, load_bead_phantom
 
 K1 = 1.5                      # image-intensifier pincushion (normalised coordinates)

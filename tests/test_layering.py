@@ -23,7 +23,6 @@ KNOWN = {
     ("or_assist.video.sources.spec", "or_assist.sim.scenario.player"),
     ("or_assist.calibration.phantom", "or_assist.render.drr"),
     ("or_assist.calibration.phantom", "or_assist.render.implants"),
-    ("or_assist.calibration.io", "or_assist.video.preprocess.fov"),
     ("or_assist.live.run", "or_assist.sim.scenario.player"),
     ("or_assist.live.run", "or_assist.sim.scenario.model"),
     ("or_assist.live.run", "or_assist.sim.scenario.scripts"),
