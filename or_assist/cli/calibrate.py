@@ -95,7 +95,6 @@ def calibrate_command(image_paths: Sequence[str | os.PathLike], phantom_path: st
     return f"{text}\nwrote {written}"
 
 
-
 def format_calibration(result, profile=None, fov=None) -> str:
     """A human-readable report of a calibration (see the module doc).
 
