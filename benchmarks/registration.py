@@ -160,7 +160,7 @@ def table(name: str, rows: list) -> str:
              f"  CPU time per shot median / 95th {np.median(cpu):6.2f} / {np.percentile(cpu, 95):.2f} s   "
              "(all threads; about the wall time with one render thread)"]
     rep = [r for r in rows if r["success"]]
-    if rep:  # what a reported success is worth: REGISTERED_POSE_SIGMA of or_assist.cli.pin
+    if rep:  # what a reported success is worth: REGISTERED_POSE_SIGMA of or_assist.guidance.pin_files
         ang = np.array([r["angle"] for r in rep])
         disp = np.array([r["disp"] for r in rep])
         rms = np.sqrt(np.mean(disp ** 2, axis=0))

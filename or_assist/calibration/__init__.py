@@ -5,7 +5,6 @@ are data in the repository's top-level ``calibration/`` folder.
 Modules::
 
     detect   Bead detection in a calibration image: dark blobs with sub-pixel centroids and sizes.
-    io       ``or-assist calibrate``: read phantom images, calibrate, write ``or_assist.geometry/1``, report.
     match    Which detected bead is which: plane by size, grid cell by lattice growth and marker.
     phantom  Bead calibration phantoms (``or_assist.bead_phantom/1``): definition and file.
     solve    C-arm calibration from images of a bead phantom (``or-assist calibrate``).
@@ -19,10 +18,9 @@ import lazy_loader as _lazy
 
 __getattr__, __dir__, __all__ = _lazy.attach(
     __name__,
-    submodules=['detect', 'io', 'match', 'phantom', 'solve'],
+    submodules=['detect', 'match', 'phantom', 'solve'],
     submod_attrs={
         'detect': ['BeadDetections', 'as_grey_image', 'detect_beads'],
-        'io': ['DEFAULT_SOURCE_TO_ISOCENTER_MM', 'read_image', 'format_calibration', 'calibrate_command'],
         'match': ['PlaneMatch', 'split_planes', 'grow_lattice', 'match_marker', 'identify_beads'],
         'phantom': ['BEAD_PHANTOM_SCHEMA', 'PHANTOM_DIR', 'BeadPlane', 'BeadPhantom', 'load_bead_phantom', 'grid_symmetries'],
         'solve': ['DISTORTION_MODELS', 'ImageCalibration', 'CalibrationResult', 'calibrate', 'parse_roi'],

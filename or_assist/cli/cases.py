@@ -4,16 +4,19 @@
     or-assist cases [--root CASES_DIR]
     or-assist export CASE_DIR OUT_DIR [--no-mask] [--pseudonymise]
 
-Each returns the text to print; bad input raises :class:`~or_assist.errors.InputError`.
+The ``*_command`` functions return the text to print (the handlers print it); bad input
+raises :class:`~or_assist.errors.InputError`.
 """
 
 from __future__ import annotations
 
 import time
 
+from or_assist.cli._parser import emit
 from or_assist.errors import InputError
 
-__all__ = ["report_command", "cases_command", "export_command"]
+__all__ = ["report_command", "cases_command", "export_command", "add_parsers", "cmd_cases", "cmd_report",
+           "cmd_export"]
 
 
 def report_command(case_dir, out=None, *, pdf: bool = False, mask_text: bool = True,
@@ -83,3 +86,44 @@ def export_command(case_dir, out_dir, *, mask_text: bool = True, pseudonymise: b
     path = export_case(case_dir, out_dir, mask_text=mask_text, pseudonymise=pseudonymise)
     return f"wrote {path} (images {'text-masked' if mask_text else 'NOT masked'}" + \
         (", pseudonymised)" if pseudonymise else ")")
+
+
+def cmd_cases(args) -> int:
+    """Print :func:`cases_command`."""
+    emit(cases_command(args.root))
+    return 0
+
+
+def cmd_report(args) -> int:
+    """Print :func:`report_command`."""
+    emit(report_command(args.case_dir, args.out, pdf=args.pdf, mask_text=not args.no_mask,
+                        pseudonymise=args.pseudonymise))
+    return 0
+
+
+def cmd_export(args) -> int:
+    """Print :func:`export_command`."""
+    emit(export_command(args.case_dir, args.out_dir, mask_text=not args.no_mask, pseudonymise=args.pseudonymise))
+    return 0
+
+
+def add_parsers(sub) -> None:
+    """Add ``cases``, ``report`` and ``export``."""
+    s = sub.add_parser("cases", help="list recorded cases")
+    s.add_argument("--root", default=None, help="cases folder (default $OR_ASSIST_CASES or ~/.local/share/or_assist/cases)")
+    s.set_defaults(func=cmd_cases)
+
+    s = sub.add_parser("report", help="write a case's self-contained HTML report (and PDF)")
+    s.add_argument("case_dir", help="a case folder")
+    s.add_argument("--out", default=None, help="report path (default CASE_DIR/report.html)")
+    s.add_argument("--pdf", action="store_true", help="also print it to PDF (needs Chromium)")
+    s.add_argument("--no-mask", action="store_true", help="do not mask burnt-in text (may show the patient's name)")
+    s.add_argument("--pseudonymise", action="store_true", help="strip names, ids and dates")
+    s.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("export", help="copy a case for sharing (text masked; optionally pseudonymised)")
+    s.add_argument("case_dir")
+    s.add_argument("out_dir")
+    s.add_argument("--no-mask", action="store_true")
+    s.add_argument("--pseudonymise", action="store_true")
+    s.set_defaults(func=cmd_export)

@@ -1,7 +1,7 @@
 """One registered shot's guidance: the pin found near the plan, its 2-D deviation and cue.
 
 The per-shot steps shared by the OR display's live pipeline
-(:mod:`or_assist.live.pipeline`) and ``or-assist pin`` (:mod:`or_assist.cli.pin`):
+(:mod:`or_assist.live.pipeline`) and ``or-assist pin`` (:mod:`or_assist.guidance.pin_files`):
 the usable pixels of the preprocessed shot (field of view eroded by 3 px, burnt-in text
 left out), the planned axis as the detector's prior, :func:`~or_assist.guidance.pin.detect_pin`,
 :func:`~or_assist.guidance.deviation.shot_deviation` and

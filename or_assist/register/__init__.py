@@ -2,6 +2,7 @@
 
 Modules::
 
+    files        Registering one shot given as files: read the inputs, register, write the result.
     init2d       Fast 2-D initialisation: in-plane shift, rotation and scale of a shot against a view.
     optimize     Derivative-free optimisers for registration: a seeded CMA-ES and a compass search.
     pipeline     2-D/3-D registration of a fluoroscopy shot to the CT: the pipeline.
@@ -19,8 +20,9 @@ import lazy_loader as _lazy
 
 __getattr__, __dir__, __all__ = _lazy.attach(
     __name__,
-    submodules=['init2d', 'optimize', 'pipeline', 'pose_params', 'settings', 'shot', 'similarity'],
+    submodules=['files', 'init2d', 'optimize', 'pipeline', 'pose_params', 'settings', 'shot', 'similarity'],
     submod_attrs={
+        'files': ['register_files'],
         'init2d': ['Alignment2D', 'similarity_matrix', 'align_2d', 'pose_from_2d', 'resample_to_geometry'],
         'optimize': ['OptimResult', 'cma_es', 'compass_search'],
         'pipeline': ['REGISTRATION_SCHEMA', 'RegistrationResult', 'Registrar', 'registration_ct'],

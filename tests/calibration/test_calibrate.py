@@ -18,10 +18,10 @@ from or_assist.render.implants import metal_mu_per_mm
 from or_assist.sim.shots.simulate import ShotSettings, simulate_shot
 from or_assist.calibration.solve import calibrate, parse_roi
 from or_assist.calibration.detect import detect_beads
-from or_assist.calibration.io import calibrate_command, read_image
+from or_assist.cli.calibrate import calibrate_command
+from or_assist.video.shot_files import read_shot_image as read_image
 from or_assist.calibration.phantom import PHANTOM_DIR, load_bead_phantom
 from or_assist.sim.calibration_phantom import bead_phantom_volume
-from or_assist.video.preprocess.fov import detect_field_of_view
 
 K1 = 1.5                      # image-intensifier pincushion (normalised coordinates)
 PP_OFFSET_PX = (6.3, -4.1)    # the central ray misses the detector centre a little
@@ -357,8 +357,7 @@ def test_calibrate_command(tmp_path, intensifier):
     png = tmp_path / "phantom.png"
     cv2.imwrite(str(png), intensifier.frame)
     out = tmp_path / "geometry.json"
-    text = calibrate_command([png], "bead_grid_two_plane", out, profile="siemens_arcadis_varic",
-                             detect_fov=detect_field_of_view)
+    text = calibrate_command([png], "bead_grid_two_plane", out, profile="siemens_arcadis_varic")
     g = load_geometry(out)
     assert abs(g.sid_mm / intensifier.truth.sid_mm - 1) < 0.01 and g.distortion is not None
     assert g.source_to_isocenter_mm == 600.0

@@ -1,0 +1,137 @@
+"""The planning commands: check a plan, open the planner, C-arm geometry, view poses and
+the virtual view library.
+
+    or-assist plan-check PLAN [--ct CT] [--ignore-hash] [--min-clearance-mm MM]
+    or-assist plan CT [PLAN]
+    or-assist geometry [PROFILE] [--size PX] [--out G.json]
+    or-assist view-pose PLAN --implant ID --view KIND [--geometry G.json] [--out POSE.json]
+    or-assist views PLAN --geometry G.json --out DIR
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from or_assist.core.vocabulary import PATIENT_POSITIONS, VIEW_KINDS
+from or_assist.cli._parser import emit
+
+__all__ = ["add_parsers", "cmd_plan_check", "cmd_plan", "cmd_geometry", "cmd_view_pose", "cmd_views"]
+
+
+def cmd_plan_check(args) -> int:
+    """Print the plan's check table; exit status 1 when a check fails."""
+    from or_assist.planning.checks import check_plan_file
+
+    text, code = check_plan_file(args.plan, ct_path=args.ct, ignore_hash=args.ignore_hash,
+                                 min_clearance_mm=args.min_clearance_mm)
+    emit(text)
+    return code
+
+
+def cmd_plan(args) -> int:
+    """Open the planning workstation (its exit status)."""
+    from or_assist.app.planner.window import plan_app
+
+    return plan_app(args.ct, args.plan)
+
+
+def cmd_geometry(args) -> int:
+    """List the C-arm profiles, or print or write one's geometry."""
+    from or_assist.core.carm_profiles import list_profiles, load_profile
+    from or_assist.core.geometry import save_geometry
+
+    if args.profile is None:
+        for name in list_profiles():
+            p = load_profile(name)
+            g = p.geometry
+            emit(f"{name:28s} {p.display_name}  (SID {g.sid_mm:g} mm, source-isocentre "
+                 f"{g.source_to_isocenter_mm:g} mm, field {p.field_size_mm:g} mm)")
+        return 0
+    profile = load_profile(args.profile)
+    geom = profile.geometry_at(args.size) if args.size is not None else profile.geometry
+    if args.out:
+        save_geometry(geom, args.out)
+        emit(f"wrote {args.out}")
+    else:
+        emit(json.dumps(geom.to_dict(), indent=2))
+    if profile.unverified:
+        emit("note: unverified values in this profile: " + "; ".join(profile.unverified), err=True)
+    return 0
+
+
+def cmd_view_pose(args) -> int:
+    """Print or write the pose of a named view of one planned implant."""
+    from or_assist.core.geometry import save_pose
+    from or_assist.core.plan import load_plan
+    from or_assist.core.view_poses import plan_view_pose
+
+    plan = load_plan(args.plan)
+    pose = plan_view_pose(plan, args.implant, args.view, source_to_isocenter_mm=args.source_to_isocenter_mm,
+                          geometry_path=args.geometry, tilt_deg=args.tilt_deg,
+                          patient_position=args.patient_position)
+    if args.out:
+        save_pose(pose, args.out)
+        emit(f"wrote {args.out}")
+    else:
+        emit(json.dumps(pose.to_dict(), indent=2))
+    return 0
+
+
+def cmd_views(args) -> int:
+    """Build the plan's view library (progress on the terminal) and print its summary."""
+    from or_assist.render.views.io import views_command
+
+    offsets = () if args.no_neighbourhood else tuple(args.neighbourhood_deg)
+    result = views_command(args.plan, args.geometry, args.out, size_px=args.size_px,
+                           neighbourhood_deg=offsets, patient_position=args.patient_position,
+                           png=not args.no_png, progress=True)
+    emit(result["summary"])
+    return 0
+
+
+def add_parsers(sub) -> None:
+    """Add ``plan-check``, ``geometry``, ``view-pose``, ``views`` and ``plan``."""
+    s = sub.add_parser("plan-check", help="check a plan against its CT; exit 1 when a check fails")
+    s.add_argument("plan", help="or_assist.plan/1 JSON file")
+    s.add_argument("--ct", default=None, help="CT to check against (default: the plan's own CT path)")
+    s.add_argument("--ignore-hash", action="store_true",
+                   help="check even when the CT's voxel SHA-256 differs from the plan's")
+    s.add_argument("--min-clearance-mm", type=float, default=2.0,
+                   help="required surface clearance from foramina and canal (default 2.0)")
+    s.set_defaults(func=cmd_plan_check)
+
+    s = sub.add_parser("geometry", help="list C-arm profiles, or write one's geometry JSON")
+    s.add_argument("profile", nargs="?", help="profile name (see the list) or a profile JSON path")
+    s.add_argument("--size", type=int, default=None, help="resample to a SIZE x SIZE image of the whole field")
+    s.add_argument("--out", type=Path, default=None, help="write or_assist.geometry/1 here (default: print)")
+    s.set_defaults(func=cmd_geometry)
+
+    s = sub.add_parser("view-pose", help="the C-arm pose of a named view of one planned implant")
+    s.add_argument("plan", help="or_assist.plan/1 JSON file")
+    s.add_argument("--implant", required=True, help="implant id in the plan")
+    s.add_argument("--view", required=True, choices=VIEW_KINDS)
+    s.add_argument("--geometry", default=None, help="or_assist.geometry/1 (for its source-isocentre distance)")
+    s.add_argument("--source-to-isocenter-mm", type=float, default=None,
+                   help="override (default from --geometry, else 600)")
+    s.add_argument("--tilt-deg", type=float, default=None, help="inlet/outlet tilt (default: plan, landmarks or 25/42)")
+    s.add_argument("--patient-position", choices=PATIENT_POSITIONS, default="prone")
+    s.add_argument("--out", type=Path, default=None, help="write or_assist.pose/1 here (default: print)")
+    s.set_defaults(func=cmd_view_pose)
+
+    s = sub.add_parser("views", help="build a plan's virtual view library (npz + printable PNGs)")
+    s.add_argument("plan", help="or_assist.plan/1 JSON file")
+    s.add_argument("--geometry", required=True, help="or_assist.geometry/1 of the C-arm")
+    s.add_argument("--out", required=True, type=Path, help="output folder (views.npz, png/)")
+    s.add_argument("--size-px", type=int, default=None, help="render size of the named views (default: geometry, max 512)")
+    s.add_argument("--neighbourhood-deg", type=float, nargs="+", default=[-10, -5, 0, 5, 10],
+                   help="orbital/tilt offsets of the neighbourhood grid (default -10 -5 0 5 10)")
+    s.add_argument("--no-neighbourhood", action="store_true", help="render the named views only")
+    s.add_argument("--patient-position", choices=PATIENT_POSITIONS, default="prone")
+    s.add_argument("--no-png", action="store_true", help="skip the printable PNGs")
+    s.set_defaults(func=cmd_views)
+
+    s = sub.add_parser("plan", help="open the planning workstation on a CT (and a plan)")
+    s.add_argument("ct", help="the CT to plan on")
+    s.add_argument("plan", nargs="?", default=None, help="a plan to open, or the file to save a new one to")
+    s.set_defaults(func=cmd_plan)

@@ -1,0 +1,84 @@
+"""Registering one shot given as files: read the inputs, register, write the result.
+
+What ``or-assist register`` computes (:mod:`or_assist.cli.register` prints it). The result
+is ``or_assist.registration/1``; a shot that cannot be registered confidently is a result
+with ``success: false`` and a ``reason``; unreadable or malformed inputs raise
+:class:`~or_assist.errors.InputError`.
+"""
+
+from __future__ import annotations
+
+import os
+
+from or_assist.errors import InputError
+from or_assist.register.pipeline import RegistrationResult
+
+__all__ = ["register_files"]
+
+
+def register_files(ct_path: str | os.PathLike, geometry_path: str | os.PathLike, image_path: str | os.PathLike,
+                   init_path: str | os.PathLike, out_path: str | os.PathLike, *,
+                   plan_path: str | os.PathLike | None = None, library_path: str | os.PathLike | None = None,
+                   polarity: str = "bone-dark") -> RegistrationResult:
+    """Register one shot and write ``or_assist.registration/1`` to ``out_path``.
+
+    Parameters
+    ----------
+    ct_path : path-like
+        The patient's CT (file or DICOM folder).
+    geometry_path : path-like
+        ``or_assist.geometry/1`` of the image's pixels (the video frame's geometry when
+        the image is a whole frame).
+    image_path : path-like
+        The shot (:func:`~or_assist.video.shot_files.read_shot_image`).
+    init_path : path-like
+        ``or_assist.pose/1`` (or a previous ``or_assist.registration/1``) to start from.
+    out_path : path-like
+        Where to write the result.
+    plan_path : path-like, optional
+        The plan; a library given is checked against it.
+    library_path : path-like, optional
+        A view library (``or-assist views``) whose nearby views seed the start.
+    polarity : {'bone-dark', 'bone-bright', 'auto'}
+
+    Returns
+    -------
+    RegistrationResult
+        What was written (also when it reports ``success=False``).
+
+    Raises
+    ------
+    InputError
+        Unreadable or malformed input files or arguments.
+    """
+    from or_assist.core import jsonio
+    from or_assist.core.ct.load import load_ct
+    from or_assist.core.geometry import load_geometry, load_pose
+    from or_assist.register.pipeline import Registrar
+    from or_assist.core.validate import check_choice
+    from or_assist.core.vocabulary import POLARITY_SETTINGS
+    from or_assist.video.shot_files import read_shot_image
+
+    check_choice(polarity, POLARITY_SETTINGS, "--polarity")
+    geometry = load_geometry(geometry_path)
+    init_pose = load_pose(init_path)
+    frame = read_shot_image(image_path)
+    plan = None
+    if plan_path is not None:
+        from or_assist.core.plan import load_plan
+
+        plan = load_plan(plan_path)
+    library = None
+    if library_path is not None:
+        from or_assist.render.views.io import load_view_library
+
+        library = load_view_library(library_path, plan)
+        if abs(library.geometry.sid_mm - geometry.sid_mm) > 1e-6 or \
+                abs(library.geometry.source_to_isocenter_mm - geometry.source_to_isocenter_mm) > 1e-6:
+            raise InputError(f"was built for another C-arm (SID {library.geometry.sid_mm:g} mm, source-isocentre "
+                             f"{library.geometry.source_to_isocenter_mm:g} mm) than {geometry_path}",
+                             str(library_path))
+    ct = load_ct(ct_path)
+    result = Registrar(ct, geometry).register(frame, init_pose, polarity=polarity, library=library)
+    jsonio.write_json(out_path, result.to_dict())
+    return result
