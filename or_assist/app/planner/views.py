@@ -32,6 +32,17 @@ def implant_colour(index: int) -> tuple[int, int, int]:
     return _COLOURS[index % len(_COLOURS)]
 
 
+
+def _image_view_box(widget: pg.PlotWidget):
+    """Hide the axes and lock an image's aspect, row 0 at the top; the view box."""
+    pi = widget.getPlotItem()
+    pi.hideAxis("left")
+    pi.hideAxis("bottom")
+    vb = pi.getViewBox()
+    vb.setAspectLocked(True)
+    vb.invertY(True)
+    return vb
+
 class SliceView(pg.PlotWidget):
     """One CT slice with crosshair, implant and landmark overlays (module doc)."""
 
@@ -46,12 +57,7 @@ class SliceView(pg.PlotWidget):
         self.setMenuEnabled(False)
         self.hideButtons()
         self.setTitle(title, size="9pt")
-        pi = self.getPlotItem()
-        pi.hideAxis("left")
-        pi.hideAxis("bottom")
-        vb = pi.getViewBox()
-        vb.setAspectLocked(True)
-        vb.invertY(True)
+        vb = _image_view_box(self)
         vb.setMouseEnabled(True, True)
         self.image = pg.ImageItem(axisOrder="row-major")
         self.addItem(self.image)
@@ -201,12 +207,7 @@ class FluoroView(pg.PlotWidget):
         super().__init__(parent=parent)
         self.setMenuEnabled(False)
         self.hideButtons()
-        pi = self.getPlotItem()
-        pi.hideAxis("left")
-        pi.hideAxis("bottom")
-        vb = pi.getViewBox()
-        vb.setAspectLocked(True)
-        vb.invertY(True)
+        _image_view_box(self)
         self.image = pg.ImageItem(axisOrder="row-major")
         self.addItem(self.image)
         self.label = pg.TextItem("", color=(255, 255, 0), anchor=(0, 0))

@@ -44,6 +44,13 @@ def _check_fov(fov, name: str = "fov") -> None:
         raise InputError(f"must be None or a FieldOfView, got {type(fov).__name__}", name)
 
 
+def _gray_and_fov(frame: np.ndarray, fov: FieldOfView | None) -> tuple[np.ndarray, FieldOfView]:
+    """The frame as 8-bit grey and its field of view (detected when not given)."""
+    gray = as_gray_uint8(frame, "frame")
+    _check_fov(fov)
+    return gray, (detect_field_of_view(gray) if fov is None else fov)
+
+
 def _disc(size_px: int) -> np.ndarray:
     size_px = max(3, int(size_px) | 1)
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size_px, size_px))
@@ -314,10 +321,7 @@ def polarity_score(frame: np.ndarray, fov: FieldOfView | None = None) -> float:
     Negative: the dark pixels are the noisy ones (bone dark); positive: bone bright;
     NaN when too few unsaturated pixels remain. See :func:`detect_polarity`.
     """
-    gray = as_gray_uint8(frame, "frame")
-    _check_fov(fov)
-    if fov is None:
-        fov = detect_field_of_view(gray)
+    gray, fov = _gray_and_fov(frame, fov)
     return _polarity_score(gray, fov)
 
 
@@ -379,10 +383,7 @@ def detect_polarity(frame: np.ndarray, fov: FieldOfView | None = None) -> str:
     -------
     {'bone-dark', 'bone-bright', 'unknown'}
     """
-    gray = as_gray_uint8(frame, "frame")
-    _check_fov(fov)
-    if fov is None:
-        fov = detect_field_of_view(gray)
+    gray, fov = _gray_and_fov(frame, fov)
     return _detect_polarity(gray, fov)
 
 
