@@ -31,7 +31,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from or_assist.core.carm_profiles import load_profile  # noqa: E402
-from or_assist.core.geometry import Pose, project, rotation_about_axis  # noqa: E402
+from or_assist.core.geometry import project
+from or_assist.core.pose import Pose, rotation_about_axis
 from or_assist.errors import InputError  # noqa: E402
 from or_assist.render.drr import DRRRenderer  # noqa: E402
 from or_assist.sim.shots.simulate import ShotSettings, simulate_shot  # noqa: E402

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from or_assist.core.ct.load import crop_ct, load_ct  # noqa: E402
 from or_assist.core.ct.volume import CTVolume  # noqa: E402
-from or_assist.core.geometry import Pose, rotation_angle_deg  # noqa: E402
+from or_assist.core.pose import Pose, rotation_angle_deg
 from or_assist.core.plan import load_plan  # noqa: E402
 from or_assist.postop.evaluate import evaluate_case  # noqa: E402
 from or_assist.sim.postop_ct import perturbed_implant, rigid_motion, synthesize_postop_ct  # noqa: E402

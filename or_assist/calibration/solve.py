@@ -44,7 +44,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from or_assist.core.geometry import CArmGeometry, Pose
+from or_assist.core.geometry import CArmGeometry
+from or_assist.core.pose import Pose
 from or_assist.core.validate import check_choice, check_positive
 from or_assist.core.vocabulary import DISTORTION_MODELS
 from or_assist.errors import InputError

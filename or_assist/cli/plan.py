@@ -62,7 +62,7 @@ def cmd_geometry(args) -> int:
 
 def cmd_view_pose(args) -> int:
     """Print or write the pose of a named view of one planned implant."""
-    from or_assist.core.geometry import save_pose
+    from or_assist.core.pose import save_pose
     from or_assist.core.plan import load_plan
     from or_assist.core.view_poses import plan_view_pose
 

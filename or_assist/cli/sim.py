@@ -41,7 +41,8 @@ def _frame_size(text: str) -> tuple[int, int]:
 def cmd_simulate(args) -> int:
     """Simulate one shot and write it (and its video geometry)."""
     from or_assist.core.ct.load import load_ct
-    from or_assist.core.geometry import load_geometry, load_pose
+    from or_assist.core.geometry import load_geometry
+    from or_assist.core.pose import load_pose
     from or_assist.core.instruments import GuidePin
     from or_assist.errors import InputError
     from or_assist.sim.shots.simulate import ShotSettings, simulate_shot

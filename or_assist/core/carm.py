@@ -31,7 +31,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from or_assist.core.geometry import Pose
+from or_assist.core.pose import Pose
 from or_assist.core.validate import check_choice, check_finite, check_vector
 from or_assist.core.vocabulary import PATIENT_POSITIONS, SIDES, VIEW_KINDS
 from or_assist.errors import InputError

@@ -12,7 +12,8 @@ import os
 
 from or_assist.core.carm import (DEFAULT_INLET_TILT_DEG, DEFAULT_OUTLET_TILT_DEG,
                                  derive_view_tilts_deg, sijf_view_pose)
-from or_assist.core.geometry import CArmGeometry, Pose, load_geometry
+from or_assist.core.geometry import CArmGeometry, load_geometry
+from or_assist.core.pose import Pose
 
 __all__ = ["DEFAULT_SOURCE_TO_ISOCENTER_MM", "view_tilt_deg", "plan_view_pose", "plan_view_poses"]
 

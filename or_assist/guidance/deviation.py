@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from or_assist.core.geometry import CArmGeometry, Pose, backproject, project, project_with_depth, rotation_about_axis
+from or_assist.core.geometry import CArmGeometry, backproject, project, project_with_depth
+from or_assist.core.pose import Pose, rotation_about_axis
 from or_assist.errors import InputError
 from or_assist.guidance.pin import PinDetection
 

@@ -37,7 +37,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from or_assist.core.geometry import CArmGeometry, Pose, project_with_depth
+from or_assist.core.geometry import CArmGeometry, project_with_depth
+from or_assist.core.pose import Pose
 from or_assist.core.instruments import DEFAULT_PIN_DIAMETER_MM
 from or_assist.core.validate import check_choice, check_number, check_positive
 from or_assist.core.vocabulary import POLARITIES

@@ -50,7 +50,7 @@ REGISTERED_POSE_SIGMA = (1.0, 0.5)
 def read_pose_or_registration(path: str | os.PathLike):
     """``(pose or None, registered: bool, reason or None)`` from a pose or registration file."""
     from or_assist.core import jsonio
-    from or_assist.core.geometry import Pose, load_pose
+    from or_assist.core.pose import Pose, load_pose
 
     doc = jsonio.read_json(path)
     if isinstance(doc, dict) and doc.get("schema") == "or_assist.registration/1":

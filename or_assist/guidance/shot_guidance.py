@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from or_assist.core.geometry import Pose
+from or_assist.core.pose import Pose
 
 __all__ = ["ShotGuidance", "usable_pixels", "axis_in_field", "guide_shot"]
 

@@ -38,7 +38,8 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from or_assist.core.carm import carm_angles_from_pose, patient_axes
-from or_assist.core.geometry import CArmGeometry, Pose
+from or_assist.core.geometry import CArmGeometry
+from or_assist.core.pose import Pose
 from or_assist.core.outputs import write_error
 from or_assist.core.plan import Plan
 from or_assist.core.view_poses import plan_view_pose

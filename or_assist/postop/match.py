@@ -16,7 +16,7 @@ import SimpleITK as sitk
 
 from or_assist.core.catalogue import CatalogueItem
 from or_assist.core.ct.volume import CTVolume
-from or_assist.core.geometry import Pose
+from or_assist.core.pose import Pose
 from or_assist.core.plan import Plan, implant_vertex_directions
 from or_assist.errors import InputError
 from or_assist.postop.prism_fit import fit_prism, roll_about_axis_rad

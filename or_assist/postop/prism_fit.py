@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from or_assist.core.catalogue import CatalogueItem
-from or_assist.core.geometry import rotation_about_axis
+from or_assist.core.pose import rotation_about_axis
 
 __all__ = ["PrismFit", "prism_planes", "fit_prism", "roll_about_axis_rad"]
 

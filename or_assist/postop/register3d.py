@@ -34,7 +34,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from or_assist.core.ct.volume import CTVolume
-from or_assist.core.geometry import Pose
+from or_assist.core.pose import Pose
 from or_assist.errors import InputError
 
 __all__ = ["Registration3D", "register_postop_to_preop", "boxes_overlap_fraction", "bone_dice", "pose_to_sitk"]

@@ -53,7 +53,8 @@ def register_files(ct_path: str | os.PathLike, geometry_path: str | os.PathLike,
     """
     from or_assist.core import jsonio
     from or_assist.core.ct.load import load_ct
-    from or_assist.core.geometry import load_geometry, load_pose
+    from or_assist.core.geometry import load_geometry
+    from or_assist.core.pose import load_pose
     from or_assist.register.pipeline import Registrar
     from or_assist.core.validate import check_choice
     from or_assist.core.vocabulary import POLARITY_SETTINGS

@@ -17,7 +17,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from or_assist.core.geometry import CArmGeometry, Pose
+from or_assist.core.geometry import CArmGeometry
+from or_assist.core.pose import Pose
 from or_assist.register.similarity import prepare_fixed
 
 __all__ = ["Alignment2D", "similarity_matrix", "align_2d", "pose_from_2d", "resample_to_geometry"]

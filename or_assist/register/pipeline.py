@@ -44,7 +44,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from or_assist.core.geometry import CArmGeometry, Pose
+from or_assist.core.geometry import CArmGeometry
+from or_assist.core.pose import Pose
 from or_assist.core.validate import check_choice
 from or_assist.core.vocabulary import POLARITY_SETTINGS
 from or_assist.errors import InputError

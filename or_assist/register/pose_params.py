@@ -19,7 +19,8 @@ from typing import Sequence
 
 import numpy as np
 
-from or_assist.core.geometry import CArmGeometry, Pose, rotation_about_axis, rotation_angle_deg
+from or_assist.core.geometry import CArmGeometry
+from or_assist.core.pose import Pose, rotation_about_axis, rotation_angle_deg
 from or_assist.core.validate import check_vector
 
 __all__ = ["PARAMETER_NAMES", "update_matrix", "apply_update", "isocenter_source_mm", "pose_error",

@@ -34,7 +34,8 @@ from typing import Sequence
 import numpy as np
 
 from or_assist.core.ct.voxel_grid import VoxelGrid
-from or_assist.core.geometry import CArmGeometry, Pose, backproject, undistort_normalized
+from or_assist.core.geometry import CArmGeometry, backproject, undistort_normalized
+from or_assist.core.pose import Pose
 from or_assist.core.validate import check_positive, check_vector
 from or_assist.errors import InputError
 from or_assist.render import _drr_kernels as kernels

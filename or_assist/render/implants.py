@@ -49,8 +49,13 @@ from typing import Sequence
 import numpy as np
 
 from or_assist.core.ct.attenuation import loglog_mu_rho
-from or_assist.core.geometry import (CArmGeometry, Pose, distort_normalized, project_with_depth,
-                                     undistort_normalized)
+from or_assist.core.geometry import (
+    CArmGeometry,
+    distort_normalized,
+    project_with_depth,
+    undistort_normalized,
+)
+from or_assist.core.pose import Pose
 from or_assist.core.instruments import GuidePin, guide_pin_mesh
 from or_assist.core.plan import Implant, implant_mesh
 from or_assist.core.validate import check_positive

@@ -22,7 +22,8 @@ import numpy as np
 
 from or_assist.core.carm import (DEFAULT_INLET_TILT_DEG, DEFAULT_OUTLET_TILT_DEG, derive_view_tilts_deg,
                                  patient_axes, pose_from_carm_angles, sijf_view_pose)
-from or_assist.core.geometry import CArmGeometry, Pose
+from or_assist.core.geometry import CArmGeometry
+from or_assist.core.pose import Pose
 from or_assist.core.validate import check_choice
 from or_assist.core.vocabulary import IMPLANT_VIEW_KINDS
 from or_assist.errors import InputError

@@ -17,7 +17,7 @@ import numpy as np
 
 from or_assist.core.carm_profiles import load_profile
 from or_assist.core.ct.load import load_ct
-from or_assist.core.geometry import Pose, rotation_about_axis
+from or_assist.core.pose import Pose, rotation_about_axis
 from or_assist.core.instruments import GuidePin
 from or_assist.core.plan import load_plan
 from or_assist.core.view_poses import plan_view_pose

@@ -24,7 +24,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from or_assist.core.ct.volume import CTVolume
-from or_assist.core.geometry import Pose, rotation_about_axis
+from or_assist.core.pose import Pose, rotation_about_axis
 from or_assist.core.plan import Implant, implant_mesh
 from or_assist.errors import InputError
 from or_assist.postop.register3d import pose_to_sitk

@@ -95,7 +95,7 @@ def demo_pin(implant, advance_fraction: float = 0.6, offset_mm=(0.0, 0.0, 3.0), 
     -------
     GuidePin
     """
-    from or_assist.core.geometry import rotation_about_axis
+    from or_assist.core.pose import rotation_about_axis
     from or_assist.core.instruments import GuidePin
 
     axis = implant.axis_unit

@@ -11,7 +11,8 @@ import pytest
 
 from or_assist.core.carm_profiles import load_profile
 from or_assist.core.ct.attenuation import mu_water_per_mm
-from or_assist.core.geometry import CArmGeometry, Pose, load_geometry, project, rotation_about_axis
+from or_assist.core.geometry import CArmGeometry, load_geometry, project
+from or_assist.core.pose import Pose, rotation_about_axis
 from or_assist.errors import InputError, SchemaError
 from or_assist.render.drr import DRRRenderer
 from or_assist.render.implants import metal_mu_per_mm

@@ -52,7 +52,8 @@ def build_base(root: Path) -> dict[str, Path]:
     """Valid inputs for every command, under ``root`` (about 10 s)."""
     from or_assist.core.carm_profiles import load_profile
     from or_assist.core.ct.load import load_ct
-    from or_assist.core.geometry import save_geometry, save_pose
+    from or_assist.core.geometry import save_geometry
+    from or_assist.core.pose import save_pose
     from or_assist.core.plan import load_plan
     from or_assist.core.view_poses import plan_view_pose
     from or_assist.sim.shots.simulate import ShotSettings, simulate_shot

@@ -8,7 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from or_assist.core.geometry import Pose, save_geometry, save_pose
+from or_assist.core.geometry import save_geometry
+from or_assist.core.pose import Pose, save_pose
 from or_assist.errors import InputError
 from or_assist.cli.pin import pin_command
 from or_assist.sim.pin_cases import make_case

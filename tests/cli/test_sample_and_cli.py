@@ -96,7 +96,8 @@ def test_cli_info_on_both_shared_files(real_ct_path, dicom_dir):
 
 def test_cli_geometry_and_view_pose(sample, tmp_path):
     from or_assist.core.carm import carm_angles_from_pose
-    from or_assist.core.geometry import load_geometry, load_pose
+    from or_assist.core.geometry import load_geometry
+    from or_assist.core.pose import load_pose
 
     g = tmp_path / "g.json"
     assert main(["geometry", "siemens_cios_fusion", "--size", "256", "--out", str(g)]) == 0

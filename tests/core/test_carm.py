@@ -7,7 +7,8 @@ from or_assist.core.carm import (
     carm_angles_from_pose, derive_view_tilts_deg, patient_axes, pose_from_carm_angles,
     sijf_view_pose,
 )
-from or_assist.core.geometry import CArmGeometry, project, project_with_depth, rotation_about_axis
+from or_assist.core.geometry import CArmGeometry, project, project_with_depth
+from or_assist.core.pose import rotation_about_axis
 from or_assist.errors import InputError
 
 GEOM = CArmGeometry((1024, 1024), 1000.0, (0.3, 0.3), (512.0, 512.0), 600.0)

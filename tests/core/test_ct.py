@@ -12,7 +12,7 @@ from scipy.ndimage import map_coordinates
 
 from or_assist.core.ct.load import CTWarning, check_hu, crop_ct, load_ct, resample_ct, save_ct
 from or_assist.core.ct.volume import CTVolume
-from or_assist.core.geometry import rotation_about_axis
+from or_assist.core.pose import rotation_about_axis
 from or_assist.errors import InputError
 
 RNG_SEED = 20240611

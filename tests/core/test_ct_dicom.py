@@ -10,7 +10,7 @@ import SimpleITK as sitk
 
 from or_assist.core.ct.load import CTWarning, ct_info, format_ct_info, load_ct, save_ct
 from or_assist.core.ct.volume import CTVolume
-from or_assist.core.geometry import rotation_about_axis
+from or_assist.core.pose import rotation_about_axis
 from or_assist.errors import InputError
 
 

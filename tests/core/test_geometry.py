@@ -6,10 +6,17 @@ import numpy as np
 import pytest
 
 from or_assist.core.geometry import (
-    CArmGeometry, Pose, backproject, load_geometry, load_pose, pixels_to_mm_at_depth,
-    project, project_with_depth, rotation_about_axis, rotation_angle_deg, save_geometry,
-    save_pose, distort_normalized, undistort_normalized,
+    CArmGeometry,
+    backproject,
+    load_geometry,
+    pixels_to_mm_at_depth,
+    project,
+    project_with_depth,
+    save_geometry,
+    distort_normalized,
+    undistort_normalized,
 )
+from or_assist.core.pose import Pose, load_pose, rotation_about_axis, rotation_angle_deg, save_pose
 from or_assist.errors import InputError, SchemaError
 
 WORKED_T = [[1, 0, 0, 0], [0, 0, -1, 260], [0, 1, 0, 760], [0, 0, 0, 1]]

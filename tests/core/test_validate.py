@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from or_assist.core import vocabulary as vocab
-from or_assist.core.geometry import CArmGeometry, Pose
+from or_assist.core.geometry import CArmGeometry
+from or_assist.core.pose import Pose
 from or_assist.core.validate import (check_choice, check_finite, check_number, check_positive, check_vector,
                                      is_finite_number)
 from or_assist.errors import InputError

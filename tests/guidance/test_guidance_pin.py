@@ -149,7 +149,7 @@ def test_real_ct_two_view_accuracy(real_cases):
 
 def test_guide_shot_finds_the_pin_and_says_why_not(real_cases):
     """The per-shot guidance the OR display and ``or-assist pin`` share."""
-    from or_assist.core.geometry import Pose
+    from or_assist.core.pose import Pose
     from or_assist.guidance.shot_guidance import guide_shot
     from or_assist.video.preprocess.shot import PreprocessSettings, preprocess_shot
 

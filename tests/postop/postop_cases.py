@@ -13,7 +13,7 @@ import numpy as np
 
 from or_assist.core.ct.load import crop_ct, load_ct
 from or_assist.core.ct.volume import CTVolume
-from or_assist.core.geometry import Pose
+from or_assist.core.pose import Pose
 from or_assist.core.plan import load_plan
 from or_assist.sim.postop_ct import perturbed_implant, rigid_motion, synthesize_postop_ct
 from tests.conftest import REAL_CT_DIR, REAL_PLAN

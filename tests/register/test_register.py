@@ -16,7 +16,8 @@ import pytest
 
 from or_assist.core.carm_profiles import load_profile
 from or_assist.core.ct.load import load_ct, resample_ct
-from or_assist.core.geometry import save_geometry, save_pose
+from or_assist.core.geometry import save_geometry
+from or_assist.core.pose import save_pose
 from or_assist.core.instruments import GuidePin
 from or_assist.core.plan import load_plan
 from or_assist.core.view_poses import plan_view_pose
@@ -207,7 +208,7 @@ def test_cli_function_writes_a_result(real_case, real_ct_path, tmp_path):
     doc = json.loads((tmp_path / "result.json").read_text())
     assert doc["schema"] == REGISTRATION_SCHEMA and doc["success"] is True, doc.get("reason")
     assert doc["metric"] and doc["seconds"] > 0 and "registered" in out["summary"]
-    from or_assist.core.geometry import load_pose
+    from or_assist.core.pose import load_pose
 
     assert target_error_mm(load_pose(tmp_path / "result.json"), shot.pose, _points(real_case.plan)) < 2.0
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from or_assist.core.carm_profiles import load_profile
-from or_assist.core.geometry import Pose, project, rotation_about_axis
+from or_assist.core.geometry import project
+from or_assist.core.pose import Pose, rotation_about_axis
 from or_assist.errors import InputError
 from or_assist.register.init2d import Alignment2D, align_2d, pose_from_2d
 from or_assist.register.optimize import cma_es, compass_search

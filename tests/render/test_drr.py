@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from or_assist.core.carm import pose_from_carm_angles, sijf_view_pose
-from or_assist.core.geometry import CArmGeometry, backproject, project, rotation_about_axis
+from or_assist.core.geometry import CArmGeometry, backproject, project
+from or_assist.core.pose import rotation_about_axis
 from or_assist.errors import InputError
 from or_assist.render.drr import AttenuationVolume, DRRRenderer, render_drr, render_reference
 

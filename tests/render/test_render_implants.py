@@ -16,7 +16,8 @@ from scipy import ndimage
 
 from or_assist.core.carm import pose_from_beam
 from or_assist.core.ct.attenuation import _TABLE_KEV, mu_cortical_bone_per_mm, mu_water_per_mm
-from or_assist.core.geometry import CArmGeometry, Pose, project, project_with_depth, rotation_about_axis
+from or_assist.core.geometry import CArmGeometry, project, project_with_depth
+from or_assist.core.pose import Pose, rotation_about_axis
 from or_assist.core.instruments import GuidePin, guide_pin_mesh
 from or_assist.core.plan import Implant, implant_mesh, implant_vertex_directions
 from or_assist.core.catalogue import load_catalogue

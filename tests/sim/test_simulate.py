@@ -11,7 +11,8 @@ import pytest
 from or_assist.core.carm import pose_from_beam, pose_from_carm_angles
 from or_assist.core.ct.load import load_ct
 from or_assist.core.ct.volume import CTVolume
-from or_assist.core.geometry import CArmGeometry, Pose, project
+from or_assist.core.geometry import CArmGeometry, project
+from or_assist.core.pose import Pose
 from or_assist.core.instruments import GuidePin
 from or_assist.core.plan import Implant
 from or_assist.core.catalogue import load_catalogue

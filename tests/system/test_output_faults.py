@@ -152,7 +152,7 @@ def sample(tmp_path_factory):
     from or_assist.core.geometry import save_geometry
     from or_assist.core.plan import load_plan
     from or_assist.core.view_poses import plan_view_pose
-    from or_assist.core.geometry import save_pose
+    from or_assist.core.pose import save_pose
     from or_assist.sim.sample import build_sample_data
 
     root = tmp_path_factory.mktemp("outputs")

@@ -55,7 +55,7 @@ def shot(renderer, geometry, orbital_deg=0.0, tilt_deg=-25.0, **settings):
 
 def replace_pose(pose, angle_deg):
     """``pose`` turned by ``angle_deg`` about the source frame's x axis through the isocentre."""
-    from or_assist.core.geometry import Pose, rotation_about_axis
+    from or_assist.core.pose import Pose, rotation_about_axis
     iso_src = pose.apply(ISO_LPS_MM)
     turn = np.eye(4)
     turn[:3, :3] = rotation_about_axis([1.0, 0.0, 0.0], math.radians(angle_deg))

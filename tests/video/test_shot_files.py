@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from or_assist.core.carm_profiles import load_profile
-from or_assist.core.geometry import Pose, save_geometry, save_pose
+from or_assist.core.geometry import save_geometry
+from or_assist.core.pose import Pose, save_pose
 from or_assist.errors import InputError
 from or_assist.video import shot_files
 from or_assist.video.shot_files import read_shot_image

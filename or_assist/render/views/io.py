@@ -32,7 +32,8 @@ import numpy as np
 
 from or_assist.core import jsonio
 from or_assist.core.carm import CArmAngles
-from or_assist.core.geometry import CArmGeometry, Pose
+from or_assist.core.geometry import CArmGeometry
+from or_assist.core.pose import Pose
 from or_assist.core.outputs import remove_quietly, write_error, write_image
 from or_assist.errors import InputError, SchemaError
 from or_assist.render.display import DisplaySettings

@@ -14,7 +14,8 @@ from typing import Sequence
 import numpy as np
 
 from or_assist.core.carm import CArmAngles
-from or_assist.core.geometry import CArmGeometry, Pose
+from or_assist.core.geometry import CArmGeometry
+from or_assist.core.pose import Pose
 from or_assist.core.validate import is_finite_number
 from or_assist.core.vocabulary import IMPLANT_VIEW_KINDS
 from or_assist.errors import InputError

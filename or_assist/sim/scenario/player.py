@@ -39,7 +39,8 @@ import cv2
 import numpy as np
 
 from or_assist.core.carm import carm_angles_from_pose, patient_axes, pose_from_carm_angles
-from or_assist.core.geometry import CArmGeometry, Pose
+from or_assist.core.geometry import CArmGeometry
+from or_assist.core.pose import Pose
 from or_assist.errors import InputError
 from or_assist.render.drr import AttenuationVolume, DRRRenderer
 from or_assist.sim.shots.simulate import DEFAULT_TEXT_BOTTOM, DEFAULT_TEXT_TOP, ShotSettings, simulate_shot

@@ -41,7 +41,8 @@ from typing import Sequence
 
 import numpy as np
 
-from or_assist.core.geometry import CArmGeometry, Pose, project
+from or_assist.core.geometry import CArmGeometry, project
+from or_assist.core.pose import Pose
 from or_assist.core.instruments import GuidePin
 from or_assist.core.plan import Implant
 from or_assist.core.validate import check_choice, check_number, check_vector
