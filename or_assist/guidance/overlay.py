@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from or_assist.errors import InputError
-from or_assist.render.implants import implant_outline
+from or_assist.render.outline import implant_outline
 
 __all__ = ["MIN_TEXT_HEIGHT_PX", "ACTIVE_BGR", "OTHER_BGR", "NOT_REGISTERED_TEXT", "text_height_px",
            "draw_text_block", "draw_overlay"]

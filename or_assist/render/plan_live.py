@@ -29,7 +29,8 @@ from or_assist.core.vocabulary import IMPLANT_VIEW_KINDS
 from or_assist.errors import InputError
 from or_assist.render.display import DisplaySettings, auto_window, to_display
 from or_assist.render.drr import AttenuationVolume, DRRRenderer
-from or_assist.render.implants import ImplantOutline, default_mu_per_mm, implant_outline, metal_line_integrals
+from or_assist.render.implants import default_mu_per_mm, metal_line_integrals
+from or_assist.render.outline import ImplantOutline, implant_outline
 from or_assist.render.views.model import downsample_for_size
 
 __all__ = ["LIVE_VIEW_KINDS", "DEFAULT_PROFILE", "LiveView", "LiveViews", "view_tilts_deg"]

@@ -24,9 +24,15 @@ from or_assist.core.catalogue import load_catalogue
 from or_assist.core.polygon import convex_hull_2d, polygon_area, polygon_centroid, polygon_contains
 from or_assist.errors import InputError
 from or_assist.render.drr import AttenuationVolume, DRRRenderer
-from or_assist.render.implants import (METALS, ImplantOutline, burn_implants, convex_halfspaces,
-                                       default_mu_per_mm, implant_outline, metal_line_integrals,
-                                       metal_mu_per_mm, object_mesh, silhouette_px)
+from or_assist.render.implants import (
+    METALS,
+    burn_implants,
+    convex_halfspaces,
+    default_mu_per_mm,
+    metal_line_integrals,
+    metal_mu_per_mm,
+)
+from or_assist.render.outline import ImplantOutline, implant_outline, object_mesh, silhouette_px
 
 ITEM = load_catalogue().item("T7-45")
 AXIS = np.array([-1.0, 0.25, 0.15]) / np.linalg.norm([-1.0, 0.25, 0.15])

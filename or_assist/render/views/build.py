@@ -183,7 +183,8 @@ def build_view_library(plan, geometry: CArmGeometry, *, ct=None, size_px: int | 
     from or_assist.core.plan import Plan, plan_to_dict
     from or_assist.render.display import auto_window, to_display
     from or_assist.render.drr import AttenuationVolume, DRRRenderer
-    from or_assist.render.implants import default_mu_per_mm, implant_outline, metal_line_integrals
+    from or_assist.render.implants import default_mu_per_mm, metal_line_integrals
+    from or_assist.render.outline import implant_outline
 
     if not isinstance(plan, Plan):
         raise InputError(f"expected a Plan, got {type(plan).__name__}", "plan")

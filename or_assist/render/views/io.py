@@ -141,7 +141,7 @@ def _array(data, key: str, where: str, dtype, ndim: int) -> np.ndarray:
 
 
 def _outline(doc: dict, where: str):
-    from or_assist.render.implants import ImplantOutline
+    from or_assist.render.outline import ImplantOutline
 
     return ImplantOutline(jsonio.field_str(doc, "id", where),
                           jsonio.field_array(doc, "silhouette_px", where, (None, 2)),
