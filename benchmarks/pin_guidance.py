@@ -42,8 +42,12 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from or_assist.guidance.deviation import (TriangulationRefused, ViewUncertainty,  # noqa: E402
-                                          _deviation_numbers, two_view_deviation)
+from or_assist.guidance.triangulate import (
+    TriangulationRefused,
+    ViewUncertainty,
+    _deviation_numbers,
+    two_view_deviation,
+)
 from or_assist.errors import InputError  # noqa: E402
 from or_assist.guidance.pin import PinPrior, attenuation_from_frame, detect_pin  # noqa: E402
 from or_assist.video.preprocess.shot import PreprocessSettings, preprocess_shot  # noqa: E402

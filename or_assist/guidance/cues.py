@@ -224,7 +224,7 @@ def shot_cue(deviation, implant, *, pose=None, geometry=None, landmarks=None,
 
 
 def cue_3d(deviation3d, implant, landmarks=None, thresholds: CueThresholds | None = None) -> Cue:
-    """Cue from a two-shot :class:`~or_assist.guidance.deviation.Deviation3D`."""
+    """Cue from a two-shot :class:`~or_assist.guidance.triangulate.Deviation3D`."""
     th = thresholds or CueThresholds()
     frame = anatomical_frame(implant, landmarks)
     mm = deviation3d.predicted_apex_deviation_mm

@@ -13,7 +13,7 @@ What ``or-assist pin`` computes (:mod:`or_assist.cli.pin` prints its summary):
 (:func:`or_assist.video.preprocess.shot.preprocess_shot`: field of view, text,
 polarity, orientation), the active implant's pin is detected with its planned axis as
 the prior, and its 2-D deviation and cue are computed; with two shots the pin is
-triangulated (:func:`or_assist.guidance.deviation.two_view_deviation`) unless that is
+triangulated (:func:`or_assist.guidance.triangulate.two_view_deviation`) unless that is
 refused (the reason is written). The output is ``or_assist.pin_deviation/1``:
 
 * ``shots``: per shot ``image``, ``pose``, ``registration_ok``, ``pin`` (the detection
@@ -170,7 +170,11 @@ def pin_deviation_files(ct_path: str | os.PathLike, geometry_path: str | os.Path
     from or_assist.core.geometry import load_geometry
     from or_assist.core.plan import load_plan, load_plan_ct
     from or_assist.guidance.cues import CueThresholds, cue_3d
-    from or_assist.guidance.deviation import TriangulationRefused, ViewUncertainty, two_view_deviation
+    from or_assist.guidance.triangulate import (
+        TriangulationRefused,
+        ViewUncertainty,
+        two_view_deviation,
+    )
     from or_assist.video.shot_files import read_shot_image
 
     shots = list(shots)

@@ -12,7 +12,8 @@ from or_assist.core.plan import load_plan
 from or_assist.core.view_poses import plan_view_pose
 from or_assist.errors import InputError
 from or_assist.guidance.cues import CueThresholds, cue_3d, safety_warnings_3d, shot_cue
-from or_assist.guidance.deviation import shot_deviation, two_view_deviation
+from or_assist.guidance.deviation import shot_deviation
+from or_assist.guidance.triangulate import two_view_deviation
 from or_assist.guidance.overlay import NOT_REGISTERED_TEXT, draw_overlay, draw_text_block, text_height_px
 from or_assist.guidance.pin import PinDetection
 from tests.conftest import REAL_PLAN

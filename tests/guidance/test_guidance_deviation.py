@@ -12,8 +12,13 @@ from or_assist.core.geometry import project
 from or_assist.core.plan import load_plan
 from or_assist.core.view_poses import plan_view_pose
 from or_assist.errors import InputError
-from or_assist.guidance.deviation import (TriangulationRefused, ViewUncertainty, shot_deviation, triangulate_pin,
-                                          two_view_deviation)
+from or_assist.guidance.deviation import shot_deviation
+from or_assist.guidance.triangulate import (
+    TriangulationRefused,
+    ViewUncertainty,
+    triangulate_pin,
+    two_view_deviation,
+)
 from or_assist.guidance.pin import PinDetection
 from or_assist.sim.pin_cases import deviated_pin
 from tests.conftest import REAL_PLAN

@@ -134,7 +134,7 @@ def test_real_ct_shots_detection(real_cases):
 
 
 def test_real_ct_two_view_accuracy(real_cases):
-    from or_assist.guidance.deviation import _deviation_numbers, two_view_deviation
+    from or_assist.guidance.triangulate import _deviation_numbers, two_view_deviation
 
     for case in real_cases[0]:
         dets = [_detect(s, case.implant) for s in case.shots]
