@@ -1,6 +1,6 @@
 """New-shot detection: precision, recall and latency on a simulated 10-minute session.
 
-A :func:`or_assist.sim.scenario.player.session_scenario` on the built-in sample pelvis (three
+A :func:`or_assist.sim.scenario.scripts.session_scenario` on the built-in sample pelvis (three
 implants, lateral / inlet / outlet views with small C-arm misalignments, a guide pin
 advancing and being corrected, about a third of the steps live fluoroscopy followed by
 last-image-hold) is played through :class:`~or_assist.sim.scenario.player.ScenarioSource` as
@@ -34,7 +34,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from or_assist.render.drr import AttenuationVolume  # noqa: E402
-from or_assist.sim.scenario.player import PoseCachedRenderer, ScenarioSource, load_sample_case
+from or_assist.sim.scenario.player import PoseCachedRenderer, ScenarioSource
+from or_assist.sim.scenario.spec import load_sample_case
 from or_assist.sim.scenario.model import VideoSettings
 from or_assist.sim.scenario.scripts import session_scenario
 from or_assist.video.shots import ShotDetector  # noqa: E402

@@ -18,7 +18,7 @@ def register_simulator_for(spec) -> None:
     """Import the shot simulator when ``spec`` is a ``sim:`` source (or None: a saved source
     may be one), so that ``open_source`` knows the ``sim:`` kind it registers."""
     if spec is None or str(spec).strip().startswith("sim:"):
-        import or_assist.sim.scenario.player  # noqa: F401  (registers the sim: source kind)
+        import or_assist.sim.scenario.spec  # noqa: F401  (registers the sim: source kind)
 
 
 def cmd_demo(args) -> int:

@@ -21,7 +21,7 @@ REPO = REPO_ROOT
 
 @pytest.fixture(scope="module")
 def sample_case():
-    from or_assist.sim.scenario.player import load_sample_case
+    from or_assist.sim.scenario.spec import load_sample_case
 
     return load_sample_case()
 

@@ -15,10 +15,18 @@ from or_assist.core.view_poses import plan_view_pose
 from or_assist.errors import InputError, SchemaError
 from or_assist.render.drr import AttenuationVolume
 from or_assist.video.sources.spec import open_source
-from or_assist.sim.scenario.player import (PoseCachedRenderer, ScenarioSource, load_sample_case,
-    scenario_source_from_spec)
-from or_assist.sim.scenario.model import (SCENARIO_SCHEMA, PinState, Scenario, ScenarioStep, VideoSettings,
-    held_images, load_scenario, save_scenario, scenario_timeline)
+from or_assist.sim.scenario.player import PoseCachedRenderer, ScenarioSource
+from or_assist.sim.scenario.spec import load_sample_case, scenario_source_from_spec
+from or_assist.sim.scenario.model import (
+    SCENARIO_SCHEMA,
+    PinState,
+    Scenario,
+    ScenarioStep,
+    VideoSettings,
+    load_scenario,
+    save_scenario,
+)
+from or_assist.sim.scenario.timeline import held_images, scenario_timeline
 from or_assist.sim.scenario.scripts import demo_scenario, session_scenario
 
 SMALL = VideoSettings(frame_size_px=(480, 360), detector_size_px=256, supersample=1)

@@ -327,12 +327,12 @@ def test_open_source_dispatch(tmp_path, video_file):
 
 def test_simulator_spec_without_the_scenario_module(monkeypatch):
     monkeypatch.setattr(spec_module, "_KINDS", {})  # as if the simulator had not registered its kind
-    with pytest.raises(InputError, match=r"sim:demo.*or_assist\.sim\.scenario\.player"):
+    with pytest.raises(InputError, match=r"sim:demo.*or_assist\.sim\.scenario\.spec"):
         open_source("sim:demo")
 
 
 def test_simulator_spec_reaches_the_scenario_module():
-    import or_assist.sim.scenario.player  # noqa: F401  (registers the sim: kind)
+    import or_assist.sim.scenario.spec  # noqa: F401  (registers the sim: kind)
 
     with pytest.raises(InputError, match=r"sim:demo.*unknown option.*bogus"):
         open_source("sim:demo", bogus=1, width=None)

@@ -21,7 +21,8 @@ from or_assist.register.pipeline import Registrar
 from or_assist.render.drr import DRRRenderer
 from or_assist.session.caselog import CaseLog
 from or_assist.sim.scenario.model import Scenario, VideoSettings
-from or_assist.sim.scenario.player import ScenarioSource, load_sample_case
+from or_assist.sim.scenario.player import ScenarioSource
+from or_assist.sim.scenario.spec import load_sample_case
 from or_assist.sim.scenario.scripts import demo_scenario
 from or_assist.video.sources.base import Frame
 

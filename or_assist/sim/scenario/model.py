@@ -1,4 +1,4 @@
-"""Scripted C-arm sessions: the steps, their JSON file and the frame-by-frame ground truth.
+"""Scripted C-arm sessions: the steps and their JSON file.
 
 A :class:`Scenario` is a list of :class:`ScenarioStep`. Each step puts the C-arm at a
 planned view of one implant (``lateral``, ``inlet``, ``outlet``, ``ap``, ``axis``),
@@ -12,10 +12,8 @@ deviation (or no pin), and takes either
   show a noise-reduced held image) for ``hold_s``.
 
 Between steps the C-arm moves while the monitor still holds the previous image, as in
-theatre. :func:`scenario_timeline` turns a scenario into one :class:`FrameTruth` per
-video frame (which exposure is shown, whether the picture equals the previous frame's,
-which held image it belongs to) without rendering anything; :func:`held_images` lists
-the held images, the ground truth of new-shot detection.
+theatre. :mod:`or_assist.sim.scenario.timeline` turns a scenario into the ground truth of
+each video frame without rendering anything.
 :class:`or_assist.sim.scenario.player.ScenarioSource` renders the frames;
 :mod:`or_assist.sim.scenario.scripts` writes the built-in scenarios.
 
@@ -38,7 +36,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -47,9 +45,10 @@ from or_assist.core import jsonio
 from or_assist.core.validate import check_choice, check_number, check_vector
 from or_assist.core.vocabulary import VIEW_KINDS
 from or_assist.errors import InputError, SchemaError
+from or_assist.sim.scenario.timeline import scenario_timeline
 
 __all__ = ["SCENARIO_SCHEMA", "MODES", "OVERLAY_POSITIONS", "PinState", "ScenarioStep", "VideoSettings",
-           "Scenario", "FrameTruth", "HeldImage", "scenario_timeline", "held_images", "load_scenario",
+           "Scenario", "load_scenario",
            "save_scenario", "scenario_from_dict"]
 
 SCENARIO_SCHEMA = "or_assist.scenario/1"
@@ -415,106 +414,3 @@ def save_scenario(scenario: Scenario, path: str | os.PathLike) -> Path:
     path = Path(path)
     return jsonio.write_json(path, scenario.to_dict(base_dir=path.parent))
 
-
-@dataclass(frozen=True)
-class FrameTruth:
-    """What one video frame of a scenario shows.
-
-    Attributes
-    ----------
-    position : int
-        Frame number in the scenario (0-based); ``time_s = position / fps``.
-    time_s : float
-    step : int
-        Index into ``Scenario.steps``; -1 before the first step.
-    phase : {'blank', 'live', 'ramp', 'hold'}
-        'ramp': a shot building up; 'hold': last-image-hold.
-    exposure : int or None
-        The exposure shown (the incoming one during a ramp, the last live one while
-        holding after live fluoroscopy); None on the blank screen.
-    stable : bool
-        The picture equals the previous frame's (only grabber noise and overlays differ).
-    held_image : int or None
-        The held image (0, 1, ...) this frame shows, for every frame that shows it
-        (with ``lih_average_frames == 1`` this includes the last live frame).
-    held_since : int or None
-        Position of that held image's first frame (where its picture became stable).
-    pose, pin : Pose or None, GuidePin or None
-        Filled by :class:`~or_assist.sim.scenario.player.ScenarioSource` (None in a bare
-        timeline).
-    """
-
-    position: int
-    time_s: float
-    step: int
-    phase: str
-    exposure: int | None
-    stable: bool
-    held_image: int | None = None
-    held_since: int | None = None
-    pose: object = None
-    pin: object = None
-
-
-@dataclass(frozen=True)
-class HeldImage:
-    """One held image (ground truth of new-shot detection): frames ``first``..``last``."""
-
-    number: int
-    step: int
-    exposure: int
-    first: int
-    last: int
-    after_live: bool
-
-
-def scenario_timeline(scenario: Scenario) -> list[FrameTruth]:
-    """One :class:`FrameTruth` per video frame, without rendering (module doc)."""
-    fps, video = scenario.fps, scenario.video
-    out: list[FrameTruth] = []
-
-    def add(step, phase, exposure, stable, held=None, since=None):
-        out.append(FrameTruth(len(out), len(out) / fps, step, phase, exposure, stable, held, since))
-
-    for _ in range(scenario._frames(scenario.start_blank_s)):
-        add(-1, "blank", None, bool(out))
-    exposure = held = 0
-    for k, step in enumerate(scenario.steps):
-        n_hold = scenario._frames(step.hold_s)
-        if step.mode == "live":
-            for _ in range(max(1, scenario._frames(step.live_s))):
-                add(k, "live", exposure, False)
-                exposure += 1
-            if n_hold == 0:
-                continue
-            since = len(out)
-            if video.lih_average_frames == 1:  # the last live frame is the held picture
-                since -= 1
-                out[-1] = replace(out[-1], held_image=held, held_since=since)
-            for j in range(n_hold):
-                add(k, "hold", exposure - 1, j > 0 or video.lih_average_frames == 1, held, since)
-        else:
-            for _ in range(video.ramp_frames):
-                add(k, "ramp", exposure, False)
-            since = len(out)
-            for j in range(n_hold):
-                add(k, "hold", exposure, j > 0, held, since)
-            exposure += 1
-        held += 1
-    return out
-
-
-def held_images(timeline: list[FrameTruth]) -> list[HeldImage]:
-    """The held images of a timeline, in order, with their first and last frames."""
-    found: dict[int, HeldImage] = {}
-    for t in timeline:
-        if t.held_image is None:
-            continue
-        h = found.get(t.held_image)
-        if h is None:
-            found[t.held_image] = HeldImage(t.held_image, t.step, t.exposure, t.held_since, t.position,
-                                            t.phase == "live" or (t.position > 0 and
-                                                                  timeline[t.position - 1].phase == "live"))
-        else:
-            found[t.held_image] = replace(h, last=t.position)
-    return [found[k] for k in sorted(found)]

@@ -1,9 +1,10 @@
 """The shot simulator as a video source: a scripted C-arm session, frame by frame.
 
 :class:`ScenarioSource` is a :class:`~or_assist.video.sources.base.FrameSource` that
-plays a :class:`~or_assist.sim.scenario.model.Scenario` (the steps, the file format
-and the ground truth live in :mod:`or_assist.sim.scenario.model`, the built-in
-scenarios in :mod:`or_assist.sim.scenario.scripts`; both re-exported here):
+plays a :class:`~or_assist.sim.scenario.model.Scenario` (the steps and the file format
+live in :mod:`or_assist.sim.scenario.model`, the ground truth in
+:mod:`or_assist.sim.scenario.timeline`, the built-in scenarios in
+:mod:`or_assist.sim.scenario.scripts`):
 
 * every **exposure** is a full simulated shot (:func:`or_assist.sim.shots.simulate.simulate_shot`:
   photon noise, blur, glare, display, framing, burnt-in text) with its own seed; the
@@ -20,11 +21,8 @@ Everything random is drawn from the scenario's seed, so the same scenario gives 
 same video, frame for frame. The source plays as fast as it can or in real time
 (``realtime=True``), and tells for every frame what it shows (:meth:`ScenarioSource.truth`).
 
-Importing this module registers the ``sim:`` kind of
-:func:`~or_assist.video.sources.spec.open_source` (:func:`~or_assist.video.sources.spec.register_source_kind`):
-``open_source("sim:...")`` then calls :func:`scenario_source_from_spec`: ``sim:demo`` (:func:`demo_scenario` on the built-in
-sample case), ``sim:session`` (a 10-minute :func:`session_scenario`) or
-``sim:<path to an or_assist.scenario/1 file>``.
+The ``sim:`` sources of :func:`~or_assist.video.sources.spec.open_source` are made in
+:mod:`or_assist.sim.scenario.spec`.
 """
 
 from __future__ import annotations
@@ -33,7 +31,6 @@ import math
 import threading
 from collections import OrderedDict, deque
 from dataclasses import replace
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -44,21 +41,16 @@ from or_assist.core.pose import Pose
 from or_assist.errors import InputError
 from or_assist.render.drr import AttenuationVolume, DRRRenderer
 from or_assist.sim.shots.simulate import DEFAULT_TEXT_BOTTOM, DEFAULT_TEXT_TOP, ShotSettings, simulate_shot
-from or_assist.sim.scenario.model import (FrameTruth, Scenario, ScenarioStep, held_images,
-                                            load_scenario, scenario_timeline)
-from or_assist.sim.scenario.scripts import demo_scenario, session_scenario
+from or_assist.sim.scenario.model import Scenario, ScenarioStep
+from or_assist.sim.scenario.timeline import FrameTruth, held_images, scenario_timeline
 from or_assist.video.sources.base import FrameSource, Pacer, SourceInfo
-from or_assist.video.sources.spec import register_source_kind
+from or_assist.video.sources.spec import SIMULATOR_PREFIX
 
 __all__ = [
     "PoseCachedRenderer",
     "ScenarioSource",
-    "scenario_source_from_spec",
-    "load_sample_case",
-    "SPEC_PREFIX",
 ]
 
-SPEC_PREFIX = "sim:"
 _CLOCK_START_S = 10 * 3600 + 32 * 60 + 7  # the clock starts at 10:32:07
 _NOISE_BANK = 6  # grabber-noise fields drawn once; each frame takes one at a random shift
 _NOISE_SHIFT_PX = 32
@@ -186,7 +178,7 @@ class ScenarioSource(FrameSource):
         if not (isinstance(patient, (AttenuationVolume, DRRRenderer)) or hasattr(patient, "hu")):
             raise InputError(f"expected a CTVolume, AttenuationVolume or DRRRenderer, got "
                              f"{type(patient).__name__}", "patient")
-        super().__init__(name or f"{SPEC_PREFIX}{scenario.name}", color=color)
+        super().__init__(name or f"{SIMULATOR_PREFIX}{scenario.name}", color=color)
         self.scenario = scenario
         self.plan = plan
         self.realtime = bool(realtime)
@@ -448,102 +440,3 @@ class ScenarioSource(FrameSource):
             cv2.circle(frame, (x0 + r, y - th // 2), r, 255, -1, cv2.LINE_AA)
 
 
-# ---------------------------------------------------------------- open_source("sim:...")
-_SPEC_OPTIONS = ("realtime", "loop", "color", "seed", "duration_s", "width", "height", "fps", "fourcc",
-                 "backend")
-
-
-def load_sample_case():
-    """``(ct, plan, geometry)`` of the built-in sample case (generated on first use)."""
-    from or_assist.core.ct.load import load_ct
-    from or_assist.core.geometry import load_geometry
-    from or_assist.core.plan import load_plan
-    from or_assist.sim.sample import build_sample_data
-
-    paths = build_sample_data()
-    return load_ct(paths["ct"]), load_plan(paths["plan"]), load_geometry(paths["geometry"])
-
-
-def scenario_source_from_spec(spec: str, **options) -> ScenarioSource:
-    """The simulator source named by ``spec`` (used by ``open_source("sim:...")``).
-
-    Parameters
-    ----------
-    spec : str
-        ``"sim:demo"``: :func:`demo_scenario` on the built-in sample case;
-        ``"sim:session"``: a :func:`session_scenario` on it (``duration_s``, default
-        600); ``"sim:<path>"``: an ``or_assist.scenario/1`` file (its plan and geometry,
-        or the sample case when it names none).
-    **options
-        ``realtime`` (default True: a simulated grabber delivers at its frame rate),
-        ``loop`` (default False), ``color``, ``seed``, ``duration_s``; capture
-        settings ``width``, ``height`` (the frame size) and ``fps`` change the video;
-        ``fourcc`` and ``backend`` are only reported as requested.
-
-    Raises
-    ------
-    InputError
-        Not a ``sim:`` spec, an unknown option, a missing or malformed scenario file.
-    """
-    if not isinstance(spec, str) or not spec.startswith(SPEC_PREFIX) or len(spec) <= len(SPEC_PREFIX):
-        raise InputError(f"expected 'sim:demo', 'sim:session' or 'sim:<scenario.json>', got {spec!r}", "spec")
-    unknown = sorted(set(options) - set(_SPEC_OPTIONS))
-    if unknown:
-        raise InputError(f"unknown option(s) {', '.join(unknown)} for a simulator source; expected some of "
-                         f"{', '.join(_SPEC_OPTIONS)}", spec)
-    for key in ("realtime", "loop", "color"):
-        if key in options and not isinstance(options[key], (bool, np.bool_)):
-            raise InputError(f"must be true or false, got {options[key]!r}", f"option {key!r}")
-    what = spec[len(SPEC_PREFIX):]
-    if "duration_s" in options and what != "session":
-        raise InputError("applies to sim:session only", "option 'duration_s'")
-    if what in ("demo", "session"):
-        ct, plan, geometry = load_sample_case()
-        if what == "demo":
-            scenario = demo_scenario(plan)
-        else:
-            scenario = session_scenario(plan, duration_s=options.get("duration_s", 600.0),
-                                        seed=options.get("seed", 0))
-    else:
-        scenario = load_scenario(Path(what))
-        ct, plan, geometry = _case_of(scenario)
-    changes = {}
-    if options.get("seed") is not None:
-        changes["seed"] = options["seed"]
-    if options.get("fps") is not None:
-        changes["fps"] = options["fps"]
-    if options.get("width") is not None or options.get("height") is not None:
-        w, h = scenario.video.frame_size_px
-        size = (options.get("width") or w, options.get("height") or h)
-        changes["video"] = replace(scenario.video, frame_size_px=size)
-    if changes:
-        scenario = replace(scenario, **changes)
-    requested = {k: options[k] for k in ("width", "height", "fps", "fourcc", "backend")
-                 if options.get(k) is not None}
-    return ScenarioSource(scenario, ct, plan, geometry, realtime=options.get("realtime", True),
-                          loop=options.get("loop", False), color=options.get("color", False), name=spec,
-                          requested=requested)
-
-
-register_source_kind(SPEC_PREFIX, scenario_source_from_spec)
-
-
-def _case_of(scenario: Scenario):
-    """CT, plan and geometry a scenario names (the sample case for what it leaves out)."""
-    from or_assist.core.geometry import load_geometry
-    from or_assist.core.plan import load_plan, load_plan_ct
-
-    if scenario.plan_path is None:
-        ct, plan, geometry = load_sample_case()
-    else:
-        plan = load_plan(scenario.plan_path)
-        ct = load_plan_ct(plan)[0]
-        geometry = None
-    if scenario.geometry_path is not None:
-        geometry = load_geometry(scenario.geometry_path)
-    elif geometry is None:
-        from or_assist.core.carm_profiles import load_profile
-        from or_assist.sim.sample import SAMPLE_GEOMETRY_SIZE_PX, SAMPLE_PROFILE
-
-        geometry = load_profile(SAMPLE_PROFILE).geometry_at(SAMPLE_GEOMETRY_SIZE_PX)
-    return ct, plan, geometry

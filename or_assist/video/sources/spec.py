@@ -15,7 +15,7 @@ spec                          source
 a video file                  :class:`FileSource` (``realtime``, ``loop``, ``fps``)
 a folder of images            :class:`ImageFolderSource` (``fps``, ``realtime``, ``loop``,
                               ``pattern``)
-``sim:<scenario>``            the shot simulator, once :mod:`or_assist.sim.scenario.player`
+``sim:<scenario>``            the shot simulator, once :mod:`or_assist.sim.scenario.spec`
                               is imported (it registers the ``sim:`` kind)
 ============================  =============================================================
 
@@ -23,7 +23,7 @@ Every source also takes ``color`` (BGR frames instead of grey; off by default).
 
 Further kinds of source are registered by prefix (:func:`register_source_kind`): this
 package does not import whoever provides them. The shot simulator registers ``sim:`` when
-:mod:`or_assist.sim.scenario.player` is imported; the CLI imports it before it opens a
+:mod:`or_assist.sim.scenario.spec` is imported; the CLI imports it before it opens a
 ``sim:`` source.
 """
 
@@ -44,9 +44,9 @@ from or_assist.video.sources.folder import ImageFolderSource
 __all__ = ["open_source", "SIMULATOR_PREFIX", "check_recording_opens", "register_source_kind"]
 
 SIMULATOR_PREFIX = "sim:"
-"""Specs starting with this select the shot simulator (``or_assist.sim.scenario.player``)."""
+"""Specs starting with this select the shot simulator (``or_assist.sim.scenario.spec``)."""
 
-_SIMULATOR_MODULE = "or_assist.sim.scenario.player"
+_SIMULATOR_MODULE = "or_assist.sim.scenario.spec"
 _KINDS: dict[str, Callable[..., FrameSource]] = {}
 
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
@@ -125,7 +125,7 @@ def open_source(spec, **options) -> FrameSource:
     ------
     InputError
         An empty spec, a path that does not exist, an option the source does not take,
-        or a simulator spec when ``or_assist.sim.scenario.player`` was not imported.
+        or a simulator spec when ``or_assist.sim.scenario.spec`` was not imported.
     """
     if isinstance(spec, bool) or spec is None:
         raise InputError(f"expected a device index, device path, URL, video file or image folder, got {spec!r}",
