@@ -22,10 +22,10 @@ import numpy as np
 
 from or_assist.core.geometry import CArmGeometry
 from or_assist.core.validate import check_choice
-from or_assist.core.vocabulary import POLARITIES, POLARITY_SETTINGS
+from or_assist.core.vocabulary import POLARITY_SETTINGS
 from or_assist.errors import InputError
 
-__all__ = ["POLARITIES", "ShotLevel", "PreparedShot", "ShotProblem", "frame_to_unit", "field_and_exclusions",
+__all__ = ["ShotLevel", "PreparedShot", "ShotProblem", "frame_to_unit", "field_and_exclusions",
            "prepare_shot", "scaled_geometry"]
 
 _FIELD_THRESHOLD = 3.0 / 255.0     # the surround is black (video black level)

@@ -111,19 +111,24 @@ def test_module_level_names_are_the_vocabulary():
     from or_assist.cli.demo import DEMO_VIEWS
     from or_assist.core.carm import PATIENT_POSITIONS, VIEW_KINDS
     from or_assist.core.plan import IMPLANT_SIDES
-    from or_assist.register.shot import POLARITIES
     from or_assist.render.plan_live import LIVE_VIEW_KINDS
     from or_assist.render.plan_sheet import SHEET_VIEW_KINDS
     from or_assist.render.views.model import LIBRARY_VIEW_KINDS
-    from or_assist.video.preprocess.masks import POLARITIES as MASK_POLARITIES
 
     assert DISTORTION_MODELS is vocab.DISTORTION_MODELS
     assert DEMO_VIEWS is vocab.SIJF_VIEWS
     assert VIEW_KINDS is vocab.VIEW_KINDS and PATIENT_POSITIONS is vocab.PATIENT_POSITIONS
     assert IMPLANT_SIDES is vocab.SIDES
-    assert POLARITIES is vocab.POLARITIES
-    assert MASK_POLARITIES is vocab.DETECTED_POLARITIES
     assert LIVE_VIEW_KINDS is SHEET_VIEW_KINDS is LIBRARY_VIEW_KINDS is vocab.IMPLANT_VIEW_KINDS
+
+
+def test_polarities_have_one_name_per_meaning():
+    import or_assist.register as register
+    import or_assist.video.preprocess as preprocess
+
+    # what settings accept and what detection returns are two vocabulary names, not two POLARITIES
+    assert "POLARITIES" not in register.__all__ and "POLARITIES" not in preprocess.__all__
+    assert vocab.DETECTED_POLARITIES == (*vocab.POLARITIES, "unknown")
 
 
 def _frame():

@@ -26,7 +26,8 @@ from or_assist.sim.shots.simulate import ShotSettings, simulate_shot
 from or_assist.video.preprocess.shot import PreprocessSettings, PreprocessedShot, preprocess_shot
 from or_assist.video.preprocess.fov import FieldOfView, FieldOfViewTracker, detect_field_of_view
 from or_assist.video.preprocess.frame import Orientation
-from or_assist.video.preprocess.masks import detect_polarity, detect_text_mask, metal_mask
+from or_assist.video.preprocess.masks import detect_text_mask, metal_mask
+from or_assist.video.preprocess.polarity import detect_polarity
 from or_assist.video.preprocess.pyramid import normalise, pyramid
 
 ISO_LPS_MM = np.array([-50.0, -95.0, 215.0])   # near the sacrum of the real CT

@@ -6,7 +6,8 @@ Modules::
     fov      The collimated field of view of a fluoroscopy frame: detection and tracking.
     fov_fit  Robust fits behind :func:`or_assist.video.preprocess.fov.detect_field_of_view`.
     frame    Frame input and orientation for shot preprocessing.
-    masks    Masks and polarity of a fluoroscopy frame: burnt-in text, metal and pins, bone dark/bright.
+    masks    Masks of a fluoroscopy frame: burnt-in text, and metal and pins.
+    polarity Polarity of a fluoroscopy frame: is bone dark (the usual display) or bright (inverted)?
     pyramid  Contrast normalisation and the mask-aware image pyramid used by registration.
     shot     Shot preprocessing: from a video frame to the float image and mask that registration uses.
 
@@ -19,12 +20,13 @@ import lazy_loader as _lazy
 
 __getattr__, __dir__, __all__ = _lazy.attach(
     __name__,
-    submodules=['fov', 'fov_fit', 'frame', 'masks', 'pyramid', 'shot'],
+    submodules=['fov', 'fov_fit', 'frame', 'masks', 'polarity', 'pyramid', 'shot'],
     submod_attrs={
-        'fov': ['FOV_SHAPES', 'FieldOfView', 'detect_field_of_view', 'FieldOfViewTracker'],
+        'fov': ['FOV_SHAPES', 'FieldOfView', 'detect_field_of_view', 'FieldOfViewTracker', 'check_fov', 'gray_and_fov'],
         'fov_fit': ['coarse_rectangle', 'fine_circle', 'fine_rectangle', 'ransac_circle', 'fit_circle'],
         'frame': ['ROTATIONS_DEG', 'as_gray_uint8', 'colourfulness', 'Orientation'],
-        'masks': ['POLARITIES', 'detect_text_mask', 'metal_mask', 'detect_polarity', 'polarity_score'],
+        'masks': ['detect_text_mask', 'metal_mask'],
+        'polarity': ['detect_polarity', 'polarity_score'],
         'pyramid': ['normalise'],
         'shot': ['VIDEO_RESPONSES', 'PreprocessSettings', 'PreprocessedShot', 'preprocess_shot'],
     },

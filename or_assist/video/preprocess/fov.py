@@ -38,7 +38,7 @@ from or_assist.errors import InputError
 from or_assist.video.preprocess.fov_fit import coarse_rectangle, fine_circle, fine_rectangle, ransac_circle
 from or_assist.video.preprocess.frame import as_gray_uint8, colourfulness
 
-__all__ = ["FOV_SHAPES", "FieldOfView", "detect_field_of_view", "FieldOfViewTracker"]
+__all__ = ["FOV_SHAPES", "FieldOfView", "detect_field_of_view", "FieldOfViewTracker", "check_fov", "gray_and_fov"]
 
 FOV_SHAPES = ("circle", "rectangle")
 
@@ -317,3 +317,16 @@ class FieldOfViewTracker:
         if self._count >= self.confirm_frames:
             self.current, self._pending, self._count = new, None, 0
         return self.current
+
+
+def check_fov(fov, name: str = "fov") -> None:
+    """Raise :class:`InputError` unless ``fov`` is None or a :class:`FieldOfView`."""
+    if fov is not None and not isinstance(fov, FieldOfView):
+        raise InputError(f"must be None or a FieldOfView, got {type(fov).__name__}", name)
+
+
+def gray_and_fov(frame: np.ndarray, fov: FieldOfView | None) -> tuple[np.ndarray, FieldOfView]:
+    """The frame as 8-bit grey and its field of view (detected when not given)."""
+    gray = as_gray_uint8(frame, "frame")
+    check_fov(fov)
+    return gray, (detect_field_of_view(gray) if fov is None else fov)

@@ -1,4 +1,6 @@
-"""Masks and polarity of a fluoroscopy frame: burnt-in text, metal and pins, bone dark/bright.
+"""Masks of a fluoroscopy frame: burnt-in text, and metal and pins.
+
+The frame's polarity (bone dark or bright) is :mod:`or_assist.video.preprocess.polarity`.
 
 * :func:`detect_text_mask`: overlays. Outside the field every pixel above the black
   level is an overlay (text, logos, scales). Inside it (away from the field's edge),
@@ -11,10 +13,6 @@
   (most attenuating) regions and thin straight dark lines (guide pins, wires) found by a
   top-hat on the darkness at a scale where a pin is a few pixels wide, kept when
   elongated.
-* :func:`detect_polarity`: bone dark or bone bright, from the **noise**: quantum noise
-  in a log image grows where fewer photons arrive, i.e. where attenuation is high, so
-  in a bone-dark image the dark pixels are the noisy ones and in a bone-bright image
-  the bright ones (the rule is documented on the function).
 """
 
 from __future__ import annotations
@@ -25,31 +23,12 @@ import cv2
 import numpy as np
 
 from or_assist.core.validate import check_choice
-from or_assist.core.vocabulary import DETECTED_POLARITIES, POLARITIES as _BONE_POLARITIES
+from or_assist.core.vocabulary import POLARITIES as _BONE_POLARITIES
 from or_assist.errors import InputError
-from or_assist.video.preprocess.fov import FieldOfView, detect_field_of_view
+from or_assist.video.preprocess.fov import FieldOfView, check_fov
 from or_assist.video.preprocess.frame import as_gray_uint8
 
-__all__ = ["POLARITIES", "detect_text_mask", "metal_mask", "detect_polarity", "polarity_score"]
-
-POLARITIES = DETECTED_POLARITIES  # what detect_polarity returns (core.vocabulary)
-
-_POLARITY_WORK_PX = 384      # the noise analysis runs on the field binned to about this size
-_POLARITY_MIN_CORR = 0.25    # |rank correlation| below which the noise cue is undecided
-_SATURATION_MARGIN = 0.02    # fallback cue: share of white minus black pixels in the field
-
-
-def _check_fov(fov, name: str = "fov") -> None:
-    if fov is not None and not isinstance(fov, FieldOfView):
-        raise InputError(f"must be None or a FieldOfView, got {type(fov).__name__}", name)
-
-
-def _gray_and_fov(frame: np.ndarray, fov: FieldOfView | None) -> tuple[np.ndarray, FieldOfView]:
-    """The frame as 8-bit grey and its field of view (detected when not given)."""
-    gray = as_gray_uint8(frame, "frame")
-    _check_fov(fov)
-    return gray, (detect_field_of_view(gray) if fov is None else fov)
-
+__all__ = ["detect_text_mask", "metal_mask"]
 
 def _disc(size_px: int) -> np.ndarray:
     size_px = max(3, int(size_px) | 1)
@@ -87,7 +66,7 @@ def detect_text_mask(frame: np.ndarray, fov: FieldOfView | None = None, *, min_l
         True on overlay pixels.
     """
     gray = as_gray_uint8(frame, "frame")
-    _check_fov(fov)
+    check_fov(fov)
     return _text_u8(gray, fov, min_level, min_contrast, stroke_px, dilate_px).view(bool)
 
 
@@ -251,7 +230,7 @@ def metal_mask(image_or_frame: np.ndarray, fov: FieldOfView | None = None, *,
         True on metal / saturated pixels.
     """
     check_choice(polarity, _BONE_POLARITIES + ("attenuation",), "polarity")
-    _check_fov(fov)
+    check_fov(fov)
     if polarity == "attenuation":
         img = np.asarray(image_or_frame)
         if not isinstance(image_or_frame, np.ndarray) or img.ndim != 2 or not np.issubdtype(img.dtype, np.number):
@@ -312,95 +291,3 @@ def _is_line(contour: np.ndarray, min_length_px: float, min_aspect: float = 4.0)
     return length >= min_length_px and length / width >= min_aspect
 
 
-# --------------------------------------------------------------------------- polarity
-
-
-def polarity_score(frame: np.ndarray, fov: FieldOfView | None = None) -> float:
-    """Rank correlation (-1..1) between local brightness and local noise inside the field.
-
-    Negative: the dark pixels are the noisy ones (bone dark); positive: bone bright;
-    NaN when too few unsaturated pixels remain. See :func:`detect_polarity`.
-    """
-    gray, fov = _gray_and_fov(frame, fov)
-    return _polarity_score(gray, fov)
-
-
-def _polarity_score(gray: np.ndarray, fov: FieldOfView, inner: np.ndarray | None = None) -> float:
-    """:func:`polarity_score` on a grey uint8 image; ``inner``: ``fov.mask_u8(shape, 8.0)``."""
-    h, w = gray.shape
-    if inner is None:
-        inner = fov.mask_u8((h, w), erode_px=8.0)
-    u, v, cw, ch = fov.crop_box((h, w), margin_px=0)
-    roi = gray[v:v + ch, u:u + cw]
-    field = inner[v:v + ch, u:u + cw]
-    f = max(1, int(math.ceil(max(cw, ch) / _POLARITY_WORK_PX)))
-    if f > 1:  # integer binning (OpenCV's fast path)
-        size = (max(8, cw // f), max(8, ch // f))
-        roi = cv2.resize(roi[: size[1] * f, : size[0] * f], size, interpolation=cv2.INTER_AREA)
-        field = cv2.resize(field[: size[1] * f, : size[0] * f], size, interpolation=cv2.INTER_NEAREST)
-    g = roi.astype(np.float32)
-    resid = g - cv2.GaussianBlur(g, (5, 5), 1.0)
-    mean = cv2.blur(g, (15, 15))
-    var = cv2.blur(resid * resid, (15, 15))
-    unsaturated = cv2.erode(((roi > 3) & (roi < 252)).view(np.uint8), np.ones((9, 9), np.uint8))
-    ok = (field > 0) & (unsaturated > 0) & (mean > 20) & (mean < 235)
-    n = np.count_nonzero(ok)
-    if n < 200:
-        return float("nan")
-    step = max(1, n // 8000)
-    a, b = mean[ok][::step], np.log(var[ok][::step] + 1e-3)
-    ra = np.argsort(np.argsort(a)).astype(np.float64)
-    rb = np.argsort(np.argsort(b)).astype(np.float64)
-    ra -= ra.mean()
-    rb -= rb.mean()
-    return float((ra * rb).sum() / math.sqrt(float((ra * ra).sum()) * float((rb * rb).sum())))
-
-
-def detect_polarity(frame: np.ndarray, fov: FieldOfView | None = None) -> str:
-    """Is bone dark (the usual C-arm display) or bright (inverted) in this frame?
-
-    The rule:
-
-    1. **Noise** (primary). Quantum noise in a log-displayed X-ray image is larger
-       where fewer photons arrive, i.e. where attenuation is high. Inside the field
-       (binned to about 384 px, saturated pixels and their neighbours left out), the
-       rank correlation between local brightness and local noise variance is
-       negative in a bone-dark image and positive in a bone-bright one;
-       ``|correlation| >= 0.25`` decides.
-    2. **Direct exposure** (fallback, for noise-free images). The share of saturated
-       white minus saturated black pixels in the field: air beside the patient clips
-       white and metal clips black in a bone-dark image, the opposite when inverted;
-       a margin of 2 % of the field decides.
-    3. Otherwise ``'unknown'``.
-
-    Parameters
-    ----------
-    frame : (H, W) or (H, W, 3) ndarray
-    fov : FieldOfView, optional
-        Detected when not given.
-
-    Returns
-    -------
-    {'bone-dark', 'bone-bright', 'unknown'}
-    """
-    gray, fov = _gray_and_fov(frame, fov)
-    return _detect_polarity(gray, fov)
-
-
-def _detect_polarity(gray: np.ndarray, fov: FieldOfView, inner: np.ndarray | None = None) -> str:
-    """:func:`detect_polarity` on a grey uint8 image; ``inner``: ``fov.mask_u8(shape, 8.0)``."""
-    if inner is None:
-        inner = fov.mask_u8(gray.shape, erode_px=8.0)
-    rho = _polarity_score(gray, fov, inner)
-    if math.isfinite(rho) and abs(rho) >= _POLARITY_MIN_CORR:
-        return "bone-dark" if rho < 0 else "bone-bright"
-    vals = gray[::2, ::2][inner[::2, ::2] > 0]
-    if vals.size == 0:
-        return "unknown"
-    white = np.count_nonzero(vals >= 250) / vals.size
-    black = np.count_nonzero(vals <= 5) / vals.size
-    if white - black >= _SATURATION_MARGIN:
-        return "bone-dark"
-    if black - white >= _SATURATION_MARGIN:
-        return "bone-bright"
-    return "unknown"

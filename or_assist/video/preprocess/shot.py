@@ -22,7 +22,7 @@ text, the monitor's flips) and the geometry of that frame's pixels, and returns 
 5. **Masks**: burnt-in text (:func:`~or_assist.video.preprocess.masks.detect_text_mask`),
    metal and pins (:func:`~or_assist.video.preprocess.masks.metal_mask`), clipped
    white (direct exposure: no information), outside the (eroded) field.
-6. **Polarity** (:func:`~or_assist.video.preprocess.masks.detect_polarity`, or given)
+6. **Polarity** (:func:`~or_assist.video.preprocess.polarity.detect_polarity`, or given)
    and **log conversion** to an attenuation-like image, larger where more attenuating,
    so it correlates positively with DRR line integrals:
 
@@ -66,7 +66,8 @@ from or_assist.errors import InputError
 from or_assist.video.preprocess.fov import FieldOfView, detect_field_of_view
 from or_assist.video.preprocess.fov_fit import fit_circle
 from or_assist.video.preprocess.frame import ROTATIONS_DEG, Orientation, as_gray_uint8, colourfulness
-from or_assist.video.preprocess.masks import (_detect_polarity, _metal, _text_u8)
+from or_assist.video.preprocess.masks import _metal, _text_u8
+from or_assist.video.preprocess.polarity import _detect_polarity
 
 __all__ = ["VIDEO_RESPONSES", "PreprocessSettings", "PreprocessedShot", "preprocess_shot"]
 
