@@ -30,6 +30,7 @@ def run_demo(out_dir: str | os.PathLike | None = None, log=print) -> int:
 
     from or_assist.core.geometry import load_geometry
     from or_assist.core.plan import load_plan
+    from or_assist.cli.plan import format_plan_check
     from or_assist.planning.checks import check_plan_file
     from or_assist.core.view_poses import plan_view_pose
     from or_assist.render.drr import AttenuationVolume, DRRRenderer
@@ -45,8 +46,9 @@ def run_demo(out_dir: str | os.PathLike | None = None, log=print) -> int:
     for key, path in paths.items():
         log(f"  {key:9s} {path}")
     log("\nPlan checks (or-assist plan-check):")
-    text, code = check_plan_file(paths["plan"])
-    log(text)
+    report = check_plan_file(paths["plan"])
+    code = report.exit_code
+    log(format_plan_check(report))
     if code != 0:
         log("the sample plan failed its checks: this is a bug, please report it")
         return code

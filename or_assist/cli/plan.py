@@ -16,17 +16,49 @@ from pathlib import Path
 from or_assist.core.vocabulary import PATIENT_POSITIONS, VIEW_KINDS
 from or_assist.cli._parser import emit
 
-__all__ = ["add_parsers", "cmd_plan_check", "cmd_plan", "cmd_geometry", "cmd_view_pose", "cmd_views"]
+__all__ = ["add_parsers", "format_check_table", "format_plan_check", "cmd_plan_check", "cmd_plan", "cmd_geometry", "cmd_view_pose", "cmd_views"]
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def format_check_table(results: list) -> str:
+    """A fixed-width table: implant, check, PASS/FAIL/SKIP, value, limit, unit, message.
+
+    The last line says how many checks failed.
+    """
+    header = ("implant", "check", "result", "value", "limit", "unit", "message")
+    rows = [(r.implant or "-", r.check, "SKIP" if r.skipped else ("PASS" if r.passed else "FAIL"),
+             _fmt(r.value), _fmt(r.limit), r.unit, r.message) for r in results]
+    widths = [max(len(str(x[c])) for x in [header] + rows) for c in range(6)]
+    lines = []
+    for row in [header] + rows:
+        cells = [str(row[c]).ljust(widths[c]) if c in (0, 1, 2, 5) else str(row[c]).rjust(widths[c])
+                 for c in range(6)]
+        lines.append("  ".join(cells + [row[6]]).rstrip())
+    lines.insert(1, "-" * min(100, max(len(line) for line in lines)))
+    failed = sum(1 for r in results if not r.passed)
+    skipped = sum(1 for r in results if r.skipped)
+    lines.append(f"{failed} of {len(results)} checks failed" + (f" ({skipped} skipped)" if skipped else ""))
+    return "\n".join(lines)
+
+
+def format_plan_check(report) -> str:
+    """The ``plan-check`` output of a :class:`~or_assist.planning.checks.PlanCheckReport`:
+    what was checked on which CT, the warnings, then :func:`format_check_table`."""
+    header = [f"plan {report.plan_path} on CT {report.ct_source}"]
+    return "\n".join(header + list(report.warnings) + [format_check_table(report.results)])
 
 
 def cmd_plan_check(args) -> int:
     """Print the plan's check table; exit status 1 when a check fails."""
     from or_assist.planning.checks import check_plan_file
 
-    text, code = check_plan_file(args.plan, ct_path=args.ct, ignore_hash=args.ignore_hash,
-                                 min_clearance_mm=args.min_clearance_mm)
-    emit(text)
-    return code
+    report = check_plan_file(args.plan, ct_path=args.ct, ignore_hash=args.ignore_hash,
+                             min_clearance_mm=args.min_clearance_mm)
+    emit(format_plan_check(report))
+    return report.exit_code
 
 
 def cmd_plan(args) -> int:

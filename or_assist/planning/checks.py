@@ -1,4 +1,4 @@
-"""Safety checks of a plan against its CT, and the ``or-assist plan-check`` table.
+"""Safety checks of a plan against its CT (``or-assist plan-check``).
 
 Checks, one row per implant (names as in the table):
 
@@ -62,18 +62,18 @@ import numpy as np
 from or_assist.core.plan import (Implant, Plan, check_implants_in_ct, implant_vertex_directions,
                                   load_plan, load_plan_ct)
 from or_assist.core.validate import check_range
+from or_assist.planning.joint import find_si_joint, si_joint_prior
+from or_assist.planning.measure import implant_surface_distance_mm, segment_distance_mm
 
 __all__ = [
     "CHECK_NAMES",
     "CLEARANCE_LANDMARK_KINDS",
     "CheckResult",
     "run_plan_checks",
-    "format_check_table",
     "plan_check_exit_code",
     "check_plan_file",
+    "PlanCheckReport",
     "bone_mask",
-    "segment_distance_mm",
-    "implant_surface_distance_mm",
 ]
 
 CHECK_NAMES = ("length", "in_bone", "crosses_si_joint", "clearance", "collision")
@@ -83,9 +83,6 @@ _ENCLOSURE_DIRS = np.vstack([np.vstack([np.eye(3), -np.eye(3)]),
                              np.array([[sx, sy, sz] for sx in (1, -1) for sy in (1, -1) for sz in (1, -1)],
                                       dtype=np.float64) / np.sqrt(3.0)])
 _ENCLOSURE_MIN_HITS = 11          # of 14 directions
-_PRIOR_MAX_AXIS_DISTANCE_MM = 25.0
-
-
 @dataclass
 class CheckResult:
     """One row of the plan-check table.
@@ -118,62 +115,6 @@ class CheckResult:
 
 
 # --------------------------------------------------------------------------- geometry helpers
-
-
-def segment_distance_mm(p0, p1, q0, q1) -> float:
-    """Shortest distance between segments ``p0-p1`` and ``q0-q1`` (3D, mm)."""
-    p0, p1, q0, q1 = (np.asarray(v, dtype=np.float64) for v in (p0, p1, q0, q1))
-    d1, d2, r = p1 - p0, q1 - q0, p0 - q0
-    a, e, f = d1 @ d1, d2 @ d2, d2 @ r
-    eps = 1e-12
-    if a <= eps and e <= eps:
-        return float(np.linalg.norm(r))
-    if a <= eps:
-        s, t = 0.0, float(np.clip(f / e, 0.0, 1.0))
-    else:
-        c = d1 @ r
-        if e <= eps:
-            s, t = float(np.clip(-c / a, 0.0, 1.0)), 0.0
-        else:
-            b = d1 @ d2
-            denom = a * e - b * b
-            s = float(np.clip((b * f - c * e) / denom, 0.0, 1.0)) if denom > eps else 0.0
-            t = (b * s + f) / e
-            if t < 0.0:
-                s, t = float(np.clip(-c / a, 0.0, 1.0)), 0.0
-            elif t > 1.0:
-                s, t = float(np.clip((b - c) / a, 0.0, 1.0)), 1.0
-    return float(np.linalg.norm((p0 + d1 * s) - (q0 + d2 * t)))
-
-
-def _point_segment_distance_mm(p, a, b) -> float:
-    ab = b - a
-    s = float(np.clip((p - a) @ ab / (ab @ ab), 0.0, 1.0))
-    return float(np.linalg.norm(p - (a + s * ab)))
-
-
-def _seg2(p, a, b) -> float:
-    ab = b - a
-    s = float(np.clip((p - a) @ ab / (ab @ ab), 0.0, 1.0))
-    return float(np.hypot(*(p - (a + s * ab))))
-
-
-def implant_surface_distance_mm(imp: Implant, point) -> float:
-    """Signed distance (mm, negative inside) from a point to the implant's envelope: the
-    solid of revolution of its circumradius about the axis from the entry to the start
-    of the tip, then a cone to the apex. It contains the triangular prism and its pyramid
-    tip, so the distance is never larger than the distance to the real implant."""
-    p = np.asarray(point, dtype=np.float64) - imp.entry_lps_mm
-    length = imp.length_mm
-    taper = min(imp.item.tip_taper_mm, 0.5 * length)
-    r = imp.item.circumradius_mm
-    u = float(p @ imp.axis_unit)                                  # meridian-plane coordinates
-    q = np.array([u, float(np.linalg.norm(p - u * imp.axis_unit))])
-    corners = [np.array(c, dtype=np.float64) for c in ((0.0, 0.0), (0.0, r), (length - taper, r), (length, 0.0))]
-    d = min(_seg2(q, corners[k], corners[k + 1]) for k in range(3))
-    tip_radius = r if u <= length - taper else r * (length - u) / taper if taper > 0 else 0.0
-    inside = 0.0 <= u <= length and q[1] <= tip_radius
-    return -d if inside else d
 
 
 def _sample_step_mm(ct) -> float:
@@ -241,107 +182,6 @@ def bone_mask(ct, points_mm, *, bone_hu: float = 200.0, shell_hu: float = 150.0,
         out[low] = hit.sum(axis=1) >= _ENCLOSURE_MIN_HITS
     return out
 
-
-# --------------------------------------------------------------------------- SI joint
-
-
-def _local_extrema(hu: np.ndarray, sign: float) -> np.ndarray:
-    """Indices of local maxima (sign +1) or minima (sign -1); a plateau gives its first sample."""
-    v = sign * hu
-    left = np.concatenate([[-np.inf], v[:-1]])
-    nxt = np.empty_like(v)                      # next different value to the right
-    nxt[-1] = -np.inf
-    for i in range(len(v) - 2, -1, -1):
-        nxt[i] = v[i + 1] if v[i + 1] != v[i] else nxt[i + 1]
-    return np.flatnonzero((v > left) & (v > nxt))
-
-
-def _prominence(hu: np.ndarray, i: int) -> float:
-    """Topographic prominence of the peak at ``i`` (profile ends count as bases)."""
-    higher_l = np.flatnonzero(hu[:i] > hu[i])
-    higher_r = np.flatnonzero(hu[i + 1:] > hu[i])
-    lo = higher_l[-1] if higher_l.size else 0
-    hi = i + 1 + higher_r[0] if higher_r.size else len(hu) - 1
-    left_base = hu[lo:i + 1].min()
-    right_base = hu[i:hi + 1].min()
-    return float(hu[i] - max(left_base, right_base))
-
-
-def _find_joint(t: np.ndarray, hu: np.ndarray, in_bone: np.ndarray, prior: tuple | None, p: dict):
-    """The SI joint on an axis profile: ``(t_joint_mm, kind, detail)`` or ``None`` (module doc)."""
-    h = t[1] - t[0]
-    w = max(1, int(round(p["joint_window_mm"] / h)))
-    contrast, cortex = p["min_joint_contrast_hu"], p["cortex_hu"]
-    gaps = []
-    for m in _local_extrema(hu, -1.0):
-        if m == 0 or m == len(hu) - 1:
-            continue
-        left, right = hu[max(0, m - w):m].max(), hu[m + 1:m + 1 + w].max()
-        lower = min(left, right)
-        if lower < cortex or lower - hu[m] < contrast:
-            continue
-        half = 0.5 * (lower + hu[m])
-        lo = m
-        while lo > 0 and hu[lo - 1] < half:
-            lo -= 1
-        hi = m
-        while hi < len(hu) - 1 and hu[hi + 1] < half:
-            hi += 1
-        if (hi - lo + 1) * h <= p["max_joint_gap_mm"]:
-            gaps.append((float(lower - hu[m]), int(m), f"joint space resolved: HU {hu[m]:.0f} between "
-                                                       f"cortices {left:.0f}/{right:.0f}"))
-    # one gap per dip: keep the deepest minimum within the window
-    gap_cands: list[tuple[float, str, str]] = []
-    taken: list[int] = []
-    for depth, m, detail in sorted(gaps, reverse=True):
-        if all(abs(m - k) > w for k in taken):
-            taken.append(m)
-            gap_cands.append((float(t[m]), "gap", detail))
-    band_cands: list[tuple[float, str, str]] = []
-    prev = None
-    for i in _local_extrema(hu, 1.0):
-        if hu[i] < cortex or _prominence(hu, i) < contrast:
-            continue
-        start = 0 if prev is None else prev
-        prev = int(i)
-        if i - start < 1 or any(abs(i - k) <= w for k in taken):
-            continue                                  # a gap's flank, or nothing before it
-        v = start + int(np.argmin(hu[start:i]))
-        if hu[i] - hu[v] >= contrast and in_bone[v] and (start > 0 or in_bone[0]):
-            band_cands.append((float(t[i]), "band", f"dense joint band (HU {hu[i]:.0f}) after iliac marrow "
-                                                    f"(HU {hu[v]:.0f}); joint space not resolved"))
-    length = t[-1]
-    ok = []
-    for tj, kind, detail in sorted(gap_cands) + sorted(band_cands):     # gaps first
-        pre, post = in_bone[t < tj - 1.0], in_bone[t > tj + 1.0]
-        if tj < p["min_ilium_mm"] or length - tj < p["min_sacral_purchase_mm"]:
-            continue
-        if pre.size == 0 or post.size == 0 or pre.mean() < 0.5 or post.mean() < 0.5:
-            continue
-        ok.append((tj, kind, detail))
-    if prior is not None:
-        prior_t, tol = prior[0], prior[1]
-        ok = [c for c in ok if abs(c[0] - prior_t) <= tol]
-        return min(ok, key=lambda c: abs(c[0] - prior_t)) if ok else None
-    return ok[0] if ok else None
-
-
-def _joint_prior(plan: Plan, implant: Implant, tolerance_mm: float) -> tuple[float, float, str] | None:
-    """The nearest ``si_joint`` landmark of the implant's side within 25 mm of the axis:
-    ``(depth along the axis mm, tolerance mm, name)``. The tolerance grows with the
-    landmark's distance from the axis (half of it: the joint surface may be oblique to
-    the axis) and with its radius."""
-    best = None
-    for lm in plan.landmarks:
-        if lm.kind != "si_joint" or lm.side != implant.side:
-            continue
-        d = _point_segment_distance_mm(lm.position_lps_mm, implant.entry_lps_mm, implant.apex_lps_mm)
-        if d <= _PRIOR_MAX_AXIS_DISTANCE_MM + lm.radius_mm and (best is None or d < best[0]):
-            rel = lm.position_lps_mm - implant.entry_lps_mm
-            depth = float(rel @ implant.axis_unit)
-            off_axis = float(np.linalg.norm(rel - depth * implant.axis_unit))
-            best = (d, depth, tolerance_mm + 0.5 * off_axis + lm.radius_mm, lm.name)
-    return None if best is None else best[1:]
 
 
 # --------------------------------------------------------------------------- checks
@@ -434,12 +274,12 @@ def _check_joint(plan, imp, ct, step, joint_p, bone_kw) -> tuple[CheckResult, fl
     every = max(1, int(round(1.0 / (t[1] - t[0]))))
     coarse = bone_mask(ct, pts[::every], hu=hu[::every], **bone_kw)
     in_bone = np.repeat(coarse, every)[:n]
-    prior = _joint_prior(plan, imp, joint_p["joint_prior_tolerance_mm"])
+    prior = si_joint_prior(plan, imp, joint_p["joint_prior_tolerance_mm"])
     if prior is not None:                  # the landmark locates the joint: accept weaker evidence
         joint_p = dict(joint_p, cortex_hu=min(joint_p["cortex_hu"], bone_kw["shell_hu"]),
                        min_joint_contrast_hu=0.5 * joint_p["min_joint_contrast_hu"],
                        max_joint_gap_mm=joint_p["max_joint_gap_mm"] + 4.0)
-    found = _find_joint(t, hu, in_bone, prior, joint_p)
+    found = find_si_joint(t, hu, in_bone, prior, joint_p)
     limit = joint_p["min_sacral_purchase_mm"]
     if found is None:
         why = (f"no SI joint found within {prior[1]:.1f} mm of landmark {prior[2]} (at {prior[0]:.1f} mm)"
@@ -485,41 +325,40 @@ def _check_collision(plan: Plan, imp: Implant, margin_mm: float) -> CheckResult:
     return CheckResult(imp.id, "collision", ok, d, need, "mm", msg)
 
 
-# --------------------------------------------------------------------------- table / CLI
-
-
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"
-
-
-def format_check_table(results: list[CheckResult]) -> str:
-    """A fixed-width table: implant, check, PASS/FAIL/SKIP, value, limit, unit, message.
-
-    The last line says how many checks failed.
-    """
-    header = ("implant", "check", "result", "value", "limit", "unit", "message")
-    rows = [(r.implant or "-", r.check, "SKIP" if r.skipped else ("PASS" if r.passed else "FAIL"),
-             _fmt(r.value), _fmt(r.limit), r.unit, r.message) for r in results]
-    widths = [max(len(str(x[c])) for x in [header] + rows) for c in range(6)]
-    lines = []
-    for row in [header] + rows:
-        cells = [str(row[c]).ljust(widths[c]) if c in (0, 1, 2, 5) else str(row[c]).rjust(widths[c])
-                 for c in range(6)]
-        lines.append("  ".join(cells + [row[6]]).rstrip())
-    lines.insert(1, "-" * min(100, max(len(line) for line in lines)))
-    failed = sum(1 for r in results if not r.passed)
-    skipped = sum(1 for r in results if r.skipped)
-    lines.append(f"{failed} of {len(results)} checks failed" + (f" ({skipped} skipped)" if skipped else ""))
-    return "\n".join(lines)
-
-
 def plan_check_exit_code(results: list[CheckResult]) -> int:
     """0 when every check passed (or was skipped), 1 otherwise."""
     return 0 if all(r.passed for r in results) else 1
 
 
+@dataclass(frozen=True)
+class PlanCheckReport:
+    """The checks of one plan file against its CT (``or-assist plan-check``).
+
+    Attributes
+    ----------
+    plan_path : Path
+        The plan file checked.
+    ct_source : str
+        The CT the checks ran on (its file or folder).
+    warnings : list of str
+        E.g. the CT's SHA-256 differs from the plan's and the check ran anyway.
+    results : list of CheckResult
+        One row per implant and check (:func:`run_plan_checks`).
+    """
+
+    plan_path: Path
+    ct_source: str
+    warnings: list[str]
+    results: list[CheckResult]
+
+    @property
+    def exit_code(self) -> int:
+        """:func:`plan_check_exit_code` of the results."""
+        return plan_check_exit_code(self.results)
+
+
 def check_plan_file(plan_path: str | os.PathLike, *, ct_path: str | os.PathLike | None = None,
-                    ignore_hash: bool = False, **check_kwargs) -> tuple[str, int]:
+                    ignore_hash: bool = False, **check_kwargs) -> PlanCheckReport:
     """``or-assist plan-check PLAN``: load the plan and its CT, run the checks.
 
     Parameters
@@ -535,10 +374,7 @@ def check_plan_file(plan_path: str | os.PathLike, *, ct_path: str | os.PathLike 
 
     Returns
     -------
-    text : str
-        Warnings, then the table.
-    exit_code : int
-        :func:`plan_check_exit_code`.
+    PlanCheckReport
 
     Raises
     ------
@@ -550,5 +386,4 @@ def check_plan_file(plan_path: str | os.PathLike, *, ct_path: str | os.PathLike 
     ct, warnings = load_plan_ct(plan, ct_path=None if ct_path is None else Path(ct_path),
                                 allow_ct_mismatch=ignore_hash)
     results = run_plan_checks(plan, ct, **check_kwargs)
-    header = [f"plan {plan_path} on CT {ct.source or plan.ct_path}"]
-    return "\n".join(header + warnings + [format_check_table(results)]), plan_check_exit_code(results)
+    return PlanCheckReport(Path(plan_path), str(ct.source or plan.ct_path), list(warnings), results)

@@ -2,7 +2,7 @@
 
 The planner's side panel shows, for the active implant, the surface distance to every
 landmark (foramina, spinal canal, promontory, alar line, SI joint points: the envelope
-of :func:`or_assist.planning.checks.implant_surface_distance_mm` minus the landmark's
+of :func:`or_assist.planning.measure.implant_surface_distance_mm` minus the landmark's
 radius) and the distance from the apex region to the anterior sacral cortex.
 
 Anterior cortex (:func:`anterior_cortex_distance_mm`): too ventral an implant endangers
@@ -28,9 +28,9 @@ import numpy as np
 
 from or_assist.core.carm import patient_axes
 from or_assist.core.plan import Implant, Plan
-from or_assist.planning.checks import implant_surface_distance_mm
 
-__all__ = ["Measurement", "distance_status", "anterior_cortex_distance_mm", "implant_measurements"]
+__all__ = ["Measurement", "distance_status", "anterior_cortex_distance_mm", "implant_measurements",
+           "segment_distance_mm", "point_segment_distance_mm", "implant_surface_distance_mm"]
 
 _WARN_MM = 5.0
 #: Landmarks an implant is meant to reach or cross: shown, not coloured.
@@ -171,3 +171,60 @@ def implant_measurements(plan: Plan, ct, implant_id: str, *, min_mm: float = _MI
         status = "info" if lm.kind in _INFO_KINDS else distance_status(dist, min_mm, warn_mm)
         rows.append(Measurement(imp.id, lm.name, lm.kind, float(dist), status))
     return out + sorted(rows, key=lambda m: m.distance_mm)
+
+
+def segment_distance_mm(p0, p1, q0, q1) -> float:
+    """Shortest distance between segments ``p0-p1`` and ``q0-q1`` (3D, mm)."""
+    p0, p1, q0, q1 = (np.asarray(v, dtype=np.float64) for v in (p0, p1, q0, q1))
+    d1, d2, r = p1 - p0, q1 - q0, p0 - q0
+    a, e, f = d1 @ d1, d2 @ d2, d2 @ r
+    eps = 1e-12
+    if a <= eps and e <= eps:
+        return float(np.linalg.norm(r))
+    if a <= eps:
+        s, t = 0.0, float(np.clip(f / e, 0.0, 1.0))
+    else:
+        c = d1 @ r
+        if e <= eps:
+            s, t = float(np.clip(-c / a, 0.0, 1.0)), 0.0
+        else:
+            b = d1 @ d2
+            denom = a * e - b * b
+            s = float(np.clip((b * f - c * e) / denom, 0.0, 1.0)) if denom > eps else 0.0
+            t = (b * s + f) / e
+            if t < 0.0:
+                s, t = float(np.clip(-c / a, 0.0, 1.0)), 0.0
+            elif t > 1.0:
+                s, t = float(np.clip((b - c) / a, 0.0, 1.0)), 1.0
+    return float(np.linalg.norm((p0 + d1 * s) - (q0 + d2 * t)))
+
+
+def point_segment_distance_mm(p, a, b) -> float:
+    """Distance (mm) from point ``p`` to the segment ``a``-``b``."""
+    ab = b - a
+    s = float(np.clip((p - a) @ ab / (ab @ ab), 0.0, 1.0))
+    return float(np.linalg.norm(p - (a + s * ab)))
+
+
+def _seg2(p, a, b) -> float:
+    ab = b - a
+    s = float(np.clip((p - a) @ ab / (ab @ ab), 0.0, 1.0))
+    return float(np.hypot(*(p - (a + s * ab))))
+
+
+def implant_surface_distance_mm(imp: Implant, point) -> float:
+    """Signed distance (mm, negative inside) from a point to the implant's envelope: the
+    solid of revolution of its circumradius about the axis from the entry to the start
+    of the tip, then a cone to the apex. It contains the triangular prism and its pyramid
+    tip, so the distance is never larger than the distance to the real implant."""
+    p = np.asarray(point, dtype=np.float64) - imp.entry_lps_mm
+    length = imp.length_mm
+    taper = min(imp.item.tip_taper_mm, 0.5 * length)
+    r = imp.item.circumradius_mm
+    u = float(p @ imp.axis_unit)                                  # meridian-plane coordinates
+    q = np.array([u, float(np.linalg.norm(p - u * imp.axis_unit))])
+    corners = [np.array(c, dtype=np.float64) for c in ((0.0, 0.0), (0.0, r), (length - taper, r), (length, 0.0))]
+    d = min(_seg2(q, corners[k], corners[k + 1]) for k in range(3))
+    tip_radius = r if u <= length - taper else r * (length - u) / taper if taper > 0 else 0.0
+    inside = 0.0 <= u <= length and q[1] <= tip_radius
+    return -d if inside else d

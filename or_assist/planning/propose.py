@@ -37,8 +37,8 @@ import numpy as np
 
 from or_assist.core.carm import patient_axes
 from or_assist.core.plan import Implant, Plan
-from or_assist.planning.checks import (CLEARANCE_LANDMARK_KINDS, CheckResult, implant_surface_distance_mm,
-                                        run_plan_checks, segment_distance_mm)
+from or_assist.planning.checks import CLEARANCE_LANDMARK_KINDS, CheckResult, run_plan_checks
+from or_assist.planning.measure import implant_surface_distance_mm, segment_distance_mm
 from or_assist.planning.measure import anterior_cortex_distance_mm
 from or_assist.errors import InputError
 

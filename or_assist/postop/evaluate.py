@@ -37,7 +37,7 @@ import numpy as np
 from or_assist.core.ct.volume import CTVolume
 from or_assist.core.plan import Implant, Plan
 from or_assist.planning.checks import CLEARANCE_LANDMARK_KINDS
-from or_assist.planning.checks import implant_surface_distance_mm as _surface_distance_mm
+from or_assist.planning.measure import implant_surface_distance_mm as _surface_distance_mm
 from or_assist.errors import InputError
 from or_assist.postop.match import FoundImplant, locate_implants
 from or_assist.postop.register3d import Registration3D, register_postop_to_preop

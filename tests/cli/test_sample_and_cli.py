@@ -9,6 +9,7 @@ import pytest
 
 from or_assist.cli import main
 from or_assist.core.plan import load_plan
+from or_assist.cli.plan import format_plan_check
 from or_assist.planning.checks import check_plan_file
 from or_assist.sim.sample import build_sample_data
 
@@ -22,8 +23,9 @@ def test_sample_plan_is_clinical_and_passes(sample):
     plan = load_plan(sample["plan"])
     assert [i.level for i in plan.implants] == ["S1", "S1", "S2"]
     assert {i.side for i in plan.implants} == {"left"}
-    text, code = check_plan_file(sample["plan"])
-    assert code == 0, text
+    report = check_plan_file(sample["plan"])
+    text = format_plan_check(report)
+    assert report.exit_code == 0, text
     assert "0 of 15 checks failed" in text
 
 

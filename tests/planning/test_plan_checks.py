@@ -10,8 +10,15 @@ from or_assist.core.catalogue import load_catalogue
 from or_assist.core.ct.load import load_ct, save_ct
 from or_assist.core.ct.volume import CTVolume
 from or_assist.core.plan import Implant, Landmark, Plan, save_plan
-from or_assist.planning.checks import (CheckResult, bone_mask, check_plan_file, format_check_table,
-                                        plan_check_exit_code, run_plan_checks, segment_distance_mm)
+from or_assist.cli.plan import format_check_table, format_plan_check
+from or_assist.planning.checks import (
+    CheckResult,
+    bone_mask,
+    check_plan_file,
+    plan_check_exit_code,
+    run_plan_checks,
+)
+from or_assist.planning.measure import segment_distance_mm
 from or_assist.errors import InputError
 from tests.conftest import REAL_PLAN
 
@@ -245,16 +252,21 @@ def test_check_plan_file_end_to_end(tmp_path, fatty_1mm):
     ct_path = save_ct(fatty_1mm, tmp_path / "ct" / "box.nii.gz")
     sha = load_ct(ct_path).voxel_sha256()
     good = Plan(ct_path.resolve(), sha, [implant("L1", *GOOD)])
-    text, code = check_plan_file(save_plan(good, tmp_path / "good.json"))
+    report = check_plan_file(save_plan(good, tmp_path / "good.json"))
+    text, code = format_plan_check(report), report.exit_code
+    assert len(report.results) == 5 and report.warnings == []
     assert code == 0 and text.splitlines()[-1] == "0 of 5 checks failed (2 skipped)"
     bad = Plan(ct_path.resolve(), sha, [implant("L1", *GOOD), implant("BAD", (20.0, 45.0, 45.0), (60.0, 45.0, 82.0))])
-    text, code = check_plan_file(save_plan(bad, tmp_path / "bad.json"))
+    report = check_plan_file(save_plan(bad, tmp_path / "bad.json"))
+    text, code = format_plan_check(report), report.exit_code
     assert code == 1 and "checks failed" in text.splitlines()[-1] and not text.splitlines()[-1].startswith("0 ")
     # another CT: a clear error, or a warning with the override
     other = save_ct(box_pelvis(31.0), tmp_path / "other.nii.gz")
     with pytest.raises(InputError, match="does not match the voxel data"):
         check_plan_file(tmp_path / "good.json", ct_path=other)
-    text, code = check_plan_file(tmp_path / "good.json", ct_path=other, ignore_hash=True)
+    report = check_plan_file(tmp_path / "good.json", ct_path=other, ignore_hash=True)
+    text, code = format_plan_check(report), report.exit_code
+    assert any("WARNING" in w for w in report.warnings)
     assert "WARNING" in text and "checking anyway" in text and code == 0
 
 

@@ -15,7 +15,8 @@ import pytest
 
 from or_assist.core.ct.load import load_ct
 from or_assist.core.plan import load_plan, load_plan_ct
-from or_assist.planning.checks import CHECK_NAMES, format_check_table, run_plan_checks
+from or_assist.cli.plan import format_check_table
+from or_assist.planning.checks import CHECK_NAMES, run_plan_checks
 from tests.conftest import REAL_PLAN
 
 PLAN_PATH = REAL_PLAN

@@ -15,7 +15,7 @@ import pytest
 
 from or_assist.core.ct.load import crop_ct, save_ct
 from or_assist.core.pose import rotation_angle_deg
-from or_assist.planning.checks import implant_surface_distance_mm
+from or_assist.planning.measure import implant_surface_distance_mm
 from or_assist.errors import InputError
 from or_assist.postop.evaluate import EVALUATION_SCHEMA, evaluate_case, evaluate_command, format_case_table
 from tests.postop import postop_cases as pc

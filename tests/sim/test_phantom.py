@@ -12,7 +12,7 @@ import SimpleITK as sitk
 
 import or_assist.sim.phantom.make as phantom
 from or_assist.core.ct.load import check_hu
-from or_assist.planning.checks import segment_distance_mm
+from or_assist.planning.measure import segment_distance_mm
 from or_assist.errors import InputError
 from or_assist.sim.phantom.make import (LABELS, PHANTOM_SPACING_MM, make_phantom, phantom_implant_targets,
                                phantom_landmarks, render_preview_png, sample_ct_path)
