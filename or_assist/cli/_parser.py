@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["EXIT_BAD_INPUT", "Parser", "emit", "point_arg", "add_display_options", "check_limits",
+__all__ = ["EXIT_BAD_INPUT", "Parser", "emit", "TextProgress", "point_arg", "add_display_options", "check_limits",
            "check_outputs"]
 
 EXIT_BAD_INPUT = 2
@@ -151,3 +151,24 @@ def check_outputs(args) -> None:
             continue
         flag = "--" + attr.replace("_", "-") if attr != "out_dir" else "OUT_DIR"
         (check_output_dir if kind == "dir" else check_output_file)(value, flag, what)
+
+
+class TextProgress:
+    """A plain text progress bar on stderr: redrawn in place on a terminal, else one
+    line per tenth of the work. Call as ``progress(done, total, name)``."""
+
+    def __init__(self, label: str = "views", width: int = 30, stream=None):
+        self.label, self.width, self.stream = label, width, stream
+        self._last_tenth = -1
+
+    def __call__(self, done: int, total: int, name: str) -> None:
+        stream = self.stream if self.stream is not None else sys.stderr
+        frac = done / total if total else 1.0
+        filled = int(round(self.width * frac))
+        line = f"{self.label} [{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} {name}"
+        if getattr(stream, "isatty", lambda: False)():
+            stream.write("\r" + line[:100].ljust(100) + ("\n" if done >= total else ""))
+        elif int(frac * 10) > self._last_tenth or done >= total:
+            self._last_tenth = int(frac * 10)
+            stream.write(line + "\n")
+        stream.flush()

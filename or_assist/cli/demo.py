@@ -30,12 +30,12 @@ def run_demo(out_dir: str | os.PathLike | None = None, log=print) -> int:
 
     from or_assist.core.geometry import load_geometry
     from or_assist.core.plan import load_plan
-    from or_assist.cli.plan import format_plan_check
+    from or_assist.cli.plan import format_plan_check, format_view_files
     from or_assist.planning.checks import check_plan_file
     from or_assist.core.view_poses import plan_view_pose
     from or_assist.render.drr import AttenuationVolume, DRRRenderer
     from or_assist.sim.shots.simulate import ShotSettings, simulate_shot
-    from or_assist.render.views.io import views_command
+    from or_assist.render.views.io import build_view_files
     from or_assist.sim.sample import SAMPLE_DIR, build_sample_data
 
     t0 = time.perf_counter()
@@ -53,8 +53,8 @@ def run_demo(out_dir: str | os.PathLike | None = None, log=print) -> int:
         log("the sample plan failed its checks: this is a bug, please report it")
         return code
     log("\nVirtual view library (or-assist views):")
-    result = views_command(paths["plan"], paths["geometry"], out / "views", neighbourhood_deg=(), progress=False)
-    log("  " + result["summary"])
+    result = build_view_files(paths["plan"], paths["geometry"], out / "views", neighbourhood_deg=())
+    log("  " + format_view_files(result))
 
     plan = load_plan(paths["plan"])
     geometry = load_geometry(paths["geometry"])

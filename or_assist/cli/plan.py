@@ -14,9 +14,9 @@ import json
 from pathlib import Path
 
 from or_assist.core.vocabulary import PATIENT_POSITIONS, VIEW_KINDS
-from or_assist.cli._parser import emit
+from or_assist.cli._parser import TextProgress, emit
 
-__all__ = ["add_parsers", "format_check_table", "format_plan_check", "cmd_plan_check", "cmd_plan", "cmd_geometry", "cmd_view_pose", "cmd_views"]
+__all__ = ["add_parsers", "format_check_table", "format_plan_check", "format_view_files", "cmd_plan_check", "cmd_plan", "cmd_geometry", "cmd_view_pose", "cmd_views"]
 
 
 def _fmt(value: float | None) -> str:
@@ -112,14 +112,21 @@ def cmd_view_pose(args) -> int:
 
 def cmd_views(args) -> int:
     """Build the plan's view library (progress on the terminal) and print its summary."""
-    from or_assist.render.views.io import views_command
+    from or_assist.render.views.io import build_view_files
 
     offsets = () if args.no_neighbourhood else tuple(args.neighbourhood_deg)
-    result = views_command(args.plan, args.geometry, args.out, size_px=args.size_px,
-                           neighbourhood_deg=offsets, patient_position=args.patient_position,
-                           png=not args.no_png, progress=True)
-    emit(result["summary"])
+    result = build_view_files(args.plan, args.geometry, args.out, size_px=args.size_px,
+                              neighbourhood_deg=offsets, patient_position=args.patient_position,
+                              png=not args.no_png, progress=TextProgress())
+    emit(format_view_files(result))
     return 0
+
+
+def format_view_files(result) -> str:
+    """The one-line summary of a :class:`~or_assist.render.views.io.ViewFiles`."""
+    return (f"wrote {result.library} ({result.views} views: {result.named_views} named + "
+            f"{result.views - result.named_views} neighbourhood, {result.size_mb:.1f} MB) and "
+            f"{len(result.png)} PNGs in {result.seconds:.1f} s")
 
 
 def add_parsers(sub) -> None:

@@ -20,8 +20,8 @@ __getattr__, __dir__, __all__ = _lazy.attach(
     __name__,
     submodules=['cohort', 'evaluate', 'match', 'prism_fit', 'register3d', 'segment'],
     submod_attrs={
-        'cohort': ['COHORT_SCHEMA', 'CohortCase', 'parse_case_argument', 'read_cohort_file', 'cohort_summary', 'format_cohort_table', 'draw_learning_curve', 'cohort_command'],
-        'evaluate': ['EVALUATION_SCHEMA', 'ImplantEvaluation', 'CaseEvaluation', 'evaluate_case', 'format_case_table', 'evaluate_command'],
+        'cohort': ['COHORT_SCHEMA', 'CohortCase', 'parse_case_argument', 'read_cohort_file', 'cohort_summary', 'draw_learning_curve', 'CohortFiles', 'evaluate_cohort'],
+        'evaluate': ['EVALUATION_SCHEMA', 'ImplantEvaluation', 'CaseEvaluation', 'evaluate_case', 'EvaluationFiles', 'evaluate_files'],
         'match': ['FoundImplant', 'LocatedImplants', 'locate_implants'],
         'prism_fit': ['PrismFit', 'prism_planes', 'fit_prism', 'roll_about_axis_rad'],
         'register3d': ['Registration3D', 'register_postop_to_preop', 'boxes_overlap_fraction', 'bone_dice', 'pose_to_sitk'],

@@ -10,7 +10,7 @@ file's folder::
     01,case01/plan.json,case01/postop_ct
     02,case02/plan.json,case02/postop.nii.gz
 
-Outputs (:func:`cohort_command`): ``cohort.json`` (schema ``or_assist.postop_cohort/1``:
+Outputs (:func:`evaluate_cohort`): ``cohort.json`` (schema ``or_assist.postop_cohort/1``:
 per-case evaluations and the summary), ``cohort_implants.csv`` (one row per implant),
 ``learning_curve.png`` (apex deviation and angle per implant against case order, with
 the per-case means; drawn with OpenCV), and the table as text. Statistics as in the seed
@@ -33,7 +33,7 @@ from or_assist.core.outputs import write_bytes_atomic, write_errors, write_image
 from or_assist.errors import InputError, OrAssistError
 
 __all__ = ["COHORT_SCHEMA", "CohortCase", "parse_case_argument", "read_cohort_file", "cohort_summary",
-           "format_cohort_table", "draw_learning_curve", "cohort_command"]
+           "draw_learning_curve", "CohortFiles", "evaluate_cohort"]
 
 COHORT_SCHEMA = "or_assist.postop_cohort/1"
 
@@ -187,35 +187,6 @@ def cohort_summary(results: Sequence[tuple[CohortCase, object]]) -> dict:
             "breaches": sum(1 for i in implants if i["breach"]), "learning_curve": curve}
 
 
-def _ms(stat: dict | None, unit: str) -> str:
-    return "-" if stat is None else f"{stat['mean']:.1f} +- {stat['sd']:.2f} {unit} (max {stat['max']:.1f}, n={stat['n']})"
-
-
-def format_cohort_table(summary: dict) -> str:
-    """Per-case rows in case order, then mean +- SD over implants and the learning curve."""
-    header = ("#", "case", "found", "extra", "breaches", "apex dev mm", "angle deg")
-    rows = []
-    for c in summary["cases"]:
-        if "error" in c:
-            rows.append((str(c["order"]), c["case"], "ERROR", "", "", "", c["error"]))
-        else:
-            rows.append((str(c["order"]), c["case"], f"{c['found']}/{c['planned']}", str(c["extra"]),
-                         str(c["breaches"]), "-" if c["apex_deviation_mm"] is None else f"{c['apex_deviation_mm']:.1f}",
-                         "-" if c["angle_deg"] is None else f"{c['angle_deg']:.1f}"))
-    widths = [max(len(r[k]) for r in [header] + rows) for k in range(6)]
-    lines = ["  ".join(r[k].ljust(widths[k]) for k in range(6)) + "  " + r[6] for r in [header] + rows]
-    lines.insert(1, "-" * len(lines[0]))
-    lines += [f"apex deviation:  {_ms(summary['apex_deviation_mm'], 'mm')}",
-              f"angle:           {_ms(summary['angle_deg'], 'deg')}",
-              f"entry deviation: {_ms(summary['entry_deviation_mm'], 'mm')}",
-              f"breaches: {summary['breaches']}"]
-    lc = summary["learning_curve"]
-    lines.append("learning curve: fewer than 3 cases" if lc is None else
-                 f"learning curve: {lc['slope_mm_per_case']:+.2f} mm per case (Pearson r {lc['pearson_r']:+.2f}, "
-                 f"{lc['cases']} cases)")
-    return "\n".join(lines)
-
-
 def _panel(img, box, xs, ys, means, n_cases: int, label: str, colour) -> None:
     import cv2
 
@@ -266,8 +237,24 @@ def draw_learning_curve(summary: dict, path: str | os.PathLike) -> Path:
     return write_image(path, img, what="the plot")
 
 
-def cohort_command(out_dir: str | os.PathLike, *, pairs: Sequence[str] = (),
-                   cohort_file: str | os.PathLike | None = None, ignore_hash: bool = False) -> str:
+@dataclass(frozen=True)
+class CohortFiles:
+    """A cohort evaluated and written (``or-assist evaluate --cohort ... --out DIR``).
+
+    Attributes
+    ----------
+    summary : dict
+        :func:`cohort_summary` of the cases.
+    written : list of Path
+        ``cohort.json``, ``cohort_implants.csv`` and ``learning_curve.png``.
+    """
+
+    summary: dict
+    written: list[Path]
+
+
+def evaluate_cohort(out_dir: str | os.PathLike, *, pairs: Sequence[str] = (),
+                    cohort_file: str | os.PathLike | None = None, ignore_hash: bool = False) -> CohortFiles:
     """``or-assist evaluate --cohort PLAN:POSTOP ... | --cohort-file FILE --out DIR``.
 
     Parameters
@@ -283,10 +270,9 @@ def cohort_command(out_dir: str | os.PathLike, *, pairs: Sequence[str] = (),
 
     Returns
     -------
-    str
-        The cohort table (:func:`format_cohort_table`) and the files written. A case that
-        fails (bad file, no implants, scans that do not overlap) is listed with its error
-        and left out of the statistics.
+    CohortFiles
+        A case that fails (bad file, no implants, scans that do not overlap) is listed in
+        the summary with its error and left out of the statistics.
 
     Raises
     ------
@@ -328,4 +314,4 @@ def cohort_command(out_dir: str | os.PathLike, *, pairs: Sequence[str] = (),
     writer.writerows(summary["implants"])
     write_bytes_atomic(out / "cohort_implants.csv", table.getvalue().encode("utf-8"), what="the cohort table")
     png = draw_learning_curve(summary, out / "learning_curve.png")
-    return format_cohort_table(summary) + f"\nwrote {out / 'cohort.json'}, {out / 'cohort_implants.csv'}, {png}"
+    return CohortFiles(summary, [out / "cohort.json", out / "cohort_implants.csv", Path(png)])

@@ -22,7 +22,7 @@ Pipeline (:func:`evaluate_case`):
 
 Examples
 --------
->>> print(evaluate_command("plan.json", "postop_ct.nii.gz", out_path="eval.json"))  # doctest: +SKIP
+>>> evaluate_files("plan.json", "postop_ct.nii.gz", out_path="eval.json").case  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ from or_assist.errors import InputError
 from or_assist.postop.match import FoundImplant, locate_implants
 from or_assist.postop.register3d import Registration3D, register_postop_to_preop
 
-__all__ = ["EVALUATION_SCHEMA", "ImplantEvaluation", "CaseEvaluation", "evaluate_case", "format_case_table",
-           "evaluate_command"]
+__all__ = ["EVALUATION_SCHEMA", "ImplantEvaluation", "CaseEvaluation", "evaluate_case",
+           "EvaluationFiles", "evaluate_files"]
 
 EVALUATION_SCHEMA = "or_assist.postop_evaluation/1"
 
@@ -286,44 +286,28 @@ def evaluate_case(plan: Plan, postop_ct: CTVolume, preop_ct: CTVolume | None = N
                           warnings, time.perf_counter() - t0)
 
 
-def _f(value, fmt="{:.1f}") -> str:
-    return "-" if value is None else fmt.format(value)
+@dataclass(frozen=True)
+class EvaluationFiles:
+    """One case evaluated from its files (``or-assist evaluate --plan ... --postop ...``).
+
+    Attributes
+    ----------
+    case : CaseEvaluation
+    warnings : list of str
+        From loading the pre-op CT (e.g. its SHA-256 differs from the plan's).
+    written : Path or None
+        The ``or_assist.postop_evaluation/1`` JSON written, if one was asked for.
+    """
+
+    case: CaseEvaluation
+    warnings: list[str]
+    written: Path | None = None
 
 
-def format_case_table(case: CaseEvaluation) -> str:
-    """A fixed-width table of the case (what ``or-assist evaluate`` prints)."""
-    reg = case.registration
-    lines = [f"plan {case.plan_source}; post-op CT {case.postop_source}",
-             f"registration to the pre-op CT: bone Dice {reg.bone_dice:.2f}, start {reg.start}, {reg.seconds:.1f} s"]
-    header = ("implant", "found", "item", "apex dev mm", "angle deg", "entry dev mm", "clearance mm", "breach", "note")
-    rows = []
-    for i in case.implants:
-        breach = "-" if i.breach is None else ("BREACH " + (i.nearest_landmark or "") if i.breach else "no")
-        rows.append((i.id, "yes" if i.found else "NO", i.fitted_item or i.planned_item, _f(i.apex_deviation_mm),
-                     _f(i.angle_deg), _f(i.entry_deviation_mm), _f(i.clearance_mm), breach, i.note))
-    widths = [max(len(str(r[c])) for r in [header] + rows) for c in range(8)]
-    for r in [header] + rows:
-        lines.append("  ".join(str(r[c]).ljust(widths[c]) for c in range(8)) + ("  " + r[8] if r[8] else ""))
-    found = case.found()
-    if found:
-        apex = [i.apex_deviation_mm for i in found]
-        ang = [i.angle_deg for i in found]
-        lines.append(f"mean apex deviation {np.mean(apex):.1f} mm (max {np.max(apex):.1f}), mean angle "
-                     f"{np.mean(ang):.1f} deg (max {np.max(ang):.1f}); {len(found)} of {len(case.implants)} found")
-    for e in case.extra:
-        lines.append(f"EXTRA implant (not in the plan): apex {e['apex_lps_mm']} mm, {e['extent_mm']} mm long, "
-                     f"{e['distance_mm']} mm from {e['nearest_planned']}")
-    if case.ignored_metal:
-        lines.append(f"ignored {len(case.ignored_metal)} metal object(s) far from the plan (e.g. a prosthesis): "
-                     + "; ".join(f"{m['volume_mm3'] / 1000:.1f} cm3 at {m['distance_mm']} mm" for m in case.ignored_metal))
-    lines += [f"WARNING: {w}" for w in case.warnings]
-    return "\n".join(lines)
-
-
-def evaluate_command(plan_path: str | os.PathLike, postop_path: str | os.PathLike,
-                     preop_path: str | os.PathLike | None = None, out_path: str | os.PathLike | None = None,
-                     *, ignore_hash: bool = False) -> str:
-    """``or-assist evaluate --plan PLAN --postop POSTOP_CT [--preop CT] [--out JSON]``.
+def evaluate_files(plan_path: str | os.PathLike, postop_path: str | os.PathLike,
+                   preop_path: str | os.PathLike | None = None, out_path: str | os.PathLike | None = None,
+                   *, ignore_hash: bool = False) -> EvaluationFiles:
+    """Evaluate one case given as files (``or-assist evaluate``).
 
     Parameters
     ----------
@@ -336,12 +320,11 @@ def evaluate_command(plan_path: str | os.PathLike, postop_path: str | os.PathLik
     out_path : path-like, optional
         Write the ``or_assist.postop_evaluation/1`` JSON here.
     ignore_hash : bool
-        Accept a pre-op CT whose voxel SHA-256 differs from the plan's (a warning line).
+        Accept a pre-op CT whose voxel SHA-256 differs from the plan's (a warning).
 
     Returns
     -------
-    str
-        The table (:func:`format_case_table`), preceded by any warnings.
+    EvaluationFiles
 
     Raises
     ------
@@ -357,8 +340,6 @@ def evaluate_command(plan_path: str | os.PathLike, postop_path: str | os.PathLik
                                    allow_ct_mismatch=ignore_hash)
     postop = load_ct(postop_path)
     case = evaluate_case(plan, postop, preop)
-    text = "\n".join(warnings + [format_case_table(case)])
     if out_path is not None:
         jsonio.write_json(Path(out_path), case.to_dict())
-        text += f"\nwrote {out_path}"
-    return text
+    return EvaluationFiles(case, list(warnings), None if out_path is None else Path(out_path))

@@ -17,7 +17,8 @@ from or_assist.core.ct.load import crop_ct, save_ct
 from or_assist.core.pose import rotation_angle_deg
 from or_assist.planning.measure import implant_surface_distance_mm
 from or_assist.errors import InputError
-from or_assist.postop.evaluate import EVALUATION_SCHEMA, evaluate_case, evaluate_command, format_case_table
+from or_assist.cli.postop import format_case_table, format_evaluation
+from or_assist.postop.evaluate import EVALUATION_SCHEMA, evaluate_case, evaluate_files
 from tests.postop import postop_cases as pc
 
 
@@ -94,11 +95,13 @@ def test_plan_without_implants_is_a_clear_error():
         evaluate_case(empty, pc.case("A")[0], pc.real_ct())
 
 
-def test_evaluate_command_prints_table_and_writes_json(tmp_path):
+def test_evaluate_files_prints_table_and_writes_json(tmp_path):
     post = tmp_path / "postop.nii.gz"
     save_ct(pc.case("A")[0], post)
     out = tmp_path / "eval.json"
-    text = evaluate_command(pc.PLAN_PATH, post, out_path=out)
+    result = evaluate_files(pc.PLAN_PATH, post, out_path=out)
+    assert result.written == out and result.warnings == [] and len(result.case.found()) == 3
+    text = format_evaluation(result)
     assert "R1" in text and "apex dev mm" in text and f"wrote {out}" in text
     doc = json.loads(out.read_text())
     assert doc["schema"] == EVALUATION_SCHEMA

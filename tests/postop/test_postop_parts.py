@@ -11,8 +11,14 @@ import pytest
 from or_assist.core.ct.volume import CTVolume
 from or_assist.core.plan import implant_mesh
 from or_assist.errors import InputError
-from or_assist.postop.cohort import (cohort_command, cohort_summary, format_cohort_table, parse_case_argument,
-                                     read_cohort_file, CohortCase)
+from or_assist.postop.cohort import (
+    evaluate_cohort,
+    cohort_summary,
+    parse_case_argument,
+    read_cohort_file,
+    CohortCase,
+)
+from or_assist.cli.postop import format_cohort_table
 from or_assist.postop.prism_fit import prism_planes, roll_about_axis_rad
 from or_assist.postop.segment import find_metal_objects, item_centroid_from_entry_mm
 from or_assist.sim.postop_ct import implant_fraction_volume, perturbed_implant
@@ -93,11 +99,14 @@ def test_cohort_summary_mean_sd_and_learning_curve(tmp_path):
     assert img.shape == (620, 900, 3) and (img < 250).any()
 
 
-def test_cohort_command_lists_a_failing_case_and_writes_files(tmp_path):
+def test_evaluate_cohort_lists_a_failing_case_and_writes_files(tmp_path):
     from or_assist.core.ct.load import save_ct
     post = tmp_path / "a.nii.gz"
     save_ct(pc.case("A")[0], post)
-    text = cohort_command(tmp_path / "out", pairs=[f"{pc.PLAN_PATH}:{post}", f"{pc.PLAN_PATH}:{tmp_path / 'missing.nii'}"])
+    cohort = evaluate_cohort(tmp_path / "out", pairs=[f"{pc.PLAN_PATH}:{post}",
+                                                      f"{pc.PLAN_PATH}:{tmp_path / 'missing.nii'}"])
+    assert [p.name for p in cohort.written] == ["cohort.json", "cohort_implants.csv", "learning_curve.png"]
+    text = format_cohort_table(cohort.summary)
     assert "ERROR" in text and "no such file" in text
     doc = json.loads((tmp_path / "out" / "cohort.json").read_text())
     assert doc["schema"] == "or_assist.postop_cohort/1" and doc["summary"]["apex_deviation_mm"]["n"] == 3
@@ -106,8 +115,8 @@ def test_cohort_command_lists_a_failing_case_and_writes_files(tmp_path):
     assert rows[0].startswith("order,case,implant") and len(rows) == 4
 
 
-def test_cohort_command_without_cases_or_all_failing(tmp_path):
+def test_evaluate_cohort_without_cases_or_all_failing(tmp_path):
     with pytest.raises(InputError, match="no cases"):
-        cohort_command(tmp_path)
+        evaluate_cohort(tmp_path)
     with pytest.raises(InputError, match="every case failed"):
-        cohort_command(tmp_path, pairs=[f"{pc.PLAN_PATH}:{tmp_path / 'missing.nii'}"])
+        evaluate_cohort(tmp_path, pairs=[f"{pc.PLAN_PATH}:{tmp_path / 'missing.nii'}"])

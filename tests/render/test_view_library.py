@@ -21,7 +21,9 @@ from or_assist.render.drr import AttenuationVolume, DRRRenderer
 from or_assist.render.implants import metal_line_integrals, metal_mu_per_mm
 from or_assist.render.views.build import build_view_library
 from or_assist.render.views.model import LIBRARY_VIEW_KINDS, nearest_views, neighbourhood_offsets
-from or_assist.render.views.io import load_view_library, save_view_library, views_command
+from or_assist.cli._parser import TextProgress
+from or_assist.cli.plan import format_view_files
+from or_assist.render.views.io import build_view_files, load_view_library, save_view_library
 from or_assist.render.views.png import OTHER_COLOUR_BGR, PLAN_COLOUR_BGR, image_to_png_px, png_scale
 
 OFFSETS_DEG = (-5.0, 0.0, 5.0)
@@ -371,18 +373,19 @@ def test_save_something_else(tmp_path):
 # --------------------------------------------------------------------------- command
 
 
-def test_views_command_builds_checks_and_reports_progress(case, tmp_path, capsys):
+def test_build_view_files_builds_checks_and_reports_progress(case, tmp_path, capsys):
     ct, plan, geom = case
     ct_path = save_ct(ct, tmp_path / "ct.nii.gz")
     on_disk = dataclasses.replace(plan, ct_path=ct_path.resolve())
     save_plan(on_disk, tmp_path / "plan.json")
     save_geometry(geom, tmp_path / "g.json")
-    result = views_command(tmp_path / "plan.json", tmp_path / "g.json", tmp_path / "out", neighbourhood_deg=None)
+    result = build_view_files(tmp_path / "plan.json", tmp_path / "g.json", tmp_path / "out",
+                              neighbourhood_deg=None, progress=TextProgress())
     err = capsys.readouterr().err
-    assert "views [" in err and f"{result['views']}/{result['views']} done" in err
-    assert result["views"] == result["named_views"] == 8 and len(result["png"]) == 8
-    assert result["library"].stat().st_size / 1e6 == pytest.approx(result["size_mb"])
-    assert "8 views" in result["summary"]
+    assert "views [" in err and f"{result.views}/{result.views} done" in err
+    assert result.views == result.named_views == 8 and len(result.png) == 8
+    assert result.library.stat().st_size / 1e6 == pytest.approx(result.size_mb)
+    assert "8 views" in format_view_files(result)
     loaded_plan = load_plan(tmp_path / "plan.json")
     lib = load_view_library(tmp_path / "out", plan=loaded_plan, geometry=geom)
     assert lib.neighbourhood_deg == () and lib.plan_source == str(tmp_path / "plan.json")

@@ -15,7 +15,8 @@ from or_assist.errors import InputError
 from or_assist.video.sources import spec as spec_module
 from or_assist.video.sources.spec import open_source, register_source_kind
 from or_assist.video.sources.base import SourceInfo
-from or_assist.video.sources.devices import list_devices, sources_command
+from or_assist.cli.video import format_devices, format_probe
+from or_assist.video.sources.devices import list_devices, probe_source
 from or_assist.video.sources.folder import ImageFolderSource
 from or_assist.video.sources.opencv import DeviceSource, FileSource, UrlSource
 from or_assist.video.sources.opencv import device_paths, mask_url
@@ -293,11 +294,13 @@ def test_list_devices_on_a_machine_without_grabbers():
     if device_paths():
         pytest.skip("this machine has capture devices")
     assert list_devices() == []
-    assert "no capture devices found" in sources_command()
+    assert "no capture devices found" in format_devices(list_devices())
 
 
 def test_probe_reports_what_the_source_delivers(mjpeg_server):
-    text = sources_command(probe=mjpeg_server.url, seconds=0.6)
+    report = probe_source(mjpeg_server.url, seconds=0.6)
+    assert report.stats["frames_captured"] > 0 and not report.no_frames
+    text = format_probe(report)
     assert "url http://127.0.0.1" in text and "160x120" in text and "MJPG" in text
     fps = float(text.split("fps measured")[0].rsplit("(", 1)[1])
     assert 30 < fps < 70  # the server sends 50 fps

@@ -19,7 +19,7 @@ __getattr__, __dir__, __all__ = _lazy.attach(
     submodules=['build', 'io', 'model', 'png'],
     submod_attrs={
         'build': ['build_view_library'],
-        'io': ['LIBRARY_FILE', 'PNG_DIR', 'save_view_library', 'load_view_library', 'check_view_library', 'TextProgress', 'views_command'],
+        'io': ['LIBRARY_FILE', 'PNG_DIR', 'save_view_library', 'load_view_library', 'check_view_library', 'ViewFiles', 'build_view_files'],
         'model': ['VIEW_LIBRARY_SCHEMA', 'DEFAULT_SIZE_PX', 'DEFAULT_NEIGHBOURHOOD_SIZE_PX', 'DEFAULT_NEIGHBOURHOOD_DEG', 'MAX_NEIGHBOURHOOD_OFFSET_DEG', 'LIBRARY_VIEW_KINDS', 'ViewEntry', 'ViewLibrary', 'ViewMatch', 'downsample_for_size', 'neighbourhood_offsets', 'check_neighbourhood_deg', 'nearest_views'],
         'png': ['PLAN_COLOUR_BGR', 'OTHER_COLOUR_BGR', 'PNG_MIN_SIDE_PX', 'png_scale', 'image_to_png_px', 'render_view_png'],
     },

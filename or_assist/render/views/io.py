@@ -1,4 +1,4 @@
-"""Saving, loading and checking the virtual view library; the ``or-assist views`` command.
+"""Saving, loading and checking the virtual view library; building it from files.
 
 On disk a library is a folder::
 
@@ -23,7 +23,6 @@ import dataclasses
 import json
 import os
 import re
-import sys
 import time
 import zipfile
 from pathlib import Path
@@ -42,7 +41,7 @@ from or_assist.render.views.model import (DEFAULT_NEIGHBOURHOOD_DEG, VIEW_LIBRAR
     ViewLibrary)
 
 __all__ = ["LIBRARY_FILE", "PNG_DIR", "save_view_library", "load_view_library", "check_view_library",
-           "TextProgress", "views_command"]
+           "ViewFiles", "build_view_files"]
 
 LIBRARY_FILE = "views.npz"
 PNG_DIR = "png"
@@ -300,40 +299,54 @@ def load_view_library(path: str | os.PathLike, plan=None, geometry: CArmGeometry
     return library
 
 
-# --------------------------------------------------------------------------- command
+@dataclasses.dataclass(frozen=True)
+class ViewFiles:
+    """A view library built from files and saved (``or-assist views``).
+
+    Attributes
+    ----------
+    library : Path
+        The ``views.npz`` written.
+    png : list of Path
+        The PNG of each named view (empty when not asked for).
+    views, named_views : int
+        Views in the library, and how many of them are named views (the rest are the
+        neighbourhood).
+    seconds : float
+        Time to build and save.
+    size_mb : float
+        Size of ``views.npz``.
+    """
+
+    library: Path
+    png: list[Path]
+    views: int
+    named_views: int
+    seconds: float
+    size_mb: float
 
 
-class TextProgress:
-    """A plain text progress bar on stderr: redrawn in place on a terminal, else one
-    line per tenth of the work. Call as ``progress(done, total, name)``."""
+def build_view_files(plan_path: str | os.PathLike, geometry_path: str | os.PathLike, out_dir: str | os.PathLike,
+                     *, size_px: int | None = None, neighbourhood_deg=DEFAULT_NEIGHBOURHOOD_DEG,
+                     patient_position: str = "prone", png: bool = True, progress=None) -> ViewFiles:
+    """Build the view library of a plan file for a geometry file and save it in ``out_dir``.
 
-    def __init__(self, label: str = "views", width: int = 30, stream=None):
-        self.label, self.width, self.stream = label, width, stream
-        self._last_tenth = -1
-
-    def __call__(self, done: int, total: int, name: str) -> None:
-        stream = self.stream if self.stream is not None else sys.stderr
-        frac = done / total if total else 1.0
-        filled = int(round(self.width * frac))
-        line = f"{self.label} [{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} {name}"
-        if getattr(stream, "isatty", lambda: False)():
-            stream.write("\r" + line[:100].ljust(100) + ("\n" if done >= total else ""))
-        elif int(frac * 10) > self._last_tenth or done >= total:
-            self._last_tenth = int(frac * 10)
-            stream.write(line + "\n")
-        stream.flush()
-
-
-def views_command(plan_path: str | os.PathLike, geometry_path: str | os.PathLike, out_dir: str | os.PathLike, *,
-                  size_px: int | None = None, neighbourhood_deg=DEFAULT_NEIGHBOURHOOD_DEG,
-                  patient_position: str = "prone", png: bool = True, progress: bool = True) -> dict:
-    """``or-assist views PLAN --geometry G.json --out DIR``: build and save the library.
+    Parameters
+    ----------
+    plan_path, geometry_path : path-like
+        ``or_assist.plan/1`` and ``or_assist.geometry/1`` files.
+    out_dir : path-like
+        Folder for ``views.npz`` and the PNGs.
+    size_px, neighbourhood_deg, patient_position
+        As for :func:`~or_assist.render.views.build.build_view_library`.
+    png : bool
+        Also write a PNG of each named view.
+    progress : callable, optional
+        ``progress(done, total, name)`` after each view.
 
     Returns
     -------
-    dict
-        ``library`` (Path), ``png`` (list of Path), ``views``, ``named_views``,
-        ``seconds``, ``size_mb`` (of ``views.npz``) and a one-line ``summary``.
+    ViewFiles
     """
     from or_assist.core.geometry import load_geometry
     from or_assist.core.plan import load_plan
@@ -342,12 +355,8 @@ def views_command(plan_path: str | os.PathLike, geometry_path: str | os.PathLike
     plan = load_plan(plan_path)
     geometry = load_geometry(geometry_path)
     library = build_view_library(plan, geometry, size_px=size_px, neighbourhood_deg=neighbourhood_deg,
-                                 patient_position=patient_position, progress=TextProgress() if progress else None)
+                                 patient_position=patient_position, progress=progress)
     paths = save_view_library(library, out_dir, png=png)
     seconds = time.perf_counter() - started
-    size_mb = paths["library"].stat().st_size / 1e6
-    named = len(library.named_entries())
-    summary = (f"wrote {paths['library']} ({len(library)} views: {named} named + {len(library) - named} "
-               f"neighbourhood, {size_mb:.1f} MB) and {len(paths['png'])} PNGs in {seconds:.1f} s")
-    return {**paths, "views": len(library), "named_views": named, "seconds": seconds, "size_mb": size_mb,
-            "summary": summary}
+    return ViewFiles(paths["library"], list(paths["png"]), len(library), len(library.named_entries()), seconds,
+                     paths["library"].stat().st_size / 1e6)

@@ -21,7 +21,7 @@ __getattr__, __dir__, __all__ = _lazy.attach(
     submodules=['base', 'devices', 'folder', 'opencv', 'spec', 'v4l2'],
     submod_attrs={
         'base': ['SignalState', 'Frame', 'SourceInfo', 'DeviceMode', 'FrameSource', 'Pacer', 'fourcc_to_str', 'fourcc_code', 'BACKENDS', 'backend_id'],
-        'devices': ['list_devices', 'probe_source', 'sources_command'],
+        'devices': ['list_devices', 'probe_source', 'ProbeReport'],
         'folder': ['ImageFolderSource', 'IMAGE_SUFFIXES', 'natural_key'],
         'opencv': ['DeviceSource', 'UrlSource', 'FileSource', 'default_device_backend', 'device_paths', 'mask_url', 'quiet_backend_logs'],
         'spec': ['open_source', 'SIMULATOR_PREFIX', 'check_recording_opens', 'register_source_kind'],

@@ -1,17 +1,18 @@
-"""Listing capture devices and probing a source: the text behind ``or-assist sources``."""
+"""Listing capture devices and probing a source (``or-assist sources``)."""
 
 from __future__ import annotations
 
 import contextlib
 import sys
 import time
+from dataclasses import dataclass
 
 import cv2
 
 from or_assist.errors import InputError
 from or_assist.video.sources.base import SignalState, SourceInfo
 
-__all__ = ["list_devices", "probe_source", "sources_command"]
+__all__ = ["list_devices", "probe_source", "ProbeReport"]
 
 
 @contextlib.contextmanager
@@ -93,8 +94,36 @@ def list_devices(max_index: int = 10) -> list[SourceInfo]:
     return found
 
 
-def probe_source(spec, seconds: float = 2.0, **options) -> str:
-    """Open a source, capture for a while and describe what it really delivers.
+@dataclass(frozen=True)
+class ProbeReport:
+    """What a source delivered while it was probed (:func:`probe_source`).
+
+    Attributes
+    ----------
+    info : SourceInfo
+        What the source reported when opened (delivered against requested settings).
+    seconds : float
+        How long it was captured.
+    stats : dict
+        The capture thread's statistics at the end (``frames_captured``,
+        ``fps_measured``, ``width``, ``height``, ``state``, ...).
+    events : list of (SignalState, str)
+        The signal states seen, in order, with their messages.
+    """
+
+    info: SourceInfo
+    seconds: float
+    stats: dict
+    events: list
+
+    @property
+    def no_frames(self) -> bool:
+        """No frame arrived and the signal never went live."""
+        return self.stats["state"] is not SignalState.LIVE and self.stats["frames_captured"] == 0
+
+
+def probe_source(spec, seconds: float = 2.0, **options) -> ProbeReport:
+    """Open a source, capture for a while and report what it really delivers.
 
     Parameters
     ----------
@@ -107,9 +136,12 @@ def probe_source(spec, seconds: float = 2.0, **options) -> str:
 
     Returns
     -------
-    str
-        Lines: the delivered settings against the requested ones, the signal states seen,
-        the measured frame rate and the frame size.
+    ProbeReport
+
+    Raises
+    ------
+    InputError
+        ``seconds`` not above 0, or a source that cannot be opened.
     """
     from or_assist.video.capture import CaptureThread
     from or_assist.video.sources.spec import open_source
@@ -118,50 +150,9 @@ def probe_source(spec, seconds: float = 2.0, **options) -> str:
         raise InputError(f"expected seconds > 0, got {seconds!r}", "seconds")
     source = open_source(spec, **options)
     info = source.open()  # raises a clear InputError when it cannot be opened
-    events: list[str] = []
-    capture = CaptureThread(source, on_state=lambda state, msg: events.append(f"  {state.value}: {msg}"),
+    events: list = []
+    capture = CaptureThread(source, on_state=lambda state, msg: events.append((state, msg)),
                             no_signal_after_s=max(0.5, float(seconds) / 2), reconnect=False)
     with capture:
         time.sleep(float(seconds))
-    stats = capture.stats
-    lines = [info.summary(), f"captured {stats['frames_captured']} frames in {seconds:g} s "
-             f"({stats['fps_measured']:.1f} fps measured), frames {stats['width']}x{stats['height']}, "
-             f"state {stats['state'].value}"]
-    if events:
-        lines.append("states seen:")
-        lines.extend(events)
-    if stats["state"] is not SignalState.LIVE and stats["frames_captured"] == 0:
-        lines.append("no frames: check the cable, the C-arm's video output and the grabber's input")
-    return "\n".join(lines)
-
-
-def sources_command(probe=None, max_index: int = 10, seconds: float = 2.0, **options) -> str:
-    """Text for ``or-assist sources``: the capture devices with their modes, or a probe.
-
-    Parameters
-    ----------
-    probe : str, optional
-        A source spec to open and measure (see :func:`probe_source`) instead of listing.
-    max_index : int
-        Passed to :func:`list_devices`.
-    seconds : float
-        Capture time of a probe.
-    **options
-        Source options for the probe (``width``, ``height``, ``fps``, ``fourcc``,
-        ``backend``, ...).
-    """
-    if probe is not None:
-        return probe_source(probe, seconds=seconds, **options)
-    devices = list_devices(max_index)
-    if not devices:
-        where = "/dev/video*" if sys.platform.startswith("linux") else f"device indices 0-{int(max_index) - 1}"
-        return (f"no capture devices found (looked at {where}).\n"
-                "Connect the frame grabber, or use a URL (rtsp://..., http://...), a video file, an image "
-                "folder or sim:<scenario> as the source.")
-    lines = []
-    for info in devices:
-        lines.append(info.summary())
-        for mode in info.modes:
-            lines.append(f"    {mode}")
-    lines.append("Choose one with its index or path; request a mode with --width/--height/--fps/--fourcc.")
-    return "\n".join(lines)
+    return ProbeReport(info, float(seconds), dict(capture.stats), events)
