@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from or_assist.core.ct.load import CTWarning, ct_info, format_ct_info, load_ct, save_ct
+from or_assist.core.ct.load import CTWarning, ct_info, load_ct, save_ct
+from or_assist.cli.ct import format_ct_info
 from or_assist.core.ct.volume import CTVolume
 from or_assist.core.pose import rotation_about_axis
 from or_assist.errors import InputError

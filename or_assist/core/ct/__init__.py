@@ -24,7 +24,7 @@ __getattr__, __dir__, __all__ = _lazy.attach(
         'attenuation': ['ENERGY_RANGE_KEV', 'mu_water_per_mm', 'mu_cortical_bone_per_mm', 'hu_to_attenuation', 'loglog_mu_rho'],
         'dicom': ['read_dicom_folder', 'read_dicom_file', 'sitk_reason', 'NotDicomError'],
         'files': ['check_volume_file'],
-        'load': ['CTWarning', 'load_ct', 'save_ct', 'check_hu', 'crop_ct', 'resample_ct', 'ct_info', 'format_ct_info', 'VOLUME_SUFFIXES'],
+        'load': ['CTWarning', 'load_ct', 'save_ct', 'check_hu', 'crop_ct', 'resample_ct', 'ct_info', 'VOLUME_SUFFIXES'],
         'volume': ['CTVolume', 'axis_codes'],
         'voxel_grid': ['VoxelGrid', 'as_points'],
     },

@@ -1,4 +1,4 @@
-"""CT loading, saving, sanity checks, cropping, resampling and a summary for the CLI.
+"""CT loading, saving, sanity checks, cropping, resampling and a summary (``ct_info``).
 
 Everything goes through SimpleITK, so the geometry is SimpleITK's (LPS mm, origin,
 spacing and direction honoured). Supported inputs: a folder holding a DICOM series (the
@@ -9,7 +9,7 @@ and NRRD (``.nrrd``, ``.nhdr``).
 Examples
 --------
 >>> ct = load_ct("ct_pelvis_dicom")                     # doctest: +SKIP
->>> print(format_ct_info(ct))                           # `or-assist info CT`  # doctest: +SKIP
+>>> ct_info(ct)["spacing_mm"]                # what `or-assist info CT` prints  # doctest: +SKIP
 >>> mu = hu_to_attenuation(ct.hu, energy_kev=60.0)      # (Z, Y, X) float32 mm^-1  # doctest: +SKIP
 """
 
@@ -39,7 +39,6 @@ __all__ = [
     "crop_ct",
     "resample_ct",
     "ct_info",
-    "format_ct_info",
     "VOLUME_SUFFIXES",
 ]
 
@@ -365,26 +364,3 @@ def ct_info(ct: CTVolume) -> dict:
         "voxel_sha256": ct.voxel_sha256(),
     }
 
-
-def format_ct_info(ct: CTVolume) -> str:
-    """Human-readable :func:`ct_info`, one item per line (what ``or-assist info CT`` prints)."""
-    info = ct_info(ct)
-
-    def triple(values, fmt="{:.3f}", sep=" x "):
-        return sep.join(fmt.format(v) for v in values)
-
-    rows = "; ".join("[" + ", ".join(f"{v:+.4f}" for v in row) + "]" for row in info["direction"])
-    lines = [
-        f"CT:          {info['source'] or '(in memory)'}",
-        f"series UID:  {info['series_uid'] or '-'}",
-        f"size:        {triple(info['size_xyz'], '{:d}')} voxels (i, j, k)",
-        f"spacing:     {triple(info['spacing_mm'])} mm",
-        f"origin:      ({triple(info['origin_mm'], '{:.2f}', ', ')}) mm LPS",
-        f"direction:   {rows} (rows x, y, z; columns i, j, k; axes point {info['axis_codes']})",
-        f"extent:      {triple(info['extent_mm'], '{:.1f}')} mm",
-        f"HU range:    {info['hu_min']:.0f} .. {info['hu_max']:.0f} "
-        f"(1st-99th percentile {info['hu_p1']:.0f} .. {info['hu_p99']:.0f})",
-        f"memory:      {info['memory_bytes'] / 2**20:.1f} MiB (float32)",
-        f"voxel SHA-256: {info['voxel_sha256']}",
-    ]
-    return "\n".join(lines)
