@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from or_assist.core.validate import check_positive
+from or_assist.core.validate import check_positive, is_integer
 from or_assist.errors import InputError
 
 __all__ = ["BeadDetections", "as_grey_image", "detect_beads"]
@@ -147,7 +147,7 @@ def detect_beads(image, *, max_bead_px: float | None = None, min_beads: int = 8,
     InputError
         Not an image, a blank image, or fewer than ``min_beads`` beads (with the count).
     """
-    if isinstance(min_beads, bool) or not isinstance(min_beads, (int, np.integer)) or min_beads < 1:
+    if not is_integer(min_beads) or min_beads < 1:
         raise InputError(f"must be an integer >= 1, got {min_beads!r}", "min_beads")
     img = as_grey_image(image, name)
     field = _field_mask(img, name)

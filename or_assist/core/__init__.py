@@ -40,7 +40,7 @@ __getattr__, __dir__, __all__ = _lazy.attach(
         'plan': ['PLAN_SCHEMA', 'IMPLANT_SIDES', 'LANDMARK_KINDS', 'LANDMARK_SIDES', 'Implant', 'Landmark', 'ViewSpec', 'Plan', 'plan_to_dict', 'plan_from_dict', 'load_plan', 'save_plan', 'implant_vertex_directions', 'implant_mesh', 'default_views', 'check_implants_in_ct', 'load_plan_ct'],
         'pose': ['Pose', 'rotation_about_axis', 'rotation_angle_deg', 'load_pose', 'save_pose', 'POSE_SCHEMA'],
         'polygon': ['convex_hull_2d', 'polygon_area', 'polygon_centroid', 'polygon_contains'],
-        'validate': ['Limit', 'is_finite_number', 'check_finite', 'check_number', 'check_positive', 'check_vector', 'check_choice', 'check_range'],
+        'validate': ['Limit', 'is_finite_number', 'is_integer', 'check_integer', 'check_bool', 'check_finite', 'check_number', 'check_positive', 'check_vector', 'check_choice', 'check_range'],
         'view_poses': ['DEFAULT_SOURCE_TO_ISOCENTER_MM', 'view_tilt_deg', 'plan_view_pose', 'plan_view_poses'],
         'vocabulary': ['POLARITIES', 'POLARITY_SETTINGS', 'DETECTED_POLARITIES', 'VIEW_KINDS', 'SIJF_VIEWS', 'IMPLANT_VIEW_KINDS', 'PATIENT_POSITIONS', 'SIDES', 'DISTORTION_MODELS'],
     },

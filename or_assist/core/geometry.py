@@ -30,7 +30,7 @@ import numpy as np
 
 from or_assist.core import jsonio
 from or_assist.core.pose import Pose
-from or_assist.core.validate import check_positive, check_vector
+from or_assist.core.validate import check_positive, check_vector, is_integer
 from or_assist.errors import InputError, SchemaError
 
 __all__ = [
@@ -162,7 +162,7 @@ class CArmGeometry:
         """The same field on a ``width`` x ``height`` pixel grid (area resampling: the
         field's outer pixel edges stay put, ``u_new = (u_old + 0.5) * width / W - 0.5``)."""
         for name, n in (("width", width), ("height", height)):
-            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            if not is_integer(n) or n < 1:
                 raise InputError(f"must be an integer >= 1, got {n!r}", name)
         sx, sy = width / self.width, height / self.height
         (px, py), (u0, v0) = self.pixel_spacing_mm, self.principal_point_px

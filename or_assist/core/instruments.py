@@ -30,7 +30,7 @@ from typing import Sequence
 
 import numpy as np
 
-from or_assist.core.validate import check_positive, check_vector
+from or_assist.core.validate import check_positive, check_vector, is_integer
 from or_assist.errors import InputError
 
 __all__ = ["DEFAULT_PIN_DIAMETER_MM", "DEFAULT_PIN_FACETS", "GuidePin", "guide_pin_mesh"]
@@ -150,7 +150,7 @@ def guide_pin_mesh(pin: GuidePin, n_facets: int = DEFAULT_PIN_FACETS) -> tuple[n
     """
     if not isinstance(pin, GuidePin):
         raise InputError(f"expected a GuidePin, got {type(pin).__name__}", "pin")
-    if isinstance(n_facets, bool) or not isinstance(n_facets, (int, np.integer)) or n_facets < 3:
+    if not is_integer(n_facets) or n_facets < 3:
         raise InputError(f"must be an integer >= 3, got {n_facets!r}", "n_facets")
     n = int(n_facets)
     a = pin.axis_unit

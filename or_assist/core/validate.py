@@ -21,7 +21,7 @@ import numpy as np
 
 from or_assist.errors import InputError
 
-__all__ = ["Limit", "is_finite_number", "check_finite", "check_number", "check_positive", "check_vector",
+__all__ = ["Limit", "is_finite_number", "is_integer", "check_integer", "check_bool", "check_finite", "check_number", "check_positive", "check_vector",
            "check_choice", "check_range"]
 
 _REAL_TYPES = (int, float, np.integer, np.floating)
@@ -51,6 +51,52 @@ def is_finite_number(value) -> bool:
         return math.isfinite(value)
     except OverflowError:  # an int beyond the float range
         return False
+
+
+def is_integer(value) -> bool:
+    """True if ``value`` is a Python or NumPy integer and not a bool.
+
+    Parameters
+    ----------
+    value : object
+
+    Returns
+    -------
+    bool
+    """
+    return not isinstance(value, bool) and isinstance(value, (int, np.integer))
+
+
+def check_integer(value, name: str, lo: int, hi: int) -> int:
+    """Return ``value`` as an int if it is an integer (not a bool) in ``lo..hi``, else raise.
+
+    Parameters
+    ----------
+    value : object
+    name : str
+        The argument or field, for the message.
+    lo, hi : int
+        Inclusive bounds.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    InputError
+        ``name: must be an integer from lo to hi, got value``.
+    """
+    if not is_integer(value) or not lo <= value <= hi:
+        raise InputError(f"must be an integer from {lo} to {hi}, got {value!r}", name)
+    return int(value)
+
+
+def check_bool(value, name: str) -> bool:
+    """Return ``value`` as a bool if it is a Python or NumPy bool, else raise ("must be true or false")."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise InputError(f"must be true or false, got {value!r}", name)
+    return bool(value)
 
 
 def check_finite(value, name: str, expected: str = "a finite number") -> float:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from or_assist.core.validate import is_integer
 from or_assist.errors import InputError
 
 __all__ = ["METRICS", "DEFAULT_METRIC", "FixedImage", "prepare_fixed", "similarity", "ncc",
@@ -181,7 +182,7 @@ def prepare_fixed(image: np.ndarray, mask: np.ndarray, metric: str = DEFAULT_MET
     m = np.asarray(mask, dtype=bool)
     if img.ndim != 2 or m.shape != img.shape:
         raise InputError(f"image must be 2-D and mask of the same shape, got {img.shape} and {m.shape}", "mask")
-    if isinstance(patch_px, bool) or not isinstance(patch_px, (int, np.integer)) or patch_px < 3:
+    if not is_integer(patch_px) or patch_px < 3:
         raise InputError(f"must be an integer >= 3, got {patch_px!r}", "patch_px")
     if metric == "ncc":
         idx = np.flatnonzero(m)

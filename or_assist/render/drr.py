@@ -36,7 +36,7 @@ import numpy as np
 from or_assist.core.ct.voxel_grid import VoxelGrid
 from or_assist.core.geometry import CArmGeometry, backproject, undistort_normalized
 from or_assist.core.pose import Pose
-from or_assist.core.validate import check_positive, check_vector
+from or_assist.core.validate import check_positive, check_vector, is_integer
 from or_assist.errors import InputError
 from or_assist.render import _drr_kernels as kernels
 
@@ -363,7 +363,7 @@ def _check_step(step_mm, default: float) -> float:
 
 
 def _int_like(value) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    if not is_integer(value):
         return None
     return int(value)
 

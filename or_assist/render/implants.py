@@ -46,7 +46,7 @@ from or_assist.core.geometry import (
 from or_assist.core.pose import Pose
 from or_assist.core.instruments import GuidePin
 from or_assist.core.plan import Implant
-from or_assist.core.validate import check_positive
+from or_assist.core.validate import check_positive, is_integer
 from or_assist.errors import InputError
 from or_assist.render.drr import AttenuationVolume, as_pose, effective_geometry
 from or_assist.render.outline import object_mesh, silhouette_px
@@ -212,7 +212,7 @@ def burn_implants(volume: AttenuationVolume, objects, mu_per_mm, *,
     """
     if not isinstance(volume, AttenuationVolume):
         raise InputError(f"expected an AttenuationVolume, got {type(volume).__name__}", "volume")
-    if isinstance(supersample, bool) or not isinstance(supersample, (int, np.integer)) \
+    if not is_integer(supersample) \
             or not 1 <= supersample <= 16:
         raise InputError(f"must be an integer from 1 to 16, got {supersample!r}", "supersample")
     objs = _objects_list(objects)

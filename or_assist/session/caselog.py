@@ -50,7 +50,7 @@ import numpy as np
 from or_assist import __version__
 from or_assist.core.jsonio import loads_json, to_jsonable
 from or_assist.core.outputs import remove_quietly, write_reason
-from or_assist.core.validate import is_finite_number
+from or_assist.core.validate import is_finite_number, is_integer
 from or_assist.errors import InputError
 from or_assist.session import schema
 from or_assist.session.images import (check_image, check_mask, encode_png, fsync_dir, read_png,
@@ -410,7 +410,7 @@ class CaseLog:
             same size.
         """
         self._check_writable()
-        if isinstance(shot_id, bool) or not isinstance(shot_id, (int, np.integer)):
+        if not is_integer(shot_id):
             raise InputError(f"expected an integer shot id, got {shot_id!r}", "shot_id")
         overlay = check_image(overlay_image, "overlay_image")
         mask = None if text_mask is None else check_mask(text_mask, overlay.shape, "text_mask")

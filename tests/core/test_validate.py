@@ -13,7 +13,7 @@ import pytest
 from or_assist.core import vocabulary as vocab
 from or_assist.core.geometry import CArmGeometry
 from or_assist.core.pose import Pose
-from or_assist.core.validate import (check_choice, check_finite, check_number, check_positive, check_vector,
+from or_assist.core.validate import (check_bool, check_choice, check_finite, check_integer, is_integer, check_number, check_positive, check_vector,
                                      is_finite_number)
 from or_assist.errors import InputError
 
@@ -83,6 +83,27 @@ def test_check_vector():
         check_vector([1, 1, 1, 1, 1, 0], 6, "spread", positive=True)
     with pytest.raises(InputError, match=r"^k: must be null or 5 numbers, got None$"):
         check_vector(None, 5, "k", expected="null or 5 numbers")
+
+
+@pytest.mark.parametrize("value", [0, -3, 7, np.int64(5), np.uint8(200)])
+def test_is_integer_accepts_python_and_numpy_integers(value):
+    assert is_integer(value)
+
+
+@pytest.mark.parametrize("value", [True, np.bool_(True), 1.0, np.float32(2), "3", None, [1]])
+def test_is_integer_refuses_bools_floats_and_the_rest(value):
+    assert not is_integer(value)
+
+
+def test_check_integer_and_check_bool():
+    assert check_integer(np.int16(4), "n", 1, 4) == 4 and type(check_integer(np.int16(4), "n", 1, 4)) is int
+    for bad in (0, 5, 2.0, True, "2"):
+        with pytest.raises(InputError, match=r"^n: must be an integer from 1 to 4, got"):
+            check_integer(bad, "n", 1, 4)
+    assert check_bool(np.bool_(False), "flag") is False
+    for bad in (0, 1, "true", None):
+        with pytest.raises(InputError, match=r"^flag: must be true or false, got"):
+            check_bool(bad, "flag")
 
 
 def test_check_choice():

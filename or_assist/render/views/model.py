@@ -16,7 +16,7 @@ import numpy as np
 from or_assist.core.carm import CArmAngles
 from or_assist.core.geometry import CArmGeometry
 from or_assist.core.pose import Pose
-from or_assist.core.validate import is_finite_number
+from or_assist.core.validate import is_finite_number, is_integer
 from or_assist.core.vocabulary import IMPLANT_VIEW_KINDS
 from or_assist.errors import InputError
 from or_assist.render.display import DisplaySettings
@@ -193,7 +193,7 @@ def downsample_for_size(geometry: CArmGeometry, size_px: int, name: str = "size_
     name : str
         Names the argument in errors.
     """
-    if isinstance(size_px, bool) or not isinstance(size_px, (int, np.integer)) or size_px < 16:
+    if not is_integer(size_px) or size_px < 16:
         raise InputError(f"must be an integer >= 16 (pixels), got {size_px!r}", name)
     return max(1, math.ceil(max(geometry.image_size_px) / int(size_px)))
 
@@ -266,7 +266,7 @@ def nearest_views(library: ViewLibrary, pose: Pose, k: int = 1, *, named_only: b
         raise InputError(f"expected a ViewLibrary, got {type(library).__name__}", "library")
     if not isinstance(pose, Pose):
         raise InputError(f"expected a Pose (T_source_from_patient), got {type(pose).__name__}", "pose")
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+    if not is_integer(k) or k < 1:
         raise InputError(f"must be an integer >= 1, got {k!r}", "k")
     ids = {e.implant_id for e in library.entries}
     if implant_id is not None and implant_id not in ids:

@@ -24,6 +24,7 @@ import math
 import cv2
 import numpy as np
 
+from or_assist.core.validate import is_integer
 from or_assist.errors import InputError
 
 __all__ = ["PLAN_COLOUR_BGR", "OTHER_COLOUR_BGR", "PNG_MIN_SIDE_PX", "png_scale", "image_to_png_px",
@@ -39,7 +40,7 @@ _BAR_CHOICES_MM = (100.0, 50.0, 20.0, 10.0, 5.0, 2.0)
 
 def png_scale(image_shape: tuple[int, int], min_side_px: int = PNG_MIN_SIDE_PX) -> int:
     """The integer enlargement of an (H, W) image so that its larger side is >= ``min_side_px``."""
-    if isinstance(min_side_px, bool) or not isinstance(min_side_px, (int, np.integer)) or min_side_px < 1:
+    if not is_integer(min_side_px) or min_side_px < 1:
         raise InputError(f"must be an integer >= 1, got {min_side_px!r}", "min_side_px")
     return max(1, math.ceil(min_side_px / max(image_shape)))
 
@@ -117,7 +118,7 @@ def render_view_png(library, index: int, *, min_side_px: int = PNG_MIN_SIDE_PX) 
     (H * s + caption, W * s, 3) uint8 ndarray
         BGR (for ``cv2.imwrite``).
     """
-    if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < len(library.entries):
+    if not is_integer(index) or not 0 <= index < len(library.entries):
         raise InputError(f"must be an entry index from 0 to {len(library.entries) - 1}, got {index!r}", "index")
     entry = library.entries[index]
     gray = library.display[index]

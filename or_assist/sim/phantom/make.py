@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from or_assist.core.validate import check_number
+from or_assist.core.validate import check_number, is_integer
 from or_assist.errors import InputError
 from or_assist.sim.phantom.anatomy import implant_targets, landmarks
 from or_assist.sim.phantom.build import LABELS, grid_axes, paint_phantom
@@ -100,7 +100,7 @@ class PhantomVolume:
 def _check_args(spacing_mm, seed) -> tuple[float, int]:
     lo, hi = _SPACING_RANGE_MM
     check_number(spacing_mm, "spacing_mm", lo, hi, expected=f"a number from {lo:g} to {hi:g} mm")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    if not is_integer(seed) or seed < 0:
         raise InputError(f"must be a non-negative integer, got {seed!r}", "seed")
     return float(spacing_mm), int(seed)
 

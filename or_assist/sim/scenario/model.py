@@ -34,7 +34,6 @@ sample case is used. ``video`` holds :class:`VideoSettings` fields.
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -42,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from or_assist.core import jsonio
-from or_assist.core.validate import check_choice, check_number, check_vector
+from or_assist.core.validate import check_bool, check_choice, check_integer, check_number, check_vector
 from or_assist.core.vocabulary import VIEW_KINDS
 from or_assist.errors import InputError, SchemaError
 from or_assist.sim.scenario.timeline import scenario_timeline
@@ -55,22 +54,6 @@ SCENARIO_SCHEMA = "or_assist.scenario/1"
 MODES = ("shot", "live")
 OVERLAY_POSITIONS = ("top-right", "top-left", "bottom-right", "bottom-left", "top")
 PHASES = ("blank", "live", "ramp", "hold")
-
-
-def _num(value, name: str, lo: float, hi: float = math.inf) -> float:
-    return check_number(value, name, lo, hi)
-
-
-def _int(value, name: str, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
-        raise InputError(f"must be an integer from {lo} to {hi}, got {value!r}", name)
-    return int(value)
-
-
-def _bool(value, name: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise InputError(f"must be true or false, got {value!r}", name)
-    return bool(value)
 
 
 @dataclass(frozen=True)
@@ -96,14 +79,14 @@ class PinState:
 
     def __post_init__(self):
         s = object.__setattr__
-        s(self, "advance_fraction", _num(self.advance_fraction, "advance_fraction", 0.0, 1.2))
+        s(self, "advance_fraction", check_number(self.advance_fraction, "advance_fraction", 0.0, 1.2))
         expected = "3 finite numbers within +-50 mm (LPS)"
         off = check_vector(self.offset_mm if isinstance(self.offset_mm, (list, tuple, np.ndarray)) else None,
                            3, "offset_mm", expected=expected)
         if np.any(np.abs(off) > 50.0):
             raise InputError(f"must be {expected}, got {self.offset_mm!r}", "offset_mm")
         s(self, "offset_mm", tuple(float(x) for x in off))
-        s(self, "tilt_deg", _num(self.tilt_deg, "tilt_deg", -45.0, 45.0))
+        s(self, "tilt_deg", check_number(self.tilt_deg, "tilt_deg", -45.0, 45.0))
         if self.implant is not None and (not isinstance(self.implant, str) or not self.implant):
             raise InputError(f"must be None or an implant id, got {self.implant!r}", "implant")
 
@@ -146,15 +129,15 @@ class ScenarioStep:
         if not isinstance(self.implant, str) or not self.implant:
             raise InputError(f"must be an implant id, got {self.implant!r}", "implant")
         check_choice(self.view, VIEW_KINDS, "view")
-        s(self, "orbital_offset_deg", _num(self.orbital_offset_deg, "orbital_offset_deg", -30.0, 30.0))
-        s(self, "tilt_offset_deg", _num(self.tilt_offset_deg, "tilt_offset_deg", -30.0, 30.0))
+        s(self, "orbital_offset_deg", check_number(self.orbital_offset_deg, "orbital_offset_deg", -30.0, 30.0))
+        s(self, "tilt_offset_deg", check_number(self.tilt_offset_deg, "tilt_offset_deg", -30.0, 30.0))
         if self.pin is not None and not isinstance(self.pin, PinState):
             raise InputError(f"must be None or a PinState, got {type(self.pin).__name__}", "pin")
         check_choice(self.mode, MODES, "mode")
-        s(self, "live_s", _num(self.live_s, "live_s", 0.0, 60.0))
+        s(self, "live_s", check_number(self.live_s, "live_s", 0.0, 60.0))
         if self.mode == "live" and self.live_s <= 0:
             raise InputError("must be > 0 for a live step", "live_s")
-        s(self, "hold_s", _num(self.hold_s, "hold_s", 0.0, 600.0))
+        s(self, "hold_s", check_number(self.hold_s, "hold_s", 0.0, 600.0))
         if not isinstance(self.label, str):
             raise InputError(f"must be a string, got {self.label!r}", "label")
 
@@ -217,25 +200,25 @@ class VideoSettings:
         except (TypeError, ValueError):
             raise InputError(f"must be two integers (width, height), got {self.frame_size_px!r}",
                              "frame_size_px") from None
-        s(self, "frame_size_px", (_int(w, "frame_size_px", 32, 8192), _int(h, "frame_size_px", 32, 8192)))
-        s(self, "detector_size_px", _int(self.detector_size_px, "detector_size_px", 64, 2048))
+        s(self, "frame_size_px", (check_integer(w, "frame_size_px", 32, 8192), check_integer(h, "frame_size_px", 32, 8192)))
+        s(self, "detector_size_px", check_integer(self.detector_size_px, "detector_size_px", 64, 2048))
         if self.detector_size_px > max(self.frame_size_px) * 4:
             raise InputError(f"{self.detector_size_px} px is more than 4 times the frame; lower it",
                              "detector_size_px")
-        s(self, "supersample", _int(self.supersample, "supersample", 1, 4))
-        s(self, "i0_photons_per_px", _num(self.i0_photons_per_px, "i0_photons_per_px", 1.0, 1e12))
+        s(self, "supersample", check_integer(self.supersample, "supersample", 1, 4))
+        s(self, "i0_photons_per_px", check_number(self.i0_photons_per_px, "i0_photons_per_px", 1.0, 1e12))
         if self.collimation not in ("circle", "square", None):
             raise InputError(f"must be 'circle', 'square' or None, got {self.collimation!r}", "collimation")
-        s(self, "invert", _bool(self.invert, "invert"))
-        s(self, "grabber_noise_grey", _num(self.grabber_noise_grey, "grabber_noise_grey", 0.0, 20.0))
-        s(self, "flicker_grey", _num(self.flicker_grey, "flicker_grey", 0.0, 10.0))
-        s(self, "ramp_frames", _int(self.ramp_frames, "ramp_frames", 0, 10))
-        s(self, "lih_average_frames", _int(self.lih_average_frames, "lih_average_frames", 1, 16))
+        s(self, "invert", check_bool(self.invert, "invert"))
+        s(self, "grabber_noise_grey", check_number(self.grabber_noise_grey, "grabber_noise_grey", 0.0, 20.0))
+        s(self, "flicker_grey", check_number(self.flicker_grey, "flicker_grey", 0.0, 10.0))
+        s(self, "ramp_frames", check_integer(self.ramp_frames, "ramp_frames", 0, 10))
+        s(self, "lih_average_frames", check_integer(self.lih_average_frames, "lih_average_frames", 1, 16))
         if self.overlay_position not in OVERLAY_POSITIONS:
             raise InputError(f"must be one of {', '.join(OVERLAY_POSITIONS)}, got {self.overlay_position!r}",
                              "overlay_position")
-        s(self, "clock", _bool(self.clock, "clock"))
-        s(self, "live_indicator", _bool(self.live_indicator, "live_indicator"))
+        s(self, "clock", check_bool(self.clock, "clock"))
+        s(self, "live_indicator", check_bool(self.live_indicator, "live_indicator"))
 
 
 @dataclass(frozen=True)
@@ -275,9 +258,9 @@ class Scenario:
         s(self, "steps", tuple(self.steps))
         if not isinstance(self.name, str):
             raise InputError(f"must be a string, got {self.name!r}", "name")
-        s(self, "fps", _num(self.fps, "fps", 1.0, 120.0))
-        s(self, "seed", _int(self.seed, "seed", 0, 2**63 - 1))
-        s(self, "start_blank_s", _num(self.start_blank_s, "start_blank_s", 0.0, 60.0))
+        s(self, "fps", check_number(self.fps, "fps", 1.0, 120.0))
+        s(self, "seed", check_integer(self.seed, "seed", 0, 2**63 - 1))
+        s(self, "start_blank_s", check_number(self.start_blank_s, "start_blank_s", 0.0, 60.0))
         if not isinstance(self.video, VideoSettings):
             raise InputError(f"must be VideoSettings, got {type(self.video).__name__}", "video")
         for name in ("plan_path", "geometry_path"):

@@ -38,6 +38,7 @@ import numpy as np
 from or_assist.core.carm import carm_angles_from_pose, patient_axes, pose_from_carm_angles
 from or_assist.core.geometry import CArmGeometry
 from or_assist.core.pose import Pose
+from or_assist.core.validate import is_integer
 from or_assist.errors import InputError
 from or_assist.render.drr import AttenuationVolume, DRRRenderer
 from or_assist.sim.shots.simulate import DEFAULT_TEXT_BOTTOM, DEFAULT_TEXT_TOP, ShotSettings, simulate_shot
@@ -221,7 +222,7 @@ class ScenarioSource(FrameSource):
 
     def truth(self, position: int) -> FrameTruth:
         """What frame ``position`` (0-based, within one play) shows, with its pose and pin."""
-        if isinstance(position, bool) or not isinstance(position, (int, np.integer)) or \
+        if not is_integer(position) or \
                 not 0 <= position < len(self.timeline):
             raise InputError(f"must be a frame position from 0 to {len(self.timeline) - 1}, got {position!r}",
                              "position")

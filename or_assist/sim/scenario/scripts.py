@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from or_assist.core.validate import check_number
 from or_assist.errors import InputError
-from or_assist.sim.scenario.model import PinState, Scenario, ScenarioStep, VideoSettings, _num
+from or_assist.sim.scenario.model import PinState, Scenario, ScenarioStep, VideoSettings
 
 __all__ = ["demo_scenario", "session_scenario"]
 
@@ -74,8 +75,8 @@ def session_scenario(plan, *, duration_s: float = 600.0, seed: int = 0, live_fra
     **scenario_options
         Further :class:`Scenario` fields.
     """
-    _num(duration_s, "duration_s", 1.0, 24 * 3600.0)
-    _num(live_fraction, "live_fraction", 0.0, 1.0)
+    check_number(duration_s, "duration_s", 1.0, 24 * 3600.0)
+    check_number(live_fraction, "live_fraction", 0.0, 1.0)
     _range(hold_range_s, "hold_range_s", 600.0)
     _range(live_range_s, "live_range_s", 60.0)
     rng = np.random.default_rng(seed)
@@ -108,5 +109,5 @@ def _range(value, name: str, hi: float) -> None:
         lo_s, hi_s = value
     except (TypeError, ValueError):
         raise InputError(f"must be two numbers (low, high) in seconds, got {value!r}", name) from None
-    if _num(lo_s, name, 0.1, hi) > _num(hi_s, name, 0.1, hi):
+    if check_number(lo_s, name, 0.1, hi) > check_number(hi_s, name, 0.1, hi):
         raise InputError(f"low must not exceed high, got {value!r}", name)

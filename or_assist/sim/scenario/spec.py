@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 
+from or_assist.core.validate import check_bool
 from or_assist.errors import InputError
 from or_assist.sim.scenario.model import Scenario, load_scenario
 from or_assist.sim.scenario.player import ScenarioSource
@@ -67,8 +67,8 @@ def scenario_source_from_spec(spec: str, **options) -> ScenarioSource:
         raise InputError(f"unknown option(s) {', '.join(unknown)} for a simulator source; expected some of "
                          f"{', '.join(_SPEC_OPTIONS)}", spec)
     for key in ("realtime", "loop", "color"):
-        if key in options and not isinstance(options[key], (bool, np.bool_)):
-            raise InputError(f"must be true or false, got {options[key]!r}", f"option {key!r}")
+        if key in options:
+            check_bool(options[key], f"option {key!r}")
     what = spec[len(SPEC_PREFIX):]
     if "duration_s" in options and what != "session":
         raise InputError("applies to sim:session only", "option 'duration_s'")

@@ -45,7 +45,7 @@ from or_assist.core.geometry import CArmGeometry, project
 from or_assist.core.pose import Pose
 from or_assist.core.instruments import GuidePin
 from or_assist.core.plan import Implant
-from or_assist.core.validate import check_choice, check_number, check_vector
+from or_assist.core.validate import check_choice, check_integer, check_number, check_vector
 from or_assist.errors import InputError
 from or_assist.sim.shots import chain as chain
 from or_assist.render.display import DisplaySettings, to_display
@@ -67,16 +67,6 @@ _MIN_COUNT = 0.5  # counts below half a photon are read as half a photon before 
 _DEFAULT_DISPLAY = DisplaySettings(percentiles=(1.0, 99.0))
 
 
-def _number(value, name: str, lo: float, hi: float = math.inf, lo_open: bool = False) -> float:
-    return check_number(value, name, lo, hi, lo_open=lo_open)
-
-
-def _integer(value, name: str, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
-        raise InputError(f"must be an integer from {lo} to {hi}, got {value!r}", name)
-    return int(value)
-
-
 def _int_pair(value, name: str, lo: int) -> tuple[int, int] | None:
     if value is None:
         return None
@@ -84,7 +74,7 @@ def _int_pair(value, name: str, lo: int) -> tuple[int, int] | None:
         a, b = value
     except (TypeError, ValueError):
         raise InputError(f"must be None or two integers, got {value!r}", name) from None
-    return (_integer(a, name, lo, 1 << 16), _integer(b, name, lo, 1 << 16))
+    return (check_integer(a, name, lo, 1 << 16), check_integer(b, name, lo, 1 << 16))
 
 
 def _lines(value, name: str) -> tuple[str, ...]:
@@ -183,31 +173,31 @@ class ShotSettings:
 
     def __post_init__(self):
         s = object.__setattr__
-        s(self, "i0_photons_per_px", _number(self.i0_photons_per_px, "i0_photons_per_px", 0.0, 1e12, True))
-        s(self, "energy_kev", _number(self.energy_kev, "energy_kev", 10.0, 200.0))
-        s(self, "focal_spot_mm", _number(self.focal_spot_mm, "focal_spot_mm", 0.0, 5.0))
-        s(self, "detector_blur_px", _number(self.detector_blur_px, "detector_blur_px", 0.0, 50.0))
-        s(self, "scatter_fraction", _number(self.scatter_fraction, "scatter_fraction", 0.0, 0.9))
-        s(self, "scatter_kernel_mm", _number(self.scatter_kernel_mm, "scatter_kernel_mm", 0.0, 1000.0, True))
-        s(self, "range_compression", _number(self.range_compression, "range_compression", 0.0, 1.0))
+        s(self, "i0_photons_per_px", check_number(self.i0_photons_per_px, "i0_photons_per_px", 0.0, 1e12, lo_open=True))
+        s(self, "energy_kev", check_number(self.energy_kev, "energy_kev", 10.0, 200.0))
+        s(self, "focal_spot_mm", check_number(self.focal_spot_mm, "focal_spot_mm", 0.0, 5.0))
+        s(self, "detector_blur_px", check_number(self.detector_blur_px, "detector_blur_px", 0.0, 50.0))
+        s(self, "scatter_fraction", check_number(self.scatter_fraction, "scatter_fraction", 0.0, 0.9))
+        s(self, "scatter_kernel_mm", check_number(self.scatter_kernel_mm, "scatter_kernel_mm", 0.0, 1000.0, lo_open=True))
+        s(self, "range_compression", check_number(self.range_compression, "range_compression", 0.0, 1.0))
         s(self, "range_compression_kernel_mm",
-          _number(self.range_compression_kernel_mm, "range_compression_kernel_mm", 0.0, 1000.0, True))
-        s(self, "supersample", _integer(self.supersample, "supersample", 1, 4))
-        s(self, "step_fraction", _number(self.step_fraction, "step_fraction", 0.01, 2.0))
+          check_number(self.range_compression_kernel_mm, "range_compression_kernel_mm", 0.0, 1000.0, lo_open=True))
+        s(self, "supersample", check_integer(self.supersample, "supersample", 1, 4))
+        s(self, "step_fraction", check_number(self.step_fraction, "step_fraction", 0.01, 2.0))
         check_choice(self.collimation, COLLIMATIONS, "collimation")
         s(self, "collimation_radius_fraction",
-          _number(self.collimation_radius_fraction, "collimation_radius_fraction", 0.1, 1.0))
+          check_number(self.collimation_radius_fraction, "collimation_radius_fraction", 0.1, 1.0))
         s(self, "text_top", _lines(self.text_top, "text_top"))
         s(self, "text_bottom", _lines(self.text_bottom, "text_bottom"))
-        s(self, "metering_fraction", _number(self.metering_fraction, "metering_fraction", 0.1, 1.0))
-        s(self, "video_bits", _integer(self.video_bits, "video_bits", 1, 8))
+        s(self, "metering_fraction", check_number(self.metering_fraction, "metering_fraction", 0.1, 1.0))
+        s(self, "video_bits", check_integer(self.video_bits, "video_bits", 1, 8))
         if not isinstance(self.invert, (bool, np.bool_)):
             raise InputError(f"must be True or False, got {self.invert!r}", "invert")
         s(self, "invert", bool(self.invert))
         s(self, "frame_size_px", _int_pair(self.frame_size_px, "frame_size_px", 1))
         s(self, "frame_offset_px", _int_pair(self.frame_offset_px, "frame_offset_px", 0))
         if self.frame_scale is not None:
-            s(self, "frame_scale", _number(self.frame_scale, "frame_scale", 0.0, 64.0, True))
+            s(self, "frame_scale", check_number(self.frame_scale, "frame_scale", 0.0, 64.0, lo_open=True))
         if self.ii_distortion is not None:
             expected = "None or 5 finite numbers [k1, k2, p1, p2, k3]"
             d = check_vector(self.ii_distortion if isinstance(self.ii_distortion, (list, tuple, np.ndarray)) else None,
@@ -215,7 +205,7 @@ class ShotSettings:
             s(self, "ii_distortion", tuple(float(x) for x in d))
         if self.display is not None and not isinstance(self.display, DisplaySettings):
             raise InputError(f"must be None or DisplaySettings, got {type(self.display).__name__}", "display")
-        s(self, "seed", _integer(self.seed, "seed", 0, 2**63 - 1))
+        s(self, "seed", check_integer(self.seed, "seed", 0, 2**63 - 1))
 
 
 @dataclass(frozen=True, eq=False)

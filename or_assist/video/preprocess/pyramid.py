@@ -20,6 +20,7 @@ import math
 import cv2
 import numpy as np
 
+from or_assist.core.validate import is_integer
 from or_assist.errors import InputError
 
 __all__ = ["normalise", "pyramid"]
@@ -92,7 +93,7 @@ def pyramid(image: np.ndarray, mask: np.ndarray, levels: int,
     list of ((H_k, W_k) float32, (H_k, W_k) bool)
     """
     image, m = _check_image_mask(image, mask)
-    if isinstance(levels, bool) or not isinstance(levels, (int, np.integer)) or levels < 1:
+    if not is_integer(levels) or levels < 1:
         raise InputError(f"must be an integer >= 1, got {levels!r}", "levels")
     if not (isinstance(min_valid_fraction, (int, float)) and 0 < min_valid_fraction <= 1):
         raise InputError(f"must be in (0, 1], got {min_valid_fraction!r}", "min_valid_fraction")

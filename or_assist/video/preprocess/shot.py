@@ -60,7 +60,7 @@ import cv2
 import numpy as np
 
 from or_assist.core.geometry import CArmGeometry, distort_normalized, undistort_normalized
-from or_assist.core.validate import check_choice
+from or_assist.core.validate import check_choice, is_integer
 from or_assist.core.vocabulary import POLARITY_SETTINGS
 from or_assist.errors import InputError
 from or_assist.video.preprocess.fov import FieldOfView, detect_field_of_view
@@ -143,7 +143,7 @@ class PreprocessSettings:
             object.__setattr__(self, name, _flag(getattr(self, name), name))
         check_choice(self.video_response, VIDEO_RESPONSES, "video_response")
         lvl = self.saturation_level
-        if isinstance(lvl, bool) or not isinstance(lvl, (int, np.integer)) or not 0 <= lvl <= 64:
+        if not is_integer(lvl) or not 0 <= lvl <= 64:
             raise InputError(f"must be an integer from 0 to 64, got {lvl!r}", "saturation_level")
         for name, lo, hi in (("pin_diameter_mm", 0.1, 50.0), ("fov_erode_px", 0.0, 100.0)):
             val = getattr(self, name)
