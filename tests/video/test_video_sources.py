@@ -131,7 +131,7 @@ def test_mp4_replay_at_real_time_pace(video_file):
 def test_mp4_replay_as_fast_as_possible_and_looping(video_file, monkeypatch):
     path, _ = video_file
     paced = []
-    monkeypatch.setattr("or_assist.video.sources.base.Pacer.wait", lambda self: paced.append(self))
+    monkeypatch.setattr("or_assist.video.sources.pacer.Pacer.wait", lambda self: paced.append(self))
     with FileSource(path, realtime=False, loop=True) as source:
         frames = [source.read() for _ in range(3 * VIDEO_FRAMES)]
     assert paced == []                                    # never waits for real time
@@ -195,7 +195,7 @@ def test_image_folder_fast_loop_pattern_and_bad_file(tmp_path, monkeypatch):
     source = open_source(folder, fps=5.0, realtime=False, loop=True, pattern="frame_*.png")
     assert isinstance(source, ImageFolderSource)
     paced = []
-    monkeypatch.setattr("or_assist.video.sources.base.Pacer.wait", lambda self: paced.append(self))
+    monkeypatch.setattr("or_assist.video.sources.pacer.Pacer.wait", lambda self: paced.append(self))
     with source:
         counters = [read_counter(source.read().image) for _ in range(7)]
     assert paced == []                                    # never waits for real time

@@ -44,7 +44,8 @@ from or_assist.render.drr import AttenuationVolume, DRRRenderer
 from or_assist.sim.shots.simulate import DEFAULT_TEXT_BOTTOM, DEFAULT_TEXT_TOP, ShotSettings, simulate_shot
 from or_assist.sim.scenario.model import Scenario, ScenarioStep
 from or_assist.sim.scenario.timeline import FrameTruth, held_images, scenario_timeline
-from or_assist.video.sources.base import FrameSource, Pacer, SourceInfo
+from or_assist.video.sources.base import FrameSource, SourceInfo
+from or_assist.video.sources.pacer import Pacer
 from or_assist.video.sources.spec import SIMULATOR_PREFIX
 
 __all__ = [

@@ -42,7 +42,7 @@ import numpy as np
 from or_assist.errors import InputError
 from or_assist.video.credentials import mask_credentials
 
-__all__ = ["SignalState", "Frame", "SourceInfo", "DeviceMode", "FrameSource", "Pacer",
+__all__ = ["SignalState", "Frame", "SourceInfo", "DeviceMode", "FrameSource",
            "fourcc_to_str", "fourcc_code", "BACKENDS", "backend_id"]
 
 
@@ -367,35 +367,4 @@ class FrameSource(abc.ABC):
     @abc.abstractmethod
     def _close(self) -> None:
         """Release what ``_open`` acquired."""
-
-
-class Pacer:
-    """Real-time pacing for replayed frames: frame *n* is due ``n / fps`` after the first.
-
-    When the caller falls more than two frame periods behind, the schedule restarts at
-    the current frame instead of bursting to catch up.
-    """
-
-    def __init__(self, fps: float):
-        self.period_s = 1.0 / float(fps)
-        self._anchor: float | None = None
-        self._n = 0
-
-    def reset(self) -> None:
-        """Forget the schedule: the next frame is delivered at once."""
-        self._anchor = None
-
-    def wait(self) -> None:
-        """Sleep until the next frame is due."""
-        now = time.monotonic()
-        if self._anchor is None:
-            self._anchor, self._n = now, 0
-            return
-        self._n += 1
-        due = self._anchor + self._n * self.period_s
-        if now > due + 2 * self.period_s:
-            self._anchor, self._n = now, 0
-            return
-        if due > now:
-            time.sleep(due - now)
 

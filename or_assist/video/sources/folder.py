@@ -11,7 +11,8 @@ import cv2
 import numpy as np
 
 from or_assist.errors import InputError
-from or_assist.video.sources.base import FrameSource, Pacer, SourceInfo
+from or_assist.video.sources.base import FrameSource, SourceInfo
+from or_assist.video.sources.pacer import Pacer
 
 __all__ = ["ImageFolderSource", "IMAGE_SUFFIXES", "natural_key"]
 

@@ -26,8 +26,14 @@ import numpy as np
 
 from or_assist.errors import InputError
 from or_assist.video.credentials import mask_credentials
-from or_assist.video.sources.base import (FrameSource, Pacer, SourceInfo, backend_id,
-                                          fourcc_code, fourcc_to_str)
+from or_assist.video.sources.base import (
+    FrameSource,
+    SourceInfo,
+    backend_id,
+    fourcc_code,
+    fourcc_to_str,
+)
+from or_assist.video.sources.pacer import Pacer
 
 __all__ = ["DeviceSource", "UrlSource", "FileSource", "default_device_backend",
            "device_paths", "mask_url", "quiet_backend_logs"]
