@@ -30,7 +30,7 @@ from PyQt5 import QtCore, QtGui, QtWidgets
 
 from or_assist.app import theme
 from or_assist.app.workers import JobQueueWorker, LatestJobWorker, Selection, VideoWorker
-from or_assist.live.pipeline import VIEWS
+from or_assist.core.vocabulary import SIJF_VIEWS
 
 __all__ = ["KEYS", "MainWindow", "overlay_layer"]
 
@@ -120,7 +120,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.pipeline = case.pipeline
         self.settings = settings
         self.setWindowTitle(title)
-        self.selection = Selection(self.pipeline.implant_ids[0], VIEWS[0])
+        self.selection = Selection(self.pipeline.implant_ids[0], SIJF_VIEWS[0])
         self.last_result = None
         self.results = 0
         self.captures = 0
@@ -203,12 +203,12 @@ class MainWindow(QtWidgets.QMainWindow):
         self.implant_box = QtWidgets.QComboBox()
         self.implant_box.addItems(self.pipeline.implant_ids)
         self.view_box = QtWidgets.QComboBox()
-        self.view_box.addItems(list(VIEWS))
+        self.view_box.addItems(list(SIJF_VIEWS))
         for box in (self.implant_box, self.view_box):
             box.setFont(theme.font_px(theme.TEXT_PX))
             box.setFocusPolicy(QtCore.Qt.NoFocus)
         self.implant_box.activated.connect(lambda i: self.select(implant_id=self.pipeline.implant_ids[i]))
-        self.view_box.activated.connect(lambda i: self.select(view=VIEWS[i]))
+        self.view_box.activated.connect(lambda i: self.select(view=SIJF_VIEWS[i]))
         pick.addWidget(self.implant_box)
         pick.addWidget(self.view_box)
         side.addLayout(pick)
@@ -333,13 +333,13 @@ class MainWindow(QtWidgets.QMainWindow):
     def next_view(self) -> None:
         """Next of lateral, inlet, outlet."""
         _, view = self.selection.get()
-        self.select(view=VIEWS[(VIEWS.index(view) + 1) % len(VIEWS)] if view in VIEWS else VIEWS[0])
+        self.select(view=SIJF_VIEWS[(SIJF_VIEWS.index(view) + 1) % len(SIJF_VIEWS)] if view in SIJF_VIEWS else SIJF_VIEWS[0])
 
     def _show_selection(self, by: str | None) -> None:
         implant_id, view = self.selection.get()
         self.implant_box.setCurrentIndex(self.pipeline.implant_ids.index(implant_id))
-        if view in VIEWS:
-            self.view_box.setCurrentIndex(VIEWS.index(view))
+        if view in SIJF_VIEWS:
+            self.view_box.setCurrentIndex(SIJF_VIEWS.index(view))
         self.virtual_caption.setText(f"virtual view: {implant_id} {view}")
         if by is not None and self._started:
             self.pipeline.log_event("selection", {"implant": implant_id, "view": view, "by": by})

@@ -2,7 +2,9 @@
 
 Modules::
 
+    hint      The C-arm positioning hint: how to move from the registered view to the planned one.
     pipeline  The live pipeline of the OR display, without Qt: shots -> preprocess -> register -> guidance -> case log.
+    result    The result of one shot in the live pipeline: everything the display shows for it.
     run       Setting up a real live case and running a live case without a window.
 
 Names are exported lazily (``lazy_loader``, as in scikit-image): importing this package
@@ -14,9 +16,11 @@ import lazy_loader as _lazy
 
 __getattr__, __dir__, __all__ = _lazy.attach(
     __name__,
-    submodules=['pipeline', 'run'],
+    submodules=['hint', 'pipeline', 'result', 'run'],
     submod_attrs={
-        'pipeline': ['VIEWS', 'HINT_MIN_DEG', 'ShotResult', 'LivePipeline', 'positioning_hint'],
+        'hint': ['HINT_MIN_DEG', 'positioning_hint'],
+        'pipeline': ['LivePipeline'],
+        'result': ['ShotResult'],
         'run': ['LiveCase', 'open_real_case', 'run_headless'],
     },
 )

@@ -32,23 +32,22 @@ import math
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from or_assist.core.carm import carm_angles_from_pose, patient_axes
 from or_assist.core.geometry import CArmGeometry
 from or_assist.core.pose import Pose
 from or_assist.core.outputs import write_error
 from or_assist.core.plan import Plan
 from or_assist.core.view_poses import plan_view_pose
+from or_assist.core.vocabulary import SIJF_VIEWS
 from or_assist.errors import InputError
-from or_assist.guidance.cues import Cue, CueThresholds
-from or_assist.guidance.deviation import ShotDeviation
+from or_assist.guidance.cues import CueThresholds
 from or_assist.guidance.overlay import draw_overlay
-from or_assist.guidance.pin import PinDetection
 from or_assist.guidance.shot_guidance import guide_shot
+from or_assist.live.hint import positioning_hint
+from or_assist.live.result import ShotResult
 from or_assist.register.pipeline import Registrar, RegistrationResult
 from or_assist.register.pose_params import isocenter_source_mm, pose_error
 from or_assist.render.display import to_display
@@ -62,143 +61,9 @@ from or_assist.video.sources.base import Frame
 if TYPE_CHECKING:  # SimpleITK is not loaded for a type name
     from or_assist.core.ct.volume import CTVolume
 
-__all__ = ["VIEWS", "HINT_MIN_DEG", "ShotResult", "LivePipeline", "positioning_hint"]
+__all__ = ["LivePipeline"]
 
-VIEWS = ("lateral", "inlet", "outlet")
-"""The views the display cycles through (key V)."""
-HINT_MIN_DEG = 3.0
-"""A C-arm angle this far (or farther) from the planned view's gives a positioning hint."""
 _TRACK_WITHIN_DEG = 10.0  # start from the previous registered pose when it is this close to the plan
-
-
-def _wrap_deg(a: float) -> float:
-    return (a + 180.0) % 360.0 - 180.0
-
-
-def positioning_hint(pose: Pose, planned_pose: Pose, landmarks=None, *, patient_position: str = "prone",
-                     min_deg: float = HINT_MIN_DEG) -> str | None:
-    """How to move the C-arm from ``pose`` to ``planned_pose``, in the radiographer's words.
-
-    Parameters
-    ----------
-    pose : Pose
-        The registered pose of the current shot (``T_source_from_patient``).
-    planned_pose : Pose
-        The planned view's pose.
-    landmarks : sequence, optional
-        Plan landmarks (they define the patient's axes, as for the planned views).
-    patient_position : {'prone', 'supine'}
-    min_deg : float
-        Differences below this are not mentioned.
-
-    Returns
-    -------
-    str or None
-        E.g. ``'tilt 6 deg more caudal'`` or ``'rotate 5 deg towards LAO, tilt 4 deg more
-        cranial'`` (detector side, :mod:`or_assist.core.carm` signs); None when the view
-        is within ``min_deg`` of the plan in both angles.
-    """
-    if not isinstance(pose, Pose) or not isinstance(planned_pose, Pose):
-        raise InputError("expected two Pose objects (T_source_from_patient)", "pose/planned_pose")
-    axes = patient_axes(landmarks)
-    now = carm_angles_from_pose(pose, patient_position, axes=axes)
-    plan = carm_angles_from_pose(planned_pose, patient_position, axes=axes)
-    d_orbital = _wrap_deg(plan.orbital_deg - now.orbital_deg)
-    d_tilt = plan.tilt_deg - now.tilt_deg
-    parts = []
-    if abs(d_orbital) >= min_deg:
-        parts.append(f"rotate {abs(d_orbital):.0f} deg towards {'LAO' if d_orbital > 0 else 'RAO'}")
-    if abs(d_tilt) >= min_deg:
-        parts.append(f"tilt {abs(d_tilt):.0f} deg more {'cranial' if d_tilt > 0 else 'caudal'}")
-    return ", ".join(parts) or None
-
-
-@dataclass(eq=False)
-class ShotResult:
-    """Everything the display shows for one shot.
-
-    Attributes
-    ----------
-    number : int
-        1 for the pipeline's first shot, then 2, 3, ...
-    shot_id : int or None
-        The case log's id of the shot (None without a case log).
-    frame : (H, W) uint8 ndarray
-        The held image as grabbed.
-    frame_index : int
-        Its video frame index.
-    shown_since_s : float
-        ``time.monotonic()`` when the new image first appeared in the video.
-    implant_id, view : str
-        The implant and view the shot was registered and judged against.
-    registration : RegistrationResult or None
-        None when the frame could not even be preprocessed (``message`` says why).
-    polarity : str
-    detection, deviation, cue
-        :class:`~or_assist.guidance.pin.PinDetection`,
-        :class:`~or_assist.guidance.deviation.ShotDeviation`,
-        :class:`~or_assist.guidance.cues.Cue`, or None.
-    overlay_bgr : (H, W, 3) uint8 ndarray
-        The shot with its overlay as the display shows it and a capture stores it.
-    hint : str or None
-        The C-arm positioning hint (:func:`positioning_hint`).
-    message : str or None
-        A short status line (e.g. ``'no pin detected'``).
-    seconds : dict
-        Wall time per step (``preprocess``, ``register``, ``guidance``, ``log``, ``total``).
-    finished_s : float
-        ``time.monotonic()`` when processing ended.
-    """
-
-    number: int
-    shot_id: int | None
-    frame: np.ndarray
-    frame_index: int
-    shown_since_s: float
-    implant_id: str
-    view: str
-    registration: RegistrationResult | None
-    polarity: str
-    detection: PinDetection | None = None
-    deviation: ShotDeviation | None = None
-    cue: Cue | None = None
-    overlay_bgr: np.ndarray | None = None
-    hint: str | None = None
-    message: str | None = None
-    seconds: dict = field(default_factory=dict)
-    finished_s: float = 0.0
-
-    @property
-    def registered(self) -> bool:
-        """True when the shot is registered with confidence (only then is a plan drawn)."""
-        return self.registration is not None and bool(self.registration.success)
-
-    @property
-    def pose(self) -> Pose | None:
-        """The registered pose, or None unless registered with confidence."""
-        return self.registration.pose_for_overlay if self.registration is not None else None
-
-    def deviations(self) -> dict:
-        """``{"deviation_2d": {...} or None, "deviation_3d": None}`` as the case log stores them."""
-        return {"deviation_2d": None if self.deviation is None else self.deviation.to_dict(), "deviation_3d": None}
-
-    def summary(self) -> str:
-        """One line for logs and the headless run."""
-        if self.registration is None:
-            state = f"not registered ({self.message})"
-        elif self.registered:
-            state = f"registered ({self.registration.metric} {self.registration.similarity:.2f}, " \
-                    f"{self.registration.seconds:.1f} s)"
-        else:
-            state = f"NOT REGISTERED ({self.registration.reason})"
-        text = f"shot {self.number} [{self.implant_id} {self.view}]: {state}"
-        if self.cue is not None:
-            text += f"; [{self.cue.level}] " + "; ".join(self.cue.lines)
-        elif self.message and self.registration is not None:
-            text += f"; {self.message}"
-        if self.hint:
-            text += f"; C-arm: {self.hint}"
-        return text
 
 
 class LivePipeline:
@@ -321,7 +186,7 @@ class LivePipeline:
             if angle <= _TRACK_WITHIN_DEG:
                 starts.insert(0, (view, last.pose, True))
         if self.try_other_views:
-            starts += [(v, self.planned_pose(implant_id, v), False) for v in VIEWS if v != view]
+            starts += [(v, self.planned_pose(implant_id, v), False) for v in SIJF_VIEWS if v != view]
         return starts
 
     def _register(self, frame: np.ndarray, start: Pose, track: bool, polarity: str) -> RegistrationResult:
@@ -345,7 +210,7 @@ class LivePipeline:
         implant_id : str
             The active implant.
         view : str
-            The active view (one of :data:`VIEWS`, or 'ap' / 'axis').
+            The active view (one of :data:`SIJF_VIEWS`, or 'ap' / 'axis').
         frame_index : int
             The video frame index (for the record).
         shown_since_s : float, optional

@@ -13,7 +13,8 @@ import pytest
 from or_assist.core.carm import carm_angles_from_pose, patient_axes, pose_from_carm_angles
 from or_assist.errors import InputError
 from or_assist.session.caselog import CaseLog
-from or_assist.live.pipeline import LivePipeline, positioning_hint
+from or_assist.live.pipeline import LivePipeline
+from or_assist.live.hint import positioning_hint
 from tests.conftest import REPO_ROOT
 
 REPO = REPO_ROOT
