@@ -1,4 +1,4 @@
-"""The planner's edit model: a plan with undo/redo, catalogue snapping and safe saving.
+"""The planner's edit model: a plan with undo/redo.
 
 :class:`PlanEditor` holds the plan being edited on one CT. Every edit (add, move, resize,
 roll, rename, delete an implant; add, move, delete a landmark; set a view tilt) replaces
@@ -6,15 +6,8 @@ the plan's immutable items and pushes the previous state on the undo stack; list
 are called after each change. The GUI only calls these methods, so everything it can
 do is tested without Qt.
 
-Catalogue snapping (:func:`snap_length`): the entry-apex distance suggests the item of
-the chosen family (diameter) with the nearest length; the apex then moves along the
-axis so that the planned length equals the catalogue length (the ``length`` check of
-:mod:`or_assist.planning.checks` passes by construction). A distance longer than the
-family's longest item by more than half a step is clamped to the longest item, with a
-message saying so.
-
-Saving (:func:`save_plan_checked`): refuses, overwriting nothing, to replace a file that
-is a plan of another CT (voxel SHA-256 mismatch) or that is not a plan at all.
+Catalogue snapping is :mod:`or_assist.planning.snap`, safe saving
+:mod:`or_assist.planning.save`.
 
 Examples
 --------
@@ -33,181 +26,24 @@ from typing import Callable
 
 import numpy as np
 
-from or_assist.core.catalogue import Catalogue, CatalogueItem
-from or_assist.core.plan import (IMPLANT_SIDES, LANDMARK_KINDS, Implant, Landmark, Plan, ViewSpec,
-                                 load_plan, save_plan)
-from or_assist.core.validate import check_finite, check_positive, check_vector
+from or_assist.core.catalogue import Catalogue
+from or_assist.core.plan import (IMPLANT_SIDES, LANDMARK_KINDS, Implant, Landmark, Plan, ViewSpec)
+from or_assist.core.validate import check_finite, check_vector
 from or_assist.errors import InputError
+from or_assist.planning.save import save_plan_checked
+from or_assist.planning.snap import infer_side, snap_length
 
 __all__ = [
     "DEFAULT_FAMILY",
     "DEFAULT_LANDMARK_RADIUS_MM",
-    "MIN_PELVIS_EXTENT_MM",
-    "SnapResult",
     "PlanEditor",
-    "snap_length",
-    "infer_side",
-    "check_pelvis_ct",
-    "save_plan_checked",
 ]
 
 DEFAULT_FAMILY = "T7"
 #: Radius given to a landmark placed by a click, by kind (mm): foramina and canal are
 #: spheres that the clearance check keeps implants away from; the others are points.
 DEFAULT_LANDMARK_RADIUS_MM = {"s1_foramen": 5.0, "s2_foramen": 4.0, "spinal_canal": 8.0}
-#: Smallest CT extent accepted by the planner along patient x (left-right), y
-#: (anterior-posterior) and z (cranio-caudal), mm: both SI joints need ~120 mm across.
-MIN_PELVIS_EXTENT_MM = (120.0, 80.0, 40.0)
 _MAX_UNDO = 200
-
-
-@dataclass(frozen=True)
-class SnapResult:
-    """A catalogue-snapped implant length.
-
-    Attributes
-    ----------
-    item : CatalogueItem
-        The chosen item.
-    apex_lps_mm : (3,) float64
-        The apex moved along the axis so that ``|apex - entry| == item.length_mm``.
-    requested_mm : float
-        The entry-apex distance asked for.
-    message : str
-        Empty, or why the length was changed beyond snapping (clamped).
-    """
-
-    item: CatalogueItem
-    apex_lps_mm: np.ndarray
-    requested_mm: float
-    message: str = ""
-
-
-def snap_length(catalogue: Catalogue, family: str, entry_lps_mm, apex_lps_mm,
-                length_mm: float | None = None) -> SnapResult:
-    """The catalogue item for an axis and the apex moved to its length (module doc).
-
-    Parameters
-    ----------
-    catalogue : Catalogue
-    family : str
-        Family prefix (diameter), e.g. ``"T7"``.
-    entry_lps_mm, apex_lps_mm : (3,) array_like
-        The axis (direction entry -> apex), LPS mm.
-    length_mm : float, optional
-        Wanted length; default ``|apex - entry|``.
-
-    Returns
-    -------
-    SnapResult
-
-    Raises
-    ------
-    InputError
-        Unknown family, entry == apex, or a non-finite or non-positive length.
-    """
-    entry = np.asarray(entry_lps_mm, dtype=np.float64)
-    apex = np.asarray(apex_lps_mm, dtype=np.float64)
-    d = apex - entry
-    dist = float(np.linalg.norm(d))
-    if not dist > 1e-3:
-        raise InputError("entry and apex are the same point: click the apex away from the entry", "implant")
-    want = dist if length_mm is None else length_mm
-    want = check_positive(want, "length_mm", "mm")
-    items = catalogue.families.get(family)
-    if items is None:
-        raise InputError(f"unknown implant family {family!r}; valid: {', '.join(catalogue.families)}",
-                         "family")
-    longest, shortest = items[-1], items[0]
-    step = (longest.length_mm - shortest.length_mm) / max(1, len(items) - 1) or 5.0
-    message = ""
-    if want > longest.length_mm + 0.5 * step:
-        message = (f"{want:.1f} mm is longer than any {family} implant in the catalogue (longest "
-                   f"{longest.id}, {longest.length_mm:g} mm): clamped to {longest.length_mm:g} mm")
-    elif want < shortest.length_mm - 0.5 * step:
-        message = (f"{want:.1f} mm is shorter than any {family} implant in the catalogue (shortest "
-                   f"{shortest.id}, {shortest.length_mm:g} mm): lengthened to {shortest.length_mm:g} mm")
-    item = catalogue.nearest_length(family, float(want))
-    new_apex = entry + d / dist * item.length_mm
-    return SnapResult(item, new_apex, float(want), message)
-
-
-def infer_side(point_lps_mm, midline_x_mm: float) -> str:
-    """``"left"`` when the point lies on the patient's left of the midline (LPS +x), else ``"right"``."""
-    return "left" if float(np.asarray(point_lps_mm, dtype=np.float64)[0]) >= midline_x_mm else "right"
-
-
-def check_pelvis_ct(ct, min_extent_mm=MIN_PELVIS_EXTENT_MM) -> np.ndarray:
-    """Refuse a CT that cannot hold a pelvis plan.
-
-    Parameters
-    ----------
-    ct : CTVolume
-    min_extent_mm : (3,) sequence
-        Minimum extent along patient x, y, z (default :data:`MIN_PELVIS_EXTENT_MM`).
-
-    Returns
-    -------
-    (3,) float64 ndarray
-        The extent along x, y, z (voxel box, mm).
-
-    Raises
-    ------
-    InputError
-        Naming the CT, its extent and what is needed.
-    """
-    corners = ct.corners_lps_mm()
-    # voxel box = centre box + one voxel (half on each side) along each index axis
-    pad = np.abs(ct.direction * ct.spacing_mm[None, :]).sum(axis=1)
-    extent = corners.max(axis=0) - corners.min(axis=0) + pad
-    small = [f"{name} {e:.0f} mm < {m:g} mm" for name, e, m in
-             zip(("left-right", "anterior-posterior", "cranio-caudal"), extent, min_extent_mm) if e < m]
-    if small:
-        raise InputError(f"not a pelvis-sized CT volume: extent {extent[0]:.0f} x {extent[1]:.0f} x "
-                         f"{extent[2]:.0f} mm (x, y, z); too small: {'; '.join(small)}. The planner needs "
-                         f"both sacroiliac joints and the S1-S2 sacrum in the volume", ct.source or "CT")
-    return extent
-
-
-def save_plan_checked(plan: Plan, path: str | os.PathLike, ct_sha256: str) -> Path:
-    """Save a plan, refusing to overwrite a plan that belongs to another CT.
-
-    Parameters
-    ----------
-    plan : Plan
-        Its ``ct_sha256`` must equal ``ct_sha256``.
-    path : path-like
-    ct_sha256 : str
-        The voxel SHA-256 of the CT open in the planner.
-
-    Returns
-    -------
-    Path
-
-    Raises
-    ------
-    InputError
-        The existing file is a plan of another CT (hash mismatch), is not a readable plan,
-        or the plan's own hash differs; nothing is written.
-    """
-    p = Path(path)
-    if plan.ct_sha256 != ct_sha256:
-        raise InputError(f"the plan's CT hash {str(plan.ct_sha256)[:12]}... is not the open CT's "
-                         f"{ct_sha256[:12]}...; nothing saved", str(p))
-    if p.exists():
-        try:
-            old = load_plan(p)
-        except InputError as exc:
-            raise InputError(f"exists and is not a readable plan ({exc}); not overwritten: choose "
-                             f"another file name", str(p)) from None
-        if old.ct_sha256 is not None and old.ct_sha256 != ct_sha256:
-            raise InputError(f"is a plan of another CT ({old.ct_path}, voxel SHA-256 "
-                             f"{old.ct_sha256[:12]}..., the open CT is {ct_sha256[:12]}...); not "
-                             f"overwritten: save under another name", str(p))
-    try:
-        return save_plan(plan, p)
-    except OSError as exc:
-        raise InputError(f"cannot write the plan ({exc.strerror or exc})", str(p)) from None
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,9 @@ from or_assist.core.ct.load import load_ct
 from or_assist.core.ct.volume import CTVolume
 from or_assist.core.plan import Plan, load_plan, save_plan
 from or_assist.core.catalogue import load_catalogue
-from or_assist.planning.edit import PlanEditor, check_pelvis_ct, save_plan_checked, snap_length
+from or_assist.planning.edit import PlanEditor
+from or_assist.planning.save import check_pelvis_ct, save_plan_checked
+from or_assist.planning.snap import snap_length
 from or_assist.planning.measure import anterior_cortex_distance_mm, distance_status, implant_measurements
 from or_assist.planning.propose import propose_plan_implants
 from or_assist.planning.reslice import oblique_planes, orthogonal_plane, reslice, window_image

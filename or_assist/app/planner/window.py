@@ -37,7 +37,8 @@ from or_assist.app.theme import application
 from or_assist.core.carm_profiles import list_profiles
 from or_assist.core.plan import implant_vertex_directions
 from or_assist.planning.checks import run_plan_checks
-from or_assist.planning.edit import PlanEditor, check_pelvis_ct
+from or_assist.planning.edit import PlanEditor
+from or_assist.planning.save import check_pelvis_ct
 from or_assist.planning.measure import implant_measurements
 from or_assist.planning.reslice import (ORTHOGONAL_KINDS, ct_centre_lps, oblique_planes, orthogonal_plane, reslice,
                                     window_image)
@@ -56,7 +57,7 @@ class PlannerWindow(PlannerActionsMixin, QtWidgets.QMainWindow):
     Parameters
     ----------
     ct : CTVolume
-        Checked with :func:`~or_assist.planning.edit.check_pelvis_ct`.
+        Checked with :func:`~or_assist.planning.save.check_pelvis_ct`.
     plan : Plan, optional
         A plan of this CT to continue; default an empty plan.
     plan_path : path-like, optional
