@@ -9,6 +9,7 @@ Modules::
     masks    Masks of a fluoroscopy frame: burnt-in text, and metal and pins.
     polarity Polarity of a fluoroscopy frame: is bone dark (the usual display) or bright (inverted)?
     pyramid  Contrast normalisation and the mask-aware image pyramid used by registration.
+    remap    A frame's geometry and field of view carried through region, flips, crop and undistortion.
     shot     Shot preprocessing: from a video frame to the float image and mask that registration uses.
 
 Names are exported lazily (``lazy_loader``, as in scikit-image): importing this package
@@ -20,7 +21,7 @@ import lazy_loader as _lazy
 
 __getattr__, __dir__, __all__ = _lazy.attach(
     __name__,
-    submodules=['fov', 'fov_fit', 'frame', 'masks', 'polarity', 'pyramid', 'shot'],
+    submodules=['fov', 'fov_fit', 'frame', 'masks', 'polarity', 'pyramid', 'remap', 'shot'],
     submod_attrs={
         'fov': ['FOV_SHAPES', 'FieldOfView', 'detect_field_of_view', 'FieldOfViewTracker', 'check_fov', 'gray_and_fov'],
         'fov_fit': ['coarse_rectangle', 'fine_circle', 'fine_rectangle', 'ransac_circle', 'fit_circle'],
@@ -28,6 +29,7 @@ __getattr__, __dir__, __all__ = _lazy.attach(
         'masks': ['detect_text_mask', 'metal_mask'],
         'polarity': ['detect_polarity', 'polarity_score'],
         'pyramid': ['normalise'],
+        'remap': ['apply_distortion', 'frame_geometry', 'orient_fov', 'shift_fov', 'undistort_fov', 'undistort_maps'],
         'shot': ['VIDEO_RESPONSES', 'PreprocessSettings', 'PreprocessedShot', 'preprocess_shot'],
     },
 )

@@ -52,22 +52,22 @@ the field detection alone about 3 ms.
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from or_assist.core.geometry import CArmGeometry, distort_normalized, undistort_normalized
+from or_assist.core.geometry import CArmGeometry
 from or_assist.core.validate import check_choice, is_integer
 from or_assist.core.vocabulary import POLARITY_SETTINGS
 from or_assist.errors import InputError
 from or_assist.video.preprocess.fov import FieldOfView, detect_field_of_view
-from or_assist.video.preprocess.fov_fit import fit_circle
 from or_assist.video.preprocess.frame import ROTATIONS_DEG, Orientation, as_gray_uint8, colourfulness
 from or_assist.video.preprocess.masks import _metal, _text_u8
 from or_assist.video.preprocess.polarity import _detect_polarity
+from or_assist.video.preprocess.remap import (apply_distortion, frame_geometry, orient_fov, shift_fov,
+                                              undistort_fov, undistort_maps)
 
 __all__ = ["VIDEO_RESPONSES", "PreprocessSettings", "PreprocessedShot", "preprocess_shot"]
 
@@ -210,7 +210,7 @@ class PreprocessedShot:
         """Map (N, 2) pixels of :attr:`image` to the delivered frame's pixels."""
         p = np.asarray(uv_px, dtype=np.float64).reshape(-1, 2).copy()
         if self.undistorted:
-            p = _apply_distortion(p, self.geometry, self._distorted_geometry(), inverse=False)
+            p = apply_distortion(p, self.geometry, self._distorted_geometry(), inverse=False)
         p += self.crop_px[:2]
         a, b = self.orientation.matrix, self.orientation.offset
         return (p - b) @ np.linalg.inv(a).T
@@ -219,23 +219,12 @@ class PreprocessedShot:
         """Map (N, 2) pixels of the delivered frame to :attr:`image` pixels."""
         p = self.orientation.apply_points(uv_px) - self.crop_px[:2]
         if self.undistorted:
-            p = _apply_distortion(p, self.geometry, self._distorted_geometry(), inverse=True)
+            p = apply_distortion(p, self.geometry, self._distorted_geometry(), inverse=True)
         return p
 
     def _distorted_geometry(self) -> CArmGeometry:
         u, v, w, h = self.crop_px
         return self.orientation.apply_geometry(self.input_geometry).cropped(u, v, w, h)
-
-
-def _apply_distortion(p: np.ndarray, undist: CArmGeometry, dist: CArmGeometry, inverse: bool) -> np.ndarray:
-    """Undistorted pixels -> distorted pixels (``inverse=False``) or back."""
-    u0, v0 = dist.principal_point_px
-    xn, yn = (p[:, 0] - u0) / dist.fx, (p[:, 1] - v0) / dist.fy
-    if inverse:
-        xn, yn = undistort_normalized(xn, yn, dist.distortion)
-    else:
-        xn, yn = distort_normalized(xn, yn, dist.distortion)
-    return np.stack([xn * dist.fx + u0, yn * dist.fy + v0], axis=1)
 
 
 # --------------------------------------------------------------------------- the pipeline
@@ -280,27 +269,27 @@ def preprocess_shot(frame: np.ndarray, geometry: CArmGeometry,
     if fov is not None and not isinstance(fov, FieldOfView):
         raise InputError(f"must be None or a FieldOfView, got {type(fov).__name__}", "fov")
     h, w = gray.shape
-    geom_in = _frame_geometry(geometry, (w, h), s.geometry_region_px)
+    geom_in = frame_geometry(geometry, (w, h), s.geometry_region_px)
     if fov is None:
         fov = detect_field_of_view(gray)
 
     orient = Orientation((w, h), s.flip_horizontal, s.flip_vertical, s.rotate_deg)
     g = orient.apply_image(gray)
     geom = orient.apply_geometry(geom_in)
-    fov_o = _orient_fov(fov, orient)
+    fov_o = orient_fov(fov, orient)
     oh, ow = g.shape
     if s.crop_to_field:
         cu, cv_, cw, ch = fov_o.crop_box((oh, ow), margin_px=2)
     else:
         cu, cv_, cw, ch = 0, 0, ow, oh
     geom = geom.cropped(cu, cv_, cw, ch)
-    fov_c = _shift_fov(fov_o, -cu, -cv_)
+    fov_c = shift_fov(fov_o, -cu, -cv_)
     undistorted = bool(s.undistort and geom.distortion is not None)
     if undistorted:
-        mx, my = _undistort_maps(geom)
+        mx, my = undistort_maps(geom)
         g = cv2.remap(g, mx + np.float32(cu), my + np.float32(cv_), cv2.INTER_LINEAR,
                       borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        fov_c = _undistort_fov(fov_c, geom)
+        fov_c = undistort_fov(fov_c, geom)
         geom = geom.with_changes(distortion=None)
     else:
         g = np.ascontiguousarray(g[cv_:cv_ + ch, cu:cu + cw])
@@ -345,81 +334,6 @@ def preprocess_shot(frame: np.ndarray, geometry: CArmGeometry,
     return PreprocessedShot(image=image, mask=mask, fov=fov_c, text_mask=text, metal_mask=metal,
                             polarity=pol, polarity_source=source, geometry=geom, orientation=orient,
                             crop_px=(cu, cv_, cw, ch), undistorted=undistorted, input_geometry=geom_in)
-
-
-def _frame_geometry(geometry, size_px, region) -> CArmGeometry:
-    if not isinstance(geometry, CArmGeometry):
-        raise InputError(f"expected a CArmGeometry, got {type(geometry).__name__}", "geometry")
-    w, h = size_px
-    if region is None:
-        if geometry.image_size_px != (w, h):
-            raise InputError(f"describes a {geometry.width} x {geometry.height} image but the frame is "
-                             f"{w} x {h}; give the frame's geometry or settings.geometry_region_px",
-                             "geometry")
-        return geometry
-    u, v, rw, rh = region
-    if u + rw > w or v + rh > h:
-        raise InputError(f"region {region} does not fit the {w} x {h} frame", "geometry_region_px")
-    su, sv = rw / geometry.width, rh / geometry.height
-    u0, v0 = geometry.principal_point_px
-    px, py = geometry.pixel_spacing_mm
-    return geometry.with_changes(image_size_px=(w, h), pixel_spacing_mm=(px / su, py / sv),
-                                 principal_point_px=((u0 + 0.5) * su - 0.5 + u, (v0 + 0.5) * sv - 0.5 + v))
-
-
-def _orient_fov(fov: FieldOfView, orient: Orientation) -> FieldOfView:
-    if orient.is_identity:
-        return fov
-    if fov.shape == "circle":
-        c = orient.apply_points([fov.center_px])[0]
-        return FieldOfView("circle", (c[0], c[1]), radius_px=fov.radius_px)
-    u0, v0, u1, v1 = fov.box_px
-    p = orient.apply_points([[u0, v0], [u1, v1]])
-    lo, hi = p.min(axis=0), p.max(axis=0)
-    return FieldOfView("rectangle", tuple((lo + hi) / 2), box_px=(lo[0], lo[1], hi[0], hi[1]))
-
-
-def _shift_fov(fov: FieldOfView, du: float, dv: float) -> FieldOfView:
-    cu, cv = fov.center_px
-    if fov.shape == "circle":
-        return FieldOfView("circle", (cu + du, cv + dv), radius_px=fov.radius_px)
-    u0, v0, u1, v1 = fov.box_px
-    return FieldOfView("rectangle", (cu + du, cv + dv), box_px=(u0 + du, v0 + dv, u1 + du, v1 + dv))
-
-
-def _undistort_fov(fov: FieldOfView, geom: CArmGeometry) -> FieldOfView:
-    """The field's edge mapped into the undistorted image (circle refitted, box kept inside)."""
-    t = np.linspace(0, 2 * np.pi, 72, endpoint=False)
-    if fov.shape == "circle":
-        pts = np.array(fov.center_px) + fov.radius_px * np.stack([np.cos(t), np.sin(t)], axis=1)
-    else:
-        u0, v0, u1, v1 = fov.box_px
-        s = np.linspace(0.0, 1.0, 18)
-        pts = np.concatenate([np.stack([u0 + (u1 - u0) * s, np.full_like(s, v0)], 1),
-                              np.stack([u0 + (u1 - u0) * s, np.full_like(s, v1)], 1),
-                              np.stack([np.full_like(s, u0), v0 + (v1 - v0) * s], 1),
-                              np.stack([np.full_like(s, u1), v0 + (v1 - v0) * s], 1)])
-    q = _apply_distortion(pts, geom, geom, inverse=True)
-    if fov.shape == "circle":
-        cu, cv, r = fit_circle(q, (fov.center_px[0], fov.center_px[1], fov.radius_px))
-        res = np.hypot(q[:, 0] - cu, q[:, 1] - cv)
-        return FieldOfView("circle", (cu, cv), radius_px=float(res.min()))
-    n = 18
-    u0, u1 = q[2 * n:3 * n, 0].max(), q[3 * n:, 0].min()
-    v0, v1 = q[:n, 1].max(), q[n:2 * n, 1].min()
-    return FieldOfView("rectangle", ((u0 + u1) / 2, (v0 + v1) / 2), box_px=(u0, v0, u1, v1))
-
-
-@functools.lru_cache(maxsize=4)
-def _undistort_maps_cached(key: str, geom: CArmGeometry):
-    mx, my = cv2.initUndistortRectifyMap(geom.K, np.asarray(geom.distortion), None, geom.K,
-                                         geom.image_size_px, cv2.CV_32FC1)
-    return mx, my
-
-
-def _undistort_maps(geom: CArmGeometry):
-    """float32 maps: for each undistorted pixel, where to read the distorted image."""
-    return _undistort_maps_cached(str(geom.to_dict()), geom)
 
 
 def _response_lut(response: str, dense: np.ndarray, mask: np.ndarray) -> np.ndarray:
