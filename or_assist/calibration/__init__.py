@@ -7,6 +7,7 @@ Modules::
     detect   Bead detection in a calibration image: dark blobs with sub-pixel centroids and sizes.
     match    Which detected bead is which: plane by size, grid cell by lattice growth and marker.
     phantom  Bead calibration phantoms (``or_assist.bead_phantom/1``): definition and file.
+    result   What a calibration found: per-image results and the geometry with its fit quality.
     solve    C-arm calibration from images of a bead phantom (``or-assist calibrate``).
 
 Names are exported lazily (``lazy_loader``, as in scikit-image): importing this package
@@ -18,11 +19,12 @@ import lazy_loader as _lazy
 
 __getattr__, __dir__, __all__ = _lazy.attach(
     __name__,
-    submodules=['detect', 'match', 'phantom', 'solve'],
+    submodules=['detect', 'match', 'phantom', 'result', 'solve'],
     submod_attrs={
         'detect': ['BeadDetections', 'as_grey_image', 'detect_beads'],
         'match': ['PlaneMatch', 'split_planes', 'grow_lattice', 'match_marker', 'identify_beads'],
         'phantom': ['BEAD_PHANTOM_SCHEMA', 'PHANTOM_DIR', 'BeadPlane', 'BeadPhantom', 'load_bead_phantom', 'grid_symmetries'],
-        'solve': ['DISTORTION_MODELS', 'ImageCalibration', 'CalibrationResult', 'calibrate', 'parse_roi'],
+        'result': ['ImageCalibration', 'CalibrationResult'],
+        'solve': ['DISTORTION_MODELS', 'calibrate', 'parse_roi'],
     },
 )

@@ -601,12 +601,22 @@ def _looks_like_case(folder: Path) -> bool:
         return True
 
 
+def _partial_files(folder: Path) -> list[str]:
+    """Temporary files of atomic writes that could not be removed (e.g. the folder turned
+    read-only mid-write), relative to the case folder."""
+    try:
+        return sorted(p.relative_to(folder).as_posix() for p in folder.rglob(".*.tmp") if p.is_file())
+    except OSError:
+        return []
+
+
 def list_cases(root=None) -> list[dict]:
     """The cases under ``root`` (default :func:`default_cases_root`), oldest first.
 
     Each entry is the :meth:`CaseLog.case_summary` of the case without plan and geometry
     (``status`` ``"closed"``, ``"interrupted: <reason>"`` for a case that recorded a fault,
-    or ``"open or interrupted"`` for one without an end time), or ``{"folder", "error"}``
+    or ``"open or interrupted"`` for one without an end time, followed by the partial files an
+    interrupted write could not remove, if any), or ``{"folder", "error"}``
     for a folder that cannot be read (a damaged case). A missing default root gives an
     empty list.
 
@@ -637,5 +647,9 @@ def list_cases(root=None) -> list[dict]:
         s.pop("geometry")
         s["status"] = (f"interrupted: {reason}" if reason is not None
                        else "closed" if s["ended"] is not None else "open or interrupted")
+        partial = _partial_files(folder)
+        if partial:
+            s["status"] += (f"; {len(partial)} partial file(s) left by an interrupted write (safe to delete): "
+                            + ", ".join(partial))
         out.append(s)
     return out

@@ -361,6 +361,10 @@ def test_list_cases_shows_good_bad_and_interrupted(tmp_path):
     assert listed[good.case_dir.name]["n_shots"] == 4 and "plan" not in listed[good.case_dir.name]
     assert listed[open_log.case_dir.name]["status"] == "open or interrupted"
     assert "half-written" in listed[bad.name]["error"]
+    # a temporary file an interrupted write could not remove is named, not hidden
+    (good.case_dir / "images" / ".shot_0002.png.4242.tmp").write_bytes(b"\x89PNG")
+    status = {Path(c["folder"]).name: c for c in list_cases(tmp_path)}[good.case_dir.name]["status"]
+    assert status.startswith("closed; 1 partial file(s) left") and "images/.shot_0002.png.4242.tmp" in status
     open_log.close()
     with pytest.raises(InputError, match="not a folder of cases"):
         list_cases(tmp_path / "missing")
