@@ -34,7 +34,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from or_assist.render.drr import AttenuationVolume  # noqa: E402
-from or_assist.sim.scenario.player import PoseCachedRenderer, ScenarioSource
+from or_assist.sim.scenario.player import ScenarioSource
+from or_assist.render.pose_cache import PoseCachedRenderer
 from or_assist.sim.scenario.spec import load_sample_case
 from or_assist.sim.scenario.model import VideoSettings
 from or_assist.sim.scenario.scripts import session_scenario

@@ -9,6 +9,7 @@ Modules::
     outline     Implants and guide pins as seen in an image: their meshes and exact outlines.
     plan_live   Live virtual fluoroscopy for the planner: lateral, inlet, outlet and axis views of a plan.
     plan_sheet  The printable plan sheet: the virtual views and the implant table the surgeon takes to the OR.
+    pose_cache  A DRR renderer that remembers its last renders, for many exposures of one C-arm position.
 
 Names are exported lazily (``lazy_loader``, as in scikit-image): importing this package
 imports no submodule, ``from or_assist.render import name`` imports only the one that
@@ -19,7 +20,7 @@ import lazy_loader as _lazy
 
 __getattr__, __dir__, __all__ = _lazy.attach(
     __name__,
-    submodules=['views', 'display', 'drr', 'implants', 'outline', 'plan_live', 'plan_sheet'],
+    submodules=['views', 'display', 'drr', 'implants', 'outline', 'plan_live', 'plan_sheet', 'pose_cache'],
     submod_attrs={
         '_drr_kernels': ['render_rays', 'row_stride', 'reference_line_integrals', 'clip_ray_to_box', 'warm_up'],
         'display': ['DISPLAY_MODES', 'OUTPUT_TYPES', 'DisplaySettings', 'auto_window', 'to_display'],
@@ -27,6 +28,7 @@ __getattr__, __dir__, __all__ = _lazy.attach(
         'implants': ['METALS', 'metal_mu_per_mm', 'default_mu_per_mm', 'convex_halfspaces', 'burn_implants', 'metal_line_integrals'],
         'outline': ['object_mesh', 'ImplantOutline', 'implant_outline', 'silhouette_px'],
         'plan_live': ['LIVE_VIEW_KINDS', 'DEFAULT_PROFILE', 'LiveView', 'LiveViews', 'view_tilts_deg'],
+        'pose_cache': ['PoseCachedRenderer'],
         'plan_sheet': ['SHEET_VIEW_KINDS', 'implant_rows', 'render_plan_sheet_png', 'plan_sheet_html', 'write_plan_sheet'],
     },
 )

@@ -15,7 +15,8 @@ from or_assist.core.view_poses import plan_view_pose
 from or_assist.errors import InputError, SchemaError
 from or_assist.render.drr import AttenuationVolume
 from or_assist.video.sources.spec import open_source
-from or_assist.sim.scenario.player import PoseCachedRenderer, ScenarioSource
+from or_assist.sim.scenario.player import ScenarioSource
+from or_assist.render.pose_cache import PoseCachedRenderer
 from or_assist.sim.scenario.spec import load_sample_case, scenario_source_from_spec
 from or_assist.sim.scenario.model import (
     SCENARIO_SCHEMA,

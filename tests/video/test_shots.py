@@ -11,7 +11,8 @@ import pytest
 
 from or_assist.errors import InputError
 from or_assist.render.drr import AttenuationVolume
-from or_assist.sim.scenario.player import PoseCachedRenderer, ScenarioSource
+from or_assist.sim.scenario.player import ScenarioSource
+from or_assist.render.pose_cache import PoseCachedRenderer
 from or_assist.sim.scenario.spec import load_sample_case
 from or_assist.sim.scenario.model import PinState, Scenario, ScenarioStep, VideoSettings
 from or_assist.video.shots import ShotDetector, ShotDetectorSettings

@@ -22,7 +22,7 @@ __getattr__, __dir__, __all__ = _lazy.attach(
     submod_attrs={
         'demo_case': ['DEMO_FRAME_SIZE_PX', 'DEMO_TILT_OFFSET_DEG', 'demo_app_scenario', 'open_demo_case'],
         'model': ['SCENARIO_SCHEMA', 'MODES', 'OVERLAY_POSITIONS', 'PinState', 'ScenarioStep', 'VideoSettings', 'Scenario', 'load_scenario', 'save_scenario', 'scenario_from_dict'],
-        'player': ['PoseCachedRenderer', 'ScenarioSource'],
+        'player': ['ScenarioSource'],
         'spec': ['scenario_source_from_spec', 'load_sample_case'],
         'scripts': ['demo_scenario', 'session_scenario'],
         'timeline': ['FrameTruth', 'HeldImage', 'scenario_timeline', 'held_images'],

@@ -8,7 +8,8 @@ live in :mod:`or_assist.sim.scenario.model`, the ground truth in
 
 * every **exposure** is a full simulated shot (:func:`or_assist.sim.shots.simulate.simulate_shot`:
   photon noise, blur, glare, display, framing, burnt-in text) with its own seed; the
-  noise-free DRR of each pose is rendered once and cached (:class:`PoseCachedRenderer`),
+  noise-free DRR of each pose is rendered once and cached
+  (:class:`~or_assist.render.pose_cache.PoseCachedRenderer`),
   so a new exposure of a known pose (each frame of live fluoroscopy) costs only the
   imaging chain, about 20-40 ms at 384 px;
 * **last-image-hold** repeats the held picture;
@@ -28,7 +29,6 @@ The ``sim:`` sources of :func:`~or_assist.video.sources.spec.open_source` are ma
 from __future__ import annotations
 
 import math
-import threading
 from collections import OrderedDict, deque
 from dataclasses import replace
 
@@ -41,6 +41,7 @@ from or_assist.core.pose import Pose
 from or_assist.core.validate import is_integer
 from or_assist.errors import InputError
 from or_assist.render.drr import AttenuationVolume, DRRRenderer
+from or_assist.render.pose_cache import PoseCachedRenderer
 from or_assist.sim.shots.simulate import DEFAULT_TEXT_BOTTOM, DEFAULT_TEXT_TOP, ShotSettings, simulate_shot
 from or_assist.sim.scenario.model import Scenario, ScenarioStep
 from or_assist.sim.scenario.timeline import FrameTruth, held_images, scenario_timeline
@@ -49,7 +50,6 @@ from or_assist.video.sources.pacer import Pacer
 from or_assist.video.sources.spec import SIMULATOR_PREFIX
 
 __all__ = [
-    "PoseCachedRenderer",
     "ScenarioSource",
 ]
 
@@ -57,50 +57,6 @@ _CLOCK_START_S = 10 * 3600 + 32 * 60 + 7  # the clock starts at 10:32:07
 _NOISE_BANK = 6  # grabber-noise fields drawn once; each frame takes one at a random shift
 _NOISE_SHIFT_PX = 32
 _TEXT_TOP = (DEFAULT_TEXT_TOP[0], DEFAULT_TEXT_TOP[1].split()[0])  # patient line and date (the clock ticks apart)
-
-
-class PoseCachedRenderer(DRRRenderer):
-    """A :class:`DRRRenderer` that remembers its last ``cache_size`` renders.
-
-    Rendering the same pose and detector again returns a copy of the stored DRR, so a
-    simulator can draw many exposures (fresh photon noise each) of one C-arm position
-    for the cost of one ray cast.
-
-    Parameters
-    ----------
-    volume : AttenuationVolume
-    cache_size : int
-        Renders kept (each (H, W) float32 of the supersampled detector).
-    """
-
-    def __init__(self, volume: AttenuationVolume, *, cache_size: int = 16):
-        super().__init__(volume)
-        if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 1:
-            raise InputError(f"must be an integer >= 1, got {cache_size!r}", "cache_size")
-        self._cache: OrderedDict = OrderedDict()
-        self._cache_size = cache_size
-        self._cache_lock = threading.Lock()
-        self.cache_hits = 0
-        self.cache_misses = 0
-
-    def render(self, pose, geometry, *, step_mm=None, roi=None, downsample=1) -> np.ndarray:
-        """As :meth:`DRRRenderer.render`, from the cache when the same request was made."""
-        matrix = pose.matrix if isinstance(pose, Pose) else np.asarray(pose, dtype=np.float64)
-        key = (np.asarray(matrix, dtype=np.float64).tobytes(), geometry, step_mm,
-               None if roi is None else tuple(int(x) for x in roi), downsample)
-        with self._cache_lock:
-            hit = self._cache.get(key)
-            if hit is not None:
-                self._cache.move_to_end(key)
-                self.cache_hits += 1
-                return hit.copy()
-        out = super().render(pose, geometry, step_mm=step_mm, roi=roi, downsample=downsample)
-        with self._cache_lock:
-            self.cache_misses += 1
-            self._cache[key] = out.copy()
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
-        return out
 
 
 def _detector_geometry(geometry: CArmGeometry, size_px: int) -> CArmGeometry:
@@ -142,7 +98,7 @@ class ScenarioSource(FrameSource):
     ----------
     scenario : Scenario
     patient : CTVolume, AttenuationVolume or DRRRenderer
-        The patient CT (a :class:`PoseCachedRenderer` is reused as is, so sources can
+        The patient CT (a :class:`~or_assist.render.pose_cache.PoseCachedRenderer` is reused as is, so sources can
         share its cache).
     plan : Plan
         Gives the implants the steps name and their views.
