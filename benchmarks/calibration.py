@@ -35,7 +35,8 @@ from or_assist.core.geometry import project
 from or_assist.core.pose import Pose, rotation_about_axis
 from or_assist.errors import InputError  # noqa: E402
 from or_assist.render.drr import DRRRenderer  # noqa: E402
-from or_assist.sim.shots.simulate import ShotSettings, simulate_shot  # noqa: E402
+from or_assist.sim.shots.simulate import simulate_shot
+from or_assist.sim.shots.settings import ShotSettings
 from or_assist.calibration.solve import calibrate  # noqa: E402
 from or_assist.calibration.phantom import load_bead_phantom  # noqa: E402
 from or_assist.sim.calibration_phantom import bead_phantom_volume  # noqa: E402

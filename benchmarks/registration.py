@@ -53,7 +53,8 @@ from or_assist.register.settings import CONFIDENCE_THRESHOLD, RegistrationSettin
 from or_assist.register.pose_params import (apply_update, isocenter_source_mm, pose_error,  # noqa: E402
                                             projection_distance_at_isocenter_mm, target_error_mm)
 from or_assist.render.drr import AttenuationVolume, DRRRenderer  # noqa: E402
-from or_assist.sim.shots.simulate import ShotSettings, simulate_shot  # noqa: E402
+from or_assist.sim.shots.simulate import simulate_shot
+from or_assist.sim.shots.settings import ShotSettings
 
 REAL_CT = REPO_ROOT / "tests" / "data" / "real_ct" / "ct_abdomen_pelvis_3mm.nii.gz"
 REAL_PLAN = REPO_ROOT / "tests" / "data" / "real_ct_plan.json"

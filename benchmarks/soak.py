@@ -38,7 +38,8 @@ from or_assist.core.plan import load_plan  # noqa: E402
 from or_assist.core.ct.load import load_ct  # noqa: E402
 from or_assist.core.view_poses import plan_view_pose  # noqa: E402
 from or_assist.core.carm_profiles import load_profile  # noqa: E402
-from or_assist.sim.shots.simulate import ShotSettings, simulate_shot  # noqa: E402
+from or_assist.sim.shots.simulate import simulate_shot
+from or_assist.sim.shots.settings import ShotSettings
 from or_assist.sim.sample import build_sample_data  # noqa: E402
 from or_assist.session.caselog import list_cases  # noqa: E402
 

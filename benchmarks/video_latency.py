@@ -38,7 +38,8 @@ from or_assist.core.carm_profiles import load_profile  # noqa: E402
 from or_assist.core.ct.load import load_ct  # noqa: E402
 from or_assist.core.instruments import GuidePin  # noqa: E402
 from or_assist.render.drr import AttenuationVolume, DRRRenderer  # noqa: E402
-from or_assist.sim.shots.simulate import ShotSettings, simulate_shot  # noqa: E402
+from or_assist.sim.shots.simulate import simulate_shot
+from or_assist.sim.shots.settings import ShotSettings
 from or_assist.video.capture import CaptureThread  # noqa: E402
 from or_assist.video.preprocess.shot import PreprocessSettings, preprocess_shot
 from or_assist.video.preprocess.fov import FieldOfViewTracker

@@ -34,7 +34,8 @@ def run_demo(out_dir: str | os.PathLike | None = None, log=print) -> int:
     from or_assist.planning.checks import check_plan_file
     from or_assist.core.view_poses import plan_view_pose
     from or_assist.render.drr import AttenuationVolume, DRRRenderer
-    from or_assist.sim.shots.simulate import ShotSettings, simulate_shot
+    from or_assist.sim.shots.simulate import simulate_shot
+    from or_assist.sim.shots.settings import ShotSettings
     from or_assist.render.views.io import build_view_files
     from or_assist.sim.sample import SAMPLE_DIR, build_sample_data
 

@@ -45,7 +45,8 @@ def cmd_simulate(args) -> int:
     from or_assist.core.pose import load_pose
     from or_assist.core.instruments import GuidePin
     from or_assist.errors import InputError
-    from or_assist.sim.shots.simulate import ShotSettings, simulate_shot
+    from or_assist.sim.shots.simulate import simulate_shot
+    from or_assist.sim.shots.settings import ShotSettings
 
     ct = load_ct(args.ct)
     pose = load_pose(args.pose)

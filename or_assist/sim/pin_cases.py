@@ -22,7 +22,8 @@ from or_assist.core.instruments import GuidePin
 from or_assist.core.plan import load_plan
 from or_assist.core.view_poses import plan_view_pose
 from or_assist.render.drr import AttenuationVolume, DRRRenderer
-from or_assist.sim.shots.simulate import ShotSettings, simulate_shot
+from or_assist.sim.shots.simulate import simulate_shot
+from or_assist.sim.shots.settings import ShotSettings
 
 
 

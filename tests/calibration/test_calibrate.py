@@ -16,7 +16,8 @@ from or_assist.core.pose import Pose, rotation_about_axis
 from or_assist.errors import InputError, SchemaError
 from or_assist.render.drr import DRRRenderer
 from or_assist.render.implants import metal_mu_per_mm
-from or_assist.sim.shots.simulate import ShotSettings, simulate_shot
+from or_assist.sim.shots.simulate import simulate_shot
+from or_assist.sim.shots.settings import ShotSettings
 from or_assist.calibration.solve import calibrate, parse_roi
 from or_assist.calibration.detect import detect_beads
 from or_assist.cli.calibrate import calibrate_command

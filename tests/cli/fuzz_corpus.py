@@ -56,7 +56,8 @@ def build_base(root: Path) -> dict[str, Path]:
     from or_assist.core.pose import save_pose
     from or_assist.core.plan import load_plan
     from or_assist.core.view_poses import plan_view_pose
-    from or_assist.sim.shots.simulate import ShotSettings, simulate_shot
+    from or_assist.sim.shots.simulate import simulate_shot
+    from or_assist.sim.shots.settings import ShotSettings
     from or_assist.sim.sample import build_sample_data
     from or_assist.session.caselog import CaseLog
 

@@ -89,7 +89,8 @@ def test_not_registered_shot_has_no_plan_overlay(sample_case, tmp_path):
 
     ct, plan, geometry = sample_case
     from or_assist.core.view_poses import plan_view_pose
-    from or_assist.sim.shots.simulate import ShotSettings, simulate_shot
+    from or_assist.sim.shots.simulate import simulate_shot
+    from or_assist.sim.shots.settings import ShotSettings
 
     pose = plan_view_pose(plan, "L1", "lateral", geometry=geometry)
     shot = simulate_shot(ct, pose, geometry, settings=ShotSettings(frame_size_px=(640, 480), seed=3))

@@ -27,7 +27,8 @@ from or_assist.register.pipeline import REGISTRATION_SCHEMA, Registrar, registra
 from or_assist.register.settings import RegistrationSettings, Stage
 from or_assist.register.pose_params import apply_update, isocenter_source_mm, target_error_mm
 from or_assist.render.drr import AttenuationVolume, DRRRenderer
-from or_assist.sim.shots.simulate import ShotSettings, simulate_shot
+from or_assist.sim.shots.simulate import simulate_shot
+from or_assist.sim.shots.settings import ShotSettings
 from or_assist.sim.sample import build_sample_data
 
 REAL_PLAN = "tests/data/real_ct_plan.json"

@@ -19,7 +19,8 @@ from or_assist.core.catalogue import load_catalogue
 from or_assist.errors import InputError
 from or_assist.render.display import DisplaySettings
 from or_assist.render.drr import AttenuationVolume, DRRRenderer
-from or_assist.sim.shots.simulate import ShotSettings, SimulatedShot, simulate_shot
+from or_assist.sim.shots.simulate import SimulatedShot, simulate_shot
+from or_assist.sim.shots.settings import ShotSettings
 from or_assist.sim.shots.chain import bin_mean, supersampled_geometry
 
 ISO_MM = np.array([2.0, -3.0, 1.0])

@@ -22,7 +22,8 @@ from or_assist.core.geometry import CArmGeometry, project
 from or_assist.core.instruments import GuidePin
 from or_assist.errors import InputError
 from or_assist.render.drr import AttenuationVolume, DRRRenderer
-from or_assist.sim.shots.simulate import ShotSettings, simulate_shot
+from or_assist.sim.shots.simulate import simulate_shot
+from or_assist.sim.shots.settings import ShotSettings
 from or_assist.video.preprocess.shot import PreprocessSettings, PreprocessedShot, preprocess_shot
 from or_assist.video.preprocess.fov import FieldOfView, FieldOfViewTracker, detect_field_of_view
 from or_assist.video.preprocess.frame import Orientation

@@ -156,7 +156,7 @@ class VideoSettings:
     supersample : int
         Rays per detector pixel along each axis (1-4; default 2).
     i0_photons_per_px : float
-        Dose (:class:`or_assist.sim.shots.simulate.ShotSettings`).
+        Dose (:class:`or_assist.sim.shots.settings.ShotSettings`).
     collimation : {'circle', 'square', None}
     invert : bool
         Bone white.

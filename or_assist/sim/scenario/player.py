@@ -42,7 +42,8 @@ from or_assist.core.validate import is_integer
 from or_assist.errors import InputError
 from or_assist.render.drr import AttenuationVolume, DRRRenderer
 from or_assist.render.pose_cache import PoseCachedRenderer
-from or_assist.sim.shots.simulate import DEFAULT_TEXT_BOTTOM, DEFAULT_TEXT_TOP, ShotSettings, simulate_shot
+from or_assist.sim.shots.simulate import simulate_shot
+from or_assist.sim.shots.settings import DEFAULT_TEXT_BOTTOM, DEFAULT_TEXT_TOP, ShotSettings
 from or_assist.sim.scenario.model import Scenario, ScenarioStep
 from or_assist.sim.scenario.timeline import FrameTruth, held_images, scenario_timeline
 from or_assist.video.sources.base import FrameSource, SourceInfo

@@ -3,6 +3,7 @@
 Modules::
 
     chain     The imaging chain of the shot simulator: blur, glare, noise, collimation, framing, text.
+    settings  The settings of a simulated shot: physics, detector and video (:class:`ShotSettings`).
     simulate  Realistic synthetic fluoroscopy: one C-arm shot as a frame grabber would deliver it.
 
 Names are exported lazily (``lazy_loader``, as in scikit-image): importing this package
@@ -14,9 +15,10 @@ import lazy_loader as _lazy
 
 __getattr__, __dir__, __all__ = _lazy.attach(
     __name__,
-    submodules=['chain', 'simulate'],
+    submodules=['chain', 'settings', 'simulate'],
     submod_attrs={
         'chain': ['FrameLayout', 'supersampled_geometry', 'bin_mean', 'gaussian_blur', 'glare', 'compress_range', 'poisson_counts', 'field_mask', 'frame_layout', 'place_in_frame', 'frame_geometry', 'burn_text', 'quantise'],
-        'simulate': ['COLLIMATIONS', 'DEFAULT_TEXT_TOP', 'DEFAULT_TEXT_BOTTOM', 'ShotSettings', 'SimulatedShot', 'simulate_shot'],
+        'settings': ['COLLIMATIONS', 'DEFAULT_TEXT_TOP', 'DEFAULT_TEXT_BOTTOM', 'ShotSettings'],
+        'simulate': ['SimulatedShot', 'simulate_shot'],
     },
 )
