@@ -14,7 +14,11 @@ perpendicular to the axis (towards superior, +z, when the axis is within about 1
 of the y axis); a positive roll turns the triangle right-handedly about the axis
 (entry -> apex).
 
-The catalogue types live in :mod:`or_assist.core.catalogue` and are re-exported here.
+The catalogue types live in :mod:`or_assist.core.catalogue`.
+
+Longer than 400 lines because the plan's types, the one reader and writer of their
+schema (every field checked, its name in the error) and the implant's shape that the
+schema defines stay together; rendering, checks and editing of plans live elsewhere.
 
 Examples
 --------

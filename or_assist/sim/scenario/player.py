@@ -9,9 +9,9 @@ live in :mod:`or_assist.sim.scenario.model`, the ground truth in
 * every **exposure** is a full simulated shot (:func:`or_assist.sim.shots.simulate.simulate_shot`:
   photon noise, blur, glare, display, framing, burnt-in text) with its own seed; the
   noise-free DRR of each pose is rendered once and cached
-  (:class:`~or_assist.render.pose_cache.PoseCachedRenderer`),
-  so a new exposure of a known pose (each frame of live fluoroscopy) costs only the
-  imaging chain, about 20-40 ms at 384 px;
+  (:class:`~or_assist.render.pose_cache.PoseCachedRenderer`), so a new exposure of a
+  known pose (each frame of live fluoroscopy) costs only the imaging chain, about
+  20-40 ms at 384 px;
 * **last-image-hold** repeats the held picture;
 * the C-arm draws a **clock** (changing every second) and, during live fluoroscopy, a
   radiation-on symbol (:attr:`VideoSettings.overlay_position`);
@@ -50,9 +50,7 @@ from or_assist.video.sources.base import FrameSource, SourceInfo
 from or_assist.video.sources.pacer import Pacer
 from or_assist.video.sources.spec import SIMULATOR_PREFIX
 
-__all__ = [
-    "ScenarioSource",
-]
+__all__ = ["ScenarioSource"]
 
 _CLOCK_START_S = 10 * 3600 + 32 * 60 + 7  # the clock starts at 10:32:07
 _NOISE_BANK = 6  # grabber-noise fields drawn once; each frame takes one at a random shift
