@@ -83,6 +83,7 @@ _ARG_LIMITS = {
     "width": ("--width", 16, 8192, "px", "the requested frame width", True),
     "height": ("--height", 16, 8192, "px", "the requested frame height", True),
     "fps": ("--fps", 0.1, 1000, "frames/s", "the requested frame rate", False),
+    "time_budget_s": ("--time-budget-s", 0, 3600, "s", "the registration's time budget (0: no limit)", False),
 }
 
 

@@ -2,7 +2,7 @@
 
     or-assist register --ct CT --geometry G.json --image SHOT.png --init POSE.json
                        --out RESULT.json [--plan PLAN.json] [--library LIB]
-                       [--polarity bone-dark|bone-bright|auto]
+                       [--polarity bone-dark|bone-bright|auto] [--time-budget-s S]
 
 The work is :func:`or_assist.register.files.register_files`. A shot that cannot be
 registered confidently is a result with ``success: false`` and a ``reason`` (exit status
@@ -24,8 +24,9 @@ __all__ = ["register_command", "add_parsers", "cmd_register"]
 def register_command(ct_path: str | os.PathLike, geometry_path: str | os.PathLike, image_path: str | os.PathLike,
                      init_path: str | os.PathLike, out_path: str | os.PathLike, *,
                      plan_path: str | os.PathLike | None = None, library_path: str | os.PathLike | None = None,
-                     polarity: str = "bone-dark") -> dict:
-    """Register one shot (:func:`~or_assist.register.files.register_files`, same parameters).
+                     polarity: str = "bone-dark", time_budget_s: float | None = None) -> dict:
+    """Register one shot (:func:`~or_assist.register.files.register_files`, same parameters,
+    but ``time_budget_s`` None means the default budget and 0 no limit, as on the command line).
 
     Returns
     -------
@@ -33,9 +34,13 @@ def register_command(ct_path: str | os.PathLike, geometry_path: str | os.PathLik
         The written document plus ``"summary"`` (one line) and ``"out"`` (Path).
     """
     from or_assist.register.files import register_files
+    from or_assist.register.settings import DEFAULT_TIME_BUDGET_S
 
+    if time_budget_s is None:
+        time_budget_s = DEFAULT_TIME_BUDGET_S
     result = register_files(ct_path, geometry_path, image_path, init_path, out_path, plan_path=plan_path,
-                            library_path=library_path, polarity=polarity)
+                            library_path=library_path, polarity=polarity,
+                            time_budget_s=time_budget_s or None)
     if result.success:
         summary = (f"registered in {result.seconds:.2f} s ({result.metric} {result.similarity:.3f}); "
                    f"wrote {out_path}")
@@ -48,7 +53,8 @@ def cmd_register(args) -> int:
     """Register and print the summary; 0 also when the registration reports success=false
     (that is a result, not an error)."""
     result = register_command(args.ct, args.geometry, args.image, args.init, args.out, plan_path=args.plan,
-                              library_path=args.library, polarity=args.polarity)
+                              library_path=args.library, polarity=args.polarity,
+                              time_budget_s=args.time_budget_s)
     emit(result["summary"])
     return 0
 
@@ -64,4 +70,6 @@ def add_parsers(sub) -> None:
     s.add_argument("--plan", default=None, help="the plan (limits the search to its region, checks the library)")
     s.add_argument("--library", default=None, help="the plan's view library (views.npz or its folder)")
     s.add_argument("--polarity", choices=POLARITY_SETTINGS, default="bone-dark")
+    s.add_argument("--time-budget-s", type=float, default=None,
+                   help="give up (a result saying why) after this many seconds (default 3; 0: no limit)")
     s.set_defaults(func=cmd_register)

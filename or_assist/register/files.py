@@ -12,6 +12,7 @@ import os
 
 from or_assist.errors import InputError
 from or_assist.register.pipeline import RegistrationResult
+from or_assist.register.settings import DEFAULT_TIME_BUDGET_S, RegistrationSettings
 
 __all__ = ["register_files"]
 
@@ -19,7 +20,8 @@ __all__ = ["register_files"]
 def register_files(ct_path: str | os.PathLike, geometry_path: str | os.PathLike, image_path: str | os.PathLike,
                    init_path: str | os.PathLike, out_path: str | os.PathLike, *,
                    plan_path: str | os.PathLike | None = None, library_path: str | os.PathLike | None = None,
-                   polarity: str = "bone-dark") -> RegistrationResult:
+                   polarity: str = "bone-dark", time_budget_s: float | None = DEFAULT_TIME_BUDGET_S
+                   ) -> RegistrationResult:
     """Register one shot and write ``or_assist.registration/1`` to ``out_path``.
 
     Parameters
@@ -40,6 +42,9 @@ def register_files(ct_path: str | os.PathLike, geometry_path: str | os.PathLike,
     library_path : path-like, optional
         A view library (``or-assist views``) whose nearby views seed the start.
     polarity : {'bone-dark', 'bone-bright', 'auto'}
+    time_budget_s : float or None
+        Wall time the registration may take (None: no limit; see
+        :class:`~or_assist.register.settings.RegistrationSettings`).
 
     Returns
     -------
@@ -80,6 +85,7 @@ def register_files(ct_path: str | os.PathLike, geometry_path: str | os.PathLike,
                              f"{library.geometry.source_to_isocenter_mm:g} mm) than {geometry_path}",
                              str(library_path))
     ct = load_ct(ct_path)
-    result = Registrar(ct, geometry).register(frame, init_pose, polarity=polarity, library=library)
+    settings = RegistrationSettings(time_budget_s=time_budget_s)
+    result = Registrar(ct, geometry, settings).register(frame, init_pose, polarity=polarity, library=library)
     jsonio.write_json(out_path, result.to_dict())
     return result

@@ -85,6 +85,10 @@ class RegistrationResult:
         The start of the 3-D search that was kept.
     stage_scores : dict
         Similarity after each start of the first stage and after each later stage.
+    stopped_in : str or None
+        The stage in which the time budget ran out
+        (:attr:`~or_assist.register.settings.RegistrationSettings.time_budget_s`); None
+        when the search ran to its end.
     """
 
     pose: Pose | None
@@ -97,6 +101,7 @@ class RegistrationResult:
     level_seconds: dict = field(default_factory=dict)
     start_pose: Pose | None = None
     stage_scores: dict = field(default_factory=dict)
+    stopped_in: str | None = None
 
     @property
     def pose_for_overlay(self) -> Pose | None:
@@ -123,6 +128,8 @@ class RegistrationResult:
         doc["n_evaluations"] = int(self.n_evaluations)
         doc["stage_seconds"] = {k: round(float(v), 4) for k, v in self.level_seconds.items()}
         doc["stage_scores"] = dict(self.stage_scores)
+        if self.stopped_in is not None:
+            doc["stopped_at_time_budget_in"] = self.stopped_in
         return doc
 
 
@@ -140,8 +147,15 @@ def _numba_threads(n: int | None):
         numba.set_num_threads(before)
 
 
+class _OutOfTime(Exception):
+    """The registration's time budget ran out (raised before the next DRR)."""
+
+
 class _Level:
-    """One pyramid level with its renderer settings and the prepared fixed image."""
+    """One pyramid level with its renderer settings and the prepared fixed image.
+
+    ``best`` is the best ``(similarity, pose)`` scored at this level so far.
+    """
 
     def __init__(self, registrar: "Registrar", shot: PreparedShot, size: int, step_mm: float, metric: str,
                  smooth_px: float = 0.0):
@@ -153,6 +167,7 @@ class _Level:
         self.fixed = prepare_fixed(self._smooth(lvl.image, lvl.mask), lvl.mask, metric)
         self.step_mm = step_mm
         self.registrar = registrar
+        self.best: tuple[float, Pose] | None = None
 
     def _smooth(self, image: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         """Gaussian blur; with a mask, normalised (only valid pixels contribute)."""
@@ -168,6 +183,7 @@ class _Level:
         return np.where(mask, num / np.maximum(den, 1e-6), image).astype(np.float32)
 
     def render(self, pose: Pose) -> np.ndarray:
+        self.registrar._check_time()
         # unblurred levels compare only pixels of the mask (and their gradients only
         # pixels whose neighbours are in it), so only those rays are cast
         rays = None if self.smooth_px > 0 else self.mask
@@ -177,9 +193,12 @@ class _Level:
     def score(self, pose: Pose) -> float:
         self.registrar._evaluations += 1
         try:
-            return self.fixed.score(self.render(pose))
+            score = self.fixed.score(self.render(pose))
         except InputError:  # source inside the CT or a view that misses it
             return -1.0
+        if self.best is None or score > self.best[0]:
+            self.best = (score, pose)
+        return score
 
 
 def registration_ct(ct, settings: RegistrationSettings):
@@ -243,6 +262,8 @@ class Registrar:
         self.last_result: RegistrationResult | None = None
         self._evaluations = 0
         self._stage_scores: dict = {}
+        self._deadline: float | None = None
+        self._stage_name = ""
 
     # ------------------------------------------------------------------ public
     def register(self, frame: np.ndarray, init_pose: Pose, *, polarity: str = "bone-dark", library=None,
@@ -269,12 +290,17 @@ class Registrar:
         """
         return self._register(frame, init_pose, polarity, library, valid_mask, self.settings)
 
-    def _register(self, frame, init_pose, polarity, library, valid_mask, st: RegistrationSettings):
+    def _register(self, frame, init_pose, polarity, library, valid_mask, st: RegistrationSettings,
+                  deadline: float | None = None):
         if not isinstance(init_pose, Pose):
             raise InputError(f"expected a Pose (T_source_from_patient), got {type(init_pose).__name__}", "init_pose")
         check_choice(polarity, POLARITY_SETTINGS, "polarity")
         started = time.perf_counter()
+        if deadline is None and st.time_budget_s is not None:
+            deadline = started + st.time_budget_s
+        self._deadline = deadline
         self._evaluations = 0
+        self._stage_name = "prepare"
         times = {}
         try:
             shot = prepare_shot(frame, self.geometry, polarity, st.sizes_px, valid_mask)
@@ -287,12 +313,25 @@ class Registrar:
             key = (stage.size_px, stage.step_mm, stage.smooth_px)
             if key not in levels:
                 levels[key] = _Level(self, shot, stage.size_px, stage.step_mm, st.metric, stage.smooth_px)
-        with _numba_threads(st.render_threads):
-            pose, start, sim = self._search(st, levels, init_pose, library, center, times)
-        pose_f = pose
+        try:
+            with _numba_threads(st.render_threads):
+                pose, start, sim = self._search(st, levels, init_pose, library, center, times)
+        except _OutOfTime:
+            # A search cut short is never judged confident: a coarse optimum scores like a
+            # right one at the fine level while being off in depth (a phantom lateral cut
+            # short in the first fine stage ended 2.6 mm off with a similarity above the
+            # threshold). The best fine pose so far is kept for diagnostics only.
+            stopped_in = self._stage_name
+            fine = self._fine_level(st, levels)
+            best = None if fine is None else fine.best
+            budget = (deadline - started) if deadline is not None else float("nan")
+            return self._finish(RegistrationResult(
+                None if best is None else best[1], False, float("nan") if best is None else best[0], st.metric,
+                0.0, f"not registered: the time budget of {budget:.1f} s ran out in the {stopped_in} stage",
+                0, times, None, self._stage_scores, stopped_in), started)
 
-        result = RegistrationResult(pose_f, True, sim, st.metric, 0.0, None, 0, times, start, self._stage_scores)
-        angle, disp = pose_error(pose_f, init_pose, center)
+        result = RegistrationResult(pose, True, sim, st.metric, 0.0, None, 0, times, start, self._stage_scores)
+        angle, disp = pose_error(pose, init_pose, center)
         if angle > st.capture_range[0] or np.linalg.norm(disp) > st.capture_range[1]:
             result.success = False
             result.reason = (f"the result is {angle:.1f} deg and {np.linalg.norm(disp):.1f} mm from the start pose, "
@@ -324,18 +363,33 @@ class Registrar:
             raise InputError("no previous successful registration to track from; give fallback_pose",
                              "fallback_pose")
         quick = replace(self.settings, stages=TRACK_STAGES, max_starts=1, use_2d_init=False)
-        result = self._register(frame, start, polarity, None, valid_mask, quick)
-        if result.success or result.pose is None:
+        budget = self.settings.time_budget_s
+        deadline = None if budget is None else time.perf_counter() + budget
+        result = self._register(frame, start, polarity, None, valid_mask, quick, deadline)
+        if result.success or result.pose is None or result.stopped_in is not None:
             return result
         spent = result.seconds
-        result = self.register(frame, start, polarity=polarity, valid_mask=valid_mask)
+        result = self._register(frame, start, polarity, None, valid_mask, self.settings, deadline)
         result.seconds += spent
         return result
 
     # ------------------------------------------------------------------ internals
+    def _check_time(self) -> None:
+        """Raise :class:`_OutOfTime` once the deadline of the registration under way has passed."""
+        if self._deadline is not None and time.perf_counter() > self._deadline:
+            raise _OutOfTime
+
+    @staticmethod
+    def _fine_level(st: RegistrationSettings, levels: dict):
+        """The level of the last stage when it is an unblurred one (the level the confidence
+        threshold is calibrated on), else None."""
+        last = st.stages[-1]
+        return None if last.smooth_px > 0 or len(st.stages) < 2 else levels[(last.size_px, last.step_mm, 0.0)]
+
     def _finish(self, result: RegistrationResult, started: float) -> RegistrationResult:
         result.seconds = time.perf_counter() - started
         result.n_evaluations = self._evaluations
+        self._deadline = None
         self.last_result = result
         return result
 
@@ -372,6 +426,7 @@ class Registrar:
             nonlocal attempt
             found = []
             while attempt < st.max_starts:
+                self._stage_name = f"start{attempt}"
                 start, widen = start_of(attempt)
                 cost = lambda p, s0=start: -lvl0.score(apply_update(s0, p, center))  # noqa: E731
                 res = cma_es(cost, np.zeros(6), widen * np.asarray(first.spread), max_evaluations=first.evaluations,
@@ -416,6 +471,7 @@ class Registrar:
         """Stage ``k`` (>= 1) of ``st`` from ``pose``: (refined pose, its similarity)."""
         stage = st.stages[k]
         t0 = time.perf_counter()
+        self._stage_name = self._stage_key(st.stages, k)
         lvl = levels[(stage.size_px, stage.step_mm, stage.smooth_px)]
         cost = lambda p, base=pose: -lvl.score(apply_update(base, p, center))  # noqa: E731
         if stage.optimizer == "cma":

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from or_assist.core.validate import check_choice, check_vector
+from or_assist.core.validate import check_choice, check_number, check_vector
 from or_assist.errors import InputError
 from or_assist.register.similarity import DEFAULT_METRIC, METRICS
 
 __all__ = ["CONFIDENCE_THRESHOLD", "RESTART_BELOW", "SECOND_STAGE_BELOW", "LATER_STARTS", "DEFAULT_STAGES",
-           "TRACK_STAGES", "Stage", "RegistrationSettings"]
+           "TRACK_STAGES", "DEFAULT_TIME_BUDGET_S", "Stage", "RegistrationSettings"]
 
 #: Smallest final similarity (gradient correlation at 128 px) reported as success.
 #: Calibrated with ``benchmarks/registration.py`` (seed 2024, 100 shots each of the real CT
@@ -34,6 +34,8 @@ RESTART_BELOW = 0.75
 #: optimum scored 0.31-0.57 there, correct ones 0.68-0.9 but for 3 of 300 at 0.52-0.55
 #: (benchmark, seeds 2024 and 11, real CT and phantom).
 SECOND_STAGE_BELOW = 0.60
+#: Wall time a registration may take by default (issue: 3 s on a 2-core machine).
+DEFAULT_TIME_BUDGET_S = 3.0
 #: Starts after the first two (:attr:`RegistrationSettings.max_starts`): (kind, spread factor).
 LATER_STARTS = (("init", 1.5), ("init", 1.0), ("2d", 1.0))
 
@@ -137,6 +139,13 @@ class RegistrationSettings:
         coarsened to this (per axis, antialiased) for rendering
         (:func:`~or_assist.register.pipeline.registration_ct`); None keeps its voxels. A
         renderer or attenuation volume given instead is used as it is.
+    time_budget_s : float or None
+        Wall time a registration may take (default 3 s; None: no limit). When it runs
+        out the shot is "not registered", with the reason and the stage it stopped in,
+        wherever the search was: a search cut short is never reported as confident (a
+        coarse optimum can score like the right pose while off in depth). A DRR under
+        way is finished first, so the overrun is at most one render (about 10-40 ms at
+        128 px).
     seed : int
         Seed of the CMA-ES.
     """
@@ -152,6 +161,7 @@ class RegistrationSettings:
     second_stage_below: float = SECOND_STAGE_BELOW
     render_threads: int | None = None
     volume_voxel_mm: float | None = 2.0
+    time_budget_s: float | None = DEFAULT_TIME_BUDGET_S
     seed: int = 0
 
     def __post_init__(self):
@@ -174,6 +184,9 @@ class RegistrationSettings:
                                                  or not 0 < self.volume_voxel_mm <= 10):
             raise InputError(f"must be None or a size in mm in (0, 10], got {self.volume_voxel_mm!r}",
                              "volume_voxel_mm")
+        if self.time_budget_s is not None:
+            object.__setattr__(self, "time_budget_s",
+                               check_number(self.time_budget_s, "time_budget_s", 0.0, 3600.0, lo_open=True, unit="s"))
 
     @property
     def sizes_px(self) -> tuple[int, ...]:

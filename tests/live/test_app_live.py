@@ -58,7 +58,10 @@ def test_headless_demo_writes_the_case_log(tmp_path):
     from or_assist.sim.scenario.demo_case import open_demo_case
 
     lines = []
-    case = open_demo_case(realtime=False, loop=False, implants=["L1"], cases_root=tmp_path)
+    from or_assist.register.settings import RegistrationSettings
+
+    case = open_demo_case(realtime=False, loop=False, implants=["L1"], cases_root=tmp_path,
+                          registration_settings=RegistrationSettings(time_budget_s=None))
     try:
         summary = run_headless(case, max_shots=2, log=lines.append)
     finally:

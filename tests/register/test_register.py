@@ -9,6 +9,7 @@ bad images must be reported as failures.
 from __future__ import annotations
 
 import json
+import time
 
 import cv2
 import numpy as np
@@ -59,8 +60,8 @@ class Case:
             guide = GuidePin.from_tip_direction(imp.entry_lps_mm + 0.5 * d, d, 150.0)
         shot = simulate_shot(self.renderer, true, self.geometry, pin=guide,
                              settings=ShotSettings(frame_size_px=FRAME, seed=seed, invert=invert))
-        if self.registrar is None:
-            self.registrar = Registrar(self.renderer, shot.video_geometry)
+        if self.registrar is None:  # accuracy tests do not depend on the machine's speed
+            self.registrar = Registrar(self.renderer, shot.video_geometry, RegistrationSettings(time_budget_s=None))
         return shot
 
 
@@ -111,6 +112,80 @@ def test_phantom_shots_register(phantom_case, kind):
     assert target_error_mm(res.pose, shot.pose, _points(phantom_case.plan)) < 2.0
 
 
+class SlowRenderer(DRRRenderer):
+    """A real renderer that takes ``delay_s`` longer per DRR at detector sizes >= ``from_px``
+    (a deliberately slow similarity evaluation)."""
+
+    def __init__(self, volume, delay_s: float, from_px: int = 0):
+        super().__init__(volume)
+        self.delay_s, self.from_px = delay_s, from_px
+
+    def render(self, pose, geometry, **kwargs):
+        if max(geometry.image_size_px) >= self.from_px:
+            time.sleep(self.delay_s)
+        return super().render(pose, geometry, **kwargs)
+
+
+def test_time_budget_holds_with_a_slow_similarity(phantom_case):
+    shot = phantom_case.shot("lateral", (-1.0, 2.0, -1.0, -4.0, 3.0, -5.0), 11)
+    start = apply_update(shot.pose, START_ERRORS["lateral"], phantom_case.center)
+    slow = SlowRenderer(phantom_case.renderer.volume, delay_s=0.02)
+    res = Registrar(slow, shot.video_geometry, RegistrationSettings(time_budget_s=0.5)).register(shot.frame, start)
+    # unlimited, the ~700 DRRs of a registration would take > 14 s at 20 ms each
+    assert res.seconds < 0.5 + 2.0 and res.n_evaluations < 100
+    assert not res.success and res.pose_for_overlay is None
+    assert res.stopped_in is not None and res.stopped_in.startswith("start")
+    assert "not registered: the time budget of 0.5 s ran out in the start" in res.reason
+    doc = res.to_dict()
+    assert doc["stopped_at_time_budget_in"] == res.stopped_in and "T_source_from_patient" not in doc
+
+
+def test_time_budget_in_the_fine_stage_is_never_a_confident_result(phantom_case):
+    shot = phantom_case.shot("outlet", (-1.0, 2.0, -1.0, -4.0, 3.0, -5.0), 11)
+    start = apply_update(shot.pose, START_ERRORS["outlet"], phantom_case.center)
+    fast = Registrar(phantom_case.renderer, shot.video_geometry, RegistrationSettings(time_budget_s=None))
+    full = fast.register(shot.frame, start)
+    assert full.stopped_in is None and "stopped_at_time_budget_in" not in full.to_dict()
+    # only the fine (128 px) DRRs are slow: the budget runs out in the first compass stage,
+    # where the pose can still be millimetres off in depth with a high similarity
+    slow = SlowRenderer(phantom_case.renderer.volume, delay_s=0.25, from_px=128)
+    budget_s = full.level_seconds["prepare"] + full.level_seconds["start"] + full.level_seconds["cma64"] + 3.0
+    res = Registrar(slow, shot.video_geometry, RegistrationSettings(time_budget_s=budget_s)).register(
+        shot.frame, start)
+    assert res.stopped_in == "compass128", (res.stopped_in, res.level_seconds)
+    assert not res.success and res.pose_for_overlay is None and "ran out in the compass128 stage" in res.reason
+    assert res.pose is not None and np.isfinite(res.similarity)   # the best fine pose, for diagnostics
+    assert "diagnostic_T_source_from_patient" in res.to_dict()
+
+
+def test_track_shares_one_time_budget(phantom_case):
+    shot = phantom_case.shot("lateral", (-1.0, 2.0, -1.0, -4.0, 3.0, -5.0), 11)
+    start = apply_update(shot.pose, START_ERRORS["lateral"], phantom_case.center)
+    slow = SlowRenderer(phantom_case.renderer.volume, delay_s=0.02)
+    registrar = Registrar(slow, shot.video_geometry, RegistrationSettings(time_budget_s=0.5))
+    res = registrar.track(shot.frame, fallback_pose=start)
+    assert res.stopped_in is not None and not res.success
+    assert res.seconds < 0.5 + 2.0
+
+
+def test_register_command_offers_the_time_budget(capsys):
+    from or_assist.cli import main
+    from or_assist.register.settings import DEFAULT_TIME_BUDGET_S
+
+    with pytest.raises(SystemExit):
+        main(["register", "--help"])
+    assert f"(default {DEFAULT_TIME_BUDGET_S:g}; 0: no limit)" in " ".join(capsys.readouterr().out.split())
+    assert main(["register", "--ct", "x", "--geometry", "g", "--image", "i", "--init", "p", "--out",
+                 "o.json", "--time-budget-s", "-1"]) == 2
+    assert "--time-budget-s" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", [0, -1.0, float("nan"), "3", True])
+def test_time_budget_setting_is_checked(value):
+    with pytest.raises(InputError, match="time_budget_s"):
+        RegistrationSettings(time_budget_s=value)
+
+
 def test_wrong_start_is_a_failure(real_case):
     shot = real_case.shot("inlet", (0, 0, 0, 0, 0, 0), 5)
     wrong = plan_view_pose(real_case.plan, real_case.plan.implants[0].id, "outlet", geometry=real_case.geometry)
@@ -131,7 +206,8 @@ def test_unconvincing_starts_are_all_refined_and_the_best_goes_on(real_case):
               Stage(64, 3.0, "cma", 40, (1.5, 1.5, 1.5, 2.0, 2.0, 5.0), smooth_px=1.0),
               Stage(128, 2.0, "compass", 30, (0.5, 0.5, 0.5, 0.5, 0.5, 2.0)))
     picky = Registrar(real_case.renderer, real_case.registrar.geometry,
-                      RegistrationSettings(stages=stages, max_starts=4, restart_below=1.01, second_stage_below=1.01))
+                      RegistrationSettings(stages=stages, max_starts=4, restart_below=1.01, second_stage_below=1.01,
+                                           time_budget_s=None))
     res = picky.register(shot.frame, start)
     sc = res.stage_scores
     assert [k for k in sc if k.startswith("start") and "_" not in k] == ["start0", "start1", "start2", "start3"]
@@ -139,7 +215,8 @@ def test_unconvincing_starts_are_all_refined_and_the_best_goes_on(real_case):
     assert sc["cma64"] == max(seconds)
     assert res.n_evaluations > 4 * 60
     easy = Registrar(real_case.renderer, real_case.registrar.geometry,
-                     RegistrationSettings(stages=stages, max_starts=4, restart_below=-1.0, second_stage_below=-1.0))
+                     RegistrationSettings(stages=stages, max_starts=4, restart_below=-1.0, second_stage_below=-1.0,
+                                          time_budget_s=None))
     sc = easy.register(shot.frame, start).stage_scores
     assert "start1" not in sc and sc["cma64"] == sc["start0_cma64"]
 
@@ -151,7 +228,7 @@ def test_render_threads_change_the_speed_not_the_result(real_case):
               Stage(64, 3.0, "compass", 40, (1.0, 1.0, 1.0, 1.0, 1.0, 3.0), smooth_px=1.0))
     poses = []
     for n in (1, None):
-        settings = RegistrationSettings(stages=stages, max_starts=1, render_threads=n)
+        settings = RegistrationSettings(stages=stages, max_starts=1, render_threads=n, time_budget_s=None)
         registrar = Registrar(real_case.renderer, real_case.registrar.geometry, settings)
         poses.append(registrar.register(shot.frame, start).pose)
     np.testing.assert_array_equal(poses[0].matrix, poses[1].matrix)
@@ -166,7 +243,7 @@ def test_a_thin_slice_ct_is_coarsened_for_registration(real_ct_path, real_case):
     # a shot of the fine CT registers against the coarsened one
     case = Case(fine, real_case.plan)
     shot = case.shot("outlet", (1.0, -1.0, 1.0, 2.0, 3.0, -2.0), 31)
-    registrar = Registrar(fine, shot.video_geometry)
+    registrar = Registrar(fine, shot.video_geometry, RegistrationSettings(time_budget_s=None))
     np.testing.assert_allclose(registrar.renderer.volume.spacing_mm, 2.0)
     start = apply_update(shot.pose, START_ERRORS["outlet"], case.center)
     res = registrar.register(shot.frame, start)
@@ -238,7 +315,8 @@ def test_library_start_and_tracking(real_case):
                                  neighbourhood_deg=(-5.0, 0.0, 5.0), neighbourhood_size_px=64)
     shot = real_case.shot("outlet", (-2.0, 1.0, 1.0, -3.0, 2.0, 4.0), 21)
     start = apply_update(shot.pose, (-6.0, -5.0, 4.0, 12.0, -9.0, 10.0), real_case.center)
-    registrar = Registrar(real_case.renderer, shot.video_geometry, RegistrationSettings(use_2d_init=True))
+    registrar = Registrar(real_case.renderer, shot.video_geometry,
+                          RegistrationSettings(use_2d_init=True, time_budget_s=None))
     res = registrar.register(shot.frame, start, library=library)
     assert res.success, res.reason
     assert target_error_mm(res.pose, shot.pose, _points(plan)) < 2.0

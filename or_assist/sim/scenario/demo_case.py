@@ -18,6 +18,7 @@ from or_assist.core.plan import Plan
 from or_assist.live.pipeline import LivePipeline
 from or_assist.live.run import LiveCase
 from or_assist.register.pipeline import Registrar
+from or_assist.register.settings import RegistrationSettings
 from or_assist.render.drr import DRRRenderer
 from or_assist.session.caselog import CaseLog
 from or_assist.sim.scenario.model import Scenario, VideoSettings
@@ -65,7 +66,8 @@ def demo_app_scenario(plan: Plan, *, implants=None, tilt_offset_deg: float = DEM
 
 
 def open_demo_case(*, realtime: bool = True, loop: bool = True, implants=None, cases_root=None,
-                   case_log: bool = True, registrar: Registrar | None = None) -> LiveCase:
+                   case_log: bool = True, registrar: Registrar | None = None,
+                   registration_settings: RegistrationSettings | None = None) -> LiveCase:
     """The demo on the built-in sample pelvis (module doc).
 
     Parameters
@@ -82,6 +84,9 @@ def open_demo_case(*, realtime: bool = True, loop: bool = True, implants=None, c
         Write a case log.
     registrar : Registrar, optional
         Replaces the default :class:`~or_assist.register.pipeline.Registrar` (tests).
+    registration_settings : RegistrationSettings, optional
+        Settings of the default registrar (e.g. no time budget, for tests that must not
+        depend on the machine's speed).
 
     Returns
     -------
@@ -93,7 +98,7 @@ def open_demo_case(*, realtime: bool = True, loop: bool = True, implants=None, c
     video_geometry = source.video_geometry
     renderer = DRRRenderer(source._ensure_renderer().volume)
     if registrar is None:
-        registrar = Registrar(renderer, video_geometry)
+        registrar = Registrar(renderer, video_geometry, registration_settings)
     log = CaseLog.create(cases_root, plan=plan, geometry=video_geometry.to_dict(),
                          patient_label="sample pelvis (synthetic)") if case_log else None
     pipeline = LivePipeline(plan, video_geometry, registrar=registrar, case_log=log, renderer=renderer)
