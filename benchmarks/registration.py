@@ -194,6 +194,105 @@ def calibration(rows: list) -> str:
     return "\n".join(lines)
 
 
+# --------------------------------------------------------------------------- appearance families
+
+VIEWS_ALL = ("lateral", "inlet", "outlet", "ap")
+#: Families the thresholds may be calibrated on; the others are held out (issue 15).
+CALIBRATION_FAMILIES = ("default", "flat_panel")
+
+
+def family_shot(renderer, ct, plan, view: str, appearance, rng):
+    """One shot of ``view`` in an appearance family: (SimulatedShot, start pose, polarity).
+
+    The view is a planned view of a random implant moved anywhere over the sacrum and
+    ilia (in-plane +-30 mm, depth +-10 mm, roll +-10 deg, orbit and tilt +-5 deg); a
+    guide pin in half of the shots; the start is the truth moved by up to +-10 deg and
+    +-15 mm (the radiographer's positioning error).
+    """
+    from or_assist.sim.shots.appearance import simulate_appearance_shot
+
+    geometry = load_profile(PROFILE).geometry_at(appearance.detector_px)
+    center = isocenter_source_mm(geometry)
+    imp = plan.implants[int(rng.integers(len(plan.implants)))]
+    planned = plan_view_pose(plan, imp.id, view, geometry=geometry)
+    true = apply_update(planned, np.r_[rng.uniform(-5, 5, 2), rng.uniform(-10, 10), rng.uniform(-30, 30, 2),
+                                       rng.uniform(-10, 10)], center)
+    pin = None
+    if rng.uniform() < 0.5:
+        axis = imp.apex_lps_mm - imp.entry_lps_mm
+        axis = axis / np.linalg.norm(axis) + rng.normal(0, 0.05, 3)
+        depth = rng.uniform(0.2, 1.0) * np.linalg.norm(imp.apex_lps_mm - imp.entry_lps_mm)
+        pin = GuidePin.from_tip_direction(imp.entry_lps_mm + depth * axis / np.linalg.norm(axis), axis, 200.0)
+    shot = simulate_appearance_shot(ct, true, geometry, appearance, pin=pin, seed=int(rng.integers(2**31)))
+    start = apply_update(true, np.r_[rng.uniform(-10, 10, 3), rng.uniform(-15, 15, 3)], center)
+    return shot, start, "bone-bright" if appearance.invert else "bone-dark"
+
+
+def run_families(name: str, ct, plan, views, families, n: int, seed: int, settings: RegistrationSettings,
+                 verbose: bool) -> list:
+    """Every view x family, ``n`` shots each, with seeds independent of the order."""
+    from or_assist.sim.shots.appearance import draw_appearance
+
+    renderer = DRRRenderer(AttenuationVolume.from_ct(ct))
+    points = target_points(plan, ct)
+    rows = []
+    for vi, view in enumerate(views):
+        for fi, family in enumerate(families):
+            for k in range(n):
+                rng = np.random.default_rng([seed, vi, fi, k])
+                appearance = draw_appearance(family, rng)
+                shot, start, polarity = family_shot(renderer, ct, plan, view, appearance, rng)
+                registrar = Registrar(renderer, shot.video_geometry, settings)
+                res = registrar.register(shot.frame, start, polarity=polarity)
+                pose = res.pose if res.pose is not None else start
+                row = {"case": name, "view": view, "family": family, "mtre0": target_error_mm(start, shot.pose, points),
+                       "mtre": target_error_mm(pose, shot.pose, points), "success": res.success,
+                       "similarity": res.similarity, "seconds": res.seconds, "reason": res.reason,
+                       "stopped": res.stopped_in}
+                rows.append(row)
+                if verbose:
+                    print(f"  {name} {view:7s} {family:12s} {k:2d} start {row['mtre0']:5.1f} mm -> {row['mtre']:6.2f} mm"
+                          f"  sim {res.similarity:.3f} ok={int(res.success)} {res.seconds:.2f} s"
+                          f"{'' if res.success else '  (' + str(res.reason) + ')'}", flush=True)
+    return rows
+
+
+def family_table(title: str, rows: list) -> str:
+    """Per view x family: within 2 mm, median mTRE, false confidence, reported, 95th time."""
+    lines = [title, f"  {'view':8s} {'family':12s} {'n':>3s} {'<2 mm':>7s} {'mTRE med':>9s} {'false conf':>10s} "
+                    f"{'reported':>9s} {'t 95th':>7s}"]
+    keys = sorted({(r["view"], r["family"]) for r in rows}, key=lambda k: (VIEWS_ALL.index(k[0]), k[1]))
+    for view, family in keys + [("all", "")]:
+        sel = [r for r in rows if view == "all" or (r["view"], r["family"]) == (view, family)]
+        m = np.array([r["mtre"] for r in sel])
+        ok = np.array([r["success"] for r in sel])
+        t = np.array([r["seconds"] for r in sel])
+        lines.append(f"  {view:8s} {family:12s} {len(sel):3d} {100 * np.mean(m < SUCCESS_MM):6.1f}% "
+                     f"{np.median(m):8.2f}  {100 * np.mean(ok & (m >= SUCCESS_MM)):9.1f}% {100 * ok.mean():8.1f}% "
+                     f"{np.percentile(t, 95):6.2f}s")
+    return "\n".join(lines)
+
+
+def other_patient(shots_of, registrar_ct, registrar_plan, n: int, seed: int, settings) -> str:
+    """Shots of one patient registered against another's CT from that patient's planned views:
+    how many are (wrongly) reported as registered."""
+    from or_assist.sim.shots.appearance import draw_appearance
+
+    ct_a, plan_a, name_a = shots_of
+    renderer_a = DRRRenderer(AttenuationVolume.from_ct(ct_a))
+    renderer_b = DRRRenderer(AttenuationVolume.from_ct(registrar_ct))
+    reported = 0
+    for k in range(n):
+        rng = np.random.default_rng([seed, 99, k])
+        view = VIEWS_ALL[k % 3]
+        shot, _, polarity = family_shot(renderer_a, ct_a, plan_a, view, draw_appearance("default", rng), rng)
+        imp = registrar_plan.implants[k % len(registrar_plan.implants)]
+        start = plan_view_pose(registrar_plan, imp.id, view, geometry=shot.video_geometry)
+        res = Registrar(renderer_b, shot.video_geometry, settings).register(shot.frame, start, polarity=polarity)
+        reported += bool(res.success)
+    return f"shots of {name_a} registered against another patient's CT: {reported} of {n} reported as registered"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=100, help="shots per case (default 100)")
@@ -206,6 +305,13 @@ def main(argv=None) -> int:
                          "shots come from it and the registrar gets the CT, so its volume_voxel_mm applies")
     ap.add_argument("--volume-voxel-mm", default=None, metavar="MM|none",
                     help="RegistrationSettings.volume_voxel_mm (default the pipeline's)")
+    ap.add_argument("--families", default=None, metavar="all|F1,F2",
+                    help="the appearance-family protocol (or_assist.sim.shots.appearance): every view x family, "
+                         "calibration families apart from held-out ones")
+    ap.add_argument("--views", default=",".join(VIEWS_ALL), help="views of the family protocol")
+    ap.add_argument("--per-cell", type=int, default=5, help="shots per view x family (default 5)")
+    ap.add_argument("--calibration-families", default=",".join(CALIBRATION_FAMILIES),
+                    help="families the thresholds may be tuned on; the rest are reported as held out")
     args = ap.parse_args(argv)
     settings = RegistrationSettings()
     if args.metric:
@@ -213,18 +319,12 @@ def main(argv=None) -> int:
     if args.volume_voxel_mm is not None:
         settings = replace(settings, volume_voxel_mm=None if args.volume_voxel_mm == "none"
                            else float(args.volume_voxel_mm))
+    if args.families is not None:
+        return main_families(args, settings)
     all_rows, tables = [], []
     started = time.perf_counter()
     for case in args.cases.split(","):
-        if case == "real":
-            ct, plan, name = load_ct(REAL_CT), load_plan(REAL_PLAN), "real CT (3 mm)"
-        elif case == "phantom":
-            from or_assist.sim.sample import build_sample_data
-
-            paths = build_sample_data(Path(tempfile.mkdtemp(prefix="or_assist_bench_")))
-            ct, plan, name = load_ct(paths["ct"]), load_plan(paths["plan"]), "sample phantom"
-        else:
-            ap.error(f"unknown case {case!r}")
+        ct, plan, name = load_case(case)
         if args.ct_spacing is not None:
             from or_assist.core.ct.load import resample_ct
 
@@ -238,6 +338,51 @@ def main(argv=None) -> int:
           f"{time.perf_counter() - started:.0f} s in all")
     print("\n".join(tables))
     print(calibration(all_rows))
+    return 0
+
+
+def load_case(case: str):
+    """(ct, plan, name) of ``real`` or ``phantom``."""
+    if case == "real":
+        return load_ct(REAL_CT), load_plan(REAL_PLAN), "real CT (3 mm)"
+    if case == "phantom":
+        from or_assist.sim.sample import build_sample_data
+
+        paths = build_sample_data(Path(tempfile.mkdtemp(prefix="or_assist_bench_")))
+        return load_ct(paths["ct"]), load_plan(paths["plan"]), "sample phantom"
+    raise SystemExit(f"unknown case {case!r}")
+
+
+def main_families(args, settings: RegistrationSettings) -> int:
+    """The appearance-family protocol: per case, a table of the calibration families and one
+    of the held-out families; the confidence calibration from the calibration families only."""
+    from or_assist.sim.shots.appearance import APPEARANCE_FAMILIES
+
+    families = list(APPEARANCE_FAMILIES) if args.families == "all" else args.families.split(",")
+    calib = [f for f in args.calibration_families.split(",") if f in families]
+    views = args.views.split(",")
+    started = time.perf_counter()
+    cases, out, cal_rows = {}, [], []
+    for case in args.cases.split(","):
+        ct, plan, name = load_case(case)
+        cases[case] = (ct, plan, name)
+        rows = run_families(name, ct, plan, views, families, args.per_cell, args.seed, settings, not args.quiet)
+        cal_rows += [r for r in rows if r["family"] in calib]
+        out.append(family_table(f"{name}: calibration families ({', '.join(calib) or 'none'})",
+                                [r for r in rows if r["family"] in calib]))
+        held = [r for r in rows if r["family"] not in calib]
+        if held:
+            out.append(family_table(f"{name}: HELD-OUT families ({', '.join(f for f in families if f not in calib)})",
+                                    held))
+    if "real" in cases and "phantom" in cases:
+        out.append(other_patient(cases["phantom"], cases["real"][0], cases["real"][1], 10, args.seed, settings))
+        out.append(other_patient(cases["real"], cases["phantom"][0], cases["phantom"][1], 10, args.seed, settings))
+    print(f"\nregistration benchmark, appearance families: metric {settings.metric}, seed {args.seed}, "
+          f"{args.per_cell} shots per view x family, time budget {settings.time_budget_s} s, "
+          f"{time.perf_counter() - started:.0f} s in all")
+    print("\n".join(out))
+    if cal_rows:
+        print(calibration(cal_rows))
     return 0
 
 

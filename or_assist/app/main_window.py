@@ -497,7 +497,9 @@ class MainWindow(QtWidgets.QMainWindow):
             else:
                 self._numbers(r.deviation.tip_offset_mm, r.deviation.angle_deg, r.cue, None)
             self.hint_label.setText(f"C-arm: {r.hint}" if r.hint else "")
-            self.registration_label.setToolTip(f"similarity {sim:.3f}")
+            est = r.registration.estimated_error_mm
+            self.registration_label.setToolTip(f"similarity {sim:.3f}" + (
+                f"; estimated error at the planned implant {est:.1f} mm" if est is not None else ""))
         if not current:
             self.state_label.setText("NEW IMAGE (old shot below)" if self._image_changing else
                                      self.state_label.text())
@@ -554,7 +556,10 @@ class MainWindow(QtWidgets.QMainWindow):
         elif r is None:
             text, colour = "waiting for a shot", theme.DIM
         elif r.registered:
-            text, colour = f"registered ({r.registration.similarity:.2f})", theme.GREEN
+            est = r.registration.estimated_error_mm
+            text = f"registered ({r.registration.similarity:.2f}" + \
+                (f", ±{est:.1f} mm)" if est is not None else ")")
+            colour = theme.GREEN
         else:
             text, colour = "NOT REGISTERED", theme.RED
         self.registration_label.setText(text)

@@ -78,7 +78,8 @@ class LivePipeline:
         The patient's CT (needed unless ``registrar`` is given).
     registrar : Registrar, optional
         Default: a :class:`~or_assist.register.pipeline.Registrar` on ``ct`` and ``geometry``.
-        Anything with ``register(frame, init_pose, polarity=..., library=...)`` returning a
+        Anything with ``register(frame, init_pose, polarity=..., library=..., target_lps_mm=...)``
+        returning a
         :class:`~or_assist.register.pipeline.RegistrationResult` works.
     library : ViewLibrary, optional
         Virtual views (registration starts and the virtual view panel).
@@ -189,14 +190,18 @@ class LivePipeline:
             starts += [(v, self.planned_pose(implant_id, v), False) for v in SIJF_VIEWS if v != view]
         return starts
 
-    def _register(self, frame: np.ndarray, start: Pose, track: bool, polarity: str) -> RegistrationResult:
+    def _register(self, frame: np.ndarray, start: Pose, track: bool, polarity: str,
+                  implant_id: str) -> RegistrationResult:
         """Tracking (a short local search from the last registered pose, when the registrar
-        can) or a full registration from ``start``."""
+        can) or a full registration from ``start``; the error is estimated at the active
+        implant's entry and apex."""
         reg = self.registrar
+        implant = self.plan.implant(implant_id)
+        targets = np.stack([implant.entry_lps_mm, implant.apex_lps_mm])
         prev = getattr(reg, "last_result", None)
         if track and hasattr(reg, "track") and prev is not None and prev.pose_for_overlay is not None:
-            return reg.track(frame, polarity=polarity, fallback_pose=start)
-        return reg.register(frame, start, polarity=polarity, library=self.library)
+            return reg.track(frame, polarity=polarity, fallback_pose=start, target_lps_mm=targets)
+        return reg.register(frame, start, polarity=polarity, library=self.library, target_lps_mm=targets)
 
     def process(self, image: np.ndarray, implant_id: str, view: str, *, frame_index: int = -1,
                 shown_since_s: float | None = None, timestamp: float | None = None,
@@ -248,7 +253,7 @@ class LivePipeline:
             for k, (v, start, track) in enumerate(self._starts(implant_id, view)):
                 if k and should_stop is not None and should_stop():
                     break
-                reg = self._register(frame, start, track, pre.polarity)
+                reg = self._register(frame, start, track, pre.polarity, implant_id)
                 if result.registration is None or reg.success:
                     result.registration, result.view = reg, v
                 if reg.success:

@@ -89,8 +89,9 @@ class ShotResult:
         if self.registration is None:
             state = f"not registered ({self.message})"
         elif self.registered:
-            state = f"registered ({self.registration.metric} {self.registration.similarity:.2f}, " \
-                    f"{self.registration.seconds:.1f} s)"
+            est = self.registration.estimated_error_mm
+            state = f"registered ({self.registration.metric} {self.registration.similarity:.2f}, " + \
+                    (f"est. error {est:.1f} mm, " if est is not None else "") + f"{self.registration.seconds:.1f} s)"
         else:
             state = f"NOT REGISTERED ({self.registration.reason})"
         text = f"shot {self.number} [{self.implant_id} {self.view}]: {state}"

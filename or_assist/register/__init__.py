@@ -10,6 +10,7 @@ Modules::
     settings     How :class:`~or_assist.register.pipeline.Registrar` registers: stages, thresholds, settings.
     shot         A fluoroscopy shot made ready for registration: attenuation-like image pyramid and masks.
     similarity   Image similarity measures for 2D/3D registration, all restricted to a mask.
+    uncertainty  How sharply a registration's optimum pins the pose down, and the error that implies.
 
 Names are exported lazily (``lazy_loader``, as in scikit-image): importing this package
 imports no submodule, ``from or_assist.register import name`` imports only the one that
@@ -20,7 +21,7 @@ import lazy_loader as _lazy
 
 __getattr__, __dir__, __all__ = _lazy.attach(
     __name__,
-    submodules=['files', 'init2d', 'optimize', 'pipeline', 'pose_params', 'settings', 'shot', 'similarity'],
+    submodules=['files', 'init2d', 'optimize', 'pipeline', 'pose_params', 'settings', 'shot', 'similarity', 'uncertainty'],
     submod_attrs={
         'files': ['register_files'],
         'init2d': ['Alignment2D', 'similarity_matrix', 'align_2d', 'pose_from_2d', 'resample_to_geometry'],
@@ -30,5 +31,6 @@ __getattr__, __dir__, __all__ = _lazy.attach(
         'settings': ['CONFIDENCE_THRESHOLD', 'RESTART_BELOW', 'SECOND_STAGE_BELOW', 'LATER_STARTS', 'DEFAULT_STAGES', 'TRACK_STAGES', 'DEFAULT_TIME_BUDGET_S', 'Stage', 'RegistrationSettings'],
         'shot': ['ShotLevel', 'PreparedShot', 'ShotProblem', 'frame_to_unit', 'field_and_exclusions', 'prepare_shot', 'scaled_geometry'],
         'similarity': ['METRICS', 'DEFAULT_METRIC', 'FixedImage', 'prepare_fixed', 'ncc', 'gradient_correlation', 'patch_gradient_ncc', 'gradients'],
+        'uncertainty': ['CURVATURE_STEPS', 'FLAT_SIGMA', 'ERROR_SCALE', 'PoseUncertainty', 'pose_uncertainty'],
     },
 )

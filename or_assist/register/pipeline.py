@@ -55,6 +55,7 @@ from or_assist.register.pose_params import apply_update, isocenter_source_mm, po
 from or_assist.register.settings import LATER_STARTS, TRACK_STAGES, RegistrationSettings
 from or_assist.register.shot import PreparedShot, ShotProblem, prepare_shot
 from or_assist.register.similarity import prepare_fixed
+from or_assist.register.uncertainty import PoseUncertainty, pose_uncertainty
 
 __all__ = ["REGISTRATION_SCHEMA", "RegistrationResult", "Registrar", "registration_ct"]
 
@@ -85,6 +86,12 @@ class RegistrationResult:
         The start of the 3-D search that was kept.
     stage_scores : dict
         Similarity after each start of the first stage and after each later stage.
+    estimated_error_mm : float or None
+        Estimated error at the target points (:mod:`or_assist.register.uncertainty`; the
+        planned implant when the caller gives it, else the patient point at the
+        isocentre), mm; None when the search did not finish.
+    uncertainty : PoseUncertainty or None
+        The curvature of the similarity at the result and the parameter sigmas behind it.
     stopped_in : str or None
         The stage in which the time budget ran out
         (:attr:`~or_assist.register.settings.RegistrationSettings.time_budget_s`); None
@@ -102,6 +109,8 @@ class RegistrationResult:
     start_pose: Pose | None = None
     stage_scores: dict = field(default_factory=dict)
     stopped_in: str | None = None
+    estimated_error_mm: float | None = None
+    uncertainty: PoseUncertainty | None = None
 
     @property
     def pose_for_overlay(self) -> Pose | None:
@@ -130,6 +139,10 @@ class RegistrationResult:
         doc["stage_scores"] = dict(self.stage_scores)
         if self.stopped_in is not None:
             doc["stopped_at_time_budget_in"] = self.stopped_in
+        if self.estimated_error_mm is not None:
+            doc["estimated_error_mm"] = round(float(self.estimated_error_mm), 3)
+        if self.uncertainty is not None:
+            doc["uncertainty"] = self.uncertainty.to_dict()
         return doc
 
 
@@ -267,7 +280,7 @@ class Registrar:
 
     # ------------------------------------------------------------------ public
     def register(self, frame: np.ndarray, init_pose: Pose, *, polarity: str = "bone-dark", library=None,
-                 valid_mask: np.ndarray | None = None) -> RegistrationResult:
+                 valid_mask: np.ndarray | None = None, target_lps_mm=None) -> RegistrationResult:
         """Register one frame, starting near ``init_pose``.
 
         Parameters
@@ -281,6 +294,9 @@ class Registrar:
             Precomputed views; the nearby ones are tried as 2-D starts too.
         valid_mask : (H, W) bool array, optional
             Pixels to use (default: found in the frame).
+        target_lps_mm : (N, 3) array_like, optional
+            Where the error is estimated, e.g. the planned implant's entry and apex
+            (default: the patient point at the isocentre).
 
         Returns
         -------
@@ -288,12 +304,19 @@ class Registrar:
             ``success=False`` with a reason when the shot cannot be registered
             confidently; bad arguments raise :class:`InputError`.
         """
-        return self._register(frame, init_pose, polarity, library, valid_mask, self.settings)
+        return self._register(frame, init_pose, polarity, library, valid_mask, self.settings,
+                              target_lps_mm=target_lps_mm)
 
     def _register(self, frame, init_pose, polarity, library, valid_mask, st: RegistrationSettings,
-                  deadline: float | None = None):
+                  deadline: float | None = None, target_lps_mm=None):
         if not isinstance(init_pose, Pose):
             raise InputError(f"expected a Pose (T_source_from_patient), got {type(init_pose).__name__}", "init_pose")
+        targets = None
+        if target_lps_mm is not None:
+            targets = np.asarray(target_lps_mm, dtype=np.float64)
+            if targets.ndim != 2 or targets.shape[1] != 3 or len(targets) == 0 or not np.all(np.isfinite(targets)):
+                raise InputError(f"expected finite (N, 3) points in LPS mm, got shape {targets.shape}",
+                                 "target_lps_mm")
         check_choice(polarity, POLARITY_SETTINGS, "polarity")
         started = time.perf_counter()
         if deadline is None and st.time_budget_s is not None:
@@ -316,6 +339,7 @@ class Registrar:
         try:
             with _numba_threads(st.render_threads):
                 pose, start, sim = self._search(st, levels, init_pose, library, center, times)
+                unc = self._uncertainty(st, levels, pose, sim, center, times)
         except _OutOfTime:
             # A search cut short is never judged confident: a coarse optimum scores like a
             # right one at the fine level while being off in depth (a phantom lateral cut
@@ -331,6 +355,9 @@ class Registrar:
                 0, times, None, self._stage_scores, stopped_in), started)
 
         result = RegistrationResult(pose, True, sim, st.metric, 0.0, None, 0, times, start, self._stage_scores)
+        if unc is not None:
+            where = targets if targets is not None else pose.inverse().apply(center[None, :])
+            result.uncertainty, result.estimated_error_mm = unc, unc.error_at_mm(pose, where)
         angle, disp = pose_error(pose, init_pose, center)
         if angle > st.capture_range[0] or np.linalg.norm(disp) > st.capture_range[1]:
             result.success = False
@@ -340,10 +367,16 @@ class Registrar:
             result.success = False
             result.reason = (f"not confident: final {st.metric} {sim:.3f} is below the threshold "
                              f"{st.confidence_threshold:.3f}")
+        elif st.max_estimated_error_mm is not None and result.estimated_error_mm is not None \
+                and result.estimated_error_mm > st.max_estimated_error_mm:
+            result.success = False
+            result.reason = (f"not confident: estimated error {result.estimated_error_mm:.1f} mm "
+                             f"{'at the planned implant' if targets is not None else 'at the isocentre'} is above "
+                             f"the limit of {st.max_estimated_error_mm:g} mm")
         return self._finish(result, started)
 
     def track(self, frame: np.ndarray, *, polarity: str = "bone-dark", fallback_pose: Pose | None = None,
-              valid_mask: np.ndarray | None = None) -> RegistrationResult:
+              valid_mask: np.ndarray | None = None, target_lps_mm=None) -> RegistrationResult:
         """Register a new shot of nearly the same view, starting from the last successful pose.
 
         A short local search (:data:`TRACK_STAGES`) from the previous pose; when that is
@@ -356,6 +389,8 @@ class Registrar:
         fallback_pose : Pose, optional
             Start when there is no previous successful registration.
         valid_mask : (H, W) bool array, optional
+        target_lps_mm : (N, 3) array_like, optional
+            As for :meth:`register`.
         """
         prev = self.last_result.pose_for_overlay if self.last_result is not None else None
         start = prev if prev is not None else fallback_pose
@@ -365,11 +400,11 @@ class Registrar:
         quick = replace(self.settings, stages=TRACK_STAGES, max_starts=1, use_2d_init=False)
         budget = self.settings.time_budget_s
         deadline = None if budget is None else time.perf_counter() + budget
-        result = self._register(frame, start, polarity, None, valid_mask, quick, deadline)
+        result = self._register(frame, start, polarity, None, valid_mask, quick, deadline, target_lps_mm)
         if result.success or result.pose is None or result.stopped_in is not None:
             return result
         spent = result.seconds
-        result = self._register(frame, start, polarity, None, valid_mask, self.settings, deadline)
+        result = self._register(frame, start, polarity, None, valid_mask, self.settings, deadline, target_lps_mm)
         result.seconds += spent
         return result
 
@@ -378,6 +413,18 @@ class Registrar:
         """Raise :class:`_OutOfTime` once the deadline of the registration under way has passed."""
         if self._deadline is not None and time.perf_counter() > self._deadline:
             raise _OutOfTime
+
+    def _uncertainty(self, st: RegistrationSettings, levels: dict, pose: Pose, sim: float, center: np.ndarray,
+                     times: dict) -> PoseUncertainty | None:
+        """The similarity's curvature at the result on the fine level (None without one)."""
+        fine = self._fine_level(st, levels)
+        if fine is None:
+            return None
+        self._stage_name = "uncertainty"
+        t0 = time.perf_counter()
+        unc = pose_uncertainty(fine.score, pose, center, score_at_pose=sim)
+        times["uncertainty"] = time.perf_counter() - t0
+        return unc
 
     @staticmethod
     def _fine_level(st: RegistrationSettings, levels: dict):

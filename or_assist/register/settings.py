@@ -139,6 +139,9 @@ class RegistrationSettings:
         coarsened to this (per axis, antialiased) for rendering
         (:func:`~or_assist.register.pipeline.registration_ct`); None keeps its voxels. A
         renderer or attenuation volume given instead is used as it is.
+    max_estimated_error_mm : float or None
+        A result whose estimated error (:mod:`or_assist.register.uncertainty`) at the
+        target points is above this is "not registered" (default 2 mm; None: not checked).
     time_budget_s : float or None
         Wall time a registration may take (default 3 s; None: no limit). When it runs
         out the shot is "not registered", with the reason and the stage it stopped in,
@@ -161,6 +164,7 @@ class RegistrationSettings:
     second_stage_below: float = SECOND_STAGE_BELOW
     render_threads: int | None = None
     volume_voxel_mm: float | None = 2.0
+    max_estimated_error_mm: float | None = 2.0
     time_budget_s: float | None = DEFAULT_TIME_BUDGET_S
     seed: int = 0
 
@@ -184,6 +188,9 @@ class RegistrationSettings:
                                                  or not 0 < self.volume_voxel_mm <= 10):
             raise InputError(f"must be None or a size in mm in (0, 10], got {self.volume_voxel_mm!r}",
                              "volume_voxel_mm")
+        if self.max_estimated_error_mm is not None:
+            object.__setattr__(self, "max_estimated_error_mm", check_number(
+                self.max_estimated_error_mm, "max_estimated_error_mm", 0.0, 1000.0, lo_open=True, unit="mm"))
         if self.time_budget_s is not None:
             object.__setattr__(self, "time_budget_s",
                                check_number(self.time_budget_s, "time_budget_s", 0.0, 3600.0, lo_open=True, unit="s"))

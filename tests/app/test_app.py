@@ -128,7 +128,7 @@ class SlowRegistrar:
         self.thread = None
         self.last_result = None
 
-    def register(self, frame, init_pose, *, polarity="bone-dark", library=None, valid_mask=None):
+    def register(self, frame, init_pose, *, polarity="bone-dark", library=None, valid_mask=None, target_lps_mm=None):
         self.calls += 1
         self.thread = threading.current_thread()
         t0 = time.perf_counter()

@@ -87,7 +87,7 @@ def test_not_registered_shot_has_no_plan_overlay(sample_case, tmp_path):
     from or_assist.register.pipeline import RegistrationResult
 
     class NeverConfident:
-        def register(self, frame, init_pose, *, polarity="bone-dark", library=None):
+        def register(self, frame, init_pose, *, polarity="bone-dark", library=None, target_lps_mm=None):
             return RegistrationResult(init_pose, False, 0.05, "gc", 0.01, "not confident: test")
 
     ct, plan, geometry = sample_case

@@ -158,6 +158,26 @@ def test_time_budget_in_the_fine_stage_is_never_a_confident_result(phantom_case)
     assert "diagnostic_T_source_from_patient" in res.to_dict()
 
 
+def test_results_carry_an_error_estimate_and_its_limit_applies(phantom_case):
+    shot = phantom_case.shot("outlet", (-1.0, 2.0, -1.0, -4.0, 3.0, -5.0), 11)
+    start = apply_update(shot.pose, START_ERRORS["outlet"], phantom_case.center)
+    implant = phantom_case.plan.implants[0]
+    targets = np.stack([implant.entry_lps_mm, implant.apex_lps_mm])
+    res = phantom_case.registrar.register(shot.frame, start, target_lps_mm=targets)
+    assert res.success, res.reason
+    assert 0 < res.estimated_error_mm < 2.0 and res.uncertainty is not None
+    assert np.all(res.uncertainty.curvature[:5] < 0)       # a peak along every well-seen parameter
+    doc = res.to_dict()
+    assert doc["estimated_error_mm"] == pytest.approx(res.estimated_error_mm, abs=1e-3)
+    assert len(doc["uncertainty"]["sigma"]) == 6
+    strict = Registrar(phantom_case.renderer, shot.video_geometry,
+                       RegistrationSettings(time_budget_s=None, max_estimated_error_mm=1e-3))
+    res = strict.register(shot.frame, start, target_lps_mm=targets)
+    assert not res.success and "estimated error" in res.reason and "at the planned implant" in res.reason
+    with pytest.raises(InputError, match="target_lps_mm"):
+        strict.register(shot.frame, start, target_lps_mm=[[0.0, 0.0]])
+
+
 def test_track_shares_one_time_budget(phantom_case):
     shot = phantom_case.shot("lateral", (-1.0, 2.0, -1.0, -4.0, 3.0, -5.0), 11)
     start = apply_update(shot.pose, START_ERRORS["lateral"], phantom_case.center)
