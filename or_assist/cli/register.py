@@ -42,7 +42,8 @@ def register_command(ct_path: str | os.PathLike, geometry_path: str | os.PathLik
                             library_path=library_path, polarity=polarity,
                             time_budget_s=time_budget_s or None)
     if result.success:
-        summary = (f"registered in {result.seconds:.2f} s ({result.metric} {result.similarity:.3f}); "
+        est = "" if result.estimated_error_mm is None else f", estimated error {result.estimated_error_mm:.1f} mm"
+        summary = (f"registered in {result.seconds:.2f} s ({result.metric} {result.similarity:.3f}{est}); "
                    f"wrote {out_path}")
     else:
         summary = f"registration failed: {result.reason}; wrote {out_path}"

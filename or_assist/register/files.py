@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
 from or_assist.errors import InputError
 from or_assist.register.pipeline import RegistrationResult
 from or_assist.register.settings import DEFAULT_TIME_BUDGET_S, RegistrationSettings
@@ -38,7 +40,8 @@ def register_files(ct_path: str | os.PathLike, geometry_path: str | os.PathLike,
     out_path : path-like
         Where to write the result.
     plan_path : path-like, optional
-        The plan; a library given is checked against it.
+        The plan; a library given is checked against it, and the error is estimated at
+        its implants' entry and apex points (else at the isocentre).
     library_path : path-like, optional
         A view library (``or-assist views``) whose nearby views seed the start.
     polarity : {'bone-dark', 'bone-bright', 'auto'}
@@ -86,6 +89,10 @@ def register_files(ct_path: str | os.PathLike, geometry_path: str | os.PathLike,
                              str(library_path))
     ct = load_ct(ct_path)
     settings = RegistrationSettings(time_budget_s=time_budget_s)
-    result = Registrar(ct, geometry, settings).register(frame, init_pose, polarity=polarity, library=library)
+    targets = None
+    if plan is not None and plan.implants:  # the error is estimated at the planned implants
+        targets = np.stack([p for imp in plan.implants for p in (imp.entry_lps_mm, imp.apex_lps_mm)])
+    result = Registrar(ct, geometry, settings).register(frame, init_pose, polarity=polarity, library=library,
+                                                        target_lps_mm=targets)
     jsonio.write_json(out_path, result.to_dict())
     return result

@@ -302,10 +302,12 @@ def test_cli_function_writes_a_result(real_case, real_ct_path, tmp_path):
     save_geometry(shot.video_geometry, tmp_path / "g.json")
     save_pose(start, tmp_path / "init.json")
     out = register_command(real_ct_path, tmp_path / "g.json", tmp_path / "shot.png", tmp_path / "init.json",
-                           tmp_path / "result.json")
+                           tmp_path / "result.json", plan_path=REAL_PLAN, time_budget_s=0)
     doc = json.loads((tmp_path / "result.json").read_text())
     assert doc["schema"] == REGISTRATION_SCHEMA and doc["success"] is True, doc.get("reason")
     assert doc["metric"] and doc["seconds"] > 0 and "registered" in out["summary"]
+    # with the plan the error is estimated at its implants, and said
+    assert 0 < doc["estimated_error_mm"] < 2.0 and "estimated error" in out["summary"]
     from or_assist.core.pose import load_pose
 
     assert target_error_mm(load_pose(tmp_path / "result.json"), shot.pose, _points(real_case.plan)) < 2.0
