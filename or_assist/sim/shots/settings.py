@@ -101,6 +101,10 @@ class ShotSettings:
     metering_fraction : float
         The automatic window is taken from the central part of the field, this fraction
         of its radius (0.1-1; default 0.6), like a C-arm's brightness metering field.
+    metering_max_transmission : float
+        Pixels whose primary transmission exceeds this (0.01-1) are left out of the
+        automatic window, as brightness control ignores direct radiation (default 1:
+        none left out).
     video_bits : int
         Grey levels of the video signal, 1-8 bits (default 8); the frame is uint8.
     invert : bool
@@ -143,6 +147,7 @@ class ShotSettings:
     text_top: Sequence[str] = DEFAULT_TEXT_TOP
     text_bottom: Sequence[str] = DEFAULT_TEXT_BOTTOM
     metering_fraction: float = 0.6
+    metering_max_transmission: float = 1.0
     video_bits: int = 8
     invert: bool = False
     frame_size_px: tuple[int, int] | None = None
@@ -183,6 +188,8 @@ class ShotSettings:
         s(self, "text_top", _lines(self.text_top, "text_top"))
         s(self, "text_bottom", _lines(self.text_bottom, "text_bottom"))
         s(self, "metering_fraction", check_number(self.metering_fraction, "metering_fraction", 0.1, 1.0))
+        s(self, "metering_max_transmission",
+          check_number(self.metering_max_transmission, "metering_max_transmission", 0.01, 1.0))
         s(self, "video_bits", check_integer(self.video_bits, "video_bits", 1, 8))
         if not isinstance(self.invert, (bool, np.bool_)):
             raise InputError(f"must be True or False, got {self.invert!r}", "invert")

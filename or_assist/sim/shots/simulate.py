@@ -262,6 +262,7 @@ def shot_from_transmission(transmission_fine: np.ndarray, pose: Pose, geometry: 
     primary = processing.s_distortion(chain.bin_mean(primary, ss), settings.s_distortion_px)
     field_det = field(settings.collimation_radius_fraction)
     primary *= field_det
+    primary_no_vignetting = primary.copy() if settings.vignetting > 0 else primary
     if settings.vignetting > 0:
         primary *= processing.vignetting_gain(geom.image_size_px, settings.vignetting)
 
@@ -286,6 +287,10 @@ def shot_from_transmission(transmission_fine: np.ndarray, pose: Pose, geometry: 
                      settings.collimation or "square") & field_det
     if not metering.any():  # a tiny detector: meter over the whole field
         metering = field_det
+    if settings.metering_max_transmission < 1.0:  # brightness control ignores bare beam
+        anatomy = primary_no_vignetting <= np.float32(settings.metering_max_transmission)
+        if np.any(metering & anatomy):
+            metering &= anatomy
     if metal_fine is not None:  # the window ignores metal (it saturates black), as C-arms clip it
         no_metal = chain.bin_mean(metal_fine, ss) < _METAL_IGNORED
         if np.any(metering & no_metal):
