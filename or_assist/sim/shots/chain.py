@@ -142,20 +142,28 @@ def poisson_counts(expected: np.ndarray, rng: np.random.Generator) -> np.ndarray
 
 
 def field_mask(size_px: tuple[int, int], kind: str | None, radius_fraction: float,
-               u_of_x=None, v_of_y=None) -> np.ndarray:
+               u_of_x=None, v_of_y=None, *, offset_fraction: tuple[float, float] = (0.0, 0.0),
+               leaf: tuple[float, float] | None = None) -> np.ndarray:
     """The collimated field of a detector image, optionally sampled on another pixel grid.
 
     Parameters
     ----------
     size_px : (width, height)
         The detector image the field is defined on; the field is centred on the image
-        centre with radius (or half side) ``radius_fraction * min(width, height) / 2``.
+        centre (moved by ``offset_fraction``) with radius (or half side)
+        ``r = radius_fraction * min(width, height) / 2``.
     kind : {'circle', 'square', None}
-        None: the whole detector image.
+        None: the whole detector image (``offset_fraction`` and ``leaf`` ignored).
     radius_fraction : float
     u_of_x, v_of_y : (W',) and (H',) float arrays, optional
         Detector coordinates of the columns and rows of the grid to sample on (default
         the detector's own pixels). Points outside the detector image are outside.
+    offset_fraction : (du, dv)
+        Shift of the field centre, in units of half the detector's smaller side.
+    leaf : (distance_fraction, angle_deg) or None
+        One collimator leaf cutting the field (a partial field): points farther than
+        ``distance_fraction * r`` from the field centre along the image direction
+        ``(cos angle, sin angle)`` (0 deg = +u, 90 deg = +v, down) are outside.
 
     Returns
     -------
@@ -170,12 +178,18 @@ def field_mask(size_px: tuple[int, int], kind: str | None, radius_fraction: floa
     mask = inside_v[:, None] & inside_u[None, :]
     if kind is None:
         return mask
-    r = radius_fraction * min(w, h) / 2.0
-    du = (u - (w - 1) / 2.0)[None, :]
-    dv = (v - (h - 1) / 2.0)[:, None]
+    half = min(w, h) / 2.0
+    r = radius_fraction * half
+    du = (u - (w - 1) / 2.0 - offset_fraction[0] * half)[None, :]
+    dv = (v - (h - 1) / 2.0 - offset_fraction[1] * half)[:, None]
     if kind == "circle":
-        return mask & (du * du + dv * dv <= r * r)
-    return mask & (np.abs(du) <= r) & (np.abs(dv) <= r)
+        mask = mask & (du * du + dv * dv <= r * r)
+    else:
+        mask = mask & (np.abs(du) <= r) & (np.abs(dv) <= r)
+    if leaf is not None:
+        a = math.radians(leaf[1])
+        mask = mask & (du * math.cos(a) + dv * math.sin(a) <= leaf[0] * r)
+    return mask
 
 
 @dataclass(frozen=True)

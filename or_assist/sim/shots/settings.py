@@ -77,11 +77,34 @@ class ShotSettings:
     collimation_radius_fraction : float
         Radius (circle) or half side (square) as a fraction of half the detector's
         smaller side (0.1-1; default 0.97).
+    collimation_offset_fraction : (du, dv)
+        Shift of the field centre in units of half the detector's smaller side (each
+        -0.5 to 0.5; default (0, 0)).
+    collimation_leaf : (distance_fraction, angle_deg) or None
+        A partial field: one collimator leaf covers the field beyond ``distance_fraction``
+        (-1 to 1) of its radius along the image direction ``angle_deg`` (0 = +u, 90 = +v)
+        (:func:`or_assist.sim.shots.chain.field_mask`). Default None.
+    vignetting : float
+        Intensifier light fall-off, 0-1 (default 0): the signal at the input screen's edge
+        is ``1 - vignetting`` of the centre's, applied before the photon noise
+        (:func:`or_assist.sim.shots.processing.vignetting_gain`); bone-dark displays show
+        the edge darker.
+    s_distortion_px : float
+        Amplitude (detector pixels, 0-50; default 0) of the intensifier's S-distortion,
+        a warp of the detector image that the shot's geometry does **not** model
+        (:func:`or_assist.sim.shots.processing.s_distortion`).
+    unsharp_radius_px, unsharp_gain : float
+        Edge enhancement of the displayed image (radius > 0 detector pixels, default 3;
+        gain 0-5, default 0 = off; :func:`or_assist.sim.shots.processing.unsharp_mask`).
     text_top, text_bottom : sequence of str
         Burnt-in lines at the frame's top-left and bottom-left corners (white).
     metering_fraction : float
         The automatic window is taken from the central part of the field, this fraction
         of its radius (0.1-1; default 0.6), like a C-arm's brightness metering field.
+    metering_max_transmission : float
+        Pixels whose primary transmission exceeds this (0.01-1) are left out of the
+        automatic window, as brightness control ignores direct radiation (default 1:
+        none left out).
     video_bits : int
         Grey levels of the video signal, 1-8 bits (default 8); the frame is uint8.
     invert : bool
@@ -115,9 +138,16 @@ class ShotSettings:
     step_fraction: float = 0.25
     collimation: str | None = "circle"
     collimation_radius_fraction: float = 0.97
+    collimation_offset_fraction: tuple[float, float] = (0.0, 0.0)
+    collimation_leaf: tuple[float, float] | None = None
+    vignetting: float = 0.0
+    s_distortion_px: float = 0.0
+    unsharp_radius_px: float = 3.0
+    unsharp_gain: float = 0.0
     text_top: Sequence[str] = DEFAULT_TEXT_TOP
     text_bottom: Sequence[str] = DEFAULT_TEXT_BOTTOM
     metering_fraction: float = 0.6
+    metering_max_transmission: float = 1.0
     video_bits: int = 8
     invert: bool = False
     frame_size_px: tuple[int, int] | None = None
@@ -143,9 +173,23 @@ class ShotSettings:
         check_choice(self.collimation, COLLIMATIONS, "collimation")
         s(self, "collimation_radius_fraction",
           check_number(self.collimation_radius_fraction, "collimation_radius_fraction", 0.1, 1.0))
+        off = check_vector(self.collimation_offset_fraction, 2, "collimation_offset_fraction")
+        if np.any(np.abs(off) > 0.5):
+            raise InputError(f"must be two numbers from -0.5 to 0.5, got {off.tolist()}", "collimation_offset_fraction")
+        s(self, "collimation_offset_fraction", (float(off[0]), float(off[1])))
+        if self.collimation_leaf is not None:
+            leaf = check_vector(self.collimation_leaf, 2, "collimation_leaf",
+                                expected="None or (distance_fraction, angle_deg)")
+            s(self, "collimation_leaf", (check_number(leaf[0], "collimation_leaf", -1.0, 1.0), float(leaf[1])))
+        s(self, "vignetting", check_number(self.vignetting, "vignetting", 0.0, 1.0))
+        s(self, "s_distortion_px", check_number(self.s_distortion_px, "s_distortion_px", 0.0, 50.0))
+        s(self, "unsharp_radius_px", check_number(self.unsharp_radius_px, "unsharp_radius_px", 0.0, 100.0, lo_open=True))
+        s(self, "unsharp_gain", check_number(self.unsharp_gain, "unsharp_gain", 0.0, 5.0))
         s(self, "text_top", _lines(self.text_top, "text_top"))
         s(self, "text_bottom", _lines(self.text_bottom, "text_bottom"))
         s(self, "metering_fraction", check_number(self.metering_fraction, "metering_fraction", 0.1, 1.0))
+        s(self, "metering_max_transmission",
+          check_number(self.metering_max_transmission, "metering_max_transmission", 0.01, 1.0))
         s(self, "video_bits", check_integer(self.video_bits, "video_bits", 1, 8))
         if not isinstance(self.invert, (bool, np.bool_)):
             raise InputError(f"must be True or False, got {self.invert!r}", "invert")

@@ -13,14 +13,20 @@ optional guide pin and implants already placed, through a model of the imaging c
    :attr:`SimulatedShot.geometry` predicts where things appear (``CONVENTIONS.md``).
 2. **Primary** transmission ``exp(-p)``, blurred by the focal spot (a Gaussian whose
    FWHM is the focal-spot size times ``M - 1``, ``M`` the magnification at the
-   isocentre), stopped outside the collimated field, binned to the detector pixels.
+   isocentre), binned to the detector pixels, optionally warped by the intensifier's
+   S-distortion (not in the geometry), stopped outside the collimated field, optionally
+   darkened towards the edge (vignetting; :mod:`or_assist.sim.shots.processing`).
 3. **Scatter and glare**: a fraction of the signal spread by a broad Gaussian.
 4. **Quantum noise**: Poisson counts with ``i0_photons_per_px`` photons per pixel
    unattenuated, then the detector's (scintillator) blur, which correlates the noise.
 5. **Display**: log, automatic window over the field, bone dark
-   (:func:`or_assist.render.display.to_display`), optional inversion.
+   (:func:`or_assist.render.display.to_display`), optional inversion, optional edge
+   enhancement (unsharp mask).
 6. **Video**: scaled into the frame (e.g. 1920 x 1080) with a black surround, the
    collimated field, burnt-in white text, quantised to ``video_bits`` bits, uint8.
+
+:func:`shot_from_transmission` runs steps 2-6 on a transmission computed elsewhere
+(the polychromatic shots of :mod:`or_assist.sim.shots.appearance`).
 
 The only randomness is the photon noise, drawn from ``numpy.random.default_rng(seed)``:
 the same inputs and seed give the identical frame.
@@ -47,12 +53,13 @@ from or_assist.core.instruments import GuidePin
 from or_assist.core.plan import Implant
 from or_assist.errors import InputError
 from or_assist.sim.shots import chain as chain
+from or_assist.sim.shots import processing
 from or_assist.sim.shots.settings import ShotSettings
 from or_assist.render.display import DisplaySettings, to_display
 from or_assist.render.drr import AttenuationVolume, DRRRenderer
 from or_assist.render.implants import default_mu_per_mm, metal_line_integrals
 
-__all__ = ["SimulatedShot", "simulate_shot"]
+__all__ = ["SimulatedShot", "simulate_shot", "check_shot_inputs", "shot_from_transmission"]
 
 _FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 _METAL_IGNORED = 0.05  # metal line integral above which a pixel is left out of the window
@@ -140,6 +147,31 @@ def _objects(pin, implants) -> list:
     return list(implants) + ([pin] if pin is not None else [])
 
 
+def check_shot_inputs(pose, geometry, pin, implants, settings, seed):
+    """Validate :func:`simulate_shot`'s arguments before anything is rendered.
+
+    Returns
+    -------
+    settings : ShotSettings
+        With ``seed`` applied.
+    objects : list
+        The implants, then the pin.
+    geometry : CArmGeometry
+        Of the detector image, with ``settings.ii_distortion``.
+    """
+    settings = ShotSettings() if settings is None else settings
+    if not isinstance(settings, ShotSettings):
+        raise InputError(f"expected ShotSettings, got {type(settings).__name__}", "settings")
+    if seed is not None:
+        settings = replace(settings, seed=seed)
+    if not isinstance(pose, Pose):
+        raise InputError(f"expected a Pose (T_source_from_patient), got {type(pose).__name__}", "pose")
+    objects = _objects(pin, implants)
+    geom = _shot_geometry(geometry, settings)
+    chain.frame_layout(geom.image_size_px, settings.frame_size_px, settings.frame_scale, settings.frame_offset_px)
+    return settings, objects, geom
+
+
 def simulate_shot(volume_or_ct, pose: Pose, geometry: CArmGeometry, *, pin: GuidePin | None = None,
                   implants: Sequence[Implant] = (), settings: ShotSettings | None = None,
                   seed: int | None = None) -> SimulatedShot:
@@ -173,22 +205,11 @@ def simulate_shot(volume_or_ct, pose: Pose, geometry: CArmGeometry, *, pin: Guid
         Bad argument, a pose that puts the source inside the CT or misses it, or a
         frame too small for the image.
     """
-    settings = ShotSettings() if settings is None else settings
-    if not isinstance(settings, ShotSettings):
-        raise InputError(f"expected ShotSettings, got {type(settings).__name__}", "settings")
-    if seed is not None:
-        settings = replace(settings, seed=seed)
-    if not isinstance(pose, Pose):
-        raise InputError(f"expected a Pose (T_source_from_patient), got {type(pose).__name__}", "pose")
-    objects = _objects(pin, implants)
-    geom = _shot_geometry(geometry, settings)
-    layout = chain.frame_layout(geom.image_size_px, settings.frame_size_px, settings.frame_scale,
-                                settings.frame_offset_px)
+    settings, objects, geom = check_shot_inputs(pose, geometry, pin, implants, settings, seed)
     renderer = _renderer(volume_or_ct, settings.energy_kev)
 
     # 1. rays on the fine detector
-    ss = settings.supersample
-    fine = chain.supersampled_geometry(geom, ss)
+    fine = chain.supersampled_geometry(geom, settings.supersample)
     step_mm = settings.step_fraction * float(renderer.volume.spacing_mm.min())
     p = renderer.render(pose, fine, step_mm=step_mm)
     metal = None
@@ -196,15 +217,54 @@ def simulate_shot(volume_or_ct, pose: Pose, geometry: CArmGeometry, *, pin: Guid
         mus = [default_mu_per_mm(o, settings.energy_kev) for o in objects]
         metal = metal_line_integrals(pose, fine, objects, mus)
         p += metal
+    return shot_from_transmission(np.exp(-p), pose, geom, settings, metal_fine=metal, pin=pin)
 
-    # 2. primary: focal-spot blur at the fine resolution, collimator, bin to the detector
-    primary = np.exp(-p)
+
+def shot_from_transmission(transmission_fine: np.ndarray, pose: Pose, geometry: CArmGeometry,
+                           settings: ShotSettings, *, metal_fine: np.ndarray | None = None,
+                           pin: GuidePin | None = None) -> SimulatedShot:
+    """Steps 2-6 of the chain (module doc): from the primary transmission to the video frame.
+
+    Parameters
+    ----------
+    transmission_fine : (H * s, W * s) float array
+        Primary transmission (0-1, no scatter) of the rays on
+        ``chain.supersampled_geometry(geometry, s)``, ``s = settings.supersample``.
+    pose : Pose
+        ``T_source_from_patient`` (the truth recorded in the shot).
+    geometry : CArmGeometry
+        Of the detector image, distortion included (:func:`check_shot_inputs`).
+    settings : ShotSettings
+    metal_fine : (H * s, W * s) float array, optional
+        Metal line integrals on the same rays; pixels with metal are left out of the
+        automatic window.
+    pin : GuidePin, optional
+        Projected into the frame for the ground truth (its metal is in the transmission).
+
+    Returns
+    -------
+    SimulatedShot
+    """
+    geom, ss = geometry, settings.supersample
+    layout = chain.frame_layout(geom.image_size_px, settings.frame_size_px, settings.frame_scale,
+                                settings.frame_offset_px)
+    fine = chain.supersampled_geometry(geom, ss)
+
+    def field(radius_fraction, kind=settings.collimation, u_of_x=None, v_of_y=None):
+        return chain.field_mask(geom.image_size_px, kind, radius_fraction, u_of_x, v_of_y,
+                                offset_fraction=settings.collimation_offset_fraction, leaf=settings.collimation_leaf)
+
+    # 2. primary: focal-spot blur at the fine resolution, S-distortion, collimator, bin to the detector
     fwhm_mm = settings.focal_spot_mm * (geom.magnification - 1.0)
     sigma_mm = fwhm_mm / _FWHM_PER_SIGMA
-    primary = chain.gaussian_blur(primary, sigma_mm / fine.pixel_spacing_mm[0], sigma_mm / fine.pixel_spacing_mm[1])
-    primary = chain.bin_mean(primary, ss)
-    field_det = chain.field_mask(geom.image_size_px, settings.collimation, settings.collimation_radius_fraction)
+    primary = chain.gaussian_blur(transmission_fine, sigma_mm / fine.pixel_spacing_mm[0],
+                                  sigma_mm / fine.pixel_spacing_mm[1])
+    primary = processing.s_distortion(chain.bin_mean(primary, ss), settings.s_distortion_px)
+    field_det = field(settings.collimation_radius_fraction)
     primary *= field_det
+    primary_no_vignetting = primary.copy() if settings.vignetting > 0 else primary
+    if settings.vignetting > 0:
+        primary *= processing.vignetting_gain(geom.image_size_px, settings.vignetting)
 
     # 3. scatter and glare; 4. photons, detector blur
     px, py = geom.pixel_spacing_mm
@@ -223,24 +283,28 @@ def simulate_shot(volume_or_ct, pose: Pose, geometry: CArmGeometry, *, pin: Guid
                                     settings.range_compression_kernel_mm / py)
     display = settings.display if settings.display is not None else _DEFAULT_DISPLAY
     display = replace(display, output="float32", invert=display.invert != settings.invert)
-    metering = chain.field_mask(geom.image_size_px, settings.collimation or "square",
-                                settings.collimation_radius_fraction * settings.metering_fraction)
+    metering = field(settings.collimation_radius_fraction * settings.metering_fraction,
+                     settings.collimation or "square") & field_det
     if not metering.any():  # a tiny detector: meter over the whole field
         metering = field_det
-    if metal is not None:  # the window ignores metal (it saturates black), as C-arms clip it
-        no_metal = chain.bin_mean(metal, ss) < _METAL_IGNORED
+    if settings.metering_max_transmission < 1.0:  # brightness control ignores bare beam
+        anatomy = primary_no_vignetting <= np.float32(settings.metering_max_transmission)
+        if np.any(metering & anatomy):
+            metering &= anatomy
+    if metal_fine is not None:  # the window ignores metal (it saturates black), as C-arms clip it
+        no_metal = chain.bin_mean(metal_fine, ss) < _METAL_IGNORED
         if np.any(metering & no_metal):
             metering &= no_metal
     shown = to_display(measured, display, mask=metering)
+    shown = processing.unsharp_mask(shown, settings.unsharp_radius_px, settings.unsharp_gain)
 
     # 6. video frame
-    frame = chain.place_in_frame(shown * np.float32(255.0), layout)
+    frame = chain.place_in_frame(np.clip(shown, 0.0, 1.0) * np.float32(255.0), layout)
     fw, fh = layout.frame_size_px
     su, sv = layout.scale(geom.image_size_px)
     u_of_x = (np.arange(fw) - layout.offset_px[0] + 0.5) / su - 0.5
     v_of_y = (np.arange(fh) - layout.offset_px[1] + 0.5) / sv - 0.5
-    fov = chain.field_mask(geom.image_size_px, settings.collimation, settings.collimation_radius_fraction,
-                           u_of_x, v_of_y)
+    fov = field(settings.collimation_radius_fraction, u_of_x=u_of_x, v_of_y=v_of_y)
     frame[~fov] = 0.0
     text_mask = chain.burn_text(frame, settings.text_top, settings.text_bottom)
     video_geometry = chain.frame_geometry(geom, layout)
