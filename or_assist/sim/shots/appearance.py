@@ -8,27 +8,36 @@ panel, processing, clutter). A family is a dict field -> range in
 :data:`APPEARANCE_FAMILIES`: ``R(lo, hi)`` is drawn uniformly, a list is a choice (its
 element drawn in turn), a tuple is drawn element by element, anything else is fixed.
 
+Every family's automatic window ignores bare beam (primary transmission above 0.5).
 Photon dose: ``i0_photons_per_px`` keeps the meaning it has in
 :class:`~or_assist.sim.shots.settings.ShotSettings` (photons per detector pixel with
 nothing in the beam). The ranges put the photons behind a lateral pelvis (transmission
 about 1e-3) at about 100-2000 per pixel, the range the issue names.
 
-========== ======= ====== ===== ====== ====== ======== ========= ====== ====== ========= ===========
-family     kVp     Al mm  poly  disp.  gamma  unsharp  i0 (1e5)  blur   scat.  vignet.   field
-                                              r / gain           px            / S px
-========== ======= ====== ===== ====== ====== ======== ========= ====== ====== ========= ===========
-default    70-90   2.5-3.5 no   log    1      3 / 0    1-3       0.7    0.25   0 / 0     circle 0.97
-intensifier 65-90  2.5-4  yes   log    0.8-1.2 2-6 / 1-2 2-6     0.8-1.5 0.25-0.4 0.2-0.5 / 3-10 circle 0.85-0.97, k1 0.02-0.08
-flat_panel 70-100  3-6    yes   log    0.6-1.4 1-3 / 0.2-0.6 5-20  0.3-0.6 0.15-0.3 0 / 0  square 0.8-1, offset ±0.1, leaf in half
-low_dose   60-75   2.5-4  yes   log    0.8-1.2 2-4 / 0-0.5 1-1.5   1.2-2.5 0.3-0.45 0-0.2 / 0 circle 0.9-0.97
-hard_beam  110-120 2.5-3.5 yes  linear 0.7-1.3 2-4 / 0-0.3 3-10    0.5-1  0.3-0.5 0 / 0     circle or square 0.9-0.97
-cluttered  70-95   2.5-4  yes   log    0.8-1.2 2-4 / 0.3-1 2-6     0.6-1  0.2-0.35 0-0.2 / 0 circle or square, leaf always
-========== ======= ====== ===== ====== ====== ======== ========= ====== ====== ========= ===========
+Families (``lo-hi`` uniform, ``a | b`` a choice; i0 in units of 1e5 photons per pixel):
+
+=========== ======= ======= ==== ====== ======= ============== ====== ======= ======== ===========================
+family      kVp     Al mm   poly video  gamma   unsharp r/gain i0 1e5 blur px scatter  field, intensifier
+=========== ======= ======= ==== ====== ======= ============== ====== ======= ======== ===========================
+default     70-90   2.5-3.5 no   log    1       3 / 0          1-3    0.7     0.25     circle 0.97
+intensifier 65-90   2.5-4   yes  log    0.8-1.2 2-6 / 1-2      2-6    0.8-1.5 0.25-0.4 circle 0.85-0.97;
+                                                                                       vignetting 0.2-0.5,
+                                                                                       S 3-10 px, k1 0.02-0.08
+flat_panel  70-100  3-6     yes  log    0.6-1.4 1-3 / 0.2-0.6  5-20   0.3-0.6 0.15-0.3 square 0.8-1, offset
+                                                                                       ±0.1 each, leaf: none | one
+low_dose    60-75   2.5-4   yes  log    0.8-1.2 2-4 / 0-0.5    1-1.5  1.2-2.5 0.3-0.45 circle 0.9-0.97;
+                                                                                       vignetting 0-0.2
+hard_beam   110-120 2.5-3.5 yes  linear 0.7-1.3 2-4 / 0-0.3    3-10   0.5-1   0.3-0.5  circle | square 0.9-0.97
+cluttered   70-95   2.5-4   yes  log    0.8-1.2 2-4 / 0.3-1    2-6    0.6-1   0.2-0.35 circle | square 0.9-0.97,
+                                                                                       one leaf; vignetting 0-0.2;
+                                                                                       rails, retractor, cables
+=========== ======= ======= ==== ====== ======= ============== ====== ======= ======== ===========================
 
 Other fields: HU -> water/bone breakpoint 0-150 HU and scale 1200-2200 HU per unit of
 cortical bone (default: 0-100 / 1500-2000; hard_beam 100-300 / 1000-1800); range
-compression 0.5-0.9 (default 0.8; hard_beam 0-0.3); detector 512-1024 px (flat_panel
-1024-1536); frames 1920 x 1080 (intensifier 768 x 576 PAL; flat_panel also 1280 x 1024).
+compression 0.5-0.9 (default 0.8; flat_panel 0.6-0.9; hard_beam 0.6-0.9, applied before
+the linear response); S-distortion, vignetting and k1 0 unless listed; detector 512 | 768
+| 1024 px (flat_panel 1024 | 1280 | 1536); frames 1920 x 1080 (intensifier 768 x 576 PAL; flat_panel also 1280 x 1024).
 Partial fields: one leaf at 0.3-0.8 of the field radius, any angle. Clutter (cluttered
 only): two steel table rails 8-14 mm under the patient (body box y fraction 1.02-1.08,
 x 0.5 ± 0.12-0.2, along S), a steel retractor blade 20-35 x 1.5-2.5 mm, 100-140 mm
