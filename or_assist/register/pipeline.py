@@ -23,7 +23,12 @@
    false confidence from 4 % to 1 %.
 4. **Confidence**: the final similarity must reach :data:`CONFIDENCE_THRESHOLD` (calibrated
    by ``benchmarks/registration.py`` on simulated shots), and the pose must stay within
-   the capture range of the start; otherwise ``success=False`` with a reason.
+   the capture range of the start; one more independent start run through the first two
+   stages must not end elsewhere with a similar score (``agreement_mm``: the shot would
+   fit two poses); the error estimated from the similarity's curvature at the result
+   (:mod:`or_assist.register.uncertainty`) must stay within ``max_estimated_error_mm``;
+   and the whole search must end within ``time_budget_s``. Otherwise ``success=False``
+   with a reason.
 5. **Tracking**: :meth:`Registrar.track` starts a new shot of nearly the same view from
    the last successful pose with a short local search (:data:`TRACK_STAGES`).
 
@@ -51,7 +56,7 @@ from or_assist.core.vocabulary import POLARITY_SETTINGS
 from or_assist.errors import InputError
 from or_assist.register.init2d import align_2d, pose_from_2d, resample_to_geometry
 from or_assist.register.optimize import cma_es, compass_search
-from or_assist.register.pose_params import apply_update, isocenter_source_mm, pose_error
+from or_assist.register.pose_params import apply_update, isocenter_source_mm, pose_error, target_error_mm
 from or_assist.register.settings import LATER_STARTS, TRACK_STAGES, RegistrationSettings
 from or_assist.register.shot import PreparedShot, ShotProblem, prepare_shot
 from or_assist.register.similarity import prepare_fixed
@@ -277,6 +282,7 @@ class Registrar:
         self._stage_scores: dict = {}
         self._deadline: float | None = None
         self._stage_name = ""
+        self._rival: tuple[float, float, float] | None = None  # (distance mm, its score, best score)
 
     # ------------------------------------------------------------------ public
     def register(self, frame: np.ndarray, init_pose: Pose, *, polarity: str = "bone-dark", library=None,
@@ -323,6 +329,7 @@ class Registrar:
             deadline = started + st.time_budget_s
         self._deadline = deadline
         self._evaluations = 0
+        self._rival = None
         self._stage_name = "prepare"
         times = {}
         try:
@@ -338,7 +345,7 @@ class Registrar:
                 levels[key] = _Level(self, shot, stage.size_px, stage.step_mm, st.metric, stage.smooth_px)
         try:
             with _numba_threads(st.render_threads):
-                pose, start, sim = self._search(st, levels, init_pose, library, center, times)
+                pose, start, sim = self._search(st, levels, init_pose, library, center, times, targets)
                 unc = self._uncertainty(st, levels, pose, sim, center, times)
         except _OutOfTime:
             # A search cut short is never judged confident: a coarse optimum scores like a
@@ -367,6 +374,12 @@ class Registrar:
             result.success = False
             result.reason = (f"not confident: final {st.metric} {sim:.3f} is below the threshold "
                              f"{st.confidence_threshold:.3f}")
+        elif self._rival is not None:
+            result.success = False
+            result.reason = (f"not confident: two independent starts ended {self._rival[0]:.1f} mm apart "
+                             f"{'at the planned implant' if targets is not None else 'at the isocentre'} with "
+                             f"similar similarity ({self._rival[1]:.2f} against {self._rival[2]:.2f}); the shot "
+                             "fits more than one pose")
         elif st.max_estimated_error_mm is not None and result.estimated_error_mm is not None \
                 and result.estimated_error_mm > st.max_estimated_error_mm:
             result.success = False
@@ -441,7 +454,7 @@ class Registrar:
         return result
 
     def _search(self, st: RegistrationSettings, levels: dict, init_pose: Pose, library, center: np.ndarray,
-                times: dict):
+                times: dict, targets: np.ndarray | None = None):
         """Coarse-to-fine search (module doc). Returns (pose, start, similarity).
 
         The first stage is restarted from other starts while its similarity stays below
@@ -468,11 +481,12 @@ class Registrar:
         attempt = 0
         refined = []  # (pose, start, similarity after the second stage)
 
-        def first_stage_round() -> list:
-            """Starts until one converges (then only it) or none are left (then all)."""
+        def first_stage_round(force: bool = False) -> list:
+            """Starts until one converges (then only it) or none are left (then all);
+            ``force``: exactly one more start."""
             nonlocal attempt
             found = []
-            while attempt < st.max_starts:
+            while attempt < st.max_starts or (force and not found):
                 self._stage_name = f"start{attempt}"
                 start, widen = start_of(attempt)
                 cost = lambda p, s0=start: -lvl0.score(apply_update(s0, p, center))  # noqa: E731
@@ -482,7 +496,7 @@ class Registrar:
                 self._stage_scores[f"start{attempt}"] = round(score, 4)
                 found.append((apply_update(start, res.x, center), start, score, attempt))
                 attempt += 1
-                if score >= st.restart_below:
+                if score >= st.restart_below or force:
                     return found[-1:]
             return found
 
@@ -497,12 +511,36 @@ class Registrar:
                 refined.append((pose, start, score))
             if len(st.stages) == 1:
                 break
+        if st.agreement_mm is not None and len(st.stages) > 1 and len(refined) < 2:
+            # one more independent start through the first two stages (module doc, confidence)
+            self._stage_name = "agreement"
+            t0 = time.perf_counter()
+            (pose2, start2, score2, n2), = first_stage_round(force=True)
+            pose2, score2 = self._stage(st, 1, levels, pose2, center, times)
+            self._stage_scores[f"start{n2}_{self._stage_key(st.stages, 1)}"] = round(score2, 4)
+            refined.append((pose2, start2, score2))
+            times["agreement"] = time.perf_counter() - t0
         pose, start, sim = max(refined, key=lambda c: c[2])
         if len(st.stages) > 1:
             self._stage_scores[self._stage_key(st.stages, 1)] = round(sim, 4)
-        for k in range(2, len(st.stages)):
-            pose, sim = self._stage(st, k, levels, pose, center, times)
-            self._stage_scores[self._stage_key(st.stages, k)] = round(sim, 4)
+        where = targets if targets is not None else pose.inverse().apply(center[None, :])
+        # other starts that scored about as well but ended elsewhere go through the fine
+        # stages too: the fine similarity decides, and a tie means the shot fits two poses
+        rivals = [c for c in refined if c[0] is not pose and c[2] >= sim - st.agreement_margin
+                  and st.agreement_mm is not None and target_error_mm(c[0], pose, where) > st.agreement_mm]
+        rivals = sorted(rivals, key=lambda c: -c[2])[:1]   # the strongest rival only (time)
+        finished = []
+        for n, (p, s0, score) in enumerate([(pose, start, sim)] + rivals):
+            for k in range(2, len(st.stages)):
+                p, score = self._stage(st, k, levels, p, center, times)
+                key = self._stage_key(st.stages, k)
+                self._stage_scores[key if n == 0 else f"rival{n}_{key}"] = round(score, 4)
+            finished.append((p, s0, score))
+        pose, start, sim = max(finished, key=lambda c: c[2])
+        ties = [(target_error_mm(c[0], pose, where), c[2], sim) for c in finished
+                if c[0] is not pose and c[2] >= sim - st.agreement_fine_margin]
+        ties = [c for c in ties if c[0] > st.agreement_mm]
+        self._rival = max(ties) if ties else None
         return pose, start, sim
 
     @staticmethod

@@ -139,6 +139,19 @@ class RegistrationSettings:
         coarsened to this (per axis, antialiased) for rendering
         (:func:`~or_assist.register.pipeline.registration_ct`); None keeps its voxels. A
         renderer or attenuation volume given instead is used as it is.
+    agreement_mm : float or None
+        After the search, one more independent start runs through the first two stages
+        (unless restarts already gave two); when a start scoring within
+        ``agreement_margin`` of the best at the second stage ended more than this far
+        from it (at the target points), the shot fits more than one pose and is "not
+        confident" (default 2 mm; None: no check, no extra start).
+    agreement_margin : float
+        Second-stage similarity below the best at which another start counts as a
+        failed start rather than a rival pose (default 0.1); rivals go through the fine
+        stages too and the best fine similarity wins.
+    agreement_fine_margin : float
+        A rival within this of the winner's fine similarity (and more than
+        ``agreement_mm`` away) makes the shot ambiguous (default 0.05).
     max_estimated_error_mm : float or None
         A result whose estimated error (:mod:`or_assist.register.uncertainty`) at the
         target points is above this is "not registered" (default 2 mm; None: not checked).
@@ -164,6 +177,9 @@ class RegistrationSettings:
     second_stage_below: float = SECOND_STAGE_BELOW
     render_threads: int | None = None
     volume_voxel_mm: float | None = 2.0
+    agreement_mm: float | None = 2.0
+    agreement_margin: float = 0.1
+    agreement_fine_margin: float = 0.05
     max_estimated_error_mm: float | None = 2.0
     time_budget_s: float | None = DEFAULT_TIME_BUDGET_S
     seed: int = 0

@@ -40,7 +40,7 @@ FLAT_SIGMA = (10.0, 10.0, 10.0, 15.0, 15.0, 15.0)
 #: sigma_i = ERROR_SCALE / sqrt(-curvature_i). Provisional, pending the calibration of the
 #: module doc: on 12 real-CT shots of the default appearance the true error at the
 #: implants was 0.002-0.045 times the estimate at scale 1.
-ERROR_SCALE = 0.02
+ERROR_SCALE = 0.033
 
 
 @dataclass(frozen=True)

@@ -178,6 +178,20 @@ def test_results_carry_an_error_estimate_and_its_limit_applies(phantom_case):
         strict.register(shot.frame, start, target_lps_mm=[[0.0, 0.0]])
 
 
+def test_an_independent_start_runs_and_agrees_on_a_clean_shot(phantom_case):
+    shot = phantom_case.shot("lateral", (-1.0, 2.0, -1.0, -4.0, 3.0, -5.0), 11)
+    start = apply_update(shot.pose, START_ERRORS["lateral"], phantom_case.center)
+    res = phantom_case.registrar.register(shot.frame, start)
+    assert res.success, res.reason
+    # the first start converged, so one more ran through the first two stages for agreement
+    assert "start0" in res.stage_scores and "start1_cma64" in res.stage_scores
+    assert "agreement" in res.level_seconds or any(k.startswith("rival") for k in res.stage_scores)
+    off = Registrar(phantom_case.renderer, shot.video_geometry, RegistrationSettings(time_budget_s=None,
+                                                                                      agreement_mm=None))
+    res = off.register(shot.frame, start)
+    assert "start1" not in res.stage_scores and "agreement" not in res.level_seconds
+
+
 def test_track_shares_one_time_budget(phantom_case):
     shot = phantom_case.shot("lateral", (-1.0, 2.0, -1.0, -4.0, 3.0, -5.0), 11)
     start = apply_update(shot.pose, START_ERRORS["lateral"], phantom_case.center)
@@ -236,7 +250,7 @@ def test_unconvincing_starts_are_all_refined_and_the_best_goes_on(real_case):
     assert res.n_evaluations > 4 * 60
     easy = Registrar(real_case.renderer, real_case.registrar.geometry,
                      RegistrationSettings(stages=stages, max_starts=4, restart_below=-1.0, second_stage_below=-1.0,
-                                          time_budget_s=None))
+                                          time_budget_s=None, agreement_mm=None))
     sc = easy.register(shot.frame, start).stage_scores
     assert "start1" not in sc and sc["cma64"] == sc["start0_cma64"]
 
