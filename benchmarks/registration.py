@@ -287,7 +287,7 @@ def family_table(title: str, rows: list) -> str:
     for view, family in keys + [("all", "")]:
         sel = [r for r in rows if view == "all" or (r["view"], r["family"]) == (view, family)]
         m = np.array([r["mtre"] for r in sel])
-        ok = np.array([r["success"] for r in sel])
+        ok = np.array([r["success"] for r in sel], dtype=bool)
         t = np.array([r["seconds"] for r in sel])
         succ = [r for r in sel if r["success"] and r["est"] is not None]
         cover = f"{100 * np.mean([r['err_implant'] <= r['est'] for r in succ]):7.0f}%" if succ else "      -"
@@ -403,8 +403,9 @@ def main_families(args, settings: RegistrationSettings) -> int:
         cases[case] = (ct, plan, name)
         rows = run_families(name, ct, plan, views, families, args.per_cell, args.seed, settings, not args.quiet)
         cal_rows += [r for r in rows if r["family"] in calib]
-        out.append(family_table(f"{name}: calibration families ({', '.join(calib) or 'none'})",
-                                [r for r in rows if r["family"] in calib]))
+        if any(r["family"] in calib for r in rows):
+            out.append(family_table(f"{name}: calibration families ({', '.join(calib)})",
+                                    [r for r in rows if r["family"] in calib]))
         held = [r for r in rows if r["family"] not in calib]
         if held:
             out.append(family_table(f"{name}: HELD-OUT families ({', '.join(f for f in families if f not in calib)})",
