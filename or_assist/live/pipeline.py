@@ -78,8 +78,7 @@ class LivePipeline:
         The patient's CT (needed unless ``registrar`` is given).
     registrar : Registrar, optional
         Default: a :class:`~or_assist.register.pipeline.Registrar` on ``ct`` and ``geometry``.
-        Anything with ``register(frame, init_pose, polarity=..., library=..., target_lps_mm=...)``
-        returning a
+        Anything with ``register(frame, init_pose, polarity=..., library=..., target_lps_mm=...)`` returning a
         :class:`~or_assist.register.pipeline.RegistrationResult` works.
     library : ViewLibrary, optional
         Virtual views (registration starts and the virtual view panel).
@@ -190,13 +189,11 @@ class LivePipeline:
             starts += [(v, self.planned_pose(implant_id, v), False) for v in SIJF_VIEWS if v != view]
         return starts
 
-    def _register(self, frame: np.ndarray, start: Pose, track: bool, polarity: str,
-                  implant_id: str) -> RegistrationResult:
+    def _register(self, frame: np.ndarray, start: Pose, track: bool, polarity: str, implant_id: str) -> RegistrationResult:
         """Tracking (a short local search from the last registered pose, when the registrar
         can) or a full registration from ``start``; the error is estimated at the active
         implant's entry and apex."""
-        reg = self.registrar
-        implant = self.plan.implant(implant_id)
+        reg, implant = self.registrar, self.plan.implant(implant_id)
         targets = np.stack([implant.entry_lps_mm, implant.apex_lps_mm])
         prev = getattr(reg, "last_result", None)
         if track and hasattr(reg, "track") and prev is not None and prev.pose_for_overlay is not None:

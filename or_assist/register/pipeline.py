@@ -165,6 +165,12 @@ def _numba_threads(n: int | None):
         numba.set_num_threads(before)
 
 
+#: An agreement start whose first-stage pose lies within this of the best second-stage pose
+#: (at the targets) is taken to agree without refining it: the first stage (32 px, blurred)
+#: is precise to a few millimetres.
+_AGREE_COARSE_MM = 5.0
+
+
 class _OutOfTime(Exception):
     """The registration's time budget ran out (raised before the next DRR)."""
 
@@ -516,9 +522,14 @@ class Registrar:
             self._stage_name = "agreement"
             t0 = time.perf_counter()
             (pose2, start2, score2, n2), = first_stage_round(force=True)
-            pose2, score2 = self._stage(st, 1, levels, pose2, center, times)
-            self._stage_scores[f"start{n2}_{self._stage_key(st.stages, 1)}"] = round(score2, 4)
-            refined.append((pose2, start2, score2))
+            best = max(refined, key=lambda c: c[2])[0]
+            where = targets if targets is not None else best.inverse().apply(center[None, :])
+            # a start that ended in the same basin agrees already (the usual case): only one
+            # that ended elsewhere is refined to see whether it is a rival pose
+            if target_error_mm(pose2, best, where) > _AGREE_COARSE_MM:
+                pose2, score2 = self._stage(st, 1, levels, pose2, center, times)
+                self._stage_scores[f"start{n2}_{self._stage_key(st.stages, 1)}"] = round(score2, 4)
+                refined.append((pose2, start2, score2))
             times["agreement"] = time.perf_counter() - t0
         pose, start, sim = max(refined, key=lambda c: c[2])
         if len(st.stages) > 1:
@@ -529,11 +540,11 @@ class Registrar:
         rivals = [c for c in refined if c[0] is not pose and c[2] >= sim - st.agreement_margin
                   and st.agreement_mm is not None and target_error_mm(c[0], pose, where) > st.agreement_mm]
         rivals = sorted(rivals, key=lambda c: -c[2])[:1]   # the strongest rival only (time)
-        finished = []
+        finished = []  # the first fine stage for the best and its rival, the rest for the winner
         for n, (p, s0, score) in enumerate([(pose, start, sim)] + rivals):
-            for k in range(2, len(st.stages)):
-                p, score = self._stage(st, k, levels, p, center, times)
-                key = self._stage_key(st.stages, k)
+            if len(st.stages) > 2:
+                p, score = self._stage(st, 2, levels, p, center, times)
+                key = self._stage_key(st.stages, 2)
                 self._stage_scores[key if n == 0 else f"rival{n}_{key}"] = round(score, 4)
             finished.append((p, s0, score))
         pose, start, sim = max(finished, key=lambda c: c[2])
@@ -541,6 +552,9 @@ class Registrar:
                 if c[0] is not pose and c[2] >= sim - st.agreement_fine_margin]
         ties = [c for c in ties if c[0] > st.agreement_mm]
         self._rival = max(ties) if ties else None
+        for k in range(3, len(st.stages)):
+            pose, sim = self._stage(st, k, levels, pose, center, times)
+            self._stage_scores[self._stage_key(st.stages, k)] = round(sim, 4)
         return pose, start, sim
 
     @staticmethod

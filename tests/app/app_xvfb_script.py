@@ -20,7 +20,10 @@ def main(out_png: str, timeout_s: float = 90.0) -> int:
 
     app = QtWidgets.QApplication(sys.argv[:1])
     apply_dark_theme(app)
-    case = open_demo_case(cases_root=tempfile.mkdtemp(), implants=["L1"])
+    from or_assist.register.settings import RegistrationSettings
+
+    case = open_demo_case(cases_root=tempfile.mkdtemp(), implants=["L1"],
+                          registration_settings=RegistrationSettings(time_budget_s=None))
     window = MainWindow(case, AppSettings())
     window.show_on_screen(0, full_screen=True)
     window.start()

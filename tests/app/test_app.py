@@ -21,6 +21,7 @@ from or_assist.app.main_window import KEYS, MainWindow, overlay_layer  # noqa: E
 from or_assist.app.settings import AppSettings  # noqa: E402
 from or_assist.app.theme import apply_dark_theme  # noqa: E402
 from or_assist.register.pipeline import RegistrationResult  # noqa: E402
+from or_assist.register.settings import RegistrationSettings  # noqa: E402
 from or_assist.session.caselog import CaseLog  # noqa: E402
 from or_assist.sim.scenario.demo_case import open_demo_case  # noqa: E402
 from tests.conftest import REPO_ROOT
@@ -40,7 +41,7 @@ def _window(qtbot, qapp, case):
 
 @pytest.fixture
 def demo_window(qtbot, qapp, tmp_path):
-    case = open_demo_case(cases_root=tmp_path, implants=["L1"])
+    case = open_demo_case(cases_root=tmp_path, implants=["L1"], registration_settings=NO_BUDGET)
     window = _window(qtbot, qapp, case)
     yield window
     window.shutdown()
@@ -116,6 +117,10 @@ def test_keys_select_implant_view_overlay_and_opacity(demo_window, qtbot):
     assert {k for keys in KEYS.values() for k in keys} <= installed
     # the video plays while all this happens
     qtbot.waitUntil(lambda: w.frames_drawn > 10, timeout=20000)
+
+
+#: The display's tests must not depend on the machine's speed (the budget has its own tests).
+NO_BUDGET = RegistrationSettings(time_budget_s=None)
 
 
 class SlowRegistrar:
@@ -200,7 +205,7 @@ def test_display_says_no_signal_and_keeps_retrying_a_silent_stream(qtbot, qapp, 
     from tests.video.mjpeg_server import closed_port
 
     port = closed_port()
-    demo = open_demo_case(cases_root=tmp_path, implants=["L1"])
+    demo = open_demo_case(cases_root=tmp_path, implants=["L1"], registration_settings=NO_BUDGET)
     case = dataclasses.replace(demo, source=UrlSource(f"rtsp://user:pass@127.0.0.1:{port}/x", open_timeout_s=0.5),
                                script=None)
     apply_dark_theme(qapp)
@@ -225,7 +230,7 @@ def test_a_case_log_fault_stops_recording_not_guidance(qtbot, qapp, tmp_path):
     case is marked interrupted with the reason."""
     import shutil
 
-    case = open_demo_case(cases_root=tmp_path, implants=["L1"])
+    case = open_demo_case(cases_root=tmp_path, implants=["L1"], registration_settings=NO_BUDGET)
     images = case.case_log.case_dir / "images"
     shutil.rmtree(images)
     images.write_text("in the way")

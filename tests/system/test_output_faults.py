@@ -433,10 +433,19 @@ def test_disk_full_while_writing_a_view_library_leaves_no_temporary(sample, tmp_
 
 @pytest.mark.slow
 def test_disk_full_while_exporting_or_reporting_a_case(tmp_path):
-    from or_assist.sim.sample import demo_pin  # noqa: F401  (the demo's case is the real thing)
+    from or_assist.live.run import run_headless
+    from or_assist.register.settings import RegistrationSettings
+    from or_assist.sim.scenario.demo_case import open_demo_case
 
+    # the demo's case, its shot registered whatever the machine's speed (a registered shot
+    # carries an overlay, so the report is larger than the disk's 128 KiB)
     cases = tmp_path / "cases"
-    assert main(["demo", "--headless", "--max-shots", "1", "--cases", str(cases)]) == 0
+    case = open_demo_case(realtime=False, loop=False, implants=["L1"], cases_root=cases,
+                          registration_settings=RegistrationSettings(time_budget_s=None))
+    try:
+        assert run_headless(case, max_shots=1, log=lambda line: None)["registered"] == 1
+    finally:
+        case.close()
     (case_dir,) = list(cases.iterdir())
     out = tmp_path / "out"
     line = one_error_line(run_disk_full(128 * 1024, ["export", str(case_dir), str(out / "export")], tmp_path))
