@@ -63,7 +63,7 @@ from or_assist.core.ct.load import load_ct  # noqa: E402
 from or_assist.core.instruments import GuidePin  # noqa: E402
 from or_assist.core.plan import load_plan  # noqa: E402
 from or_assist.core.view_poses import plan_view_pose  # noqa: E402
-from or_assist.register.pipeline import Registrar  # noqa: E402
+from or_assist.register.pipeline import Registrar, registration_ct  # noqa: E402
 from or_assist.register.settings import CONFIDENCE_THRESHOLD, RegistrationSettings  # noqa: E402
 from or_assist.register.uncertainty import ERROR_SCALE  # noqa: E402
 from or_assist.register.pose_params import (apply_update, isocenter_source_mm, pose_error,  # noqa: E402
@@ -250,6 +250,9 @@ def run_families(name: str, ct, plan, views, families, n: int, seed: int, settin
     from or_assist.sim.shots.appearance import draw_appearance
 
     renderer = DRRRenderer(AttenuationVolume.from_ct(ct))
+    # the registrar renders the CT as the product does from a CT (coarsened to
+    # settings.volume_voxel_mm); the shots come from the CT as it is
+    reg_renderer = DRRRenderer(AttenuationVolume.from_ct(registration_ct(ct, settings)))
     points = target_points(plan, ct)
     rows = []
     for vi, view in enumerate(views):
@@ -259,7 +262,7 @@ def run_families(name: str, ct, plan, views, families, n: int, seed: int, settin
                 appearance = draw_appearance(family, rng)
                 shot, start, polarity, imp = family_shot(renderer, ct, plan, view, appearance, rng)
                 targets = np.stack([imp.entry_lps_mm, imp.apex_lps_mm])
-                registrar = Registrar(renderer, shot.video_geometry, settings)
+                registrar = Registrar(reg_renderer, shot.video_geometry, settings)
                 res = registrar.register(shot.frame, start, polarity=polarity, target_lps_mm=targets)
                 pose = res.pose if res.pose is not None else start
                 unit = None
