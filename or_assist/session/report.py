@@ -60,13 +60,15 @@ def registration_stats(shots: list[dict]) -> dict:
     -------
     dict
         ``shots``, ``registered`` (with a result), ``succeeded``, ``success_rate`` (of the
-        registered, or None), ``median_seconds``, ``median_similarity``, ``metric`` and
-        ``failure_reasons`` (``{reason: count}``).
+        registered, or None), ``median_seconds``, ``median_similarity``,
+        ``median_estimated_error_mm`` (of the successful ones that carry an estimate, or
+        None), ``metric`` and ``failure_reasons`` (``{reason: count}``).
     """
     regs = [s["registration"] for s in shots if isinstance(s.get("registration"), dict)]
     ok = [r for r in regs if r.get("success") is True]
     secs = [float(r["seconds"]) for r in regs if isinstance(r.get("seconds"), (int, float))]
     sims = [float(r["similarity"]) for r in ok if isinstance(r.get("similarity"), (int, float))]
+    ests = [float(r["estimated_error_mm"]) for r in ok if isinstance(r.get("estimated_error_mm"), (int, float))]
     metrics = sorted({str(r["metric"]) for r in regs if r.get("metric")})
     reasons: dict[str, int] = {}
     for r in regs:
@@ -77,6 +79,7 @@ def registration_stats(shots: list[dict]) -> dict:
             "success_rate": len(ok) / len(regs) if regs else None,
             "median_seconds": statistics.median(secs) if secs else None,
             "median_similarity": statistics.median(sims) if sims else None,
+            "median_estimated_error_mm": statistics.median(ests) if ests else None,
             "metric": ", ".join(metrics) or None, "failure_reasons": reasons}
 
 
@@ -176,7 +179,9 @@ def _stats_section(st: dict) -> str:
     rows = [("Shots", st["shots"]), ("Registered", st["registered"]), ("Succeeded", st["succeeded"]),
             ("Success rate", "-" if st["success_rate"] is None else f"{100 * st['success_rate']:.0f} %"),
             ("Median registration time", "-" if st["median_seconds"] is None else f"{st['median_seconds']:.2f} s"),
-            ("Median similarity (successful)", fmt(st["median_similarity"], 3) + (f" ({st['metric']})" if st["metric"] else ""))]
+            ("Median similarity (successful)", fmt(st["median_similarity"], 3) + (f" ({st['metric']})" if st["metric"] else "")),
+            ("Median estimated error at the implant (successful)",
+             "-" if st.get("median_estimated_error_mm") is None else f"{st['median_estimated_error_mm']:.1f} mm")]
     rows += [(f"Failed: {reason}", n) for reason, n in sorted(st["failure_reasons"].items())]
     return "<h2>Registration</h2>" + kv_table(rows)
 
@@ -268,6 +273,8 @@ def build_report(case_dir, out_path=None, *, mask_text: bool = True, pseudonymis
             reg = s["registration"]
             status = ("no registration" if not isinstance(reg, dict) else
                       "registered" + (f" in {reg['seconds']:.2f} s" if isinstance(reg.get("seconds"), (int, float)) else "")
+                      + (f", estimated error {reg['estimated_error_mm']:.1f} mm"
+                         if isinstance(reg.get("estimated_error_mm"), (int, float)) else "")
                       if reg.get("success") is True else f"NOT registered: {reg.get('reason') or 'not confident'}")
             thumb = _img_html(log, s["raw_path"], s["raw_sha256"], [s["raw_mask_path"]], mask_text,
                               _THUMB_WIDTH_PX, f"shot {s['id']} frame", problems, hide)

@@ -59,6 +59,7 @@ def registration(ok: bool, seconds: float, similarity: float = 0.8) -> dict:
            "metric": "gradient_correlation", "seconds": seconds}
     if ok:
         doc["T_source_from_patient"] = [[1, 0, 0, 0], [0, 0, -1, 260], [0, 1, 0, 760], [0, 0, 0, 1]]
+        doc["estimated_error_mm"] = round(0.5 + 0.1 * seconds, 3)
     else:
         doc["reason"] = "similarity below threshold"
     return doc

@@ -71,6 +71,8 @@ def test_report_contents(recorded, tmp_path):
     assert kinds == ["shot", "capture", "shot", "shot", "capture", "event: implant_selected", "event: note",
                      "shot", "capture"]
     assert "NOT registered: similarity below threshold" in timeline
+    assert re.search(r"registered in \d\.\d\d s, estimated error \d\.\d mm", timeline)
+    assert "Median estimated error at the implant (successful)" in html
     # every capture with its overlay, cue and numbers
     assert html.count('<section class="capture">') == 3
     assert "tip 3.0 mm cranial of plan" in html and "<th>apex_deviation_mm</th><td>3.25</td>" in html
@@ -101,15 +103,19 @@ def test_pseudonymised_report(recorded, tmp_path):
 
 
 def test_registration_stats_and_final_deviations():
-    shots = [{"registration": {"success": True, "seconds": 1.0, "similarity": 0.9, "metric": "gc"}},
-             {"registration": {"success": False, "seconds": 5.0, "reason": "far"}},
-             {"registration": {"success": True, "seconds": 2.0, "similarity": 0.7, "metric": "gc"}},
+    shots = [{"registration": {"success": True, "seconds": 1.0, "similarity": 0.9, "metric": "gc",
+                               "estimated_error_mm": 0.6}},
+             {"registration": {"success": False, "seconds": 5.0, "reason": "far", "estimated_error_mm": 9.0}},
+             {"registration": {"success": True, "seconds": 2.0, "similarity": 0.7, "metric": "gc",
+                               "estimated_error_mm": 1.0}},
              {"registration": None}]
     st = registration_stats(shots)
     assert (st["shots"], st["registered"], st["succeeded"]) == (4, 3, 2)
     assert st["success_rate"] == pytest.approx(2 / 3) and st["median_seconds"] == 2.0
     assert st["median_similarity"] == pytest.approx(0.8) and st["failure_reasons"] == {"far": 1}
+    assert st["median_estimated_error_mm"] == pytest.approx(0.8)   # of the successful ones only
     assert registration_stats([])["success_rate"] is None
+    assert registration_stats([])["median_estimated_error_mm"] is None
     caps = [{"id": 1, "implant_id": "A", "deviations": {"deviation_2d": {"angle_deg": 1}}},
             {"id": 2, "implant_id": "A", "deviations": {"deviation_3d": {"angle_deg": 2}, "deviation_2d": None}},
             {"id": 3, "implant_id": None, "deviations": {}}]
