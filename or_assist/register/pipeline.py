@@ -171,6 +171,11 @@ def _numba_threads(n: int | None):
 _AGREE_COARSE_MM = 5.0
 
 
+def _error_points(targets: np.ndarray | None, pose: Pose, center: np.ndarray) -> np.ndarray:
+    """Where errors and agreement are measured: the targets, else the patient point at the isocentre."""
+    return targets if targets is not None else pose.inverse().apply(center[None, :])
+
+
 class _OutOfTime(Exception):
     """The registration's time budget ran out (raised before the next DRR)."""
 
@@ -361,16 +366,16 @@ class Registrar:
             stopped_in = self._stage_name
             fine = self._fine_level(st, levels)
             best = None if fine is None else fine.best
-            budget = (deadline - started) if deadline is not None else float("nan")
             return self._finish(RegistrationResult(
                 None if best is None else best[1], False, float("nan") if best is None else best[0], st.metric,
-                0.0, f"not registered: the time budget of {budget:.1f} s ran out in the {stopped_in} stage",
+                0.0, f"not registered: the time budget of {st.time_budget_s:.1f} s ran out in the {stopped_in} stage",
                 0, times, None, self._stage_scores, stopped_in), started)
 
         result = RegistrationResult(pose, True, sim, st.metric, 0.0, None, 0, times, start, self._stage_scores)
         if unc is not None:
-            where = targets if targets is not None else pose.inverse().apply(center[None, :])
+            where = _error_points(targets, pose, center)
             result.uncertainty, result.estimated_error_mm = unc, unc.error_at_mm(pose, where)
+        at = "at the planned implant" if targets is not None else "at the isocentre"
         angle, disp = pose_error(pose, init_pose, center)
         if angle > st.capture_range[0] or np.linalg.norm(disp) > st.capture_range[1]:
             result.success = False
@@ -383,14 +388,14 @@ class Registrar:
         elif self._rival is not None:
             result.success = False
             result.reason = (f"not confident: two independent starts ended {self._rival[0]:.1f} mm apart "
-                             f"{'at the planned implant' if targets is not None else 'at the isocentre'} with "
+                             f"{at} with "
                              f"similar similarity ({self._rival[1]:.2f} against {self._rival[2]:.2f}); the shot "
                              "fits more than one pose")
         elif st.max_estimated_error_mm is not None and result.estimated_error_mm is not None \
                 and result.estimated_error_mm > st.max_estimated_error_mm:
             result.success = False
             result.reason = (f"not confident: estimated error {result.estimated_error_mm:.1f} mm "
-                             f"{'at the planned implant' if targets is not None else 'at the isocentre'} is above "
+                             f"{at} is above "
                              f"the limit of {st.max_estimated_error_mm:g} mm")
         return self._finish(result, started)
 
@@ -523,7 +528,7 @@ class Registrar:
             t0 = time.perf_counter()
             (pose2, start2, score2, n2), = first_stage_round(force=True)
             best = max(refined, key=lambda c: c[2])[0]
-            where = targets if targets is not None else best.inverse().apply(center[None, :])
+            where = _error_points(targets, best, center)
             # a start that ended in the same basin agrees already (the usual case): only one
             # that ended elsewhere is refined to see whether it is a rival pose
             if target_error_mm(pose2, best, where) > _AGREE_COARSE_MM:
@@ -534,7 +539,7 @@ class Registrar:
         pose, start, sim = max(refined, key=lambda c: c[2])
         if len(st.stages) > 1:
             self._stage_scores[self._stage_key(st.stages, 1)] = round(sim, 4)
-        where = targets if targets is not None else pose.inverse().apply(center[None, :])
+        where = _error_points(targets, pose, center)
         # other starts that scored about as well but ended elsewhere go through the fine
         # stages too: the fine similarity decides, and a tie means the shot fits two poses
         rivals = [c for c in refined if c[0] is not pose and c[2] >= sim - st.agreement_margin

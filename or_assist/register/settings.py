@@ -204,12 +204,13 @@ class RegistrationSettings:
                                                  or not 0 < self.volume_voxel_mm <= 10):
             raise InputError(f"must be None or a size in mm in (0, 10], got {self.volume_voxel_mm!r}",
                              "volume_voxel_mm")
-        if self.max_estimated_error_mm is not None:
-            object.__setattr__(self, "max_estimated_error_mm", check_number(
-                self.max_estimated_error_mm, "max_estimated_error_mm", 0.0, 1000.0, lo_open=True, unit="mm"))
-        if self.time_budget_s is not None:
-            object.__setattr__(self, "time_budget_s",
-                               check_number(self.time_budget_s, "time_budget_s", 0.0, 3600.0, lo_open=True, unit="s"))
+        for name, hi, unit, optional in (("agreement_mm", 1000.0, "mm", True), ("agreement_margin", 2.0, "", False),
+                                         ("agreement_fine_margin", 2.0, "", False),
+                                         ("max_estimated_error_mm", 1000.0, "mm", True),
+                                         ("time_budget_s", 3600.0, "s", True)):
+            value = getattr(self, name)
+            if not (optional and value is None):
+                object.__setattr__(self, name, check_number(value, name, 0.0, hi, lo_open=optional, unit=unit))
 
     @property
     def sizes_px(self) -> tuple[int, ...]:

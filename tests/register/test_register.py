@@ -287,7 +287,10 @@ def test_a_thin_slice_ct_is_coarsened_for_registration(real_ct_path, real_case):
 
 @pytest.mark.parametrize("field, value", [("render_threads", 0), ("render_threads", True), ("render_threads", 1.5),
                                           ("metric", "mi"), ("bounds", (1, 2, 3)), ("stages", ()),
-                                          ("volume_voxel_mm", 0.0), ("volume_voxel_mm", "2")])
+                                          ("volume_voxel_mm", 0.0), ("volume_voxel_mm", "2"),
+                                          ("agreement_mm", -1.0), ("agreement_margin", "x"),
+                                          ("agreement_fine_margin", float("nan")),
+                                          ("max_estimated_error_mm", 0.0)])
 def test_bad_settings_name_the_field(field, value):
     with pytest.raises(InputError, match=field):
         RegistrationSettings(**{field: value})
