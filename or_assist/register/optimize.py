@@ -11,6 +11,11 @@ registration takes is bounded.
 * :func:`compass_search`: a coordinate pattern search with step halving (Kolda, Lewis
   and Torczon 2003) for the local refinement at the finest level, where each
   evaluation is expensive and the start is close.
+* :func:`quadratic_model_search`: SciPy's COBYQA (Ragonneau and Zhang 2023; Powell's
+  derivative-free trust-region method with quadratic models) for the same refinement.
+  It learns how the parameters interact (depth against tilt), so it needs fewer DRRs:
+  on real-CT shots of the calibration families it reached the compass search's final
+  similarity (110 + 60 DRRs) in about 40 (``benchmarks/registration.py``).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import numpy as np
 
 from or_assist.errors import InputError
 
-__all__ = ["OptimResult", "cma_es", "compass_search"]
+__all__ = ["OptimResult", "cma_es", "compass_search", "quadratic_model_search"]
 
 Objective = Callable[[np.ndarray], float]
 
@@ -243,3 +248,59 @@ def compass_search(f: Objective, x0: Sequence[float], steps: Sequence[float] | f
             h = h / 2
         history.append(fx)
     return OptimResult(x, fx, int(max_evaluations) - budget[0], history)
+
+
+def quadratic_model_search(f: Objective, x0: Sequence[float], steps: Sequence[float] | float, *,
+                           max_evaluations: int = 40, final_fraction: float = 0.05,
+                           bound_steps: float = 4.0) -> OptimResult:
+    """Minimise ``f`` near ``x0`` with COBYQA (:func:`scipy.optimize.minimize`).
+
+    The parameters are scaled by ``steps`` so that the trust region is a ball: it starts
+    at one step and ends at ``final_fraction`` of one; the search stays within
+    ``bound_steps`` steps of ``x0`` per parameter.
+
+    Parameters
+    ----------
+    f : callable((n,) ndarray) -> float
+    x0 : (n,) array_like
+    steps : float or (n,) array_like
+        Scale per parameter (> 0): the first trust-region radius.
+    max_evaluations : int
+        Budget of ``f`` evaluations (>= n + 2).
+    final_fraction : float
+        Final trust-region radius in steps (0 < ... < 1).
+    bound_steps : float
+        Bound of the search per parameter, in steps (>= 1).
+
+    Returns
+    -------
+    OptimResult
+        The best point evaluated (``history`` holds every value).
+    """
+    from scipy.optimize import minimize
+
+    x = _vector(x0, "x0")
+    n = x.size
+    h = np.broadcast_to(_vector(steps, "steps"), (n,)).astype(np.float64)
+    if np.any(h <= 0):
+        raise InputError(f"must be > 0, got {steps!r}", "steps")
+    if int(max_evaluations) < n + 2:
+        raise InputError(f"must be at least {n + 2} for {n} parameters, got {max_evaluations!r}", "max_evaluations")
+    if not 0 < final_fraction < 1:
+        raise InputError(f"must be in (0, 1), got {final_fraction!r}", "final_fraction")
+    if not bound_steps >= 1:
+        raise InputError(f"must be >= 1, got {bound_steps!r}", "bound_steps")
+    history: list[float] = []
+    best = [np.inf, np.zeros(n)]
+
+    def g(z):
+        value = float(f(x + z * h))
+        history.append(value)
+        if value < best[0]:
+            best[0], best[1] = value, np.array(z, dtype=np.float64)
+        return value
+
+    minimize(g, np.zeros(n), method="COBYQA", bounds=[(-bound_steps, bound_steps)] * n,
+             options={"maxfev": int(max_evaluations), "initial_tr_radius": 1.0,
+                      "final_tr_radius": float(final_fraction)})
+    return OptimResult(x + best[1] * h, float(best[0]), len(history), history)

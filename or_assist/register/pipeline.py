@@ -8,7 +8,9 @@
    (:func:`or_assist.register.optimize.cma_es`) over the 6 update parameters
    (:mod:`or_assist.register.pose_params`: rotation about the isocentre, translation) at
    32 px, images blurred (normalised convolution in the mask) for a wide capture range.
-   When its similarity stays below :data:`RESTART_BELOW` it is restarted: from the 2-D
+   When its similarity stays below :data:`RESTART_BELOW` it is restarted (until two
+   starts end at the same pose, ``start_agreement_mm``, which does not depend on how the
+   C-arm's image processing shifts the similarity's level): from the 2-D
    initialisation (:mod:`or_assist.register.init2d`: in-plane shift and rotation of the
    DRR at the start pose and of the nearby view-library images, phase correlation), then
    from the start with a wider and with the normal spread (new seeds).
@@ -18,14 +20,17 @@
    are tried too. Then a compass search at 128 px (gradient correlation, ray step 2 mm,
    only the rays of the shot's mask cast), and a second one from its result with the
    initial steps again: a coordinate search halves its steps when no axis improves, so
-   it stops early in valleys that run diagonally to the axes (depth against tilt). With
-   the restarts, it took the real-CT benchmark from 94 % to 98 % within 2 mm and its
-   false confidence from 4 % to 1 %.
+   it stops early in valleys that run diagonally to the axes (depth against tilt).
+   COBYQA's quadratic models (:data:`~or_assist.register.settings.COBYQA_FINE_STAGES`)
+   are faster but not yet the default (see there).
 4. **Confidence**: the final similarity must reach :data:`CONFIDENCE_THRESHOLD` (calibrated
    by ``benchmarks/registration.py`` on simulated shots), and the pose must stay within
-   the capture range of the start; one more independent start run through the first two
-   stages must not end elsewhere with a similar score (``agreement_mm``: the shot would
-   fit two poses); the error estimated from the similarity's curvature at the result
+   the capture range of the start; one more independent start runs through the first two
+   stages (unless two starts agreed already), and when it ends elsewhere with a similar
+   score it is refined at the fine level too and the better fine similarity wins
+   (``agreement_mm``; optionally a tie is refused, ``agreement_fine_margin``); the error
+   estimated at the result from the similarity's curvature and from how far the
+   quadrants of the image disagree about where it peaks
    (:mod:`or_assist.register.uncertainty`) must stay within ``max_estimated_error_mm``;
    and the whole search must end within ``time_budget_s``. Otherwise ``success=False``
    with a reason.
@@ -55,7 +60,7 @@ from or_assist.core.validate import check_choice
 from or_assist.core.vocabulary import POLARITY_SETTINGS
 from or_assist.errors import InputError
 from or_assist.register.init2d import align_2d, pose_from_2d, resample_to_geometry
-from or_assist.register.optimize import cma_es, compass_search
+from or_assist.register.optimize import cma_es, compass_search, quadratic_model_search
 from or_assist.register.pose_params import apply_update, isocenter_source_mm, pose_error, target_error_mm
 from or_assist.register.settings import LATER_STARTS, TRACK_STAGES, RegistrationSettings
 from or_assist.register.shot import PreparedShot, ShotProblem, prepare_shot
@@ -165,15 +170,14 @@ def _numba_threads(n: int | None):
         numba.set_num_threads(before)
 
 
-#: An agreement start whose first-stage pose lies within this of the best second-stage pose
-#: (at the targets) is taken to agree without refining it: the first stage (32 px, blurred)
-#: is precise to a few millimetres.
-_AGREE_COARSE_MM = 5.0
-
-
 def _error_points(targets: np.ndarray | None, pose: Pose, center: np.ndarray) -> np.ndarray:
     """Where errors and agreement are measured: the targets, else the patient point at the isocentre."""
     return targets if targets is not None else pose.inverse().apply(center[None, :])
+
+
+#: Quadrants of the fine level's mask with less than this share of its pixels are left out of
+#: the uncertainty probe (too few edges to locate a peak).
+_MIN_PART_SHARE = 0.1
 
 
 class _OutOfTime(Exception):
@@ -197,6 +201,7 @@ class _Level:
         self.step_mm = step_mm
         self.registrar = registrar
         self.best: tuple[float, Pose] | None = None
+        self._parts = None
 
     def _smooth(self, image: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         """Gaussian blur; with a mask, normalised (only valid pixels contribute)."""
@@ -218,6 +223,25 @@ class _Level:
         rays = None if self.smooth_px > 0 else self.mask
         return self._smooth(self.registrar.renderer.render(pose, self.geometry, step_mm=self.step_mm,
                                                            ray_mask=rays))
+
+    def part_scores(self, pose: Pose) -> np.ndarray:
+        """Similarity of the whole image and of each quadrant of its mask (split at the
+        mask's median pixel; quadrants with under a tenth of the mask left out) from one
+        DRR: the probe of :mod:`~or_assist.register.uncertainty`."""
+        if self._parts is None:
+            vs, us = np.nonzero(self.mask)
+            cu, cv = np.median(us), np.median(vs)
+            v, u = np.indices(self.mask.shape)
+            quads = [self.mask & (u < cu) & (v < cv), self.mask & (u >= cu) & (v < cv),
+                     self.mask & (u < cu) & (v >= cv), self.mask & (u >= cu) & (v >= cv)]
+            self._parts = [self.fixed] + [prepare_fixed(self.image, q, self.fixed.metric) for q in quads
+                                          if q.sum() >= _MIN_PART_SHARE * len(us)]
+        self.registrar._evaluations += 1
+        try:
+            moving = self.render(pose)
+        except InputError:  # source inside the CT or a view that misses it
+            return np.full(len(self._parts), -1.0)
+        return np.array([f.score(moving) for f in self._parts])
 
     def score(self, pose: Pose) -> float:
         self.registrar._evaluations += 1
@@ -357,7 +381,7 @@ class Registrar:
         try:
             with _numba_threads(st.render_threads):
                 pose, start, sim = self._search(st, levels, init_pose, library, center, times, targets)
-                unc = self._uncertainty(st, levels, pose, sim, center, times)
+                unc = self._uncertainty(st, levels, pose, center, times)
         except _OutOfTime:
             # A search cut short is never judged confident: a coarse optimum scores like a
             # right one at the fine level while being off in depth (a phantom lateral cut
@@ -372,8 +396,8 @@ class Registrar:
                 0, times, None, self._stage_scores, stopped_in), started)
 
         result = RegistrationResult(pose, True, sim, st.metric, 0.0, None, 0, times, start, self._stage_scores)
+        where = _error_points(targets, pose, center)
         if unc is not None:
-            where = _error_points(targets, pose, center)
             result.uncertainty, result.estimated_error_mm = unc, unc.error_at_mm(pose, where)
         at = "at the planned implant" if targets is not None else "at the isocentre"
         angle, disp = pose_error(pose, init_pose, center)
@@ -394,9 +418,11 @@ class Registrar:
         elif st.max_estimated_error_mm is not None and result.estimated_error_mm is not None \
                 and result.estimated_error_mm > st.max_estimated_error_mm:
             result.success = False
+            parts = unc.disagreement_at_mm(pose, where)
+            why = (f" (the parts of the image disagree about the pose by {parts:.1f} mm there)"
+                   if parts > 0.5 * result.estimated_error_mm else "")
             result.reason = (f"not confident: estimated error {result.estimated_error_mm:.1f} mm "
-                             f"{at} is above "
-                             f"the limit of {st.max_estimated_error_mm:g} mm")
+                             f"{at} is above the limit of {st.max_estimated_error_mm:g} mm{why}")
         return self._finish(result, started)
 
     def track(self, frame: np.ndarray, *, polarity: str = "bone-dark", fallback_pose: Pose | None = None,
@@ -438,7 +464,7 @@ class Registrar:
         if self._deadline is not None and time.perf_counter() > self._deadline:
             raise _OutOfTime
 
-    def _uncertainty(self, st: RegistrationSettings, levels: dict, pose: Pose, sim: float, center: np.ndarray,
+    def _uncertainty(self, st: RegistrationSettings, levels: dict, pose: Pose, center: np.ndarray,
                      times: dict) -> PoseUncertainty | None:
         """The similarity's curvature at the result on the fine level (None without one)."""
         fine = self._fine_level(st, levels)
@@ -446,7 +472,7 @@ class Registrar:
             return None
         self._stage_name = "uncertainty"
         t0 = time.perf_counter()
-        unc = pose_uncertainty(fine.score, pose, center, score_at_pose=sim)
+        unc = pose_uncertainty(fine.part_scores, pose, center)
         times["uncertainty"] = time.perf_counter() - t0
         return unc
 
@@ -492,10 +518,13 @@ class Registrar:
         attempt = 0
         refined = []  # (pose, start, similarity after the second stage)
 
+        agreed = False  # two first-stage starts ended in the same basin
+
         def first_stage_round(force: bool = False) -> list:
-            """Starts until one converges (then only it) or none are left (then all);
+            """Starts until one converges (then only it), two agree (then the better of the
+            two, and any start that scored higher) or none are left (then all);
             ``force``: exactly one more start."""
-            nonlocal attempt
+            nonlocal attempt, agreed
             found = []
             while attempt < st.max_starts or (force and not found):
                 self._stage_name = f"start{attempt}"
@@ -505,10 +534,20 @@ class Registrar:
                              popsize=first.popsize, seed=st.seed + 1000 * attempt, bounds=st.bounds)
                 score = -res.fun
                 self._stage_scores[f"start{attempt}"] = round(score, 4)
-                found.append((apply_update(start, res.x, center), start, score, attempt))
+                new = (apply_update(start, res.x, center), start, score, attempt)
+                found.append(new)
                 attempt += 1
                 if score >= st.restart_below or force:
                     return found[-1:]
+                if st.start_agreement_mm is not None:
+                    where = _error_points(targets, new[0], center)
+                    same = [c for c in found[:-1] if target_error_mm(c[0], new[0], where) <= st.start_agreement_mm]
+                    if same:
+                        # an optimum reached twice from independent starts is the shot's, whatever
+                        # its coarse similarity (which depends on the C-arm's image processing)
+                        agreed = True
+                        best = max(same + [new], key=lambda c: c[2])
+                        return [best] + [c for c in found if c[2] > best[2]]
             return found
 
         while attempt < st.max_starts and (not refined or max(c[2] for c in refined) < st.second_stage_below):
@@ -522,7 +561,7 @@ class Registrar:
                 refined.append((pose, start, score))
             if len(st.stages) == 1:
                 break
-        if st.agreement_mm is not None and len(st.stages) > 1 and len(refined) < 2:
+        if st.agreement_mm is not None and len(st.stages) > 1 and len(refined) < 2 and not agreed:
             # one more independent start through the first two stages (module doc, confidence)
             self._stage_name = "agreement"
             t0 = time.perf_counter()
@@ -531,7 +570,7 @@ class Registrar:
             where = _error_points(targets, best, center)
             # a start that ended in the same basin agrees already (the usual case): only one
             # that ended elsewhere is refined to see whether it is a rival pose
-            if target_error_mm(pose2, best, where) > _AGREE_COARSE_MM:
+            if target_error_mm(pose2, best, where) > (st.start_agreement_mm or 0.0):
                 pose2, score2 = self._stage(st, 1, levels, pose2, center, times)
                 self._stage_scores[f"start{n2}_{self._stage_key(st.stages, 1)}"] = round(score2, 4)
                 refined.append((pose2, start2, score2))
@@ -553,8 +592,9 @@ class Registrar:
                 self._stage_scores[key if n == 0 else f"rival{n}_{key}"] = round(score, 4)
             finished.append((p, s0, score))
         pose, start, sim = max(finished, key=lambda c: c[2])
+        margin = st.agreement_fine_margin
         ties = [(target_error_mm(c[0], pose, where), c[2], sim) for c in finished
-                if c[0] is not pose and c[2] >= sim - st.agreement_fine_margin]
+                if margin is not None and c[0] is not pose and c[2] >= sim - margin]
         ties = [c for c in ties if c[0] > st.agreement_mm]
         self._rival = max(ties) if ties else None
         for k in range(3, len(st.stages)):
@@ -581,6 +621,8 @@ class Registrar:
         if stage.optimizer == "cma":
             res = cma_es(cost, np.zeros(6), stage.spread, max_evaluations=stage.evaluations,
                          popsize=stage.popsize, seed=st.seed + k, bounds=3 * np.asarray(stage.spread))
+        elif stage.optimizer == "cobyqa":
+            res = quadratic_model_search(cost, np.zeros(6), stage.spread, max_evaluations=stage.evaluations)
         else:
             res = compass_search(cost, np.zeros(6), stage.spread, max_evaluations=stage.evaluations,
                                  pattern=stage.pattern)

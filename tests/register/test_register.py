@@ -241,7 +241,7 @@ def test_unconvincing_starts_are_all_refined_and_the_best_goes_on(real_case):
               Stage(128, 2.0, "compass", 30, (0.5, 0.5, 0.5, 0.5, 0.5, 2.0)))
     picky = Registrar(real_case.renderer, real_case.registrar.geometry,
                       RegistrationSettings(stages=stages, max_starts=4, restart_below=1.01, second_stage_below=1.01,
-                                           time_budget_s=None))
+                                           time_budget_s=None, start_agreement_mm=None))
     res = picky.register(shot.frame, start)
     sc = res.stage_scores
     assert [k for k in sc if k.startswith("start") and "_" not in k] == ["start0", "start1", "start2", "start3"]
@@ -253,6 +253,47 @@ def test_unconvincing_starts_are_all_refined_and_the_best_goes_on(real_case):
                                           time_budget_s=None, agreement_mm=None))
     sc = easy.register(shot.frame, start).stage_scores
     assert "start1" not in sc and sc["cma64"] == sc["start0_cma64"]
+
+
+def test_a_shot_whose_parts_fit_different_poses_is_not_confident(real_case):
+    """A model error the similarity cannot see: the shot's left half is moved 6 px down and
+    its right half 6 px up (as an unmodelled distortion would). The search still peaks
+    with a similarity well above the threshold, 2-3 mm off at the implant; the quadrants
+    of the image disagree about the pose, so the estimate exceeds the limit and says why.
+    The same shot untorn registers, its parts agreeing to within a millimetre."""
+    shot = real_case.shot("inlet", (1.0, -1.0, 0.5, 2.0, 3.0, -2.0), 9)
+    start = apply_update(shot.pose, START_ERRORS["inlet"], real_case.center)
+    imp = real_case.plan.implants[0]
+    targets = np.stack([imp.entry_lps_mm, imp.apex_lps_mm])
+    clean = real_case.registrar.register(shot.frame, start, target_lps_mm=targets)
+    assert clean.success, clean.reason
+    assert clean.uncertainty.disagreement_at_mm(clean.pose, targets) < 1.0
+    h, w = shot.frame.shape[:2]
+    map_u, map_v = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    map_v += np.where(map_u < w / 2, 6.0, -6.0).astype(np.float32)
+    torn = cv2.remap(shot.frame, map_u, map_v, cv2.INTER_LINEAR)
+    res = real_case.registrar.register(torn, start, target_lps_mm=targets)
+    assert res.similarity > RegistrationSettings().confidence_threshold
+    assert not res.success and res.pose_for_overlay is None
+    assert "disagree" in res.reason and res.estimated_error_mm > 2.0
+    assert res.uncertainty.disagreement_at_mm(res.pose, targets) > 2.0
+
+
+def test_restarts_stop_when_two_starts_agree(real_case):
+    """Whatever the first-stage similarity (it depends on the C-arm's image processing),
+    two independent starts that end at the same pose have found the shot's optimum: the
+    restarts stop there, and no extra start is needed for the agreement check."""
+    shot = real_case.shot("outlet", (1.0, -1.0, 0.5, 2.0, 3.0, -2.0), 9)
+    start = apply_update(shot.pose, START_ERRORS["outlet"], real_case.center)
+    settings = RegistrationSettings(max_starts=5, restart_below=1.01, time_budget_s=None)
+    res = Registrar(real_case.renderer, real_case.registrar.geometry, settings).register(shot.frame, start)
+    firsts = [k for k in res.stage_scores if k.startswith("start") and "_" not in k]
+    assert firsts == ["start0", "start1"], res.stage_scores
+    assert "agreement" not in res.level_seconds
+    assert res.success, res.reason
+    assert target_error_mm(res.pose, shot.pose, _points(real_case.plan)) < 2.0
+    with pytest.raises(InputError, match="start_agreement_mm"):
+        RegistrationSettings(start_agreement_mm=-1.0)
 
 
 def test_render_threads_change_the_speed_not_the_result(real_case):

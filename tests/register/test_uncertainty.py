@@ -69,3 +69,49 @@ def test_a_rotation_sigma_grows_with_the_distance_from_the_centre():
     p = base.inverse().apply((CENTER + [0, 100.0, 0])[None, :])
     assert target_error_mm(moved, base, p) == pytest.approx(far, rel=1e-2)
     assert len(CURVATURE_STEPS) == 6
+
+
+def parts_score(base: Pose, curvature, peaks):
+    """Whole image and parts: part ``k`` is quadratic about its own peak ``peaks[k]``."""
+    def score(pose: Pose) -> np.ndarray:
+        p = _params(base, pose)
+        return np.array([1.0 + 0.5 * float(np.sum(np.asarray(curvature) * (p - pk) ** 2)) for pk in peaks])
+    return score
+
+
+def _params(base: Pose, pose: Pose) -> np.ndarray:
+    p = np.zeros(6)
+    d = pose.matrix @ np.linalg.inv(base.matrix)
+    rv = np.array([d[2, 1] - d[1, 2], d[0, 2] - d[2, 0], d[1, 0] - d[0, 1]]) / 2.0
+    p[:3] = np.degrees(np.arcsin(np.clip(rv, -1, 1)))
+    p[3:] = d[:3, 3] - (CENTER - d[:3, :3] @ CENTER)
+    return p
+
+
+def test_parts_that_peak_elsewhere_raise_the_estimate_by_their_disagreement():
+    """A shot whose quadrants fit different poses (model error) is not pinned down by a sharp
+    whole-image peak: each part's peak is found from the same probes, and their spread
+    (here +-0.8 mm in x and y) is added to the curvature's estimate."""
+    base = _base()
+    curv = [-1e6] * 5 + [-1e6]
+    peaks = [np.zeros(6)] + [np.array([0, 0, 0, dx, dy, 0.0]) for dx, dy in
+                             ((0.8, 0), (-0.8, 0), (0, 0.8), (0, -0.8))]
+    unc = pose_uncertainty(parts_score(base, [-0.5] * 6, peaks), base, CENTER, scale=1e-3)
+    np.testing.assert_allclose(unc.peak_offsets, np.stack(peaks), atol=1e-6)
+    assert unc.disagreement_at_mm(base, POINTS) == pytest.approx(0.8, rel=1e-3)
+    assert unc.error_at_mm(base, POINTS) == pytest.approx(np.hypot(unc.curvature_error_at_mm(base, POINTS), 0.8))
+    # parts that agree add nothing; only the whole image probed: no disagreement term
+    agree = pose_uncertainty(parts_score(base, [-0.5] * 6, [np.zeros(6)] * 5), base, CENTER, scale=1e-3)
+    assert agree.disagreement_at_mm(base, POINTS) == pytest.approx(0.0, abs=1e-9)
+    whole = pose_uncertainty(quadratic_score(base, curv), base, CENTER, scale=1e-3)
+    assert whole.peak_offsets is None and whole.disagreement_at_mm(base, POINTS) == 0.0
+    assert "peak_offsets" in unc.to_dict() and "peak_offsets" not in whole.to_dict()
+
+
+def test_a_whole_image_peak_the_search_did_not_reach_counts_and_offsets_are_bounded():
+    base = _base()
+    far = np.array([0, 0, 0, 0, 0, 30.0])     # far beyond two probe steps in depth
+    unc = pose_uncertainty(parts_score(base, [-0.5] * 6, [far] * 5), base, CENTER, scale=1e-3)
+    assert unc.peak_offsets[0, 5] == pytest.approx(2 * CURVATURE_STEPS[5])
+    # every part agrees, but the whole image's own peak lies 4 mm (the bound) along the beam
+    assert unc.disagreement_at_mm(base, POINTS) == pytest.approx(4.0, rel=1e-3)
