@@ -61,6 +61,14 @@ def _vector(x, name: str) -> np.ndarray:
     return a
 
 
+def _per_parameter(value, n: int, name: str) -> np.ndarray:
+    """``value`` (a number or one per parameter) as (n,) float64, every entry > 0."""
+    a = np.broadcast_to(_vector(value, name), (n,)).astype(np.float64)
+    if np.any(a <= 0):
+        raise InputError(f"must be > 0, got {value!r}", name)
+    return a
+
+
 def cma_es(f: Objective, x0: Sequence[float], sigma: Sequence[float] | float, *, max_evaluations: int = 200,
            popsize: int | None = None, seed: int = 0, bounds: Sequence[float] | None = None,
            tol_fun: float = 1e-6) -> OptimResult:
@@ -91,9 +99,7 @@ def cma_es(f: Objective, x0: Sequence[float], sigma: Sequence[float] | float, *,
     """
     x0 = _vector(x0, "x0")
     n = x0.size
-    scale = np.broadcast_to(_vector(sigma, "sigma"), (n,)).astype(np.float64)
-    if np.any(scale <= 0):
-        raise InputError(f"must be > 0, got {sigma!r}", "sigma")
+    scale = _per_parameter(sigma, n, "sigma")
     lam = int(popsize) if popsize is not None else 4 + int(3 * math.log(n))
     if lam < 2:
         raise InputError(f"must be >= 2, got {popsize!r}", "popsize")
@@ -194,9 +200,7 @@ def compass_search(f: Objective, x0: Sequence[float], steps: Sequence[float] | f
     """
     x = _vector(x0, "x0").copy()
     n = x.size
-    h = np.broadcast_to(_vector(steps, "steps"), (n,)).astype(np.float64).copy()
-    if np.any(h <= 0):
-        raise InputError(f"must be > 0, got {steps!r}", "steps")
+    h = _per_parameter(steps, n, "steps")
     h_min = h / 16 if min_steps is None else np.broadcast_to(_vector(min_steps, "min_steps"), (n,))
     budget = [int(max_evaluations)]
 
@@ -281,9 +285,7 @@ def quadratic_model_search(f: Objective, x0: Sequence[float], steps: Sequence[fl
 
     x = _vector(x0, "x0")
     n = x.size
-    h = np.broadcast_to(_vector(steps, "steps"), (n,)).astype(np.float64)
-    if np.any(h <= 0):
-        raise InputError(f"must be > 0, got {steps!r}", "steps")
+    h = _per_parameter(steps, n, "steps")
     if int(max_evaluations) < n + 2:
         raise InputError(f"must be at least {n + 2} for {n} parameters, got {max_evaluations!r}", "max_evaluations")
     if not 0 < final_fraction < 1:

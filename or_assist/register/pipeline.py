@@ -224,6 +224,16 @@ class _Level:
         return self._smooth(self.registrar.renderer.render(pose, self.geometry, step_mm=self.step_mm,
                                                            ray_mask=rays))
 
+    def _scores(self, pose: Pose, fixed_images) -> np.ndarray | None:
+        """Similarity of the DRR at ``pose`` to each of ``fixed_images``; None for a pose
+        that cannot be rendered. One evaluation."""
+        self.registrar._evaluations += 1
+        try:
+            moving = self.render(pose)
+        except InputError:  # source inside the CT or a view that misses it
+            return None
+        return np.array([f.score(moving) for f in fixed_images])
+
     def part_scores(self, pose: Pose) -> np.ndarray:
         """Similarity of the whole image and of each quadrant of its mask (split at the
         mask's median pixel; quadrants with under a tenth of the mask left out) from one
@@ -236,19 +246,14 @@ class _Level:
                      self.mask & (u < cu) & (v >= cv), self.mask & (u >= cu) & (v >= cv)]
             self._parts = [self.fixed] + [prepare_fixed(self.image, q, self.fixed.metric) for q in quads
                                           if q.sum() >= _MIN_PART_SHARE * len(us)]
-        self.registrar._evaluations += 1
-        try:
-            moving = self.render(pose)
-        except InputError:  # source inside the CT or a view that misses it
-            return np.full(len(self._parts), -1.0)
-        return np.array([f.score(moving) for f in self._parts])
+        scores = self._scores(pose, self._parts)
+        return np.full(len(self._parts), -1.0) if scores is None else scores
 
     def score(self, pose: Pose) -> float:
-        self.registrar._evaluations += 1
-        try:
-            score = self.fixed.score(self.render(pose))
-        except InputError:  # source inside the CT or a view that misses it
+        scores = self._scores(pose, (self.fixed,))
+        if scores is None:
             return -1.0
+        score = float(scores[0])
         if self.best is None or score > self.best[0]:
             self.best = (score, pose)
         return score
@@ -579,8 +584,9 @@ class Registrar:
         if len(st.stages) > 1:
             self._stage_scores[self._stage_key(st.stages, 1)] = round(sim, 4)
         where = _error_points(targets, pose, center)
-        # other starts that scored about as well but ended elsewhere go through the fine
-        # stages too: the fine similarity decides, and a tie means the shot fits two poses
+        # other starts that scored about as well but ended elsewhere go through the first
+        # fine stage too: the fine similarity decides (and, with agreement_fine_margin, a
+        # tie means the shot fits two poses)
         rivals = [c for c in refined if c[0] is not pose and c[2] >= sim - st.agreement_margin
                   and st.agreement_mm is not None and target_error_mm(c[0], pose, where) > st.agreement_mm]
         rivals = sorted(rivals, key=lambda c: -c[2])[:1]   # the strongest rival only (time)
@@ -592,11 +598,11 @@ class Registrar:
                 self._stage_scores[key if n == 0 else f"rival{n}_{key}"] = round(score, 4)
             finished.append((p, s0, score))
         pose, start, sim = max(finished, key=lambda c: c[2])
-        margin = st.agreement_fine_margin
-        ties = [(target_error_mm(c[0], pose, where), c[2], sim) for c in finished
-                if margin is not None and c[0] is not pose and c[2] >= sim - margin]
-        ties = [c for c in ties if c[0] > st.agreement_mm]
-        self._rival = max(ties) if ties else None
+        self._rival = None
+        if st.agreement_fine_margin is not None:
+            ties = [(target_error_mm(c[0], pose, where), c[2], sim) for c in finished
+                    if c[0] is not pose and c[2] >= sim - st.agreement_fine_margin]
+            self._rival = max([c for c in ties if c[0] > st.agreement_mm], default=None)
         for k in range(3, len(st.stages)):
             pose, sim = self._stage(st, k, levels, pose, center, times)
             self._stage_scores[self._stage_key(st.stages, k)] = round(sim, 4)

@@ -91,9 +91,10 @@ DEFAULT_STAGES = (
     Stage(128, 2.0, "compass", 60, (0.5, 0.5, 0.5, 0.5, 0.5, 2.0)),
 )
 #: The fine stages with SciPy's COBYQA (:func:`~or_assist.register.optimize.quadratic_model_search`):
-#: faster (calibration families: 1.4 s against 2.0 s median, 95th 1.96 against 2.99 s) but
-#: not the default: on two test shots it stopped short (a lateral 4.7 mm off in depth,
-#: refused by the error estimate; an inlet), where the compass search converges.
+#: faster (12 real-CT shots of the calibration families: 1.4 s against 2.0 s median, max
+#: 2.2 against 2.8 s, equally accurate) but not the default: on two test shots it stopped
+#: short (a lateral 4.7 mm off in depth, refused by the error estimate; an inlet), where
+#: the compass search converges. Use ``stages=DEFAULT_STAGES[:2] + COBYQA_FINE_STAGES``.
 COBYQA_FINE_STAGES = (
     Stage(128, 2.0, "cobyqa", 45, (0.5, 0.5, 0.5, 0.5, 0.5, 2.0)),
     Stage(128, 2.0, "cobyqa", 30, (0.5, 0.5, 0.5, 0.5, 0.5, 2.0)),
@@ -151,10 +152,11 @@ class RegistrationSettings:
         renderer or attenuation volume given instead is used as it is.
     agreement_mm : float or None
         After the search, one more independent start runs through the first two stages
-        (unless restarts already gave two); when a start scoring within
-        ``agreement_margin`` of the best at the second stage ended more than this far
-        from it (at the target points), the shot fits more than one pose and is "not
-        confident" (default 2 mm; None: no check, no extra start).
+        (unless restarts already gave two, or two starts agreed); a start scoring within
+        ``agreement_margin`` of the best at the second stage that ended more than this
+        far from it (at the target points) is a rival pose: it goes through the first
+        fine stage too and the better fine similarity wins (a tie is refused only with
+        ``agreement_fine_margin``; default 2 mm; None: no extra start, no rivals).
     start_agreement_mm : float or None
         First-stage starts (32 px, blurred: precise to a few millimetres) that end within
         this of each other (at the target points) found the same optimum: the restarts

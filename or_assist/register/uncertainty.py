@@ -26,7 +26,7 @@ mean square, over the target points, of the spread of the quadrants' peak displa
 search did not reach). It is added in quadrature to the curvature's estimate; being a
 displacement in mm, it has no scale of its own. On simulated shots of the real CT
 (calibration families and seed, ``benchmarks/registration.py``) correct results showed
-0.1-0.8 mm of disagreement, results 8-18 mm off 1.3-3.7 mm.
+0.1-1.0 mm of disagreement, results 8-18 mm off 1.3-3.8 mm.
 
 What neither can see: a wrong optimum that every part of the image agrees on (e.g. a
 lateral off in depth where a different depth fits the bone edges as well). Such results
