@@ -7,7 +7,8 @@
 2. **Global search** (:data:`DEFAULT_STAGES`): CMA-ES
    (:func:`or_assist.register.optimize.cma_es`) over the 6 update parameters
    (:mod:`or_assist.register.pose_params`: rotation about the isocentre, translation) at
-   32 px, images blurred (normalised convolution in the mask) for a wide capture range.
+   32 px, unblurred (blurring widened nothing that mattered and favoured wrong poses on
+   shots whose display chain differs from a DRR; a stage may still blur, ``smooth_px``).
    When its similarity stays below :data:`RESTART_BELOW` it is restarted (until two
    starts end at the same pose, ``start_agreement_mm``, which does not depend on how the
    C-arm's image processing shifts the similarity's level): from the 2-D

@@ -25,7 +25,7 @@ from or_assist.core.view_poses import plan_view_pose
 from or_assist.errors import InputError
 from or_assist.cli.register import register_command
 from or_assist.register.pipeline import REGISTRATION_SCHEMA, Registrar, registration_ct
-from or_assist.register.settings import RegistrationSettings, Stage
+from or_assist.register.settings import RESTART_BELOW, RegistrationSettings, Stage
 from or_assist.register.pose_params import apply_update, isocenter_source_mm, target_error_mm
 from or_assist.render.drr import AttenuationVolume, DRRRenderer
 from or_assist.sim.shots.simulate import simulate_shot
@@ -183,13 +183,19 @@ def test_an_independent_start_runs_and_agrees_on_a_clean_shot(phantom_case):
     start = apply_update(shot.pose, START_ERRORS["lateral"], phantom_case.center)
     res = phantom_case.registrar.register(shot.frame, start)
     assert res.success, res.reason
-    # the first start converged, so one more ran through the first two stages for agreement
-    assert "start0" in res.stage_scores and "start1_cma64" in res.stage_scores
-    assert "agreement" in res.level_seconds or any(k.startswith("rival") for k in res.stage_scores)
+    # a second, independent start ran: one more through the first two stages after a first
+    # start that converged ("agreement"), or restarts of which two refined starts compete or
+    # two first-stage starts ended together (then no third one ran and only one was refined)
+    scores = res.stage_scores
+    refined = [k for k in scores if k.startswith("start") and k.endswith("_cma64")]
+    assert ("agreement" in res.level_seconds or len(refined) >= 2
+            or ("start1" in scores and "start2" not in scores and len(refined) == 1))
     off = Registrar(phantom_case.renderer, shot.video_geometry, RegistrationSettings(time_budget_s=None,
                                                                                       agreement_mm=None))
     res = off.register(shot.frame, start)
-    assert "start1" not in res.stage_scores and "agreement" not in res.level_seconds
+    assert "agreement" not in res.level_seconds
+    if res.stage_scores["start0"] >= RESTART_BELOW:
+        assert "start1" not in res.stage_scores
 
 
 def test_track_shares_one_time_budget(phantom_case):
@@ -288,7 +294,8 @@ def test_restarts_stop_when_two_starts_agree(real_case):
     settings = RegistrationSettings(max_starts=5, restart_below=1.01, time_budget_s=None)
     res = Registrar(real_case.renderer, real_case.registrar.geometry, settings).register(shot.frame, start)
     firsts = [k for k in res.stage_scores if k.startswith("start") and "_" not in k]
-    assert firsts == ["start0", "start1"], res.stage_scores
+    # with restart_below out of reach, only two starts that agree stop the restarts early
+    assert 2 <= len(firsts) < settings.max_starts, res.stage_scores
     assert "agreement" not in res.level_seconds
     assert res.success, res.reason
     assert target_error_mm(res.pose, shot.pose, _points(real_case.plan)) < 2.0

@@ -128,6 +128,37 @@ def test_field_of_view_with_a_grabber_black_level_and_noise(framed_shots, index)
         assert np.max(np.abs(np.subtract(fov.box_px, truth_box(s.fov_mask)))) < 2
 
 
+def test_field_of_view_cut_by_black_bars(framed_shots):
+    """Table rails and a retractor as black as the surround cut the round field into pieces;
+    the field is still the whole circle (not its largest piece)."""
+    s = framed_shots[0]
+    frame = s.frame.copy()
+    h, w = frame.shape[:2]
+    vv, uu = np.mgrid[0:h, 0:w]
+    cu, cv, r = truth_circle(s.fov_mask)
+    for offset in (-0.3 * r, 0.3 * r):      # a grid of bars: the largest piece is a square
+        frame[np.abs(uu - cu - offset) < 12] = 0
+        frame[np.abs(vv - cv - offset) < 9] = 0
+    fov = detect_field_of_view(frame)
+    assert fov.shape == "circle"
+    assert np.hypot(fov.center_px[0] - cu, fov.center_px[1] - cv) < 3 and abs(fov.radius_px - r) < 3
+
+
+def test_field_of_view_with_a_dim_noisy_rim(framed_shots):
+    """An intensifier's vignetting leaves the rim a few grey levels above black, with noise:
+    the coarse outline is ragged there, the field is still found."""
+    s = framed_shots[4]
+    small = cv2.resize(s.frame, (768, 614), interpolation=cv2.INTER_AREA).astype(np.float32)
+    h, w = small.shape
+    cu, cv, r = (c * 768 / s.frame.shape[1] for c in truth_circle(s.fov_mask))
+    rho = np.hypot(*np.mgrid[0:h, 0:w][::-1] - np.array([cu, cv])[:, None, None]) / r
+    dimmed = small * (1.0 - 0.93 * np.clip(rho, 0, 1) ** 1.5)
+    frame = np.clip(dimmed + np.random.default_rng(3).normal(0, 6.0, small.shape), 0, 255).astype(np.uint8)
+    fov = detect_field_of_view(frame)
+    assert fov.shape == "circle"
+    assert np.hypot(fov.center_px[0] - cu, fov.center_px[1] - cv) < 4 and abs(fov.radius_px - r) < 6
+
+
 def test_field_of_view_of_a_colour_frame_and_a_bare_image(framed_shots):
     s = framed_shots[0]
     bgr = np.repeat(s.frame[:, :, None], 3, axis=2)
@@ -310,6 +341,24 @@ def test_thin_unsaturated_pin_found_by_the_line_detector():
     frame = np.clip(img, 0, 255).astype(np.uint8)
     m = metal_mask(frame, pin_width_px=6.0, dilate_px=0)
     assert m[line].mean() > 0.9 and m[~line].mean() < 0.01
+
+
+def test_curved_cortical_line_is_not_taken_for_a_pin():
+    """A dense line that curves (the pelvic brim, a cortex seen edge-on) is anatomy the
+    registration needs; a pin of the same width and contrast is straight."""
+    vv, uu = np.mgrid[0:300, 0:300]
+    img = (150 + 30 * np.sin(uu / 40.0) + 20 * np.cos(vv / 55.0)).astype(np.float32)
+    # an arc of radius 150 px over 200 px of length: it bends by about 35 px
+    radius = np.hypot(uu - 150, vv - 260)
+    arc = (np.abs(radius - 150) < 3.0) & (vv < 150)
+    img[arc] -= 90
+    pin = np.abs((vv - 200) - 0.1 * (uu - 40)) < 3.0
+    pin &= (uu > 40) & (uu < 260)
+    img[pin] -= 90
+    frame = np.clip(img, 0, 255).astype(np.uint8)
+    m = metal_mask(frame, pin_width_px=6.0, dilate_px=0)
+    assert m[pin].mean() > 0.9
+    assert m[arc].mean() < 0.05
 
 
 @pytest.mark.parametrize("flip_h,flip_v,rotate_deg", [(True, False, 0), (False, True, 0), (True, True, 90),

@@ -45,6 +45,9 @@ FOV_SHAPES = ("circle", "rectangle")
 _COARSE_SIDE_PX = 480        # the coarse pass works at about this size
 _BLACK_MARGIN = 10           # grey levels above the black level that count as "field"
 _MIN_FIELD_FRACTION = 0.03   # a field smaller than this share of the frame is no field
+_MIN_PIECE_FRACTION = 0.01   # lit pieces this large (of the frame) may be parts of one field
+_COARSE_TOLERANCE = 0.005    # of the frame's larger side: a ragged outline's points on a circle
+_BAR_FRACTION = 0.06         # dark bars across the field up to this share of the frame's height
 _MAX_CHROMA = 25.0           # median chroma above which a frame is not fluoroscopy
 _MIN_NEIGHBOUR_CORR = 0.5    # neighbouring pixels of an image correlate; noise does not
 _MIN_DETAIL = 0.5            # grey levels of fine detail below which the field is featureless
@@ -202,7 +205,7 @@ def _detect(gray: np.ndarray) -> FieldOfView:
     noise = 1.4826 * float(np.median(np.abs(dark - np.median(dark))))
     thr = int(min(max(black + _BLACK_MARGIN, 12), 60))
     edge_level = black + max(3.0, 4.0 * noise)   # the full-resolution edge: first rise above this
-    fg = (small > thr).astype(np.uint8)
+    fg = _bridge_bars((small > thr).astype(np.uint8))
     contours, _ = cv2.findContours(fg, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     if not contours:
         raise InputError("shows no field of view (nothing above the black level)", "frame")
@@ -222,9 +225,15 @@ def _detect(gray: np.ndarray) -> FieldOfView:
     box = ((x + 0.0) * s - 0.5, (y + 0.0) * s - 0.5, (x + bw) * s - 0.5, (y + bh) * s - 0.5)
     if len(pts) < 10:  # the field fills the frame: the whole frame is the field
         return FieldOfView("rectangle", ((w - 1) / 2.0, (h - 1) / 2.0), box_px=(0.0, 0.0, w - 1.0, h - 1.0))
-    circle = ransac_circle(pts, tol=1.5 * s)
+    tol = 1.5 * s
+    circle = ransac_circle(pts, tol=tol)
+    if circle is None:
+        # the coarse outline is ragged where the field's rim is dim (an intensifier's
+        # vignetting, low dose): the fine pass measures the edge, this one only finds it
+        tol = max(tol, _COARSE_TOLERANCE * max(h, w))
+        circle = ransac_circle(pts, tol=tol)
     n_circle = 0 if circle is None else int((np.abs(np.hypot(pts[:, 0] - circle[0], pts[:, 1] - circle[1])
-                                                    - circle[2]) < 1.5 * s).sum())
+                                                    - circle[2]) < tol).sum())
     rect, n_rect = coarse_rectangle(pts, box, 1.5 * s, (w, h), s)
     if rect is not None and n_rect >= n_circle:
         u0, v0, u1, v1 = fine_rectangle(gray, edge_level, black, rect, s)
@@ -233,6 +242,23 @@ def _detect(gray: np.ndarray) -> FieldOfView:
         raise InputError("shows no round or rectangular field of view", "frame")
     cu, cv, r = fine_circle(gray, edge_level, black, circle, s)
     return FieldOfView("circle", (cu, cv), radius_px=r)
+
+
+def _bridge_bars(fg: np.ndarray) -> np.ndarray:
+    """The lit pieces of ``fg`` (uint8 0/1) of at least :data:`_MIN_PIECE_FRACTION` of the
+    frame, closed across dark gaps up to :data:`_BAR_FRACTION` of the frame's height.
+
+    Table rails, retractors and cables across the field are as black as the surround and
+    cut the field into pieces; the field is their union. Smaller pieces (burnt-in text)
+    are left out, so closing cannot join text to the field.
+    """
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
+    big = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= _MIN_PIECE_FRACTION * fg.size) + 1
+    if len(big) < 2:
+        return fg
+    pieces = np.isin(labels, big).astype(np.uint8)
+    k = 2 * int(round(_BAR_FRACTION * fg.shape[0] / 2)) + 1
+    return cv2.morphologyEx(pieces, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
 
 
 def _check_content(small: np.ndarray, filled: np.ndarray) -> None:
