@@ -225,16 +225,17 @@ def _detect(gray: np.ndarray) -> FieldOfView:
     box = ((x + 0.0) * s - 0.5, (y + 0.0) * s - 0.5, (x + bw) * s - 0.5, (y + bh) * s - 0.5)
     if len(pts) < 10:  # the field fills the frame: the whole frame is the field
         return FieldOfView("rectangle", ((w - 1) / 2.0, (h - 1) / 2.0), box_px=(0.0, 0.0, w - 1.0, h - 1.0))
-    tol = 1.5 * s
+    tight = 1.5 * s                             # a coarse pixel and a half
+    tol = tight
     circle = ransac_circle(pts, tol=tol)
     if circle is None:
         # the coarse outline is ragged where the field's rim is dim (an intensifier's
         # vignetting, low dose): the fine pass measures the edge, this one only finds it
-        tol = max(tol, _COARSE_TOLERANCE * max(h, w))
+        tol = max(tight, _COARSE_TOLERANCE * max(h, w))
         circle = ransac_circle(pts, tol=tol)
     n_circle = 0 if circle is None else int((np.abs(np.hypot(pts[:, 0] - circle[0], pts[:, 1] - circle[1])
                                                     - circle[2]) < tol).sum())
-    rect, n_rect = coarse_rectangle(pts, box, 1.5 * s, (w, h), s)
+    rect, n_rect = coarse_rectangle(pts, box, tight, (w, h), s)
     if rect is not None and n_rect >= n_circle:
         u0, v0, u1, v1 = fine_rectangle(gray, edge_level, black, rect, s)
         return FieldOfView("rectangle", (0.5 * (u0 + u1), 0.5 * (v0 + v1)), box_px=(u0, v0, u1, v1))
@@ -252,7 +253,7 @@ def _bridge_bars(fg: np.ndarray) -> np.ndarray:
     cut the field into pieces; the field is their union. Smaller pieces (burnt-in text)
     are left out, so closing cannot join text to the field.
     """
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
     big = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= _MIN_PIECE_FRACTION * fg.size) + 1
     if len(big) < 2:
         return fg

@@ -247,9 +247,6 @@ def metal_mask(image_or_frame: np.ndarray, fov: FieldOfView | None = None, *,
     return _metal(dense, fov, saturation_level, pin_width_px, line_contrast, dilate_px).view(bool)
 
 
-_MAX_BEND_FRACTION = 0.03   # of the line's length: pins are straight, cortical lines curve
-
-
 def _metal(dense: np.ndarray, fov, saturation_level: int, pin_width_px, line_contrast: float,
            dilate_px: int, inside: np.ndarray | None = None) -> np.ndarray:
     """``dense``: uint8, 255 = most attenuating; ``inside``: the field mask if drawn already.
@@ -284,8 +281,10 @@ def _metal(dense: np.ndarray, fov, saturation_level: int, pin_width_px, line_con
     return out
 
 
-def _is_line(contour: np.ndarray, min_length_px: float, min_aspect: float = 4.0, max_bend_px: float = 2.0) -> bool:
-    """A contour that is long, thin and straight (a wire or pin; not a curved cortex)."""
+def _is_line(contour: np.ndarray, min_length_px: float, min_aspect: float = 4.0, max_bend_px: float = 2.0,
+             max_bend_fraction: float = 0.03) -> bool:
+    """A contour that is long, thin and straight (a wire or pin; not a curved cortex): its
+    bend (:func:`_bend_px`) at most ``max_bend_px`` plus ``max_bend_fraction`` of its length."""
     x, y, bw, bh = cv2.boundingRect(contour)
     if math.hypot(bw, bh) < min_length_px:
         return False
@@ -293,20 +292,21 @@ def _is_line(contour: np.ndarray, min_length_px: float, min_aspect: float = 4.0,
     length, width = max(a, b), max(1.0, min(a, b))
     if length < min_length_px or length / width < min_aspect:
         return False
-    return _bend_px(contour) <= max_bend_px + _MAX_BEND_FRACTION * length
+    return _bend_px(contour) <= max_bend_px + max_bend_fraction * length
 
 
 def _bend_px(contour: np.ndarray) -> float:
     """How far the contour's centre line strays from a straight line, in pixels.
 
-    Half the width of the thinnest strip holding the contour, less half its thickness: a
-    straight pin gives about 0, a cortical line curving by ``s`` px over its length gives
-    about ``s``.
+    The contour's extent across its least-squares line, less its thickness (area over its
+    extent along the line): a straight pin gives about 0, a cortical line curving by
+    ``s`` px over its length (sagitta) about ``s``.
     """
     pts = contour.reshape(-1, 2).astype(np.float32)
     vx, vy, x0, y0 = cv2.fitLine(pts, cv2.DIST_L2, 0, 0.01, 0.01).ravel()
-    d = (pts[:, 0] - x0) * vy - (pts[:, 1] - y0) * vx     # signed distance from the fitted line
-    return float(np.ptp(d)) - float(cv2.contourArea(contour)) / max(1.0, float(np.ptp(
-        (pts[:, 0] - x0) * vx + (pts[:, 1] - y0) * vy)))
+    across = (pts[:, 0] - x0) * vy - (pts[:, 1] - y0) * vx
+    along = (pts[:, 0] - x0) * vx + (pts[:, 1] - y0) * vy
+    thickness = float(cv2.contourArea(contour)) / max(1.0, float(np.ptp(along)))
+    return float(np.ptp(across)) - thickness
 
 
