@@ -26,6 +26,7 @@ from or_assist.sim.shots.simulate import simulate_shot
 from or_assist.sim.shots.settings import ShotSettings
 from or_assist.video.preprocess.shot import PreprocessSettings, PreprocessedShot, preprocess_shot
 from or_assist.video.preprocess.fov import FieldOfView, FieldOfViewTracker, detect_field_of_view
+from or_assist.video.preprocess.fov_fit import ransac_circle
 from or_assist.video.preprocess.frame import Orientation
 from or_assist.video.preprocess.masks import detect_text_mask, metal_mask
 from or_assist.video.preprocess.polarity import detect_polarity
@@ -142,6 +143,38 @@ def test_field_of_view_cut_by_black_bars(framed_shots):
     fov = detect_field_of_view(frame)
     assert fov.shape == "circle"
     assert np.hypot(fov.center_px[0] - cu, fov.center_px[1] - cv) < 3 and abs(fov.radius_px - r) < 3
+
+
+def test_field_of_view_cut_by_a_wide_bar_with_dark_bays(framed_shots):
+    """A rail seen flat (a bar wider than a closing could bridge) and dark anatomy biting
+    into the rim of one piece: the field is the convex hull of its pieces, and the long
+    straight edges are not taken for the arc of a huge circle."""
+    s = framed_shots[0]
+    frame = s.frame.copy()
+    h, w = frame.shape[:2]
+    vv, uu = np.mgrid[0:h, 0:w]
+    cu, cv, r = truth_circle(s.fov_mask)
+    frame[np.abs(uu - cu + 0.25 * r) < 0.04 * h] = 0                     # 8 % of the height
+    for a in (-0.6, -0.2, 0.3):                                          # bays at the right rim
+        bu, bv = cu + 0.95 * r * np.cos(a), cv + 0.95 * r * np.sin(a)
+        frame[np.hypot(uu - bu, vv - bv) < 0.18 * r] = 0
+    fov = detect_field_of_view(frame)
+    assert fov.shape == "circle"
+    assert np.hypot(fov.center_px[0] - cu, fov.center_px[1] - cv) < 3 and abs(fov.radius_px - r) < 3
+
+
+def test_ransac_circle_does_not_take_a_straight_edge_for_a_huge_circle():
+    """Points of a long straight edge and a shorter arc: without a largest radius the line
+    wins as a circle millions of pixels wide; with the frame's size as the limit the arc does."""
+    jitter = np.round(np.random.default_rng(0).normal(0.0, 0.4, 300))    # a contour's pixel steps
+    line = np.stack([400.0 + jitter, np.linspace(0, 1000, 300)], axis=1)
+    t = np.linspace(-0.6, 0.6, 150)
+    arc = np.stack([500 + 300 * np.cos(t), 500 + 300 * np.sin(t)], axis=1)
+    pts = np.concatenate([line, arc])
+    unbounded = ransac_circle(pts, tol=1.5)
+    assert unbounded is not None and unbounded[2] > 1e4
+    cu, cv, r = ransac_circle(pts, tol=1.5, max_radius=1920)
+    assert abs(cu - 500) < 1 and abs(cv - 500) < 1 and abs(r - 300) < 1
 
 
 def test_field_of_view_with_a_dim_noisy_rim(framed_shots):

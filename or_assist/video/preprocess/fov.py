@@ -5,9 +5,9 @@ A C-arm's video shows the image inside a round (image intensifier) or square/rec
 :func:`detect_field_of_view` finds that field in two passes:
 
 1. **Coarse**, on a copy binned to about 480 px: pixels brighter than the black level
-   (estimated on the frame's border) + 10 grey levels, opened with a 3 x 3 kernel (which
-   drops thin text strokes); the largest connected component, holes filled, is the field
-   candidate. Its shape is a *rectangle* when at least three of the four corners of its
+   (estimated on the frame's border) + 10 grey levels; the largest connected component,
+   holes filled, is the field candidate, joined (as their convex hull) with the large lit
+   pieces near it when black bars (rails, retractors, cables) cut the field apart. Its shape is a *rectangle* when at least three of the four corners of its
    bounding box are filled, else a *circle*, fitted by RANSAC to the component's outer
    contour (contour points on the frame's edge are ignored).
 2. **Fine**, at full resolution: intensity profiles across the coarse edge (256 rays for
@@ -47,7 +47,7 @@ _BLACK_MARGIN = 10           # grey levels above the black level that count as "
 _MIN_FIELD_FRACTION = 0.03   # a field smaller than this share of the frame is no field
 _MIN_PIECE_FRACTION = 0.01   # lit pieces this large (of the frame) may be parts of one field
 _COARSE_TOLERANCE = 0.005    # of the frame's larger side: a ragged outline's points on a circle
-_BAR_FRACTION = 0.06         # dark bars across the field up to this share of the frame's height
+_BAR_FRACTION = 0.1          # dark bars across the field up to this share of the frame's height
 _MAX_CHROMA = 25.0           # median chroma above which a frame is not fluoroscopy
 _MIN_NEIGHBOUR_CORR = 0.5    # neighbouring pixels of an image correlate; noise does not
 _MIN_DETAIL = 0.5            # grey levels of fine detail below which the field is featureless
@@ -205,7 +205,7 @@ def _detect(gray: np.ndarray) -> FieldOfView:
     noise = 1.4826 * float(np.median(np.abs(dark - np.median(dark))))
     thr = int(min(max(black + _BLACK_MARGIN, 12), 60))
     edge_level = black + max(3.0, 4.0 * noise)   # the full-resolution edge: first rise above this
-    fg = _bridge_bars((small > thr).astype(np.uint8))
+    fg = _join_pieces((small > thr).astype(np.uint8))
     contours, _ = cv2.findContours(fg, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     if not contours:
         raise InputError("shows no field of view (nothing above the black level)", "frame")
@@ -227,12 +227,12 @@ def _detect(gray: np.ndarray) -> FieldOfView:
         return FieldOfView("rectangle", ((w - 1) / 2.0, (h - 1) / 2.0), box_px=(0.0, 0.0, w - 1.0, h - 1.0))
     tight = 1.5 * s                             # a coarse pixel and a half
     tol = tight
-    circle = ransac_circle(pts, tol=tol)
+    circle = ransac_circle(pts, tol=tol, max_radius=max(h, w))
     if circle is None:
         # the coarse outline is ragged where the field's rim is dim (an intensifier's
         # vignetting, low dose): the fine pass measures the edge, this one only finds it
         tol = max(tight, _COARSE_TOLERANCE * max(h, w))
-        circle = ransac_circle(pts, tol=tol)
+        circle = ransac_circle(pts, tol=tol, max_radius=max(h, w))
     n_circle = 0 if circle is None else int((np.abs(np.hypot(pts[:, 0] - circle[0], pts[:, 1] - circle[1])
                                                     - circle[2]) < tol).sum())
     rect, n_rect = coarse_rectangle(pts, box, tight, (w, h), s)
@@ -245,21 +245,39 @@ def _detect(gray: np.ndarray) -> FieldOfView:
     return FieldOfView("circle", (cu, cv), radius_px=r)
 
 
-def _bridge_bars(fg: np.ndarray) -> np.ndarray:
-    """The lit pieces of ``fg`` (uint8 0/1) of at least :data:`_MIN_PIECE_FRACTION` of the
-    frame, closed across dark gaps up to :data:`_BAR_FRACTION` of the frame's height.
+def _join_pieces(fg: np.ndarray) -> np.ndarray:
+    """The field candidate in ``fg`` (uint8 0/1): the largest lit piece, joined with the
+    pieces of at least :data:`_MIN_PIECE_FRACTION` of the frame that lie within
+    :data:`_BAR_FRACTION` of the frame's height of it, as their filled convex hull.
 
-    Table rails, retractors and cables across the field are as black as the surround and
-    cut the field into pieces; the field is their union. Smaller pieces (burnt-in text)
-    are left out, so closing cannot join text to the field.
+    Table rails, retractors and cables across the field are as black as the surround
+    and cut the field into pieces, and dark anatomy cuts bays into them; the field
+    (a circle or a box, with or without a straight leaf) is convex, so it is the hull of
+    its pieces. Smaller pieces (burnt-in text) and pieces further away (another image
+    or panel on the monitor) stay out.
     """
-    _, labels, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
-    big = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= _MIN_PIECE_FRACTION * fg.size) + 1
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
+    if n < 3:
+        return fg
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    big = [int(i) + 1 for i in np.argsort(areas)[::-1] if areas[i] >= _MIN_PIECE_FRACTION * fg.size]
     if len(big) < 2:
         return fg
-    pieces = np.isin(labels, big).astype(np.uint8)
-    k = 2 * int(round(_BAR_FRACTION * fg.shape[0] / 2)) + 1
-    return cv2.morphologyEx(pieces, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    joined = (labels == big[0]).astype(np.uint8)
+    gap = _BAR_FRACTION * fg.shape[0]
+    rest = big[1:]
+    while rest:
+        dist = cv2.distanceTransform(1 - joined, cv2.DIST_L2, 3)
+        near = [i for i in rest if float(dist[labels == i].min()) <= gap]
+        if not near:
+            break
+        joined[np.isin(labels, near)] = 1
+        rest = [i for i in rest if i not in near]
+    if np.array_equal(joined, labels == big[0]):
+        return fg
+    hull = np.zeros_like(fg)
+    cv2.fillConvexPoly(hull, cv2.convexHull(cv2.findNonZero(joined)), 1)
+    return hull
 
 
 def _check_content(small: np.ndarray, filled: np.ndarray) -> None:

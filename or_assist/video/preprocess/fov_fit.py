@@ -121,7 +121,7 @@ def fine_circle(gray: np.ndarray, level: float, black: float, coarse, s: int) ->
     edge = start + pos[:, None] * d
     inside_frame = (edge[:, 0] > 1) & (edge[:, 0] < w - 2) & (edge[:, 1] > 1) & (edge[:, 1] < h - 2)
     good = np.isfinite(pos) & inside_frame
-    fine = ransac_circle(edge[good], tol=1.0) if good.sum() >= 10 else None
+    fine = ransac_circle(edge[good], tol=1.0, max_radius=max(h, w)) if good.sum() >= 10 else None
     if fine is None:
         fine = coarse
     cu, cv, r = fine
@@ -130,8 +130,13 @@ def fine_circle(gray: np.ndarray, level: float, black: float, coarse, s: int) ->
     return cu, cv, r
 
 
-def ransac_circle(pts: np.ndarray, tol: float, iterations: int = _RANSAC_ITERATIONS):
-    """Robust circle (cu, cv, r) through most of ``pts`` (N, 2); None when none fits."""
+def ransac_circle(pts: np.ndarray, tol: float, iterations: int = _RANSAC_ITERATIONS,
+                  max_radius: float | None = None):
+    """Robust circle (cu, cv, r) through most of ``pts`` (N, 2); None when none fits.
+
+    ``max_radius`` (pixels) rules out larger circles: a long straight edge (a leaf, a bar
+    across the field) is otherwise fitted as an arc of a circle millions of pixels wide.
+    """
     if len(pts) < 3:
         return None
     rng = np.random.default_rng(12345)
@@ -146,6 +151,8 @@ def ransac_circle(pts: np.ndarray, tol: float, iterations: int = _RANSAC_ITERATI
         uy = (sa * (c[:, 0] - b[:, 0]) + sb * (a[:, 0] - c[:, 0]) + sc * (b[:, 0] - a[:, 0])) / d
     rr = np.hypot(a[:, 0] - ux, a[:, 1] - uy)
     valid = np.isfinite(ux) & np.isfinite(uy) & np.isfinite(rr) & (np.abs(d) > 1e-9)
+    if max_radius is not None:
+        valid &= rr <= max_radius
     if not valid.any():
         return None
     ux, uy, rr = ux[valid], uy[valid], rr[valid]
