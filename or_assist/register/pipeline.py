@@ -217,11 +217,14 @@ class _Level:
         den = cv2.GaussianBlur(w, (0, 0), self.smooth_px)
         return np.where(mask, num / np.maximum(den, 1e-6), image).astype(np.float32)
 
-    def render(self, pose: Pose) -> np.ndarray:
+    def render(self, pose: Pose, whole: bool = False) -> np.ndarray:
+        """The DRR at ``pose``; unblurred levels cast only the mask's rays unless ``whole``
+        (zero elsewhere: images compared as a whole, as the 2-D initialisation does,
+        would match the mask's outline)."""
         self.registrar._check_time()
         # unblurred levels compare only pixels of the mask (and their gradients only
         # pixels whose neighbours are in it), so only those rays are cast
-        rays = None if self.smooth_px > 0 else self.mask
+        rays = None if self.smooth_px > 0 or whole else self.mask
         return self._smooth(self.registrar.renderer.render(pose, self.geometry, step_mm=self.step_mm,
                                                            ray_mask=rays))
 
@@ -648,7 +651,7 @@ class Registrar:
         """Best 2-D-aligned start among the DRR at ``init_pose`` and nearby library views."""
         candidates = []
         try:
-            candidates.append((init_pose, level.render(init_pose)))
+            candidates.append((init_pose, level.render(init_pose, whole=True)))
             self._evaluations += 1
         except InputError:
             pass

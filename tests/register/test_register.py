@@ -24,7 +24,8 @@ from or_assist.core.plan import load_plan
 from or_assist.core.view_poses import plan_view_pose
 from or_assist.errors import InputError
 from or_assist.cli.register import register_command
-from or_assist.register.pipeline import REGISTRATION_SCHEMA, Registrar, registration_ct
+from or_assist.register.pipeline import REGISTRATION_SCHEMA, Registrar, _Level, registration_ct
+from or_assist.register.shot import prepare_shot
 from or_assist.register.settings import RESTART_BELOW, RegistrationSettings, Stage
 from or_assist.register.pose_params import apply_update, isocenter_source_mm, target_error_mm
 from or_assist.render.drr import AttenuationVolume, DRRRenderer
@@ -124,6 +125,24 @@ class SlowRenderer(DRRRenderer):
         if max(geometry.image_size_px) >= self.from_px:
             time.sleep(self.delay_s)
         return super().render(pose, geometry, **kwargs)
+
+
+def test_the_2d_initialisation_recovers_an_in_plane_move(real_case):
+    """The 2-D start (phase correlation of the DRR at the start with the shot) moves a start
+    that is off in-plane (shift and roll about the central ray) most of the way to the truth.
+    The DRR it correlates is the whole view: the mask's rays alone would put the mask's
+    outline into both images, and the correlation would find no shift."""
+    shot = real_case.shot("lateral", (0.0, 0.0, 0.0, 0.0, 0.0, 0.0), 5)
+    reg = real_case.registrar
+    pts = _points(real_case.plan)
+    levels = prepare_shot(shot.frame, reg.geometry, "bone-dark", (32, 64, 128))
+    level = _Level(reg, levels, 64, 3.0, "gc")
+    for move in ((0.0, 0.0, 4.0, 12.0, -10.0, 0.0), (0.0, 0.0, -3.0, -14.0, 6.0, 0.0)):
+        start = apply_update(shot.pose, move, real_case.center)
+        found = reg._initial_pose(level, start, None)
+        before, after = target_error_mm(start, shot.pose, pts), target_error_mm(found, shot.pose, pts)
+        assert before > 10.0
+        assert after < 0.35 * before, (move, before, after)
 
 
 def test_time_budget_holds_with_a_slow_similarity(phantom_case):
