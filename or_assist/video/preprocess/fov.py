@@ -7,9 +7,10 @@ A C-arm's video shows the image inside a round (image intensifier) or square/rec
 1. **Coarse**, on a copy binned to about 480 px: pixels brighter than the black level
    (estimated on the frame's border) + 10 grey levels; the largest connected component,
    holes filled, is the field candidate, joined (as their convex hull) with the large lit
-   pieces near it when black bars (rails, retractors, cables) cut the field apart. Its shape is a *rectangle* when at least three of the four corners of its
-   bounding box are filled, else a *circle*, fitted by RANSAC to the component's outer
-   contour (contour points on the frame's edge are ignored).
+   pieces near it when black bars (rails, retractors, cables) cut the field apart. Its
+   shape is a *rectangle* when at least three of the four corners of its bounding box
+   are filled, else a *circle*, fitted by RANSAC to the component's outer contour
+   (contour points on the frame's edge are ignored).
 2. **Fine**, at full resolution: intensity profiles across the coarse edge (256 rays for
    a circle, 64 profiles per side for a rectangle) each give the edge as the outermost
    half-way crossing between the field's local level and the black level; a robust
@@ -273,7 +274,7 @@ def _join_pieces(fg: np.ndarray) -> np.ndarray:
             break
         joined[np.isin(labels, near)] = 1
         rest = [i for i in rest if i not in near]
-    if np.array_equal(joined, labels == big[0]):
+    if len(rest) == len(big) - 1:   # nothing near the largest piece: the frame as it is
         return fg
     hull = np.zeros_like(fg)
     cv2.fillConvexPoly(hull, cv2.convexHull(cv2.findNonZero(joined)), 1)
