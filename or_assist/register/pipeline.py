@@ -563,7 +563,12 @@ class Registrar:
             t0 = time.perf_counter()
             found = first_stage_round()
             times["start"] = times.get("start", 0.0) + time.perf_counter() - t0
-            for pose, start, score, n in found:
+            # best first-stage score first; after ``refine_best`` of them, the rest only while
+            # none has reached ``second_stage_below`` (the coarse optimum was a wrong one)
+            for i, (pose, start, score, n) in enumerate(sorted(found, key=lambda c: -c[2])):
+                if st.refine_best is not None and i >= st.refine_best and len(st.stages) > 1 \
+                        and max(c[2] for c in refined) >= st.second_stage_below:
+                    break
                 if len(st.stages) > 1:
                     pose, score = self._stage(st, 1, levels, pose, center, times)
                     self._stage_scores[f"start{n}_{self._stage_key(st.stages, 1)}"] = round(score, 4)

@@ -280,6 +280,32 @@ def test_unconvincing_starts_are_all_refined_and_the_best_goes_on(real_case):
     assert "start1" not in sc and sc["cma64"] == sc["start0_cma64"]
 
 
+def test_only_the_best_unconvincing_starts_are_refined_once_one_is_good_enough(real_case):
+    """``refine_best``: of four first-stage starts none of which converged, only the two
+    with the best first-stage similarity go through the second stage when one of them
+    reaches ``second_stage_below`` there; with ``refine_best=None`` all four do."""
+    shot = real_case.shot("outlet", (1.0, -1.0, 0.5, 2.0, 3.0, -2.0), 9)
+    start = apply_update(shot.pose, START_ERRORS["outlet"], real_case.center)
+    stages = (Stage(32, 4.0, "cma", 60, (5.0, 5.0, 5.0, 8.0, 8.0, 12.0), popsize=12),
+              Stage(64, 3.0, "cma", 40, (1.5, 1.5, 1.5, 2.0, 2.0, 5.0)),
+              Stage(128, 2.0, "compass", 30, (0.5, 0.5, 0.5, 0.5, 0.5, 2.0)))
+
+    def refined(refine_best):
+        settings = RegistrationSettings(stages=stages, max_starts=4, restart_below=1.01, second_stage_below=-1.0,
+                                        refine_best=refine_best, time_budget_s=None, start_agreement_mm=None,
+                                        agreement_mm=None)
+        sc = Registrar(real_case.renderer, real_case.registrar.geometry, settings).register(shot.frame, start).stage_scores
+        firsts = {n: sc[f"start{n}"] for n in range(4)}
+        return firsts, {n for n in range(4) if f"start{n}_cma64" in sc}
+
+    firsts, done = refined(2)
+    assert done == set(sorted(firsts, key=firsts.get)[-2:]), firsts
+    assert refined(None)[1] == {0, 1, 2, 3}
+    for bad in (0, 1.5, True):
+        with pytest.raises(InputError, match="refine_best"):
+            RegistrationSettings(refine_best=bad)
+
+
 def test_a_shot_whose_parts_fit_different_poses_is_not_confident(real_case):
     """A model error the similarity cannot see: the shot's left half is moved 6 px down and
     its right half 6 px up (as an unmodelled distortion would). The search still peaks
