@@ -217,17 +217,8 @@ VIEWS_ALL = ("lateral", "inlet", "outlet", "ap")
 CALIBRATION_FAMILIES = ("default", "flat_panel")
 
 
-def family_shot(renderer, ct, plan, view: str, appearance, rng):
-    """One shot of ``view`` in an appearance family: (SimulatedShot, start pose, polarity, implant).
-
-    The view is a planned view of a random implant moved anywhere over the sacrum and
-    ilia (in-plane +-30 mm, depth +-10 mm, roll +-10 deg, orbit and tilt +-5 deg); a
-    guide pin in half of the shots; the start is the truth moved by up to +-10 deg and
-    +-15 mm (the radiographer's positioning error).
-    """
-    from or_assist.sim.shots.appearance_shot import simulate_appearance_shot
-
-    geometry = load_profile(PROFILE).geometry_at(appearance.detector_px)
+def family_scene(plan, view: str, geometry, rng):
+    """The true pose, implant and guide pin (or None) of a family shot (:func:`family_shot`)."""
     center = isocenter_source_mm(geometry)
     imp = plan.implants[int(rng.integers(len(plan.implants)))]
     planned = plan_view_pose(plan, imp.id, view, geometry=geometry)
@@ -239,8 +230,23 @@ def family_shot(renderer, ct, plan, view: str, appearance, rng):
         axis = axis / np.linalg.norm(axis) + rng.normal(0, 0.05, 3)
         depth = rng.uniform(0.2, 1.0) * np.linalg.norm(imp.apex_lps_mm - imp.entry_lps_mm)
         pin = GuidePin.from_tip_direction(imp.entry_lps_mm + depth * axis / np.linalg.norm(axis), axis, 200.0)
+    return true, imp, pin
+
+
+def family_shot(renderer, ct, plan, view: str, appearance, rng):
+    """One shot of ``view`` in an appearance family: (SimulatedShot, start pose, polarity, implant).
+
+    The view is a planned view of a random implant moved anywhere over the sacrum and
+    ilia (in-plane +-30 mm, depth +-10 mm, roll +-10 deg, orbit and tilt +-5 deg); a
+    guide pin in half of the shots; the start is the truth moved by up to +-10 deg and
+    +-15 mm (the radiographer's positioning error).
+    """
+    from or_assist.sim.shots.appearance_shot import simulate_appearance_shot
+
+    geometry = load_profile(PROFILE).geometry_at(appearance.detector_px)
+    true, imp, pin = family_scene(plan, view, geometry, rng)
     shot = simulate_appearance_shot(ct, true, geometry, appearance, pin=pin, seed=int(rng.integers(2**31)))
-    start = apply_update(true, np.r_[rng.uniform(-10, 10, 3), rng.uniform(-15, 15, 3)], center)
+    start = apply_update(true, np.r_[rng.uniform(-10, 10, 3), rng.uniform(-15, 15, 3)], isocenter_source_mm(geometry))
     return shot, start, "bone-bright" if appearance.invert else "bone-dark", imp
 
 
@@ -264,24 +270,30 @@ def run_families(name: str, ct, plan, views, families, n: int, seed: int, settin
                 targets = np.stack([imp.entry_lps_mm, imp.apex_lps_mm])
                 registrar = Registrar(reg_renderer, shot.video_geometry, settings)
                 res = registrar.register(shot.frame, start, polarity=polarity, target_lps_mm=targets)
-                pose = res.pose if res.pose is not None else start
-                unit = disagreement = None
-                if res.uncertainty is not None:  # the curvature's estimate at ERROR_SCALE 1 (it scales linearly)
-                    unit = res.uncertainty.curvature_error_at_mm(pose, targets) / ERROR_SCALE
-                    disagreement = res.uncertainty.disagreement_at_mm(pose, targets)
-                row = {"case": name, "view": view, "family": family, "mtre0": target_error_mm(start, shot.pose, points),
-                       "mtre": target_error_mm(pose, shot.pose, points), "success": res.success,
-                       "similarity": res.similarity, "seconds": res.seconds, "reason": res.reason,
-                       "stopped": res.stopped_in, "err_implant": target_error_mm(pose, shot.pose, targets),
-                       "est": res.estimated_error_mm, "est_unit": unit, "disagreement": disagreement}
-                rows.append(row)
-                if verbose:
-                    print(f"  {name} {view:7s} {family:12s} {k:2d} start {row['mtre0']:5.1f} mm -> {row['mtre']:6.2f} mm"
-                          f"  sim {res.similarity:.3f} est {res.estimated_error_mm or float('nan'):.2f} "
-                          f"(parts {disagreement if disagreement is not None else float('nan'):.2f}) "
-                          f"(true {row['err_implant']:.2f}) ok={int(res.success)} {res.seconds:.2f} s"
-                          f"{'' if res.success else '  (' + str(res.reason) + ')'}", flush=True)
+                rows.append(family_row(name, view, family, k, res, shot.pose, start, points, targets, verbose))
     return rows
+
+
+def family_row(name: str, view: str, family: str, k: int, res, truth, start, points, targets,
+               verbose: bool) -> dict:
+    """The table row of one registration result (printed as a line when ``verbose``)."""
+    pose = res.pose if res.pose is not None else start
+    unit = disagreement = None
+    if res.uncertainty is not None:  # the curvature's estimate at ERROR_SCALE 1 (it scales linearly)
+        unit = res.uncertainty.curvature_error_at_mm(pose, targets) / ERROR_SCALE
+        disagreement = res.uncertainty.disagreement_at_mm(pose, targets)
+    row = {"case": name, "view": view, "family": family, "mtre0": target_error_mm(start, truth, points),
+           "mtre": target_error_mm(pose, truth, points), "success": res.success,
+           "similarity": res.similarity, "seconds": res.seconds, "reason": res.reason,
+           "stopped": res.stopped_in, "err_implant": target_error_mm(pose, truth, targets),
+           "est": res.estimated_error_mm, "est_unit": unit, "disagreement": disagreement}
+    if verbose:
+        print(f"  {name} {view:7s} {family:12s} {k:2d} start {row['mtre0']:5.1f} mm -> {row['mtre']:6.2f} mm"
+              f"  sim {res.similarity:.3f} est {res.estimated_error_mm or float('nan'):.2f} "
+              f"(parts {disagreement if disagreement is not None else float('nan'):.2f}) "
+              f"(true {row['err_implant']:.2f}) ok={int(res.success)} {res.seconds:.2f} s"
+              f"{'' if res.success else '  (' + str(res.reason) + ')'}", flush=True)
+    return row
 
 
 def family_table(title: str, rows: list) -> str:
