@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -604,3 +605,15 @@ def test_settings_are_validated():
         PreprocessSettings(flip_horizontal="yes")
     with pytest.raises(InputError, match="geometry_region_px"):
         PreprocessSettings(geometry_region_px=(0, 0, -5, 10))
+
+
+def test_field_of_view_with_a_pin_notch_in_its_rim():
+    """A guide pin entering from the rim cuts a long notch into the lit region (a real
+    simulated frame, ``tests/data/frames``): the rim is on the outline's convex hull, so
+    the field is still the intensifier's circle, not a box around the pin's edges."""
+    frame = cv2.imread(str(Path(__file__).parents[1] / "data" / "frames" / "pin_notch_frame.png"),
+                       cv2.IMREAD_GRAYSCALE)
+    fov = detect_field_of_view(frame)
+    assert fov.shape == "circle", fov
+    assert abs(fov.center_px[0] - 957.0) < 3 and abs(fov.center_px[1] - 540.0) < 3
+    assert abs(fov.radius_px - 518.4) < 3

@@ -49,6 +49,8 @@ _MIN_FIELD_FRACTION = 0.03   # a field smaller than this share of the frame is n
 _MIN_PIECE_FRACTION = 0.01   # lit pieces this large (of the frame) may be parts of one field
 _COARSE_TOLERANCE = 0.005    # of the frame's larger side: a ragged outline's points on a circle
 _BAR_FRACTION = 0.1          # dark bars across the field up to this share of the frame's height
+_HULL_TOLERANCE = 1.5        # coarse pixels: outline points this far inside its convex hull are not rim
+_HULL_SHARE = 0.2            # share of the outline's points that must be on its hull for the rim fit
 _MAX_CHROMA = 25.0           # median chroma above which a frame is not fluoroscopy
 _MIN_NEIGHBOUR_CORR = 0.5    # neighbouring pixels of an image correlate; noise does not
 _MIN_DETAIL = 0.5            # grey levels of fine detail below which the field is featureless
@@ -234,7 +236,15 @@ def _detect(gray: np.ndarray) -> FieldOfView:
         # vignetting, low dose): the fine pass measures the edge, this one only finds it
         tol = max(tight, _COARSE_TOLERANCE * max(h, w))
         circle = ransac_circle(pts, tol=tol, max_radius=max(h, w))
-    n_circle = 0 if circle is None else int((np.abs(np.hypot(pts[:, 0] - circle[0], pts[:, 1] - circle[1])
+    on_circle = pts
+    if circle is None:
+        # a pin or cable entering from the rim cuts a notch whose long straight edges
+        # outvote the rim's arc: the field is convex, so its rim is on the outline's hull
+        # (most of the outline: a frame filled by the image, cut by dark bays, is no circle)
+        on_circle = pts[_on_hull(contour, ~on_edge)]
+        if len(on_circle) >= max(10, _HULL_SHARE * len(pts)):
+            circle = ransac_circle(on_circle, tol=tol, max_radius=max(h, w))
+    n_circle = 0 if circle is None else int((np.abs(np.hypot(on_circle[:, 0] - circle[0], on_circle[:, 1] - circle[1])
                                                     - circle[2]) < tol).sum())
     rect, n_rect = coarse_rectangle(pts, box, tight, (w, h), s)
     if rect is not None and n_rect >= n_circle:
@@ -244,6 +254,15 @@ def _detect(gray: np.ndarray) -> FieldOfView:
         raise InputError("shows no round or rectangular field of view", "frame")
     cu, cv, r = fine_circle(gray, edge_level, black, circle, s)
     return FieldOfView("circle", (cu, cv), radius_px=r)
+
+
+def _on_hull(contour: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Of the (N, 2) ``contour`` points where ``keep``, which lie within
+    :data:`_HULL_TOLERANCE` of the contour's convex hull (bool, one per kept point)."""
+    hull = cv2.convexHull(contour.reshape(-1, 1, 2).astype(np.int32))
+    pts = contour[keep]
+    return np.array([cv2.pointPolygonTest(hull, (float(x), float(y)), True) <= _HULL_TOLERANCE
+                     for x, y in pts], dtype=bool).reshape(len(pts))
 
 
 def _join_pieces(fg: np.ndarray) -> np.ndarray:
