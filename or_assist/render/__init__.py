@@ -23,7 +23,8 @@ __getattr__, __dir__, __all__ = _lazy.attach(
     submodules=['views', 'display', 'drr', 'implants', 'outline', 'plan_live', 'plan_sheet', 'pose_cache'],
     submod_attrs={
         '_drr_kernels': ['render_rays', 'row_stride', 'reference_line_integrals', 'clip_ray_to_box', 'warm_up'],
-        'display': ['DISPLAY_MODES', 'OUTPUT_TYPES', 'DisplaySettings', 'auto_window', 'to_display'],
+        'display': ['CARM_DISPLAY', 'DISPLAY_MODES', 'OUTPUT_TYPES', 'DisplaySettings', 'auto_window',
+                    'compress_range', 'metering_mask', 'to_display'],
         'drr': ['AttenuationVolume', 'DRRRenderer', 'RenderStats', 'render_drr', 'render_reference', 'as_pose', 'effective_geometry'],
         'implants': ['METALS', 'metal_mu_per_mm', 'default_mu_per_mm', 'convex_halfspaces', 'burn_implants', 'metal_line_integrals'],
         'outline': ['object_mesh', 'ImplantOutline', 'implant_outline', 'silhouette_px'],

@@ -1,12 +1,13 @@
 """Live virtual fluoroscopy for the planner: lateral, inlet, outlet and axis views of a plan.
 
 :class:`LiveViews` renders one named view of the active implant (DRR of the CT plus the
-exact metal of every planned implant, windowed on the anatomy so metal shows black as on
-a C-arm, with the projected implant outlines) at two resolutions: *reduced* (the
-detector binned to about ``reduced_size_px``, e.g. 128 px: a few milliseconds, rendered
-on every edit) and *full* (``full_size_px``, when the planner is idle). Poses come from
-:func:`or_assist.core.view_poses.plan_view_pose`; the inlet and outlet tilts from an
-explicit value, or derived from the plan's landmarks
+exact metal of every planned implant, shown as the C-arm shows it, with
+:data:`or_assist.render.display.CARM_DISPLAY`: range compression and a window from the
+anatomy, so metal shows black; with the projected implant outlines) at two resolutions:
+*reduced* (the detector binned to about ``reduced_size_px``, e.g. 128 px: a few
+milliseconds, rendered on every edit) and *full* (``full_size_px``, when the planner is
+idle). Poses come from :func:`or_assist.core.view_poses.plan_view_pose`; the inlet and
+outlet tilts from an explicit value, or derived from the plan's landmarks
 (:func:`or_assist.core.carm.derive_view_tilts_deg`), or the defaults 25 and 42 deg.
 
 Without an implant, the lateral, inlet and outlet views are centred on the sacral
@@ -27,7 +28,7 @@ from or_assist.core.pose import Pose
 from or_assist.core.validate import check_choice
 from or_assist.core.vocabulary import IMPLANT_VIEW_KINDS
 from or_assist.errors import InputError
-from or_assist.render.display import DisplaySettings, auto_window, to_display
+from or_assist.render.display import CARM_DISPLAY, to_display
 from or_assist.render.drr import AttenuationVolume, DRRRenderer
 from or_assist.render.implants import default_mu_per_mm, metal_line_integrals
 from or_assist.render.outline import ImplantOutline, implant_outline
@@ -206,18 +207,18 @@ class LiveViews:
         renderer = self.reduced_renderer if reduced else self.renderer
         step = step_mm if step_mm is not None else renderer.default_step_mm * (2.0 if reduced else 1.0)
         li = renderer.render(pose, self.geometry, step_mm=step, downsample=ds)
-        settings = DisplaySettings(window=auto_window(li))
         g = self.geometry.downsampled(ds) if ds > 1 else self.geometry
         outlines = []
+        metal = None
         if plan.implants:
             mus = [default_mu_per_mm(imp, self.energy_kev) for imp in plan.implants]
-            li = li + metal_line_integrals(pose, self.geometry, plan.implants, mus, downsample=ds)
+            metal = metal_line_integrals(pose, self.geometry, plan.implants, mus, downsample=ds)
             for imp in plan.implants:
                 try:
                     outlines.append(implant_outline(imp, pose, g))
                 except InputError:          # behind the source: not visible in this view
                     continue
-        image = to_display(li, settings)
+        image = to_display(li, CARM_DISPLAY, metal=metal)   # the C-arm look; metal black
         return LiveView(kind, implant_id, image, tuple(outlines), pose, g, tilt,
                         time.perf_counter() - started)
 

@@ -42,7 +42,7 @@ from or_assist.core.geometry import CArmGeometry
 from or_assist.core.validate import check_choice
 from or_assist.core.vocabulary import PATIENT_POSITIONS
 from or_assist.errors import InputError
-from or_assist.render.display import DisplaySettings
+from or_assist.render.display import CARM_DISPLAY, DisplaySettings
 from or_assist.render.views.model import (DEFAULT_NEIGHBOURHOOD_DEG, DEFAULT_NEIGHBOURHOOD_SIZE_PX,
                                           DEFAULT_SIZE_PX, LIBRARY_VIEW_KINDS, ViewEntry, ViewLibrary, check_neighbourhood_deg, downsample_for_size, neighbourhood_offsets)
 
@@ -163,8 +163,10 @@ def build_view_library(plan, geometry: CArmGeometry, *, ct=None, size_px: int | 
         DRR sampling step of the neighbourhood views; default the smallest voxel (their
         pixels are coarse; this halves their cost).
     display_settings : DisplaySettings, optional
-        Default: log mode, bone dark, uint8, and a window per image from the anatomy's
-        line integrals (without the metal, which then shows black, as on a C-arm).
+        Default :data:`~or_assist.render.display.CARM_DISPLAY` (the C-arm look: range
+        compression, window metered on the centre); the compression and an automatic
+        window come from each image's anatomy, without the metal, which then shows
+        black, as on a C-arm.
     patient_position : {'prone', 'supine'}
     progress : callable(done, total, name), optional
         Called before each view is rendered and once at the end (``done == total``).
@@ -181,7 +183,7 @@ def build_view_library(plan, geometry: CArmGeometry, *, ct=None, size_px: int | 
     """
     from or_assist import __version__
     from or_assist.core.plan import Plan, plan_to_dict
-    from or_assist.render.display import auto_window, to_display
+    from or_assist.render.display import to_display
     from or_assist.render.drr import AttenuationVolume, DRRRenderer
     from or_assist.render.implants import default_mu_per_mm, metal_line_integrals
     from or_assist.render.outline import implant_outline
@@ -196,7 +198,7 @@ def build_view_library(plan, geometry: CArmGeometry, *, ct=None, size_px: int | 
     if not isinstance(implants_shown, (bool, np.bool_)):
         raise InputError(f"must be True or False, got {implants_shown!r}", "implants_shown")
     if display_settings is None:
-        display_settings = DisplaySettings()
+        display_settings = CARM_DISPLAY
     if not isinstance(display_settings, DisplaySettings) or display_settings.output != "uint8":
         raise InputError("must be DisplaySettings with output 'uint8'", "display_settings")
     if progress is not None and not callable(progress):
@@ -223,19 +225,18 @@ def build_view_library(plan, geometry: CArmGeometry, *, ct=None, size_px: int | 
         try:
             li = renderer.render(entry.pose, geometry, step_mm=step if entry.is_named else step_nb,
                                  downsample=entry.downsample)
-            settings = display_settings
-            if settings.window is None:  # window the anatomy; the metal then shows black
-                settings = dataclasses.replace(settings, window=auto_window(
-                    li, percentiles=settings.percentiles, mode=settings.mode, i0=settings.i0))
+            metal = None
             if implants_shown:
-                li += metal_line_integrals(entry.pose, geometry, plan.implants, mus, downsample=entry.downsample)
+                metal = metal_line_integrals(entry.pose, geometry, plan.implants, mus, downsample=entry.downsample)
             outlines = ()
             if entry.is_named:
                 g = geometry.downsampled(entry.downsample) if entry.downsample > 1 else geometry
                 outlines = tuple(implant_outline(imp, entry.pose, g) for imp in plan.implants)
         except InputError as exc:
             raise InputError(f"view {entry.name!r} cannot be rendered: {exc}", plan.source or "plan") from None
-        display.append(to_display(li, settings))
+        display.append(to_display(li, display_settings, metal=metal))
+        if metal is not None:
+            li += metal
         line_integrals.append(np.clip(li, -_FLOAT16_MAX, _FLOAT16_MAX).astype(np.float16))
         done.append(dataclasses.replace(entry, outlines=outlines) if outlines else entry)
     if progress is not None:

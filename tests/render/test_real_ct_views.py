@@ -1,0 +1,73 @@
+"""Virtual views of the real CT look like a C-arm's: bone darker than the soft tissue beside
+it by a clear margin, most of the grey range used (issue: washed-out grey library PNGs)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from or_assist.core.carm_profiles import load_profile
+from or_assist.core.ct.load import load_ct
+from or_assist.core.plan import load_plan
+from or_assist.render.display import DisplaySettings, metering_mask
+from or_assist.render.drr import AttenuationVolume, DRRRenderer
+from or_assist.render.implants import default_mu_per_mm, metal_line_integrals
+from or_assist.render.views.build import build_view_library
+from tests.conftest import REAL_PLAN
+
+BONE_HU = 250.0
+BLOCKS = 8                     # the local contrast is measured in 8 x 8 blocks per image
+
+
+def local_bone_contrast(display: np.ndarray, bone_path: np.ndarray, valid: np.ndarray) -> float:
+    """Mean over image blocks of (mean grey of the quarter of pixels with the least bone on
+    their ray - mean grey of the quarter with the most): how much darker bone shows than
+    the soft tissue beside it, in grey levels (blocks mostly outside ``valid`` or without
+    bone variation are skipped)."""
+    h, w = display.shape
+    bh, bw = h // BLOCKS, w // BLOCKS
+    out = []
+    for y in range(0, bh * BLOCKS, bh):
+        for x in range(0, bw * BLOCKS, bw):
+            m = valid[y:y + bh, x:x + bw]
+            if m.mean() < 0.8:
+                continue
+            b, g = bone_path[y:y + bh, x:x + bw][m], display[y:y + bh, x:x + bw][m].astype(float)
+            q1, q3 = np.percentile(b, [25, 75])
+            if q3 - q1 >= 0.05:
+                out.append(g[b <= q1].mean() - g[b >= q3].mean())
+    assert len(out) >= BLOCKS, "too few blocks with bone to measure"
+    return float(np.mean(out))
+
+
+@pytest.fixture(scope="module")
+def real_views(real_ct_path):
+    plan = load_plan(REAL_PLAN)
+    ct = load_ct(real_ct_path)
+    geometry = load_profile("siemens_cios_fusion").geometry_at(512)
+    bone = DRRRenderer(AttenuationVolume.from_ct(ct, mask=ct.hu > BONE_HU))
+    mus = [default_mu_per_mm(imp, 60.0) for imp in plan.implants]
+    out = {}
+    for name, settings in (("carm", None), ("plain", DisplaySettings())):
+        lib = build_view_library(plan, geometry, ct=ct, size_px=128, neighbourhood_deg=None,
+                                 display_settings=settings)
+        rows = []
+        for i, e in enumerate(lib.entries):
+            no_metal = metal_line_integrals(e.pose, geometry, plan.implants, mus, downsample=e.downsample) < 0.05
+            rows.append((e.name, lib.display[i], bone.render(e.pose, geometry, downsample=e.downsample), no_metal))
+        out[name] = rows
+    return out
+
+
+def test_real_ct_views_show_bone_dark_against_soft_tissue(real_views):
+    carm, plain = real_views["carm"], real_views["plain"]
+    assert len(carm) == 12                     # 3 implants x lateral, inlet, outlet, axis
+    for (name, img, bone_path, valid), (_, img_plain, _, _) in zip(carm, plain):
+        contrast = local_bone_contrast(img, bone_path, valid)
+        before = local_bone_contrast(img_plain, bone_path, valid)
+        assert contrast > 25.0, name                         # a clear margin, in every view
+        assert contrast > 2.0 * before, name                 # the plain chain washes bone out
+        centre = metering_mask(img.shape, 0.6, valid)
+        spread = np.percentile(img[centre], 95) - np.percentile(img[centre], 5)
+        assert spread > 0.6 * 255, name                      # most of the grey range, at the centre
+        assert img[valid].min() <= 10 and img[valid].max() >= 245, name
