@@ -197,6 +197,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.virtual_box.addItem(self.virtual_item)
         self.virtual_caption = _label("virtual view", theme.STATUS_PX, theme.DIM, bold=False)
         side.addWidget(self.virtual_caption)
+        self._add_angles_label(side)
         side.addWidget(self.virtual_view, 3)
 
         pick = QtWidgets.QHBoxLayout()
@@ -341,9 +342,27 @@ class MainWindow(QtWidgets.QMainWindow):
         if view in SIJF_VIEWS:
             self.view_box.setCurrentIndex(SIJF_VIEWS.index(view))
         self.virtual_caption.setText(f"virtual view: {implant_id} {view}")
+        self._show_planned_angles(implant_id, view)
         if by is not None and self._started:
             self.pipeline.log_event("selection", {"implant": implant_id, "view": view, "by": by})
             self._request_virtual()
+
+    def _add_angles_label(self, layout) -> None:
+        """The active planned view's C-arm angles, for the radiographer (under the virtual view's caption)."""
+        self.angles_label = _label("", theme.STATUS_PX, theme.AMBER, bold=False)
+        self.angles_label.setWordWrap(True)
+        layout.addWidget(self.angles_label)
+
+    def _show_planned_angles(self, implant_id: str, view: str) -> None:
+        from or_assist.errors import InputError
+        from or_assist.live.hint import planned_angles_text
+
+        try:
+            text = planned_angles_text(self.pipeline.planned_pose(implant_id, view), self.pipeline.plan.landmarks,
+                                       patient_position=self.pipeline.patient_position)
+        except InputError as exc:
+            text = f"no planned angles ({exc})"
+        self.angles_label.setText(f"C-arm {view}: {text}")
 
     def _request_virtual(self) -> None:
         if self._started:
@@ -487,7 +506,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.state_label.setText("NOT REGISTERED")
             self.state_label.setStyleSheet(f"color: {theme.RED};")
             self._numbers(None, None, None, r.message or (r.registration.reason if r.registration else ""))
-            self.hint_label.setText("")
+            self.hint_label.setText(f"C-arm: {r.hint}" if r.hint else "")   # marked "approx." by the pipeline
         else:
             sim = r.registration.similarity
             self.state_label.setText("REGISTERED")

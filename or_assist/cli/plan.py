@@ -16,7 +16,8 @@ from pathlib import Path
 from or_assist.core.vocabulary import PATIENT_POSITIONS, VIEW_KINDS
 from or_assist.cli._parser import TextProgress, emit
 
-__all__ = ["add_parsers", "format_check_table", "format_plan_check", "format_view_files", "cmd_plan_check", "cmd_plan", "cmd_geometry", "cmd_view_pose", "cmd_views"]
+__all__ = ["add_parsers", "format_check_table", "format_plan_check", "format_view_files", "format_view_angles",
+           "cmd_plan_check", "cmd_plan", "cmd_geometry", "cmd_view_pose", "cmd_views"]
 
 
 def _fmt(value: float | None) -> str:
@@ -92,21 +93,40 @@ def cmd_geometry(args) -> int:
     return 0
 
 
+def format_view_angles(implant_id: str, view: str, angles, patient_position: str) -> str:
+    """The ``view-pose`` line for the radiographer: the view's C-arm angles in words and signs.
+
+    E.g. ``'R1 inlet: C-arm orbital 0 deg, tilt CAUD 25 deg (patient prone; orbital_deg +0.0,
+    tilt_deg -25.0: LAO / CRAN positive, the detector's side)'``.
+    """
+    return (f"{implant_id} {view}: C-arm {angles.radiographer_text()} (patient {patient_position}; "
+            f"orbital_deg {angles.orbital_deg:+.1f}, tilt_deg {angles.tilt_deg:+.1f}: LAO / CRAN positive, "
+            "the detector's side)")
+
+
 def cmd_view_pose(args) -> int:
-    """Print or write the pose of a named view of one planned implant."""
+    """Print or write the pose of a named view of one planned implant, and say its C-arm angles.
+
+    The angles go to standard output with ``--out``, else to standard error after the
+    pose JSON (so the JSON can still be piped).
+    """
     from or_assist.core.pose import save_pose
     from or_assist.core.plan import load_plan
-    from or_assist.core.view_poses import plan_view_pose
+    from or_assist.core.view_poses import plan_carm_angles, plan_view_pose
 
     plan = load_plan(args.plan)
     pose = plan_view_pose(plan, args.implant, args.view, source_to_isocenter_mm=args.source_to_isocenter_mm,
                           geometry_path=args.geometry, tilt_deg=args.tilt_deg,
                           patient_position=args.patient_position)
+    angles = format_view_angles(args.implant, args.view, plan_carm_angles(plan, pose, args.patient_position),
+                                args.patient_position)
     if args.out:
         save_pose(pose, args.out)
         emit(f"wrote {args.out}")
+        emit(angles)
     else:
         emit(json.dumps(pose.to_dict(), indent=2))
+        emit(angles, err=True)
     return 0
 
 
@@ -146,7 +166,8 @@ def add_parsers(sub) -> None:
     s.add_argument("--out", type=Path, default=None, help="write or_assist.geometry/1 here (default: print)")
     s.set_defaults(func=cmd_geometry)
 
-    s = sub.add_parser("view-pose", help="the C-arm pose of a named view of one planned implant")
+    s = sub.add_parser("view-pose", help="the C-arm pose and angles (orbital, tilt) of a named view of one "
+                                         "planned implant")
     s.add_argument("plan", help="or_assist.plan/1 JSON file")
     s.add_argument("--implant", required=True, help="implant id in the plan")
     s.add_argument("--view", required=True, choices=VIEW_KINDS)

@@ -41,7 +41,8 @@ __getattr__, __dir__, __all__ = _lazy.attach(
         'pose': ['Pose', 'rotation_about_axis', 'rotation_angle_deg', 'load_pose', 'save_pose', 'POSE_SCHEMA'],
         'polygon': ['convex_hull_2d', 'polygon_area', 'polygon_centroid', 'polygon_contains'],
         'validate': ['Limit', 'is_finite_number', 'is_integer', 'check_integer', 'check_bool', 'check_finite', 'check_number', 'check_positive', 'check_vector', 'check_choice', 'check_range'],
-        'view_poses': ['DEFAULT_SOURCE_TO_ISOCENTER_MM', 'view_tilt_deg', 'plan_view_pose', 'plan_view_poses'],
+        'view_poses': ['DEFAULT_SOURCE_TO_ISOCENTER_MM', 'view_tilt_deg', 'plan_view_pose', 'plan_view_poses',
+                       'plan_carm_angles'],
         'vocabulary': ['POLARITIES', 'POLARITY_SETTINGS', 'DETECTED_POLARITIES', 'VIEW_KINDS', 'SIJF_VIEWS', 'IMPLANT_VIEW_KINDS', 'PATIENT_POSITIONS', 'SIDES', 'DISTORTION_MODELS'],
     },
 )

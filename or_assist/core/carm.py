@@ -72,6 +72,23 @@ class CArmAngles:
         t = f"{'CRAN' if self.tilt_deg >= 0 else 'CAUD'} {abs(self.tilt_deg):.0f} deg"
         return f"{o}, {t}"
 
+    def radiographer_text(self, decimals: int = 0) -> str:
+        """The angles as the radiographer sets them on the C-arm.
+
+        E.g. ``'orbital RAO 90 deg, tilt CAUD 25 deg'``: the orbital (rainbow) rotation
+        and the angular tilt, each by the side the *detector* goes to (module doc signs:
+        LAO / CRAN positive). ``decimals`` digits after the point (0-2).
+        """
+        if decimals not in (0, 1, 2):
+            raise InputError(f"must be 0, 1 or 2, got {decimals!r}", "decimals")
+        o, t = round(self.orbital_deg, decimals), round(self.tilt_deg, decimals)
+        o_side = "LAO" if o > 0 else "RAO" if o < 0 else ""
+        t_side = "CRAN" if t > 0 else "CAUD" if t < 0 else ""
+        fmt = f"{{:.{decimals}f}}"
+        orbital = " ".join(x for x in ("orbital", o_side, fmt.format(abs(o)), "deg") if x)
+        tilt = " ".join(x for x in ("tilt", t_side, fmt.format(abs(t)), "deg") if x)
+        return f"{orbital}, {tilt}"
+
 
 def patient_axes(landmarks: Iterable | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The patient's anatomical axes (left, posterior, superior) as unit LPS vectors.

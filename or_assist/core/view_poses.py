@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import os
 
-from or_assist.core.carm import (DEFAULT_INLET_TILT_DEG, DEFAULT_OUTLET_TILT_DEG,
-                                 derive_view_tilts_deg, sijf_view_pose)
+from or_assist.core.carm import (DEFAULT_INLET_TILT_DEG, DEFAULT_OUTLET_TILT_DEG, CArmAngles,
+                                 carm_angles_from_pose, derive_view_tilts_deg, patient_axes, sijf_view_pose)
 from or_assist.core.geometry import CArmGeometry, load_geometry
 from or_assist.core.pose import Pose
 
-__all__ = ["DEFAULT_SOURCE_TO_ISOCENTER_MM", "view_tilt_deg", "plan_view_pose", "plan_view_poses"]
+__all__ = ["DEFAULT_SOURCE_TO_ISOCENTER_MM", "view_tilt_deg", "plan_view_pose", "plan_view_poses", "plan_carm_angles"]
 
 DEFAULT_SOURCE_TO_ISOCENTER_MM = 600.0  # DOMAIN.md: generic mobile C-arm
 
@@ -78,3 +78,25 @@ def plan_view_poses(plan, geometry: CArmGeometry, patient_position: str = "prone
     specs = [v for v in (plan.views or default_views(plan)) if v.implant is not None]
     return [(v, plan_view_pose(plan, v.implant, v.kind, geometry=geometry, tilt_deg=v.tilt_deg,
                                patient_position=patient_position)) for v in specs]
+
+
+def plan_carm_angles(plan, pose: Pose, patient_position: str = "prone") -> CArmAngles:
+    """The clinical C-arm angles (orbital, tilt) of ``pose`` for this plan's patient.
+
+    Measured about the patient's axes from the plan's landmarks
+    (:func:`~or_assist.core.carm.patient_axes`), as the planned views are built and as
+    the positioning hint (:mod:`or_assist.live.hint`) compares them, so a planned view's
+    angles read back as the C-arm is to be set (e.g. a lateral as orbital 90 deg, tilt 0).
+
+    Parameters
+    ----------
+    plan : Plan
+    pose : Pose
+        ``T_source_from_patient``, e.g. from :func:`plan_view_pose`.
+    patient_position : {'prone', 'supine'}
+
+    Returns
+    -------
+    CArmAngles
+    """
+    return carm_angles_from_pose(pose, patient_position, patient_axes(plan.landmarks))

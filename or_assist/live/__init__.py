@@ -2,7 +2,7 @@
 
 Modules::
 
-    hint      The C-arm positioning hint: how to move from the registered view to the planned one.
+    hint      The C-arm positioning hint: how to move from the current view to the planned one.
     pipeline  The live pipeline of the OR display, without Qt: shots -> preprocess -> register -> guidance -> case log.
     result    The result of one shot in the live pipeline: everything the display shows for it.
     run       Setting up a real live case and running a live case without a window.
@@ -18,7 +18,8 @@ __getattr__, __dir__, __all__ = _lazy.attach(
     __name__,
     submodules=['hint', 'pipeline', 'result', 'run'],
     submod_attrs={
-        'hint': ['HINT_MIN_DEG', 'positioning_hint'],
+        'hint': ['HINT_MIN_DEG', 'APPROX_STEP_DEG', 'APPROX_PREFIX', 'positioning_hint',
+                 'approximate_positioning_hint', 'planned_angles_text'],
         'pipeline': ['LivePipeline'],
         'result': ['ShotResult'],
         'run': ['LiveCase', 'open_real_case', 'run_headless'],

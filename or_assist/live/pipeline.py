@@ -46,7 +46,7 @@ from or_assist.errors import InputError
 from or_assist.guidance.cues import CueThresholds
 from or_assist.guidance.overlay import draw_overlay
 from or_assist.guidance.shot_guidance import guide_shot
-from or_assist.live.hint import positioning_hint
+from or_assist.live.hint import approximate_positioning_hint, positioning_hint
 from or_assist.live.result import ShotResult
 from or_assist.register.pipeline import Registrar, RegistrationResult
 from or_assist.register.pose_params import isocenter_source_mm, pose_error
@@ -283,7 +283,10 @@ class LivePipeline:
         return result
 
     def _guidance(self, result: ShotResult, pre: PreprocessedShot) -> None:
-        if not result.registered:
+        if not result.registered:  # a rough hint from the unconfirmed pose, marked "approx."
+            result.hint = approximate_positioning_hint(
+                result.registration, self.planned_pose(result.implant_id, result.view), self.plan.landmarks,
+                patient_position=self.patient_position)
             return
         implant = self.plan.implant(result.implant_id)
         pose = result.pose

@@ -43,7 +43,9 @@ class ShotResult:
     overlay_bgr : (H, W, 3) uint8 ndarray
         The shot with its overlay as the display shows it and a capture stores it.
     hint : str or None
-        The C-arm positioning hint (:func:`~or_assist.live.hint.positioning_hint`).
+        The C-arm positioning hint (:func:`~or_assist.live.hint.positioning_hint`; for a
+        shot that did not register, :func:`~or_assist.live.hint.approximate_positioning_hint`,
+        beginning "approx.").
     message : str or None
         A short status line (e.g. ``'no pin detected'``).
     seconds : dict

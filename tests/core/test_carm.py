@@ -138,3 +138,41 @@ def test_plan_view_tilt_precedence(tmp_path):
     assert view_tilt_deg(plan, "R1", "inlet", 21.0) == 21.0      # an explicit argument wins
     pose = plan_view_pose(plan, "R1", "inlet", source_to_isocenter_mm=600)
     assert carm_angles_from_pose(pose, "prone").tilt_deg == pytest.approx(-30.0)
+
+
+def test_radiographer_text_words_and_signs():
+    from or_assist.core.carm import CArmAngles
+
+    assert CArmAngles(-90.0, 0.0).radiographer_text() == "orbital RAO 90 deg, tilt 0 deg"
+    assert CArmAngles(0.0, -25.0).radiographer_text() == "orbital 0 deg, tilt CAUD 25 deg"
+    assert CArmAngles(12.34, 41.96).radiographer_text(1) == "orbital LAO 12.3 deg, tilt CRAN 42.0 deg"
+    assert CArmAngles(-0.2, 0.3).radiographer_text() == "orbital 0 deg, tilt 0 deg"   # no side for a rounded 0
+    with pytest.raises(InputError, match="^decimals:"):
+        CArmAngles(0.0, 0.0).radiographer_text(3)
+
+
+@pytest.mark.parametrize("position", ["prone", "supine"])
+def test_plan_carm_angles_read_back_the_planned_views(position):
+    """A planned view's angles, measured about the plan's patient axes, are those it was
+    built with: a right lateral RAO 90 / tilt 0, a prone inlet CAUD and outlet CRAN by
+    their tilts (supine: the same beam lines, the tube at their other ends, so the detector
+    tilts the other way), also for a patient lying rotated on the table (landmark axes)."""
+    from or_assist.core.catalogue import load_catalogue
+    from or_assist.core.plan import Implant, Landmark, Plan
+    from or_assist.core.view_poses import plan_carm_angles, plan_view_pose
+
+    turn = rotation_about_axis([0, 0, 1], np.radians(8.0))           # the patient turned 8 deg on the table
+    lms = [Landmark("fR", "s1_foramen", "right", turn @ [-25.0, 0.0, 0.0]),
+           Landmark("fL", "s1_foramen", "left", turn @ [25.0, 0.0, 0.0])]
+    imp = Implant("R1", "right", load_catalogue().item("T7-45"), ENTRY, ENTRY + [45, 0, 0])
+    plan = Plan(None, None, [imp], landmarks=lms)
+    flip = 1.0 if position == "prone" else -1.0
+    expected = {"lateral": (-90.0, 0.0), "inlet": (0.0, -25.0 * flip), "outlet": (0.0, 42.0 * flip)}
+    for kind, (orbital, tilt) in expected.items():
+        pose = plan_view_pose(plan, "R1", kind, source_to_isocenter_mm=600, tilt_deg=abs(tilt) or None,
+                              patient_position=position)
+        a = plan_carm_angles(plan, pose, position)
+        assert a.orbital_deg == pytest.approx(orbital, abs=1e-6) and a.tilt_deg == pytest.approx(tilt, abs=1e-6)
+    # measured about the CT's axes instead, the turned patient's lateral is 8 deg off
+    lateral = plan_view_pose(plan, "R1", "lateral", source_to_isocenter_mm=600, patient_position=position)
+    assert abs(abs(carm_angles_from_pose(lateral, position).orbital_deg) - 90.0) == pytest.approx(8.0, abs=1e-6)
