@@ -148,7 +148,7 @@ def plan_sheet_html(plan, library, checks=(), *, profile: str | None = None) -> 
             e = library.entries[i]
             src = _png_data_url(render_view_png(library, i, min_side_px=512))
             figs.append(f"<figure><img src='{src}' alt='{esc(e.name)}'><figcaption>{esc(e.name)}: "
-                        f"{esc(e.angles.describe())}</figcaption></figure>")
+                        f"C-arm {esc(e.angles.radiographer_text())}</figcaption></figure>")
         blocks.append(f"<section class='implant'><h2>Implant {esc(imp_id)}</h2>{''.join(figs)}</section>")
     style = """
 body { font-family: sans-serif; font-size: 10pt; margin: 1em; }

@@ -56,6 +56,8 @@ def real_views(real_ct_path):
             no_metal = metal_line_integrals(e.pose, geometry, plan.implants, mus, downsample=e.downsample) < 0.05
             rows.append((e.name, lib.display[i], bone.render(e.pose, geometry, downsample=e.downsample), no_metal))
         out[name] = rows
+        out[f"{name} library"] = lib
+    out["plan"] = plan
     return out
 
 
@@ -71,3 +73,25 @@ def test_real_ct_views_show_bone_dark_against_soft_tissue(real_views):
         spread = np.percentile(img[centre], 95) - np.percentile(img[centre], 5)
         assert spread > 0.6 * 255, name                      # most of the grey range, at the centre
         assert img[valid].min() <= 10 and img[valid].max() >= 245, name
+
+
+def test_plan_sheet_and_view_pngs_carry_the_views_and_their_angles(real_views, tmp_path):
+    """The printouts show the C-arm look's images and each view's angles as the
+    radiographer sets them."""
+    import cv2
+
+    from or_assist.render.plan_sheet import write_plan_sheet
+    from or_assist.render.views.png import render_view_png
+
+    lib, plan = real_views["carm library"], real_views["plan"]
+    paths = write_plan_sheet(plan, lib, (), tmp_path, profile="siemens_cios_fusion")
+    html = paths["html"].read_text(encoding="utf-8")
+    assert "R1 lateral: C-arm orbital RAO 90 deg, tilt 0 deg" in html
+    assert "R1 inlet: C-arm orbital 0 deg, tilt CAUD 25 deg" in html
+    assert cv2.imread(str(paths["png"])) is not None
+    i = lib.index("R1 lateral")
+    png = render_view_png(lib, i)
+    s = png.shape[1] // lib.display[i].shape[1]
+    body = cv2.cvtColor(png[:lib.display[i].shape[0] * s], cv2.COLOR_BGR2GRAY)
+    big = cv2.resize(lib.display[i], (body.shape[1], body.shape[0]), interpolation=cv2.INTER_CUBIC)
+    assert np.median(np.abs(body.astype(int) - big.astype(int))) <= 1   # the PNG shows the library's image

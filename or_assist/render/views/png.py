@@ -8,9 +8,9 @@ by an integer factor to at least ``min_side_px`` for printing, with
   :data:`PLAN_COLOUR_BGR` (amber, drawn last so it is on top), the others in
   :data:`OTHER_COLOUR_BGR` (blue);
 * a scale bar (mm at the isocentre) in the lower left of the image;
-* a caption band below the image: the view's name and kind, the C-arm angles
-  (e.g. ``LAO 90 deg, CRAN 0 deg``), the implants and their colours, the plan's SHA-256
-  prefix, the C-arm distances and the image size.
+* a caption band below the image: the view's name and kind, the C-arm angles as the
+  radiographer sets them (e.g. ``orbital RAO 90 deg, tilt 0 deg``), the implants and their
+  colours, the plan's SHA-256 prefix, the C-arm distances and the image size.
 
 A PNG pixel ``(x, y)`` shows image pixel ``((x + 0.5) / s - 0.5, (y + 0.5) / s - 0.5)``
 with ``s`` from :func:`png_scale` (pixel centres are kept, as in
@@ -141,7 +141,7 @@ def render_view_png(library, index: int, *, min_side_px: int = PNG_MIN_SIDE_PX) 
     g = library.geometry
     lines = [
         f"{entry.name}  ({entry.kind} view)",
-        f"C-arm {entry.angles.describe()}  (patient {library.patient_position})",
+        f"C-arm {entry.angles.radiographer_text()}  (patient {library.patient_position})",
         implants,
         f"plan {library.plan_sha256[:12]}  SID {g.sid_mm:g} mm  source-isocentre "
         f"{g.source_to_isocenter_mm:g} mm  {geom.width} x {geom.height} px  or_assist {library.or_assist_version}",
