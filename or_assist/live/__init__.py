@@ -18,7 +18,7 @@ __getattr__, __dir__, __all__ = _lazy.attach(
     __name__,
     submodules=['hint', 'pipeline', 'result', 'run'],
     submod_attrs={
-        'hint': ['HINT_MIN_DEG', 'APPROX_STEP_DEG', 'APPROX_PREFIX', 'positioning_hint',
+        'hint': ['HINT_MIN_DEG', 'APPROX_STEP_DEG', 'APPROX_PREFIX', 'APPROX_MAX_DEG', 'positioning_hint',
                  'approximate_positioning_hint', 'planned_angles_text'],
         'pipeline': ['LivePipeline'],
         'result': ['ShotResult'],

@@ -8,7 +8,8 @@ Said in the radiographer's words (rotate towards LAO/RAO, tilt more cranial/caud
 * :func:`approximate_positioning_hint`: for a shot that did **not** register, from the
   registration's best unconfirmed pose, else the start of its search (the library's
   nearest view or the 2-D initialisation); rounded to :data:`APPROX_STEP_DEG` and
-  marked ``approx.``, so it never reads as a confident instruction;
+  marked ``approx.``, so it never reads as a confident instruction, and not given for
+  a guess beyond :data:`APPROX_MAX_DEG` (no guide at all);
 * :func:`planned_angles_text`: the planned view's C-arm angles (orbital, tilt), as the
   radiographer sets them.
 """
@@ -19,8 +20,8 @@ from or_assist.core.carm import carm_angles_from_pose, patient_axes
 from or_assist.core.pose import Pose
 from or_assist.errors import InputError
 
-__all__ = ["HINT_MIN_DEG", "APPROX_STEP_DEG", "APPROX_PREFIX", "positioning_hint", "approximate_positioning_hint",
-           "planned_angles_text"]
+__all__ = ["HINT_MIN_DEG", "APPROX_STEP_DEG", "APPROX_PREFIX", "APPROX_MAX_DEG", "positioning_hint",
+           "approximate_positioning_hint", "planned_angles_text"]
 
 HINT_MIN_DEG = 3.0
 """A C-arm angle this far (or farther) from the planned view's gives a positioning hint."""
@@ -30,6 +31,10 @@ APPROX_STEP_DEG = 5.0
 
 APPROX_PREFIX = "approx. (not registered): "
 """How an approximate hint begins."""
+
+APPROX_MAX_DEG = 30.0
+"""An unconfirmed pose farther than this from the planned view in either angle gives no
+approximate hint: beyond the registration's capture range it is no guide at all."""
 
 
 def _wrap_deg(a: float) -> float:
@@ -84,7 +89,8 @@ def positioning_hint(pose: Pose, planned_pose: Pose, landmarks=None, *, patient_
 
 def approximate_positioning_hint(registration, planned_pose: Pose, landmarks=None, *,
                                  patient_position: str = "prone", min_deg: float = HINT_MIN_DEG,
-                                 step_deg: float = APPROX_STEP_DEG) -> str | None:
+                                 step_deg: float = APPROX_STEP_DEG,
+                                 max_deg: float = APPROX_MAX_DEG) -> str | None:
     """A rough positioning hint for a shot that did not register, clearly marked approximate.
 
     The registration's final pose is unconfirmed (the method was not confident), so its
@@ -105,13 +111,15 @@ def approximate_positioning_hint(registration, planned_pose: Pose, landmarks=Non
         Differences below this are not mentioned.
     step_deg : float
         Rounding of the angles (> 0).
+    max_deg : float
+        A guess farther than this from the plan in either angle is no guide: no hint.
 
     Returns
     -------
     str or None
         E.g. ``'approx. (not registered): tilt ~10 deg more caudal'``; None when the
         registration succeeded (use :func:`positioning_hint`), has no pose at all, or
-        the guess is within ``min_deg`` of the plan.
+        the guess is within ``min_deg`` of the plan or beyond ``max_deg``.
     """
     if registration is None or getattr(registration, "success", False):
         return None
@@ -123,6 +131,8 @@ def approximate_positioning_hint(registration, planned_pose: Pose, landmarks=Non
     if pose is None:
         return None
     d_orbital, d_tilt = _differences_deg(pose, planned_pose, landmarks, patient_position)
+    if max(abs(d_orbital), abs(d_tilt)) > max_deg:
+        return None
 
     def amount(d: float) -> str:
         return f"~{max(step_deg, step_deg * round(abs(d) / step_deg)):.0f}"

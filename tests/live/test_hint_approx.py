@@ -47,6 +47,10 @@ def test_approximate_hint_is_rounded_and_marked(sample_case):
         APPROX_PREFIX + "rotate ~10 deg towards RAO, tilt ~15 deg more cranial"
     # within min_deg: nothing to say; no pose at all: nothing; a start pose when the search kept no pose
     assert approximate_positioning_hint(_failed(_turned(planned, 1, -2, lms)), planned, lms) is None
+    # a guess beyond the capture range is no guide (e.g. a wrong optimum turned 40 deg)
+    assert approximate_positioning_hint(_failed(_turned(planned, 40, 0, lms)), planned, lms) is None
+    assert approximate_positioning_hint(_failed(_turned(planned, 0, 24, lms)), planned, lms) == \
+        APPROX_PREFIX + "tilt ~25 deg more caudal"
     assert approximate_positioning_hint(_failed(None), planned, lms) is None
     assert approximate_positioning_hint(None, planned, lms) is None
     assert approximate_positioning_hint(_failed(None, start=off), planned, lms) == hint
