@@ -95,3 +95,26 @@ def test_plan_sheet_and_view_pngs_carry_the_views_and_their_angles(real_views, t
     body = cv2.cvtColor(png[:lib.display[i].shape[0] * s], cv2.COLOR_BGR2GRAY)
     big = cv2.resize(lib.display[i], (body.shape[1], body.shape[0]), interpolation=cv2.INTER_CUBIC)
     assert np.median(np.abs(body.astype(int) - big.astype(int))) <= 1   # the PNG shows the library's image
+
+
+def test_or_display_virtual_view_of_the_real_ct_uses_the_carm_look(real_ct_path):
+    """Without a view library the OR display's virtual view is rendered from the CT through
+    the same default chain: bone shows darker than the soft tissue beside it."""
+    from or_assist.live.pipeline import LivePipeline
+
+    plan = load_plan(REAL_PLAN)
+    ct = load_ct(real_ct_path)
+    geometry = load_profile("siemens_cios_fusion").geometry_at(128)
+    renderer = DRRRenderer(AttenuationVolume.from_ct(ct))
+
+    class NoRegistration:                       # the virtual view needs no registration
+        def register(self, *args, **kwargs):
+            raise AssertionError("not called")
+
+    pipe = LivePipeline(plan, geometry, registrar=NoRegistration(), renderer=renderer)
+    bgr = pipe.virtual_view("R1", "lateral", size_px=128)
+    assert bgr.shape == (128, 128, 3)
+    grey = (bgr[..., 0] == bgr[..., 1]) & (bgr[..., 1] == bgr[..., 2])   # not drawn over by the outlines
+    pose = pipe.planned_pose("R1", "lateral")
+    bone_path = DRRRenderer(AttenuationVolume.from_ct(ct, mask=ct.hu > BONE_HU)).render(pose, geometry)
+    assert local_bone_contrast(bgr[..., 1], bone_path, grey) > 25.0
