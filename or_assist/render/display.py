@@ -8,8 +8,8 @@ metal **dark** and air white (``CONVENTIONS.md``: images as the video output sho
 side by side:
 
 1. range compression (``range_compression`` > 0): the broad-scale variation of ``p``
-   (body thickness: a lateral pelvis is 5-8 nepers thick at its centre and air at its
-   back) is removed in part, ``p - f * (lowpass(p) - mean(p))`` with a Gaussian low-pass
+   (body thickness: several nepers across a view of the pelvis, 0 in the air beside
+   it) is removed in part, ``p - f * (lowpass(p) - mean(p))`` with a Gaussian low-pass
    of ``compression_sigma_fraction`` of the image's smaller side, as a C-arm's image
    processing does (and as the shot simulator models,
    :func:`or_assist.sim.shots.chain.compress_range`); bone edges keep their contrast;
@@ -98,7 +98,8 @@ class DisplaySettings:
     window : (low, high) or None
         Display window in the mode's units (``p``, or intensity); None = automatic.
     percentiles : (low, high)
-        Automatic window: percentiles of ``p`` (0-100) mapped to the window's ends.
+        Automatic window: percentiles of ``p`` (0-100; after the range compression, over
+        the metering field) mapped to the window's ends.
     gamma : float
         > 0; applied to the displayed brightness, ``b ** gamma``.
     bone_dark : bool
