@@ -45,6 +45,13 @@ Decisions
   (or no event yet) fires one event; the run of stable frames then fires no more. A
   transition from live to hold fires once, for the held image.
 
+**Stills**: a frame whose source knows its exposures (``Frame.exposure`` set, a folder
+of stills) needs no hold: a frame with a new exposure number fires at once, unless it
+shows no image or the same image as the last event (``D`` at most ``change_factor * n``
+and no block differing by more than ``dark_margin_grey``: a pin moved on an otherwise
+identical, noise-free image still counts as new). Frames repeating the exposure number
+are held frames and feed the noise level as usual.
+
 **No image**: when fewer than ``min_active_blocks`` blocks, or fewer than
 ``min_field_fraction`` of the blocks taking part, are brighter than the black level in
 either image (a black screen, perhaps with a clock on it), the frame shows no image: it
@@ -236,6 +243,7 @@ class ShotDetector:
         self._fired_in_run = False
         self._history: deque[float] = deque(maxlen=self.settings.noise_history_frames)
         self._events = 0
+        self._exposure: int | None = None
         self.last_difference_grey: float | None = None
 
     @property
@@ -272,13 +280,17 @@ class ShotDetector:
         """
         image = _frame_image(frame)
         work = self._work_image(image)
+        exposure = getattr(frame, "exposure", None)
         if self._shape != image.shape:  # first frame, or the video mode changed
             self.reset()
             self._shape = image.shape
             self._prev = work
             self._run_start = int(frame.index)
-            return None
+            if exposure is None:
+                return None
         allowed = self._allowed_blocks(image.shape, work.shape, fov_mask, ignore_mask)
+        if exposure is not None and exposure != self._exposure:
+            return self._still(frame, image, work, allowed, fov_mask is not None, int(exposure))
         d = self._difference(work, self._prev, allowed, fov_mask is not None)
         self.last_difference_grey = d
         self._prev = work
@@ -305,6 +317,37 @@ class ShotDetector:
                          difference_grey=float(change), noise_grey=float(noise))
 
     # ------------------------------------------------------------------ internals
+    def _still(self, frame, image: np.ndarray, work: np.ndarray, allowed: np.ndarray, have_fov: bool,
+               exposure: int) -> ShotEvent | None:
+        """A frame that starts a new exposure of a source that knows its exposures (module doc)."""
+        s = self.settings
+        self._exposure = exposure
+        d = None if self._prev is work else self._difference(work, self._prev, allowed, have_fov)
+        self.last_difference_grey = d
+        self._prev = work
+        self._stable_run = 0
+        self._run_start = int(frame.index)
+        self._fired_in_run = False
+        noise = self.noise_grey
+        if self._ref is None:
+            change, top = math.inf, math.inf
+            if self._difference(work, work, allowed, have_fov) is None:  # no picture
+                return None
+        else:
+            got = self._difference(work, self._ref, allowed, have_fov, top=True)
+            if got is None:
+                return None
+            change, top = got
+            if change <= s.change_factor * noise + _EPS_GREY and top <= s.dark_margin_grey:
+                return None  # the same image again
+        self._fired_in_run = True
+        self._ref = work
+        self._events += 1
+        return ShotEvent(index=int(frame.index), timestamp_s=float(frame.timestamp_s),
+                         source_time_s=getattr(frame, "source_time_s", None),
+                         exposure_number=self._events, image=image, stable_since_index=int(frame.index),
+                         difference_grey=float(change), noise_grey=float(noise))
+
     def _work_image(self, image: np.ndarray) -> np.ndarray:
         h, w = image.shape
         f = max(1, int(round(w / self.settings.work_width_px)))
@@ -347,8 +390,9 @@ class ShotDetector:
         small = cv2.resize(mask.astype(np.float32), (ww, hw), interpolation=cv2.INTER_AREA)
         return _block_mean(small, self.settings.block_px)
 
-    def _difference(self, a: np.ndarray, b: np.ndarray, allowed: np.ndarray, have_fov: bool) -> float | None:
-        """``D(a, b)`` (module doc) or None when fewer than ``min_active_blocks`` take part."""
+    def _difference(self, a: np.ndarray, b: np.ndarray, allowed: np.ndarray, have_fov: bool, top: bool = False):
+        """``D(a, b)`` (module doc) or None when fewer than ``min_active_blocks`` take part;
+        with ``top``, ``(D, the largest block difference)``."""
         s = self.settings
         ma, mb = _block_mean(a, s.block_px), _block_mean(b, s.block_px)
         dark = float(np.percentile(np.minimum(ma, mb), 5.0)) + s.dark_margin_grey
@@ -363,7 +407,10 @@ class ShotDetector:
         pixels = np.repeat(np.repeat(active, b_, axis=0), b_, axis=1)
         offset = float(np.median(crop[pixels]))
         per_block = _block_mean(np.abs(crop - np.float32(offset)), b_)
-        return float(np.median(per_block[active]))
+        values = per_block[active]
+        if top:
+            return float(np.median(values)), float(values.max())
+        return float(np.median(values))
 
 
 def _block_mean(image: np.ndarray, block: int) -> np.ndarray:
