@@ -11,11 +11,8 @@ without a window, so both do exactly the same and tests can drive it without Qt:
 2. :meth:`LivePipeline.process` (per shot, seconds): preprocessing
    (:func:`~or_assist.video.preprocess.shot.preprocess_shot`), 2-D/3-D registration
    (:class:`~or_assist.register.pipeline.Registrar`) from the active implant's planned
-   views and the previous registered pose (tracking), tried in the order of a quick
-   low-resolution comparison of the shot with each start's DRR
-   (:func:`~or_assist.live.views.view_scores`; the selected view wins near-ties), until
-   one is confident: a view changed without being selected is recognised rather than
-   assumed, and the shot's view is the one that registered; guide-pin
+   views and the last registered pose (tracking), most similar to the shot first
+   (:func:`~or_assist.live.views.rank_starts`), until one is confident; guide-pin
    detection, deviation and cue (:mod:`or_assist.guidance`), the overlay exactly as the
    display shows it (:func:`~or_assist.guidance.overlay.draw_overlay`, which draws no
    plan on a shot that is not registered), the C-arm positioning hint, and the shot in
@@ -51,7 +48,7 @@ from or_assist.guidance.overlay import draw_overlay
 from or_assist.guidance.shot_guidance import guide_shot
 from or_assist.live.hint import positioning_hint
 from or_assist.live.result import ShotResult
-from or_assist.live.views import view_scores
+from or_assist.live.views import rank_starts
 from or_assist.register.pipeline import Registrar, RegistrationResult
 from or_assist.register.pose_params import isocenter_source_mm, pose_error
 from or_assist.render.display import to_display
@@ -68,7 +65,6 @@ if TYPE_CHECKING:  # SimpleITK is not loaded for a type name
 __all__ = ["LivePipeline"]
 
 _TRACK_WITHIN_DEG = 10.0  # start from the previous registered pose when it is this close to the plan
-_VIEW_MARGIN = 0.05       # another view is tried before the selected one when it scores this much higher
 
 
 class LivePipeline:
@@ -185,26 +181,11 @@ class LivePipeline:
         """``(view, start pose, track)`` to try in order."""
         planned = self.planned_pose(implant_id, view)
         starts = [(view, planned, False)]
-        last = self._last
-        if last is not None and last.registered and last.implant_id == implant_id:
+        if (last := self._last) is not None and last.registered and last.implant_id == implant_id:
             angle, _ = pose_error(last.pose, planned, isocenter_source_mm(self.geometry))
             if angle <= _TRACK_WITHIN_DEG:
                 starts.insert(0, (view, last.pose, True))
-        if self.try_other_views:
-            starts += [(v, self.planned_pose(implant_id, v), False) for v in SIJF_VIEWS if v != view]
-        return starts
-
-    def _ranked_starts(self, frame: np.ndarray, polarity: str, implant_id: str,
-                       view: str) -> tuple[list[tuple[str, Pose, bool]], list[float]]:
-        """:meth:`_starts` ordered by :func:`~or_assist.live.views.view_scores` (best first;
-        starts at the selected view get ``_VIEW_MARGIN`` added, so a near-tie keeps the
-        selection), with their scores (empty without a renderer, or with one start)."""
-        starts = self._starts(implant_id, view)
-        if self.renderer is None or len({id(p) for _, p, _ in starts}) < 2:
-            return starts, []
-        scores = view_scores(self.renderer, self.geometry, frame, [p for _, p, _ in starts], polarity=polarity)
-        order = sorted(range(len(starts)), key=lambda k: -(scores[k] + (_VIEW_MARGIN if starts[k][0] == view else 0.0)))
-        return [starts[k] for k in order], [float(scores[k]) for k in order]
+        return starts + [(v, self.planned_pose(implant_id, v), False) for v in SIJF_VIEWS if v != view and self.try_other_views]
 
     def _register(self, frame: np.ndarray, start: Pose, track: bool, polarity: str, implant_id: str) -> RegistrationResult:
         """Tracking (a short local search from the last registered pose, when the registrar
@@ -229,10 +210,7 @@ class LivePipeline:
         implant_id : str
             The active implant.
         view : str
-            The selected view (one of :data:`SIJF_VIEWS`, or 'ap' / 'axis'): preferred on
-            a near-tie, but the starts are tried in the order of their similarity to the
-            shot; the result's ``view`` is the one that registered (or, when none did,
-            the most similar one).
+            The selected view (:data:`SIJF_VIEWS`, 'ap', 'axis'); the result's is the one that registered.
         frame_index : int
             The video frame index (for the record).
         shown_since_s : float, optional
@@ -267,17 +245,12 @@ class LivePipeline:
         if pre is not None:
             result.polarity = pre.polarity
             t0 = time.perf_counter()
-            starts, scores = self._ranked_starts(frame, pre.polarity, implant_id, view)
-            secs["recognise"] = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            for k, (v, start, track) in enumerate(starts):
+            starts = rank_starts(self.renderer, self.geometry, frame, self._starts(implant_id, view), view, polarity=pre.polarity)
+            for k, (v, start, track, score) in enumerate(starts):
                 if k and should_stop is not None and should_stop():
                     break
-                t1 = time.perf_counter()
                 reg = self._register(frame, start, track, pre.polarity, implant_id)
-                result.attempts.append({"view": v, "track": bool(track), "success": bool(reg.success),
-                                        "seconds": time.perf_counter() - t1,
-                                        "view_score": scores[k] if scores else None})
+                result.attempts.append({"view": v, "track": track, "success": reg.success, "seconds": reg.seconds, "view_score": score})
                 if result.registration is None or reg.success:
                     result.registration, result.view = reg, v
                 if reg.success:

@@ -47,8 +47,8 @@ class ShotResult:
     message : str or None
         A short status line (e.g. ``'no pin detected'``).
     seconds : dict
-        Wall time per step (``preprocess``, ``recognise``, ``register`` (all attempts),
-        ``guidance``, ``log``, ``total``).
+        Wall time per step (``preprocess``, ``register`` (the view comparison and every
+        attempt), ``guidance``, ``log``, ``total``).
     finished_s : float
         ``time.monotonic()`` when processing ended.
     attempts : list of dict
@@ -81,7 +81,7 @@ class ShotResult:
         """Wall time of the whole registration: the view comparison and every attempt,
         not only the last (None when the shot was not registered at all)."""
         if "register" in self.seconds:
-            return float(self.seconds["register"]) + float(self.seconds.get("recognise", 0.0))
+            return float(self.seconds["register"])
         return None if self.registration is None else float(self.registration.seconds)
 
     def _timing(self) -> str:

@@ -329,10 +329,10 @@ class ShotDetector:
         self._run_start = int(frame.index)
         self._fired_in_run = False
         noise = self.noise_grey
+        if self._difference(work, work, allowed, have_fov) is None:  # no picture on this still
+            return None
         if self._ref is None:
-            change, top = math.inf, math.inf
-            if self._difference(work, work, allowed, have_fov) is None:  # no picture
-                return None
+            change = math.inf
         else:
             got = self._difference(work, self._ref, allowed, have_fov, top=True)
             if got is None:
