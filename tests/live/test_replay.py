@@ -10,6 +10,7 @@ registrar is tested in ``test_views.py``).
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -25,6 +26,8 @@ from or_assist.register.pipeline import RegistrationResult
 from or_assist.session.caselog import CaseLog
 from or_assist.video.sources.spec import open_source
 from tests.video.mjpeg_server import MjpegServer
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # the display workers' test (real Qt, no window)
 
 W, H = 320, 240
 
@@ -186,6 +189,44 @@ def test_mjpeg_stream_faster_than_registration_keeps_the_newest_exposure(plan, t
     assert sum("superseded by a newer one" in line for line in lines) == superseded
     assert _same(registrar.frames[0], images[0]) and _same(registrar.frames[-1], images[-1])
     assert _logged_shots(case) == shots
+
+
+def test_display_workers_see_every_exposure_while_one_registers(plan, request):
+    """The OR display's workers (real QThreads) on the same too-fast stream: the video
+    worker hands every exposure over while one registers, the newest waits, the replaced
+    ones are signalled, and the last exposure is registered."""
+    pytest.importorskip("pytestqt")
+    qtbot = request.getfixturevalue("qtbot")
+    from or_assist.app.workers import LatestJobWorker, Selection, VideoWorker
+    from or_assist.video.capture import CaptureThread
+
+    images = _shots(5, seed=6)
+    registrar = SlowRegistrar(1.0)
+    pipe = LivePipeline(plan, _geometry(), registrar=registrar, try_other_views=False)
+
+    def job(j):
+        event = j["event"]
+        return pipe.process(event.image, j["implant"], j["view"], frame_index=event.index,
+                            shown_since_s=j["shown_since_s"])
+
+    done, superseded = [], []
+    with MjpegServer(fps=25.0, mode="sequence", images=images, hold_frames=8, lifetime_s=25.0) as server:
+        capture = CaptureThread(open_source(server.url)).start()
+        registration = LatestJobWorker(job, "registration")
+        registration.done.connect(lambda tag, result: done.append(tag))
+        registration.superseded.connect(superseded.append)
+        video = VideoWorker(capture, pipe, Selection(plan.implants[0].id, "lateral"), registration)
+        registration.start()
+        video.start()
+        try:
+            qtbot.waitUntil(lambda: video.exposures == 5 and len(done) + len(superseded) == 5, timeout=20000)
+        finally:
+            video.stop()
+            registration.stop()
+            capture.stop()
+    assert video.exposures == 5 and len(superseded) == registration.jobs_dropped >= 1
+    assert len(registrar.frames) == len(done) == registration.jobs_done
+    assert _same(registrar.frames[0], images[0]) and _same(registrar.frames[-1], images[-1])
 
 
 def test_time_printed_is_the_whole_registration(plan):
