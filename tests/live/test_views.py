@@ -66,6 +66,24 @@ def test_starts_are_tried_most_alike_first(scene):
         ["outlet", "lateral"]
 
 
+@pytest.mark.slow
+def test_a_view_changed_without_selection_registers_at_the_first_attempt(scene):
+    """The outlet shown while lateral is selected: the pipeline tries outlet first, and the
+    shot's view is the one that registered."""
+    from or_assist.live.pipeline import LivePipeline
+    from or_assist.register.pipeline import Registrar
+    from or_assist.register.settings import RegistrationSettings
+    from or_assist.sim.scenario.spec import load_sample_case
+
+    renderer, geom, poses, shots = scene
+    plan = load_sample_case()[1]
+    registrar = Registrar(renderer, geom, RegistrationSettings(time_budget_s=None))
+    result = LivePipeline(plan, geom, registrar=registrar).process(shots["outlet"], "L1", "lateral")
+    assert result.attempts[0]["view"] == "outlet" and result.attempts[0]["view_score"] > 0.5
+    assert result.registered and result.view == "outlet" and len(result.attempts) == 1, result.summary()
+    assert f"{result.register_seconds:.1f} s)" in result.summary()
+
+
 def _cheap():
     """A geometry and two poses, for what needs no rendering."""
     from or_assist.core.geometry import CArmGeometry
