@@ -10,10 +10,13 @@ correlation. :func:`rank_starts` orders the live pipeline's registration starts 
 (the selected view wins near-ties), so the registration that succeeds is usually the
 first, and the shot's view is the one that registered rather than the one selected.
 
-Measured on the demo scenario's held shots (implants L1 and L2, 12 shots, 2 loaded cores):
-the shown view scored 0.85-0.93 and the implant's other views 0.05-0.18, except the first
-lateral of each implant, taken 6 deg off the planned tilt (0.18 and 0.37, still the best
-of the three); 0.2-0.4 s per shot for six candidate poses at 64 px.
+Measured (``python benchmarks/replay_views.py --scores``: the demo's 12 held shots of
+implants L1 and L2 against each implant's three planned views, 2 loaded cores): the
+shown view scored 0.85-0.93 and the other two 0.05-0.18, except the first lateral of
+each implant, taken 6 deg off the planned tilt (0.18 and 0.37, still the best of the
+three); about 0.05 s per candidate pose at 64 px. With the default registration time
+budget every attempt from a wrong view costs up to 3 s, without one far more
+(``benchmarks/replay_views.py``).
 """
 
 from __future__ import annotations

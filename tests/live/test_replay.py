@@ -106,6 +106,26 @@ def test_folder_of_stills_is_a_sequence_of_shots(plan, tmp_path):
     assert _logged_shots(case) == 5
 
 
+def test_folder_holding_each_shot_over_several_files_counts_each_once(plan, tmp_path):
+    """Exported frames of a hold: each shot in four files that differ only by a grabber's
+    noise. Each shot is counted once, the first of its files."""
+    folder = tmp_path / "held"
+    folder.mkdir()
+    rng = np.random.default_rng(9)
+    images = _shots(3, seed=9)
+    for k, image in enumerate(images):
+        for copy in range(4):
+            noisy = np.clip(image + rng.normal(0.0, 1.2, image.shape), 0, 255).astype(np.uint8)
+            cv2.imwrite(str(folder / f"frame_{4 * k + copy:03d}.png"), noisy)
+    case, registrar = _case(plan, open_source(folder, realtime=False), tmp_path, delay_s=0.05)
+    try:
+        summary = run_headless(case, log=lambda line: None)
+    finally:
+        case.close()
+    assert (summary["frames"], summary["exposures"], len(summary["shots"])) == (12, 3, 3)
+    assert all(_same(f, im) for f, im in zip(registrar.frames, images))
+
+
 def test_folder_of_video_frames_that_never_hold_warns(plan, tmp_path):
     """The same stills read as video frames (``stills=False``): no image holds for a second
     frame, so the detector finds nothing, and the run says so instead of "0 shots"."""
