@@ -178,14 +178,12 @@ class LivePipeline:
 
     # ------------------------------------------------------------------ per shot
     def _starts(self, implant_id: str, view: str) -> list[tuple[str, Pose, bool]]:
-        """``(view, start pose, track)`` to try in order."""
-        planned = self.planned_pose(implant_id, view)
-        starts = [(view, planned, False)]
-        if (last := self._last) is not None and last.registered and last.implant_id == implant_id:
-            angle, _ = pose_error(last.pose, planned, isocenter_source_mm(self.geometry))
-            if angle <= _TRACK_WITHIN_DEG:
-                starts.insert(0, (view, last.pose, True))
-        return starts + [(v, self.planned_pose(implant_id, v), False) for v in SIJF_VIEWS if v != view and self.try_other_views]
+        """``(view, start pose, track)``: the last registered pose when near the view's plan, the planned views."""
+        planned, last = self.planned_pose(implant_id, view), self._last
+        near = last is not None and last.registered and last.implant_id == implant_id and \
+            pose_error(last.pose, planned, isocenter_source_mm(self.geometry))[0] <= _TRACK_WITHIN_DEG
+        others = [(v, self.planned_pose(implant_id, v), False) for v in SIJF_VIEWS if v != view and self.try_other_views]
+        return ([(view, last.pose, True)] if near else []) + [(view, planned, False)] + others
 
     def _register(self, frame: np.ndarray, start: Pose, track: bool, polarity: str, implant_id: str) -> RegistrationResult:
         """Tracking (a short local search from the last registered pose, when the registrar
@@ -243,8 +241,7 @@ class LivePipeline:
             result.message = f"cannot use this image: {exc}"
         secs["preprocess"] = time.perf_counter() - started
         if pre is not None:
-            result.polarity = pre.polarity
-            t0 = time.perf_counter()
+            result.polarity, t0 = pre.polarity, time.perf_counter()
             starts = rank_starts(self.renderer, self.geometry, frame, self._starts(implant_id, view), view, polarity=pre.polarity)
             for k, (v, start, track, score) in enumerate(starts):
                 if k and should_stop is not None and should_stop():

@@ -14,7 +14,7 @@ Measured (``python benchmarks/replay_views.py --scores``: the demo's 12 held sho
 implants L1 and L2 against each implant's three planned views, 2 loaded cores): the
 shown view scored 0.85-0.93 and the other two 0.05-0.18, except the first lateral of
 each implant, taken 6 deg off the planned tilt (0.18 and 0.37, still the best of the
-three); about 0.05 s per candidate pose at 64 px. With the default registration time
+three); 0.13-0.57 s per shot for the three poses at 64 px. With the default registration time
 budget every attempt from a wrong view costs up to 3 s, without one far more
 (``benchmarks/replay_views.py``).
 """
