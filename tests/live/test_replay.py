@@ -176,9 +176,9 @@ def test_mp4_replay_counts_every_shot_while_one_registers(plan, tmp_path):
 
 
 def test_mjpeg_stream_counts_every_shot(plan, tmp_path):
-    """A live stream cannot pause: shots held 0.6 s, registered in 0.15 s, all counted."""
+    """A live stream cannot pause: shots held 0.8 s, registered in 0.15 s, all counted."""
     images = _shots(4, seed=3)
-    with MjpegServer(fps=25.0, mode="sequence", images=images, hold_frames=15, lifetime_s=20.0) as server:
+    with MjpegServer(fps=25.0, mode="sequence", images=images, hold_frames=20, lifetime_s=20.0) as server:
         case, registrar = _case(plan, open_source(server.url), tmp_path, delay_s=0.15)
         try:
             summary = run_headless(case, max_shots=4, duration_s=12.0, source_timeout_s=10.0,
