@@ -136,16 +136,14 @@ def _record_interrupted(case: LiveCase, reason: str) -> None:
 
 class _NewestExposure:
     """The registration side of a headless run on a live source: one exposure at a time
-    in a thread, the newest one waiting (a waiting exposure that a newer one replaces is
-    counted as superseded), so the shot detector sees every frame meanwhile."""
+    in a thread, the newest one waiting (:meth:`submit` returns a waiting exposure that a
+    newer one replaced), so the shot detector sees every frame meanwhile."""
 
     def __init__(self, handle: Callable[[dict], bool]):
         self._handle = handle
         self._cond = threading.Condition()
         self._slot: dict | None = None
-        self._busy = False
         self._closing = False
-        self.superseded: list[dict] = []
         self.error: BaseException | None = None
         self.finished = False      # the handler asked to stop (max_shots)
         self._thread = threading.Thread(target=self._run, name="headless registration", daemon=True)
@@ -155,8 +153,6 @@ class _NewestExposure:
         """Queue ``job``; returns the waiting job it replaced (None when none)."""
         with self._cond:
             old, self._slot = self._slot, job
-            if old is not None:
-                self.superseded.append(old)
             self._cond.notify_all()
             return old
 
@@ -178,16 +174,11 @@ class _NewestExposure:
                 if self._slot is None:
                     return
                 job, self._slot = self._slot, None
-                self._busy = True
             try:
                 if self._handle(job):
                     self.finished = True
-            except BaseException as exc:  # raised in the caller's thread by close()
+            except BaseException as exc:  # re-raised in the caller's thread after close()
                 self.error = exc
-            finally:
-                with self._cond:
-                    self._busy = False
-                    self._cond.notify_all()
             if self.stopped:
                 return
 

@@ -211,6 +211,25 @@ def test_mjpeg_stream_faster_than_registration_keeps_the_newest_exposure(plan, t
     assert _logged_shots(case) == shots
 
 
+def test_an_error_while_a_stream_registers_ends_the_run_with_it(plan, tmp_path):
+    """A failure in the registration thread is raised in the caller's, promptly."""
+
+    class Broken(SlowRegistrar):
+        def register(self, *args, **kwargs):
+            raise InputError("cannot register (test)", "registrar")
+
+    with MjpegServer(fps=25.0, mode="sequence", images=_shots(3, seed=8), hold_frames=10, lifetime_s=20.0) as server:
+        case, _ = _case(plan, open_source(server.url), tmp_path, delay_s=0.0)
+        case.pipeline.registrar = Broken(0.0)
+        t0 = time.monotonic()
+        try:
+            with pytest.raises(InputError, match=r"registrar: cannot register \(test\)"):
+                run_headless(case, duration_s=10.0, source_timeout_s=10.0, log=lambda line: None)
+        finally:
+            case.close()
+    assert time.monotonic() - t0 < 8.0
+
+
 def test_display_workers_see_every_exposure_while_one_registers(plan, request):
     """The OR display's workers (real QThreads) on the same too-fast stream: the video
     worker hands every exposure over while one registers, the newest waits, the replaced
