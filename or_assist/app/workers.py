@@ -7,7 +7,9 @@
   directly (not via the GUI thread), with the implant and view selected at that moment.
 * :class:`LatestJobWorker` runs one job at a time; a new request replaces one that is
   still waiting (newest wins), so a slow registration never builds a backlog. Results
-  reach the GUI through queued signals.
+  reach the GUI through queued signals. While a shot registers, the video worker goes
+  on feeding every frame to the detector, so no exposure goes unseen: the newest waits,
+  and one replaced before its turn is counted and signalled (``superseded``).
 * :class:`JobQueueWorker` runs jobs in order (captures: none may be lost).
 """
 
@@ -111,9 +113,17 @@ class _Worker(QtCore.QThread):
 
 
 class LatestJobWorker(_Worker):
-    """One job at a time; a request that is still waiting is replaced by a newer one."""
+    """One job at a time; a request that is still waiting is replaced by a newer one.
+
+    Signals
+    -------
+    superseded(object)
+        The tag of a waiting request that a newer one replaced (it never runs);
+        ``jobs_dropped`` counts them.
+    """
 
     drop_on_stop = True
+    superseded = QtCore.pyqtSignal(object)
 
     def __init__(self, fn, name: str = "latest job", parent=None):
         super().__init__(fn, name, parent)
@@ -128,10 +138,13 @@ class LatestJobWorker(_Worker):
 
     def submit(self, tag, *args, **kwargs) -> None:
         with self._cond:
-            if self._slot is not None:
+            old = self._slot
+            if old is not None:
                 self.jobs_dropped += 1
             self._slot = (tag, args, kwargs)
             self._cond.notify_all()
+        if old is not None:
+            self.superseded.emit(old[0])
 
 
 class JobQueueWorker(_Worker):
@@ -195,6 +208,7 @@ class VideoWorker(QtCore.QThread):
         self._stopping = threading.Event()
         self._times = collections.OrderedDict()   # frame index -> timestamp_s (recent frames)
         self.frames = 0
+        self.exposures = 0          # shots the detector found (each handed to the registration worker)
         self.detect_seconds = 0.0
 
     def stop(self, timeout_ms: int = 3000) -> bool:
@@ -220,6 +234,7 @@ class VideoWorker(QtCore.QThread):
                 self.image_changing.emit(changing)
             if event is None:
                 continue
+            self.exposures += 1
             step = self.script(frame) if self.script is not None else None
             if step is not None:
                 before = self.selection.get()

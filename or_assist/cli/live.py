@@ -57,7 +57,8 @@ def add_parsers(sub) -> None:
     s = sub.add_parser("run", help="the OR display for a real case")
     s.add_argument("--plan", default=None, help="or_assist.plan/1 (default: last used)")
     s.add_argument("--geometry", default=None, help="or_assist.geometry/1 of the C-arm + grabber (default: last used)")
-    s.add_argument("--source", default=None, help="capture device index/path, stream URL, video file or sim:... (default: last used)")
+    s.add_argument("--source", default=None, help="capture device index/path, stream URL, video file, folder of stills (each image one "
+                        "shot) or sim:... (default: last used)")
     s.add_argument("--library", default=None, help="the plan's view library (views.npz or its folder)")
     s.add_argument("--ct", default=None, help="the plan's CT (default: the plan's own path)")
     s.add_argument("--source-timeout", type=float, default=None, metavar="S",

@@ -10,9 +10,9 @@ without a window, so both do exactly the same and tests can drive it without Qt:
    overlay drawn for it must go).
 2. :meth:`LivePipeline.process` (per shot, seconds): preprocessing
    (:func:`~or_assist.video.preprocess.shot.preprocess_shot`), 2-D/3-D registration
-   (:class:`~or_assist.register.pipeline.Registrar`) started from the active view's
-   planned pose (or from the previous registered pose when that is closer: tracking),
-   then, when not confident, from the active implant's other planned views; guide-pin
+   (:class:`~or_assist.register.pipeline.Registrar`) from the active implant's planned
+   views and the last registered pose (tracking), most similar to the shot first
+   (:func:`~or_assist.live.views.rank_starts`), until one is confident; guide-pin
    detection, deviation and cue (:mod:`or_assist.guidance`), the overlay exactly as the
    display shows it (:func:`~or_assist.guidance.overlay.draw_overlay`, which draws no
    plan on a shot that is not registered), the C-arm positioning hint, and the shot in
@@ -48,6 +48,7 @@ from or_assist.guidance.overlay import draw_overlay
 from or_assist.guidance.shot_guidance import guide_shot
 from or_assist.live.hint import approximate_positioning_hint, positioning_hint
 from or_assist.live.result import ShotResult
+from or_assist.live.views import rank_starts
 from or_assist.register.pipeline import Registrar, RegistrationResult
 from or_assist.register.pose_params import isocenter_source_mm, pose_error
 from or_assist.render.display import to_display
@@ -177,17 +178,12 @@ class LivePipeline:
 
     # ------------------------------------------------------------------ per shot
     def _starts(self, implant_id: str, view: str) -> list[tuple[str, Pose, bool]]:
-        """``(view, start pose, track)`` to try in order."""
-        planned = self.planned_pose(implant_id, view)
-        starts = [(view, planned, False)]
-        last = self._last
-        if last is not None and last.registered and last.implant_id == implant_id:
-            angle, _ = pose_error(last.pose, planned, isocenter_source_mm(self.geometry))
-            if angle <= _TRACK_WITHIN_DEG:
-                starts.insert(0, (view, last.pose, True))
-        if self.try_other_views:
-            starts += [(v, self.planned_pose(implant_id, v), False) for v in SIJF_VIEWS if v != view]
-        return starts
+        """``(view, start pose, track)``: the last registered pose when near the view's plan, the planned views."""
+        planned, last = self.planned_pose(implant_id, view), self._last
+        near = last is not None and last.registered and last.implant_id == implant_id and \
+            pose_error(last.pose, planned, isocenter_source_mm(self.geometry))[0] <= _TRACK_WITHIN_DEG
+        others = [(v, self.planned_pose(implant_id, v), False) for v in SIJF_VIEWS if v != view and self.try_other_views]
+        return ([(view, last.pose, True)] if near else []) + [(view, planned, False)] + others
 
     def _register(self, frame: np.ndarray, start: Pose, track: bool, polarity: str, implant_id: str) -> RegistrationResult:
         """Tracking (a short local search from the last registered pose, when the registrar
@@ -212,7 +208,7 @@ class LivePipeline:
         implant_id : str
             The active implant.
         view : str
-            The active view (one of :data:`SIJF_VIEWS`, or 'ap' / 'axis').
+            The selected view (:data:`SIJF_VIEWS`, 'ap', 'axis'); the result's is the one that registered.
         frame_index : int
             The video frame index (for the record).
         shown_since_s : float, optional
@@ -245,12 +241,13 @@ class LivePipeline:
             result.message = f"cannot use this image: {exc}"
         secs["preprocess"] = time.perf_counter() - started
         if pre is not None:
-            result.polarity = pre.polarity
-            t0 = time.perf_counter()
-            for k, (v, start, track) in enumerate(self._starts(implant_id, view)):
+            result.polarity, t0 = pre.polarity, time.perf_counter()
+            starts = rank_starts(self.renderer, self.geometry, frame, self._starts(implant_id, view), view, polarity=pre.polarity)
+            for k, (v, start, track, score) in enumerate(starts):
                 if k and should_stop is not None and should_stop():
                     break
                 reg = self._register(frame, start, track, pre.polarity, implant_id)
+                result.attempts.append({"view": v, "track": track, "success": reg.success, "seconds": reg.seconds, "view_score": score})
                 if result.registration is None or reg.success:
                     result.registration, result.view = reg, v
                 if reg.success:

@@ -49,9 +49,14 @@ class ShotResult:
     message : str or None
         A short status line (e.g. ``'no pin detected'``).
     seconds : dict
-        Wall time per step (``preprocess``, ``register``, ``guidance``, ``log``, ``total``).
+        Wall time per step (``preprocess``, ``register`` (the view comparison and every
+        attempt), ``guidance``, ``log``, ``total``).
     finished_s : float
         ``time.monotonic()`` when processing ended.
+    attempts : list of dict
+        One per registration start tried, in order: ``view``, ``track`` (from the last
+        registered pose), ``success``, ``seconds``, ``view_score`` (the quick similarity
+        that ordered them; None when not scored).
     """
 
     number: int
@@ -71,6 +76,19 @@ class ShotResult:
     message: str | None = None
     seconds: dict = field(default_factory=dict)
     finished_s: float = 0.0
+    attempts: list = field(default_factory=list)
+
+    @property
+    def register_seconds(self) -> float | None:
+        """Wall time of the whole registration: the view comparison and every attempt,
+        not only the last (None when the shot was not registered at all)."""
+        if "register" in self.seconds:
+            return float(self.seconds["register"])
+        return None if self.registration is None else float(self.registration.seconds)
+
+    def _timing(self) -> str:
+        tries = len(self.attempts)
+        return f"{self.register_seconds:.1f} s" + (f", {tries} attempts" if tries > 1 else "")
 
     @property
     def registered(self) -> bool:
@@ -93,9 +111,9 @@ class ShotResult:
         elif self.registered:
             est = self.registration.estimated_error_mm
             state = f"registered ({self.registration.metric} {self.registration.similarity:.2f}, " + \
-                    (f"est. error {est:.1f} mm, " if est is not None else "") + f"{self.registration.seconds:.1f} s)"
+                    (f"est. error {est:.1f} mm, " if est is not None else "") + f"{self._timing()})"
         else:
-            state = f"NOT REGISTERED ({self.registration.reason})"
+            state = f"NOT REGISTERED ({self.registration.reason}; {self._timing()})"
         text = f"shot {self.number} [{self.implant_id} {self.view}]: {state}"
         if self.cue is not None:
             text += f"; [{self.cue.level}] " + "; ".join(self.cue.lines)

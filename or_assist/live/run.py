@@ -15,7 +15,7 @@ has just announced and whether the scripted surgeon captures the shot.
 from __future__ import annotations
 
 import sqlite3
-
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,16 +134,80 @@ def _record_interrupted(case: LiveCase, reason: str) -> None:
         pass
 
 
+class _NewestExposure:
+    """The registration side of a headless run on a live source: one exposure at a time
+    in a thread, the newest one waiting (:meth:`submit` returns a waiting exposure that a
+    newer one replaced), so the shot detector sees every frame meanwhile."""
+
+    def __init__(self, handle: Callable[[dict], bool]):
+        self._handle = handle
+        self._cond = threading.Condition()
+        self._slot: dict | None = None
+        self._closing = False
+        self.error: BaseException | None = None
+        self.finished = False      # the handler asked to stop (max_shots)
+        self._thread = threading.Thread(target=self._run, name="headless registration", daemon=True)
+        self._thread.start()
+
+    def submit(self, job: dict) -> dict | None:
+        """Queue ``job``; returns the waiting job it replaced (None when none)."""
+        with self._cond:
+            old, self._slot = self._slot, job
+            self._cond.notify_all()
+            return old
+
+    def waiting(self) -> bool:
+        """True when an exposure waits (the one under way need not try further views)."""
+        with self._cond:
+            return self._slot is not None
+
+    @property
+    def stopped(self) -> bool:
+        """True once the handler failed or asked to stop."""
+        return self.error is not None or self.finished
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._slot is None and not self._closing:
+                    self._cond.wait(0.2)
+                if self._slot is None:
+                    return
+                job, self._slot = self._slot, None
+            try:
+                if self._handle(job):
+                    self.finished = True
+            except BaseException as exc:  # re-raised in the caller's thread after close()
+                self.error = exc
+            if self.stopped:
+                return
+
+    def close(self, drain: bool = True) -> None:
+        """Finish the exposure under way and (``drain``) the waiting one, then end."""
+        with self._cond:
+            self._closing = True
+            if not drain:
+                self._slot = None
+            self._cond.notify_all()
+        self._thread.join()
+
+
 def run_headless(case: LiveCase, *, max_shots: int | None = None, duration_s: float | None = None,
                  implant_id: str | None = None, view: str = "lateral", log=print,
                  source_timeout_s: float | None = None, no_signal_report_s: float | None = 5.0) -> dict:
     """Run a case without a window: frames -> shots -> registration -> guidance -> case log.
 
-    A source that makes frames on demand (:attr:`~or_assist.video.sources.base.FrameSource.on_demand`:
-    a simulator that is not real-time) is read frame by frame and every shot is
-    processed before the next frame (deterministic); other sources run in a
-    :class:`~or_assist.video.capture.CaptureThread` and, as in the display, frames that
-    arrive while a shot is processed are skipped (newest wins).
+    Every frame goes through the shot detector. A source that makes frames on demand
+    (:attr:`~or_assist.video.sources.base.FrameSource.on_demand`: a simulator that is not
+    real-time) and a recording (:attr:`~or_assist.video.sources.base.FrameSource.recorded`:
+    a video file, a folder of stills) are read frame by frame and every shot is processed
+    before the next frame: a replay pauses while a shot registers, so it loses no shot.
+    A live source (device, stream) runs in a :class:`~or_assist.video.capture.CaptureThread`
+    and its shots are registered in a second thread, one at a time, as in the display:
+    the detector goes on seeing every frame meanwhile, and the newest exposure waits
+    (one that a newer exposure replaces before its turn is counted as superseded and
+    said in the log). When the source ends or the run stops, the exposure under way and
+    the one waiting are finished.
 
     Parameters
     ----------
@@ -151,12 +215,17 @@ def run_headless(case: LiveCase, *, max_shots: int | None = None, duration_s: fl
     max_shots : int, optional
         Stop after this many shots.
     duration_s : float, optional
-        Stop after this much wall time.
+        Stop reading frames after this much wall time.
     implant_id, view : str
-        Active implant (default the plan's first) and view, unless the demo script sets them.
+        Active implant (default the plan's first) and view, unless the demo script sets
+        them; after each registered shot, the implant and view it registered at. The
+        pipeline recognises the view of a shot itself (it tries the most similar
+        planned view first), so a view that changed without being selected costs little.
     log : callable(str)
-        Receives one line per shot, and the capture's no-signal reports (the first
-        failure, then "no signal from ... for N s, retrying" every ``no_signal_report_s``).
+        Receives one line per shot, the capture's no-signal reports (the first failure,
+        then "no signal from ... for N s, retrying" every ``no_signal_report_s``), a
+        line per superseded exposure, and a warning when frames came but the shot
+        detector found no shot in them.
     source_timeout_s : float, optional
         Give up when no frame has come for this long (from the start, or since the last
         frame): the case log gets an ``interrupted`` event with the reason and an
@@ -168,7 +237,10 @@ def run_headless(case: LiveCase, *, max_shots: int | None = None, duration_s: fl
     -------
     dict
         ``case_dir`` (Path or None), ``shots`` (list of :class:`ShotResult` summaries),
-        ``registered`` and ``captures`` (counts), ``frames``, ``seconds``.
+        ``registered`` and ``captures`` (counts), ``frames`` (frames read),
+        ``exposures`` (shots the detector found), ``superseded`` (exposures replaced
+        by a newer one before they were registered: only with a live source),
+        ``seconds``.
 
     Raises
     ------
@@ -187,24 +259,54 @@ def run_headless(case: LiveCase, *, max_shots: int | None = None, duration_s: fl
     implant_id = implant_id or pipe.implant_ids[0]
     pipe.plan.implant(implant_id)
     source = case.source
-    synchronous = source.on_demand
+    synchronous = source.on_demand or source.recorded
     started = time.monotonic()
     summary = {"case_dir": None if case.case_log is None else Path(case.case_log.case_dir), "shots": [],
-               "registered": 0, "captures": 0, "frames": 0, "seconds": 0.0}
+               "registered": 0, "captures": 0, "frames": 0, "exposures": 0, "superseded": 0, "seconds": 0.0}
+    active = {"implant": implant_id, "view": view}
+    lock = threading.Lock()
     capture = None
+    queue = None
     gave_up = None
 
     def on_state(state: SignalState, message: str) -> None:
         if state is SignalState.NO_SIGNAL:
             log(message)
 
+    def handle(job: dict) -> bool:
+        """Process one exposure; True when ``max_shots`` is reached."""
+        event, step = job["event"], job["step"]
+        result = pipe.process(event.image, job["implant"], job["view"], frame_index=event.index,
+                              shown_since_s=event.timestamp_s,
+                              should_stop=None if queue is None else queue.waiting)
+        if step is not None and step["capture"] and result.registered and result.cue is not None:
+            if pipe.capture(result) is not None:
+                pipe.log_event("capture", {"shot_id": result.shot_id, "by": "demo script"})
+                summary["captures"] += 1
+        if pipe.log_fault is not None:
+            # Headless, the case log is the whole point: a run that cannot record ends
+            # (the pipeline has marked the case interrupted).
+            raise InputError(pipe.log_fault)
+        with lock:
+            if result.registered:
+                summary["registered"] += 1
+                active["implant"], active["view"] = result.implant_id, result.view
+            line = result.summary()
+            summary["shots"].append(line)
+        log(line)
+        return max_shots is not None and len(summary["shots"]) >= max_shots
+
     if synchronous:
         source.open()
     else:
         capture = CaptureThread(source, on_state=on_state, no_signal_report_s=no_signal_report_s).start()
+        queue = _NewestExposure(handle)
+    clean = False
     try:
         while True:
             if duration_s is not None and time.monotonic() - started > duration_s:
+                break
+            if queue is not None and queue.stopped:
                 break
             if synchronous:
                 frame = source.read()
@@ -226,33 +328,35 @@ def run_headless(case: LiveCase, *, max_shots: int | None = None, duration_s: fl
             event = pipe.feed(frame)
             if event is None:
                 continue
+            summary["exposures"] += 1
             step = case.script(frame) if case.script is not None else None
-            if step is not None:
-                implant_id, view = step["implant"], step["view"]
-            result = pipe.process(event.image, implant_id, view, frame_index=event.index,
-                                  shown_since_s=event.timestamp_s)
-            if step is not None and step["capture"] and result.registered and result.cue is not None:
-                if pipe.capture(result) is not None:
-                    pipe.log_event("capture", {"shot_id": result.shot_id, "by": "demo script"})
-                    summary["captures"] += 1
-            if pipe.log_fault is not None:
-                # Headless, the case log is the whole point: a run that cannot record ends
-                # (the pipeline has marked the case interrupted).
-                raise InputError(pipe.log_fault)
-            if result.registered:
-                summary["registered"] += 1
-                implant_id, view = result.implant_id, result.view
-            line = result.summary()
-            summary["shots"].append(line)
-            log(line)
-            if max_shots is not None and len(summary["shots"]) >= max_shots:
-                break
+            with lock:
+                if step is not None:
+                    active["implant"], active["view"] = step["implant"], step["view"]
+                job = {"event": event, "step": step, "implant": active["implant"], "view": active["view"]}
+            if queue is None:
+                if handle(job):
+                    break
+                continue
+            old = queue.submit(job)
+            if old is not None:
+                summary["superseded"] += 1
+                log(f"exposure at frame {old['event'].index} superseded by a newer one (frame {event.index}) "
+                    f"before it was registered: not registered, not logged")
+        clean = True
     finally:
         if synchronous:
             source.close()
         else:
             capture.stop()
+            if queue is not None:
+                queue.close(drain=clean)
+    if queue is not None and queue.error is not None:
+        raise queue.error
     summary["seconds"] = time.monotonic() - started
+    if summary["frames"] and not summary["exposures"]:
+        log(f"warning: the shot detector found no shot in {summary['frames']} frames of {source.name} "
+            f"(no image that held, or every frame the same image)")
     if gave_up is not None:
         stats, silent_s = gave_up
         name = source.name
@@ -264,4 +368,3 @@ def run_headless(case: LiveCase, *, max_shots: int | None = None, duration_s: fl
         raise InputError(f"{what} for {silent_s:.0f} s (limit {source_timeout_s:g} s, --source-timeout); "
                          f"gave up{why}", name)
     return summary
-

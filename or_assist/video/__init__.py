@@ -8,6 +8,7 @@ Modules::
     capture      Background capture: always the newest frame, signal-state reports and reconnection.
     credentials  Credentials in video source specs: masked in every message, never stored in clear.
     shot_files   Reading a fluoroscopy shot from a file: PNG/TIFF/JPEG/BMP (8 or 16 bit) or DICOM.
+    shot_settings  Settings of the new-shot detector.
     shots        New-shot detection: one event per new fluoroscopy exposure in a last-image-hold stream.
 
 Names are exported lazily (``lazy_loader``, as in scikit-image): importing this package
@@ -19,11 +20,12 @@ import lazy_loader as _lazy
 
 __getattr__, __dir__, __all__ = _lazy.attach(
     __name__,
-    submodules=['preprocess', 'sources', 'capture', 'credentials', 'shot_files', 'shots'],
+    submodules=['preprocess', 'sources', 'capture', 'credentials', 'shot_files', 'shot_settings', 'shots'],
     submod_attrs={
         'capture': ['CaptureThread'],
         'credentials': ['PASSWORD_ENV', 'mask_credentials', 'strip_password', 'with_password', 'has_password'],
         'shot_files': ['DICOM_SUFFIXES', 'read_shot_image'],
-        'shots': ['ShotDetectorSettings', 'ShotEvent', 'ShotDetector'],
+        'shot_settings': ['ShotDetectorSettings'],
+        'shots': ['ShotEvent', 'ShotDetector'],
     },
 )

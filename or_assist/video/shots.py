@@ -45,6 +45,13 @@ Decisions
   (or no event yet) fires one event; the run of stable frames then fires no more. A
   transition from live to hold fires once, for the held image.
 
+**Stills**: a frame whose source knows its exposures (``Frame.exposure`` set, a folder
+of stills) needs no hold: a frame with a new exposure number fires at once, unless it
+shows no image or the same image as the last event (``D`` at most ``change_factor * n``
+and no block differing by more than ``dark_margin_grey``: a pin moved on an otherwise
+identical, noise-free image still counts as new). Frames repeating the exposure number
+are held frames and feed the noise level as usual.
+
 **No image**: when fewer than ``min_active_blocks`` blocks, or fewer than
 ``min_field_fraction`` of the blocks taking part, are brighter than the black level in
 either image (a black screen, perhaps with a clock on it), the frame shows no image: it
@@ -65,104 +72,12 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from or_assist.core.validate import check_number
 from or_assist.errors import InputError
+from or_assist.video.shot_settings import ShotDetectorSettings
 
 __all__ = ["ShotDetectorSettings", "ShotEvent", "ShotDetector"]
 
 _EPS_GREY = 1e-3  # slack on the thresholds for a noise-free (digital) stream
-
-
-def _setting(value, name: str, lo: float, hi: float, integer: bool = False):
-    kind = "an integer" if integer else "a finite number"
-    if integer and not isinstance(value, (int, np.integer)):
-        raise InputError(f"must be {kind} from {lo:g} to {hi:g}, got {value!r}", name)
-    checked = check_number(value, name, lo, hi, expected=f"{kind} from {lo:g} to {hi:g}")
-    return int(value) if integer else checked
-
-
-@dataclass(frozen=True)
-class ShotDetectorSettings:
-    """Parameters of :class:`ShotDetector` (the module doc explains each step).
-
-    Attributes
-    ----------
-    work_width_px : int
-        Approximate width of the binned work image (16-1024; default 160).
-    blur_sigma_px : float
-        Gaussian blur of the work image, in work pixels (0-8; default 1).
-    block_px : int
-        Side of the comparison blocks in work pixels (2-64; default 8).
-    corner_fraction : (float, float)
-        Width and height of the ignored box in each frame corner, as fractions of the
-        frame's width and height (each 0-0.5; default (0.2, 0.12)).
-    dark_margin_grey : float
-        Without a field-of-view mask, blocks brighter than the darkest 5 % of blocks by
-        this many grey levels form the field (default 8).
-    min_active_blocks : int
-        With fewer blocks above the black level than this, or than
-        ``min_field_fraction`` of the blocks taking part, a frame shows "no image"
-        (default 6).
-    min_field_fraction : float
-        See ``min_active_blocks`` (0-1; default 0.1: a clock on a black screen is no image).
-    initial_noise_grey : float
-        Noise level assumed before three stable frames were seen (default 0.25 grey
-        levels of the work image; a 1280 x 720 grabber with 1.2 grey levels of pixel
-        noise measures about 0.05).
-    min_noise_grey : float
-        Floor of the noise level, for noise-free digital streams (default 0.02).
-    noise_history_frames : int
-        Stable frames whose differences make the noise level (default 100).
-    stable_factor : float
-        A frame is stable when it differs from the previous one by at most this many
-        times the noise level (default 3).
-    change_factor : float
-        A stable image is new when it differs from the last reported one by more than
-        this many times the noise level (default 6; must exceed ``stable_factor``).
-    stable_frames : int
-        Consecutive stable comparisons before an event (1-10; default 1, i.e. the event
-        comes with the second frame of the new image).
-    """
-
-    work_width_px: int = 160
-    blur_sigma_px: float = 1.0
-    block_px: int = 8
-    corner_fraction: tuple[float, float] = (0.2, 0.12)
-    dark_margin_grey: float = 8.0
-    min_active_blocks: int = 6
-    min_field_fraction: float = 0.1
-    initial_noise_grey: float = 0.25
-    min_noise_grey: float = 0.02
-    noise_history_frames: int = 100
-    stable_factor: float = 3.0
-    change_factor: float = 6.0
-    stable_frames: int = 1
-
-    def __post_init__(self):
-        s = object.__setattr__
-        s(self, "work_width_px", _setting(self.work_width_px, "work_width_px", 16, 1024, True))
-        s(self, "blur_sigma_px", _setting(self.blur_sigma_px, "blur_sigma_px", 0.0, 8.0))
-        s(self, "block_px", _setting(self.block_px, "block_px", 2, 64, True))
-        try:
-            cw, ch = self.corner_fraction
-        except (TypeError, ValueError):
-            raise InputError(f"must be two fractions (width, height), got {self.corner_fraction!r}",
-                             "corner_fraction") from None
-        s(self, "corner_fraction", (_setting(cw, "corner_fraction", 0.0, 0.5),
-                                    _setting(ch, "corner_fraction", 0.0, 0.5)))
-        s(self, "dark_margin_grey", _setting(self.dark_margin_grey, "dark_margin_grey", 0.0, 255.0))
-        s(self, "min_active_blocks", _setting(self.min_active_blocks, "min_active_blocks", 1, 10000, True))
-        s(self, "min_field_fraction", _setting(self.min_field_fraction, "min_field_fraction", 0.0, 1.0))
-        s(self, "initial_noise_grey", _setting(self.initial_noise_grey, "initial_noise_grey", 1e-4, 50.0))
-        s(self, "min_noise_grey", _setting(self.min_noise_grey, "min_noise_grey", 1e-4, 50.0))
-        s(self, "noise_history_frames",
-          _setting(self.noise_history_frames, "noise_history_frames", 3, 100000, True))
-        s(self, "stable_factor", _setting(self.stable_factor, "stable_factor", 1.0, 100.0))
-        s(self, "change_factor", _setting(self.change_factor, "change_factor", 1.0, 1000.0))
-        if self.change_factor <= self.stable_factor:
-            raise InputError(f"must be larger than stable_factor ({self.stable_factor:g}), got "
-                             f"{self.change_factor:g}", "change_factor")
-        s(self, "stable_frames", _setting(self.stable_frames, "stable_frames", 1, 10, True))
 
 
 @dataclass(frozen=True, eq=False)
@@ -236,6 +151,7 @@ class ShotDetector:
         self._fired_in_run = False
         self._history: deque[float] = deque(maxlen=self.settings.noise_history_frames)
         self._events = 0
+        self._exposure: int | None = None
         self.last_difference_grey: float | None = None
 
     @property
@@ -272,13 +188,17 @@ class ShotDetector:
         """
         image = _frame_image(frame)
         work = self._work_image(image)
+        exposure = getattr(frame, "exposure", None)
         if self._shape != image.shape:  # first frame, or the video mode changed
             self.reset()
             self._shape = image.shape
             self._prev = work
             self._run_start = int(frame.index)
-            return None
+            if exposure is None:
+                return None
         allowed = self._allowed_blocks(image.shape, work.shape, fov_mask, ignore_mask)
+        if exposure is not None and exposure != self._exposure:
+            return self._still(frame, image, work, allowed, fov_mask is not None, int(exposure))
         d = self._difference(work, self._prev, allowed, fov_mask is not None)
         self.last_difference_grey = d
         self._prev = work
@@ -305,6 +225,37 @@ class ShotDetector:
                          difference_grey=float(change), noise_grey=float(noise))
 
     # ------------------------------------------------------------------ internals
+    def _still(self, frame, image: np.ndarray, work: np.ndarray, allowed: np.ndarray, have_fov: bool,
+               exposure: int) -> ShotEvent | None:
+        """A frame that starts a new exposure of a source that knows its exposures (module doc)."""
+        s = self.settings
+        self._exposure = exposure
+        d = None if self._prev is work else self._difference(work, self._prev, allowed, have_fov)
+        self.last_difference_grey = d
+        self._prev = work
+        self._stable_run = 0
+        self._run_start = int(frame.index)
+        self._fired_in_run = False
+        noise = self.noise_grey
+        if self._difference(work, work, allowed, have_fov) is None:  # no picture on this still
+            return None
+        if self._ref is None:
+            change = math.inf
+        else:
+            got = self._difference(work, self._ref, allowed, have_fov, top=True)
+            if got is None:
+                return None
+            change, top = got
+            if change <= s.change_factor * noise + _EPS_GREY and top <= s.dark_margin_grey:
+                return None  # the same image again
+        self._fired_in_run = True
+        self._ref = work
+        self._events += 1
+        return ShotEvent(index=int(frame.index), timestamp_s=float(frame.timestamp_s),
+                         source_time_s=getattr(frame, "source_time_s", None),
+                         exposure_number=self._events, image=image, stable_since_index=int(frame.index),
+                         difference_grey=float(change), noise_grey=float(noise))
+
     def _work_image(self, image: np.ndarray) -> np.ndarray:
         h, w = image.shape
         f = max(1, int(round(w / self.settings.work_width_px)))
@@ -347,8 +298,9 @@ class ShotDetector:
         small = cv2.resize(mask.astype(np.float32), (ww, hw), interpolation=cv2.INTER_AREA)
         return _block_mean(small, self.settings.block_px)
 
-    def _difference(self, a: np.ndarray, b: np.ndarray, allowed: np.ndarray, have_fov: bool) -> float | None:
-        """``D(a, b)`` (module doc) or None when fewer than ``min_active_blocks`` take part."""
+    def _difference(self, a: np.ndarray, b: np.ndarray, allowed: np.ndarray, have_fov: bool, top: bool = False):
+        """``D(a, b)`` (module doc) or None when fewer than ``min_active_blocks`` take part;
+        with ``top``, ``(D, the largest block difference)``."""
         s = self.settings
         ma, mb = _block_mean(a, s.block_px), _block_mean(b, s.block_px)
         dark = float(np.percentile(np.minimum(ma, mb), 5.0)) + s.dark_margin_grey
@@ -363,7 +315,10 @@ class ShotDetector:
         pixels = np.repeat(np.repeat(active, b_, axis=0), b_, axis=1)
         offset = float(np.median(crop[pixels]))
         per_block = _block_mean(np.abs(crop - np.float32(offset)), b_)
-        return float(np.median(per_block[active]))
+        values = per_block[active]
+        if top:
+            return float(np.median(values)), float(values.max())
+        return float(np.median(values))
 
 
 def _block_mean(image: np.ndarray, block: int) -> np.ndarray:

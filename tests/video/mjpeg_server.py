@@ -137,13 +137,20 @@ class MjpegServer:
     size : (width, height)
         Frame size; may be changed while serving.
     mode : str
-        ``"counter"`` (default: the counter frames), ``"black"`` (all zero) or
-        ``"still"`` (the same JPEG bytes every time: a frozen output).
+        ``"counter"`` (default: the counter frames), ``"black"`` (all zero),
+        ``"still"`` (the same JPEG bytes every time: a frozen output) or
+        ``"sequence"`` (``images`` in turn, each for ``hold_frames`` frames, as a C-arm's
+        last-image-hold output shows its shots; black frames after the last).
     lifetime_s : float
         The server stops by itself this long after the first start.
+    images : sequence of (H, W) uint8 ndarray, optional
+        The shots of ``"sequence"`` (their size is the frame size).
+    hold_frames : int
+        Frames each image of ``"sequence"`` is sent for.
     """
 
-    def __init__(self, fps: float = 50.0, size=(160, 120), mode: str = "counter", lifetime_s: float = 20.0):
+    def __init__(self, fps: float = 50.0, size=(160, 120), mode: str = "counter", lifetime_s: float = 20.0,
+                 images=(), hold_frames: int = 10):
         self.fps = float(fps)
         self.size = tuple(size)
         self.mode = mode
@@ -152,6 +159,11 @@ class MjpegServer:
         self.deadline = time.monotonic() + lifetime_s
         self._lock = threading.Lock()
         self._still: bytes | None = None
+        self._sequence = [bytes(cv2.imencode(".jpg", im, [cv2.IMWRITE_JPEG_QUALITY, 90])[1]) for im in images]
+        self.hold_frames = int(hold_frames)
+        if images:
+            self.size = (images[0].shape[1], images[0].shape[0])
+        self.sent_at: list[float] = []   # time.monotonic() when each image of "sequence" was first sent
         self._http: _HttpServer | None = None
         self._thread: threading.Thread | None = None
         self._timer = threading.Timer(lifetime_s, self.stop)
@@ -168,6 +180,16 @@ class MjpegServer:
             if self.mode == "still":
                 if self._still is None:
                     self._still = bytes(cv2.imencode(".jpg", counter_image(12345, self.size))[1])
+                return self._still
+            if self.mode == "sequence":
+                k = self.counter // self.hold_frames
+                if self.counter % self.hold_frames == 0 and k < len(self._sequence):
+                    self.sent_at.append(time.monotonic())
+                self.counter += 1
+                if k < len(self._sequence):
+                    return self._sequence[k]
+                if self._still is None:
+                    self._still = bytes(cv2.imencode(".jpg", np.zeros(self.size[::-1], np.uint8))[1])
                 return self._still
             if self.mode == "black":
                 image = np.zeros(self.size[::-1], np.uint8)

@@ -231,3 +231,33 @@ def test_simulated_live_frames_are_never_stable(simulated):
         t = source.truth(source.position_of(f))
         if t.phase == "live" and source.truth(t.position - 1).phase == "live":
             assert detector.last_difference_grey > detector.settings.stable_factor * detector.noise_grey
+
+
+def _still(stream: Stream, picture, index: int, exposure) -> Frame:
+    f = stream.frame(picture)
+    return replace(f, index=index, exposure=exposure)
+
+
+def test_stills_are_shots_at_once_and_video_single_frames_are_not():
+    """A folder of stills: each new exposure number fires on its own frame; a repeat of
+    the number, the same image under a new number and a black still do not; a pin on an
+    otherwise identical noise-free still does. As video frames (no exposure number) the
+    same single frames never hold, so they give no event."""
+    s = Stream(seed=7, grabber_noise=0.0, flicker=0.0, clock=False)
+    a = s.exposure()
+    s.scene = s.new_scene()
+    b = s.exposure()
+    pinned = b.copy()
+    cv2.line(pinned, (200, 120), (300, 260), 20.0, 4)   # a guide pin, nothing else changed
+    frames = [_still(s, a, 0, 0), _still(s, a, 1, 0), _still(s, b, 2, 1), _still(s, b, 3, 2),
+              _still(s, pinned, 4, 3), _still(s, None, 5, 4), _still(s, pinned, 6, 5)]
+    detector = ShotDetector()
+    events = run(detector, frames)
+    assert [e.index for e in events] == [0, 2, 4]
+    assert [e.stable_since_index for e in events] == [0, 2, 4]
+    assert [e.exposure_number for e in events] == [1, 2, 3]
+    assert detector.event_count == 3
+    s.scene = s.new_scene()
+    c = _still(s, s.exposure(), 7, 6)
+    video = [replace(f, exposure=None) for f in (frames[0], frames[2], c)]
+    assert run(ShotDetector(), video) == []

@@ -364,3 +364,26 @@ def test_registered_source_kinds(monkeypatch, video_file):
 def test_read_before_open_is_an_error(video_file):
     with pytest.raises(InputError, match="not open"):
         FileSource(video_file[0]).read()
+
+
+def test_image_folder_frames_carry_their_exposure(tmp_path):
+    """A folder of stills: each file is its own exposure (its position in the folder, a
+    file that does not decode keeps its number unused); as video frames, none is known."""
+    folder = tmp_path / "shots"
+    _write_folder(folder, 4)
+    (folder / "frame_2.png").write_bytes(b"\x89PNG broken")
+    with ImageFolderSource(folder, fps=10.0, realtime=False, loop=True) as source:
+        assert source.recorded and not source.on_demand
+        frames = [source.read() for _ in range(5)]
+    assert [f.exposure for f in frames] == [0, 2, 3, 0, 2]
+    assert [read_counter(f.image) for f in frames] == [0, 2, 3, 0, 2]
+    assert [f.source_time_s for f in frames[:3]] == pytest.approx([0.0, 0.2, 0.3])
+    with ImageFolderSource(folder, realtime=False, stills=False) as source:
+        assert {source.read().exposure for _ in range(3)} == {None}
+    with pytest.raises(InputError, match="stills"):
+        ImageFolderSource(folder, stills=1)
+
+
+def test_recordings_wait_for_their_reader(video_file, mjpeg_server):
+    assert FileSource(video_file[0]).recorded
+    assert not UrlSource(mjpeg_server.url).recorded

@@ -24,7 +24,9 @@ context manager)::
 ``_read`` returns the image as OpenCV delivers it (grey, BGR or BGRA; ``uint8`` or
 ``uint16``), the stream or file position in seconds (``None`` when unknown) and
 ``time.monotonic()`` taken when the frame was grabbed (``None``: the base class takes
-it). A finite source sets ``self._ended = True`` before returning ``None`` at its end;
+it); a source that knows where one exposure ends and the next begins (a folder of
+stills) may add a fourth item, the exposure's number (:attr:`Frame.exposure`). A
+recording (file, folder) overrides :attr:`FrameSource.recorded`. A finite source sets ``self._ended = True`` before returning ``None`` at its end;
 a source whose connection broke, so that only reopening can bring frames back, sets
 ``self._lost = True``.
 """
@@ -90,12 +92,18 @@ class Frame:
         ``time.monotonic()`` when the frame was grabbed, in seconds.
     source_time_s : float or None
         The frame's position in the file or stream in seconds, when the source knows it.
+    exposure : int or None
+        Set by a source that knows its exposures (a folder of stills: the file's
+        position): frames with the same number show the same exposure, a new number is
+        a new one, which the shot detector reports at once instead of waiting for the
+        image to hold. None (every video source): unknown, the detector decides.
     """
 
     image: np.ndarray
     index: int
     timestamp_s: float
     source_time_s: float | None = None
+    exposure: int | None = None
 
     @property
     def width(self) -> int:
@@ -305,6 +313,14 @@ class FrameSource(abc.ABC):
         and recording."""
         return False
 
+    @property
+    def recorded(self) -> bool:
+        """True for a recording (a video file, an image folder): it waits for its reader,
+        so a reader that takes frame by frame, however slowly, misses none of it (the
+        real-time pacing then starts again after each pause). False for devices and
+        streams, whose frames come whether anyone reads them or not."""
+        return False
+
     def open(self) -> SourceInfo:
         """Open the source (no-op when open) and return what it delivers.
 
@@ -331,10 +347,12 @@ class FrameSource(abc.ABC):
         got = self._read()
         if got is None:
             return None
-        image, source_time_s, timestamp_s = got
+        image, source_time_s, timestamp_s = got[:3]
+        exposure = got[3] if len(got) > 3 else None
         frame = Frame(image=_convert(image, self.color), index=self._next_index,
                       timestamp_s=time.monotonic() if timestamp_s is None else float(timestamp_s),
-                      source_time_s=None if source_time_s is None else float(source_time_s))
+                      source_time_s=None if source_time_s is None else float(source_time_s),
+                      exposure=None if exposure is None else int(exposure))
         self._next_index += 1
         return frame
 
@@ -361,8 +379,9 @@ class FrameSource(abc.ABC):
         """Open and describe the source; raise InputError naming it on failure."""
 
     @abc.abstractmethod
-    def _read(self) -> tuple[np.ndarray, float | None, float | None] | None:
-        """``(image, source_time_s, timestamp_s)`` of the next frame, or None."""
+    def _read(self) -> tuple | None:
+        """``(image, source_time_s, timestamp_s)`` of the next frame (optionally with the
+        exposure number as a fourth item), or None."""
 
     @abc.abstractmethod
     def _close(self) -> None:

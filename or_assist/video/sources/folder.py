@@ -1,4 +1,12 @@
-"""Replay of a folder of still images (exported fluoroscopy frames) as a video source."""
+"""Replay of a folder of still images (exported fluoroscopy shots) as a video source.
+
+A folder of stills is a sequence of shots: each file is one exposure, delivered as one
+frame that carries its exposure number (:attr:`~or_assist.video.sources.base.Frame.exposure`),
+so the shot detector reports every still at once (a still is never "held" for a second
+frame, so a detector that waits for a held image would find none). A folder of exported
+*video* frames (each held shot repeated over many files, live fluoroscopy frame by frame)
+is replayed with ``stills=False``: the detector then decides, as for a video.
+"""
 
 from __future__ import annotations
 
@@ -56,6 +64,10 @@ class ImageFolderSource(FrameSource):
         :data:`IMAGE_SUFFIXES`.
     color : bool
         Deliver BGR frames instead of grey.
+    stills : bool
+        Each file is its own exposure (default): frames carry the file's position as
+        :attr:`~or_assist.video.sources.base.Frame.exposure`. False: the files are
+        consecutive video frames.
 
     Notes
     -----
@@ -66,8 +78,11 @@ class ImageFolderSource(FrameSource):
     kind = "folder"
 
     def __init__(self, folder, fps: float = 10.0, realtime: bool = True, loop: bool = False,
-                 pattern: str | None = None, *, color: bool = False):
+                 pattern: str | None = None, *, color: bool = False, stills: bool = True):
         super().__init__(str(folder), color=color)
+        if not isinstance(stills, (bool, np.bool_)):
+            raise InputError(f"expected True or False, got {stills!r}", "stills")
+        self.stills = bool(stills)
         self.folder = Path(folder)
         try:
             self.fps = float(fps)
@@ -83,6 +98,12 @@ class ImageFolderSource(FrameSource):
         self._pos = 0
         self._pending: np.ndarray | None = None
         self._pacer: Pacer | None = None
+        self._file = -1   # position in files of the image delivered last
+
+    @property
+    def recorded(self) -> bool:
+        """True: a folder waits for its reader."""
+        return True
 
     def _list(self) -> list[Path]:
         if not self.folder.is_dir():
@@ -112,6 +133,7 @@ class ImageFolderSource(FrameSource):
             tried += 1
             image = _imread(path, self.color)
             if image is not None:
+                self._file = self._pos - 1
                 return image
             if path not in self.skipped_files:
                 self.skipped_files.append(path)
@@ -145,7 +167,7 @@ class ImageFolderSource(FrameSource):
             return None
         if self._pacer is not None:
             self._pacer.wait()
-        return image, (self._pos - 1) / self.fps, time.monotonic()
+        return image, self._file / self.fps, time.monotonic(), (self._file if self.stills else None)
 
     def _close(self) -> None:
         self._pending = None

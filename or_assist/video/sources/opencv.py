@@ -334,6 +334,11 @@ class FileSource(_CvSource):
         self._pacer: Pacer | None = None
         self._frames_this_pass = 0
 
+    @property
+    def recorded(self) -> bool:
+        """True: a video file waits for its reader."""
+        return True
+
     def _open(self) -> SourceInfo:
         if not self.path.is_file():
             raise InputError("no such video file" + (" (it is a folder)" if self.path.is_dir() else ""), self.name)
