@@ -18,6 +18,13 @@ import numpy as np
 __all__: list[str] = []
 
 _MAX_CANDIDATES = 6
+# the walk along the pin to its ends (walk_end): a sample shows the pin when its two-sided
+# contrast is at least this share of the pin's plateau; it is "as dark as the pin" within
+# this share of the plateau below the pin's value where last seen; a stretch as dark as
+# the pin without showing it, longer than this many pin widths, hides the pin (occluded)
+_SHOWS_PLATEAU = 0.25
+_DARK_PLATEAU = 0.25
+_MAX_DARK_WIDTHS = 4.0
 _ANGLE_STEP_DEG = 0.5
 
 
@@ -291,29 +298,98 @@ def verify_line(img: np.ndarray, valid: np.ndarray, line, factor: int, width_px:
     return seg
 
 
-def _end_state(img, valid, p0, d, t_end: float, sign: float, w: float, plateau: float, centre_level: float):
-    """Refine one end to the half-plateau crossing; whether it is occluded or at the border."""
+def walk_end(img, valid, p0, d, t_end: float, sign: float, w: float, plateau: float,
+             max_width_ratio: float) -> dict:
+    """Follow the pin from one end of its verified run outwards to where it really ends.
+
+    Along the line, a sample *shows the pin* when its cross-profile has the pin's
+    two-sided signature (contrast at least half the plateau, a pin-wide band). The walk
+    goes on over samples that do not show it as long as their centre stays as dark as
+    the pin was where it was last seen (less half its contrast): a bone cortex or an
+    instrument that crosses the pin darkens one side and breaks the signature for a
+    while, but not the pin's own darkness. It stops where the centre falls below that
+    for more than half a pin width, or at the field's border / an excluded region.
+
+    Returns a dict: ``t`` (the end along the line: the half-way crossing of the centre
+    value between the pin and what lies beyond, or the last sample showing the pin when
+    the end was not seen), ``seen`` (the pin's end itself was seen), ``occluded`` (it
+    disappears into something as dark as itself for more than a pin width: the end
+    may lie anywhere inside it), ``at_border`` (the field's border or an excluded region
+    comes first) and ``t_seen`` (the last sample showing the pin's signature).
+    """
     offsets = np.arange(-1.5 * w, 1.5 * w + 1e-9, max(0.5, w / 10.0))
-    ts = t_end + sign * np.arange(-2.0 * w, 2.0 * w + 1e-9, 0.5)
+    step = max(0.5, w / 8.0)
+    t_lo, t_hi = _line_range(p0, d, img.shape)
+    t_far = t_hi if sign > 0 else t_lo
+    n_back = int(math.ceil(2.0 * w / step))
+    n_out = max(0, int(sign * (t_far - t_end) / step)) + 1
+    ts = t_end + sign * step * np.arange(-n_back, n_out)
     vals, ok = sample_profiles(img, valid, p0, d, ts, offsets)
     a = analyse_profiles(vals, ok, offsets, w)
-    con = np.convolve(np.where(a["ok"], a["contrast"], -np.inf), np.ones(3) / 3.0, mode="same")
-    half = 0.5 * plateau
-    k = int(np.argmin(np.abs(ts - t_end)))
-    while k > 0 and not con[k] >= half:          # step back onto the pin
+    val, con, good = a["value"], a["contrast"], a["ok"]
+    shows = good & (con >= _SHOWS_PLATEAU * plateau) & (a["width"] < max_width_ratio * w) & (a["width"] > 0.3 * w)
+    k = n_back
+    while k > 0 and not shows[k]:
         k -= 1
-    while k < len(ts) - 1 and con[k + 1] >= half:  # then out to where it ends
-        k += 1
-    t_ref = float(ts[k])
-    if k < len(ts) - 1 and np.isfinite(con[k + 1]):
-        f = (con[k] - half) / max(con[k] - con[k + 1], 1e-9)
-        t_ref = float(ts[k] + f * (ts[k + 1] - ts[k]))
-    beyond = sign * (ts - t_ref) > 0.5 * w
-    near_beyond = beyond & (sign * (ts - t_ref) < 2.0 * w)
-    at_border = bool(np.any(~a["ok"][near_beyond])) if near_beyond.any() else True
-    occluded = bool(near_beyond.any() and np.median(a["value"][near_beyond]) > centre_level - 0.2 * plateau
-                    and not at_border)
-    return t_ref, occluded, at_border
+    last_seen = k
+    recent = [float(val[k])]
+    ref = float(val[k])
+    max_gap = max(1, int(round(0.5 * w / step)))
+    max_dark = int(round(_MAX_DARK_WIDTHS * w / step))
+    j, gap, reason = k, 0, "drop"
+    while j + 1 < len(ts):
+        j += 1
+        if not good[j]:
+            reason = "border"
+            break
+        if shows[j]:
+            last_seen, gap = j, 0
+            recent = (recent + [float(val[j])])[-max(3, n_back):]
+            ref = float(np.median(recent))
+        elif val[j] >= ref - _DARK_PLATEAU * plateau:
+            gap = 0
+            if j - last_seen > max_dark:
+                reason = "dark"
+                break
+        else:
+            gap += 1
+            if gap > max_gap:
+                break
+    else:
+        reason = "border"      # the line leaves the image
+    chain_end = j - gap - (0 if reason == "drop" and gap <= max_gap else 1)
+    chain_end = max(chain_end, last_seen)
+    dark_after = (chain_end - last_seen) * step
+    at_border = reason == "border" and gap <= max_gap
+    occluded = (reason == "dark" or dark_after > w) and not at_border
+    if at_border or occluded:
+        t = float(ts[last_seen]) if occluded else float(ts[chain_end])
+        return {"t": t, "seen": False, "occluded": occluded, "at_border": at_border, "t_seen": float(ts[last_seen])}
+    beyond = slice(chain_end + 1, min(len(ts), chain_end + 1 + max(2, n_back // 2)))
+    bg = float(np.median(val[beyond])) if chain_end + 1 < len(ts) else float(val[chain_end])
+    half = 0.5 * (ref + bg)
+    i = chain_end + 1
+    while i < len(ts) and val[i] >= half:
+        i += 1
+    t = float(ts[min(i, len(ts) - 1)])
+    if i < len(ts) and val[i - 1] > val[i]:
+        f = (val[i - 1] - half) / (val[i - 1] - val[i])
+        t = float(ts[i - 1] + sign * step * f)
+    return {"t": t, "seen": True, "occluded": False, "at_border": False, "t_seen": float(ts[last_seen])}
+
+
+def tip_end_offset_px(width_px: float, diameter_mm: float, cone_mm: float, foreshortening: float) -> float:
+    """How far the visible end (half-way drop of the centre value) lies beyond the tip, pixels.
+
+    A flat end is a disk across the pin: seen at foreshortening ``f`` (projected over true
+    length) its silhouette reaches ``r sqrt(1 - f^2)`` beyond the axis's end. A pointed
+    end of axial length ``cone_mm`` thins to nothing at the tip: the centre value falls
+    to half at half the cone's projected length before it (a negative offset).
+    """
+    f = float(np.clip(foreshortening, 0.0, 1.0))
+    if cone_mm > 0:
+        return -0.5 * cone_mm * f * width_px / diameter_mm
+    return 0.5 * width_px * math.sqrt(1.0 - f * f)
 
 
 def finish_detection(img, valid, seg: dict, width_px: float, prior, settings, mm_per_px: float,
@@ -326,15 +402,17 @@ def finish_detection(img, valid, seg: dict, width_px: float, prior, settings, mm
     vals, ok = sample_profiles(img, valid, p0, d, ts, offsets)
     a = analyse_profiles(vals, ok, offsets, w)
     plateau = float(np.median(a["contrast"]))
-    level = float(np.median(a["value"]))
     ends = {}
     for name, t_end, sign in (("a", t_a, -1.0), ("b", t_b, 1.0)):
-        ends[name] = _end_state(img, valid, p0, d, t_end, sign, w, plateau, level)
-    pa, pb = p0 + ends["a"][0] * d, p0 + ends["b"][0] * d
-    tip_is_b = _tip_is_b(pa, pb, ends["a"][2], ends["b"][2], prior, img.shape)
+        ends[name] = walk_end(img, valid, p0, d, t_end, sign, w, plateau, settings.max_width_ratio)
+    pa, pb = p0 + ends["a"]["t"] * d, p0 + ends["b"]["t"] * d
+    tip_is_b = _tip_is_b(pa, pb, ends["a"]["at_border"], ends["b"]["at_border"], prior, img.shape)
     tip, back = (pb, pa) if tip_is_b else (pa, pb)
     tip_state = ends["b"] if tip_is_b else ends["a"]
     direction = (tip - back) / max(np.linalg.norm(tip - back), 1e-9)
+    if tip_state["seen"]:
+        tip = tip - direction * tip_end_offset_px(w, settings.pin_diameter_mm, settings.tip_cone_mm,
+                                                  1.0 if prior is None else prior.foreshortening)
     length_mm = float(np.linalg.norm(tip - back)) * mm_per_px
     f_contrast = min(1.0, plateau / (3.0 * settings.min_contrast))
     f_length = min(1.0, length_mm / (3.0 * settings.min_length_mm))
@@ -344,7 +422,7 @@ def finish_detection(img, valid, seg: dict, width_px: float, prior, settings, mm
     conf = float(math.sqrt(f_contrast * f_length * f_straight * f_width))
     return {"tip_px": tip, "back_px": back, "direction_px": direction, "width_px": seg["width"],
             "contrast": plateau, "line_rms_px": seg["rms"], "confidence": conf,
-            "tip_occluded": tip_state[1], "tip_at_border": tip_state[2]}
+            "tip_occluded": tip_state["occluded"], "tip_at_border": tip_state["at_border"]}
 
 
 def _tip_is_b(pa, pb, a_border: bool, b_border: bool, prior, shape) -> bool:

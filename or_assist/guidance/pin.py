@@ -74,6 +74,9 @@ class PinDetectorSettings:
         placed implants are wider.
     min_confidence : float
         Detections below this confidence are not reported (default 0.5).
+    tip_cone_mm : float
+        Axial length of the pin's pointed tip (0, the default: a flat end); the seen end
+        is moved back to the tip by what the end's shape adds (module doc, step 5).
     """
 
     pin_diameter_mm: float = DEFAULT_PIN_DIAMETER_MM
@@ -84,12 +87,14 @@ class PinDetectorSettings:
     min_contrast: float = 0.12
     max_width_ratio: float = 1.8
     min_confidence: float = 0.5
+    tip_cone_mm: float = 0.0
 
     def __post_init__(self):
         for name in ("pin_diameter_mm", "work_width_px", "angle_tolerance_deg", "offset_tolerance_mm",
                      "min_length_mm", "min_contrast", "max_width_ratio"):
             check_positive(getattr(self, name), name)
         check_number(self.min_confidence, "min_confidence", 0.0, 1.0, expected="a number from 0 to 1")
+        check_positive(self.tip_cone_mm, "tip_cone_mm", allow_zero=True)
 
 
 @dataclass(frozen=True, eq=False)
