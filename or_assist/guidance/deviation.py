@@ -6,7 +6,9 @@ the remaining depth to the planned apex. Pixel distances become mm at the pin's 
 the tip's ray is intersected (closest approach) with the planned 3-D axis, and that
 point's depth is used (``CONVENTIONS.md``: ``mm = px * p * depth / sid``). The remaining
 depth is the distance along the planned axis from that point to the apex; it is
-``None`` when the axis is seen nearly end-on (the tip's ray within
+``None`` when the tip itself was not seen
+(:attr:`~or_assist.guidance.pin.PinDetection.tip_seen`: hidden or cut off, so its
+position along the pin is unknown) or when the axis is seen nearly end-on (the tip's ray within
 ``MIN_RAY_AXIS_ANGLE_DEG`` of the axis).
 
 Two shots give a 3-D pin: :mod:`or_assist.guidance.triangulate`.
@@ -47,7 +49,7 @@ class ShotDeviation:
         (``(-dv, du)`` of the entry->apex direction).
     remaining_depth_mm : float or None
         Distance along the planned axis from the tip to the apex (negative = beyond the
-        apex); None when the axis is seen nearly end-on.
+        apex); None when the axis is seen nearly end-on or the tip was not seen.
     depth_mm : float
         Source distance at which pixels were converted to mm.
     offset_lps_mm : (3,) float64
@@ -62,7 +64,11 @@ class ShotDeviation:
     foreshortening : float
         Projected/side-on length of the planned axis (1 = side on).
     tip_reliable : bool
-        The tip was seen (not occluded by an implant, not cut by the field border).
+        The tip was seen (not hidden in dense material, not cut by the field border);
+        when not, ``tip_px`` is where the pin was last seen and the tip offset refers to
+        that point.
+    tip_problem : str or None
+        Why the tip was not seen (:attr:`~or_assist.guidance.pin.PinDetection.tip_problem`).
     """
 
     angle_deg: float
@@ -79,6 +85,7 @@ class ShotDeviation:
     apex_px: np.ndarray
     foreshortening: float
     tip_reliable: bool
+    tip_problem: str | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready fields."""
@@ -88,7 +95,8 @@ class ShotDeviation:
                 "offset_lps_mm": self.offset_lps_mm.tolist(), "pin_turn_lps": self.pin_turn_lps.tolist(),
                 "tip_px": self.tip_px.tolist(), "foot_px": self.foot_px.tolist(),
                 "planned_entry_px": self.entry_px.tolist(), "planned_apex_px": self.apex_px.tolist(),
-                "foreshortening": self.foreshortening, "tip_reliable": self.tip_reliable}
+                "foreshortening": self.foreshortening, "tip_reliable": self.tip_reliable,
+                "tip_problem": self.tip_problem}
 
 
 # --------------------------------------------------------------------------- one shot
@@ -159,7 +167,8 @@ def shot_deviation(detection: PinDetection, implant, pose: Pose, geometry: CArmG
     remaining = None
     if sin_angle >= math.sin(math.radians(MIN_RAY_AXIS_ANGLE_DEG)):
         foot3 = implant.entry_lps_mm + s * axis3
-        remaining = implant.length_mm - s
+        if detection.tip_seen:
+            remaining = implant.length_mm - s
     else:
         foot3 = 0.5 * (implant.entry_lps_mm + implant.apex_lps_mm)
     d_mm = float(pose.apply(foot3)[2])
@@ -175,7 +184,7 @@ def shot_deviation(detection: PinDetection, implant, pose: Pose, geometry: CArmG
         remaining_depth_mm=None if remaining is None else float(remaining), depth_mm=d_mm,
         offset_lps_mm=p_tip - p_foot, pin_turn_lps=turn, tip_px=tip.copy(), foot_px=foot, entry_px=e_px,
         apex_px=a_px, foreshortening=float(min(1.0, n_axis / fs_len)),
-        tip_reliable=not (detection.tip_occluded or detection.tip_at_border))
+        tip_reliable=detection.tip_seen, tip_problem=detection.tip_problem)
 
 
 # --------------------------------------------------------------------------- two shots

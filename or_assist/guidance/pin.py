@@ -158,8 +158,9 @@ class PinDetection:
     confidence : float
         0-1 (contrast, length, straightness, width).
     tip_occluded : bool
-        The dark band continues beyond the tip in a wide dark object (a placed implant):
-        the tip may lie further along.
+        The pin disappears into something as dark as itself (a placed implant, a sleeve,
+        a dense cortex) or its end is too faint to tell: ``tip_px`` is where it was last
+        seen and the tip may lie further along.
     tip_at_border : bool
         The tip end touches the field's border or an excluded region: the real tip may
         lie outside the image.
@@ -177,6 +178,21 @@ class PinDetection:
     tip_occluded: bool = False
     tip_at_border: bool = False
     candidates: int = field(default=0)
+
+    @property
+    def tip_seen(self) -> bool:
+        """Whether the tip itself was seen: neither hidden in something as dark as the pin
+        nor at the field's border (otherwise ``tip_px`` is only where the pin was last seen)."""
+        return not (self.tip_occluded or self.tip_at_border)
+
+    @property
+    def tip_problem(self) -> str | None:
+        """Why the tip was not seen, in words for the OR (None when it was)."""
+        if self.tip_at_border:
+            return "at the edge of the image"
+        if self.tip_occluded:
+            return "hidden in dense material"
+        return None
 
     @property
     def length_px(self) -> float:

@@ -299,6 +299,8 @@ class LivePipeline:
             result.message = g.problem
         elif g.detection.tip_at_border:
             result.message = "pin tip at the edge of the image: centre the C-arm on it"
+        elif not g.detection.tip_seen:
+            result.message = "pin tip not seen (hidden in dense material): no depth cue"
 
     # ------------------------------------------------------------------ captures and events
     def capture(self, result: ShotResult, overlay_bgr: np.ndarray | None = None) -> int | None:
