@@ -18,13 +18,14 @@ import numpy as np
 __all__: list[str] = []
 
 _MAX_CANDIDATES = 6
-# the walk along the pin to its ends (walk_end): a sample shows the pin when its two-sided
-# contrast is at least this share of the pin's plateau; it is "as dark as the pin" within
+# the walk along the pin to its ends (walk_end): a sample is "as dark as the pin" within
 # this share of the plateau below the pin's value where last seen; a stretch as dark as
 # the pin without showing it, longer than this many pin widths, hides the pin (occluded)
-_SHOWS_PLATEAU = 0.25
 _DARK_PLATEAU = 0.25
 _MAX_DARK_WIDTHS = 4.0
+# excluded pixels (burnt-in text) on the pin's centre line up to this many pin widths long
+# are looked past; a longer stretch is the field's border for the walk
+_MAX_PATCH_WIDTHS = 3.0
 _ANGLE_STEP_DEG = 0.5
 
 
@@ -298,12 +299,40 @@ def verify_line(img: np.ndarray, valid: np.ndarray, line, factor: int, width_px:
     return seg
 
 
+def _pin_edges(vals: np.ndarray, ok: np.ndarray, offsets: np.ndarray, w: float, w_meas: float,
+               plateau: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per cross-profile: centre value, whether the centre is usable, whether it shows the pin.
+
+    A profile shows the pin when, on at least one side whose pixels are usable, the value
+    falls by at least half the pin's plateau contrast and the half-way crossing lies where
+    the pin's edge is (half the measured width from the line, within a quarter of the
+    expected width). One side suffices: a pin lying along an implant or an edge of bone
+    has only one free edge; a side on excluded pixels (burnt-in text) is left out.
+    """
+    core = np.abs(offsets) <= 0.25 * w
+    c = vals[:, core].mean(axis=1)
+    good = ok[:, np.abs(offsets) <= 0.5 * w].all(axis=1)
+    shows = np.zeros(len(vals), bool)
+    k0 = int(np.argmin(np.abs(offsets)))
+    for sign, sl in ((-1.0, slice(k0, None, -1)), (1.0, slice(k0, None))):
+        band = (sign * offsets >= 0.75 * w) & (sign * offsets <= 1.25 * w)
+        side_ok = ok[:, band].all(axis=1)
+        side = vals[:, band].mean(axis=1)
+        drop = (c - side) >= 0.5 * plateau
+        offs = offsets[sl]
+        for i in np.flatnonzero(good & side_ok & drop & ~shows):
+            x = _crossing(vals[i, sl], 0.5 * (c[i] + side[i]), offs)
+            shows[i] = x is not None and abs(abs(x) - 0.5 * w_meas) <= 0.25 * w
+    return c, good, shows
+
+
 def walk_end(img, valid, p0, d, t_end: float, sign: float, w: float, plateau: float,
-             max_width_ratio: float) -> dict:
+             width_measured_px: float, max_width_ratio: float) -> dict:
     """Follow the pin from one end of its verified run outwards to where it really ends.
 
     Along the line, a sample *shows the pin* when its cross-profile has the pin's
-    two-sided signature (contrast at least half the plateau, a pin-wide band). The walk
+    two-sided signature (contrast at least a quarter of the plateau, a pin-wide band) or
+    at least one of the pin's edges where it should be (:func:`_pin_edges`). The walk
     goes on over samples that do not show it as long as their centre stays as dark as
     the pin was where it was last seen (less half its contrast): a bone cortex or an
     instrument that crosses the pin darkens one side and breaks the signature for a
@@ -325,9 +354,9 @@ def walk_end(img, valid, p0, d, t_end: float, sign: float, w: float, plateau: fl
     n_out = max(0, int(sign * (t_far - t_end) / step)) + 1
     ts = t_end + sign * step * np.arange(-n_back, n_out)
     vals, ok = sample_profiles(img, valid, p0, d, ts, offsets)
-    a = analyse_profiles(vals, ok, offsets, w)
-    val, con, good = a["value"], a["contrast"], a["ok"]
-    shows = good & (con >= _SHOWS_PLATEAU * plateau) & (a["width"] < max_width_ratio * w) & (a["width"] > 0.3 * w)
+    val, good, shows = _pin_edges(vals, ok, offsets, w, width_measured_px, plateau)
+    a = analyse_profiles(vals, ok, offsets, w)   # the two-sided signature, as on the verified run
+    shows |= a["ok"] & (a["contrast"] >= 0.25 * plateau) & (a["width"] < max_width_ratio * w) & (a["width"] > 0.3 * w)
     k = n_back
     while k > 0 and not shows[k]:
         k -= 1
@@ -336,10 +365,16 @@ def walk_end(img, valid, p0, d, t_end: float, sign: float, w: float, plateau: fl
     ref = float(val[k])
     max_gap = max(1, int(round(0.5 * w / step)))
     max_dark = int(round(_MAX_DARK_WIDTHS * w / step))
-    j, gap, reason = k, 0, "drop"
+    j, gap, reason, patch_end = k, 0, "drop", -1
     while j + 1 < len(ts):
         j += 1
         if not good[j]:
+            nxt = j + 1
+            while nxt < len(ts) and not good[nxt]:
+                nxt += 1
+            if nxt < len(ts) and (nxt - j) * step <= _MAX_PATCH_WIDTHS * w:
+                j = patch_end = nxt - 1      # a small excluded patch (burnt-in text) on the pin: look past it
+                continue
             reason = "border"
             break
         if shows[j]:
@@ -360,7 +395,8 @@ def walk_end(img, valid, p0, d, t_end: float, sign: float, w: float, plateau: fl
     chain_end = j - gap - (0 if reason == "drop" and gap <= max_gap else 1)
     chain_end = max(chain_end, last_seen)
     dark_after = (chain_end - last_seen) * step
-    at_border = reason == "border" and gap <= max_gap
+    # the pin was last seen right before the border or an excluded patch: its end may lie beyond
+    at_border = (reason == "border" and gap <= max_gap) or (patch_end >= 0 and chain_end <= patch_end + 1)
     occluded = (reason == "dark" or dark_after > w) and not at_border
     if at_border or occluded:
         t = float(ts[last_seen]) if occluded else float(ts[chain_end])
@@ -404,7 +440,8 @@ def finish_detection(img, valid, seg: dict, width_px: float, prior, settings, mm
     plateau = float(np.median(a["contrast"]))
     ends = {}
     for name, t_end, sign in (("a", t_a, -1.0), ("b", t_b, 1.0)):
-        ends[name] = walk_end(img, valid, p0, d, t_end, sign, w, plateau, settings.max_width_ratio)
+        ends[name] = walk_end(img, valid, p0, d, t_end, sign, w, plateau, seg["width"],
+                              settings.max_width_ratio)
     pa, pb = p0 + ends["a"]["t"] * d, p0 + ends["b"]["t"] * d
     tip_is_b = _tip_is_b(pa, pb, ends["a"]["at_border"], ends["b"]["at_border"], prior, img.shape)
     tip, back = (pb, pa) if tip_is_b else (pa, pb)
