@@ -18,6 +18,14 @@ import numpy as np
 __all__: list[str] = []
 
 _MAX_CANDIDATES = 6
+# the confidence (finish_detection): a steel pin is the most contrasted, straightest line
+# in a shot. Calibrated on the calibration seeds (demo shots, real-CT seeds 1000-1011, the
+# demo's pin-free shots at registration-like pose errors): pins reach contrast 0.47-1.0
+# and a line rms of 0.006-0.023 pin widths, the bone edges that pass verification 0.09-0.6
+# and 0.026-0.19; with these scales the edges stay below 0.56 and the pins above 0.63
+_FULL_CONTRAST = 0.45     # share of the field's range at which the contrast factor is 1
+_STRAIGHT_SIGMA = 0.03    # line rms, in pin widths, at which the straightness factor is exp(-1/2)
+_WIDTH_SIGMA = 0.2        # width error (beyond 10 %) at which the width factor is exp(-1/2)
 # the walk along the pin to its ends (walk_end): a sample is "as dark as the pin" within
 # this share of the plateau below the pin's value where last seen; a stretch as dark as
 # the pin without showing it, longer than this many pin widths, hides the pin (occluded)
@@ -451,11 +459,11 @@ def finish_detection(img, valid, seg: dict, width_px: float, prior, settings, mm
         tip = tip - direction * tip_end_offset_px(w, settings.pin_diameter_mm, settings.tip_cone_mm,
                                                   1.0 if prior is None else prior.foreshortening)
     length_mm = float(np.linalg.norm(tip - back)) * mm_per_px
-    f_contrast = min(1.0, plateau / (3.0 * settings.min_contrast))
+    f_contrast = min(1.0, plateau / _FULL_CONTRAST)
     f_length = min(1.0, length_mm / (3.0 * settings.min_length_mm))
-    f_straight = math.exp(-0.5 * (seg["rms"] / (0.05 * w)) ** 2)
+    f_straight = math.exp(-0.5 * (seg["rms"] / (_STRAIGHT_SIGMA * w)) ** 2)
     excess = max(0.0, abs(seg["width"] / w - 1.0) - 0.1)
-    f_width = math.exp(-0.5 * (excess / 0.1) ** 2)
+    f_width = math.exp(-0.5 * (excess / _WIDTH_SIGMA) ** 2)
     conf = float(math.sqrt(f_contrast * f_length * f_straight * f_width))
     return {"tip_px": tip, "back_px": back, "direction_px": direction, "width_px": seg["width"],
             "contrast": plateau, "line_rms_px": seg["rms"], "confidence": conf,
