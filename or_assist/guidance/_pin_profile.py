@@ -34,6 +34,11 @@ _MAX_DARK_WIDTHS = 4.0
 # excluded pixels (burnt-in text) on the pin's centre line up to this many pin widths long
 # are looked past; a longer stretch is the field's border for the walk
 _MAX_PATCH_WIDTHS = 3.0
+# below this foreshortening of the planned axis the tip end is told by the pin's perspective
+# (width_trend): a relative widening of at least _MIN_WIDTH_TREND over the segment (end-on
+# real-CT laterals, calibration seeds: 0.12-0.27, the right end every time)
+_END_ON_FORESHORTENING = 0.3
+_MIN_WIDTH_TREND = 0.06
 _ANGLE_STEP_DEG = 0.5
 
 
@@ -422,6 +427,24 @@ def walk_end(img, valid, p0, d, t_end: float, sign: float, w: float, plateau: fl
     return {"t": t, "seen": True, "occluded": False, "at_border": False, "t_seen": float(ts[last_seen])}
 
 
+def width_trend(img, valid, p0, d, t_a: float, t_b: float, w: float) -> int:
+    """+1 when the band widens from end ``a`` to end ``b`` by at least ``_MIN_WIDTH_TREND``
+    of its width over the segment's inner 70 %, -1 when it narrows, 0 when unclear."""
+    length = t_b - t_a
+    if length < 2.0 * w:
+        return 0
+    ts = np.linspace(t_a + 0.15 * length, t_b - 0.15 * length, 15)
+    offsets = np.arange(-1.5 * w, 1.5 * w + 1e-9, max(0.5, w / 10.0))
+    vals, ok = sample_profiles(img, valid, p0, d, ts, offsets)
+    a = analyse_profiles(vals, ok, offsets, w)
+    keep = a["ok"] & np.isfinite(a["width"]) & (a["width"] > 0.3 * w) & (a["width"] < 2.0 * w)
+    if keep.sum() < 8:
+        return 0
+    slope = np.polyfit((ts[keep] - ts[0]) / (ts[-1] - ts[0]), a["width"][keep], 1)[0]
+    rel = float(slope) / float(np.median(a["width"][keep]))
+    return 0 if abs(rel) < _MIN_WIDTH_TREND else (1 if rel > 0 else -1)
+
+
 def tip_end_offset_px(width_px: float, diameter_mm: float, cone_mm: float, foreshortening: float) -> float:
     """How far the visible end (half-way drop of the centre value) lies beyond the tip, pixels.
 
@@ -452,10 +475,19 @@ def finish_detection(img, valid, seg: dict, width_px: float, prior, settings, mm
                               settings.max_width_ratio)
     pa, pb = p0 + ends["a"]["t"] * d, p0 + ends["b"]["t"] * d
     tip_is_b = _tip_is_b(pa, pb, ends["a"]["at_border"], ends["b"]["at_border"], prior, img.shape)
+    ambiguous = False
+    if prior is not None and prior.foreshortening < _END_ON_FORESHORTENING:
+        # the planned axis is seen nearly end on: the pin's image direction says little about
+        # which end is the tip, its perspective does (the end nearer the source is wider)
+        wider_b = width_trend(img, valid, p0, d, ends["a"]["t"], ends["b"]["t"], w)
+        if wider_b != 0:
+            tip_is_b = (wider_b > 0) == (prior.apex_depth_mm < prior.entry_depth_mm)
+        elif prior.foreshortening < 0.15:
+            ambiguous = True
     tip, back = (pb, pa) if tip_is_b else (pa, pb)
     tip_state = ends["b"] if tip_is_b else ends["a"]
     direction = (tip - back) / max(np.linalg.norm(tip - back), 1e-9)
-    if tip_state["seen"]:
+    if tip_state["seen"] and not ambiguous:
         tip = tip - direction * tip_end_offset_px(w, settings.pin_diameter_mm, settings.tip_cone_mm,
                                                   1.0 if prior is None else prior.foreshortening)
     length_mm = float(np.linalg.norm(tip - back)) * mm_per_px
@@ -467,7 +499,8 @@ def finish_detection(img, valid, seg: dict, width_px: float, prior, settings, mm
     conf = float(math.sqrt(f_contrast * f_length * f_straight * f_width))
     return {"tip_px": tip, "back_px": back, "direction_px": direction, "width_px": seg["width"],
             "contrast": plateau, "line_rms_px": seg["rms"], "confidence": conf,
-            "tip_occluded": tip_state["occluded"], "tip_at_border": tip_state["at_border"]}
+            "tip_occluded": tip_state["occluded"], "tip_at_border": tip_state["at_border"],
+            "tip_ambiguous": ambiguous}
 
 
 def _tip_is_b(pa, pb, a_border: bool, b_border: bool, prior, shape) -> bool:

@@ -15,6 +15,10 @@ these are cranial/caudal and anterior/posterior. Offsets say where the tip *is*
 ("aim 4 deg caudal"). A single shot knows only the component in its image plane, so
 its text names the dominant direction and says "(this view)".
 
+In a view that sees the planned axis nearly end on
+(:data:`~or_assist.guidance.deviation.END_ON_FORESHORTENING`) the angle in the image is no
+aim: the cue gives the tip's offset only and says so.
+
 A tip that was not seen (hidden in dense material, cut off by the field's border:
 :attr:`~or_assist.guidance.deviation.ShotDeviation.tip_reliable` false) gives no tip
 offset and no depth: the cue says "tip not seen" and why, keeps the aim from the part
@@ -36,6 +40,7 @@ import numpy as np
 from or_assist.core.carm import patient_axes
 from or_assist.core.geometry import project_with_depth
 from or_assist.core.validate import check_positive
+from or_assist.guidance.deviation import END_ON_FORESHORTENING
 from or_assist.errors import InputError
 
 __all__ = ["TIP_NOT_SEEN_TEXT", "CUE_LEVELS", "CUE_COLOURS_BGR", "SAFETY_LANDMARK_KINDS", "CueThresholds", "Cue", "anatomical_frame",
@@ -209,10 +214,12 @@ def shot_cue(deviation, implant, *, pose=None, geometry=None, landmarks=None,
     th = thresholds or CueThresholds()
     frame = anatomical_frame(implant, landmarks)
     seen = bool(deviation.tip_reliable)
+    end_on = deviation.foreshortening < END_ON_FORESHORTENING
+    angle = 0.0 if end_on else deviation.angle_deg
     if seen:
-        level = th.level(deviation.tip_offset_mm, deviation.angle_deg)
+        level = th.level(deviation.tip_offset_mm, angle)
     else:
-        level = th.level(0.0, deviation.angle_deg)
+        level = th.level(0.0, angle)
         level = "amber" if level == "green" else level
     lines = []
     vec = deviation.offset_lps_mm
@@ -224,7 +231,9 @@ def shot_cue(deviation, implant, *, pose=None, geometry=None, landmarks=None,
         lines.append(f"tip {deviation.tip_offset_mm:.1f} mm {_word(k[1], float(vec @ k[0]))} of plan ({view_name})")
     else:
         lines.append(f"tip on the planned axis ({view_name})")
-    if deviation.angle_deg >= 0.5:
+    if end_on:
+        lines.append(f"axis seen end on: aim not judged ({view_name})")
+    elif deviation.angle_deg >= 0.5:
         t = deviation.pin_turn_lps
         k = max(frame, key=lambda f: abs(float(t @ f[0])))
         lines.append(f"aim {deviation.angle_deg:.1f} deg {_word(k[1], -float(t @ k[0]))} ({view_name})")

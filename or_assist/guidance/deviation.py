@@ -26,9 +26,13 @@ from or_assist.core.pose import Pose
 from or_assist.errors import InputError
 from or_assist.guidance.pin import PinDetection
 
-__all__ = ["MIN_RAY_AXIS_ANGLE_DEG", "ShotDeviation", "shot_deviation", "check_shot_inputs", "ray_line_closest"]
+__all__ = ["END_ON_FORESHORTENING", "MIN_RAY_AXIS_ANGLE_DEG", "ShotDeviation", "shot_deviation", "check_shot_inputs", "ray_line_closest"]
 
 MIN_RAY_AXIS_ANGLE_DEG = 15.0   # below this, positions along the axis are not resolved in a view
+#: Below this foreshortening (projected over side-on length) the planned axis is seen
+#: nearly end on: the tip's offset is its distance from the projected axis segment, and
+#: the angle in the image is no aim (a few degrees in 3-D turn the short projection anywhere).
+END_ON_FORESHORTENING = 0.3
 
 
 @dataclass(frozen=True, eq=False)
@@ -159,8 +163,17 @@ def shot_deviation(detection: PinDetection, implant, pose: Pose, geometry: CArmG
     signed = math.degrees(math.atan2(u2[0] * q2[1] - u2[1] * q2[0], float(u2 @ q2)))
     n2 = np.array([-u2[1], u2[0]])
     tip = detection.tip_px
+    fs_len = implant.length_mm * geometry.sid_mm / (geometry.pixel_spacing_mm[0] * float(depth.mean()))
+    fs = float(min(1.0, n_axis / fs_len))
     off_px = float((tip - e_px) @ n2)
     foot = tip - off_px * n2
+    off_2d_px = abs(off_px)
+    if fs < END_ON_FORESHORTENING:
+        # the axis projects almost to a point: its normal means nothing, the tip's offset is
+        # its distance from the projected axis segment
+        t = float(np.clip((tip - e_px) @ u2 / max(n_axis, 1e-9), 0.0, 1.0)) if n_axis > 1e-9 else 0.0
+        foot = e_px + t * axis2
+        off_2d_px = float(np.linalg.norm(tip - foot))
     origin, ray = backproject(tip, pose, geometry)
     axis3 = implant.axis_unit
     s, sin_angle = ray_line_closest(origin, ray, implant.entry_lps_mm, axis3)
@@ -172,18 +185,17 @@ def shot_deviation(detection: PinDetection, implant, pose: Pose, geometry: CArmG
     else:
         foot3 = 0.5 * (implant.entry_lps_mm + implant.apex_lps_mm)
     d_mm = float(pose.apply(foot3)[2])
-    off_mm = abs(off_px) * geometry.pixel_spacing_mm[0] * d_mm / geometry.sid_mm
+    off_mm = off_2d_px * geometry.pixel_spacing_mm[0] * d_mm / geometry.sid_mm
     p_tip, p_foot = _point_at_depth(tip, pose, geometry, d_mm), _point_at_depth(foot, pose, geometry, d_mm)
     n3 = _point_at_depth(foot + n2, pose, geometry, d_mm) - p_foot
     n3 /= max(np.linalg.norm(n3), 1e-12)
     side = float(q2 @ n2)
     turn = np.sign(side) * n3 if abs(signed) > 1e-9 else np.zeros(3)
-    fs_len = implant.length_mm * geometry.sid_mm / (geometry.pixel_spacing_mm[0] * float(depth.mean()))
     return ShotDeviation(
         angle_deg=abs(signed), signed_angle_deg=signed, tip_offset_mm=float(off_mm), tip_offset_px=off_px,
         remaining_depth_mm=None if remaining is None else float(remaining), depth_mm=d_mm,
         offset_lps_mm=p_tip - p_foot, pin_turn_lps=turn, tip_px=tip.copy(), foot_px=foot, entry_px=e_px,
-        apex_px=a_px, foreshortening=float(min(1.0, n_axis / fs_len)),
+        apex_px=a_px, foreshortening=fs,
         tip_reliable=detection.tip_seen, tip_problem=detection.tip_problem)
 
 

@@ -215,6 +215,9 @@ class PinDetection:
         lie outside the image.
     candidates : int
         How many line candidates were examined.
+    tip_ambiguous : bool
+        The planned axis is seen nearly end on and the pin's perspective (the end nearer
+        the source is wider) did not tell which end is the tip.
     """
 
     tip_px: np.ndarray
@@ -227,12 +230,13 @@ class PinDetection:
     tip_occluded: bool = False
     tip_at_border: bool = False
     candidates: int = field(default=0)
+    tip_ambiguous: bool = False
 
     @property
     def tip_seen(self) -> bool:
         """Whether the tip itself was seen: neither hidden in something as dark as the pin
         nor at the field's border (otherwise ``tip_px`` is only where the pin was last seen)."""
-        return not (self.tip_occluded or self.tip_at_border)
+        return not (self.tip_occluded or self.tip_at_border or self.tip_ambiguous)
 
     @property
     def tip_problem(self) -> str | None:
@@ -241,6 +245,8 @@ class PinDetection:
             return "at the edge of the image"
         if self.tip_occluded:
             return "hidden in dense material"
+        if self.tip_ambiguous:
+            return "pin seen end on: which end is the tip is not clear"
         return None
 
     @property
@@ -253,7 +259,8 @@ class PinDetection:
         return {"tip_px": self.tip_px.tolist(), "back_px": self.back_px.tolist(),
                 "direction_px": self.direction_px.tolist(), "width_px": self.width_px,
                 "contrast": self.contrast, "line_rms_px": self.line_rms_px, "confidence": self.confidence,
-                "tip_occluded": self.tip_occluded, "tip_at_border": self.tip_at_border}
+                "tip_occluded": self.tip_occluded, "tip_at_border": self.tip_at_border,
+                "tip_ambiguous": self.tip_ambiguous}
 
 
 def attenuation_from_frame(frame: np.ndarray, polarity: str = "bone-dark") -> np.ndarray:
