@@ -36,6 +36,17 @@ class PinCase:
     shots: list            # SimulatedShot per view
     nominal_poses: list    # the planned views (a registration's start)
     placed: tuple
+    sleeve: GuidePin | None = None   # the steel sleeve / drill guide around the pin's back part
+
+
+def sleeve_around(pin: GuidePin, implant, diameter_mm: float, gap_mm: float = 5.0) -> GuidePin:
+    """A steel sleeve (or drill guide: a solid steel cylinder of ``diameter_mm``) around the
+    pin from its back end to ``gap_mm`` short of the planned entry's depth along the pin
+    (the sleeve rests outside the bone, the pin runs on bare into it)."""
+    d = (pin.tip_lps_mm - pin.back_lps_mm) / np.linalg.norm(pin.tip_lps_mm - pin.back_lps_mm)
+    in_bone = float((pin.tip_lps_mm - implant.entry_lps_mm) @ implant.axis_unit)
+    end = pin.tip_lps_mm - d * (max(in_bone, 0.0) + gap_mm)
+    return GuidePin(end, pin.back_lps_mm, diameter_mm=diameter_mm, id="sleeve")
 
 
 @functools.lru_cache(maxsize=4)
@@ -86,8 +97,13 @@ def jittered(pose: Pose, rng, angle_deg: float, shift_mm: float) -> Pose:
 def make_case(seed: int, plan_path: str | Path, *, pin: bool = True, detector_px: int = 512, frame_px=(1920, 1080),
               views=("inlet", "outlet"), placed_probability: float = 0.3, max_offset_mm: float = 10.0,
               max_angle_deg: float = 10.0, jitter_deg: float = 3.0, jitter_mm: float = 5.0,
-              supersample: int = 2) -> PinCase:
-    """One simulated two-view case (module doc); deterministic for a seed."""
+              supersample: int = 2, sleeve_mm: float = 0.0) -> PinCase:
+    """One simulated two-view case (module doc); deterministic for a seed.
+
+    ``sleeve_mm`` > 0 puts a steel sleeve of that diameter around the pin's back part
+    (:func:`sleeve_around`; also in the pin-free shots, where it marks the pin's path);
+    the random draws, and so the case, are the same as without it.
+    """
     plan, renderer, geometry = setup(Path(plan_path), detector_px)
     rng = np.random.default_rng(seed)
     k = int(rng.integers(len(plan.implants)))
@@ -95,12 +111,14 @@ def make_case(seed: int, plan_path: str | Path, *, pin: bool = True, detector_px
     offset, angle = rng.uniform(0, max_offset_mm), rng.uniform(0, max_angle_deg)
     the_pin = deviated_pin(implant, offset, angle, rng.uniform(0.6, 1.0), rng)
     placed = tuple(i for j, i in enumerate(plan.implants) if j != k and rng.uniform() < placed_probability)
+    sleeve = sleeve_around(the_pin, implant, sleeve_mm) if sleeve_mm > 0 else None
+    steel = placed + ((sleeve,) if sleeve is not None else ())
     shots, nominal = [], []
     for view in views:
         p0 = plan_view_pose(plan, implant.id, view, geometry=geometry)
         pose = jittered(p0, rng, jitter_deg, jitter_mm)
         settings = ShotSettings(frame_size_px=frame_px, seed=int(rng.integers(1 << 30)), supersample=supersample)
-        shots.append(simulate_shot(renderer, pose, geometry, pin=the_pin if pin else None, implants=placed,
+        shots.append(simulate_shot(renderer, pose, geometry, pin=the_pin if pin else None, implants=steel,
                                    settings=settings))
         nominal.append(p0)
-    return PinCase(implant, the_pin if pin else None, offset, angle, shots, nominal, placed)
+    return PinCase(implant, the_pin if pin else None, offset, angle, shots, nominal, placed, sleeve)
