@@ -324,7 +324,7 @@ def _pin_edges(vals: np.ndarray, ok: np.ndarray, offsets: np.ndarray, w: float, 
     """
     core = np.abs(offsets) <= 0.25 * w
     c = vals[:, core].mean(axis=1)
-    good = ok[:, np.abs(offsets) <= 0.5 * w].all(axis=1)
+    good = ok[:, core].all(axis=1)
     shows = np.zeros(len(vals), bool)
     k0 = int(np.argmin(np.abs(offsets)))
     for sign, sl in ((-1.0, slice(k0, None, -1)), (1.0, slice(k0, None))):

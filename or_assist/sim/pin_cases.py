@@ -122,3 +122,57 @@ def make_case(seed: int, plan_path: str | Path, *, pin: bool = True, detector_px
                                    settings=settings))
         nominal.append(p0)
     return PinCase(implant, the_pin if pin else None, offset, angle, shots, nominal, placed, sleeve)
+
+
+def demo_shots(seed: int, *, randomise: bool = False, pin: bool = True) -> list[dict]:
+    """The OR demo's shots (sample pelvis, :func:`~or_assist.sim.scenario.demo_case.demo_app_scenario`),
+    one per scripted step, as the demo's frame grabber delivers them.
+
+    Parameters
+    ----------
+    seed : int
+        Seeds the exposures' noise (and, with ``randomise``, the draws).
+    randomise : bool
+        Instead of the scripted pins: per step a pin advanced 20-100 % of the implant,
+        its tip 0-2 mm anterior/posterior and up to 5 mm cranial/caudal of the plan,
+        tilted 0-8 deg, and the C-arm up to 3 deg off the view in orbit and tilt.
+    pin : bool
+        False: the same steps without a pin.
+
+    Returns
+    -------
+    list of dict
+        ``implant``, ``view``, ``shot`` (:class:`SimulatedShot`), ``label``, ``landmarks``.
+    """
+    from dataclasses import replace
+
+    from or_assist.sim.scenario.demo_case import demo_app_scenario
+    from or_assist.sim.scenario.model import PinState
+    from or_assist.sim.scenario.player import ScenarioSource
+    from or_assist.sim.scenario.spec import load_sample_case
+
+    ct, plan, geometry = _sample_case(load_sample_case)
+    scenario = demo_app_scenario(plan, seed=int(seed))
+    steps = list(scenario.steps)
+    rng = np.random.default_rng(seed)
+    for k, st in enumerate(steps):
+        if randomise:
+            state = PinState(float(rng.uniform(0.2, 1.0)),
+                             (0.0, float(rng.uniform(-2.0, 2.0)), float(rng.uniform(-5.0, 5.0))),
+                             float(rng.uniform(0.0, 8.0)))
+            st = replace(st, pin=state, orbital_offset_deg=float(rng.uniform(-3.0, 3.0)),
+                         tilt_offset_deg=float(np.clip(st.tilt_offset_deg + rng.uniform(-3.0, 3.0), -30, 30)))
+        steps[k] = st if pin else replace(st, pin=None)
+    scenario = replace(scenario, steps=tuple(steps))
+    source = ScenarioSource(scenario, ct, plan, geometry, realtime=False, loop=False)
+    out = []
+    for k, st in enumerate(steps):
+        shot = source._simulate(k, 1000 * int(seed) + k)
+        out.append({"implant": plan.implant(st.implant), "view": st.view, "shot": shot, "label": st.label,
+                    "landmarks": plan.landmarks})
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _sample_case(loader):
+    return loader()
