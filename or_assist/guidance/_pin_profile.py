@@ -378,7 +378,7 @@ def walk_end(img, valid, p0, d, t_end: float, sign: float, w: float, plateau: fl
     ref = float(val[k])
     max_gap = max(1, int(round(0.5 * w / step)))
     max_dark = int(round(_MAX_DARK_WIDTHS * w / step))
-    j, gap, reason, patch_end = k, 0, "drop", -1
+    j, gap, reason, patch_end, last_on = k, 0, "drop", -1, k
     while j + 1 < len(ts):
         j += 1
         if not good[j]:
@@ -391,11 +391,11 @@ def walk_end(img, valid, p0, d, t_end: float, sign: float, w: float, plateau: fl
             reason = "border"
             break
         if shows[j]:
-            last_seen, gap = j, 0
+            last_seen, last_on, gap = j, j, 0
             recent = (recent + [float(val[j])])[-max(3, n_back):]
             ref = float(np.median(recent))
         elif val[j] >= ref - _DARK_PLATEAU * plateau:
-            gap = 0
+            last_on, gap = j, 0
             if j - last_seen > max_dark:
                 reason = "dark"
                 break
@@ -405,8 +405,7 @@ def walk_end(img, valid, p0, d, t_end: float, sign: float, w: float, plateau: fl
                 break
     else:
         reason = "border"      # the line leaves the image
-    chain_end = j - gap - (0 if reason == "drop" and gap <= max_gap else 1)
-    chain_end = max(chain_end, last_seen)
+    chain_end = last_on
     dark_after = (chain_end - last_seen) * step
     # the pin was last seen right before the border or an excluded patch: its end may lie beyond
     at_border = (reason == "border" and gap <= max_gap) or (patch_end >= 0 and chain_end <= patch_end + 1)
