@@ -135,3 +135,29 @@ def test_replace_keeps_deviation_fields(plan, geometry):
     pose = plan_view_pose(plan, imp.id, "outlet", geometry=geometry)
     dev = shot_deviation(_detection(imp, pose, geometry), imp, pose, geometry)
     assert replace(dev, tip_problem=None).tip_problem is None
+
+
+def test_overlay_marks_an_unseen_tip_as_a_ring_without_arrow(plan, geometry):
+    """A seen tip is a filled dot with the correction arrow; an unseen one an open ring
+    (where the pin was last seen) and no arrow."""
+    from or_assist.guidance.overlay import draw_overlay
+
+    imp = plan.implant("R2")
+    pose = plan_view_pose(plan, imp.id, "inlet", geometry=geometry)
+    frame = np.zeros((1080, 1920), np.uint8)
+    out = {}
+    for name, flags in (("seen", {}), ("unseen", {"tip_occluded": True})):
+        det = _detection(imp, pose, geometry, offset=(0.0, 0.0, 4.0), **flags)
+        dev = shot_deviation(det, imp, pose, geometry)
+        cue = shot_cue(dev, imp, landmarks=plan.landmarks)
+        img = draw_overlay(frame, True, pose=pose, geometry=geometry, implants=[imp], active_id=imp.id,
+                           detection=det, deviation=dev, cue=cue)
+        thick = max(2, int(round(1080 / 360)))
+        tip = det.tip_px + det.direction_px * 1.2 * thick   # inside the dot, beyond the pin's line
+        foot_mid = 0.5 * (dev.tip_px + dev.foot_px) + det.direction_px * 0.0
+        out[name] = (img[int(round(tip[1])), int(round(tip[0]))].copy(),
+                     img[int(round(foot_mid[1])), int(round(foot_mid[0]))].copy(), cue.colour_bgr)
+    seen_dot, seen_arrow, colour = out["seen"]
+    assert tuple(seen_dot) == colour and tuple(seen_arrow) == colour
+    unseen_dot, unseen_arrow, colour = out["unseen"]
+    assert tuple(unseen_dot) != colour and tuple(unseen_arrow) != colour
