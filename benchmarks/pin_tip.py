@@ -50,8 +50,9 @@ LIVE = PreprocessSettings(polarity="auto", crop_to_field=False, undistort=False,
 SEEN_MM = 2.0   # a claimed tip further than this from the true tip was not the tip
 
 
-def judge(implant, shot, landmarks=None) -> dict:
-    """One shot through guide_shot with its true pose; the row of the tables."""
+def judge(implant, shot, landmarks=None, label: str = "") -> dict:
+    """One shot through guide_shot with its true pose; the row of the tables (``label``
+    names the shot in the lines printed for a depth cue from an unseen tip)."""
     t0 = time.perf_counter()
     pre = preprocess_shot(shot.frame, shot.video_geometry, LIVE)
     g = guide_shot(pre, implant, shot.pose, landmarks)
@@ -77,6 +78,9 @@ def judge(implant, shot, landmarks=None) -> dict:
         s_true = float((shot.pin.tip_lps_mm - implant.entry_lps_mm) @ implant.axis_unit)
         row["depth_err_mm"] = abs(g.deviation.remaining_depth_mm - (implant.length_mm - s_true))
     row["unseen_depth"] = row["depth_cue"] and (err > SEEN_MM or not visible)
+    if row["unseen_depth"]:
+        print(f"  depth cue from an unseen tip: {label}: tip {err:.1f} mm off"
+              f"{'' if visible else ', true tip outside the usable pixels'}; cue: {'; '.join(g.cue.lines)}")
     return row
 
 
@@ -115,19 +119,21 @@ def main(argv=None) -> int:
         s = args.seed + i
         for name, kw in (("demo", {}), ("demo-random", {"randomise": True}), ("demo-free", {"pin": False})):
             for item in demo_shots(s, **kw):
-                fam[name].append(judge(item["implant"], item["shot"], item["landmarks"]))
+                fam[name].append(judge(item["implant"], item["shot"], item["landmarks"],
+                                       f"{name} seed {s} {item['label']}"))
             print(f"  demo seed {s}: {name} done", flush=True)
     views = ("inlet", "outlet", "lateral")
     for i in range(args.real):
         s = args.seed + i
         for name, kw in (("real", {}), ("real-free", {"pin": False})):
             case = make_case(s, REAL_PLAN, views=views, **kw)
-            fam[name] += [judge(case.implant, shot) for shot in case.shots]
+            fam[name] += [judge(case.implant, shot, label=f"{name} seed {s} {v}") for shot, v in zip(case.shots, views)]
         print(f"  real seed {s} done", flush=True)
     for i in range(args.sleeve):
         s = args.seed + i
         case = make_case(s, REAL_PLAN, views=views, sleeve_mm=8.0)
-        fam["real-sleeve"] += [judge(case.implant, shot) for shot in case.shots]
+        fam["real-sleeve"] += [judge(case.implant, shot, label=f"real-sleeve seed {s} {v}")
+                               for shot, v in zip(case.shots, views)]
         print(f"  sleeve seed {s} done", flush=True)
     all_rows = [r for rows in fam.values() for r in rows]
     print(f"\nPin tip benchmark, seeds from {args.seed} (held out from the calibration), "

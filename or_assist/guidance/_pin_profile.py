@@ -369,11 +369,19 @@ def walk_end(img, valid, p0, d, t_end: float, sign: float, w: float, plateau: fl
     vals, ok = sample_profiles(img, valid, p0, d, ts, offsets)
     val, good, shows = _pin_edges(vals, ok, offsets, w, width_measured_px, plateau)
     a = analyse_profiles(vals, ok, offsets, w)   # the two-sided signature, as on the verified run
-    shows |= a["ok"] & (a["contrast"] >= 0.25 * plateau) & (a["width"] < max_width_ratio * w) & (a["width"] > 0.3 * w)
-    k = n_back
-    while k > 0 and not shows[k]:
+    two = a["ok"] & (a["contrast"] >= 0.25 * plateau) & (a["width"] < max_width_ratio * w) & (a["width"] > 0.3 * w)
+    shows |= two
+    # the pin is seen where it shows for a sustained stretch (a few samples in a row), not
+    # where noise or a bone edge beyond its end happens to pass for one sample
+    n_sus = max(2, int(round(0.4 * w / step)))
+    run = np.convolve(shows.astype(float), np.ones(n_sus), mode="full")[:len(shows)] >= n_sus - 0.5
+    sustained = np.zeros_like(shows)
+    for i in np.flatnonzero(run):
+        sustained[i - n_sus + 1:i + 1] = True
+    k = n_back      # the verified run's end; its gap bridging may have run onto a collinear bone line
+    while k > 0 and not sustained[k]:
         k -= 1
-    last_seen = k
+    last_seen = last_two = k
     recent = [float(val[k])]
     ref = float(val[k])
     max_gap = max(1, int(round(0.5 * w / step)))
@@ -391,7 +399,11 @@ def walk_end(img, valid, p0, d, t_end: float, sign: float, w: float, plateau: fl
             reason = "border"
             break
         if shows[j]:
-            last_seen, last_on, gap = j, j, 0
+            last_on, gap = j, 0
+            if sustained[j]:
+                last_seen = j
+                if two[j]:
+                    last_two = j
             recent = (recent + [float(val[j])])[-max(3, n_back):]
             ref = float(np.median(recent))
         elif val[j] >= ref - _DARK_PLATEAU * plateau:
@@ -409,14 +421,22 @@ def walk_end(img, valid, p0, d, t_end: float, sign: float, w: float, plateau: fl
     dark_after = (chain_end - last_seen) * step
     # the pin was last seen right before the border or an excluded patch: its end may lie beyond
     at_border = (reason == "border" and gap <= max_gap) or (patch_end >= 0 and chain_end <= patch_end + 1)
-    occluded = (reason == "dark" or dark_after > w) and not at_border
+    # seen to the end only along one free edge (a pin lying on an implant's edge): the pin
+    # and the implant cannot be told apart there, so neither can where the pin ends
+    one_sided = (last_seen - last_two) * step > w
+    occluded = (reason == "dark" or dark_after > w or one_sided) and not at_border
+    if one_sided:
+        last_seen = last_two
     if at_border or occluded:
         t = float(ts[last_seen]) if occluded else float(ts[chain_end])
         return {"t": t, "seen": False, "occluded": occluded, "at_border": at_border, "t_seen": float(ts[last_seen])}
-    beyond = slice(chain_end + 1, min(len(ts), chain_end + 1 + max(2, n_back // 2)))
-    bg = float(np.median(val[beyond])) if chain_end + 1 < len(ts) else float(val[chain_end])
+    # the end: where the centre value falls half-way from the pin's to what lies beyond,
+    # searched from the last sample that showed the pin
+    lo = last_seen + max(1, n_back // 4)
+    beyond = slice(min(len(ts) - 1, lo), min(len(ts), lo + max(2, n_back // 2)))
+    bg = float(np.median(val[beyond])) if lo < len(ts) else float(val[-1])
     half = 0.5 * (ref + bg)
-    i = chain_end + 1
+    i = last_seen + 1
     while i < len(ts) and val[i] >= half:
         i += 1
     t = float(ts[min(i, len(ts) - 1)])
