@@ -352,9 +352,13 @@ def walk_end(img, valid, p0, d, t_end: float, sign: float, w: float, plateau: fl
     while, but not the pin's own darkness. It stops where the centre falls below that
     for more than half a pin width, or at the field's border / an excluded region.
 
+    The pin counts as seen only where it shows for a few samples in a row, and a pin
+    seen to its end only along one free edge (lying on a placed implant's edge, where the
+    two cannot be told apart) has its end not seen.
+
     Returns a dict: ``t`` (the end along the line: the half-way crossing of the centre
-    value between the pin and what lies beyond, or the last sample showing the pin when
-    the end was not seen), ``seen`` (the pin's end itself was seen), ``occluded`` (it
+    value between the pin and what lies beyond, searched from the last sample that showed
+    the pin, or that last sample when the end was not seen), ``seen`` (the pin's end itself was seen), ``occluded`` (it
     disappears into something as dark as itself for more than a pin width: the end
     may lie anywhere inside it), ``at_border`` (the field's border or an excluded region
     comes first) and ``t_seen`` (the last sample showing the pin's signature).

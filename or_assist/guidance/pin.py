@@ -32,7 +32,8 @@ attenuating; :func:`attenuation_from_frame` makes one from a video frame):
    end is moved back by what the end's shape adds (a flat end's disk reaches
    ``r sqrt(1 - f^2)`` beyond the axis at foreshortening ``f``; a cone's half-value point
    lies half its projected length short). When the pin vanishes into something as dark
-   as itself the tip is *occluded*; at the field's border it is *at the border*; either
+   as itself, or is seen to its end only along one free edge (lying on a placed
+   implant's edge), the tip is *occluded*; at the field's border it is *at the border*; either
    way it was not seen (:attr:`PinDetection.tip_seen`) and ``tip_px`` is only where the
    pin was last seen.
 
