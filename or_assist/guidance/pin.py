@@ -27,7 +27,7 @@ attenuating; :func:`attenuation_from_frame` makes one from a video frame):
 5. **Ends**: from each end of the segment the detector walks along the line, past
    anything that crosses the pin (a cortex band breaks its two-sided signature, not its
    darkness) and short excluded patches, to where the pin's centre value drops
-   (:func:`or_assist.guidance._pin_profile.walk_end`); the tip is the end lying towards
+   (:func:`or_assist.guidance._pin_ends.walk_end`); the tip is the end lying towards
    the planned apex (or, without a prior, the end away from the field's border). The seen
    end is moved back by what the end's shape adds (a flat end's disk reaches
    ``r sqrt(1 - f^2)`` beyond the axis at foreshortening ``f``; a cone's half-value point
@@ -56,7 +56,7 @@ from or_assist.core.instruments import DEFAULT_PIN_DIAMETER_MM
 from or_assist.core.validate import check_choice, check_number, check_positive
 from or_assist.core.vocabulary import POLARITIES
 from or_assist.errors import InputError
-from or_assist.guidance import _pin_profile as prof
+from or_assist.guidance import _pin_ends as ends, _pin_profile as prof
 
 __all__ = ["PinDetectorSettings", "PinPrior", "PinDetection", "attenuation_from_frame", "detect_pin"]
 
@@ -88,7 +88,7 @@ class PinDetectorSettings:
     min_confidence : float
         Detections below this confidence are not reported (default 0.6: on the calibration
         seeds, bone edges that pass verification reach at most 0.56, pins 0.63 and more;
-        see ``_pin_profile``).
+        see ``_pin_ends``).
     max_angle_3d_deg : float
         Largest 3-D angle between the pin and the planned axis the prior admits: a line
         whose every 3-D reading is further off (with a prior that knows the axis in 3-D)
@@ -340,7 +340,7 @@ def detect_pin(image: np.ndarray, geometry: CArmGeometry, *, valid_mask: np.ndar
             best, best_score = seg, score
     if best is None:
         return None
-    det = prof.finish_detection(filled, valid, best, width_px, prior, settings, mm_per_px, len(lines))
+    det = ends.finish_detection(filled, valid, best, width_px, prior, settings, mm_per_px, len(lines))
     if det is None or det["confidence"] < settings.min_confidence:
         return None
     return PinDetection(candidates=len(lines), **det)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from or_assist.core.geometry import CArmGeometry
-from or_assist.guidance._pin_profile import tip_end_offset_px
+from or_assist.guidance._pin_ends import tip_end_offset_px
 from or_assist.guidance.pin import PinDetectorSettings, PinPrior, detect_pin
 
 GEOM = CArmGeometry((640, 480), 1000.0, (0.8, 0.8), (320.0, 240.0), 600.0)  # pin about 6.7 px wide

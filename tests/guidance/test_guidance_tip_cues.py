@@ -161,3 +161,18 @@ def test_overlay_marks_an_unseen_tip_as_a_ring_without_arrow(plan, geometry):
     assert tuple(seen_dot) == colour and tuple(seen_arrow) == colour
     unseen_dot, unseen_arrow, colour = out["unseen"]
     assert tuple(unseen_dot) != colour and tuple(unseen_arrow) != colour
+
+
+def test_shot_guidance_says_why_the_tip_was_not_seen(plan, geometry):
+    """The message the OR display shows next to a cue without depth."""
+    from or_assist.guidance.shot_guidance import ShotGuidance
+
+    imp = plan.implant("R2")
+    pose = plan_view_pose(plan, imp.id, "inlet", geometry=geometry)
+    valid = np.ones((1080, 1920), bool)
+    assert ShotGuidance(valid, None, True, _detection(imp, pose, geometry)).tip_message is None
+    g = ShotGuidance(valid, None, True, _detection(imp, pose, geometry, tip_occluded=True))
+    assert g.problem is None and "not seen (hidden in dense material)" in g.tip_message
+    g = ShotGuidance(valid, None, True, _detection(imp, pose, geometry, tip_at_border=True))
+    assert "edge of the image" in g.tip_message
+    assert ShotGuidance(valid, None, True).tip_message is None
