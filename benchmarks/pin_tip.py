@@ -34,6 +34,13 @@ real-sleeve 0.26 / 0.38 / 0.48 (7 of 12 detected: laterals and a bare pin lying 
 placed implant's edge); depth cues from an unseen tip 0; pin-free shots: 0 detections
 in 42. The one-shot remaining depth is off by 0.3 mm (median; p90 1.9 mm: a pin off the
 plan out of the image plane moves where its tip's ray meets the planned axis).
+Seeds 5000 (``--seed 5000 --real 12 --sleeve 4 --demo 2``, held out, 202 s): medians
+0.08 / 0.09 / 0.21 / 0.21 mm (demo / demo-random / real / real-sleeve), p90 <= 0.33 mm,
+0 detections on 72 pin-free shots, but **1 depth cue from an unseen tip** (demo-random
+seed 5001 "L2: at the apex": the claimed tip 3.1 mm beyond the true one, where the pin
+ends on a cortex band running on in its direction; the cue said advance 30 mm with 33 mm
+left) and one end-on real lateral (seed 5011) whose claimed tip was 33 mm off along dark
+bone (no depth cue: end-on views give none, but its offset line came from that point).
 Seeds 3000 (held out before the last change) gave 3 depth cues from an unseen tip (2.8-6.2
 mm off: a bone line collinear with the pin past its end, a tip on a placed implant's
 edge); that change (sustained showing, one free edge) was made on them, so they are no
