@@ -1,7 +1,7 @@
 """Image kernels of the pin detector (:mod:`or_assist.guidance.pin`): filling, binning,
 the two-sided ridge filter, the prior band, the weighted Hough transform and the
-cross-profile analysis that verifies a line, refines it to sub-pixel precision and
-finds the tip. Internal: the public surface is :func:`or_assist.guidance.pin.detect_pin`.
+cross-profile analysis that verifies a line and refines it to sub-pixel precision (its
+ends: :mod:`or_assist.guidance._pin_ends`). Internal: the public surface is :func:`or_assist.guidance.pin.detect_pin`.
 
 Conventions: full-resolution pixel (u, v) = column, row; a working pixel ``x`` of a
 ``factor``-binned image covers full pixels ``factor * x .. factor * x + factor - 1``,
@@ -289,71 +289,3 @@ def verify_line(img: np.ndarray, valid: np.ndarray, line, factor: int, width_px:
     seg["length"] = length
     seg["quality"] = seg["contrast"] * math.sqrt(length / w) * seg["fill"] / (1.0 + seg["rms"] / (0.1 * w))
     return seg
-
-
-def _end_state(img, valid, p0, d, t_end: float, sign: float, w: float, plateau: float, centre_level: float):
-    """Refine one end to the half-plateau crossing; whether it is occluded or at the border."""
-    offsets = np.arange(-1.5 * w, 1.5 * w + 1e-9, max(0.5, w / 10.0))
-    ts = t_end + sign * np.arange(-2.0 * w, 2.0 * w + 1e-9, 0.5)
-    vals, ok = sample_profiles(img, valid, p0, d, ts, offsets)
-    a = analyse_profiles(vals, ok, offsets, w)
-    con = np.convolve(np.where(a["ok"], a["contrast"], -np.inf), np.ones(3) / 3.0, mode="same")
-    half = 0.5 * plateau
-    k = int(np.argmin(np.abs(ts - t_end)))
-    while k > 0 and not con[k] >= half:          # step back onto the pin
-        k -= 1
-    while k < len(ts) - 1 and con[k + 1] >= half:  # then out to where it ends
-        k += 1
-    t_ref = float(ts[k])
-    if k < len(ts) - 1 and np.isfinite(con[k + 1]):
-        f = (con[k] - half) / max(con[k] - con[k + 1], 1e-9)
-        t_ref = float(ts[k] + f * (ts[k + 1] - ts[k]))
-    beyond = sign * (ts - t_ref) > 0.5 * w
-    near_beyond = beyond & (sign * (ts - t_ref) < 2.0 * w)
-    at_border = bool(np.any(~a["ok"][near_beyond])) if near_beyond.any() else True
-    occluded = bool(near_beyond.any() and np.median(a["value"][near_beyond]) > centre_level - 0.2 * plateau
-                    and not at_border)
-    return t_ref, occluded, at_border
-
-
-def finish_detection(img, valid, seg: dict, width_px: float, prior, settings, mm_per_px: float,
-                     n_candidates: int) -> dict | None:
-    """Tip and back end, tip side from the prior or the field border, confidence."""
-    p0, d, w = seg["point"], seg["direction"], width_px
-    t_a, t_b = seg["t"]
-    offsets = np.arange(-1.5 * w, 1.5 * w + 1e-9, max(0.5, w / 10.0))
-    ts = np.linspace(t_a, t_b, max(3, int((t_b - t_a) / (0.5 * w))))
-    vals, ok = sample_profiles(img, valid, p0, d, ts, offsets)
-    a = analyse_profiles(vals, ok, offsets, w)
-    plateau = float(np.median(a["contrast"]))
-    level = float(np.median(a["value"]))
-    ends = {}
-    for name, t_end, sign in (("a", t_a, -1.0), ("b", t_b, 1.0)):
-        ends[name] = _end_state(img, valid, p0, d, t_end, sign, w, plateau, level)
-    pa, pb = p0 + ends["a"][0] * d, p0 + ends["b"][0] * d
-    tip_is_b = _tip_is_b(pa, pb, ends["a"][2], ends["b"][2], prior, img.shape)
-    tip, back = (pb, pa) if tip_is_b else (pa, pb)
-    tip_state = ends["b"] if tip_is_b else ends["a"]
-    direction = (tip - back) / max(np.linalg.norm(tip - back), 1e-9)
-    length_mm = float(np.linalg.norm(tip - back)) * mm_per_px
-    f_contrast = min(1.0, plateau / (3.0 * settings.min_contrast))
-    f_length = min(1.0, length_mm / (3.0 * settings.min_length_mm))
-    f_straight = math.exp(-0.5 * (seg["rms"] / (0.05 * w)) ** 2)
-    excess = max(0.0, abs(seg["width"] / w - 1.0) - 0.1)
-    f_width = math.exp(-0.5 * (excess / 0.1) ** 2)
-    conf = float(math.sqrt(f_contrast * f_length * f_straight * f_width))
-    return {"tip_px": tip, "back_px": back, "direction_px": direction, "width_px": seg["width"],
-            "contrast": plateau, "line_rms_px": seg["rms"], "confidence": conf,
-            "tip_occluded": tip_state[1], "tip_at_border": tip_state[2]}
-
-
-def _tip_is_b(pa, pb, a_border: bool, b_border: bool, prior, shape) -> bool:
-    if prior is not None:
-        axis = prior.apex_px - prior.entry_px
-        if prior.foreshortening >= 0.15 and np.linalg.norm(axis) > 1e-6:
-            return bool((pb - pa) @ axis > 0)
-        return bool(np.linalg.norm(pb - prior.apex_px) < np.linalg.norm(pa - prior.apex_px))
-    if a_border != b_border:
-        return a_border
-    centre = np.array([shape[1] - 1, shape[0] - 1]) / 2.0
-    return bool(np.linalg.norm(pb - centre) < np.linalg.norm(pa - centre))

@@ -15,6 +15,15 @@ these are cranial/caudal and anterior/posterior. Offsets say where the tip *is*
 ("aim 4 deg caudal"). A single shot knows only the component in its image plane, so
 its text names the dominant direction and says "(this view)".
 
+In a view that sees the planned axis nearly end on
+(:data:`~or_assist.guidance.deviation.END_ON_FORESHORTENING`) the angle in the image is no
+aim: the cue gives the tip's offset only and says so.
+
+A tip that was not seen (hidden in dense material, cut off by the field's border:
+:attr:`~or_assist.guidance.deviation.ShotDeviation.tip_reliable` false) gives no tip
+offset and no depth: the cue says "tip not seen" and why, keeps the aim from the part
+of the pin that was seen, and is never green (at best amber: the tip cannot be judged).
+
 Safety: a warning when the pin's path, extended to the planned depth plus
 ``safety_extension_mm``, passes within ``safety_margin_mm`` of a foramen or the spinal
 canal landmark (sphere of the landmark's radius): in 3-D from two shots, in the image
@@ -31,15 +40,18 @@ import numpy as np
 from or_assist.core.carm import patient_axes
 from or_assist.core.geometry import project_with_depth
 from or_assist.core.validate import check_positive
+from or_assist.guidance.deviation import END_ON_FORESHORTENING
 from or_assist.errors import InputError
 
-__all__ = ["CUE_LEVELS", "CUE_COLOURS_BGR", "SAFETY_LANDMARK_KINDS", "CueThresholds", "Cue", "anatomical_frame",
+__all__ = ["TIP_NOT_SEEN_TEXT", "CUE_LEVELS", "CUE_COLOURS_BGR", "SAFETY_LANDMARK_KINDS", "CueThresholds", "Cue", "anatomical_frame",
            "shot_cue", "cue_3d", "safety_warnings_3d", "safety_warnings_shot"]
 
 CUE_LEVELS = ("green", "amber", "red")
 #: BGR colours of the levels (OpenCV order).
 CUE_COLOURS_BGR = {"green": (80, 210, 80), "amber": (0, 180, 255), "red": (60, 60, 240)}
 SAFETY_LANDMARK_KINDS = ("s1_foramen", "s2_foramen", "spinal_canal")
+#: The first line of a one-shot cue whose pin tip was not seen (no offset, no depth).
+TIP_NOT_SEEN_TEXT = "tip not seen"
 _NAMES = {0: ("left", "right"), 1: ("posterior", "anterior"), 2: ("cranial", "caudal")}
 
 
@@ -201,23 +213,33 @@ def shot_cue(deviation, implant, *, pose=None, geometry=None, landmarks=None,
     """Cue from one shot's :class:`~or_assist.guidance.deviation.ShotDeviation`."""
     th = thresholds or CueThresholds()
     frame = anatomical_frame(implant, landmarks)
-    level = th.level(deviation.tip_offset_mm, deviation.angle_deg)
+    seen = bool(deviation.tip_reliable)
+    end_on = deviation.foreshortening < END_ON_FORESHORTENING
+    angle = 0.0 if end_on else deviation.angle_deg
+    if seen:
+        level = th.level(deviation.tip_offset_mm, angle)
+    else:
+        level = th.level(0.0, angle)
+        level = "amber" if level == "green" else level
     lines = []
     vec = deviation.offset_lps_mm
-    if deviation.tip_offset_mm >= 0.5:
+    if not seen:
+        why = getattr(deviation, "tip_problem", None)
+        lines.append(TIP_NOT_SEEN_TEXT + (f" ({why})" if why else ""))
+    elif deviation.tip_offset_mm >= 0.5:
         k = max(frame, key=lambda f: abs(float(vec @ f[0])))
         lines.append(f"tip {deviation.tip_offset_mm:.1f} mm {_word(k[1], float(vec @ k[0]))} of plan ({view_name})")
     else:
         lines.append(f"tip on the planned axis ({view_name})")
-    if deviation.angle_deg >= 0.5:
+    if end_on:
+        lines.append(f"axis seen end on: aim not judged ({view_name})")
+    elif deviation.angle_deg >= 0.5:
         t = deviation.pin_turn_lps
         k = max(frame, key=lambda f: abs(float(t @ f[0])))
         lines.append(f"aim {deviation.angle_deg:.1f} deg {_word(k[1], -float(t @ k[0]))} ({view_name})")
-    depth = _depth_text(deviation.remaining_depth_mm)
+    depth = _depth_text(deviation.remaining_depth_mm) if seen else None
     if depth:
         lines.append(depth)
-    if not deviation.tip_reliable:
-        lines.append("tip hidden or cut off: depth and offset uncertain")
     warnings = safety_warnings_shot(deviation, pose, geometry, landmarks, th, implant.side) \
         if pose is not None and geometry is not None else []
     return Cue(level, tuple(lines), tuple(warnings))

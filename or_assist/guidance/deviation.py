@@ -6,7 +6,9 @@ the remaining depth to the planned apex. Pixel distances become mm at the pin's 
 the tip's ray is intersected (closest approach) with the planned 3-D axis, and that
 point's depth is used (``CONVENTIONS.md``: ``mm = px * p * depth / sid``). The remaining
 depth is the distance along the planned axis from that point to the apex; it is
-``None`` when the axis is seen nearly end-on (the tip's ray within
+``None`` when the tip itself was not seen
+(:attr:`~or_assist.guidance.pin.PinDetection.tip_seen`: hidden or cut off, so its
+position along the pin is unknown) or when the axis is seen nearly end-on (the tip's ray within
 ``MIN_RAY_AXIS_ANGLE_DEG`` of the axis).
 
 Two shots give a 3-D pin: :mod:`or_assist.guidance.triangulate`.
@@ -24,9 +26,13 @@ from or_assist.core.pose import Pose
 from or_assist.errors import InputError
 from or_assist.guidance.pin import PinDetection
 
-__all__ = ["MIN_RAY_AXIS_ANGLE_DEG", "ShotDeviation", "shot_deviation", "check_shot_inputs", "ray_line_closest"]
+__all__ = ["END_ON_FORESHORTENING", "MIN_RAY_AXIS_ANGLE_DEG", "ShotDeviation", "shot_deviation", "check_shot_inputs", "ray_line_closest"]
 
 MIN_RAY_AXIS_ANGLE_DEG = 15.0   # below this, positions along the axis are not resolved in a view
+#: Below this foreshortening (projected over side-on length) the planned axis is seen
+#: nearly end on: the tip's offset is its distance from the projected axis segment, and
+#: the angle in the image is no aim (a few degrees in 3-D turn the short projection anywhere).
+END_ON_FORESHORTENING = 0.3
 
 
 @dataclass(frozen=True, eq=False)
@@ -47,7 +53,7 @@ class ShotDeviation:
         (``(-dv, du)`` of the entry->apex direction).
     remaining_depth_mm : float or None
         Distance along the planned axis from the tip to the apex (negative = beyond the
-        apex); None when the axis is seen nearly end-on.
+        apex); None when the axis is seen nearly end-on or the tip was not seen.
     depth_mm : float
         Source distance at which pixels were converted to mm.
     offset_lps_mm : (3,) float64
@@ -62,7 +68,11 @@ class ShotDeviation:
     foreshortening : float
         Projected/side-on length of the planned axis (1 = side on).
     tip_reliable : bool
-        The tip was seen (not occluded by an implant, not cut by the field border).
+        The tip was seen (not hidden in dense material, not cut by the field border);
+        when not, ``tip_px`` is where the pin was last seen and the tip offset refers to
+        that point.
+    tip_problem : str or None
+        Why the tip was not seen (:attr:`~or_assist.guidance.pin.PinDetection.tip_problem`).
     """
 
     angle_deg: float
@@ -79,6 +89,7 @@ class ShotDeviation:
     apex_px: np.ndarray
     foreshortening: float
     tip_reliable: bool
+    tip_problem: str | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready fields."""
@@ -88,7 +99,8 @@ class ShotDeviation:
                 "offset_lps_mm": self.offset_lps_mm.tolist(), "pin_turn_lps": self.pin_turn_lps.tolist(),
                 "tip_px": self.tip_px.tolist(), "foot_px": self.foot_px.tolist(),
                 "planned_entry_px": self.entry_px.tolist(), "planned_apex_px": self.apex_px.tolist(),
-                "foreshortening": self.foreshortening, "tip_reliable": self.tip_reliable}
+                "foreshortening": self.foreshortening, "tip_reliable": self.tip_reliable,
+                "tip_problem": self.tip_problem}
 
 
 # --------------------------------------------------------------------------- one shot
@@ -151,31 +163,40 @@ def shot_deviation(detection: PinDetection, implant, pose: Pose, geometry: CArmG
     signed = math.degrees(math.atan2(u2[0] * q2[1] - u2[1] * q2[0], float(u2 @ q2)))
     n2 = np.array([-u2[1], u2[0]])
     tip = detection.tip_px
+    fs_len = implant.length_mm * geometry.sid_mm / (geometry.pixel_spacing_mm[0] * float(depth.mean()))
+    fs = float(min(1.0, n_axis / fs_len))
     off_px = float((tip - e_px) @ n2)
     foot = tip - off_px * n2
+    off_2d_px = abs(off_px)
+    if fs < END_ON_FORESHORTENING:
+        # the axis projects almost to a point: its normal means nothing, the tip's offset is
+        # its distance from the projected axis segment
+        t = float(np.clip((tip - e_px) @ u2 / max(n_axis, 1e-9), 0.0, 1.0)) if n_axis > 1e-9 else 0.0
+        foot = e_px + t * axis2
+        off_2d_px = float(np.linalg.norm(tip - foot))
     origin, ray = backproject(tip, pose, geometry)
     axis3 = implant.axis_unit
     s, sin_angle = ray_line_closest(origin, ray, implant.entry_lps_mm, axis3)
     remaining = None
     if sin_angle >= math.sin(math.radians(MIN_RAY_AXIS_ANGLE_DEG)):
         foot3 = implant.entry_lps_mm + s * axis3
-        remaining = implant.length_mm - s
+        if detection.tip_seen:
+            remaining = implant.length_mm - s
     else:
         foot3 = 0.5 * (implant.entry_lps_mm + implant.apex_lps_mm)
     d_mm = float(pose.apply(foot3)[2])
-    off_mm = abs(off_px) * geometry.pixel_spacing_mm[0] * d_mm / geometry.sid_mm
+    off_mm = off_2d_px * geometry.pixel_spacing_mm[0] * d_mm / geometry.sid_mm
     p_tip, p_foot = _point_at_depth(tip, pose, geometry, d_mm), _point_at_depth(foot, pose, geometry, d_mm)
     n3 = _point_at_depth(foot + n2, pose, geometry, d_mm) - p_foot
     n3 /= max(np.linalg.norm(n3), 1e-12)
     side = float(q2 @ n2)
     turn = np.sign(side) * n3 if abs(signed) > 1e-9 else np.zeros(3)
-    fs_len = implant.length_mm * geometry.sid_mm / (geometry.pixel_spacing_mm[0] * float(depth.mean()))
     return ShotDeviation(
         angle_deg=abs(signed), signed_angle_deg=signed, tip_offset_mm=float(off_mm), tip_offset_px=off_px,
         remaining_depth_mm=None if remaining is None else float(remaining), depth_mm=d_mm,
         offset_lps_mm=p_tip - p_foot, pin_turn_lps=turn, tip_px=tip.copy(), foot_px=foot, entry_px=e_px,
-        apex_px=a_px, foreshortening=float(min(1.0, n_axis / fs_len)),
-        tip_reliable=not (detection.tip_occluded or detection.tip_at_border))
+        apex_px=a_px, foreshortening=fs,
+        tip_reliable=detection.tip_seen, tip_problem=detection.tip_problem)
 
 
 # --------------------------------------------------------------------------- two shots

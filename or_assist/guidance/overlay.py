@@ -156,8 +156,11 @@ def draw_overlay(frame: np.ndarray, registration_ok: bool, *, pose=None, geometr
     pin_colour = cue.colour_bgr if cue is not None else PIN_BGR
     if detection is not None:
         _line(img, detection.back_px, detection.tip_px, pin_colour, thick)
-        cv2.circle(img, _pt(detection.tip_px), int(2 * thick) << 4, pin_colour, -1, cv2.LINE_AA, shift=4)
-    if deviation is not None and np.linalg.norm(deviation.tip_px - deviation.foot_px) > 3 * thick:
+        # a tip that was not seen (hidden, cut off) is an open ring: where the pin was last seen
+        seen = bool(getattr(detection, "tip_seen", True))
+        cv2.circle(img, _pt(detection.tip_px), int(2 * thick) << 4, pin_colour, -1 if seen else thick,
+                   cv2.LINE_AA, shift=4)
+    if deviation is not None and deviation.tip_reliable and np.linalg.norm(deviation.tip_px - deviation.foot_px) > 3 * thick:
         cv2.arrowedLine(img, _pt(deviation.tip_px), _pt(deviation.foot_px), pin_colour, thick, cv2.LINE_AA,
                         shift=4, tipLength=0.25)
     lines, colours = [], []

@@ -17,12 +17,25 @@ attenuating; :func:`attenuation_from_frame` makes one from a video frame):
    is given; a few peaks become candidate lines.
 4. **Verification**: along each candidate the cross-profile is sampled at full
    resolution; the longest run of two-sided contrast is the segment. Wide bands
-   (placed implants), short or faint runs are rejected. The centre of each
+   (placed implants), short or faint runs are rejected, and so is a refined line that no
+   pin near the plan could make: with the planned axis known in 3-D
+   (:meth:`PinPrior.min_angle_deg`), one whose least 3-D angle to it exceeds
+   :attr:`PinDetectorSettings.max_angle_3d_deg` (a bone edge the refinement pulled
+   away from the candidate's direction). The centre of each
    cross-profile is found to sub-pixel precision and a line is fitted to the centres
    (robust total least squares).
-5. **Tip**: the end of the segment lying towards the planned apex (or, without a prior,
-   the end away from the field's border) is refined to where the contrast falls to half
-   its plateau; if a wide dark object continues beyond it, the tip is *occluded*.
+5. **Ends**: from each end of the segment the detector walks along the line, past
+   anything that crosses the pin (a cortex band breaks its two-sided signature, not its
+   darkness) and short excluded patches, to where the pin's centre value drops
+   (:func:`or_assist.guidance._pin_ends.walk_end`); the tip is the end lying towards
+   the planned apex (or, without a prior, the end away from the field's border). The seen
+   end is moved back by what the end's shape adds (a flat end's disk reaches
+   ``r sqrt(1 - f^2)`` beyond the axis at foreshortening ``f``; a cone's half-value point
+   lies half its projected length short). When the pin vanishes into something as dark
+   as itself, or is seen to its end only along one free edge (lying on a placed
+   implant's edge), the tip is *occluded*; at the field's border it is *at the border*; either
+   way it was not seen (:attr:`PinDetection.tip_seen`) and ``tip_px`` is only where the
+   pin was last seen.
 
 The choice among candidates combines the evidence (contrast, length, straightness)
 with the prior (angle to the planned axis, distance of the tip from it). Confidence is
@@ -43,7 +56,7 @@ from or_assist.core.instruments import DEFAULT_PIN_DIAMETER_MM
 from or_assist.core.validate import check_choice, check_number, check_positive
 from or_assist.core.vocabulary import POLARITIES
 from or_assist.errors import InputError
-from or_assist.guidance import _pin_profile as prof
+from or_assist.guidance import _pin_ends as ends, _pin_profile as prof
 
 __all__ = ["PinDetectorSettings", "PinPrior", "PinDetection", "attenuation_from_frame", "detect_pin"]
 
@@ -73,7 +86,17 @@ class PinDetectorSettings:
         Widest band accepted, as a multiple of the expected pin width (default 1.8);
         placed implants are wider.
     min_confidence : float
-        Detections below this confidence are not reported (default 0.5).
+        Detections below this confidence are not reported (default 0.6: on the calibration
+        seeds, bone edges that pass verification reach at most 0.56, pins 0.63 and more;
+        see ``_pin_ends``).
+    max_angle_3d_deg : float
+        Largest 3-D angle between the pin and the planned axis the prior admits: a line
+        whose every 3-D reading is further off (with a prior that knows the axis in 3-D)
+        or, otherwise, whose image angle is more than ``angle_tolerance_deg`` + 5 deg off
+        in a view that does not see the axis end on, is no candidate (default 25).
+    tip_cone_mm : float
+        Axial length of the pin's pointed tip (0, the default: a flat end); the seen end
+        is moved back to the tip by what the end's shape adds (module doc, step 5).
     """
 
     pin_diameter_mm: float = DEFAULT_PIN_DIAMETER_MM
@@ -83,13 +106,16 @@ class PinDetectorSettings:
     min_length_mm: float = 8.0
     min_contrast: float = 0.12
     max_width_ratio: float = 1.8
-    min_confidence: float = 0.5
+    min_confidence: float = 0.6
+    max_angle_3d_deg: float = 25.0
+    tip_cone_mm: float = 0.0
 
     def __post_init__(self):
         for name in ("pin_diameter_mm", "work_width_px", "angle_tolerance_deg", "offset_tolerance_mm",
-                     "min_length_mm", "min_contrast", "max_width_ratio"):
+                     "min_length_mm", "min_contrast", "max_width_ratio", "max_angle_3d_deg"):
             check_positive(getattr(self, name), name)
         check_number(self.min_confidence, "min_confidence", 0.0, 1.0, expected="a number from 0 to 1")
+        check_positive(self.tip_cone_mm, "tip_cone_mm", allow_zero=True)
 
 
 @dataclass(frozen=True, eq=False)
@@ -105,6 +131,11 @@ class PinPrior:
     foreshortening : float
         Projected axis length over the length it would have perpendicular to the beam
         (1 = side on, 0 = end on).
+    axis_source : (3,) float64, optional
+        Unit planned axis (entry -> apex) in the source frame; with ``camera``, lets the
+        detector reject lines no pin near the plan could make (module doc, step 4).
+    camera : (fx, fy, u0, v0), optional
+        Focal lengths and principal point in pixels.
     """
 
     entry_px: np.ndarray
@@ -112,6 +143,8 @@ class PinPrior:
     entry_depth_mm: float
     apex_depth_mm: float
     foreshortening: float
+    axis_source: np.ndarray | None = None
+    camera: tuple | None = None
 
     @classmethod
     def from_implant(cls, implant, pose: Pose, geometry: CArmGeometry) -> "PinPrior":
@@ -124,7 +157,29 @@ class PinPrior:
         px_per_mm = geometry.sid_mm / (geometry.pixel_spacing_mm[0] * mean_depth)
         side_on = implant.length_mm * px_per_mm
         fs = float(np.clip(np.linalg.norm(uv[1] - uv[0]) / side_on, 0.0, 1.0))
-        return cls(uv[0], uv[1], float(depth[0]), float(depth[1]), fs)
+        src = pose.apply(ends)
+        axis = (src[1] - src[0]) / np.linalg.norm(src[1] - src[0])
+        sx, sy = geometry.pixel_spacing_mm
+        cam = (geometry.sid_mm / sx, geometry.sid_mm / sy, *map(float, geometry.principal_point_px))
+        return cls(uv[0], uv[1], float(depth[0]), float(depth[1]), fs, axis, cam)
+
+    def min_angle_deg(self, p_px, q_px) -> float | None:
+        """The least 3-D angle to the planned axis of any line that projects onto the
+        image line through ``p_px`` and ``q_px`` (None without ``axis_source``/``camera``).
+
+        The line's 3-D direction lies in the plane through the source and the image line;
+        the least angle is the planned axis's angle to that plane.
+        """
+        if self.axis_source is None or self.camera is None:
+            return None
+        fx, fy, u0, v0 = self.camera
+        r1 = np.array([(p_px[0] - u0) / fx, (p_px[1] - v0) / fy, 1.0])
+        r2 = np.array([(q_px[0] - u0) / fx, (q_px[1] - v0) / fy, 1.0])
+        n = np.cross(r1, r2)
+        nn = float(np.linalg.norm(n))
+        if nn < 1e-12:
+            return None
+        return math.degrees(math.asin(min(1.0, abs(float(n @ self.axis_source)) / nn)))
 
     @property
     def depth_mm(self) -> float:
@@ -153,13 +208,17 @@ class PinDetection:
     confidence : float
         0-1 (contrast, length, straightness, width).
     tip_occluded : bool
-        The dark band continues beyond the tip in a wide dark object (a placed implant):
-        the tip may lie further along.
+        The pin disappears into something as dark as itself (a placed implant, a sleeve,
+        a dense cortex) or its end is too faint to tell: ``tip_px`` is where it was last
+        seen and the tip may lie further along.
     tip_at_border : bool
         The tip end touches the field's border or an excluded region: the real tip may
         lie outside the image.
     candidates : int
         How many line candidates were examined.
+    tip_ambiguous : bool
+        The planned axis is seen nearly end on and the pin's perspective (the end nearer
+        the source is wider) did not tell which end is the tip.
     """
 
     tip_px: np.ndarray
@@ -172,6 +231,24 @@ class PinDetection:
     tip_occluded: bool = False
     tip_at_border: bool = False
     candidates: int = field(default=0)
+    tip_ambiguous: bool = False
+
+    @property
+    def tip_seen(self) -> bool:
+        """Whether the tip itself was seen: neither hidden in something as dark as the pin
+        nor at the field's border (otherwise ``tip_px`` is only where the pin was last seen)."""
+        return not (self.tip_occluded or self.tip_at_border or self.tip_ambiguous)
+
+    @property
+    def tip_problem(self) -> str | None:
+        """Why the tip was not seen, in words for the OR (None when it was)."""
+        if self.tip_at_border:
+            return "at the edge of the image"
+        if self.tip_occluded:
+            return "hidden in dense material"
+        if self.tip_ambiguous:
+            return "pin seen end on: which end is the tip is not clear"
+        return None
 
     @property
     def length_px(self) -> float:
@@ -183,7 +260,8 @@ class PinDetection:
         return {"tip_px": self.tip_px.tolist(), "back_px": self.back_px.tolist(),
                 "direction_px": self.direction_px.tolist(), "width_px": self.width_px,
                 "contrast": self.contrast, "line_rms_px": self.line_rms_px, "confidence": self.confidence,
-                "tip_occluded": self.tip_occluded, "tip_at_border": self.tip_at_border}
+                "tip_occluded": self.tip_occluded, "tip_at_border": self.tip_at_border,
+                "tip_ambiguous": self.tip_ambiguous}
 
 
 def attenuation_from_frame(frame: np.ndarray, polarity: str = "bone-dark") -> np.ndarray:
@@ -255,17 +333,32 @@ def detect_pin(image: np.ndarray, geometry: CArmGeometry, *, valid_mask: np.ndar
     best, best_score = None, -np.inf
     for rho_theta in lines:
         seg = prof.verify_line(filled, valid, rho_theta, factor, width_px, settings)
-        if seg is None:
+        if seg is None or not _admissible(seg, prior, settings):
             continue
         score = seg["quality"] * _prior_weight(seg, prior, mm_per_px, settings)
         if score > best_score:
             best, best_score = seg, score
     if best is None:
         return None
-    det = prof.finish_detection(filled, valid, best, width_px, prior, settings, mm_per_px, len(lines))
+    det = ends.finish_detection(filled, valid, best, width_px, prior, settings, mm_per_px, len(lines))
     if det is None or det["confidence"] < settings.min_confidence:
         return None
     return PinDetection(candidates=len(lines), **det)
+
+
+def _admissible(seg: dict, prior: PinPrior | None, settings: PinDetectorSettings) -> bool:
+    """Whether the refined line could be the planned implant's pin at all (its angle)."""
+    if prior is None:
+        return True
+    least = prior.min_angle_deg(*seg["ends"])
+    if least is not None:
+        return least <= settings.max_angle_3d_deg
+    axis = prior.apex_px - prior.entry_px
+    n = float(np.linalg.norm(axis))
+    if n < 1e-6 or prior.foreshortening < 0.3:
+        return True
+    cosang = abs(float(np.dot(seg["direction"], axis / n)))
+    return math.degrees(math.acos(min(1.0, cosang))) <= settings.angle_tolerance_deg + 5.0
 
 
 def _prior_weight(seg: dict, prior: PinPrior | None, mm_per_px: float, settings: PinDetectorSettings) -> float:

@@ -53,6 +53,16 @@ class ShotGuidance:
             return "no guide pin detected near the planned trajectory"
         return None
 
+    @property
+    def tip_message(self) -> str | None:
+        """What the OR is told when the pin was found but its tip not seen (None otherwise)."""
+        det = self.detection
+        if det is None or det.tip_seen:
+            return None
+        if det.tip_at_border:
+            return "pin tip at the edge of the image: centre the C-arm on it"
+        return f"pin tip not seen ({det.tip_problem}): no depth cue"
+
 
 def usable_pixels(pre) -> np.ndarray:
     """(H, W) bool: the preprocessed shot's field of view eroded by 3 px, text left out."""

@@ -191,7 +191,7 @@ def triangulate_pin(detections, poses, geometries, *, tip_sigma_px: float = 2.0,
             f"the two shots are only {views_angle:.1f} deg apart (at least {MIN_VIEW_ANGLE_DEG:g} deg needed, "
             "e.g. inlet + outlet or lateral + outlet): triangulation would be ill-conditioned", "shots")
     ref = np.zeros(3) if ref_point_lps_mm is None else np.asarray(ref_point_lps_mm, float)
-    views = [(d.tip_px, d.direction_px, p, g, not (d.tip_occluded or d.tip_at_border), tip_sigma_px)
+    views = [(d.tip_px, d.direction_px, p, g, d.tip_seen, tip_sigma_px)
              for d, p, g in zip(detections, poses, geometries)]
     tip, d, sin_planes, used = _triangulate(views, ref)
     plane_angle = math.degrees(math.asin(min(1.0, sin_planes)))
@@ -262,7 +262,7 @@ def two_view_deviation(implant, detections, poses, geometries, uncertainties=Non
     pin = triangulate_pin(detections, poses, geometries, tip_sigma_px=tip_sigma_px,
                           ref_point_lps_mm=implant.apex_lps_mm)
     apex_dev, ang, offset, remaining, predicted = _deviation_numbers(pin.tip_lps_mm, pin.direction_lps, implant)
-    base = [(d.tip_px, d.direction_px, p, g, not (d.tip_occluded or d.tip_at_border), tip_sigma_px)
+    base = [(d.tip_px, d.direction_px, p, g, d.tip_seen, tip_sigma_px)
             for d, p, g in zip(detections, poses, geometries)]
     var_apex = var_ang = var_tip = 0.0
     for i, unc in enumerate(uncertainties):

@@ -295,10 +295,8 @@ class LivePipeline:
             result.message = str(exc)
             return
         result.detection, result.deviation, result.cue = g.detection, g.deviation, g.cue
-        if g.problem is not None:
-            result.message = g.problem
-        elif g.detection.tip_at_border:
-            result.message = "pin tip at the edge of the image: centre the C-arm on it"
+        if g.problem is not None or g.tip_message is not None:
+            result.message = g.problem or g.tip_message
 
     # ------------------------------------------------------------------ captures and events
     def capture(self, result: ShotResult, overlay_bgr: np.ndarray | None = None) -> int | None:

@@ -36,6 +36,17 @@ class PinCase:
     shots: list            # SimulatedShot per view
     nominal_poses: list    # the planned views (a registration's start)
     placed: tuple
+    sleeve: GuidePin | None = None   # the steel sleeve / drill guide around the pin's back part
+
+
+def sleeve_around(pin: GuidePin, implant, diameter_mm: float, gap_mm: float = 5.0) -> GuidePin:
+    """A steel sleeve (or drill guide: a solid steel cylinder of ``diameter_mm``) around the
+    pin from its back end to ``gap_mm`` short of the planned entry's depth along the pin
+    (the sleeve rests outside the bone, the pin runs on bare into it)."""
+    d = (pin.tip_lps_mm - pin.back_lps_mm) / np.linalg.norm(pin.tip_lps_mm - pin.back_lps_mm)
+    in_bone = float((pin.tip_lps_mm - implant.entry_lps_mm) @ implant.axis_unit)
+    end = pin.tip_lps_mm - d * (max(in_bone, 0.0) + gap_mm)
+    return GuidePin(end, pin.back_lps_mm, diameter_mm=diameter_mm, id="sleeve")
 
 
 @functools.lru_cache(maxsize=4)
@@ -86,8 +97,13 @@ def jittered(pose: Pose, rng, angle_deg: float, shift_mm: float) -> Pose:
 def make_case(seed: int, plan_path: str | Path, *, pin: bool = True, detector_px: int = 512, frame_px=(1920, 1080),
               views=("inlet", "outlet"), placed_probability: float = 0.3, max_offset_mm: float = 10.0,
               max_angle_deg: float = 10.0, jitter_deg: float = 3.0, jitter_mm: float = 5.0,
-              supersample: int = 2) -> PinCase:
-    """One simulated two-view case (module doc); deterministic for a seed."""
+              supersample: int = 2, sleeve_mm: float = 0.0) -> PinCase:
+    """One simulated two-view case (module doc); deterministic for a seed.
+
+    ``sleeve_mm`` > 0 puts a steel sleeve of that diameter around the pin's back part
+    (:func:`sleeve_around`; also in the pin-free shots, where it marks the pin's path);
+    the random draws, and so the case, are the same as without it.
+    """
     plan, renderer, geometry = setup(Path(plan_path), detector_px)
     rng = np.random.default_rng(seed)
     k = int(rng.integers(len(plan.implants)))
@@ -95,12 +111,68 @@ def make_case(seed: int, plan_path: str | Path, *, pin: bool = True, detector_px
     offset, angle = rng.uniform(0, max_offset_mm), rng.uniform(0, max_angle_deg)
     the_pin = deviated_pin(implant, offset, angle, rng.uniform(0.6, 1.0), rng)
     placed = tuple(i for j, i in enumerate(plan.implants) if j != k and rng.uniform() < placed_probability)
+    sleeve = sleeve_around(the_pin, implant, sleeve_mm) if sleeve_mm > 0 else None
+    steel = placed + ((sleeve,) if sleeve is not None else ())
     shots, nominal = [], []
     for view in views:
         p0 = plan_view_pose(plan, implant.id, view, geometry=geometry)
         pose = jittered(p0, rng, jitter_deg, jitter_mm)
         settings = ShotSettings(frame_size_px=frame_px, seed=int(rng.integers(1 << 30)), supersample=supersample)
-        shots.append(simulate_shot(renderer, pose, geometry, pin=the_pin if pin else None, implants=placed,
+        shots.append(simulate_shot(renderer, pose, geometry, pin=the_pin if pin else None, implants=steel,
                                    settings=settings))
         nominal.append(p0)
-    return PinCase(implant, the_pin if pin else None, offset, angle, shots, nominal, placed)
+    return PinCase(implant, the_pin if pin else None, offset, angle, shots, nominal, placed, sleeve)
+
+
+def demo_shots(seed: int, *, randomise: bool = False, pin: bool = True) -> list[dict]:
+    """The OR demo's shots (sample pelvis, :func:`~or_assist.sim.scenario.demo_case.demo_app_scenario`),
+    one per scripted step, as the demo's frame grabber delivers them.
+
+    Parameters
+    ----------
+    seed : int
+        Seeds the exposures' noise (and, with ``randomise``, the draws).
+    randomise : bool
+        Instead of the scripted pins: per step a pin advanced 20-100 % of the implant,
+        its tip 0-2 mm anterior/posterior and up to 5 mm cranial/caudal of the plan,
+        tilted 0-8 deg, and the C-arm up to 3 deg off the view in orbit and tilt.
+    pin : bool
+        False: the same steps without a pin.
+
+    Returns
+    -------
+    list of dict
+        ``implant``, ``view``, ``shot`` (:class:`SimulatedShot`), ``label``, ``landmarks``.
+    """
+    from dataclasses import replace
+
+    from or_assist.sim.scenario.demo_case import demo_app_scenario
+    from or_assist.sim.scenario.model import PinState
+    from or_assist.sim.scenario.player import ScenarioSource
+    from or_assist.sim.scenario.spec import load_sample_case
+
+    ct, plan, geometry = _sample_case(load_sample_case)
+    scenario = demo_app_scenario(plan, seed=int(seed))
+    steps = list(scenario.steps)
+    rng = np.random.default_rng(seed)
+    for k, st in enumerate(steps):
+        if randomise:
+            state = PinState(float(rng.uniform(0.2, 1.0)),
+                             (0.0, float(rng.uniform(-2.0, 2.0)), float(rng.uniform(-5.0, 5.0))),
+                             float(rng.uniform(0.0, 8.0)))
+            st = replace(st, pin=state, orbital_offset_deg=float(rng.uniform(-3.0, 3.0)),
+                         tilt_offset_deg=float(np.clip(st.tilt_offset_deg + rng.uniform(-3.0, 3.0), -30, 30)))
+        steps[k] = st if pin else replace(st, pin=None)
+    scenario = replace(scenario, steps=tuple(steps))
+    source = ScenarioSource(scenario, ct, plan, geometry, realtime=False, loop=False)
+    out = []
+    for k, st in enumerate(steps):
+        shot = source._simulate(k, 1000 * int(seed) + k)
+        out.append({"implant": plan.implant(st.implant), "view": st.view, "shot": shot, "label": st.label,
+                    "landmarks": plan.landmarks})
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _sample_case(loader):
+    return loader()

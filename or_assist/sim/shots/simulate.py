@@ -142,8 +142,8 @@ def _objects(pin, implants) -> list:
         raise InputError(f"must be None or a GuidePin, got {type(pin).__name__}", "pin")
     if isinstance(implants, Implant):
         implants = (implants,)
-    if not isinstance(implants, (list, tuple)) or not all(isinstance(i, Implant) for i in implants):
-        raise InputError("must be a sequence of Implant", "implants")
+    if not isinstance(implants, (list, tuple)) or not all(isinstance(i, (Implant, GuidePin)) for i in implants):
+        raise InputError("must be a sequence of Implant (or GuidePin: a steel instrument)", "implants")
     return list(implants) + ([pin] if pin is not None else [])
 
 
@@ -188,8 +188,9 @@ def simulate_shot(volume_or_ct, pose: Pose, geometry: CArmGeometry, *, pin: Guid
         The detector image (size, pixel spacing, principal point).
     pin : GuidePin, optional
         A steel guide pin, anywhere in front of the source.
-    implants : sequence of Implant
-        Titanium implants already placed.
+    implants : sequence of Implant or GuidePin
+        Titanium implants already placed; a :class:`GuidePin` among them is a steel
+        instrument (a solid cylinder: a sleeve or drill guide around the pin, another pin).
     settings : ShotSettings, optional
         Default :class:`ShotSettings()`.
     seed : int, optional
