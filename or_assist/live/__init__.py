@@ -6,6 +6,7 @@ Modules::
     pipeline  The live pipeline of the OR display, without Qt: shots -> preprocess -> register -> guidance -> case log.
     result    The result of one shot in the live pipeline: everything the display shows for it.
     run       Setting up a real live case and running a live case without a window.
+    two_view  Live two-view 3-D deviation: each new shot paired with an earlier one of the same implant.
 
 Names are exported lazily (``lazy_loader``, as in scikit-image): importing this package
 imports no submodule, ``from or_assist.live import name`` imports only the one that
@@ -16,11 +17,13 @@ import lazy_loader as _lazy
 
 __getattr__, __dir__, __all__ = _lazy.attach(
     __name__,
-    submodules=['hint', 'pipeline', 'result', 'run'],
+    submodules=['hint', 'pipeline', 'result', 'run', 'two_view'],
     submod_attrs={
         'hint': ['HINT_MIN_DEG', 'positioning_hint'],
         'pipeline': ['LivePipeline'],
         'result': ['ShotResult'],
         'run': ['LiveCase', 'open_real_case', 'run_headless'],
+        'two_view': ['MOVED_SIGMAS', 'MOVED_FLOOR_MM', 'MOVE_CHECK_MAX_MM', 'KEPT_SHOTS', 'PinView', 'TwoViewResult',
+                     'TwoViewTracker', 'view_uncertainty', 'views_angle_deg', 'tip_seen', 'pin_moved_mm'],
     },
 )
