@@ -10,6 +10,11 @@ file can be mailed or archived alone. Sections:
 * registration statistics: shots, registered, success rate, median time and similarity;
 * per implant the final 2-D deviation (tip offset, angle) and 3-D deviation (apex
   deviation, angle) with the cue shown then;
+* per implant the latest two-view 3-D deviation recorded with any shot (captured or not):
+  apex deviation and angle with their 1-sigma uncertainty and the two shots that gave
+  them, beside what the post-operative CT evaluation (``or-assist evaluate``) measures on
+  the placed implant, the metric they predict (its numbers when an
+  ``or_assist.postop_evaluation/1`` file is given); an implant without one says why;
 * a timeline of shots (with thumbnails), captures and events;
 * every capture: the overlay exactly as shown, its cue and all its numbers.
 
@@ -35,6 +40,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from or_assist.core import jsonio
 from or_assist.core.outputs import remove_quietly, write_errors
 from or_assist.errors import InputError
 from or_assist.session.caselog import CaseLog
@@ -42,7 +48,8 @@ from or_assist.session.export import pseudonymise_summary, shown_image
 from or_assist.session.images import FILE_MODE, encode_png, write_file_atomic
 from or_assist.session.report_html import CSS, SCRIPT, fmt, kv_table, table
 
-__all__ = ["REPORT_NAME", "build_report", "find_chromium", "chromium_args", "export_pdf", "registration_stats", "final_deviations"]
+__all__ = ["REPORT_NAME", "build_report", "find_chromium", "chromium_args", "export_pdf", "registration_stats",
+           "final_deviations", "latest_3d", "read_postop_numbers"]
 
 REPORT_NAME = "report.html"
 _THUMB_WIDTH_PX = 320
@@ -99,6 +106,73 @@ def final_deviations(captures: list[dict]) -> dict[str, dict]:
             dev = c["deviations"].get(name)
             if isinstance(dev, dict):
                 entry[key] = (c, dev)
+    return out
+
+
+def latest_3d(shots: list[dict], captures: list[dict] = ()) -> dict[str, dict]:
+    """Per implant id, the latest two-view 3-D deviation recorded, or the latest reason for none.
+
+    Shots carry their deviations since schema version 3 (``guidance``); captures always
+    did. The newer of a pair's two shots is the shot row itself; its ``shot_id`` is
+    filled from the row.
+
+    Returns
+    -------
+    dict
+        ``{implant_id: {"deviation": deviation_3d dict or None, "shot_id": the shot it was
+        recorded with or None, "timestamp": float or None, "refused": the latest reason
+        for no 3-D deviation (None once one was recorded after it)}}``.
+    """
+    rows = [(s["timestamp"], 0, s["id"], s["id"], s.get("implant_id"), s.get("guidance") or {}) for s in shots]
+    rows += [(c["timestamp"], 1, c["id"], c["shot_id"], c.get("implant_id"), c.get("deviations") or {})
+             for c in captures]
+    out: dict[str, dict] = {}
+    for ts, _, _, shot_id, implant, devs in sorted(rows, key=lambda r: r[:3]):
+        entry = out.setdefault(implant or "(none)", {"deviation": None, "shot_id": None, "timestamp": None,
+                                                     "refused": None})
+        d3 = devs.get("deviation_3d")
+        if isinstance(d3, dict):
+            d3 = dict(d3)
+            pair = [dict(x) if isinstance(x, dict) else {} for x in (d3.get("shots") or [])]
+            if pair and pair[-1].get("shot_id") is None:
+                pair[-1]["shot_id"] = shot_id
+            d3["shots"] = pair
+            entry.update(deviation=d3, shot_id=shot_id, timestamp=ts, refused=None)
+        elif isinstance(devs.get("deviation_3d_refused"), str):
+            entry["refused"] = devs["deviation_3d_refused"]
+    return out
+
+
+def read_postop_numbers(path) -> dict[str, dict]:
+    """Per implant id, what the post-operative CT evaluation measured on the placed implant.
+
+    Parameters
+    ----------
+    path : path-like
+        An ``or_assist.postop_evaluation/1`` file (``or-assist evaluate --out``).
+
+    Returns
+    -------
+    dict
+        ``{implant_id: {"found": bool, "apex_deviation_mm": float or None, "angle_deg": float or None}}``.
+
+    Raises
+    ------
+    InputError
+        Missing or unreadable file, another schema, or an ``implants`` list that is not
+        one (naming the file and the field).
+    """
+    doc = jsonio.read_json(path, "or_assist.postop_evaluation/1")
+    implants = doc.get("implants")
+    if not isinstance(implants, list):
+        raise InputError("expected a list of implants", f"{path}: implants")
+    out = {}
+    for k, imp in enumerate(implants):
+        if not isinstance(imp, dict) or not isinstance(imp.get("id"), str):
+            raise InputError("expected an object with an implant id", f"{path}: implants[{k}]")
+        nums = {name: float(imp[name]) if isinstance(imp.get(name), (int, float)) else None
+                for name in ("apex_deviation_mm", "angle_deg")}
+        out[imp["id"]] = {"found": imp.get("found") is True, **nums}
     return out
 
 
@@ -162,6 +236,12 @@ def _case_section(s: dict, pseudonymise: bool) -> str:
     return "<h2>Case</h2>" + kv_table(rows)
 
 
+def _plan_ids(plan) -> list[str]:
+    if not isinstance(plan, dict):
+        return []
+    return [str(i.get("id")) for i in plan.get("implants") or [] if isinstance(i, dict) and i.get("id")]
+
+
 def _plan_section(plan) -> str:
     if not isinstance(plan, dict):
         return "<h2>Plan</h2><p>No plan was recorded with this case.</p>"
@@ -215,6 +295,52 @@ def _final_section(final: dict, start, pseudonymise) -> str:
                    "Apex deviation (mm)", "Angle (deg)", "Last cue"], rows))
 
 
+def _pm(value, sigma) -> str:
+    if not isinstance(value, (int, float)):
+        return "-"
+    return f"{value:.1f}" + (f" +- {sigma:.1f}" if isinstance(sigma, (int, float)) else "")
+
+
+def _three_d_section(latest: dict, implant_ids: list[str], postop: dict | None) -> str:
+    ids = list(implant_ids) + [i for i in latest if i not in implant_ids]
+    rows = []
+    for implant in ids:
+        e = latest.get(implant) or {}
+        d3 = e.get("deviation")
+        post = (postop or {}).get(implant)
+        if postop is None:
+            measured = ["(no evaluation given)"] * 2
+        elif post is None or not post["found"]:
+            measured = ["not found in the post-op CT" if post is not None else "not in the evaluation", "-"]
+        else:
+            measured = [fmt(post["apex_deviation_mm"], 1), fmt(post["angle_deg"], 1)]
+        if not isinstance(d3, dict):
+            why = e.get("refused") or "no shot of this implant was recorded with the pin"
+            rows.append([implant, f"no 3-D deviation: {why}", "-", "-", "-", "-"] + measured + ["-"])
+            continue
+        u = d3.get("uncertainty") or {}
+        pair = d3.get("shots") or []
+        shots = " + ".join(f"#{p.get('shot_id', '?')} {p.get('view', '?')}" for p in pair) or "-"
+        notes = list(d3.get("warnings") or [])
+        cue = d3.get("cue")
+        rows.append([implant, shots, _pm(d3.get("apex_deviation_mm"), u.get("apex_deviation_mm")),
+                     _pm(d3.get("angle_deg"), u.get("angle_deg")), fmt(d3.get("predicted_apex_deviation_mm"), 1),
+                     fmt(d3.get("remaining_depth_mm"), 1)] + measured +
+                    [{"html": (_cue_html(cue) if isinstance(cue, dict) else "") +
+                      "".join(f'<div class="warning">{escape(str(w))}</div>' for w in notes) or "-"}])
+    intro = ("<p>The latest two-view 3-D deviation of each implant: the guide pin triangulated from two "
+             "registered shots at least 20 deg apart (inlet + outlet, lateral + either) whose pin did not move "
+             "between them; +- is one sigma (registration, pin localisation, and how well the two tips agree). "
+             "Apex deviation (pin tip to planned apex) and angle (pin to planned axis) are the study's metrics: "
+             "the post-operative CT evaluation (<code>or-assist evaluate</code>) measures them on the placed "
+             "implant. &quot;At planned depth&quot; is the apex deviation the pin would give if advanced to the "
+             "planned apex depth; &quot;remaining&quot; is the depth left to the planned apex.</p>")
+    return ("<h2>Two-view 3-D deviation per implant (predicts the post-op evaluation)</h2>" + intro +
+            table(["Implant", "From shots", "Apex deviation (mm)", "Angle (deg)", "Apex at planned depth (mm)",
+                   "Remaining depth (mm)", "Post-op CT: apex deviation (mm)", "Post-op CT: angle (deg)",
+                   "3-D cue and warnings"], rows))
+
+
 def _numbers(devs: dict) -> str:
     parts = []
     for name, dev in devs.items():
@@ -228,7 +354,8 @@ def _numbers(devs: dict) -> str:
 # --------------------------------------------------------------------------- build
 
 
-def build_report(case_dir, out_path=None, *, mask_text: bool = True, pseudonymise: bool = False) -> Path:
+def build_report(case_dir, out_path=None, *, mask_text: bool = True, pseudonymise: bool = False,
+                 postop=None) -> Path:
     """Write the case's HTML report (module doc).
 
     Parameters
@@ -241,6 +368,10 @@ def build_report(case_dir, out_path=None, *, mask_text: bool = True, pseudonymis
         Fill burnt-in text black in every image (default).
     pseudonymise : bool
         No names, paths or dates in the report.
+    postop : path-like, optional
+        The case's ``or_assist.postop_evaluation/1`` (``or-assist evaluate --out``): its
+        apex deviation and angle per implant are shown beside the two-view 3-D numbers
+        that predicted them.
 
     Returns
     -------
@@ -256,6 +387,7 @@ def build_report(case_dir, out_path=None, *, mask_text: bool = True, pseudonymis
     out = Path(case_dir) / REPORT_NAME if out_path is None else Path(out_path)
     if out.exists() and out.is_dir():
         raise InputError("is a folder; give the HTML file to write", str(out))
+    postop_numbers = None if postop is None else read_postop_numbers(postop)
     with CaseLog.open(case_dir, readonly=True) as log:
         summary = log.case_summary()
         shots, captures, events = log.shots(), log.captures(), log.events()
@@ -279,6 +411,13 @@ def build_report(case_dir, out_path=None, *, mask_text: bool = True, pseudonymis
             thumb = _img_html(log, s["raw_path"], s["raw_sha256"], [s["raw_mask_path"]], mask_text,
                               _THUMB_WIDTH_PX, f"shot {s['id']} frame", problems, hide)
             text = f"Shot {s['id']}: implant {s['implant_id'] or '-'}, view {s['view'] or '-'}, {status}"
+            d3 = s["guidance"].get("deviation_3d")
+            if isinstance(d3, dict):
+                u = d3.get("uncertainty") or {}
+                other = (d3.get("shots") or [{}])[0]
+                text += (f"; 3-D with shot {other.get('shot_id', '?')} ({other.get('view', '?')}): apex deviation "
+                         f"{_pm(d3.get('apex_deviation_mm'), u.get('apex_deviation_mm'))} mm, angle "
+                         f"{_pm(d3.get('angle_deg'), u.get('angle_deg'))} deg")
             timeline.append((s["timestamp"], 0, s["id"], "shot", escape(text) + thumb))
         for c in captures:
             text = f"Capture {c['id']} (shot {c['shot_id']}): implant {c['implant_id'] or '-'}, view {c['view'] or '-'} "
@@ -309,6 +448,7 @@ def build_report(case_dir, out_path=None, *, mask_text: bool = True, pseudonymis
                         "".join(f"<li>{escape(hide(p))}</li>" for p in problems) + "</ul>")
         body += [_plan_section(summary["plan"] if not pseudonymise else meta["plan"]),
                  _stats_section(registration_stats(shots)), _final_section(final_deviations(captures), start, pseudonymise),
+                 _three_d_section(latest_3d(shots, captures), _plan_ids(summary["plan"]), postop_numbers),
                  "<h2>Timeline</h2>" + (table(["Time", "What", "Details"], tl_rows) if tl_rows else "<p>Nothing recorded.</p>"),
                  "<h2>Captures</h2>" + ("".join(cap_parts) or "<p>No captures were recorded.</p>"),
                  f'<p class="foot">Images: {"burnt-in text masked" if mask_text else "NOT masked"}. '

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from or_assist.errors import InputError
+from or_assist.session import schema
 from or_assist.session.caselog import CASE_DB
 from or_assist.cli.cases import cases_command, export_command, report_command
 from or_assist.session.report import (build_report, chromium_args, export_pdf, final_deviations, find_chromium,
@@ -148,7 +149,7 @@ def test_report_of_a_newer_case_is_refused(tmp_path):
     conn.execute("UPDATE schema_version SET version = 99")
     conn.commit()
     conn.close()
-    with pytest.raises(InputError, match="schema version 99, newer than the version 2"):
+    with pytest.raises(InputError, match=f"schema version 99, newer than the version {schema.SCHEMA_VERSION}"):
         build_report(log.case_dir)
     assert not (log.case_dir / "report.html").exists()
 
