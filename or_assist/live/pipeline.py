@@ -13,7 +13,8 @@ without a window, so both do exactly the same and tests can drive it without Qt:
    (:class:`~or_assist.register.pipeline.Registrar`) started from the active view's
    planned pose (or from the previous registered pose when that is closer: tracking),
    then, when not confident, from the active implant's other planned views; guide-pin
-   detection, deviation and cue (:mod:`or_assist.guidance`), the overlay exactly as the
+   detection, deviation and cue (:mod:`or_assist.guidance`), the two-view 3-D deviation
+   with an earlier shot of the implant (:mod:`or_assist.live.two_view`), the overlay exactly as the
    display shows it (:func:`~or_assist.guidance.overlay.draw_overlay`, which draws no
    plan on a shot that is not registered), the C-arm positioning hint, and the shot in
    the case log.
@@ -48,6 +49,7 @@ from or_assist.guidance.overlay import draw_overlay
 from or_assist.guidance.shot_guidance import guide_shot
 from or_assist.live.hint import positioning_hint
 from or_assist.live.result import ShotResult
+from or_assist.live.two_view import PinView, TwoViewTracker, view_uncertainty
 from or_assist.register.pipeline import Registrar, RegistrationResult
 from or_assist.register.pose_params import isocenter_source_mm, pose_error
 from or_assist.render.display import to_display
@@ -134,6 +136,7 @@ class LivePipeline:
         self._planned: dict = {}
         self._virtual: dict = {}
         self._lock = threading.Lock()
+        self.two_view = TwoViewTracker(plan, self.thresholds)  # per implant, shots with a pin (3-D deviation)
 
     # ------------------------------------------------------------------ selection helpers
     @property
@@ -258,6 +261,7 @@ class LivePipeline:
             secs["register"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             self._guidance(result, pre)
+            self._three_d(result, pre)
             secs["guidance"] = time.perf_counter() - t0
         shown_image = frame
         if pre is not None and not _draws_on_frame(pre):
@@ -274,7 +278,8 @@ class LivePipeline:
             with self._log_faults():
                 result.shot_id = self.case_log.log_shot(frame, timestamp=timestamp, registration=reg,
                                                         implant_id=implant_id, view=result.view,
-                                                        text_mask=None if pre is None else pre.text_mask)
+                                                        text_mask=None if pre is None else pre.text_mask,
+                                                        guidance=result.deviations())
             secs["log"] = time.perf_counter() - t0
         secs["total"] = time.perf_counter() - started
         result.finished_s = time.monotonic()
@@ -299,6 +304,23 @@ class LivePipeline:
             result.message = g.problem
         elif g.detection.tip_at_border:
             result.message = "pin tip at the edge of the image: centre the C-arm on it"
+
+    def _three_d(self, result: ShotResult, pre: PreprocessedShot) -> None:
+        """The two-view 3-D deviation (:mod:`or_assist.live.two_view`): pair this shot with the
+        most recent earlier shot of the implant >= 20 deg from it whose pin did not move since."""
+        view, reason = None, None
+        if not result.registered:
+            reason = "this shot is not registered"
+        elif result.detection is None:
+            reason = "no pin detected in this shot"
+        else:
+            view = PinView(result.number, result.view, result.pose, pre.geometry, result.detection,
+                           view_uncertainty(result.registration), result)
+        with self._lock:  # shots of one case are processed one at a time; the lock keeps the history whole
+            tv = self.two_view.update(result.implant_id, view, reason=reason)
+        result.deviation_3d, result.deviation_3d_refused, result.cue_3d = tv.deviation, tv.refused, tv.cue
+        if tv.deviation is not None:
+            result.deviation_3d_with = tv.older.describe()
 
     # ------------------------------------------------------------------ captures and events
     def capture(self, result: ShotResult, overlay_bgr: np.ndarray | None = None) -> int | None:
