@@ -7,7 +7,8 @@ angle between the pin and the planned axis, as the post-operative CT evaluation
 :data:`~or_assist.guidance.triangulate.MIN_VIEW_ANGLE_DEG` apart (inlet + outlet, lateral
 + either). :class:`TwoViewTracker` keeps, per implant, the latest registered shots in
 which the pin was detected; after a new shot's guidance it is paired with the most recent
-earlier shot of the same implant taken from a direction far enough from it, and the pin is
+earlier shot of the same implant taken from a direction far enough from it (an earlier
+one still when that shot cannot check a move: tip unseen, pin end-on), and the pin is
 triangulated with each view's uncertainty
 (:func:`~or_assist.guidance.triangulate.two_view_deviation`).
 
@@ -275,16 +276,28 @@ class TwoViewTracker:
         if not earlier:
             return TwoViewResult(None, f"needs a second shot of {implant_id} with the pin, at least "
                                        f"{MIN_VIEW_ANGLE_DEG:g} deg from this one (e.g. inlet + outlet)", newer=view)
-        partner = next((v for v in reversed(earlier) if views_angle_deg(v.pose, view.pose) >= MIN_VIEW_ANGLE_DEG),
-                       None)
-        if partner is None:
+        far = [v for v in reversed(earlier) if views_angle_deg(v.pose, view.pose) >= MIN_VIEW_ANGLE_DEG]
+        if not far:
             last = earlier[-1]
             return TwoViewResult(None, f"the earlier shots of {implant_id} are too close in direction (shot "
                                        f"{last.number} {last.view}: {views_angle_deg(last.pose, view.pose):.0f} deg; at "
                                        f"least {MIN_VIEW_ANGLE_DEG:g} deg needed, e.g. inlet + outlet)", newer=view)
-        return self._pair(implant, partner, view)
+        # The most recent partner first; one that cannot be checked (its tip unseen, its pin
+        # end-on) gives way to an earlier one, whose move check then covers the shots between.
+        first = None
+        for partner in far:
+            result, try_older = self._pair(implant, partner, view)
+            if not try_older:
+                return result
+            first = first or result
+        return first
 
-    def _pair(self, implant, older: PinView, newer: PinView) -> TwoViewResult:
+    def _pair(self, implant, older: PinView, newer: PinView) -> tuple[TwoViewResult, bool]:
+        """The pair's result, and whether an earlier partner may do better (this one could not be checked)."""
+        result = self._pair_result(implant, older, newer)
+        return result, result.deviation is None and result.refused.startswith("no 3-D apex from")
+
+    def _pair_result(self, implant, older: PinView, newer: PinView) -> TwoViewResult:
         unseen = [v for v in (older, newer) if not v.tip_seen]
         pair = f"shot {older.number} ({older.view}) and shot {newer.number} ({newer.view})"
         if unseen:
