@@ -309,13 +309,14 @@ def _three_d_section(latest: dict, implant_ids: list[str], postop: dict | None) 
         d3 = e.get("deviation")
         post = (postop or {}).get(implant)
         if postop is None:
-            measured = ["(no evaluation given)"] * 2
+            measured = ["not given (report --postop)"] * 2
         elif post is None or not post["found"]:
             measured = ["not found in the post-op CT" if post is not None else "not in the evaluation", "-"]
         else:
             measured = [fmt(post["apex_deviation_mm"], 1), fmt(post["angle_deg"], 1)]
         if not isinstance(d3, dict):
-            why = e.get("refused") or "no shot of this implant was recorded with the pin"
+            why = ("no shot of this implant was recorded" if implant not in latest else
+                   e.get("refused") or "none was recorded")
             rows.append([implant, f"no 3-D deviation: {why}", "-", "-", "-", "-"] + measured + ["-"])
             continue
         u = d3.get("uncertainty") or {}
