@@ -280,6 +280,8 @@ class LivePipeline:
                                                         implant_id=implant_id, view=result.view,
                                                         text_mask=None if pre is None else pre.text_mask,
                                                         guidance=result.deviations())
+                with self._lock:
+                    self.two_view.set_shot_id(implant_id, result.number, result.shot_id)
             secs["log"] = time.perf_counter() - t0
         secs["total"] = time.perf_counter() - started
         result.finished_s = time.monotonic()
@@ -315,7 +317,7 @@ class LivePipeline:
             reason = "no pin detected in this shot"
         else:
             view = PinView(result.number, result.view, result.pose, pre.geometry, result.detection,
-                           view_uncertainty(result.registration), result)
+                           view_uncertainty(result.registration))
         with self._lock:  # shots of one case are processed one at a time; the lock keeps the history whole
             tv = self.two_view.update(result.implant_id, view, reason=reason)
         result.deviation_3d, result.deviation_3d_refused, result.cue_3d = tv.deviation, tv.refused, tv.cue

@@ -106,7 +106,7 @@ def views_angle_deg(pose_a: Pose, pose_b: Pose) -> float:
     return math.degrees(math.acos(min(1.0, c)))
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False)
 class PinView:
     """One registered shot with a detected pin, as the tracker keeps it.
 
@@ -120,9 +120,8 @@ class PinView:
         Of the pixels the detection is in (the preprocessed image's).
     detection : PinDetection
     uncertainty : ViewUncertainty
-    result : object, optional
-        The shot's :class:`~or_assist.live.result.ShotResult` (its case-log id is read
-        from it once the shot is logged).
+    shot_id : int or None
+        The case log's id of the shot, once logged (:meth:`TwoViewTracker.set_shot_id`).
     """
 
     number: int
@@ -131,17 +130,12 @@ class PinView:
     geometry: CArmGeometry
     detection: PinDetection
     uncertainty: ViewUncertainty
-    result: object = None
+    shot_id: int | None = None
 
     @property
     def tip_seen(self) -> bool:
         """The tip is seen in this shot (:func:`tip_seen`)."""
         return tip_seen(self.detection)
-
-    @property
-    def shot_id(self) -> int | None:
-        """The case log's id of the shot, once logged."""
-        return getattr(self.result, "shot_id", None)
 
     def describe(self) -> dict:
         """``{"number", "shot_id", "view", "tip_seen"}``."""
@@ -242,6 +236,12 @@ class TwoViewTracker:
     def history(self, implant_id: str) -> list[PinView]:
         """The kept shots of ``implant_id``, oldest first."""
         return list(self._history.get(implant_id, ()))
+
+    def set_shot_id(self, implant_id: str, number: int, shot_id: int | None) -> None:
+        """Record the case log's id of the kept shot ``number`` (once it is logged)."""
+        for v in self._history.get(implant_id, ()):
+            if v.number == number:
+                v.shot_id = shot_id
 
     def reset(self, implant_id: str | None = None) -> None:
         """Forget the kept shots (of one implant, or all): e.g. after the pin was exchanged."""
