@@ -412,6 +412,8 @@ def test_bad_shot_arguments(open_log):
         open_log.log_shot(frame, registration={"x": object()})
     with pytest.raises(InputError, match="implant_id: expected a string"):
         open_log.log_shot(frame, implant_id=3)
+    with pytest.raises(InputError, match="guidance: expected a dict"):
+        open_log.log_shot(frame, guidance=[1, 2])
     assert open_log.shots() == []  # nothing half-stored
 
 
@@ -478,6 +480,7 @@ def test_export_unmasked_and_with_metadata(recorded, tmp_path):
     case_dir, written = recorded
     doc = json.loads(export_case(case_dir, tmp_path / "full", mask_text=False).read_text())
     assert doc["case"]["patient_label"] == PATIENT and doc["shots"][0]["timestamp"] == T0 + 5
+    assert all(s["guidance"] == {} for s in doc["shots"])  # recorded without per-shot deviations
     img = cv2.imread(str(tmp_path / "full" / doc["shots"][0]["image"]), cv2.IMREAD_UNCHANGED)
     assert np.array_equal(img, written["frames"][1])
     with pytest.raises(InputError, match="not an empty folder"):
