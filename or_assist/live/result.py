@@ -58,7 +58,7 @@ class ShotResult:
         apex deviation (mm) and angle (deg), with their 1-sigma uncertainty.
     deviation_3d_refused : str or None
         Why this shot has no 3-D deviation (no earlier shot far enough in direction, the
-        pin moved since, the tip seen in neither shot, ...); None when it has one.
+        pin moved since, the tip not seen in both shots, ...); None when it has one.
     deviation_3d_with : dict or None
         The earlier shot that gave it: ``number``, ``shot_id``, ``view``, ``tip_seen``.
     cue_3d : Cue or None
