@@ -330,8 +330,9 @@ def _three_d_section(latest: dict, implant_ids: list[str], postop: dict | None) 
                     [{"html": (_cue_html(cue) if isinstance(cue, dict) else "") +
                       "".join(f'<div class="warning">{escape(str(w))}</div>' for w in notes) or "-"}])
     intro = ("<p>The latest two-view 3-D deviation of each implant: the guide pin triangulated from two "
-             "registered shots at least 20 deg apart (inlet + outlet, lateral + either) whose pin did not move "
-             "between them; +- is one sigma (registration, pin localisation, and how well the two tips agree). "
+             "registered shots at least 20 deg apart (inlet + outlet) with the tip seen in both, whose two tips "
+             "agree (the pin did not move between them; a lateral, which sees the pin end-on, cannot check that); "
+             "+- is one sigma (registration, pin localisation, and how well the two tips agree). "
              "Apex deviation (pin tip to planned apex) and angle (pin to planned axis) are the study's metrics: "
              "the post-operative CT evaluation (<code>or-assist evaluate</code>) measures them on the placed "
              "implant. &quot;At planned depth&quot; is the apex deviation the pin would give if advanced to the "
