@@ -282,22 +282,19 @@ class TwoViewTracker:
             return TwoViewResult(None, f"the earlier shots of {implant_id} are too close in direction (shot "
                                        f"{last.number} {last.view}: {views_angle_deg(last.pose, view.pose):.0f} deg; at "
                                        f"least {MIN_VIEW_ANGLE_DEG:g} deg needed, e.g. inlet + outlet)", newer=view)
-        # The most recent partner first; one that cannot be checked (its tip unseen, its pin
-        # end-on) gives way to an earlier one, whose move check then covers the shots between.
+        # The most recent partner first; one that cannot give the pin (its tip unseen, its pin
+        # end-on, planes too flat) gives way to an earlier one, whose move check then covers
+        # the shots between. A pin that moved since a shot moved since every earlier one too.
+        # When none gives it, the most recent partner's reason is the one said.
         first = None
         for partner in far:
-            result, try_older = self._pair(implant, partner, view)
-            if not try_older:
+            result = self._pair(implant, partner, view)
+            if result.deviation is not None or result.refused.startswith("pin moved"):
                 return result
             first = first or result
         return first
 
-    def _pair(self, implant, older: PinView, newer: PinView) -> tuple[TwoViewResult, bool]:
-        """The pair's result, and whether an earlier partner may do better (this one could not be checked)."""
-        result = self._pair_result(implant, older, newer)
-        return result, result.deviation is None and result.refused.startswith("no 3-D apex from")
-
-    def _pair_result(self, implant, older: PinView, newer: PinView) -> TwoViewResult:
+    def _pair(self, implant, older: PinView, newer: PinView) -> TwoViewResult:
         unseen = [v for v in (older, newer) if not v.tip_seen]
         pair = f"shot {older.number} ({older.view}) and shot {newer.number} ({newer.view})"
         if unseen:

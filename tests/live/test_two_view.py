@@ -184,3 +184,15 @@ def test_implants_are_kept_apart_and_bad_input(plan, geometry):
         tracker.update(a.id, "shot 3")
     with pytest.raises(InputError, match="X9"):
         tracker.update("X9", None)
+
+
+def test_no_partner_gives_the_pin_then_the_most_recent_reason_is_said(plan, geometry):
+    imp = plan.implants[0]
+    poses = _poses(plan, geometry, imp.id)
+    pin = demo_pin(imp, 0.7, (0.0, 0.0, 3.0), 4.0)
+    tracker = TwoViewTracker(plan)
+    tracker.update(imp.id, _view(1, "inlet", pin, poses["inlet"], geometry, occluded=True))
+    tracker.update(imp.id, _view(2, "lateral", pin, poses["lateral"], geometry))
+    r = tracker.update(imp.id, _view(3, "outlet", pin, poses["outlet"], geometry))
+    # the lateral (end-on) was tried first, then the inlet (tip hidden): neither gives the pin
+    assert r.deviation is None and r.older.number == 2 and "shot 2 (lateral) sees the pin nearly end-on" in r.refused
