@@ -20,7 +20,7 @@ Honesty rules:
   than :data:`MOVED_SIGMAS` times their combined uncertainty (at least
   :data:`MOVED_FLOOR_MM`) apart, the pair is refused ("pin moved since shot N"). A
   smaller disagreement is added, as half the gap, to the tip and apex uncertainty.
-* So the apex comes only from pairs whose tip was seen in both shots (not hidden by an
+* Hence the apex comes only from pairs whose tip was seen in both shots (not hidden by an
   implant, not at the field's border), and whose check can see a move of
   :data:`MOVE_CHECK_MAX_MM`: a pin seen nearly end-on (as in a lateral, along the
   implant) puts its tip's depth nowhere in particular. Otherwise the pair is refused,
@@ -50,8 +50,8 @@ from or_assist.guidance.pin_files import REGISTERED_POSE_SIGMA
 from or_assist.guidance.triangulate import (MIN_VIEW_ANGLE_DEG, Deviation3D, TriangulationRefused,
                                             ViewUncertainty, triangulate_pin, two_view_deviation)
 
-__all__ = ["MOVED_SIGMAS", "MOVED_FLOOR_MM", "MOVE_CHECK_MAX_MM", "KEPT_SHOTS", "PinView", "TwoViewResult", "TwoViewTracker",
-           "view_uncertainty", "views_angle_deg", "tip_seen", "pin_moved_mm"]
+__all__ = ["MOVED_SIGMAS", "MOVED_FLOOR_MM", "MOVE_CHECK_MAX_MM", "KEPT_SHOTS", "PinView", "TwoViewResult",
+           "TwoViewTracker", "view_uncertainty", "views_angle_deg", "tip_seen", "pin_moved_mm"]
 
 #: Two tips further apart along the pin than this many combined sigmas: the pin moved.
 MOVED_SIGMAS = 3.0
