@@ -52,6 +52,7 @@ def shots():
     return plan, out
 
 
+@pytest.mark.slow
 def test_live_pipeline_two_view_3d_against_the_truth(shots, tmp_path):
     plan, sims = shots
     imp = plan.implant("L1")
