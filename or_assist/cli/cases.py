@@ -1,6 +1,6 @@
 """``or-assist report CASE_DIR`` and ``or-assist cases``: the CLI's session commands.
 
-    or-assist report CASE_DIR [--out REPORT.html] [--pdf] [--no-mask] [--pseudonymise]
+    or-assist report CASE_DIR [--out REPORT.html] [--pdf] [--no-mask] [--pseudonymise] [--postop EVAL.json]
     or-assist cases [--root CASES_DIR]
     or-assist export CASE_DIR OUT_DIR [--no-mask] [--pseudonymise]
 
@@ -20,7 +20,7 @@ __all__ = ["report_command", "cases_command", "export_command", "add_parsers", "
 
 
 def report_command(case_dir, out=None, *, pdf: bool = False, mask_text: bool = True,
-                   pseudonymise: bool = False) -> str:
+                   pseudonymise: bool = False, postop=None) -> str:
     """Write a case's HTML report (and PDF); returns what was written, one line each.
 
     Parameters
@@ -34,11 +34,15 @@ def report_command(case_dir, out=None, *, pdf: bool = False, mask_text: bool = T
         still written and a note says so).
     mask_text, pseudonymise : bool
         As :func:`or_assist.session.report.build_report`.
+    postop : path-like, optional
+        The case's post-op evaluation (``or-assist evaluate --out``), shown beside the
+        two-view 3-D deviations that predicted it.
     """
     from or_assist.session.caselog import CaseLog
-    from or_assist.session.report import build_report, export_pdf
+    from or_assist.session.report import build_report
+    from or_assist.session.report_pdf import export_pdf
 
-    html = build_report(case_dir, out, mask_text=mask_text, pseudonymise=pseudonymise)
+    html = build_report(case_dir, out, mask_text=mask_text, pseudonymise=pseudonymise, postop=postop)
     lines = [f"wrote {html}"]
     with CaseLog.open(case_dir, readonly=True) as log:
         problems = log.problems
@@ -97,7 +101,7 @@ def cmd_cases(args) -> int:
 def cmd_report(args) -> int:
     """Print :func:`report_command`."""
     emit(report_command(args.case_dir, args.out, pdf=args.pdf, mask_text=not args.no_mask,
-                        pseudonymise=args.pseudonymise))
+                        pseudonymise=args.pseudonymise, postop=getattr(args, "postop", None)))
     return 0
 
 
@@ -119,6 +123,8 @@ def add_parsers(sub) -> None:
     s.add_argument("--pdf", action="store_true", help="also print it to PDF (needs Chromium)")
     s.add_argument("--no-mask", action="store_true", help="do not mask burnt-in text (may show the patient's name)")
     s.add_argument("--pseudonymise", action="store_true", help="strip names, ids and dates")
+    s.add_argument("--postop", default=None, metavar="EVAL.json",
+                   help="the case's post-op evaluation (or-assist evaluate --out): shown beside the 3-D deviations")
     s.set_defaults(func=cmd_report)
 
     s = sub.add_parser("export", help="copy a case for sharing (text masked; optionally pseudonymised)")

@@ -13,7 +13,8 @@ without a window, so both do exactly the same and tests can drive it without Qt:
    (:class:`~or_assist.register.pipeline.Registrar`) from the active implant's planned
    views and the last registered pose (tracking), most similar to the shot first
    (:func:`~or_assist.live.views.rank_starts`), until one is confident; guide-pin
-   detection, deviation and cue (:mod:`or_assist.guidance`), the overlay exactly as the
+   detection, deviation and cue (:mod:`or_assist.guidance`), the two-view 3-D deviation
+   with an earlier shot of the implant (:mod:`or_assist.live.two_view`), the overlay exactly as the
    display shows it (:func:`~or_assist.guidance.overlay.draw_overlay`, which draws no
    plan on a shot that is not registered), the C-arm positioning hint, and the shot in
    the case log.
@@ -28,7 +29,6 @@ preprocessed (re-oriented) image instead.
 from __future__ import annotations
 
 import contextlib
-import math
 import sqlite3
 import threading
 import time
@@ -49,9 +49,10 @@ from or_assist.guidance.shot_guidance import guide_shot
 from or_assist.live.hint import approximate_positioning_hint, positioning_hint
 from or_assist.live.result import ShotResult
 from or_assist.live.views import rank_starts
+from or_assist.live.virtual_view import planned_view_image
+from or_assist.live.two_view import PinView, TwoViewTracker, view_uncertainty
 from or_assist.register.pipeline import Registrar, RegistrationResult
 from or_assist.register.pose_params import isocenter_source_mm, pose_error
-from or_assist.render.display import to_display
 from or_assist.render.drr import AttenuationVolume, DRRRenderer
 from or_assist.render.views.model import ViewLibrary
 from or_assist.session.caselog import CaseLog
@@ -135,6 +136,7 @@ class LivePipeline:
         self._planned: dict = {}
         self._virtual: dict = {}
         self._lock = threading.Lock()
+        self.two_view = TwoViewTracker(plan, self.thresholds)  # per implant, shots with a pin (3-D deviation)
 
     # ------------------------------------------------------------------ selection helpers
     @property
@@ -255,6 +257,7 @@ class LivePipeline:
             secs["register"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             self._guidance(result, pre)
+            self._three_d(result, pre)
             secs["guidance"] = time.perf_counter() - t0
         shown_image = frame
         if pre is not None and not _draws_on_frame(pre):
@@ -271,7 +274,10 @@ class LivePipeline:
             with self._log_faults():
                 result.shot_id = self.case_log.log_shot(frame, timestamp=timestamp, registration=reg,
                                                         implant_id=implant_id, view=result.view,
-                                                        text_mask=None if pre is None else pre.text_mask)
+                                                        text_mask=None if pre is None else pre.text_mask,
+                                                        guidance=result.deviations())
+                with self._lock:
+                    self.two_view.set_shot_id(implant_id, result.number, result.shot_id)
             secs["log"] = time.perf_counter() - t0
         secs["total"] = time.perf_counter() - started
         result.finished_s = time.monotonic()
@@ -297,6 +303,23 @@ class LivePipeline:
         result.detection, result.deviation, result.cue = g.detection, g.deviation, g.cue
         if g.problem is not None or g.tip_message is not None:
             result.message = g.problem or g.tip_message
+
+    def _three_d(self, result: ShotResult, pre: PreprocessedShot) -> None:
+        """The two-view 3-D deviation (:mod:`or_assist.live.two_view`): pair this shot with the
+        most recent earlier shot of the implant >= 20 deg from it whose pin did not move since."""
+        view, reason = None, None
+        if not result.registered:
+            reason = "this shot is not registered"
+        elif result.detection is None:
+            reason = "no pin detected in this shot"
+        else:
+            view = PinView(result.number, result.view, result.pose, pre.geometry, result.detection,
+                           view_uncertainty(result.registration))
+        with self._lock:  # shots of one case are processed one at a time; the lock keeps the history whole
+            tv = self.two_view.update(result.implant_id, view, reason=reason)
+        result.deviation_3d, result.deviation_3d_refused, result.cue_3d = tv.deviation, tv.refused, tv.cue
+        if tv.deviation is not None:
+            result.deviation_3d_with = tv.older.describe()
 
     # ------------------------------------------------------------------ captures and events
     def capture(self, result: ShotResult, overlay_bgr: np.ndarray | None = None) -> int | None:
@@ -350,7 +373,7 @@ class LivePipeline:
     def virtual_view(self, implant_id: str, view: str, size_px: int = 384) -> np.ndarray:
         """The planned view as a virtual fluoroscopy with the plan's outlines (cached).
 
-        From the view library when it has the view, otherwise rendered from the CT.
+        From the view library or the CT (:func:`~or_assist.live.virtual_view.planned_view_image`).
 
         Returns
         -------
@@ -361,29 +384,8 @@ class LivePipeline:
             hit = self._virtual.get(key)
         if hit is not None:
             return hit
-        pose = self.planned_pose(implant_id, view)
-        image, geom = None, None
-        if self.library is not None:
-            try:
-                index = self.library.index(f"{implant_id} {view}")
-                image, geom = self.library.display[index], self.library.geometry_of(index)
-                pose = self.library.entries[index].pose
-            except InputError:
-                image = None
-        if image is None:
-            w, h = self.geometry.image_size_px
-            side = min(w, h)  # the square around the piercing point: the detector's field, not the frame
-            u0, v0 = self.geometry.principal_point_px
-            cu = int(np.clip(round(u0 - side / 2), 0, w - side))
-            cv = int(np.clip(round(v0 - side / 2), 0, h - side))
-            geom = self.geometry.cropped(cu, cv, side, side)
-            factor = max(1, int(math.ceil(side / size_px)))
-            geom = geom.downsampled(factor) if factor > 1 else geom
-            if self.renderer is None:
-                raise InputError("no view library and no renderer to draw the virtual view", "library")
-            image = to_display(self.renderer.render(pose, geom))
-        out = draw_overlay(np.ascontiguousarray(image), True, pose=pose, geometry=geom, implants=self.plan.implants,
-                           active_id=implant_id)
+        out = planned_view_image(self.plan, self.geometry, implant_id, view, self.planned_pose(implant_id, view),
+                                 library=self.library, renderer=self.renderer, size_px=size_px)
         with self._lock:
             self._virtual[key] = out
         return out

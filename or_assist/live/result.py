@@ -10,6 +10,8 @@ from or_assist.core.pose import Pose
 from or_assist.guidance.cues import Cue
 from or_assist.guidance.deviation import ShotDeviation
 from or_assist.guidance.pin import PinDetection
+from or_assist.guidance.triangulate import Deviation3D
+from or_assist.live.two_view import tip_seen as _tip_seen
 from or_assist.register.pipeline import RegistrationResult
 
 __all__ = ["ShotResult"]
@@ -57,6 +59,17 @@ class ShotResult:
         One per registration start tried, in order: ``view``, ``track`` (from the last
         registered pose), ``success``, ``seconds``, ``view_score`` (the quick similarity
         that ordered them; None when not scored).
+    deviation_3d : Deviation3D or None
+        The pin in 3-D against the plan, from this shot and an earlier one of the same
+        implant at least 20 deg from it (:mod:`or_assist.live.two_view`): the study's
+        apex deviation (mm) and angle (deg), with their 1-sigma uncertainty.
+    deviation_3d_refused : str or None
+        Why this shot has no 3-D deviation (no earlier shot far enough in direction, the
+        pin moved since, the tip not seen in both shots, ...); None when it has one.
+    deviation_3d_with : dict or None
+        The earlier shot that gave it: ``number``, ``shot_id``, ``view``, ``tip_seen``.
+    cue_3d : Cue or None
+        The cue of ``deviation_3d`` (:func:`~or_assist.guidance.cues.cue_3d`).
     """
 
     number: int
@@ -89,6 +102,10 @@ class ShotResult:
     def _timing(self) -> str:
         tries = len(self.attempts)
         return f"{self.register_seconds:.1f} s" + (f", {tries} attempts" if tries > 1 else "")
+    deviation_3d: Deviation3D | None = None
+    deviation_3d_refused: str | None = None
+    deviation_3d_with: dict | None = None
+    cue_3d: Cue | None = None
 
     @property
     def registered(self) -> bool:
@@ -101,8 +118,31 @@ class ShotResult:
         return self.registration.pose_for_overlay if self.registration is not None else None
 
     def deviations(self) -> dict:
-        """``{"deviation_2d": {...} or None, "deviation_3d": None}`` as the case log stores them."""
-        return {"deviation_2d": None if self.deviation is None else self.deviation.to_dict(), "deviation_3d": None}
+        """The shot's numbers as the case log stores them (per shot and per capture).
+
+        Returns
+        -------
+        dict
+            ``deviation_2d`` (:meth:`ShotDeviation.to_dict` or None), ``deviation_3d``
+            (:meth:`Deviation3D.to_dict` plus ``shots``: the two shots that gave it, older
+            first, each ``number``, ``shot_id``, ``view``, ``tip_seen``; and ``cue``) or
+            None, and ``deviation_3d_refused`` (the reason, or None).
+        """
+        d3 = None
+        if self.deviation_3d is not None:
+            this = {"number": int(self.number), "shot_id": self.shot_id, "view": self.view,
+                    "tip_seen": None if self.detection is None else _tip_seen(self.detection)}
+            d3 = {**self.deviation_3d.to_dict(), "shots": [dict(self.deviation_3d_with or {}), this],
+                  "cue": None if self.cue_3d is None else self.cue_3d.to_dict()}
+        return {"deviation_2d": None if self.deviation is None else self.deviation.to_dict(), "deviation_3d": d3,
+                "deviation_3d_refused": self.deviation_3d_refused}
+
+    def deviation_3d_label(self) -> str | None:
+        """Where the 3-D numbers come from, e.g. ``'3-D from shots 2 (inlet) + 3 (outlet)'``; None without them."""
+        if self.deviation_3d is None:
+            return None
+        w = self.deviation_3d_with or {}
+        return f"3-D from shots {w.get('number', '?')} ({w.get('view', '?')}) + {self.number} ({self.view})"
 
     def summary(self) -> str:
         """One line for logs and the headless run."""
@@ -119,6 +159,11 @@ class ShotResult:
             text += f"; [{self.cue.level}] " + "; ".join(self.cue.lines)
         elif self.message and self.registration is not None:
             text += f"; {self.message}"
+        d3 = self.deviation_3d
+        if d3 is not None:
+            u = d3.uncertainty
+            text += (f"; {self.deviation_3d_label()}: apex {d3.apex_deviation_mm:.1f} +- {u['apex_deviation_mm']:.1f} mm, "
+                     f"angle {d3.angle_deg:.1f} +- {u['angle_deg']:.1f} deg")
         if self.hint:
             text += f"; C-arm: {self.hint}"
         return text

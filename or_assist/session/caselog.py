@@ -23,8 +23,11 @@ Values: times are wall-clock seconds since the Unix epoch (``time.time()``, not 
 monotonic frame clock); registration, deviations and cue are stored as the JSON of the
 dicts given (or of ``obj.to_dict()``). The report reads ``deviations["deviation_2d"]``
 (``tip_offset_mm``, ``angle_deg``) and ``deviations["deviation_3d"]``
-(``apex_deviation_mm``, ``angle_deg``) as in ``or_assist.pin_deviation/1``, and a cue's
-``level`` (or ``colour``) and ``lines`` (or ``text``).
+(``apex_deviation_mm``, ``angle_deg``, ``uncertainty``, ``shots``) as in
+``or_assist.pin_deviation/1``, and a cue's ``level`` (or ``colour``) and ``lines`` (or
+``text``). A shot carries the same deviations as a capture (``guidance``, schema
+version 3), so the two-view 3-D deviation is recorded for every shot that gave one,
+captured or not.
 
 Text masks (bool, the image's height and width, true on burnt-in text that may show the
 patient's name) are kept beside the images; stored images are unmasked (the record),
@@ -334,7 +337,7 @@ class CaseLog:
         return write_file_atomic(self.case_dir / rel, encode_png(image, name), sync_dir=False)
 
     def log_shot(self, frame, *, timestamp=None, preprocessed=None, registration=None, implant_id=None,
-                 view=None, text_mask=None, preprocessed_text_mask=None) -> int:
+                 view=None, text_mask=None, preprocessed_text_mask=None, guidance=None) -> int:
         """Record a shot; returns its id once it is committed to disk.
 
         Parameters
@@ -351,6 +354,9 @@ class CaseLog:
             Active implant and view name.
         text_mask, preprocessed_text_mask : (H, W) bool ndarray, optional
             Burnt-in text of ``frame`` / ``preprocessed``.
+        guidance : dict, optional
+            The shot's deviations as a capture stores them
+            (``{"deviation_2d": ..., "deviation_3d": ..., "deviation_3d_refused": ...}``).
         """
         self._check_writable()
         frame = check_image(frame, "frame")
@@ -362,6 +368,7 @@ class CaseLog:
                                                                           "preprocessed_text_mask")
         ts = _timestamp(timestamp)
         reg = _dumps(registration, "registration")
+        guidance_json = _dumps(guidance, "guidance")
         implant_id, view = _check_text(implant_id, "implant_id"), _check_text(view, "view")
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
@@ -380,9 +387,10 @@ class CaseLog:
                 fsync_dir(self.case_dir / IMAGES_DIR)
                 self._conn.execute(
                     "INSERT INTO shots (id, timestamp, raw_path, raw_mask_path, pre_path, pre_mask_path, "
-                    "registration_json, implant_id, view, raw_sha256, pre_sha256) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    "registration_json, implant_id, view, raw_sha256, pre_sha256, guidance_json) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                     (sid, ts, paths["raw"], paths["raw_mask"], paths["pre"], paths["pre_mask"], reg, implant_id,
-                     view, raw_sha, pre_sha))
+                     view, raw_sha, pre_sha, guidance_json))
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._conn.execute("ROLLBACK")
@@ -537,12 +545,14 @@ class CaseLog:
 
     def shots(self) -> list[dict]:
         """Every shot in order: ``id``, ``timestamp``, image paths (absolute; ``None`` when not
-        recorded), checksums, ``registration`` (dict or None), ``implant_id``, ``view`` and
-        ``missing`` (image files that are referenced but absent)."""
+        recorded), checksums, ``registration`` (dict or None), ``implant_id``, ``view``,
+        ``guidance`` (the shot's deviations as a capture stores them; ``{}`` when not
+        recorded) and ``missing`` (image files that are referenced but absent)."""
         out = []
         for r in self._rows("SELECT * FROM shots ORDER BY id"):
             d = {"id": r["id"], "timestamp": r["timestamp"], "implant_id": r["implant_id"], "view": r["view"],
                  "registration": self._loads(r["registration_json"], f"shot {r['id']} registration"),
+                 "guidance": self._loads(r.get("guidance_json"), f"shot {r['id']} guidance") or {},
                  "raw_sha256": r.get("raw_sha256"), "pre_sha256": r.get("pre_sha256")}
             for key in ("raw", "raw_mask", "pre", "pre_mask"):
                 d[f"{key}_path"] = self._path(r[f"{key}_path"])

@@ -164,6 +164,7 @@ def export_case(case_dir, out_dir, *, pseudonymise: bool = False, mask_text: boo
             pre, pre_note = put(f"shot_{s['id']:06d}_pre.png", s["pre_path"], s["pre_sha256"], [s["pre_mask_path"]])
             shot_rows.append({"id": s["id"], **_rel_time(s["timestamp"], start, pseudonymise),
                               "implant_id": s["implant_id"], "view": s["view"], "registration": s["registration"],
+                              "guidance": s["guidance"],
                               "image": raw, "image_text": raw_note, "preprocessed": pre, "preprocessed_text": pre_note})
         capture_rows = []
         for c in captures:

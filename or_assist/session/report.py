@@ -10,13 +10,18 @@ file can be mailed or archived alone. Sections:
 * registration statistics: shots, registered, success rate, median time and similarity;
 * per implant the final 2-D deviation (tip offset, angle) and 3-D deviation (apex
   deviation, angle) with the cue shown then;
+* per implant the latest two-view 3-D deviation recorded with any shot (captured or not):
+  apex deviation and angle with their 1-sigma uncertainty and the two shots that gave
+  them, beside what the post-operative CT evaluation (``or-assist evaluate``) measures on
+  the placed implant, the metric they predict (its numbers when an
+  ``or_assist.postop_evaluation/1`` file is given); an implant without one says why;
 * a timeline of shots (with thumbnails), captures and events;
 * every capture: the overlay exactly as shown, its cue and all its numbers.
 
 Images leave with burnt-in text masked unless ``mask_text=False``, and with
 ``pseudonymise`` the report carries no names, paths or dates (times from the start of the
 case), by the rules of :mod:`or_assist.session.export`. A print stylesheet keeps each
-capture on one page. :func:`export_pdf` prints the HTML with headless Chromium
+capture on one page. :func:`~or_assist.session.report_pdf.export_pdf` prints the HTML with headless Chromium
 (``--print-to-pdf``) when a ``chromium`` executable is found.
 """
 
@@ -24,10 +29,7 @@ from __future__ import annotations
 
 import base64
 import os
-import shutil
 import statistics
-import subprocess
-import tempfile
 import time
 from html import escape
 from pathlib import Path
@@ -35,19 +37,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from or_assist.core.outputs import remove_quietly, write_errors
+from or_assist.core.outputs import write_errors
 from or_assist.errors import InputError
 from or_assist.session.caselog import CaseLog
 from or_assist.session.export import pseudonymise_summary, shown_image
 from or_assist.session.images import FILE_MODE, encode_png, write_file_atomic
-from or_assist.session.report_html import CSS, SCRIPT, fmt, kv_table, table
+from or_assist.session.report_3d import latest_3d, plus_minus, read_postop_numbers, three_d_section
+from or_assist.session.report_html import CSS, SCRIPT, cue_html, fmt, kv_table, table
 
-__all__ = ["REPORT_NAME", "build_report", "find_chromium", "chromium_args", "export_pdf", "registration_stats", "final_deviations"]
+__all__ = ["REPORT_NAME", "build_report", "registration_stats", "final_deviations"]
 
 REPORT_NAME = "report.html"
 _THUMB_WIDTH_PX = 320
 _MAX_WIDTH_PX = 1280
-_CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
 
 # --------------------------------------------------------------------------- numbers
@@ -162,6 +164,12 @@ def _case_section(s: dict, pseudonymise: bool) -> str:
     return "<h2>Case</h2>" + kv_table(rows)
 
 
+def _plan_ids(plan) -> list[str]:
+    if not isinstance(plan, dict):
+        return []
+    return [str(i.get("id")) for i in plan.get("implants") or [] if isinstance(i, dict) and i.get("id")]
+
+
 def _plan_section(plan) -> str:
     if not isinstance(plan, dict):
         return "<h2>Plan</h2><p>No plan was recorded with this case.</p>"
@@ -186,16 +194,6 @@ def _stats_section(st: dict) -> str:
     return "<h2>Registration</h2>" + kv_table(rows)
 
 
-def _cue_html(cue) -> str:
-    if not isinstance(cue, dict):
-        return '<span class="cue none">no cue</span>'
-    level = str(cue.get("level") or cue.get("colour") or "none")
-    lines = cue.get("lines") or ([cue["text"]] if cue.get("text") else [])
-    warn = cue.get("warnings") or []
-    return (f'<span class="cue {escape(level)}">{escape(level)}</span> ' + escape(" / ".join(map(str, lines))) +
-            "".join(f'<div class="warning">{escape(str(w))}</div>' for w in warn))
-
-
 def _final_section(final: dict, start, pseudonymise) -> str:
     if not final:
         return "<h2>Final deviations</h2><p>No captures were recorded.</p>"
@@ -209,7 +207,7 @@ def _final_section(final: dict, start, pseudonymise) -> str:
                      fmt(d2.get("tip_offset_mm")), fmt(d2.get("angle_deg")),
                      "-" if c3 is None else f"#{c3['id']} {_when(c3['timestamp'], start, True)}",
                      fmt(d3.get("apex_deviation_mm")), fmt(d3.get("angle_deg")),
-                     {"html": "-" if last is None else _cue_html(last["cue"])}])
+                     {"html": "-" if last is None else cue_html(last["cue"])}])
     return ("<h2>Final deviations per implant</h2>" +
             table(["Implant", "2-D from capture", "Tip offset (mm)", "Angle (deg)", "3-D from capture",
                    "Apex deviation (mm)", "Angle (deg)", "Last cue"], rows))
@@ -228,7 +226,8 @@ def _numbers(devs: dict) -> str:
 # --------------------------------------------------------------------------- build
 
 
-def build_report(case_dir, out_path=None, *, mask_text: bool = True, pseudonymise: bool = False) -> Path:
+def build_report(case_dir, out_path=None, *, mask_text: bool = True, pseudonymise: bool = False,
+                 postop=None) -> Path:
     """Write the case's HTML report (module doc).
 
     Parameters
@@ -241,6 +240,10 @@ def build_report(case_dir, out_path=None, *, mask_text: bool = True, pseudonymis
         Fill burnt-in text black in every image (default).
     pseudonymise : bool
         No names, paths or dates in the report.
+    postop : path-like, optional
+        The case's ``or_assist.postop_evaluation/1`` (``or-assist evaluate --out``): its
+        apex deviation and angle per implant are shown beside the two-view 3-D numbers
+        that predicted them.
 
     Returns
     -------
@@ -256,6 +259,7 @@ def build_report(case_dir, out_path=None, *, mask_text: bool = True, pseudonymis
     out = Path(case_dir) / REPORT_NAME if out_path is None else Path(out_path)
     if out.exists() and out.is_dir():
         raise InputError("is a folder; give the HTML file to write", str(out))
+    postop_numbers = None if postop is None else read_postop_numbers(postop)
     with CaseLog.open(case_dir, readonly=True) as log:
         summary = log.case_summary()
         shots, captures, events = log.shots(), log.captures(), log.events()
@@ -279,10 +283,17 @@ def build_report(case_dir, out_path=None, *, mask_text: bool = True, pseudonymis
             thumb = _img_html(log, s["raw_path"], s["raw_sha256"], [s["raw_mask_path"]], mask_text,
                               _THUMB_WIDTH_PX, f"shot {s['id']} frame", problems, hide)
             text = f"Shot {s['id']}: implant {s['implant_id'] or '-'}, view {s['view'] or '-'}, {status}"
+            d3 = s["guidance"].get("deviation_3d")
+            if isinstance(d3, dict):
+                u = d3.get("uncertainty") or {}
+                other = (d3.get("shots") or [{}])[0]
+                text += (f"; 3-D with shot {other.get('shot_id', '?')} ({other.get('view', '?')}): apex deviation "
+                         f"{plus_minus(d3.get('apex_deviation_mm'), u.get('apex_deviation_mm'))} mm, angle "
+                         f"{plus_minus(d3.get('angle_deg'), u.get('angle_deg'))} deg")
             timeline.append((s["timestamp"], 0, s["id"], "shot", escape(text) + thumb))
         for c in captures:
             text = f"Capture {c['id']} (shot {c['shot_id']}): implant {c['implant_id'] or '-'}, view {c['view'] or '-'} "
-            timeline.append((c["timestamp"], 1, c["id"], "capture", escape(text) + _cue_html(c["cue"])))
+            timeline.append((c["timestamp"], 1, c["id"], "capture", escape(text) + cue_html(c["cue"])))
         for e in events:
             d = e["detail"]
             if pseudonymise and isinstance(d, dict):
@@ -301,7 +312,7 @@ def build_report(case_dir, out_path=None, *, mask_text: bool = True, pseudonymis
                             mask_text, _MAX_WIDTH_PX, f"capture {c['id']} overlay", problems, hide)
             cap_parts.append(f'<section class="capture"><h3>Capture {c["id"]}: implant {escape(str(c["implant_id"] or "-"))}'
                              f', view {escape(str(c["view"] or "-"))}, {escape(_when(c["timestamp"], start, pseudonymise))}'
-                             f'</h3>{img}<p>Cue: {_cue_html(c["cue"])}</p>{_numbers(c["deviations"])}</section>')
+                             f'</h3>{img}<p>Cue: {cue_html(c["cue"])}</p>{_numbers(c["deviations"])}</section>')
 
         body = ["<h1>or_assist case report</h1>", _case_section(meta, pseudonymise)]
         if problems:
@@ -309,6 +320,7 @@ def build_report(case_dir, out_path=None, *, mask_text: bool = True, pseudonymis
                         "".join(f"<li>{escape(hide(p))}</li>" for p in problems) + "</ul>")
         body += [_plan_section(summary["plan"] if not pseudonymise else meta["plan"]),
                  _stats_section(registration_stats(shots)), _final_section(final_deviations(captures), start, pseudonymise),
+                 three_d_section(latest_3d(shots, captures), _plan_ids(summary["plan"]), postop_numbers),
                  "<h2>Timeline</h2>" + (table(["Time", "What", "Details"], tl_rows) if tl_rows else "<p>Nothing recorded.</p>"),
                  "<h2>Captures</h2>" + ("".join(cap_parts) or "<p>No captures were recorded.</p>"),
                  f'<p class="foot">Images: {"burnt-in text masked" if mask_text else "NOT masked"}. '
@@ -322,61 +334,3 @@ def build_report(case_dir, out_path=None, *, mask_text: bool = True, pseudonymis
         write_file_atomic(out, html.encode("utf-8"))
         os.chmod(out, FILE_MODE)
     return out
-
-
-# --------------------------------------------------------------------------- PDF
-
-
-def find_chromium() -> str | None:
-    """Path of a Chromium/Chrome executable on ``PATH``, or None."""
-    for name in _CHROMIUM_NAMES:
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
-
-
-def chromium_args(chromium: str, profile_dir: str) -> list[str]:
-    """The headless Chromium command line used for printing and testing (no network, no GPU)."""
-    return [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--disable-dev-shm-usage", f"--user-data-dir={profile_dir}"]
-
-
-def export_pdf(html_path, pdf_path=None, *, timeout_s: float = 120.0) -> Path:
-    """Print an HTML report to PDF with headless Chromium.
-
-    Raises
-    ------
-    InputError
-        No Chromium executable found (install the ``chromium`` package), the HTML file
-        is missing, or Chromium failed (its message is included).
-    """
-    html_path = Path(html_path)
-    if not html_path.is_file():
-        raise InputError("file not found", str(html_path))
-    pdf = html_path.with_suffix(".pdf") if pdf_path is None else Path(pdf_path)
-    chromium = find_chromium()
-    if chromium is None:
-        raise InputError("PDF output needs Chromium (Debian package 'chromium'); none was found on PATH. "
-                         "The HTML report can be printed to PDF from any browser", "--pdf")
-    # Printed to a temporary name beside it, renamed when complete: a failed print (disk
-    # full, Chromium killed) leaves neither a partial PDF nor the temporary file.
-    tmp = pdf.with_name(f".{pdf.name}.{os.getpid()}.tmp.pdf")
-    try:
-        with tempfile.TemporaryDirectory(prefix="or_assist_chromium_") as profile:
-            cmd = chromium_args(chromium, profile) + ["--no-pdf-header-footer", f"--print-to-pdf={tmp.resolve()}",
-                                                      html_path.resolve().as_uri()]
-            try:
-                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                raise InputError(f"Chromium did not finish printing within {timeout_s:g} s", str(html_path)) from None
-        if proc.returncode != 0 or not tmp.is_file() or tmp.stat().st_size == 0:
-            raise InputError(f"Chromium could not print the report (exit {proc.returncode}): "
-                             f"{proc.stderr.strip()[-300:]}", str(html_path))
-        with write_errors(pdf, "the PDF"):
-            os.chmod(tmp, FILE_MODE)
-            os.replace(tmp, pdf)
-    finally:
-        remove_quietly(tmp)
-    return pdf

@@ -16,7 +16,7 @@ import json
 import math
 from html import escape
 
-__all__ = ["CSS", "SCRIPT", "fmt", "table", "kv_table"]
+__all__ = ["CSS", "SCRIPT", "fmt", "table", "kv_table", "cue_html"]
 
 CSS = """
 body { font-family: "DejaVu Sans", Arial, sans-serif; margin: 2em; color: #111; max-width: 1400px; }
@@ -92,3 +92,14 @@ def table(headers, rows) -> str:
 def kv_table(rows) -> str:
     """A two-column table of ``(name, value)`` pairs."""
     return "<table>" + "".join(f"<tr>{_cell(k, 'th')}{_cell(v, 'td')}</tr>" for k, v in rows) + "</table>"
+
+
+def cue_html(cue) -> str:
+    """A recorded cue (its dict) as HTML: the level badge, its lines and its warnings."""
+    if not isinstance(cue, dict):
+        return '<span class="cue none">no cue</span>'
+    level = str(cue.get("level") or cue.get("colour") or "none")
+    lines = cue.get("lines") or ([cue["text"]] if cue.get("text") else [])
+    warn = cue.get("warnings") or []
+    return (f'<span class="cue {escape(level)}">{escape(level)}</span> ' + escape(" / ".join(map(str, lines))) +
+            "".join(f'<div class="warning">{escape(str(w))}</div>' for w in warn))

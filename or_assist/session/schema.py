@@ -10,6 +10,9 @@ Versions
 2. Image checksums: ``shots.raw_sha256``, ``shots.pre_sha256`` and
    ``captures.overlay_sha256`` (SHA-256 of the PNG bytes, hex) so that a damaged or
    swapped image file is detected; the migration fills them from the files present.
+3. Per-shot guidance: ``shots.guidance_json`` (the shot's 2-D and two-view 3-D deviation,
+   or why there is no 3-D one, as :meth:`or_assist.live.result.ShotResult.deviations`
+   gives them); NULL for shots of older cases.
 
 A new case is made by the version-1 DDL followed by every migration, so a fresh case and
 a migrated old one have the same schema by construction.
@@ -25,7 +28,7 @@ from typing import Callable
 __all__ = ["SCHEMA_VERSION", "DDL_V1", "MIGRATIONS", "create_schema", "read_schema_version", "migrate"]
 
 #: The schema version this code writes.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 DDL_V1 = """
 CREATE TABLE schema_version (version INTEGER NOT NULL);
@@ -92,8 +95,13 @@ def _migrate_1_to_2(conn: sqlite3.Connection, case_dir: Path) -> None:
         conn.execute("UPDATE captures SET overlay_sha256 = ? WHERE id = ?", (_file_sha256(case_dir / overlay), cid))
 
 
+def _migrate_2_to_3(conn: sqlite3.Connection, case_dir: Path) -> None:
+    """Add the per-shot guidance column (NULL for the shots already recorded)."""
+    conn.execute("ALTER TABLE shots ADD COLUMN guidance_json TEXT")
+
+
 #: ``{target version: migration}``; each runs inside the caller's transaction.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection, Path], None]] = {2: _migrate_1_to_2}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection, Path], None]] = {2: _migrate_1_to_2, 3: _migrate_2_to_3}
 
 
 def read_schema_version(conn: sqlite3.Connection) -> int:

@@ -251,13 +251,15 @@ def test_v1_case_is_migrated_with_a_backup(tmp_path):
         assert log.schema_version == 1 and log.shots()[0]["raw_sha256"] is None
     assert _stored_version(case_dir / CASE_DB) == 1
     with CaseLog.open(case_dir) as log:
-        assert (log.migrated_from, log.schema_version) == (1, 2)
+        assert (log.migrated_from, log.schema_version) == (1, schema.SCHEMA_VERSION)
         shot = log.shots()[0]
+        assert shot["guidance"] == {}  # shots of older cases carry no per-shot deviations
         assert shot["raw_sha256"] == _sha(case_dir / "images" / "shot_000001_raw.png")
         assert log.captures()[0]["overlay_sha256"] == _sha(case_dir / "images" / "capture_000001.png")
         assert log.captures()[0]["deviations"] == {"deviation_2d": {"angle_deg": 3.0}}
-        assert log.log_shot(make_frame(1)[0]) == 2  # writable at the new version
-    assert _stored_version(case_dir / CASE_DB) == 2
+        assert log.log_shot(make_frame(1)[0], guidance={"deviation_3d": None}) == 2  # writable at the new version
+        assert log.shots()[1]["guidance"] == {"deviation_3d": None}
+    assert _stored_version(case_dir / CASE_DB) == schema.SCHEMA_VERSION
     backup = case_dir / f"{CASE_DB}.v1.bak"
     assert _stored_version(backup) == 1
     assert stat.S_IMODE(backup.stat().st_mode) == 0o600
@@ -410,6 +412,8 @@ def test_bad_shot_arguments(open_log):
         open_log.log_shot(frame, registration={"x": object()})
     with pytest.raises(InputError, match="implant_id: expected a string"):
         open_log.log_shot(frame, implant_id=3)
+    with pytest.raises(InputError, match="guidance: expected a dict"):
+        open_log.log_shot(frame, guidance=[1, 2])
     assert open_log.shots() == []  # nothing half-stored
 
 
@@ -476,6 +480,7 @@ def test_export_unmasked_and_with_metadata(recorded, tmp_path):
     case_dir, written = recorded
     doc = json.loads(export_case(case_dir, tmp_path / "full", mask_text=False).read_text())
     assert doc["case"]["patient_label"] == PATIENT and doc["shots"][0]["timestamp"] == T0 + 5
+    assert all(s["guidance"] == {} for s in doc["shots"])  # recorded without per-shot deviations
     img = cv2.imread(str(tmp_path / "full" / doc["shots"][0]["image"]), cv2.IMREAD_UNCHANGED)
     assert np.array_equal(img, written["frames"][1])
     with pytest.raises(InputError, match="not an empty folder"):

@@ -18,10 +18,12 @@ import numpy as np
 import pytest
 
 from or_assist.errors import InputError
+from or_assist.session import schema
 from or_assist.session.caselog import CASE_DB
 from or_assist.cli.cases import cases_command, export_command, report_command
-from or_assist.session.report import (build_report, chromium_args, export_pdf, final_deviations, find_chromium,
-                                      registration_stats)
+from or_assist.session.report import build_report, final_deviations, registration_stats
+from or_assist.session.report_3d import latest_3d
+from or_assist.session.report_pdf import chromium_args, export_pdf, find_chromium
 from tests.session.caselog_cases import OPERATOR, PATIENT, record_case
 
 CHROMIUM = find_chromium()
@@ -148,7 +150,7 @@ def test_report_of_a_newer_case_is_refused(tmp_path):
     conn.execute("UPDATE schema_version SET version = 99")
     conn.commit()
     conn.close()
-    with pytest.raises(InputError, match="schema version 99, newer than the version 2"):
+    with pytest.raises(InputError, match=f"schema version 99, newer than the version {schema.SCHEMA_VERSION}"):
         build_report(log.case_dir)
     assert not (log.case_dir / "report.html").exists()
 
@@ -228,3 +230,65 @@ def test_pdf_export(recorded, tmp_path):
     data = pdf.read_bytes()
     assert data.startswith(b"%PDF") and len(data) > 20_000
     assert stat.S_IMODE(pdf.stat().st_mode) == 0o600
+
+
+def _d3(apex, angle, older_id, older_view, view):
+    return {"apex_deviation_mm": apex, "angle_deg": angle, "predicted_apex_deviation_mm": apex - 0.5,
+            "remaining_depth_mm": 1.0, "uncertainty": {"apex_deviation_mm": 0.8, "angle_deg": 0.4, "tip_mm": 0.9},
+            "warnings": [], "shots": [{"number": older_id, "shot_id": older_id, "view": older_view},
+                                      {"number": older_id + 1, "shot_id": None, "view": view}]}
+
+
+def test_latest_3d_per_implant_from_shots_and_captures():
+    shots = [{"id": 1, "timestamp": 10.0, "implant_id": "L1", "guidance": {"deviation_3d": None,
+                                                                            "deviation_3d_refused": "needs a second"}},
+             {"id": 2, "timestamp": 20.0, "implant_id": "L1", "guidance": {"deviation_3d": _d3(3.0, 4.0, 1, "inlet",
+                                                                                                 "outlet")}},
+             {"id": 3, "timestamp": 30.0, "implant_id": "L1", "guidance": {"deviation_3d": None,
+                                                                            "deviation_3d_refused": "pin moved"}},
+             {"id": 4, "timestamp": 40.0, "implant_id": "L2", "guidance": {}}]
+    latest = latest_3d(shots, [])
+    assert latest["L1"]["deviation"]["apex_deviation_mm"] == 3.0 and latest["L1"]["shot_id"] == 2
+    assert [s["shot_id"] for s in latest["L1"]["deviation"]["shots"]] == [1, 2]  # the newer is the row itself
+    assert latest["L1"]["refused"] == "pin moved"  # said after the last 3-D one
+    assert latest["L2"] == {"deviation": None, "shot_id": None, "timestamp": None, "refused": None}
+    caps = [{"id": 1, "shot_id": 3, "timestamp": 35.0, "implant_id": "L1",
+             "deviations": {"deviation_3d": _d3(1.0, 1.0, 2, "outlet", "inlet")}}]
+    assert latest_3d(shots, caps)["L1"]["deviation"]["shots"][1]["shot_id"] == 3
+
+
+def test_report_3d_section_with_and_without_postop(tmp_path):
+    from or_assist.session.caselog import CaseLog
+    from tests.session.caselog_cases import make_frame, make_geometry, make_plan, registration
+
+    log = CaseLog.create(tmp_path / "cases", plan=make_plan(), geometry=make_geometry())
+    for k, view in enumerate(("inlet", "outlet")):
+        guidance = {"deviation_2d": None, "deviation_3d": None if k == 0 else _d3(3.04, 4.46, 1, "inlet", "outlet"),
+                    "deviation_3d_refused": "needs a second shot of L1" if k == 0 else None}
+        log.log_shot(make_frame(k)[0], registration=registration(True, 1.0), implant_id="L1", view=view,
+                     guidance=guidance)
+    log.close()
+    html = build_report(log.case_dir, tmp_path / "a.html").read_text(encoding="utf-8")
+    section = re.search(r"Two-view 3-D deviation per implant.*?</table>", html, re.S).group(0)
+    assert _row(section, "L1")[:7] == ["#1 inlet + #2 outlet", "3.0 +- 0.8", "4.5 +- 0.4", "2.5", "1.0",
+                                       "not given (report --postop)", "not given (report --postop)"]
+    assert _row(section, "L2")[0] == "no 3-D deviation: no shot of this implant was recorded"
+    assert "3-D with shot 1 (inlet): apex deviation 3.0 +- 0.8 mm, angle 4.5 +- 0.4 deg" in html  # timeline
+    evaluation = tmp_path / "eval.json"
+    evaluation.write_text('{"schema": "or_assist.postop_evaluation/1", "implants": [{"id": "L1", "found": true, '
+                          '"apex_deviation_mm": 2.75, "angle_deg": 3.9}]}', encoding="utf-8")
+    out = report_command(log.case_dir, tmp_path / "b.html", postop=evaluation)
+    section = re.search(r"Two-view 3-D deviation per implant.*?</table>",
+                        (tmp_path / "b.html").read_text(encoding="utf-8"), re.S).group(0)
+    assert "wrote" in out and _row(section, "L1")[5:7] == ["2.8", "3.9"]
+    assert _row(section, "L2")[5] == "not in the evaluation"
+    # a bad evaluation file is named, and no report is written
+    evaluation.write_text('{"schema": "or_assist.pose/1"}', encoding="utf-8")
+    with pytest.raises(InputError, match="eval.json"):
+        build_report(log.case_dir, tmp_path / "c.html", postop=evaluation)
+    evaluation.write_text('{"schema": "or_assist.postop_evaluation/1", "implants": {}}', encoding="utf-8")
+    with pytest.raises(InputError, match="eval.json: implants"):
+        build_report(log.case_dir, tmp_path / "c.html", postop=evaluation)
+    with pytest.raises(InputError, match="missing.json"):
+        build_report(log.case_dir, tmp_path / "c.html", postop=tmp_path / "missing.json")
+    assert not (tmp_path / "c.html").exists()

@@ -20,6 +20,10 @@ def demo_scenario(plan, *, implants=None, hold_s: float = 6.0, **scenario_option
     """The OR demo: per implant, lateral -> inlet -> outlet with a deviating pin, then
     the same three views again after the pin was corrected and advanced.
 
+    The pin advances between the lateral and the inlet, and stays put between the inlet
+    and the outlet that follows it, so each inlet + outlet pair gives the pin in 3-D
+    (:mod:`or_assist.live.two_view`) and each lateral + inlet pair is refused as moved.
+
     Parameters
     ----------
     plan : Plan
@@ -45,12 +49,13 @@ def demo_scenario(plan, *, implants=None, hold_s: float = 6.0, **scenario_option
             ScenarioStep(i, "lateral", pin=PinState(0.25, **deviated), hold_s=hold_s, label=f"{i}: start"),
             ScenarioStep(i, "inlet", pin=PinState(0.35, **deviated), mode="live", live_s=1.5, hold_s=hold_s,
                          label=f"{i}: inlet, pin off the plan"),
-            ScenarioStep(i, "outlet", pin=PinState(0.4, **deviated), hold_s=hold_s, label=f"{i}: outlet"),
+            ScenarioStep(i, "outlet", pin=PinState(0.35, **deviated), hold_s=hold_s,
+                         label=f"{i}: outlet, pin not moved (with the inlet: the pin in 3-D)"),
             ScenarioStep(i, "lateral", pin=PinState(0.6, **corrected), hold_s=hold_s,
                          label=f"{i}: corrected"),
-            ScenarioStep(i, "inlet", pin=PinState(0.8, **corrected), hold_s=hold_s, label=f"{i}: advancing"),
+            ScenarioStep(i, "inlet", pin=PinState(1.0), hold_s=hold_s, label=f"{i}: advanced to the apex"),
             ScenarioStep(i, "outlet", pin=PinState(1.0), mode="live", live_s=2.0, hold_s=hold_s,
-                         label=f"{i}: at the apex"),
+                         label=f"{i}: at the apex (with the inlet: the pin in 3-D)"),
         ]
     return Scenario(tuple(steps), **{"name": "demo", **scenario_options})
 
