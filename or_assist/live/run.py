@@ -14,8 +14,9 @@ has just announced and whether the scripted surgeon captures the shot.
 
 from __future__ import annotations
 
+import signal
 import sqlite3
-
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,7 +121,15 @@ def open_real_case(plan_path, geometry_path, source_spec, *, library_path=None, 
     check_recording_opens(source, source_timeout_s)
     ct, _warnings = load_plan_ct(plan, ct_path=ct_path, allow_ct_mismatch=allow_ct_mismatch)
     log = CaseLog.create(cases_root, plan=plan, plan_path=plan_path, geometry=geometry.to_dict())
-    pipeline = LivePipeline(plan, geometry, ct=ct, library=library, case_log=log)
+    try:
+        pipeline = LivePipeline(plan, geometry, ct=ct, library=library, case_log=log)
+    except BaseException as exc:  # no case is left open by a start that failed
+        try:
+            log.mark_interrupted(f"the case could not be started ({type(exc).__name__}: {exc}).")
+            log.close()
+        except Exception:  # noqa: BLE001 - the start's own error is the one to report
+            pass
+        raise
     return LiveCase(source, pipeline, mask_credentials(str(source_spec)), None, log)
 
 
@@ -132,6 +141,40 @@ def _record_interrupted(case: LiveCase, reason: str) -> None:
         case.case_log.mark_interrupted(reason)
     except Exception:  # a log that cannot be written any more must not hide the reason
         pass
+
+
+#: Signals that stop a run cleanly, with their names for the case log.
+_STOP_SIGNALS = {"SIGINT": "Ctrl+C (SIGINT)", "SIGTERM": "SIGTERM"}
+
+
+class _SignalStop:
+    """Ctrl+C and SIGTERM ask a headless run to stop after the shot in hand (a second
+    Ctrl+C raises :class:`KeyboardInterrupt`); installed only in the main thread, and
+    :meth:`restore` puts the previous handlers back."""
+
+    def __init__(self, log):
+        self.stopped_by: str | None = None
+        self._log = log
+        self._previous = {}
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for name in _STOP_SIGNALS:
+            sig = getattr(signal, name)
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, _frame) -> None:
+        name = _STOP_SIGNALS.get(signal.Signals(signum).name, signal.Signals(signum).name)
+        if self.stopped_by is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        if self.stopped_by is None:
+            self.stopped_by = name
+            self._log(f"{name}: stopping after the shot in hand (Ctrl+C again: at once)")
+
+    def restore(self) -> None:
+        """Put the previous handlers back."""
+        for sig, old in self._previous.items():
+            signal.signal(sig, old)
+        self._previous = {}
 
 
 def run_headless(case: LiveCase, *, max_shots: int | None = None, duration_s: float | None = None,
@@ -168,12 +211,21 @@ def run_headless(case: LiveCase, *, max_shots: int | None = None, duration_s: fl
     -------
     dict
         ``case_dir`` (Path or None), ``shots`` (list of :class:`ShotResult` summaries),
-        ``registered`` and ``captures`` (counts), ``frames``, ``seconds``.
+        ``registered`` and ``captures`` (counts), ``frames``, ``seconds``, and
+        ``stopped_by`` (None, or the signal that stopped the run).
 
     Raises
     ------
     InputError
         Bad arguments, or the source sent no frame for ``source_timeout_s``.
+    KeyboardInterrupt
+        A second Ctrl+C (the case is marked interrupted first).
+
+    Notes
+    -----
+    Run from the main thread, Ctrl+C (SIGINT) and SIGTERM stop the run after the shot in
+    hand: the case log gets an ``interrupted`` event naming the signal and the summary is
+    returned (the caller closes the case, as after any run). A second Ctrl+C stops at once.
     """
     if max_shots is not None and (isinstance(max_shots, bool) or not isinstance(max_shots, int) or max_shots < 1):
         raise InputError(f"must be a whole number >= 1, got {max_shots!r}", "max_shots")
@@ -202,8 +254,9 @@ def run_headless(case: LiveCase, *, max_shots: int | None = None, duration_s: fl
         source.open()
     else:
         capture = CaptureThread(source, on_state=on_state, no_signal_report_s=no_signal_report_s).start()
+    signals = _SignalStop(log)
     try:
-        while True:
+        while signals.stopped_by is None:
             if duration_s is not None and time.monotonic() - started > duration_s:
                 break
             if synchronous:
@@ -247,12 +300,20 @@ def run_headless(case: LiveCase, *, max_shots: int | None = None, duration_s: fl
             log(line)
             if max_shots is not None and len(summary["shots"]) >= max_shots:
                 break
+    except KeyboardInterrupt:
+        _record_interrupted(case, "the headless run was stopped at once by Ctrl+C (SIGINT).")
+        raise
     finally:
+        signals.restore()
         if synchronous:
             source.close()
         else:
             capture.stop()
     summary["seconds"] = time.monotonic() - started
+    summary["stopped_by"] = signals.stopped_by
+    if signals.stopped_by is not None:
+        _record_interrupted(case, f"the headless run was stopped by {signals.stopped_by}.")
+        log(f"stopped by {signals.stopped_by}")
     if gave_up is not None:
         stats, silent_s = gave_up
         name = source.name
