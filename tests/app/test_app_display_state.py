@@ -69,10 +69,13 @@ class StandInRegistrar:
         self.pose = pose
         self.mode = "truth"
         self.gate: threading.Event | None = None
+        self.gate_from_call = 1  # the gate holds this call and the later ones
+        self.calls = 0
         self.last_result = None
 
     def register(self, frame, init_pose, *, polarity="bone-dark", library=None, target_lps_mm=None):
-        if self.gate is not None:
+        self.calls += 1
+        if self.gate is not None and self.calls >= self.gate_from_call:
             assert self.gate.wait(30)
         if self.mode == "truth":
             r = RegistrationResult(self.pose, True, 0.9, "gc", 0.01, estimated_error_mm=0.8)
@@ -258,6 +261,47 @@ def test_a_3d_deviation_is_the_main_number(display, qtbot):
     r3.deviation_3d_views = ("inlet", "outlet")
     w.registration.done.emit(job, (r3, np.zeros((4, 4, 4), np.uint8)))
     assert w.panel_text()["state"] == "shot 1 · L1 lateral · 3-D from inlet + outlet (±0.7 mm)"
+
+
+def test_a_new_shot_from_the_video_clears_the_previous_state(shots, qtbot, qapp, tmp_path):
+    """The same through the real capture thread, video worker and shot detector: a video
+    file with two shots; the second one's registration is held back."""
+    import cv2
+
+    from or_assist.video.sources.opencv import FileSource
+
+    plan, pose, sims = shots
+    path = tmp_path / "two_shots.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, FRAME_SIZE_PX, False)
+    blank = np.zeros(FRAME_SIZE_PX[::-1], np.uint8)
+    for image in [blank] * 10 + [sims[0].frame] * 25 + [blank] * 10 + [sims[1].frame] * 25:
+        writer.write(image)
+    writer.release()
+    case, registrar = _case(shots, tmp_path)
+    case = dataclasses.replace(case, source=FileSource(path, realtime=True))
+    registrar.gate, registrar.gate_from_call = threading.Event(), 2
+    theme.apply_dark_theme(qapp)
+    w = MainWindow(case, AppSettings())
+    qtbot.addWidget(w)
+    w.show()
+    w.start()
+    try:
+        qtbot.waitUntil(lambda: w.shots_seen == 2, timeout=20000)
+        first = w.last_result
+        assert first is not None and first.registered and abs(first.deviation.tip_offset_mm - 3.0) < 1.0
+        # the second shot is on screen and being matched: nothing of the first is shown
+        panel = w.panel_text()
+        assert (panel["level"], panel["state"]) == ("NEW SHOT: MATCHING TO CT...", "shot 2 · L1 lateral")
+        assert (panel["mm"], panel["correction"], panel["hint"]) == ("-- mm", "", "") and not w.overlay_visible
+        registrar.gate.set()
+        qtbot.waitUntil(lambda: w.last_result is not first, timeout=20000)
+        second = w.last_result
+        assert second.registered and abs(second.deviation.tip_offset_mm - 1.0) < 1.0
+        assert w.panel_text()["mm"] == f"{second.deviation.tip_offset_mm:.1f} mm"
+        assert w.panel_text()["state"] == "shot 2 · L1 lateral · 2-D, this view" and w.overlay_visible
+    finally:
+        registrar.gate.set()
+        w.shutdown()
 
 
 def _visible_labels(w):
