@@ -230,14 +230,14 @@ class MainWindow(QtWidgets.QMainWindow):
         self.virtual_view = pg.GraphicsLayoutWidget()
         self.virtual_view.setBackground(theme.BACKGROUND)
         self.virtual_view.setFocusPolicy(QtCore.Qt.NoFocus)
-        self.virtual_view.setMinimumHeight(320)
+        self.virtual_view.setMinimumHeight(200)
         self.virtual_box = self.virtual_view.addViewBox(lockAspect=True, invertY=True, enableMouse=False)
         self.virtual_box.setMenuEnabled(False)
         self.virtual_item = pg.ImageItem(axisOrder="row-major")
         self.virtual_box.addItem(self.virtual_item)
         self.virtual_caption = _label("virtual view", theme.MIN_TEXT_PX, theme.DIM, bold=False)
         side.addWidget(self.virtual_caption)
-        side.addWidget(self.virtual_view, 3)
+        side.addWidget(self.virtual_view, 2)
 
         pick = QtWidgets.QHBoxLayout()
         self.implant_box = QtWidgets.QComboBox()
@@ -263,12 +263,15 @@ class MainWindow(QtWidgets.QMainWindow):
         self._mm_text = self._deg_text = "--"
         self.mm_label = _label(_number_html("--", "mm", theme.DIM), theme.NUMBER_PX)
         self.deg_label = _label(_number_html("--", "deg", theme.DIM), theme.NUMBER_PX)
+        for lab in (self.mm_label, self.deg_label):
+            lab.setMinimumHeight(theme.NUMBER_PX + 16)
         numbers.addWidget(self.mm_label)
         numbers.addWidget(self.deg_label)
         self.level_label = _label("", theme.TITLE_PX, theme.BACKGROUND, align=QtCore.Qt.AlignCenter)
         self.level_label.setMinimumHeight(theme.TITLE_PX + 20)
         self.correction_label = _label("", theme.TEXT_PX)
         self.correction_label.setWordWrap(True)
+        self.correction_label.setMinimumHeight(3 * QtGui.QFontMetrics(self.correction_label.font()).lineSpacing())
         self.warning_label = _label("", theme.TEXT_PX, theme.RED)
         self.warning_label.setWordWrap(True)
         for w in (self.level_label, self.state_label):
@@ -280,6 +283,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.hint_label = _label("", theme.TEXT_PX, theme.AMBER)
         self.hint_label.setWordWrap(True)
         side.addWidget(self.hint_label)
+        # the case line (captures, faults) beside the panel, where it has room at 32 px
+        self.case_label = _label("", theme.STATUS_PX, theme.DIM, bold=False)
+        self.case_label.setWordWrap(True)
+        side.addWidget(self.case_label)
 
         opacity = QtWidgets.QHBoxLayout()
         opacity.addWidget(_label("overlay", theme.MIN_TEXT_PX, theme.DIM, bold=False))
@@ -302,12 +309,15 @@ class MainWindow(QtWidgets.QMainWindow):
         self.fps_label = _label("-- fps", theme.STATUS_PX)
         self.registration_label = _label("waiting for a shot", theme.STATUS_PX, theme.DIM)
         self.latency_label = _label("latency --", theme.STATUS_PX)
-        self.case_label = _label("", theme.STATUS_PX, theme.DIM, bold=False)
         for w, widest in ((self.signal_label, "video: RECONNECTING"), (self.fps_label, "100 fps"),
-                          (self.registration_label, "NOT REGISTERED"), (self.latency_label, "latency 10.0 s")):
+                          (self.registration_label, "registered (0.00, ±0.0 mm)"),
+                          (self.latency_label, "latency 10.0 s")):
             w.setMinimumWidth(QtGui.QFontMetrics(w.font()).horizontalAdvance(widest) + 24)
-            bar.addWidget(w)
-        bar.addPermanentWidget(self.case_label)
+        # the video state first and stretching: a long no-signal message is cut at its end
+        self.signal_label.setSizePolicy(QtWidgets.QSizePolicy.Ignored, QtWidgets.QSizePolicy.Preferred)
+        bar.addWidget(self.signal_label, 1)
+        for w in (self.registration_label, self.latency_label, self.fps_label):
+            bar.addPermanentWidget(w)
         self._show_selection(by=None)
 
     def _install_keys(self) -> None:
@@ -633,7 +643,7 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         shown = self._shown
         self.state_label.setText("" if shown is None else f"shot {shown['number']} · {shown['implant']} "
-                                                          f"{shown['view']}")
+                                                          f"{shown['view']} · matching to the CT")
         self.state_label.setStyleSheet(f"color: {theme.TEXT};")
         self._numbers(None, None, theme.DIM)
 
@@ -720,6 +730,8 @@ class MainWindow(QtWidgets.QMainWindow):
         else:
             self.case_label.setText(f"shots {self.results}, captures {self.captures}")
             self.case_label.setStyleSheet(f"color: {theme.DIM};")
+        for lab in (self.warning_label, self.hint_label, self.case_label):  # the room goes to what is said
+            lab.setVisible(bool(lab.text()))
 
     # ------------------------------------------------------------------ for tests and benchmarks
     def status_text(self) -> dict:

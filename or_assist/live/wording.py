@@ -18,14 +18,15 @@ import re
 __all__ = ["HEADLINES", "plain_reason", "plain_warning", "landmark_words", "headline"]
 
 #: Headline text and colour level of each display state (colour levels as the cues':
-#: 'green', 'amber', 'red'; 'none' for neutral grey).
+#: 'green', 'amber', 'red'; 'none' for neutral grey). Short: one line at 44 px beside
+#: the video on a 1080p screen.
 HEADLINES = {
-    "waiting": ("WAITING FOR A SHOT", "none"),
-    "registering": ("NEW SHOT: MATCHING TO CT...", "none"),
-    "changing": ("NEW IMAGE COMING...", "none"),
+    "waiting": ("NO SHOT YET", "none"),
+    "registering": ("NEW SHOT...", "none"),
+    "changing": ("NEW IMAGE...", "none"),
     "not_registered": ("NOT REGISTERED", "red"),
     "safety": ("SAFETY WARNING", "red"),
-    "no_pin": ("REGISTERED, NO PIN MEASURED", "none"),
+    "no_pin": ("NO PIN FOUND", "none"),
     "green": ("ON PLAN", "green"),
     "amber": ("CLOSE TO PLAN", "amber"),
     "red": ("OFF PLAN", "red"),

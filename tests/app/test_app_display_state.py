@@ -166,8 +166,8 @@ def test_a_new_shot_clears_the_previous_state_within_one_event_loop_turn(display
     _send_shot(w, sims[1], 20)
     qapp.processEvents()  # one turn of the event loop
     panel = w.panel_text()
-    assert panel["level"] == "NEW SHOT: MATCHING TO CT..."
-    assert panel["state"] == "shot 2 · L1 lateral"
+    assert panel["level"] == "NEW SHOT..."
+    assert panel["state"] == "shot 2 · L1 lateral · matching to the CT"
     assert (panel["mm"], panel["deg"], panel["correction"], panel["warnings"], panel["hint"]) == \
         ("-- mm", "-- deg", "", "", "")
     assert _headline_colour(w) == theme.PANEL  # no cue colour
@@ -195,7 +195,7 @@ def test_a_changing_image_greys_the_numbers_and_says_whose_they_are(display, qtb
     _emit_from_thread(w.video.image_changing, True)
     qapp.processEvents()
     panel = w.panel_text()
-    assert panel["level"] == "NEW IMAGE COMING..." and _headline_colour(w) == theme.PANEL
+    assert panel["level"] == "NEW IMAGE..." and _headline_colour(w) == theme.PANEL
     assert panel["state"] == "greyed: shot 1 · L1 lateral (previous image)"
     assert panel["mm"] == f"{r.deviation.tip_offset_mm:.1f} mm"
     assert theme.DIM in w.mm_label.text() and theme.TEXT not in w.mm_label.text()
@@ -291,7 +291,7 @@ def test_a_new_shot_from_the_video_clears_the_previous_state(shots, qtbot, qapp,
         assert first is not None and first.registered and abs(first.deviation.tip_offset_mm - 3.0) < 1.0
         # the second shot is on screen and being matched: nothing of the first is shown
         panel = w.panel_text()
-        assert (panel["level"], panel["state"]) == ("NEW SHOT: MATCHING TO CT...", "shot 2 · L1 lateral")
+        assert (panel["level"], panel["state"]) == ("NEW SHOT...", "shot 2 · L1 lateral · matching to the CT")
         assert (panel["mm"], panel["correction"], panel["hint"]) == ("-- mm", "", "") and not w.overlay_visible
         registrar.gate.set()
         qtbot.waitUntil(lambda: w.last_result is not first, timeout=20000)
@@ -331,6 +331,28 @@ def test_text_is_legible_from_2_m_on_a_1080p_screen(display, qtbot, qapp):
     cap_on_screen_px = text_height_px(FRAME_SIZE_PX[1]) / frame_px_per_screen_px
     cap_32_px = QtGui.QFontMetrics(theme.font_px(theme.MIN_TEXT_PX)).capHeight()
     assert cap_on_screen_px >= cap_32_px, (cap_on_screen_px, cap_32_px)
+    # every headline fits its bar on one line
+    from or_assist.live.wording import HEADLINES
+
+    metrics = QtGui.QFontMetrics(w.level_label.font())
+    for text, _ in HEADLINES.values():
+        assert metrics.horizontalAdvance(text) <= w.level_label.contentsRect().width(), text
+
+
+def test_on_image_text_is_wrapped_inside_the_frame():
+    from or_assist.guidance.overlay import draw_text_block, text_height_px
+
+    img = np.zeros((1080, 1920, 3), np.uint8)
+    warning = "WARNING: projected pin path crosses s1_foramen_left (this view)"
+    draw_text_block(img, ["tip 3.0 mm cranial of plan (this view)", warning],
+                    colours=[(0, 180, 255), (60, 60, 240)])
+    drawn = img.max(axis=2) > 0
+    cols, rows = np.flatnonzero(drawn.any(axis=0)), np.flatnonzero(drawn.any(axis=1))
+    assert cols.min() >= 1920 // 2 - 60          # half the frame at most, from the right edge
+    assert img[..., 2].max() >= 230               # the red warning is there (wrapped, not cut)
+    red_rows = np.flatnonzero(((img[..., 2] > 200) & (img[..., 1] < 90)).any(axis=1))
+    assert red_rows.max() - red_rows.min() > 2 * text_height_px(1080)  # on two lines or more
+    assert rows.max() < 1080
 
 
 def test_quit_key_closes_the_case(display, qtbot, tmp_path):
