@@ -354,6 +354,8 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def shutdown(self) -> None:
         """Stop everything and close the case log (idempotent)."""
+        for sc in self._shortcuts:  # a display that stopped takes no keys (they are application-wide)
+            sc.setEnabled(False)
         if not self._started:
             self.case.close()
             return

@@ -67,7 +67,10 @@ def run_window(case, *, screen: int | None = None, full_screen: bool = False, du
         _failed_start(case, window, exc)
         raise
     if duration_s is not None:
-        QtCore.QTimer.singleShot(int(1000 * duration_s), window.close)
+        closer = QtCore.QTimer(window)  # goes with the window
+        closer.setSingleShot(True)
+        closer.timeout.connect(window.close)
+        closer.start(int(1000 * duration_s))
     window.closed.connect(app.quit)
     with _stop_on_signals(window, log):
         app.exec_()

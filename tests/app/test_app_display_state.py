@@ -366,23 +366,37 @@ def test_quit_key_closes_the_case(display, qtbot, tmp_path):
         assert [e["kind"] for e in log.events()] == ["quit"]
 
 
-def test_sigterm_closes_the_display_and_the_case(shots, qapp, tmp_path):
-    from or_assist.app.run import run_window
+@pytest.mark.parametrize("signum, name", [(signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "Ctrl+C (SIGINT)")])
+def test_a_signal_closes_the_display_and_the_case(tmp_path, signum, name):
+    """In its own process, as in the OR: the display is up, a signal comes, the window
+    closes, the case is closed and marked interrupted with the signal's name."""
+    import subprocess
+    import sys
+    import time
 
-    case, _ = _case(shots, tmp_path)
-    lines = []
-    timer = threading.Timer(1.5, lambda: os.kill(os.getpid(), signal.SIGTERM))
-    previous = signal.getsignal(signal.SIGTERM)
-    timer.start()
+    from tests.conftest import REPO_ROOT
+
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen",
+           "PYTHONPATH": str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen([sys.executable, str(REPO_ROOT / "tests" / "app" / "app_signal_script.py"),
+                             str(tmp_path / "cases"), str(tmp_path / "settings.json")], env=env, cwd=REPO_ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
-        assert run_window(case, settings=AppSettings(), settings_file=tmp_path / "settings.json", log=lines.append,
-                          duration_s=60.0) == 0
+        deadline = time.monotonic() + 120
+        line = ""
+        while line.strip() != "ready" and time.monotonic() < deadline and proc.poll() is None:
+            line = proc.stdout.readline()
+        assert line.strip() == "ready", "the display did not start"
+        proc.send_signal(signum)
+        out, _ = proc.communicate(timeout=60)
     finally:
-        timer.cancel()
-    assert signal.getsignal(signal.SIGTERM) is previous  # the handler is put back
-    assert "SIGTERM: closing the display and the case" in lines and "stopped by SIGTERM" in lines
-    [summary] = list_cases(tmp_path)
-    assert summary["status"] == "interrupted: the OR display was stopped by SIGTERM."
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, out
+    assert f"{name}: closing the display and the case" in out and f"stopped by {name}" in out
+    [summary] = list_cases(tmp_path / "cases")
+    assert summary["status"] == f"interrupted: the OR display was stopped by {name}."
     assert summary["ended"] is not None
 
 
