@@ -26,8 +26,9 @@ implant, Left / PageUp previous, V next view, Space / C capture, O overlay on/of
 + / - overlay opacity, F / F11 full screen, Esc leave full screen, Ctrl+Q quit (the
 case is closed).
 
-Longer than 400 lines because :class:`MainWindow` is one Qt window (layout, keys, drawing
-of one result); its logic lives in live/ and guidance/.
+Longer than 400 lines because :class:`MainWindow` is one Qt window (layout, keys, which
+shot is on screen and what the panel shows for it, capture, stopping); its logic lives in
+live/ (the wording and the headline in :mod:`or_assist.live.wording`) and guidance/.
 """
 
 from __future__ import annotations
