@@ -25,7 +25,7 @@ __getattr__, __dir__, __all__ = _lazy.attach(
         'main_window': ['KEYS', 'MainWindow', 'overlay_layer'],
         'run': ['demo_app', 'run_app', 'run_window'],
         'settings': ['SETTINGS_SCHEMA', 'AppSettings', 'settings_path', 'load_settings', 'save_settings', 'SETTINGS_FILE_MODE', 'SETTINGS_FOLDER_MODE'],
-        'theme': ['BACKGROUND', 'PANEL', 'TEXT', 'DIM', 'RED', 'AMBER', 'GREEN', 'BLUE', 'NUMBER_PX', 'TITLE_PX', 'TEXT_PX', 'STATUS_PX', 'level_colour', 'apply_dark_theme', 'font_px'],
+        'theme': ['BACKGROUND', 'PANEL', 'TEXT', 'DIM', 'RED', 'AMBER', 'GREEN', 'BLUE', 'NUMBER_PX', 'TITLE_PX', 'TEXT_PX', 'STATUS_PX', 'MIN_TEXT_PX', 'level_colour', 'apply_dark_theme', 'font_px'],
         'window_system': ['XCB_DEBIAN_PACKAGES', 'parse_ldd_missing', 'missing_window_libraries', 'check_window_system'],
         'workers': ['Selection', 'LatestJobWorker', 'JobQueueWorker', 'VideoWorker'],
     },

@@ -6,16 +6,29 @@ view of the active implant and view, the selector, the deviation panel (big numb
 the cue colour, the correction in words), the C-arm positioning hint; a status bar with
 the video signal, display rate, registration state and shot-to-overlay latency.
 
+The display always shows one shot: the one on screen. When a new shot is detected the
+panel switches to it at once (in the same event-loop turn): the previous shot's numbers,
+cue colour, warnings and outline go, and the panel says the new shot is being matched
+to the CT until its result comes. While the image changes (the C-arm is shooting or
+moving) the previous numbers are greyed and labelled with the shot they belong to. One
+state wins the coloured headline (:func:`~or_assist.live.wording.headline`): a safety
+warning is never shown beside green. Reasons are in plain words
+(:func:`~or_assist.live.wording.plain_reason`); the case log keeps the technical ones.
+
 The overlay of a shot is shown only while the video still shows that shot and only
 when it was registered with confidence; otherwise the panel says NOT REGISTERED in
-red, and :func:`~or_assist.guidance.overlay.draw_overlay` draws no plan.
+red, and :func:`~or_assist.guidance.overlay.draw_overlay` draws no plan. Capture
+(Space) records the shot on screen, registered or not; pressed while that shot is still
+being matched, it records the shot when its result comes.
 
 Keys (:data:`KEYS`; a foot pedal that sends keys works): Right / PageDown next
 implant, Left / PageUp previous, V next view, Space / C capture, O overlay on/off,
-+ / - overlay opacity, F / F11 full screen, Esc leave full screen.
++ / - overlay opacity, F / F11 full screen, Esc leave full screen, Ctrl+Q quit (the
+case is closed).
 
-Longer than 400 lines because :class:`MainWindow` is one Qt window (layout, keys, drawing
-of one result); its logic lives in live/ and guidance/.
+Longer than 400 lines because :class:`MainWindow` is one Qt window (layout, keys, which
+shot is on screen and what the panel shows for it, capture, stopping); its logic lives in
+live/ (the wording and the headline in :mod:`or_assist.live.wording`) and guidance/.
 """
 
 from __future__ import annotations
@@ -31,6 +44,8 @@ from PyQt5 import QtCore, QtGui, QtWidgets
 from or_assist.app import theme
 from or_assist.app.workers import JobQueueWorker, LatestJobWorker, Selection, VideoWorker
 from or_assist.core.vocabulary import SIJF_VIEWS
+from or_assist.guidance.deviation import END_ON_FORESHORTENING
+from or_assist.live.wording import headline, plain_reason, plain_warning
 
 __all__ = ["KEYS", "MainWindow", "overlay_layer"]
 
@@ -44,8 +59,8 @@ KEYS = {
     "opacity_down": ("-",),
     "full_screen": ("F", "F11"),
     "leave_full_screen": ("Esc",),
+    "quit": ("Ctrl+Q",),
 }
-_LEVEL_WORDS = {"green": "ON PLAN", "amber": "CLOSE", "red": "OFF PLAN"}
 
 
 def overlay_layer(overlay_bgr: np.ndarray, frame: np.ndarray) -> np.ndarray:
@@ -74,6 +89,29 @@ def _number_html(value: str, unit: str, colour: str) -> str:
     """A big number with a smaller unit (rich text)."""
     return (f"<span style='font-size:{theme.NUMBER_PX}px; color:{colour}'>{value}</span>"
             f"<span style='font-size:{theme.TEXT_PX}px; color:{colour}'> {unit}</span>")
+
+
+def _main_numbers(r) -> tuple[float | None, float | None, str]:
+    """``(mm, deg, kind)`` the panel shows big for a result: the 3-D apex deviation and
+    angle when the result has a ``deviation_3d``, else the shot's 2-D tip offset and angle,
+    each only where it was seen (no offset from an unseen tip, no angle of a pin seen end-on)."""
+    if r is None or not r.registered:
+        return None, None, ""
+    d3 = getattr(r, "deviation_3d", None)
+    if d3 is not None:
+        kind = r.deviation_3d_label() if hasattr(r, "deviation_3d_label") else "3-D from two views"
+        sigma = (getattr(d3, "uncertainty", None) or {}).get("apex_deviation_mm")
+        if sigma is not None and np.isfinite(sigma):
+            kind += f" (±{sigma:.1f} mm)"
+        return float(d3.apex_deviation_mm), float(d3.angle_deg), kind
+    dev = r.deviation
+    if dev is not None:
+        tip_seen = getattr(dev, "tip_reliable", True)
+        end_on = getattr(dev, "foreshortening", 1.0) < END_ON_FORESHORTENING
+        kind = "2-D, this view" + ("" if tip_seen else "; tip not seen") + ("; pin seen end-on" if end_on else "")
+        return (float(dev.tip_offset_mm) if tip_seen else None,
+                None if end_on else float(dev.angle_deg), kind)
+    return None, None, ""
 
 
 #: GIL switch interval while the display runs (Python's default is 5 ms).
@@ -111,6 +149,9 @@ class MainWindow(QtWidgets.QMainWindow):
         ... for N s, retrying)" anew every this many seconds; default the settings'.
     """
 
+    #: Emitted once the window was closed (and the case with it).
+    closed = QtCore.pyqtSignal()
+
     def __init__(self, case, settings, title: str = "or_assist OR display", *,
                  no_signal_report_s: float | None = None):
         super().__init__()
@@ -137,6 +178,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self._signal = ("connecting", "")
         self._flash_until = 0.0
         self._flash = ""
+        self.shots_seen = 0               # shots detected since the start (the panel's "shot N")
+        self.stopped_by: str | None = None  # "quit key", "SIGINT", ... once the display was asked to stop
+        self._shown = None                # the shot on screen: {"index", "number", "implant", "view"}
+        self._shot_numbers: dict = {}     # frame index -> shot number (recent shots)
+        self._pending_captures: dict = {}  # frame index of a shot being matched -> who asked for its capture
         self._build()
         self._bridge = _Bridge()
         self._bridge.state.connect(self._on_state)
@@ -165,6 +211,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._status_timer.timeout.connect(self._update_status)
         self._install_keys()
         self._started = False
+        self._render()
 
     # ------------------------------------------------------------------ building
     def _build(self) -> None:
@@ -190,15 +237,15 @@ class MainWindow(QtWidgets.QMainWindow):
         self.virtual_view = pg.GraphicsLayoutWidget()
         self.virtual_view.setBackground(theme.BACKGROUND)
         self.virtual_view.setFocusPolicy(QtCore.Qt.NoFocus)
-        self.virtual_view.setMinimumHeight(320)
+        self.virtual_view.setMinimumHeight(200)
         self.virtual_box = self.virtual_view.addViewBox(lockAspect=True, invertY=True, enableMouse=False)
         self.virtual_box.setMenuEnabled(False)
         self.virtual_item = pg.ImageItem(axisOrder="row-major")
         self.virtual_box.addItem(self.virtual_item)
-        self.virtual_caption = _label("virtual view", theme.STATUS_PX, theme.DIM, bold=False)
+        self.virtual_caption = _label("virtual view", theme.MIN_TEXT_PX, theme.DIM, bold=False)
         side.addWidget(self.virtual_caption)
         self._add_angles_label(side)
-        side.addWidget(self.virtual_view, 3)
+        side.addWidget(self.virtual_view, 2)
 
         pick = QtWidgets.QHBoxLayout()
         self.implant_box = QtWidgets.QComboBox()
@@ -218,31 +265,39 @@ class MainWindow(QtWidgets.QMainWindow):
         panel.setObjectName("panel")
         col = QtWidgets.QVBoxLayout(panel)
         col.setContentsMargins(16, 12, 16, 12)
-        self.state_label = _label("waiting for a shot", theme.TITLE_PX, theme.DIM)
+        self.state_label = _label("", theme.TEXT_PX, theme.DIM)
+        self.state_label.setWordWrap(True)
         numbers = QtWidgets.QHBoxLayout()
         self._mm_text = self._deg_text = "--"
         self.mm_label = _label(_number_html("--", "mm", theme.DIM), theme.NUMBER_PX)
         self.deg_label = _label(_number_html("--", "deg", theme.DIM), theme.NUMBER_PX)
+        for lab in (self.mm_label, self.deg_label):
+            lab.setMinimumHeight(theme.NUMBER_PX + 16)
         numbers.addWidget(self.mm_label)
         numbers.addWidget(self.deg_label)
         self.level_label = _label("", theme.TITLE_PX, theme.BACKGROUND, align=QtCore.Qt.AlignCenter)
-        self.level_label.setMinimumHeight(56)
+        self.level_label.setMinimumHeight(theme.TITLE_PX + 20)
         self.correction_label = _label("", theme.TEXT_PX)
         self.correction_label.setWordWrap(True)
+        self.correction_label.setMinimumHeight(3 * QtGui.QFontMetrics(self.correction_label.font()).lineSpacing())
         self.warning_label = _label("", theme.TEXT_PX, theme.RED)
         self.warning_label.setWordWrap(True)
-        for w in (self.state_label, self.level_label):
+        for w in (self.level_label, self.state_label):
             col.addWidget(w)
         col.addLayout(numbers)
         col.addWidget(self.correction_label)
         col.addWidget(self.warning_label)
         side.addWidget(panel, 3)
-        self.hint_label = _label("", theme.TEXT_PX + 4, theme.AMBER)
+        self.hint_label = _label("", theme.TEXT_PX, theme.AMBER)
         self.hint_label.setWordWrap(True)
         side.addWidget(self.hint_label)
+        # the case line (captures, faults) beside the panel, where it has room at 32 px
+        self.case_label = _label("", theme.STATUS_PX, theme.DIM, bold=False)
+        self.case_label.setWordWrap(True)
+        side.addWidget(self.case_label)
 
         opacity = QtWidgets.QHBoxLayout()
-        opacity.addWidget(_label("overlay", theme.STATUS_PX, theme.DIM, bold=False))
+        opacity.addWidget(_label("overlay", theme.MIN_TEXT_PX, theme.DIM, bold=False))
         self.opacity_slider = QtWidgets.QSlider(QtCore.Qt.Horizontal)
         self.opacity_slider.setRange(0, 100)
         self.opacity_slider.setValue(int(round(100 * self.settings.overlay_opacity)))
@@ -262,12 +317,15 @@ class MainWindow(QtWidgets.QMainWindow):
         self.fps_label = _label("-- fps", theme.STATUS_PX)
         self.registration_label = _label("waiting for a shot", theme.STATUS_PX, theme.DIM)
         self.latency_label = _label("latency --", theme.STATUS_PX)
-        self.case_label = _label("", theme.STATUS_PX, theme.DIM, bold=False)
         for w, widest in ((self.signal_label, "video: RECONNECTING"), (self.fps_label, "100 fps"),
-                          (self.registration_label, "registered (0.00)"), (self.latency_label, "latency 10.0 s")):
+                          (self.registration_label, "registered (0.00, ±0.0 mm)"),
+                          (self.latency_label, "latency 10.0 s")):
             w.setMinimumWidth(QtGui.QFontMetrics(w.font()).horizontalAdvance(widest) + 24)
-            bar.addWidget(w)
-        bar.addPermanentWidget(self.case_label)
+        # the video state first and stretching: a long no-signal message is cut at its end
+        self.signal_label.setSizePolicy(QtWidgets.QSizePolicy.Ignored, QtWidgets.QSizePolicy.Preferred)
+        bar.addWidget(self.signal_label, 1)
+        for w in (self.registration_label, self.latency_label, self.fps_label):
+            bar.addPermanentWidget(w)
         self._show_selection(by=None)
 
     def _install_keys(self) -> None:
@@ -275,7 +333,8 @@ class MainWindow(QtWidgets.QMainWindow):
                    "next_view": self.next_view, "capture": self.capture_shot, "toggle_overlay": self.toggle_overlay,
                    "opacity_up": lambda: self.set_opacity(self.settings.overlay_opacity + 0.1),
                    "opacity_down": lambda: self.set_opacity(self.settings.overlay_opacity - 0.1),
-                   "full_screen": self.toggle_full_screen, "leave_full_screen": self.leave_full_screen}
+                   "full_screen": self.toggle_full_screen, "leave_full_screen": self.leave_full_screen,
+                   "quit": lambda: self.quit(by="quit key")}
         self._shortcuts = []
         for name, keys in KEYS.items():
             for key in keys:
@@ -303,6 +362,8 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def shutdown(self) -> None:
         """Stop everything and close the case log (idempotent)."""
+        for sc in self._shortcuts:  # a display that stopped takes no keys (they are application-wide)
+            sc.setEnabled(False)
         if not self._started:
             self.case.close()
             return
@@ -315,9 +376,30 @@ class MainWindow(QtWidgets.QMainWindow):
             w.stop()
         self.case.close()
 
+    def quit(self, by: str = "quit key") -> None:
+        """Stop the display and close the case (Ctrl+Q); the case log gets a ``quit`` event."""
+        if self.stopped_by is None:
+            self.stopped_by = by
+            self.pipeline.log_event("quit", {"by": by})
+        self.close()
+
+    def stop_by_signal(self, name: str) -> None:
+        """Stop on a signal (Ctrl+C, SIGTERM): the case is marked interrupted with the
+        signal's name, then closed with its end time (:func:`~or_assist.app.run.run_window`)."""
+        if self.stopped_by is None:
+            self.stopped_by = name
+            log = self.case.case_log
+            if log is not None and self.pipeline.log_fault is None:
+                try:
+                    log.mark_interrupted(f"the OR display was stopped by {name}.")
+                except Exception:  # noqa: BLE001 - a log that cannot be written must not keep the display open
+                    pass
+        self.close()
+
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)
         self.shutdown()
         super().closeEvent(event)
+        self.closed.emit()
 
     # ------------------------------------------------------------------ selection and keys
     def select(self, implant_id: str | None = None, view: str | None = None) -> None:
@@ -349,7 +431,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _add_angles_label(self, layout) -> None:
         """The active planned view's C-arm angles, for the radiographer (under the virtual view's caption)."""
-        self.angles_label = _label("", theme.STATUS_PX, theme.AMBER, bold=False)
+        self.angles_label = _label("", theme.MIN_TEXT_PX, theme.AMBER, bold=False)
         self.angles_label.setWordWrap(True)
         layout.addWidget(self.angles_label)
 
@@ -410,36 +492,87 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # ------------------------------------------------------------------ capture
     def capture_shot(self, by: str = "user") -> bool:
-        """Record the shot on screen with its overlay in the case log (Space / C)."""
+        """Record the shot on screen with its overlay in the case log (Space / C).
+
+        The shot on screen is captured whether it was registered or not. While it is still
+        being matched to the CT, the capture is made when its result comes (the status bar
+        says so); a shot replaced by a newer one before it was matched is not captured
+        (the status bar says that too). Nothing is captured while the image changes.
+
+        Returns
+        -------
+        bool
+            True when a capture was made or is waiting for the shot's result.
+        """
+        if self._image_changing:
+            self._flash_status("not captured: the image is changing")
+            return False
         r = self.last_result
-        if r is None:
+        if self._is_current(r):
+            self._capture_result(r, by)
+            return True
+        if self._shown is None:
             self._flash_status("nothing to capture yet")
             return False
-        self.capturer.submit(by, r, by)
+        self._pending_captures[self._shown["index"]] = by
+        self._flash_status(f"capturing shot {self._shown['number']} when it is matched")
         return True
 
-    def _capture_job(self, result, by: str):
+    def _capture_result(self, result, by: str) -> None:
+        self.capturer.submit(by, result, by, self._shot_number(result.frame_index))
+
+    def _capture_job(self, result, by: str, number: int | None = None):
         """Runs in the capture worker: the capture and its event in the case log."""
         capture_id = self.pipeline.capture(result)
         if capture_id is not None:
-            self.pipeline.log_event("capture", {"capture_id": capture_id, "shot_id": result.shot_id, "by": by})
-        return capture_id
+            self.pipeline.log_event("capture", {"capture_id": capture_id, "shot_id": result.shot_id, "by": by,
+                                                "registered": result.registered})
+        return capture_id, number, result.registered
 
-    def _on_captured(self, by, capture_id) -> None:
+    def _on_captured(self, by, payload) -> None:
+        capture_id, number, registered = payload
         if capture_id is None:
             self._flash_status("not captured (no case log)")
             return
         self.captures += 1
-        self._flash_status(f"CAPTURED #{self.captures}")
+        shot = f" (shot {number}" + ("" if registered else ", NOT REGISTERED") + ")" if number is not None else ""
+        self._flash_status(f"CAPTURED #{self.captures}{shot}")
+
+    def _fulfil_captures(self, result, index: int) -> None:
+        """Captures asked for while their shot was matched: made now, or dropped when the
+        shot was replaced by a newer one before it was matched (results come in order)."""
+        for waiting in sorted(self._pending_captures):
+            if waiting > index:
+                break
+            by = self._pending_captures.pop(waiting)
+            if waiting == index:
+                self._capture_result(result, by)
+            else:
+                self._flash_status(f"shot {self._shot_number(waiting)} not captured: a newer shot replaced it "
+                                   "before it was matched")
 
     def _flash_status(self, text: str) -> None:
         self._flash, self._flash_until = text, time.monotonic() + 2.5
         self._update_status()
 
     # ------------------------------------------------------------------ shots and results (GUI thread)
+    def _shot_number(self, index: int) -> int | None:
+        return self._shot_numbers.get(index)
+
     def _on_shot(self, job) -> None:
-        self._latest_shot_index = max(self._latest_shot_index, job["event"].index)
-        self._refresh_overlay()
+        """A new shot is on screen: the whole display switches to it now."""
+        event = job["event"]
+        if event.index <= self._latest_shot_index:
+            return
+        self._latest_shot_index = event.index
+        self.shots_seen += 1
+        self._shot_numbers[event.index] = self.shots_seen
+        while len(self._shot_numbers) > 64:
+            self._shot_numbers.pop(min(self._shot_numbers))
+        self._shown = {"index": event.index, "number": self.shots_seen, "implant": job["implant"],
+                       "view": job["view"]}
+        self._image_changing = False  # the detector found the image held: this shot
+        self._render()
 
     def _set_registering(self, on: bool) -> None:
         self._registering = on
@@ -454,22 +587,26 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _on_result(self, job, payload) -> None:
         result, layer = payload
+        index = job["event"].index
         self._registering = self.registration.pending()
         self.results += 1
         self.processing_s.append(result.seconds.get("total", float("nan")))
-        if job["event"].index < self._latest_shot_index:
+        self._fulfil_captures(result, index)
+        if index < self._latest_shot_index:
+            self._update_status()
             return  # a newer shot is on screen: this one is only in the log
+        if index not in self._shot_numbers:  # a result without its shot event (not from the video worker)
+            self._on_shot(job)
         self.last_result = result
         self.overlay_item.setImage(layer, autoLevels=False, levels=(0, 255))
         if (result.implant_id, result.view) != self.selection.get():
             self.selection.set(result.implant_id, result.view)
             self._show_selection(by="registration")
-        self._refresh_overlay()
-        self._show_result(result)
+        self._render()
         self.latencies_s.append(time.monotonic() - result.shown_since_s)
         self._update_status()
         if job.get("capture") and result.registered and result.cue is not None:
-            self.capture_shot(by="demo script")
+            self._capture_result(result, "demo script")
 
     def _on_failed(self, tag, message: str) -> None:
         self.errors.append(message)
@@ -484,65 +621,89 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _on_image_changing(self, changing: bool) -> None:
         self._image_changing = changing
-        self._refresh_overlay()
-        self._show_result(self.last_result)
+        self._render()
 
     def _on_state(self, state: str, message: str) -> None:
         self._signal = (state, message)
         self._update_status()
 
+    def _is_current(self, r) -> bool:
+        """True when ``r`` is the result of the shot on screen."""
+        return r is not None and r.frame_index >= self._latest_shot_index
+
     def _overlay_valid(self) -> bool:
-        r = self.last_result
-        return r is not None and not self._image_changing and r.frame_index >= self._latest_shot_index
+        return self._is_current(self.last_result) and not self._image_changing
 
     def _refresh_overlay(self) -> None:
         self.overlay_item.setVisible(self._overlay_on and self._overlay_valid())
 
-    def _show_result(self, r) -> None:
-        current = self._overlay_valid()
-        if r is None:
-            return
-        if not r.registered:
-            self.state_label.setText("NOT REGISTERED")
-            self.state_label.setStyleSheet(f"color: {theme.RED};")
-            self._numbers(None, None, None, r.message or (r.registration.reason if r.registration else ""))
-            self.hint_label.setText(f"C-arm: {r.hint}" if r.hint else "")   # marked "approx." by the pipeline
+    def _render(self) -> None:
+        """Panel, overlay and status for what is on screen now (module doc): the one place
+        that decides what the display shows."""
+        r = self.last_result if self._is_current(self.last_result) else None
+        pending = self._shown is not None and r is None
+        text, level = headline(r, shot_pending=pending, image_changing=self._image_changing)
+        back = theme.level_colour(level) if level in ("green", "amber", "red") else theme.PANEL
+        fore = theme.BACKGROUND if level in ("green", "amber", "red") else theme.TEXT
+        self.level_label.setText(text)
+        self.level_label.setStyleSheet(f"background: {back}; color: {fore}; border-radius: 6px;")
+        self._refresh_overlay()
+        if r is None or self._image_changing:
+            self._show_without_result(r)
         else:
-            sim = r.registration.similarity
-            self.state_label.setText("REGISTERED")
-            self.state_label.setStyleSheet(f"color: {theme.GREEN if current else theme.DIM};")
-            if r.deviation is None:
-                self._numbers(None, None, None, r.message or "no pin detected")
-            else:
-                self._numbers(r.deviation.tip_offset_mm, r.deviation.angle_deg, r.cue, None)
-            self.hint_label.setText(f"C-arm: {r.hint}" if r.hint else "")
-            est = r.registration.estimated_error_mm
-            self.registration_label.setToolTip(f"similarity {sim:.3f}" + (
-                f"; estimated error at the planned implant {est:.1f} mm" if est is not None else ""))
-        if not current:
-            self.state_label.setText("NEW IMAGE (old shot below)" if self._image_changing else
-                                     self.state_label.text())
-            self.state_label.setStyleSheet(f"color: {theme.DIM};")
+            self._show_result(r)
+        self._update_status()
 
-    def _numbers(self, mm, deg, cue, text) -> None:
-        current = self._overlay_valid()
-        colour = theme.TEXT if current else theme.DIM
+    def _context(self, r) -> str:
+        number = self._shot_number(r.frame_index)
+        return (f"shot {number} · " if number is not None else "") + f"{r.implant_id} {r.view}"
+
+    def _show_without_result(self, r) -> None:
+        """A shot being matched, a changing image, or nothing yet: no numbers in colour."""
+        self.correction_label.setText("")
+        self.warning_label.setText("")
+        self.hint_label.setText("")
+        if r is not None:  # the image changes: the numbers shown are the previous shot's, greyed
+            self.state_label.setText(f"greyed: {self._context(r)} (previous image)")
+            self.state_label.setStyleSheet(f"color: {theme.DIM};")
+            mm, deg, _ = _main_numbers(r)
+            self._numbers(mm, deg, theme.DIM)
+            return
+        shown = self._shown
+        self.state_label.setText("" if shown is None else f"shot {shown['number']} · {shown['implant']} "
+                                                          f"{shown['view']} · matching to the CT")
+        self.state_label.setStyleSheet(f"color: {theme.TEXT};")
+        self._numbers(None, None, theme.DIM)
+
+    def _show_result(self, r) -> None:
+        """The result of the shot on screen."""
+        mm, deg, kind = _main_numbers(r)
+        self.state_label.setText(self._context(r) + (f" · {kind}" if kind else ""))
+        self.state_label.setStyleSheet(f"color: {theme.TEXT};")
+        self._numbers(mm, deg, theme.TEXT)
+        if not r.registered:
+            reason = r.message or (r.registration.reason if r.registration is not None else None)
+            self.correction_label.setText(plain_reason(reason))
+            self.warning_label.setText("")
+            self.hint_label.setText(f"C-arm: {r.hint}" if r.hint else "")   # marked "approx." by the pipeline
+            return
+        cue = r.cue
+        if cue is not None and mm is not None:
+            self.correction_label.setText("\n".join(cue.lines[:2]))
+        else:
+            self.correction_label.setText(plain_reason(r.message or "no pin detected"))
+        self.warning_label.setText("\n".join(plain_warning(w) for w in cue.warnings) if cue is not None else "")
+        self.hint_label.setText(f"C-arm: {r.hint}" if r.hint else "")
+        sim, est = r.registration.similarity, r.registration.estimated_error_mm
+        self.registration_label.setToolTip(f"similarity {sim:.3f}" + (
+            f"; estimated error at the planned implant {est:.1f} mm" if est is not None else ""))
+
+    def _numbers(self, mm, deg, colour: str) -> None:
         self._mm_text = "--" if mm is None else f"{mm:.1f}"
         self._deg_text = "--" if deg is None else f"{deg:.0f}"
         self.mm_label.setText(_number_html(self._mm_text, "mm", colour))
         self.deg_label.setText(_number_html(self._deg_text, "deg", colour))
         self.correction_label.setStyleSheet(f"color: {colour};")
-        level = cue.level if cue is not None else None
-        back = theme.level_colour(level) if current else theme.PANEL
-        self.level_label.setText(_LEVEL_WORDS.get(level, ""))
-        self.level_label.setStyleSheet(f"background: {back if level else theme.PANEL}; color: {theme.BACKGROUND};"
-                                       " border-radius: 6px;")
-        if cue is not None:
-            self.correction_label.setText("\n".join(cue.lines[:2]))
-            self.warning_label.setText("\n".join(cue.warnings))
-        else:
-            self.correction_label.setText(text or "")
-            self.warning_label.setText("")
 
     # ------------------------------------------------------------------ drawing (timer)
     def _draw_frame(self) -> None:
@@ -569,8 +730,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.signal_label.setText(f"video: {state.upper()}" + (f" ({message})" if message and not ok else ""))
         self.signal_label.setStyleSheet(f"color: {theme.GREEN if ok else theme.RED};")
         self.fps_label.setText(f"{self.display_fps:.0f} fps")
-        r = self.last_result
-        if self._registering or self.registration.busy:
+        r = self.last_result if self._is_current(self.last_result) else None
+        if self._image_changing:
+            text, colour = "image changing", theme.DIM
+        elif (r is None and self._shown is not None) or self._registering or self.registration.busy:
             text, colour = "registering...", theme.AMBER
         elif r is None:
             text, colour = "waiting for a shot", theme.DIM
@@ -595,6 +758,8 @@ class MainWindow(QtWidgets.QMainWindow):
         else:
             self.case_label.setText(f"shots {self.results}, captures {self.captures}")
             self.case_label.setStyleSheet(f"color: {theme.DIM};")
+        for lab in (self.warning_label, self.hint_label, self.case_label):  # the room goes to what is said
+            lab.setVisible(bool(lab.text()))
 
     # ------------------------------------------------------------------ for tests and benchmarks
     def status_text(self) -> dict:
@@ -604,7 +769,8 @@ class MainWindow(QtWidgets.QMainWindow):
                 "case": self.case_label.text()}
 
     def panel_text(self) -> dict:
-        """The deviation panel's texts: ``state``, ``mm``, ``deg``, ``level``, ``correction``,
+        """The deviation panel's texts: ``level`` (the coloured headline), ``state`` (which
+        shot, implant and view the numbers belong to), ``mm``, ``deg``, ``correction``,
         ``warnings``, ``hint``, ``virtual``."""
         return {"state": self.state_label.text(), "mm": f"{self._mm_text} mm", "deg": f"{self._deg_text} deg",
                 "level": self.level_label.text(), "correction": self.correction_label.text(),

@@ -9,6 +9,7 @@ same :class:`~or_assist.live.pipeline.LivePipeline` without a window
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -32,6 +33,11 @@ def run_window(case, *, screen: int | None = None, full_screen: bool = False, du
     ``no_signal_report_s`` (default: the settings') is the interval of the status bar's
     "no signal from ... retrying" reports while the source sends nothing.
 
+    The case is always closed (its end time recorded): on the quit key (Ctrl+Q), on
+    closing the window, on Ctrl+C (SIGINT) or SIGTERM (then marked interrupted with the
+    signal's name, :meth:`MainWindow.stop_by_signal`), and when the display fails to start
+    (then marked interrupted with the error, which is raised again).
+
     Returns
     -------
     int
@@ -43,26 +49,95 @@ def run_window(case, *, screen: int | None = None, full_screen: bool = False, du
     from or_assist.app.settings import load_settings, save_settings
     from or_assist.app.theme import application, apply_dark_theme
 
-    if settings is None:
-        settings, warning = load_settings(settings_file)
-        if warning:
-            log(f"warning: {warning}")
-    if screen is not None:
-        settings.screen = int(screen)
-    app = application()
-    apply_dark_theme(app)
-    window = MainWindow(case, settings, no_signal_report_s=no_signal_report_s)
-    window.resize(1600, 900)
-    window.show_on_screen(settings.screen, full_screen=full_screen)
-    window.start()
+    window = None
+    try:
+        if settings is None:
+            settings, warning = load_settings(settings_file)
+            if warning:
+                log(f"warning: {warning}")
+        if screen is not None:
+            settings.screen = int(screen)
+        app = application()
+        apply_dark_theme(app)
+        window = MainWindow(case, settings, no_signal_report_s=no_signal_report_s)
+        window.resize(1600, 900)
+        window.show_on_screen(settings.screen, full_screen=full_screen)
+        window.start()
+    except BaseException as exc:
+        _failed_start(case, window, exc)
+        raise
     if duration_s is not None:
-        QtCore.QTimer.singleShot(int(1000 * duration_s), window.close)
-    app.exec_()
+        closer = QtCore.QTimer(window)  # goes with the window
+        closer.setSingleShot(True)
+        closer.timeout.connect(window.close)
+        closer.start(int(1000 * duration_s))
+    window.closed.connect(app.quit)
+    with _stop_on_signals(window, log):
+        app.exec_()
     window.shutdown()
+    if window.stopped_by is not None:
+        log(f"stopped by {window.stopped_by}")
     save_settings(settings, settings_file)
     if case.case_log is not None:
         log(f"case log: {case.case_log.case_dir}")
     return 0
+
+
+#: Signals that stop the display (and a headless run) cleanly, with their names for the case log.
+STOP_SIGNALS = {"SIGINT": "Ctrl+C (SIGINT)", "SIGTERM": "SIGTERM"}
+
+
+@contextlib.contextmanager
+def _stop_on_signals(window, log):
+    """While the Qt event loop runs: Ctrl+C and SIGTERM close the window (and the case).
+
+    Python runs signal handlers only between bytecodes, never while Qt waits in C++; a
+    timer wakes the interpreter every 200 ms so that a signal is handled within that.
+    Outside the main thread (no signals there) nothing is installed.
+    """
+    import signal
+    import threading
+
+    from PyQt5 import QtCore
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {}
+
+    def handler(signum, _frame):
+        name = STOP_SIGNALS.get(signal.Signals(signum).name, signal.Signals(signum).name)
+        log(f"{name}: closing the display and the case")
+        QtCore.QTimer.singleShot(0, lambda: window.stop_by_signal(name))
+
+    for sig_name in STOP_SIGNALS:
+        sig = getattr(signal, sig_name)
+        previous[sig] = signal.signal(sig, handler)
+    wake = QtCore.QTimer()
+    wake.timeout.connect(lambda: None)
+    wake.start(200)
+    try:
+        yield
+    finally:
+        wake.stop()
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _failed_start(case, window, exc: BaseException) -> None:
+    """A display that did not start leaves no open case: marked interrupted, closed."""
+    reason = "Ctrl+C" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
+    if case.case_log is not None:
+        try:
+            case.case_log.mark_interrupted(f"the OR display did not start ({reason}).")
+        except Exception:  # noqa: BLE001 - the start's own error is the one to report
+            pass
+    if window is not None:
+        try:
+            window.shutdown()  # closes the case too
+        except Exception:  # noqa: BLE001
+            pass
+    _close_after_failure(case)
 
 
 def _close_after_failure(case) -> None:

@@ -1,8 +1,10 @@
 """Dark, high-contrast theme of the OR display, for reading from 1-2 m.
 
 Colours follow the guidance overlay (:mod:`or_assist.guidance.cues`): green / amber / red
-cue levels, red for NOT REGISTERED. Sizes are in pixels of the screen: numbers of the
-deviation panel at least :data:`NUMBER_PX` (72) high, status text :data:`STATUS_PX`.
+cue levels, red for NOT REGISTERED. Sizes are font pixel sizes on the screen, chosen for
+reading from 2 m on a 1080p screen: the deviation panel's numbers :data:`NUMBER_PX` (72),
+every other cue, state and status text at least :data:`MIN_TEXT_PX` (32), the headline
+:data:`TITLE_PX`.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from PyQt5 import QtGui, QtWidgets
 from or_assist.app.window_system import check_window_system
 
 __all__ = ["BACKGROUND", "PANEL", "TEXT", "DIM", "RED", "AMBER", "GREEN", "BLUE", "NUMBER_PX", "TITLE_PX",
-           "TEXT_PX", "STATUS_PX", "level_colour", "apply_dark_theme", "font_px"]
+           "TEXT_PX", "STATUS_PX", "MIN_TEXT_PX", "level_colour", "apply_dark_theme", "font_px"]
 
 BACKGROUND = "#101214"
 PANEL = "#1c1f23"
@@ -23,10 +25,11 @@ AMBER = "#ffb400"
 GREEN = "#50d250"
 BLUE = "#3ca0ff"
 
-NUMBER_PX = 72   # deviation numbers (>= 48 px: legible from 2 m)
-TITLE_PX = 40    # NOT REGISTERED, implant / view, positioning hint
-TEXT_PX = 28     # correction text
-STATUS_PX = 22   # status bar
+NUMBER_PX = 72   # deviation numbers (key numbers at 2 m)
+MIN_TEXT_PX = 32  # no cue, state or status text is smaller (legible from 2 m on a 1080p screen)
+TITLE_PX = 44    # the headline (ON PLAN, NOT REGISTERED, SAFETY WARNING, ...)
+TEXT_PX = 32     # correction, reasons, warnings, positioning hint, selectors
+STATUS_PX = 32   # status bar (it says when the panel is stale)
 
 _LEVELS = {"green": GREEN, "amber": AMBER, "red": RED}
 

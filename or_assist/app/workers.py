@@ -187,7 +187,8 @@ class VideoWorker(QtCore.QThread):
     shot_detected(object)
         ``{"event": ShotEvent, "implant": id, "view": kind, "capture": bool, "shown_since_s": float}``.
     image_changing(bool)
-        The video started (True) or stopped (False) changing from the last held image.
+        The video started (True) or stopped (False) changing from the last held image;
+        when it stops because a new shot is held, after that shot's ``shot_detected``.
     selection_changed(str, str)
         The demo script selected another implant or view.
     """
@@ -229,7 +230,7 @@ class VideoWorker(QtCore.QThread):
             t0 = time.perf_counter()
             event = self.pipeline.feed(frame)
             self.detect_seconds += time.perf_counter() - t0
-            if self.pipeline.image_changing != changing:
+            if self.pipeline.image_changing != changing and event is None:
                 changing = self.pipeline.image_changing
                 self.image_changing.emit(changing)
             if event is None:
@@ -246,4 +247,7 @@ class VideoWorker(QtCore.QThread):
             job = {"event": event, "implant": implant_id, "view": view, "shown_since_s": shown,
                    "capture": bool(step and step["capture"])}
             self.shot_detected.emit(job)
+            if changing:  # after the shot: the display never takes the previous shot as current again
+                changing = False
+                self.image_changing.emit(False)
             self.registration.submit(job, job)

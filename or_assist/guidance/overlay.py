@@ -2,8 +2,10 @@
 
 Used by the OR display and the capture log alike, so both show the same picture. All
 lines are anti-aliased (``cv2.LINE_AA``); line widths and text scale with the frame
-height so that text is at least :data:`MIN_TEXT_HEIGHT_PX` (24) pixels high on a 1080p
-frame (legible from 2 m). Colours (BGR): the active planned implant amber, other planned
+height: capitals are :data:`TEXT_HEIGHT_FRACTION` (3.5 %) of the frame height, at least
+:data:`MIN_TEXT_HEIGHT_PX` (24) pixels on a 1080p frame, so that on the OR display (a
+16:9 frame shown about 0.7 times its size on a 1080p screen) they are as high as those of
+a 32 px font, legible from 2 m. Lines wider than half the frame are wrapped. Colours (BGR): the active planned implant amber, other planned
 implants blue, the detected pin in its cue colour (green/amber/red), white when there is
 no cue.
 
@@ -20,10 +22,12 @@ import numpy as np
 from or_assist.errors import InputError
 from or_assist.render.outline import implant_outline
 
-__all__ = ["MIN_TEXT_HEIGHT_PX", "ACTIVE_BGR", "OTHER_BGR", "NOT_REGISTERED_TEXT", "text_height_px",
+__all__ = ["MIN_TEXT_HEIGHT_PX", "TEXT_HEIGHT_FRACTION", "ACTIVE_BGR", "OTHER_BGR", "NOT_REGISTERED_TEXT", "text_height_px",
            "draw_text_block", "draw_overlay"]
 
 MIN_TEXT_HEIGHT_PX = 24
+TEXT_HEIGHT_FRACTION = 0.035   # of the frame height (capitals)
+MAX_TEXT_WIDTH_FRACTION = 0.5  # of the frame width: longer lines are wrapped
 ACTIVE_BGR = (0, 191, 255)     # amber
 OTHER_BGR = (255, 160, 60)     # blue
 PIN_BGR = (255, 255, 255)
@@ -33,8 +37,9 @@ _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
 def text_height_px(frame_height_px: int) -> int:
-    """Cap height of overlay text: 3 % of the frame height, at least 24 px at 1080p (and never below 12)."""
-    return max(12, int(round(max(MIN_TEXT_HEIGHT_PX * frame_height_px / 1080.0, 0.03 * frame_height_px))))
+    """Cap height of overlay text: 3.5 % of the frame height, at least 24 px at 1080p (and never below 12)."""
+    return max(12, int(round(max(MIN_TEXT_HEIGHT_PX * frame_height_px / 1080.0,
+                                 TEXT_HEIGHT_FRACTION * frame_height_px))))
 
 
 def _font(frame_height_px: int) -> tuple[float, int, int]:
@@ -73,11 +78,14 @@ def draw_text_block(img: np.ndarray, lines, origin_px=None, colours=None, align:
     colours : sequence of BGR tuples, optional
         One per line (default white).
     """
-    lines = [str(s) for s in lines if s]
-    if not lines:
+    colours = list(colours) if colours is not None else [(255, 255, 255)] * len(lines)
+    pairs = [(str(s), c) for s, c in zip(lines, colours) if s]
+    if not pairs:
         return img
     h, w = img.shape[:2]
     scale, thick, th = _font(h)
+    pairs = [(part, c) for s, c in pairs for part in _wrap(s, scale, thick, MAX_TEXT_WIDTH_FRACTION * w)]
+    lines, colours = [s for s, _ in pairs], [c for _, c in pairs]
     gap = int(0.5 * th)
     sizes = [cv2.getTextSize(s, _FONT, scale, thick)[0] for s in lines]
     box_w = max(s[0] for s in sizes) + 2 * gap
@@ -89,12 +97,25 @@ def draw_text_block(img: np.ndarray, lines, origin_px=None, colours=None, align:
     y0 = int(np.clip(origin_px[1], 0, max(0, h - box_h)))
     roi = img[y0:y0 + box_h, x0:x0 + box_w]
     roi[:] = (roi.astype(np.float32) * 0.35).astype(np.uint8)
-    colours = list(colours) if colours is not None else [(255, 255, 255)] * len(lines)
     y = y0 + gap + th
     for s, col in zip(lines, colours):
         cv2.putText(img, s, (x0 + gap, y), _FONT, scale, tuple(int(c) for c in col), thick, cv2.LINE_AA)
         y += th + gap
     return img
+
+
+def _wrap(text: str, scale: float, thick: int, max_width_px: float) -> list[str]:
+    """``text`` split at spaces into lines no wider than ``max_width_px`` (a single word may be)."""
+    out, line = [], ""
+    for word in text.split(" "):
+        trial = f"{line} {word}" if line else word
+        if line and cv2.getTextSize(trial, _FONT, scale, thick)[0][0] > max_width_px:
+            out.append(line)
+            line = word
+        else:
+            line = trial
+    out.append(line)
+    return out
 
 
 def _pt(p, shift: int = 4) -> tuple[int, int]:

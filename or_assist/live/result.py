@@ -141,7 +141,9 @@ class ShotResult:
         """Where the 3-D numbers come from, e.g. ``'3-D from shots 2 (inlet) + 3 (outlet)'``; None without them."""
         if self.deviation_3d is None:
             return None
-        w = self.deviation_3d_with or {}
+        w = self.deviation_3d_with
+        if not w:
+            return "3-D from two views"
         return f"3-D from shots {w.get('number', '?')} ({w.get('view', '?')}) + {self.number} ({self.view})"
 
     def summary(self) -> str:

@@ -25,6 +25,7 @@ from or_assist.core.geometry import load_geometry
 from or_assist.core.plan import load_plan, load_plan_ct
 from or_assist.errors import InputError
 from or_assist.live.pipeline import LivePipeline
+from or_assist.live.run_control import NewestExposure, SignalStop
 from or_assist.render.views.io import load_view_library
 from or_assist.session.caselog import CaseLog
 from or_assist.video.capture import CaptureThread
@@ -120,7 +121,15 @@ def open_real_case(plan_path, geometry_path, source_spec, *, library_path=None, 
     check_recording_opens(source, source_timeout_s)
     ct, _warnings = load_plan_ct(plan, ct_path=ct_path, allow_ct_mismatch=allow_ct_mismatch)
     log = CaseLog.create(cases_root, plan=plan, plan_path=plan_path, geometry=geometry.to_dict())
-    pipeline = LivePipeline(plan, geometry, ct=ct, library=library, case_log=log)
+    try:
+        pipeline = LivePipeline(plan, geometry, ct=ct, library=library, case_log=log)
+    except BaseException as exc:  # no case is left open by a start that failed
+        try:
+            log.mark_interrupted(f"the case could not be started ({type(exc).__name__}: {exc}).")
+            log.close()
+        except Exception:  # noqa: BLE001 - the start's own error is the one to report
+            pass
+        raise
     return LiveCase(source, pipeline, mask_credentials(str(source_spec)), None, log)
 
 
@@ -132,64 +141,6 @@ def _record_interrupted(case: LiveCase, reason: str) -> None:
         case.case_log.mark_interrupted(reason)
     except Exception:  # a log that cannot be written any more must not hide the reason
         pass
-
-
-class _NewestExposure:
-    """The registration side of a headless run on a live source: one exposure at a time
-    in a thread, the newest one waiting (:meth:`submit` returns a waiting exposure that a
-    newer one replaced), so the shot detector sees every frame meanwhile."""
-
-    def __init__(self, handle: Callable[[dict], bool]):
-        self._handle = handle
-        self._cond = threading.Condition()
-        self._slot: dict | None = None
-        self._closing = False
-        self.error: BaseException | None = None
-        self.finished = False      # the handler asked to stop (max_shots)
-        self._thread = threading.Thread(target=self._run, name="headless registration", daemon=True)
-        self._thread.start()
-
-    def submit(self, job: dict) -> dict | None:
-        """Queue ``job``; returns the waiting job it replaced (None when none)."""
-        with self._cond:
-            old, self._slot = self._slot, job
-            self._cond.notify_all()
-            return old
-
-    def waiting(self) -> bool:
-        """True when an exposure waits (the one under way need not try further views)."""
-        with self._cond:
-            return self._slot is not None
-
-    @property
-    def stopped(self) -> bool:
-        """True once the handler failed or asked to stop."""
-        return self.error is not None or self.finished
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while self._slot is None and not self._closing:
-                    self._cond.wait(0.2)
-                if self._slot is None:
-                    return
-                job, self._slot = self._slot, None
-            try:
-                if self._handle(job):
-                    self.finished = True
-            except BaseException as exc:  # re-raised in the caller's thread after close()
-                self.error = exc
-            if self.stopped:
-                return
-
-    def close(self, drain: bool = True) -> None:
-        """Finish the exposure under way and (``drain``) the waiting one, then end."""
-        with self._cond:
-            self._closing = True
-            if not drain:
-                self._slot = None
-            self._cond.notify_all()
-        self._thread.join()
 
 
 def run_headless(case: LiveCase, *, max_shots: int | None = None, duration_s: float | None = None,
@@ -240,12 +191,20 @@ def run_headless(case: LiveCase, *, max_shots: int | None = None, duration_s: fl
         ``registered`` and ``captures`` (counts), ``frames`` (frames read),
         ``exposures`` (shots the detector found), ``superseded`` (exposures replaced
         by a newer one before they were registered: only with a live source),
-        ``seconds``.
+        ``seconds``, and ``stopped_by`` (None, or the signal that stopped the run).
 
     Raises
     ------
     InputError
         Bad arguments, or the source sent no frame for ``source_timeout_s``.
+    KeyboardInterrupt
+        A second Ctrl+C (the case is marked interrupted first).
+
+    Notes
+    -----
+    Run from the main thread, Ctrl+C (SIGINT) and SIGTERM stop the run after the shot in
+    hand: the case log gets an ``interrupted`` event naming the signal and the summary is
+    returned (the caller closes the case, as after any run). A second Ctrl+C stops at once.
     """
     if max_shots is not None and (isinstance(max_shots, bool) or not isinstance(max_shots, int) or max_shots < 1):
         raise InputError(f"must be a whole number >= 1, got {max_shots!r}", "max_shots")
@@ -300,10 +259,11 @@ def run_headless(case: LiveCase, *, max_shots: int | None = None, duration_s: fl
         source.open()
     else:
         capture = CaptureThread(source, on_state=on_state, no_signal_report_s=no_signal_report_s).start()
-        queue = _NewestExposure(handle)
+        queue = NewestExposure(handle)
     clean = False
+    signals = SignalStop(log)
     try:
-        while True:
+        while signals.stopped_by is None:
             if duration_s is not None and time.monotonic() - started > duration_s:
                 break
             if queue is not None and queue.stopped:
@@ -344,19 +304,27 @@ def run_headless(case: LiveCase, *, max_shots: int | None = None, duration_s: fl
                 log(f"exposure at frame {old['event'].index} superseded by a newer one (frame {event.index}) "
                     f"before it was registered: not registered, not logged")
         clean = True
+    except KeyboardInterrupt:
+        _record_interrupted(case, "the headless run was stopped at once by Ctrl+C (SIGINT).")
+        raise
     finally:
+        signals.restore()
         if synchronous:
             source.close()
         else:
             capture.stop()
             if queue is not None:
-                queue.close(drain=clean)
+                queue.close(drain=clean and signals.stopped_by is None)  # a signal: only the shot in hand
     if queue is not None and queue.error is not None:
         raise queue.error
     summary["seconds"] = time.monotonic() - started
     if summary["frames"] and not summary["exposures"]:
         log(f"warning: the shot detector found no shot in {summary['frames']} frames of {source.name} "
             f"(no image that held, or every frame the same image)")
+    summary["stopped_by"] = signals.stopped_by
+    if signals.stopped_by is not None:
+        _record_interrupted(case, f"the headless run was stopped by {signals.stopped_by}.")
+        log(f"stopped by {signals.stopped_by}")
     if gave_up is not None:
         stats, silent_s = gave_up
         name = source.name

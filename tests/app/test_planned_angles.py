@@ -52,11 +52,12 @@ def test_not_registered_shot_shows_the_approximate_hint(window):
     reg = RegistrationResult(w.pipeline.planned_pose(implant, view), False, 0.05, "gc", 0.1, "not confident: test")
     r = ShotResult(1, reg, np.zeros((8, 8), np.uint8), 0, 0.0, implant, view, None, "bone-dark")
     r.hint = APPROX_PREFIX + "tilt ~10 deg more caudal"
-    w._show_result(r)
+    w.last_result = r
+    w._render()
     panel = w.panel_text()
-    assert panel["state"] == "NOT REGISTERED"
+    assert panel["level"] == "NOT REGISTERED"
     assert panel["hint"] == "C-arm: approx. (not registered): tilt ~10 deg more caudal"
     assert panel["mm"] == "-- mm"                         # nothing confident is shown
     r.hint = None
-    w._show_result(r)
+    w._render()
     assert w.panel_text()["hint"] == ""

@@ -177,3 +177,93 @@ def test_live_pipeline_modules_do_not_import_qt():
             "print('ok')\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+# ---------------------------------------------------------------------- plain words (live/wording.py)
+@pytest.mark.parametrize("technical, plain", [
+    ("not confident: final gc 0.154 is below the threshold 0.400",
+     "The image does not match the CT: take another shot."),
+    ("not confident: two independent starts ended 6.2 mm apart at the planned implant with similar similarity "
+     "(0.61 against 0.60); the shot fits more than one pose",
+     "The image fits the CT in more than one position: take another shot with more bone in view."),
+    ("not confident: estimated error 3.1 mm at the planned implant is above the limit of 2 mm",
+     "The match with the CT is not precise enough at the implant: take another shot."),
+    ("the result is 12.0 deg and 30.1 mm from the start pose, outside the capture range",
+     "The C-arm is too far from the planned view: move it to the planned view and take another shot."),
+    ("not registered: the time budget of 8.0 s ran out in the fine stage",
+     "Matching to the CT took too long: take another shot."),
+    ("no X-ray field found (the image is black or nearly so)",
+     "No X-ray image (the image is black): take another shot."),
+    ("cannot use this image: frame: is a colour image (median chroma 80 of 255), not fluoroscopy",
+     "The video shows a colour image, not an X-ray: check the video input."),
+    ("no guide pin detected near the planned trajectory", "No guide pin found near the planned path."),
+    ("something nobody foresaw", "Not registered: take another shot."),
+    (None, "Not registered: take another shot."),
+])
+def test_plain_reasons(technical, plain):
+    from or_assist.live.wording import plain_reason
+
+    assert plain_reason(technical) == plain
+
+
+def test_plain_warnings_and_one_headline():
+    from types import SimpleNamespace
+
+    from or_assist.guidance.cues import Cue
+    from or_assist.live.wording import HEADLINES, headline, landmark_words, plain_warning
+
+    assert plain_warning("WARNING: projected pin path crosses s1_foramen_left (this view)") == \
+        "Pin path crosses the left S1 foramen (this view)"
+    assert plain_warning("WARNING: pin path within 1.5 mm of spinal_canal_S1") == \
+        "Pin path passes 1.5 mm from the spinal canal S1"
+    assert plain_warning("WARNING: something else") == "something else"
+    assert landmark_words("s2_foramen") == "S2 foramen"
+
+    def result(registered=True, level="green", warnings=()):
+        cue = None if level is None else Cue(level, ("tip 1.0 mm cranial of plan (this view)",), tuple(warnings))
+        return SimpleNamespace(registered=registered, cue=cue)
+
+    assert headline(result()) == ("ON PLAN", "green")
+    assert headline(result(level="amber")) == ("CLOSE TO PLAN", "amber")
+    # a safety warning wins over green; not registered wins over everything of the shot
+    assert headline(result(warnings=("WARNING: projected pin path crosses s1_foramen_left",))) == \
+        ("SAFETY WARNING", "red")
+    assert headline(result(registered=False)) == ("NOT REGISTERED", "red")
+    assert headline(result(level=None)) == HEADLINES["no_pin"]
+    # no result for the shot on screen: nothing in colour
+    assert headline(None) == HEADLINES["waiting"]
+    assert headline(None, shot_pending=True) == HEADLINES["registering"]
+    assert headline(result(), image_changing=True) == HEADLINES["changing"]
+    assert all(level == "none" for key, (_, level) in HEADLINES.items()
+               if key in ("waiting", "registering", "changing", "no_pin"))
+
+
+def test_sigterm_stops_a_headless_run_and_the_case_is_closed_as_interrupted(sample_case, tmp_path):
+    import os
+    import signal
+    import threading
+
+    from or_assist.live.run import LiveCase, run_headless
+    from or_assist.session.caselog import list_cases
+    from or_assist.video.sources.opencv import UrlSource
+    from tests.video.mjpeg_server import closed_port
+
+    _, plan, geometry = sample_case
+    log = CaseLog.create(tmp_path, plan=plan, geometry=geometry.to_dict())
+    case = LiveCase(UrlSource(f"rtsp://127.0.0.1:{closed_port()}/x", open_timeout_s=0.5),
+                    LivePipeline(plan, geometry, registrar=object(), case_log=log), "silent", None, log)
+    lines = []
+    previous = signal.getsignal(signal.SIGTERM)
+    timer = threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGTERM))
+    timer.start()
+    try:
+        summary = run_headless(case, log=lines.append, source_timeout_s=None, no_signal_report_s=None)
+    finally:
+        timer.cancel()
+        case.close()
+    assert summary["stopped_by"] == "SIGTERM" and summary["shots"] == []
+    assert lines[-1] == "stopped by SIGTERM"
+    assert signal.getsignal(signal.SIGTERM) is previous
+    [listed] = list_cases(tmp_path)
+    assert listed["status"] == "interrupted: the headless run was stopped by SIGTERM."
+    assert listed["ended"] is not None
