@@ -44,6 +44,7 @@ from PyQt5 import QtCore, QtGui, QtWidgets
 from or_assist.app import theme
 from or_assist.app.workers import JobQueueWorker, LatestJobWorker, Selection, VideoWorker
 from or_assist.core.vocabulary import SIJF_VIEWS
+from or_assist.guidance.cues import CueThresholds, judged_apex_mm
 from or_assist.guidance.deviation import END_ON_FORESHORTENING
 from or_assist.live.wording import headline, plain_reason, plain_warning
 
@@ -91,10 +92,12 @@ def _number_html(value: str, unit: str, colour: str) -> str:
             f"<span style='font-size:{theme.TEXT_PX}px; color:{colour}'> {unit}</span>")
 
 
-def _main_numbers(r) -> tuple[float | None, float | None, str]:
-    """``(mm, deg, kind)`` the panel shows big for a result: the 3-D apex deviation and
-    angle when the result has a ``deviation_3d``, else the shot's 2-D tip offset and angle,
-    each only where it was seen (no offset from an unseen tip, no angle of a pin seen end-on)."""
+def _main_numbers(r, thresholds=None) -> tuple[float | None, float | None, str]:
+    """``(mm, deg, kind)`` the panel shows big for a result: with a ``deviation_3d``, the
+    two-view apex deviation the 3-D cue judges (:func:`~or_assist.guidance.cues.judged_apex_mm`:
+    at the planned depth while the pin is short of it) and the angle; else the shot's 2-D
+    tip offset and angle, each only where it was seen (no offset from an unseen tip, no
+    angle of a pin seen end-on)."""
     if r is None or not r.registered:
         return None, None, ""
     d3 = getattr(r, "deviation_3d", None)
@@ -103,7 +106,10 @@ def _main_numbers(r) -> tuple[float | None, float | None, str]:
         sigma = (getattr(d3, "uncertainty", None) or {}).get("apex_deviation_mm")
         if sigma is not None and np.isfinite(sigma):
             kind += f" (±{sigma:.1f} mm)"
-        return float(d3.apex_deviation_mm), float(d3.angle_deg), kind
+        th = thresholds or CueThresholds()
+        if d3.remaining_depth_mm > th.green_mm:
+            kind += f"; apex at planned depth, {d3.remaining_depth_mm:.0f} mm to go"
+        return judged_apex_mm(d3, th), float(d3.angle_deg), kind
     dev = r.deviation
     if dev is not None:
         tip_seen = getattr(dev, "tip_reliable", True)
@@ -666,7 +672,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if r is not None:  # the image changes: the numbers shown are the previous shot's, greyed
             self.state_label.setText(f"greyed: {self._context(r)} (previous image)")
             self.state_label.setStyleSheet(f"color: {theme.DIM};")
-            mm, deg, _ = _main_numbers(r)
+            mm, deg, _ = _main_numbers(r, self.pipeline.thresholds)
             self._numbers(mm, deg, theme.DIM)
             return
         shown = self._shown
@@ -677,7 +683,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _show_result(self, r) -> None:
         """The result of the shot on screen."""
-        mm, deg, kind = _main_numbers(r)
+        mm, deg, kind = _main_numbers(r, self.pipeline.thresholds)
         self.state_label.setText(self._context(r) + (f" · {kind}" if kind else ""))
         self.state_label.setStyleSheet(f"color: {theme.TEXT};")
         self._numbers(mm, deg, theme.TEXT)

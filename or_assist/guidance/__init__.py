@@ -21,7 +21,7 @@ __getattr__, __dir__, __all__ = _lazy.attach(
     __name__,
     submodules=['cues', 'deviation', 'overlay', 'pin', 'pin_files', 'shot_guidance', 'triangulate'],
     submod_attrs={
-        'cues': ['TIP_NOT_SEEN_TEXT', 'CUE_LEVELS', 'CUE_COLOURS_BGR', 'SAFETY_LANDMARK_KINDS', 'CueThresholds', 'Cue', 'anatomical_frame', 'shot_cue', 'cue_3d', 'safety_warnings_3d', 'safety_warnings_shot'],
+        'cues': ['TIP_NOT_SEEN_TEXT', 'CUE_LEVELS', 'CUE_COLOURS_BGR', 'SAFETY_LANDMARK_KINDS', 'CueThresholds', 'Cue', 'anatomical_frame', 'shot_cue', 'judged_apex_mm', 'cue_3d', 'safety_warnings_3d', 'safety_warnings_shot'],
         'deviation': ['END_ON_FORESHORTENING', 'MIN_RAY_AXIS_ANGLE_DEG', 'ShotDeviation', 'shot_deviation', 'check_shot_inputs', 'ray_line_closest'],
         'triangulate': ['MIN_VIEW_ANGLE_DEG', 'MIN_PLANE_ANGLE_DEG', 'TriangulationRefused', 'ViewUncertainty', 'Pin3D', 'Deviation3D', 'triangulate_pin', 'two_view_deviation'],
         'overlay': ['MIN_TEXT_HEIGHT_PX', 'TEXT_HEIGHT_FRACTION', 'ACTIVE_BGR', 'OTHER_BGR', 'NOT_REGISTERED_TEXT', 'text_height_px', 'draw_text_block', 'draw_overlay'],

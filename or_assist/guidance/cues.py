@@ -44,7 +44,7 @@ from or_assist.guidance.deviation import END_ON_FORESHORTENING
 from or_assist.errors import InputError
 
 __all__ = ["TIP_NOT_SEEN_TEXT", "CUE_LEVELS", "CUE_COLOURS_BGR", "SAFETY_LANDMARK_KINDS", "CueThresholds", "Cue", "anatomical_frame",
-           "shot_cue", "cue_3d", "safety_warnings_3d", "safety_warnings_shot"]
+           "shot_cue", "judged_apex_mm", "cue_3d", "safety_warnings_3d", "safety_warnings_shot"]
 
 CUE_LEVELS = ("green", "amber", "red")
 #: BGR colours of the levels (OpenCV order).
@@ -245,14 +245,24 @@ def shot_cue(deviation, implant, *, pose=None, geometry=None, landmarks=None,
     return Cue(level, tuple(lines), tuple(warnings))
 
 
+def judged_apex_mm(deviation3d, thresholds: CueThresholds | None = None) -> float:
+    """The apex deviation (mm) a two-shot cue judges: where the pin's tip would end at the
+    planned depth (:attr:`~or_assist.guidance.triangulate.Deviation3D.predicted_apex_deviation_mm`:
+    while the pin is short of the apex its tip-to-apex distance is mostly the depth still to
+    go), or the tip's own apex deviation once it is past the planned apex by more than
+    ``green_mm``."""
+    th = thresholds or CueThresholds()
+    mm = float(deviation3d.predicted_apex_deviation_mm)
+    if deviation3d.remaining_depth_mm < -th.green_mm:
+        mm = max(mm, float(deviation3d.apex_deviation_mm))
+    return mm
+
+
 def cue_3d(deviation3d, implant, landmarks=None, thresholds: CueThresholds | None = None) -> Cue:
     """Cue from a two-shot :class:`~or_assist.guidance.triangulate.Deviation3D`."""
     th = thresholds or CueThresholds()
     frame = anatomical_frame(implant, landmarks)
-    mm = deviation3d.predicted_apex_deviation_mm
-    if deviation3d.remaining_depth_mm < -th.green_mm:
-        mm = max(mm, deviation3d.apex_deviation_mm)
-    level = th.level(mm, deviation3d.angle_deg)
+    level = th.level(judged_apex_mm(deviation3d, th), deviation3d.angle_deg)
     lines = []
     off = _offset_text(deviation3d.offset_lps_mm, frame)
     lines.append(f"tip {off} of plan" if off else "tip on the planned axis")

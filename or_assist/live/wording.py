@@ -114,8 +114,9 @@ def headline(result, *, shot_pending: bool = False, image_changing: bool = False
     """The one state the display shows in colour for what is on screen.
 
     One state wins, in this order: a new image or shot that has no result yet (grey), no
-    result at all (grey), not registered (red), a safety warning (red, whatever the
-    cue level), no pin (grey), the cue level (green / amber / red).
+    result at all (grey), not registered (red), a safety warning of the shot's or the
+    two-view cue (red, whatever the cue level), the two-view 3-D cue's level when the shot
+    has one, no pin (grey), the shot's cue level (green / amber / red).
 
     Parameters
     ----------
@@ -140,8 +141,11 @@ def headline(result, *, shot_pending: bool = False, image_changing: bool = False
     if not result.registered:
         return HEADLINES["not_registered"]
     cue = result.cue
-    if cue is not None and cue.warnings:
+    cue3 = getattr(result, "cue_3d", None)
+    if any(c is not None and c.warnings for c in (cue, cue3)):
         return HEADLINES["safety"]
+    if cue3 is not None and cue3.level in ("green", "amber", "red"):
+        return HEADLINES[cue3.level]   # the two-view cue judges the pin in 3-D: it wins over one view's
     if cue is None or cue.level not in ("green", "amber", "red"):
         return HEADLINES["no_pin"]
     return HEADLINES[cue.level]

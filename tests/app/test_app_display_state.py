@@ -245,22 +245,36 @@ def test_one_state_wins_and_reasons_are_plain_words(display, qtbot, qapp):
 
 
 def test_a_3d_deviation_is_the_main_number(display, qtbot):
+    """With a two-view 3-D deviation the big numbers are the apex deviation the 3-D cue
+    judges (at the planned depth while the pin is short of it) and the angle, labelled with
+    the shots they came from; the 3-D cue's level is the headline."""
+    from or_assist.guidance.cues import Cue
     from or_assist.guidance.triangulate import Deviation3D
 
     w, registrar, sims = display
     job = _send_shot(w, sims[0], 10)
     r = _registered(qtbot, w, 10)
-    d3 = Deviation3D(np.zeros(3), np.array([0.0, 0.0, 1.0]), 4.26, 3.4, 2.0, np.zeros(3), 10.0, 4.0,
-                     {"apex_deviation_mm": 0.7, "angle_deg": 0.9, "tip_mm": 0.5}, 60.0, 70.0)
+    sigma = {"apex_deviation_mm": 0.7, "angle_deg": 0.9, "tip_mm": 0.5}
+    # 10 mm short of the planned apex: the tip is 4.26 mm from the apex, 4.0 mm at the planned depth
+    short = Deviation3D(np.zeros(3), np.array([0.0, 0.0, 1.0]), 4.26, 3.4, 2.0, np.zeros(3), 10.0, 4.0, sigma, 60.0, 70.0)
     r3 = dataclasses.replace(r)
-    r3.deviation_3d = d3
+    r3.deviation_3d = short
+    r3.cue_3d = Cue("red", ("tip 4 mm cranial of plan",), ())
     w.registration.done.emit(job, (r3, np.zeros((4, 4, 4), np.uint8)))
     panel = w.panel_text()
-    assert (panel["mm"], panel["deg"]) == ("4.3 mm", "3 deg")
-    assert panel["state"] == "shot 1 · L1 lateral · 3-D from two views (±0.7 mm)"
+    assert (panel["mm"], panel["deg"]) == ("4.0 mm", "3 deg")
+    assert panel["state"] == "shot 1 · L1 lateral · 3-D from two views (±0.7 mm); apex at planned depth, 10 mm to go"
+    assert panel["level"] == "OFF PLAN"          # the 3-D cue's level, whatever the one view said
+    at_depth = dataclasses.replace(short, remaining_depth_mm=0.5, predicted_apex_deviation_mm=4.1)
+    r3.deviation_3d = at_depth
     r3.deviation_3d_with = {"number": 2, "view": "inlet"}   # the pipeline names the earlier shot
     w.registration.done.emit(job, (r3, np.zeros((4, 4, 4), np.uint8)))
-    assert w.panel_text()["state"] == f"shot 1 · L1 lateral · 3-D from shots 2 (inlet) + {r3.number} (lateral) (±0.7 mm)"
+    panel = w.panel_text()
+    assert panel["mm"] == "4.1 mm"
+    assert panel["state"] == f"shot 1 · L1 lateral · 3-D from shots 2 (inlet) + {r3.number} (lateral) (±0.7 mm)"
+    r3.deviation_3d = dataclasses.replace(short, remaining_depth_mm=-5.0, apex_deviation_mm=6.3)   # past the apex
+    w.registration.done.emit(job, (r3, np.zeros((4, 4, 4), np.uint8)))
+    assert w.panel_text()["mm"] == "6.3 mm"
 
 
 def test_a_new_shot_from_the_video_clears_the_previous_state(shots, qtbot, qapp, tmp_path):
