@@ -1,5 +1,5 @@
 """Run by tests/app/test_app_xvfb.py under a real X server (Xvfb): open the demo window, wait
-for a registered shot, grab the screen into the PNG named on the command line and print
+for a registered shot with the pin in 3-D (the demo's first inlet + outlet pair), grab the screen into the PNG named on the command line and print
 the status and panel texts as JSON. Exit status 0 on success, 3 on a timeout."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import tempfile
 import time
 
 
-def main(out_png: str, timeout_s: float = 90.0) -> int:
+def main(out_png: str, timeout_s: float = 200.0) -> int:
     from PyQt5 import QtCore, QtWidgets
 
     from or_assist.app.main_window import MainWindow
@@ -32,7 +32,8 @@ def main(out_png: str, timeout_s: float = 90.0) -> int:
 
     def check():
         r = window.last_result
-        if r is not None and r.registered and window.overlay_visible and window.virtual_item.image is not None:
+        if (r is not None and r.registered and r.deviation_3d is not None and window.overlay_visible
+                and window.virtual_item.image is not None):
             QtCore.QTimer.singleShot(300, finish)  # let the panel repaint
             poll.stop()
         elif time.monotonic() - started > timeout_s:

@@ -54,7 +54,7 @@ def test_demo_window_under_xvfb(xvfb_display):
     env = {**os.environ, "DISPLAY": xvfb_display, "QT_QPA_PLATFORM": "xcb",
            "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.run([sys.executable, str(REPO / "tests" / "app" / "app_xvfb_script.py"), str(png)], env=env,
-                          capture_output=True, text=True, timeout=180, cwd=REPO)
+                          capture_output=True, text=True, timeout=260, cwd=REPO)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report["platform"] == "xcb" and report["full_screen"]
@@ -63,6 +63,7 @@ def test_demo_window_under_xvfb(xvfb_display):
     assert report["status"]["registration"].startswith("registered (")
     assert report["panel"]["level"] in ("ON PLAN", "CLOSE TO PLAN", "OFF PLAN", "SAFETY WARNING")
     assert report["panel"]["mm"].endswith(" mm") and report["panel"]["mm"] != "-- mm"
+    assert "3-D from shots" in report["panel"]["state"]   # the big numbers are the two-view 3-D ones
     image = cv2.imread(str(png), cv2.IMREAD_COLOR)
     assert image is not None and image.shape == (1080, 1920, 3)
     assert image.std() > 20  # not blank
