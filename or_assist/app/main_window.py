@@ -693,12 +693,14 @@ class MainWindow(QtWidgets.QMainWindow):
             self.warning_label.setText("")
             self.hint_label.setText(f"C-arm: {r.hint}" if r.hint else "")   # marked "approx." by the pipeline
             return
-        cue = r.cue
-        if cue is not None and mm is not None:
+        cue3 = getattr(r, "cue_3d", None) if getattr(r, "deviation_3d", None) is not None else None
+        cue = cue3 or r.cue   # the lines of the cue whose numbers are shown (the two-view one wins)
+        if cue is not None:
             self.correction_label.setText("\n".join(cue.lines[:2]))
         else:
             self.correction_label.setText(plain_reason(r.message or "no pin detected"))
-        self.warning_label.setText("\n".join(plain_warning(w) for w in cue.warnings) if cue is not None else "")
+        warnings = dict.fromkeys(w for c in (r.cue, cue3) if c is not None for w in c.warnings)
+        self.warning_label.setText("\n".join(plain_warning(w) for w in warnings))
         self.hint_label.setText(f"C-arm: {r.hint}" if r.hint else "")
         sim, est = r.registration.similarity, r.registration.estimated_error_mm
         self.registration_label.setToolTip(f"similarity {sim:.3f}" + (

@@ -265,6 +265,7 @@ def test_a_3d_deviation_is_the_main_number(display, qtbot):
     assert (panel["mm"], panel["deg"]) == ("4.0 mm", "3 deg")
     assert panel["state"] == "shot 1 · L1 lateral · 3-D from two views (±0.7 mm); apex at planned depth, 10 mm to go"
     assert panel["level"] == "OFF PLAN"          # the 3-D cue's level, whatever the one view said
+    assert panel["correction"] == "tip 4 mm cranial of plan"   # and its lines
     at_depth = dataclasses.replace(short, remaining_depth_mm=0.5, predicted_apex_deviation_mm=4.1)
     r3.deviation_3d = at_depth
     r3.deviation_3d_with = {"number": 2, "view": "inlet"}   # the pipeline names the earlier shot
@@ -439,6 +440,7 @@ def test_no_big_offset_number_from_an_unseen_tip(display, qtbot):
     panel = w.panel_text()
     assert panel["mm"] == "-- mm" and panel["deg"] == f"{r.deviation.angle_deg:.0f} deg"
     assert panel["state"].endswith("2-D, this view; tip not seen")
+    assert hidden.cue is not None and panel["correction"] == "\n".join(hidden.cue.lines[:2])   # the cue's own lines
     end_on = dataclasses.replace(r)
     end_on.deviation = dataclasses.replace(r.deviation, foreshortening=0.1)
     w.registration.done.emit(job, (end_on, np.zeros((4, 4, 4), np.uint8)))
