@@ -39,26 +39,10 @@ from or_assist.render.display import DisplaySettings, metering_mask  # noqa: E40
 from or_assist.render.drr import AttenuationVolume, DRRRenderer  # noqa: E402
 from or_assist.render.implants import default_mu_per_mm, metal_line_integrals  # noqa: E402
 from or_assist.render.views.build import build_view_library  # noqa: E402
+from or_assist.render.view_quality import local_bone_contrast  # noqa: E402
 
 REAL_PLAN = REPO_ROOT / "tests" / "data" / "real_ct_plan.json"
 BONE_HU = 250.0
-
-
-def local_bone_contrast(display: np.ndarray, bone_path: np.ndarray, valid: np.ndarray, blocks: int = 8) -> float:
-    """Mean over blocks of (grey of the least-bone quarter - grey of the most-bone quarter)."""
-    h, w = display.shape
-    bh, bw = h // blocks, w // blocks
-    out = []
-    for y in range(0, bh * blocks, bh):
-        for x in range(0, bw * blocks, bw):
-            m = valid[y:y + bh, x:x + bw]
-            if m.mean() < 0.8:
-                continue
-            b, g = bone_path[y:y + bh, x:x + bw][m], display[y:y + bh, x:x + bw][m].astype(float)
-            q1, q3 = np.percentile(b, [25, 75])
-            if q3 - q1 >= 0.05:
-                out.append(g[b <= q1].mean() - g[b >= q3].mean())
-    return float(np.mean(out)) if out else float("nan")
 
 
 def main(argv=None) -> int:

@@ -9,6 +9,7 @@ Modules::
     outline     Implants and guide pins as seen in an image: their meshes and exact outlines.
     plan_live   Live virtual fluoroscopy for the planner: lateral, inlet, outlet and axis views of a plan.
     plan_sheet  The printable plan sheet: the virtual views and the implant table the surgeon takes to the OR.
+    view_quality  How clearly a virtual view shows bone: the measure behind the C-arm look of real-CT views.
     pose_cache  A DRR renderer that remembers its last renders, for many exposures of one C-arm position.
 
 Names are exported lazily (``lazy_loader``, as in scikit-image): importing this package
@@ -20,8 +21,9 @@ import lazy_loader as _lazy
 
 __getattr__, __dir__, __all__ = _lazy.attach(
     __name__,
-    submodules=['views', 'display', 'drr', 'implants', 'outline', 'plan_live', 'plan_sheet', 'pose_cache'],
+    submodules=['views', 'display', 'drr', 'implants', 'outline', 'plan_live', 'plan_sheet', 'pose_cache', 'view_quality'],
     submod_attrs={
+        'view_quality': ['local_bone_contrast'],
         '_drr_kernels': ['render_rays', 'row_stride', 'reference_line_integrals', 'clip_ray_to_box', 'warm_up'],
         'display': ['CARM_DISPLAY', 'DISPLAY_MODES', 'OUTPUT_TYPES', 'DisplaySettings', 'auto_window',
                     'compress_range', 'metering_mask', 'to_display'],

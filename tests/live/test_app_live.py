@@ -10,28 +10,14 @@ import sys
 import numpy as np
 import pytest
 
-from or_assist.core.carm import carm_angles_from_pose, patient_axes, pose_from_carm_angles
 from or_assist.errors import InputError
 from or_assist.session.caselog import CaseLog
 from or_assist.live.pipeline import LivePipeline
 from or_assist.live.hint import positioning_hint
 from tests.conftest import REPO_ROOT
+from tests.live.conftest import turned_pose
 
 REPO = REPO_ROOT
-
-
-@pytest.fixture(scope="module")
-def sample_case():
-    from or_assist.sim.scenario.spec import load_sample_case
-
-    return load_sample_case()
-
-
-def _turned(pose, orbital_deg, tilt_deg, landmarks):
-    axes = patient_axes(landmarks)
-    a = carm_angles_from_pose(pose, axes=axes)
-    iso = pose.source_position_lps_mm + 530.0 * pose.beam_direction_lps
-    return pose_from_carm_angles(a.orbital_deg + orbital_deg, a.tilt_deg + tilt_deg, iso, 530.0, axes=axes)
 
 
 def test_positioning_hint_words(sample_case):
@@ -40,13 +26,13 @@ def test_positioning_hint_words(sample_case):
     _, plan, geometry = sample_case
     planned = plan_view_pose(plan, "L1", "inlet", geometry=geometry)
     assert positioning_hint(planned, planned, plan.landmarks) is None
-    assert positioning_hint(_turned(planned, 0, 6, plan.landmarks), planned, plan.landmarks) == \
+    assert positioning_hint(turned_pose(planned, 0, 6, plan.landmarks), planned, plan.landmarks) == \
         "tilt 6 deg more caudal"
-    assert positioning_hint(_turned(planned, 0, -4, plan.landmarks), planned, plan.landmarks) == \
+    assert positioning_hint(turned_pose(planned, 0, -4, plan.landmarks), planned, plan.landmarks) == \
         "tilt 4 deg more cranial"
-    assert positioning_hint(_turned(planned, -5, 2, plan.landmarks), planned, plan.landmarks) == \
+    assert positioning_hint(turned_pose(planned, -5, 2, plan.landmarks), planned, plan.landmarks) == \
         "rotate 5 deg towards LAO"
-    assert positioning_hint(_turned(planned, 7, -8, plan.landmarks), planned, plan.landmarks) == \
+    assert positioning_hint(turned_pose(planned, 7, -8, plan.landmarks), planned, plan.landmarks) == \
         "rotate 7 deg towards RAO, tilt 8 deg more cranial"
     with pytest.raises(InputError, match="pose"):
         positioning_hint(np.eye(4), planned)

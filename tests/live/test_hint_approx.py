@@ -6,26 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from or_assist.core.carm import carm_angles_from_pose, patient_axes, pose_from_carm_angles
 from or_assist.core.view_poses import plan_view_pose
 from or_assist.errors import InputError
 from or_assist.live.hint import (APPROX_PREFIX, approximate_positioning_hint, planned_angles_text,
                                  positioning_hint)
 from or_assist.register.pipeline import RegistrationResult
-
-
-@pytest.fixture(scope="module")
-def sample_case():
-    from or_assist.sim.scenario.spec import load_sample_case
-
-    return load_sample_case()
-
-
-def _turned(pose, orbital_deg, tilt_deg, landmarks):
-    axes = patient_axes(landmarks)
-    a = carm_angles_from_pose(pose, axes=axes)
-    iso = pose.source_position_lps_mm + 530.0 * pose.beam_direction_lps
-    return pose_from_carm_angles(a.orbital_deg + orbital_deg, a.tilt_deg + tilt_deg, iso, 530.0, axes=axes)
+from tests.live.conftest import turned_pose
 
 
 def _failed(pose, start=None):
@@ -36,20 +22,20 @@ def test_approximate_hint_is_rounded_and_marked(sample_case):
     _, plan, geometry = sample_case
     planned = plan_view_pose(plan, "L1", "inlet", geometry=geometry)
     lms = plan.landmarks
-    off = _turned(planned, 0, 11, lms)                       # the guess: the C-arm 11 deg too cranial
+    off = turned_pose(planned, 0, 11, lms)                       # the guess: the C-arm 11 deg too cranial
     hint = approximate_positioning_hint(_failed(off), planned, lms)
     assert hint == APPROX_PREFIX + "tilt ~10 deg more caudal"
     assert hint.startswith("approx.") and positioning_hint(off, planned, lms) == "tilt 11 deg more caudal"
     # small differences still say a whole step; both angles when both are off
-    assert approximate_positioning_hint(_failed(_turned(planned, -3.5, 0, lms)), planned, lms) == \
+    assert approximate_positioning_hint(_failed(turned_pose(planned, -3.5, 0, lms)), planned, lms) == \
         APPROX_PREFIX + "rotate ~5 deg towards LAO"
-    assert approximate_positioning_hint(_failed(_turned(planned, 8, -13, lms)), planned, lms) == \
+    assert approximate_positioning_hint(_failed(turned_pose(planned, 8, -13, lms)), planned, lms) == \
         APPROX_PREFIX + "rotate ~10 deg towards RAO, tilt ~15 deg more cranial"
     # within min_deg: nothing to say; no pose at all: nothing; a start pose when the search kept no pose
-    assert approximate_positioning_hint(_failed(_turned(planned, 1, -2, lms)), planned, lms) is None
+    assert approximate_positioning_hint(_failed(turned_pose(planned, 1, -2, lms)), planned, lms) is None
     # a guess beyond the capture range is no guide (e.g. a wrong optimum turned 40 deg)
-    assert approximate_positioning_hint(_failed(_turned(planned, 40, 0, lms)), planned, lms) is None
-    assert approximate_positioning_hint(_failed(_turned(planned, 0, 24, lms)), planned, lms) == \
+    assert approximate_positioning_hint(_failed(turned_pose(planned, 40, 0, lms)), planned, lms) is None
+    assert approximate_positioning_hint(_failed(turned_pose(planned, 0, 24, lms)), planned, lms) == \
         APPROX_PREFIX + "tilt ~25 deg more caudal"
     assert approximate_positioning_hint(_failed(None), planned, lms) is None
     assert approximate_positioning_hint(None, planned, lms) is None
@@ -83,7 +69,7 @@ def test_pipeline_sets_an_approximate_hint_for_a_shot_that_did_not_register(samp
     ct, plan, geometry = sample_case
     geometry = geometry.downsampled(4)                     # a coarse shot is enough here
     planned = plan_view_pose(plan, "L1", "lateral", geometry=geometry)
-    guess = _turned(planned, 0, -9, plan.landmarks)       # the C-arm 9 deg too caudal, not confirmed
+    guess = turned_pose(planned, 0, -9, plan.landmarks)       # the C-arm 9 deg too caudal, not confirmed
 
     class NeverConfident:
         def register(self, frame, init_pose, *, polarity="bone-dark", library=None, target_lps_mm=None):

@@ -13,31 +13,10 @@ from or_assist.render.display import DisplaySettings, metering_mask
 from or_assist.render.drr import AttenuationVolume, DRRRenderer
 from or_assist.render.implants import default_mu_per_mm, metal_line_integrals
 from or_assist.render.views.build import build_view_library
+from or_assist.render.view_quality import local_bone_contrast
 from tests.conftest import REAL_PLAN
 
 BONE_HU = 250.0
-BLOCKS = 8                     # the local contrast is measured in 8 x 8 blocks per image
-
-
-def local_bone_contrast(display: np.ndarray, bone_path: np.ndarray, valid: np.ndarray) -> float:
-    """Mean over image blocks of (mean grey of the quarter of pixels with the least bone on
-    their ray - mean grey of the quarter with the most): how much darker bone shows than
-    the soft tissue beside it, in grey levels (blocks mostly outside ``valid`` or without
-    bone variation are skipped)."""
-    h, w = display.shape
-    bh, bw = h // BLOCKS, w // BLOCKS
-    out = []
-    for y in range(0, bh * BLOCKS, bh):
-        for x in range(0, bw * BLOCKS, bw):
-            m = valid[y:y + bh, x:x + bw]
-            if m.mean() < 0.8:
-                continue
-            b, g = bone_path[y:y + bh, x:x + bw][m], display[y:y + bh, x:x + bw][m].astype(float)
-            q1, q3 = np.percentile(b, [25, 75])
-            if q3 - q1 >= 0.05:
-                out.append(g[b <= q1].mean() - g[b >= q3].mean())
-    assert len(out) >= BLOCKS, "too few blocks with bone to measure"
-    return float(np.mean(out))
 
 
 @pytest.fixture(scope="module")
