@@ -30,10 +30,13 @@ _MAX_DARK_WIDTHS = 4.0
 # excluded pixels (burnt-in text) on the pin's centre line up to this many pin widths long
 # are looked past; a longer stretch is the field's border for the walk
 _MAX_PATCH_WIDTHS = 3.0
-# below this foreshortening of the planned axis the tip end is told by the pin's perspective
-# (width_trend): a relative widening of at least _MIN_WIDTH_TREND over the segment (end-on
-# real-CT laterals, calibration seeds: 0.12-0.27, the right end every time)
-_END_ON_FORESHORTENING = 0.3
+#: Below this foreshortening (projected over side-on length) the planned axis is seen
+#: nearly end on: the tip's offset is its distance from the projected axis segment, the
+#: angle in the image is no aim, and the pin's tip end is told by its perspective.
+END_ON_FORESHORTENING = 0.3
+# end on, the tip end is the one the pin widens towards (width_trend): a relative widening
+# of at least _MIN_WIDTH_TREND over the segment (end-on real-CT laterals, calibration
+# seeds: 0.12-0.27, the right end every time)
 _MIN_WIDTH_TREND = 0.06
 
 
@@ -224,7 +227,7 @@ def finish_detection(img, valid, seg: dict, width_px: float, prior, settings, mm
     pa, pb = p0 + ends["a"]["t"] * d, p0 + ends["b"]["t"] * d
     tip_is_b = _tip_is_b(pa, pb, ends["a"]["at_border"], ends["b"]["at_border"], prior, img.shape)
     ambiguous = False
-    if prior is not None and prior.foreshortening < _END_ON_FORESHORTENING:
+    if prior is not None and prior.foreshortening < END_ON_FORESHORTENING:
         # the planned axis is seen nearly end on: the pin's image direction says little about
         # which end is the tip, its perspective does (the end nearer the source is wider)
         wider_b = width_trend(img, valid, p0, d, ends["a"]["t"], ends["b"]["t"], w)

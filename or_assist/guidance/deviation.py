@@ -24,15 +24,12 @@ import numpy as np
 from or_assist.core.geometry import CArmGeometry, backproject, project_with_depth
 from or_assist.core.pose import Pose
 from or_assist.errors import InputError
+from or_assist.guidance._pin_ends import END_ON_FORESHORTENING  # the one home (pin detection uses it too)
 from or_assist.guidance.pin import PinDetection
 
 __all__ = ["END_ON_FORESHORTENING", "MIN_RAY_AXIS_ANGLE_DEG", "ShotDeviation", "shot_deviation", "check_shot_inputs", "ray_line_closest"]
 
 MIN_RAY_AXIS_ANGLE_DEG = 15.0   # below this, positions along the axis are not resolved in a view
-#: Below this foreshortening (projected over side-on length) the planned axis is seen
-#: nearly end on: the tip's offset is its distance from the projected axis segment, and
-#: the angle in the image is no aim (a few degrees in 3-D turn the short projection anywhere).
-END_ON_FORESHORTENING = 0.3
 
 
 @dataclass(frozen=True, eq=False)
