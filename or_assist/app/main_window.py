@@ -698,7 +698,8 @@ class MainWindow(QtWidgets.QMainWindow):
         if cue is not None:
             self.correction_label.setText("\n".join(cue.lines[:2]))
         else:
-            self.correction_label.setText(plain_reason(r.message or "no pin detected"))
+            self.correction_label.setText(plain_reason(r.message or "no pin detected",
+                                                       default=r.message))   # registered: never "Not registered"
         warnings = dict.fromkeys(w for c in (r.cue, cue3) if c is not None for w in c.warnings)
         self.warning_label.setText("\n".join(plain_warning(w) for w in warnings))
         self.hint_label.setText(f"C-arm: {r.hint}" if r.hint else "")

@@ -61,25 +61,28 @@ _DEFAULT_REASON = "Not registered: " + _TAKE_ANOTHER + "."
 _LANDMARK = re.compile(r"^(s\d)_foramen(?:_(left|right))?$")
 
 
-def plain_reason(technical: str | None) -> str:
+def plain_reason(technical: str | None, default: str | None = None) -> str:
     """Plain words for a technical reason (registration, preprocessing or guidance).
 
     Parameters
     ----------
     technical : str or None
         E.g. ``RegistrationResult.reason`` or ``ShotResult.message``.
+    default : str, optional
+        What an unknown reason gives (default ``"Not registered: take another shot."``:
+        pass another for a shot that did register).
 
     Returns
     -------
     str
         One sentence for the OR: what happened and what to do. An unknown reason gives
-        ``"Not registered: take another shot."`` (the case log keeps the technical one).
+        ``default`` (the case log keeps the technical one).
     """
     text = "" if technical is None else str(technical)
     for pattern, words in _REASONS:
         if re.search(pattern, text, re.IGNORECASE):
             return words
-    return _DEFAULT_REASON
+    return _DEFAULT_REASON if default is None else default
 
 
 def landmark_words(name: str) -> str:

@@ -190,6 +190,10 @@ def test_plain_reasons(technical, plain):
     from or_assist.live.wording import plain_reason
 
     assert plain_reason(technical) == plain
+    if plain == "Not registered: take another shot.":   # unknown: a registered shot gives its own default
+        assert plain_reason(technical, default="pin at 3 o'clock") == "pin at 3 o'clock"
+    else:
+        assert plain_reason(technical, default="pin at 3 o'clock") == plain
 
 
 def test_plain_warnings_and_one_headline():
