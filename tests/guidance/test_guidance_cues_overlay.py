@@ -5,10 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from or_assist.core.carm_profiles import load_profile
 from or_assist.core.geometry import project
 from or_assist.core.instruments import GuidePin
-from or_assist.core.plan import load_plan
 from or_assist.core.view_poses import plan_view_pose
 from or_assist.errors import InputError
 from or_assist.guidance.cues import CueThresholds, cue_3d, safety_warnings_3d, shot_cue
@@ -16,18 +14,6 @@ from or_assist.guidance.deviation import shot_deviation
 from or_assist.guidance.triangulate import two_view_deviation
 from or_assist.guidance.overlay import NOT_REGISTERED_TEXT, draw_overlay, draw_text_block, text_height_px
 from or_assist.guidance.pin import PinDetection
-from tests.conftest import REAL_PLAN
-
-
-@pytest.fixture(scope="module")
-def plan():
-    return load_plan(REAL_PLAN)
-
-
-@pytest.fixture(scope="module")
-def geometry():
-    return load_profile("siemens_cios_fusion").geometry_at(512).with_changes(
-        image_size_px=(1920, 1080), pixel_spacing_mm=(0.2759, 0.2759), principal_point_px=(959.5, 539.5))
 
 
 def detection(pin, pose, geometry):

@@ -9,7 +9,6 @@ import pytest
 
 from or_assist.core.carm_profiles import load_profile
 from or_assist.core.geometry import project
-from or_assist.core.plan import load_plan
 from or_assist.core.view_poses import plan_view_pose
 from or_assist.errors import InputError
 from or_assist.guidance.deviation import shot_deviation
@@ -21,12 +20,6 @@ from or_assist.guidance.triangulate import (
 )
 from or_assist.guidance.pin import PinDetection
 from or_assist.sim.pin_cases import deviated_pin
-from tests.conftest import REAL_PLAN
-
-
-@pytest.fixture(scope="module")
-def plan():
-    return load_plan(REAL_PLAN)
 
 
 @pytest.fixture(scope="module")

@@ -9,25 +9,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from or_assist.core.carm_profiles import load_profile
 from or_assist.core.geometry import project
-from or_assist.core.plan import load_plan
 from or_assist.core.view_poses import plan_view_pose
 from or_assist.guidance.cues import TIP_NOT_SEEN_TEXT, shot_cue
 from or_assist.guidance.deviation import END_ON_FORESHORTENING, shot_deviation
 from or_assist.guidance.pin import PinDetection
 from tests.conftest import REAL_PLAN
-
-
-@pytest.fixture(scope="module")
-def plan():
-    return load_plan(REAL_PLAN)
-
-
-@pytest.fixture(scope="module")
-def geometry():
-    return load_profile("siemens_cios_fusion").geometry_at(512).with_changes(
-        image_size_px=(1920, 1080), pixel_spacing_mm=(0.2759, 0.2759), principal_point_px=(959.5, 539.5))
 
 
 def _detection(imp, pose, geometry, advance=0.5, offset=(0.0, 0.0, 3.0), **flags):
