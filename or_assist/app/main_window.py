@@ -100,10 +100,10 @@ def _main_numbers(r, thresholds=None) -> tuple[float | None, float | None, str]:
     angle of a pin seen end-on)."""
     if r is None or not r.registered:
         return None, None, ""
-    d3 = getattr(r, "deviation_3d", None)
+    d3 = r.deviation_3d
     if d3 is not None:
-        kind = r.deviation_3d_label() if hasattr(r, "deviation_3d_label") else "3-D from two views"
-        sigma = (getattr(d3, "uncertainty", None) or {}).get("apex_deviation_mm")
+        kind = r.deviation_3d_label()
+        sigma = d3.uncertainty.get("apex_deviation_mm")
         if sigma is not None and np.isfinite(sigma):
             kind += f" (±{sigma:.1f} mm)"
         th = thresholds or CueThresholds()
@@ -112,8 +112,8 @@ def _main_numbers(r, thresholds=None) -> tuple[float | None, float | None, str]:
         return judged_apex_mm(d3, th), float(d3.angle_deg), kind
     dev = r.deviation
     if dev is not None:
-        tip_seen = getattr(dev, "tip_reliable", True)
-        end_on = getattr(dev, "foreshortening", 1.0) < END_ON_FORESHORTENING
+        tip_seen = dev.tip_reliable
+        end_on = dev.foreshortening < END_ON_FORESHORTENING
         kind = "2-D, this view" + ("" if tip_seen else "; tip not seen") + ("; pin seen end-on" if end_on else "")
         return (float(dev.tip_offset_mm) if tip_seen else None,
                 None if end_on else float(dev.angle_deg), kind)
@@ -693,7 +693,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.warning_label.setText("")
             self.hint_label.setText(f"C-arm: {r.hint}" if r.hint else "")   # marked "approx." by the pipeline
             return
-        cue3 = getattr(r, "cue_3d", None) if getattr(r, "deviation_3d", None) is not None else None
+        cue3 = r.cue_3d if r.deviation_3d is not None else None
         cue = cue3 or r.cue   # the lines of the cue whose numbers are shown (the two-view one wins)
         if cue is not None:
             self.correction_label.setText("\n".join(cue.lines[:2]))
