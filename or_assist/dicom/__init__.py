@@ -19,11 +19,11 @@ __getattr__, __dir__, __all__ = _lazy.attach(
     submodules=['header', 'shot', 'header_geometry'],
     submod_attrs={
         'header': ['DicomShotHeader', 'header_from_dataset', 'find_tag'],
-        'shot': ['DicomShot', 'read_dicom_shot', 'read_dicom_shots', 'read_dicom_dataset',
+        'shot': ['DicomShot', 'read_dicom_shot', 'read_dicom_shots', 'read_dicom_header', 'read_dicom_dataset',
                  'PROJECTION_SOP_CLASSES', 'PROJECTION_MODALITIES', 'is_dicom_file'],
         'header_geometry': ['DEFAULT_ISOCENTER_FRACTION', 'SID_TOLERANCE_FRACTION', 'FIELD_TOLERANCE_FRACTION',
                             'MAGNIFICATION_TOLERANCE_FRACTION', 'geometry_from_header', 'missing_geometry_reason',
                             'compare_geometry', 'beam_from_positioner_angles', 'positioner_angles_from_beam',
-                            'start_pose_from_header', 'patient_direction_lps'],
+                            'start_pose_from_header', 'patient_direction_lps', 'resolve_geometry'],
     },
 )

@@ -29,7 +29,7 @@ import numpy as np
 from or_assist.dicom.header import DicomShotHeader, header_from_dataset
 from or_assist.errors import InputError
 
-__all__ = ["DicomShot", "read_dicom_shot", "read_dicom_shots", "read_dicom_dataset",
+__all__ = ["DicomShot", "read_dicom_shot", "read_dicom_shots", "read_dicom_header", "read_dicom_dataset",
            "PROJECTION_SOP_CLASSES", "PROJECTION_MODALITIES", "is_dicom_file"]
 
 #: SOP classes read as shots, with a short name for messages.
@@ -369,3 +369,25 @@ def read_dicom_shots(source, *, name: str | None = None) -> list[DicomShot]:
         pixels, _ = _orient(frames[k], ds, stored)
         out.append(DicomShot(pixels=pixels, bits_stored=stored, header=_header(ds, where, k, count)))
     return out
+
+
+def read_dicom_header(source, *, frame: int = -1, name: str | None = None) -> DicomShotHeader:
+    """The header of a DICOM projection image's frame, without decoding its pixels.
+
+    Parameters
+    ----------
+    source : path-like, bytes or pydicom.Dataset
+    frame : int
+        As in :func:`read_dicom_shot` (default the last frame).
+    name : str, optional
+        What to call the source in messages.
+
+    Raises
+    ------
+    InputError
+        As :func:`read_dicom_shot`, except for undecodable pixel data.
+    """
+    ds, where, _shape, _stored, count = _prepare(source, name)
+    if not -count <= int(frame) < count:
+        raise InputError(f"frame {frame} out of range: the object has {count} frame(s)", where)
+    return _header(ds, where, int(frame) % count, count)
