@@ -127,8 +127,9 @@ def read_dicom_dataset(source, *, name: str | None = None):
     except InvalidDicomError:
         raise InputError("not a DICOM file (no 'DICM' marker at byte 128)", where) from None
     except Exception as exc:  # noqa: BLE001 - pydicom raises many kinds on a damaged file
-        raise InputError(f"damaged or truncated DICOM file ({type(exc).__name__}: {exc})", where) from None
-    if force and "SOPClassUID" not in ds and "Modality" not in ds:
+        text = " ".join(str(exc).split())[:300]
+        raise InputError(f"damaged or truncated DICOM file ({type(exc).__name__}: {text})", where) from None
+    if force and not any(k in ds for k in ("SOPClassUID", "Modality", "PixelData")):
         raise InputError("not a DICOM file (no 'DICM' marker and no SOP class)", where)
     return ds, where
 
@@ -167,6 +168,8 @@ def _check_image_tags(ds, where: str) -> tuple[int, int, int, int]:
                          "in 8 or 16 allocated", where)
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
     photometric = str(ds.get("PhotometricInterpretation", "") or "").strip().upper()
+    if not photometric:
+        raise InputError("missing PhotometricInterpretation; expected MONOCHROME1 or MONOCHROME2", where)
     if samples != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise InputError(f"colour image (PhotometricInterpretation {photometric or 'missing'}, SamplesPerPixel "
                          f"{samples}); expected a grey MONOCHROME1 or MONOCHROME2 image", where)
@@ -211,7 +214,7 @@ def _decode(ds, where: str, index: int | None, shape: tuple[int, int], count: in
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - pydicom's decoders raise many kinds
-        errors.append(f"pydicom: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}")
+        errors.append(f"pydicom: {' '.join(str(exc).split())[:300] or type(exc).__name__}")
     if ts is None or not ts.is_compressed:
         raise InputError(f"pixel data unreadable ({errors[0]}); the file may be truncated", where)
     arr = _decode_sitk(ds, errors)
@@ -249,8 +252,8 @@ def _decode_sitk(ds, errors: list) -> np.ndarray | None:
             reader.SetFileName(path)
             arr = sitk.GetArrayFromImage(reader.Execute())
         except Exception as exc:  # noqa: BLE001 - SimpleITK raises RuntimeError, writing may raise more
-            text = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
-            errors.append(f"SimpleITK/GDCM: {text.strip()}")
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            errors.append(f"SimpleITK/GDCM: {lines[-1][:200] if lines else type(exc).__name__}")
             return None
     return arr
 

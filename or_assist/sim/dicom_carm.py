@@ -184,6 +184,7 @@ def shot_dataset(image: np.ndarray, geometry: CArmGeometry, pose: Pose | None = 
         ds.FrameIncrementPointer = 0x00181063
     dtype = np.uint8 if bits_stored == 8 else np.dtype("<u2")
     ds.PixelData = np.stack(stack).astype(dtype).tobytes()
+    ds["PixelData"].VR = "OB" if bits_stored == 8 else "OW"
     for key, value in (extra or {}).items():
         if value is None:
             if key in ds:
