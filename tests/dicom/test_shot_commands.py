@@ -106,7 +106,7 @@ def test_register_a_dicom_shot_with_the_header_geometry_and_start(sample_shot, c
     s = sample_shot
     out = s["root"] / "reg.json"
     assert main(["register", "--ct", str(s["ct"]), "--image", str(s["dcm"]), "--plan", str(s["plan"]),
-                 "--out", str(out)]) == 0
+                 "--out", str(out), "--time-budget-s", "0"]) == 0  # no budget: a loaded test machine is slow
     doc = json.loads(out.read_text())
     assert doc["success"], capsys.readouterr().out
     est = np.asarray(doc["T_source_from_patient"])
