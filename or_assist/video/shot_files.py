@@ -5,8 +5,8 @@ The one reader of every command that takes a shot or a phantom frame as a file
 non-ASCII included), keeps 16-bit images 16-bit and averages colour to grey. A DICOM file
 (the ``DICM`` marker, or a name ending in one of :data:`DICOM_SUFFIXES`) is read by
 :func:`or_assist.dicom.shot.read_dicom_shot`: a projection image only (XA, RF, DX, CR,
-grey secondary capture), its last frame, at its stored bit depth (up to 8 bits: ``uint8``;
-more: scaled to the full ``uint16`` range), more attenuation darker;
+grey secondary capture), its last frame, more attenuation darker, its values scaled from
+their minimum and maximum to ``uint16`` (:func:`dicom_to_image`);
 :func:`read_shot_header` gives its header (geometry, positioner angles). Another image
 format SimpleITK reads (MHA, NRRD) is scaled from its minimum and maximum to ``uint16``.
 Imports only core and dicom.
@@ -38,12 +38,14 @@ def is_dicom_shot_file(path: str | os.PathLike) -> bool:
 
 
 def dicom_to_image(pixels: np.ndarray, bits_stored: int) -> np.ndarray:
-    """A DICOM shot's pixels (0 .. 2**bits_stored - 1) as a shot image: ``uint8`` unchanged up
-    to 8 bits stored, else scaled to the full ``uint16`` range (order and ratios kept)."""
-    if bits_stored <= 8:
-        return pixels.astype(np.uint8)
-    full = (1 << bits_stored) - 1
-    return np.round(pixels.astype(np.float64) * (65535.0 / full)).astype(np.uint16)
+    """A DICOM shot's pixels as a shot image: ``uint16``, scaled linearly from their minimum
+    and maximum to 0-65535 (order kept; a flat image is all 0). The stretch gives every
+    DICOM shot the contrast the bead and pin detectors expect, whatever part of its stored
+    range (``bits_stored``) the detector signal fills."""
+    lo, hi = float(pixels.min()), float(pixels.max())
+    if hi <= lo:
+        return np.zeros(pixels.shape, np.uint16)
+    return np.round((pixels.astype(np.float64) - lo) * (65535.0 / (hi - lo))).astype(np.uint16)
 
 
 def read_shot_header(path: str | os.PathLike):

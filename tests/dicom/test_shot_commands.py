@@ -28,18 +28,23 @@ def _values(bits: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 1 << bits, size=(30, 40)).astype(np.uint16)
 
 
-def test_read_shot_image_keeps_bit_depth_and_order(tmp_path):
+def _stretched(values: np.ndarray) -> np.ndarray:
+    v = values.astype(float)
+    return (v - v.min()) / (v.max() - v.min()) * 65535
+
+
+def test_read_shot_image_stretches_the_stored_values_keeping_order(tmp_path):
     v12 = _values(12)
     write_shot_dicom(tmp_path / "a.dcm", v12, GEOM, POSE, bits_stored=12)
     img = read_shot_image(tmp_path / "a.dcm")
     assert img.dtype == np.uint16 and img.shape == (30, 40)
-    np.testing.assert_allclose(img, v12 * (65535 / 4095), atol=0.5)
+    np.testing.assert_allclose(img, _stretched(v12), atol=0.5)
     v8 = _values(8)
     noext = tmp_path / "IM0001"  # a DICOM file without an extension
-    write_shot_dicom(noext, v8, GEOM, POSE, bits_stored=8)
+    write_shot_dicom(noext, v8, GEOM, POSE, bits_stored=8, photometric="MONOCHROME1")
     img8 = read_shot_image(noext)
-    assert img8.dtype == np.uint8
-    np.testing.assert_array_equal(img8, v8)
+    assert img8.dtype == np.uint16
+    np.testing.assert_allclose(img8, _stretched(v8), atol=0.5)  # MONOCHROME1 comes back the right way up
     header = read_shot_header(noext)
     assert header.sid_mm == pytest.approx(1000) and header.imager_pixel_spacing_mm == pytest.approx((0.4, 0.4))
     png = tmp_path / "a.png"
@@ -70,7 +75,7 @@ def test_folder_source_reads_dicom_shots_with_their_header(tmp_path, dicom_dir, 
     assert frames[0].dicom.patient_id == "P1" and frames[0].dicom.sid_mm == pytest.approx(1000)
     assert frames[1].dicom is None and frames[2].dicom.patient_id == "P1"
     assert all(f.image.dtype == np.uint8 and f.image.shape == (30, 40) for f in frames)
-    np.testing.assert_array_equal(frames[2].image, _values(8, 3))
+    np.testing.assert_array_equal(frames[2].image, (np.round(_stretched(_values(8, 3))).astype(np.uint16) >> 8))
     assert "4.dcm: not a projection image: Modality CT" in caplog.text
 
 
@@ -165,3 +170,34 @@ def test_calibrate_reads_dicom_images_first(tmp_path):
     with pytest.raises(InputError, match="no_such_phantom"):  # the DICOM image reads; then the phantom fails
         calibrate_command([write_shot_dicom(tmp_path / "c.dcm", _values(12), GEOM, POSE)], "no_such_phantom",
                           tmp_path / "g.json")
+
+
+def test_calibrate_a_dicom_bead_phantom_shot_with_the_header_as_nominal(tmp_path):
+    """The detector image of a bead phantom as DICOM: calibrated without a profile, the
+    source-isocentre distance comes from the header, and a wrong header SID is a warning."""
+    from or_assist.calibration.phantom import load_bead_phantom
+    from or_assist.cli.calibrate import calibrate_command
+    from or_assist.core.carm_profiles import load_profile
+    from or_assist.core.geometry import load_geometry
+    from or_assist.core.pose import Pose, rotation_about_axis
+    from or_assist.render.drr import DRRRenderer
+    from or_assist.sim.calibration_phantom import bead_phantom_volume
+    from or_assist.sim.shots.settings import ShotSettings
+    from or_assist.sim.shots.simulate import simulate_shot
+
+    phantom = load_bead_phantom("bead_grid_two_plane")
+    geom = load_profile("siemens_cios_fusion").geometry_at(512)
+    depth = geom.sid_mm - phantom.plate_to_detector_mm
+    pose = Pose.from_rotation_translation(rotation_about_axis((0, 0, 1), np.radians(7.0)), [3.0, -4.0, depth])
+    shot = simulate_shot(DRRRenderer(bead_phantom_volume(phantom)), pose, geom,
+                         settings=ShotSettings(collimation="square", step_fraction=1.0, supersample=1, seed=0))
+    good = write_shot_dicom(tmp_path / "good.dcm", shot.image, geom, None, bits_stored=12)
+    text = calibrate_command([good], "bead_grid_two_plane", tmp_path / "g.json")
+    g = load_geometry(tmp_path / "g.json")
+    assert abs(g.sid_mm / geom.sid_mm - 1) < 0.01 and g.image_size_px == geom.image_size_px
+    assert g.source_to_isocenter_mm == pytest.approx(geom.source_to_isocenter_mm)  # DistanceSourceToPatient
+    assert "warning: the DICOM" not in text
+    wrong = write_shot_dicom(tmp_path / "wrong.dcm", shot.image, geom.with_changes(sid_mm=1300.0), None,
+                             bits_stored=12)
+    text = calibrate_command([wrong], "bead_grid_two_plane", tmp_path / "g2.json")
+    assert "warning: the DICOM header's source-detector distance (1300 mm) differs from the calibrated one" in text

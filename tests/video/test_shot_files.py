@@ -29,9 +29,9 @@ def _files(folder):
              "bgr": (folder / "bgr.png", bgr.mean(axis=2).round().astype(np.uint8))}
     for path, img in ((folder / "u8.png", u8), (folder / "u16.png", u16), (folder / "bgr.png", bgr)):
         assert cv2.imwrite(str(path), img)
-    stored = (RAMP - 1000).astype(np.int16)          # DICOM: signed 16-bit stored values, offset to unsigned
+    stored = (RAMP - 1000).astype(np.int16)                      # DICOM: stored values, scaled to 0-65535
     sitk.WriteImage(sitk.GetImageFromArray(stored), str(folder / "shot.dcm"))
-    files["dicom"] = (folder / "shot.dcm", (RAMP - 1000 + 32768).astype(np.uint16))
+    files["dicom"] = (folder / "shot.dcm", np.round(RAMP / RAMP.max() * 65535).astype(np.uint16))
     return files
 
 
