@@ -30,7 +30,8 @@ from or_assist.core.pose import Pose
 from or_assist.dicom.header_geometry import positioner_angles_from_beam
 from or_assist.errors import InputError
 
-__all__ = ["SOP_CLASSES", "shot_dataset", "write_shot_dicom", "encode_dataset", "orientation_codes"]
+__all__ = ["SOP_CLASSES", "shot_dataset", "write_shot_dicom", "simulated_shot_dataset", "encode_dataset",
+           "orientation_codes"]
 
 #: ``sop_class`` names: (SOP class UID of a single-frame, of a multi-frame object, Modality).
 SOP_CLASSES = {
@@ -39,7 +40,7 @@ SOP_CLASSES = {
     "dx": ("1.2.840.10008.5.1.4.1.1.1.1", None, "DX"),
     "sc": ("1.2.840.10008.5.1.4.1.1.7", "1.2.840.10008.5.1.4.1.1.7.3", "XA"),
 }
-_LOG_FLOOR = 1e-3  # transmission mapped to stored value 0 in the log encoding
+_LOG_FLOOR = 1e-6  # transmission mapped to stored value 0 (six decades: a lateral pelvis transmits ~1e-4)
 _LPS_CODES = (("L", "R"), ("P", "A"), ("H", "F"))
 
 
@@ -275,6 +276,19 @@ def _encode_gdcm(ds, compressor: str):
     ds["PixelData"].is_undefined_length = True
     ds.file_meta.TransferSyntaxUID = encoded.file_meta.TransferSyntaxUID
     return ds
+
+
+def simulated_shot_dataset(shot, **kwargs):
+    """:func:`shot_dataset` of a :class:`~or_assist.sim.shots.simulate.SimulatedShot`: its
+    detector signal, geometry and pose, blanked (stored 0) outside the collimated field as a
+    C-arm's shutters blank it. ``kwargs`` go to :func:`shot_dataset`."""
+    from or_assist.sim.shots.chain import field_mask
+
+    st = shot.settings
+    field = field_mask(shot.geometry.image_size_px, st.collimation, st.collimation_radius_fraction,
+                       offset_fraction=st.collimation_offset_fraction, leaf=st.collimation_leaf)
+    image = np.where(field, shot.image, 0.0).astype(np.float64)
+    return shot_dataset(image, shot.geometry, kwargs.pop("pose", shot.pose), **kwargs)
 
 
 def write_shot_dicom(path: str | os.PathLike, image: np.ndarray, geometry: CArmGeometry,

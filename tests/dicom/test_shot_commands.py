@@ -16,7 +16,7 @@ from or_assist.core.geometry import CArmGeometry, save_geometry
 from or_assist.core.plan import load_plan
 from or_assist.core.pose import rotation_angle_deg, save_pose
 from or_assist.errors import InputError
-from or_assist.sim.dicom_carm import write_shot_dicom
+from or_assist.sim.dicom_carm import simulated_shot_dataset, write_shot_dicom
 from or_assist.video.shot_files import read_shot_header, read_shot_image
 from or_assist.video.sources.folder import ImageFolderSource
 
@@ -100,8 +100,9 @@ def sample_shot(tmp_path_factory):
 
     primary, secondary = positioner_angles_from_beam(pose.beam_direction_lps)
     # the C-arm's reported angles are a few degrees off the truth: the registration must close the gap
-    dcm = write_shot_dicom(root / "shot.dcm", shot.image, shot.geometry, pose, bits_stored=12,
-                           angles_deg=(primary + 3.0, secondary - 2.0))
+    dcm = root / "shot.dcm"
+    simulated_shot_dataset(shot, bits_stored=12, angles_deg=(primary + 3.0, secondary - 2.0)).save_as(
+        dcm, enforce_file_format=True)
     save_geometry(geometry, root / "g.json")
     return dict(root=root, ct=paths["ct"], plan=paths["plan"], implant=implant.id, dcm=dcm, pose=pose,
                 geometry=geometry)
