@@ -18,7 +18,7 @@ __getattr__, __dir__, __all__ = _lazy.attach(
     __name__,
     submodules=['header', 'shot', 'header_geometry'],
     submod_attrs={
-        'header': ['DicomShotHeader', 'header_from_dataset', 'find_tag'],
+        'header': ['DicomShotHeader', 'header_from_dataset', 'find_tag', 'shutter_mask'],
         'shot': ['DicomShot', 'read_dicom_shot', 'read_dicom_shots', 'read_dicom_header', 'read_dicom_dataset',
                  'PROJECTION_SOP_CLASSES', 'PROJECTION_MODALITIES', 'is_dicom_file'],
         'header_geometry': ['DEFAULT_ISOCENTER_FRACTION', 'SID_TOLERANCE_FRACTION', 'FIELD_TOLERANCE_FRACTION',

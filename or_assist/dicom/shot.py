@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from or_assist.dicom.header import DicomShotHeader, header_from_dataset
+from or_assist.dicom.header import DicomShotHeader, _frame_count, _transfer_syntax, header_from_dataset, shutter_mask
 from or_assist.errors import InputError
 
 __all__ = ["DicomShot", "read_dicom_shot", "read_dicom_shots", "read_dicom_header", "read_dicom_dataset",
@@ -57,7 +57,8 @@ class DicomShot:
     Attributes
     ----------
     pixels : (H, W) uint16 ndarray
-        Values 0 .. 2**bits_stored - 1, more attenuation darker (MONOCHROME2).
+        Values 0 .. 2**bits_stored - 1, more attenuation darker (MONOCHROME2); 0 (black)
+        outside the header's circular and rectangular shutters, as a C-arm shows them.
     bits_stored : int
         The stored bit depth (1-16): the pixels' full-scale value is ``2**bits_stored - 1``.
     header : DicomShotHeader
@@ -178,25 +179,6 @@ def _check_image_tags(ds, where: str) -> tuple[int, int, int, int]:
     if "PixelData" not in ds:
         raise InputError("float pixel data is not a projection image; expected integer PixelData", where)
     return rows, cols, alloc, stored
-
-
-def _frame_count(ds, where: str) -> int:
-    value = ds.get("NumberOfFrames", 1)
-    try:
-        count = int(value) if value not in (None, "") else 1
-    except (TypeError, ValueError):
-        raise InputError(f"NumberOfFrames must be an integer, got {value!r}", where) from None
-    if count < 1:
-        raise InputError(f"NumberOfFrames must be >= 1, got {count}", where)
-    return count
-
-
-def _transfer_syntax(ds):
-    from pydicom.uid import UID
-
-    meta = getattr(ds, "file_meta", None)
-    ts = meta.get("TransferSyntaxUID") if meta is not None else None
-    return UID(str(ts)) if ts else None
 
 
 def _decode(ds, where: str, index: int | None, shape: tuple[int, int], count: int) -> np.ndarray:
@@ -341,8 +323,8 @@ def read_dicom_shot(source, *, frame: int = -1, name: str | None = None) -> Dico
         raise InputError(f"frame {k} out of range: the object has {count} frame(s)", where)
     k %= count
     arr = _decode(ds, where, k if count > 1 else None, shape, 1)
-    pixels, _ = _orient(arr, ds, stored)
-    return DicomShot(pixels=pixels, bits_stored=stored, header=_header(ds, where, k, count))
+    header = _header(ds, where, k, count)
+    return DicomShot(pixels=_shuttered(_orient(arr, ds, stored)[0], header), bits_stored=stored, header=header)
 
 
 def read_dicom_shots(source, *, name: str | None = None) -> list[DicomShot]:
@@ -369,9 +351,17 @@ def read_dicom_shots(source, *, name: str | None = None) -> list[DicomShot]:
     frames = arr[None] if count == 1 else arr
     out = []
     for k in range(count):
-        pixels, _ = _orient(frames[k], ds, stored)
-        out.append(DicomShot(pixels=pixels, bits_stored=stored, header=_header(ds, where, k, count)))
+        header = _header(ds, where, k, count)
+        out.append(DicomShot(pixels=_shuttered(_orient(frames[k], ds, stored)[0], header), bits_stored=stored,
+                             header=header))
     return out
+
+
+def _shuttered(pixels: np.ndarray, header: DicomShotHeader) -> np.ndarray:
+    mask = shutter_mask(header, pixels.shape)
+    if mask is not None:
+        pixels[~mask] = 0
+    return pixels
 
 
 def read_dicom_header(source, *, frame: int = -1, name: str | None = None) -> DicomShotHeader:
