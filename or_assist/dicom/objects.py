@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import uuid
 from dataclasses import dataclass
 
 import numpy as np
 import pydicom
 from highdicom.sc import SCImage
 from pydicom.dataset import FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
 
 from or_assist.dicom.identity import PatientIdentity
 from or_assist.errors import InputError
@@ -39,6 +40,7 @@ SERIES = {"capture": (9101, "or_assist captures"),
           "capture_overlay": (9102, "or_assist captures with overlay"),
           "report": (9103, "or_assist report")}
 ENCAPSULATED_PDF_STORAGE = "1.2.840.10008.5.1.4.1.1.104.1"
+_UID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://github.com/or_assist/dicom-uids")
 MANUFACTURER = "or_assist"
 _DEID_METHOD = "or_assist: pseudonym; dates, IDs removed; burnt-in text masked"  # LO: 64 characters at most
 
@@ -66,8 +68,13 @@ def object_uid(case_id: str, key: str, deidentified: Deidentification | None = N
         raise InputError(f"expected a non-empty case id, got {case_id!r}", "case_id")
     if not isinstance(key, str) or not key:
         raise InputError(f"expected a non-empty object key, got {key!r}", "key")
-    sources = ["or_assist", case_id, key] + ([] if deidentified is None else ["deid", deidentified.pseudonym])
-    return str(generate_uid(prefix=None, entropy_srcs=sources))
+    sources = [case_id, key] + ([] if deidentified is None else ["deid", deidentified.pseudonym])
+    return _uid(sources)
+
+
+def _uid(sources: list[str]) -> str:
+    """``2.25.`` and the decimal of a name-based (version 5) UUID of ``sources``: deterministic, at most 44 characters."""
+    return "2.25." + str(uuid.uuid5(_UID_NAMESPACE, "\x1f".join(sources)).int)
 
 
 def derived_pseudonym(case_id: str) -> str:
@@ -80,7 +87,7 @@ def deidentified_identity(identity: PatientIdentity, case_id: str, deid: Deident
     if not isinstance(deid.pseudonym, str) or not deid.pseudonym.strip() or len(deid.pseudonym) > 64:
         raise InputError(f"expected a pseudonym of 1 to 64 characters, got {deid.pseudonym!r}", "pseudonym")
     study_seed = identity.study_instance_uid or case_id
-    study = str(generate_uid(prefix=None, entropy_srcs=["or_assist", "deid study", study_seed, deid.pseudonym]))
+    study = _uid(["deid study", study_seed, deid.pseudonym])
     return PatientIdentity(patient_id=deid.pseudonym, patient_name=deid.pseudonym, study_instance_uid=study)
 
 
@@ -168,11 +175,13 @@ def capture_image(image: np.ndarray, *, case_id: str, identity: PatientIdentity,
         study_instance_uid=_study_uid(identity, case_id, deid),
         series_instance_uid=object_uid(case_id, f"series/{kind}", deid), series_number=series_number,
         sop_instance_uid=object_uid(case_id, object_key, deid), instance_number=int(instance_number),
-        manufacturer=MANUFACTURER, patient_id=identity.patient_id, patient_name=identity.patient_name,
+        manufacturer=MANUFACTURER, patient_id=identity.patient_id,
         patient_birth_date=identity.birth_date, patient_sex=identity.sex, accession_number=identity.accession_number,
         study_id=identity.study_id, study_date=identity.study_date, study_time=identity.study_time,
-        referring_physician_name=identity.referring_physician_name, patient_orientation=("L", "F"),
+        patient_orientation=("L", "F"),
         transfer_syntax_uid=ExplicitVRLittleEndian)
+    # names set as they are (highdicom warns on single-component names, which a pseudonym is)
+    ds.PatientName, ds.ReferringPhysicianName = identity.patient_name, identity.referring_physician_name
     ds.PatientOrientation = None  # type 2: a capture's orientation in the patient is not known here
     ds.SeriesDescription = description
     ds.BurnedInAnnotation = "NO" if text_masked else "YES"

@@ -11,6 +11,7 @@ or calling AE title) fails every object with the refusal's reason, without retry
 from __future__ import annotations
 
 import re
+import socket
 import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -113,6 +114,14 @@ def _associate(ae, dest: Destination) -> tuple[object | None, str | None, bool]:
     def on_open(event):
         seen["connected"] = True
 
+    # A plain TCP check first: it names the fault (refused, unreachable, timed out), and pynetdicom
+    # leaks its socket when the connection is refused.
+    try:
+        with socket.create_connection((dest.host, dest.port), timeout=ae.connection_timeout):
+            pass
+    except OSError as exc:
+        return None, (f"cannot connect to {dest} ({exc.strerror or exc}): is PACS running and listening "
+                      "there?"), False
     try:
         assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title,
                              evt_handlers=[(evt.EVT_ACSE_RECV, on_recv), (evt.EVT_CONN_OPEN, on_open)])

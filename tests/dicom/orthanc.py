@@ -115,3 +115,23 @@ class Orthanc:
 
     def instance_file(self, orthanc_id: str) -> bytes:
         return self.get(f"/instances/{orthanc_id}/file")
+
+
+# ---------------------------------------------------------------------------- test data
+
+CT_PATIENT = {"PatientID": "PAT-0042", "PatientName": "Testperson^Anna", "PatientBirthDate": "19610203",
+              "PatientSex": "F", "StudyInstanceUID": "1.2.826.0.1.3680043.8.498.4242", "AccessionNumber": "ACC42",
+              "StudyID": "S42", "ReferringPhysicianName": "Referrer^Rita", "InstitutionName": "Test Hospital"}
+
+
+def identified_series(dicom_dir: Path, out_dir: Path, **values) -> Path:
+    """A copy of the real DICOM series with identity tags set (pixel data left encapsulated, untouched)."""
+    import pydicom
+
+    out_dir.mkdir(parents=True)
+    for path in sorted(Path(dicom_dir).iterdir()):
+        ds = pydicom.dcmread(path)
+        for keyword, value in values.items():
+            setattr(ds, keyword, value)
+        ds.save_as(out_dir / path.name)
+    return out_dir
