@@ -107,6 +107,7 @@ def _set_common(ds: pydicom.Dataset, identity: PatientIdentity, deid: Deidentifi
     """Fields both kinds share: dates, software, de-identification marks, identity left empty."""
     from or_assist import __version__
 
+    ds.SpecificCharacterSet = "ISO_IR 192"  # UTF-8: names as the CT spells them
     ds.SoftwareVersions = str(__version__)
     if identity.institution_name and deid is None:
         ds.InstitutionName = identity.institution_name
@@ -226,7 +227,6 @@ def encapsulated_pdf(pdf_bytes: bytes, *, case_id: str, identity: PatientIdentit
     ds = pydicom.Dataset()
     ds.file_meta = meta
     ds.SOPClassUID, ds.SOPInstanceUID = ENCAPSULATED_PDF_STORAGE, sop_uid
-    ds.SpecificCharacterSet = "ISO_IR 192"
     for keyword in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyID", "AccessionNumber",
                     "StudyDate", "StudyTime", "ReferringPhysicianName"):
         setattr(ds, keyword, None)  # type 2: present, empty unless known

@@ -118,3 +118,12 @@ def test_bad_input_is_named():
         deidentified_identity(CT, "c", Deidentification("x" * 65))
     with pytest.raises(InputError, match="case_id"):
         object_uid("", "k")
+
+
+def test_names_outside_ascii_round_trip_as_utf8():
+    ident = PatientIdentity(patient_id="P-ü", patient_name="Müller^Jürgen", study_instance_uid="1.2.3")
+    for ds in (capture_image(np.zeros((4, 4), np.uint8), case_id="c", identity=ident, kind="capture", object_key="k",
+                             instance_number=1), encapsulated_pdf(b"%PDF-1.4 x", case_id="c", identity=ident)):
+        back = _round_trip(ds)
+        assert back.SpecificCharacterSet == "ISO_IR 192"
+        assert (str(back.PatientName), back.PatientID) == ("Müller^Jürgen", "P-ü")
