@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from or_assist.cli._parser import emit
 
-__all__ = ["EXIT_PENDING", "add_parsers", "cmd_archive"]
+__all__ = ["EXIT_PENDING", "add_parsers", "add_archive_parser", "cmd_archive"]
 
 EXIT_PENDING = 1
 
@@ -51,6 +51,11 @@ def cmd_archive(args) -> int:
 
 
 def add_parsers(sub) -> None:
+    """Add the DICOM commands (``archive``)."""
+    add_archive_parser(sub)
+
+
+def add_archive_parser(sub) -> None:
     """Add ``archive``."""
     s = sub.add_parser("archive", help="store a case's captures and report in PACS (DICOM C-STORE)",
                        description="Store the case's captures (with and without overlay) as secondary capture "

@@ -214,6 +214,10 @@ def test_cli_archive_exit_codes_and_lines(pacs, ct_dir, tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.count("failed") >= 7 and "cannot connect" in out and "7 pending" in out and "run the archive again" in out
 
+    assert main(["archive", str(case_dir), "--to", down, "--ct", str(ct_dir), "--echo", "--timeout", "2"]) == 1
+    out = capsys.readouterr().out
+    assert "C-ECHO" in out and "cannot connect" in out and "nothing sent" in out
+
     up = f"{PACS_AE}@127.0.0.1:{pacs.dicom_port}"
     assert main(["archive", str(case_dir), "--to", up, "--ct", str(ct_dir), "--echo", "--timeout", "10"]) == 0
     out = capsys.readouterr().out
