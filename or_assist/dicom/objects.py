@@ -84,8 +84,11 @@ def derived_pseudonym(case_id: str) -> str:
 
 def deidentified_identity(identity: PatientIdentity, case_id: str, deid: Deidentification) -> PatientIdentity:
     """The identity the de-identified objects carry (module doc)."""
-    if not isinstance(deid.pseudonym, str) or not deid.pseudonym.strip() or len(deid.pseudonym) > 64:
-        raise InputError(f"expected a pseudonym of 1 to 64 characters, got {deid.pseudonym!r}", "pseudonym")
+    p = deid.pseudonym
+    if (not isinstance(p, str) or not p.strip() or len(p) > 64 or p != p.strip()
+            or any(ch in p for ch in "\\^=") or not p.isprintable()):
+        raise InputError(f"expected a pseudonym of 1 to 64 printable characters without \\, ^ or = and no "
+                         f"leading or trailing space, got {p!r}", "pseudonym")
     study_seed = identity.study_instance_uid or case_id
     study = _uid(["deid study", study_seed, deid.pseudonym])
     return PatientIdentity(patient_id=deid.pseudonym, patient_name=deid.pseudonym, study_instance_uid=study)
@@ -104,7 +107,7 @@ def _when(timestamp_s: float | None) -> tuple[str, str] | tuple[None, None]:
 
 def _set_common(ds: pydicom.Dataset, identity: PatientIdentity, deid: Deidentification | None,
                 timestamp_s: float | None) -> None:
-    """Fields both kinds share: dates, software, de-identification marks, identity left empty."""
+    """Fields both kinds share: character set, software, institution, content date, de-identification marks."""
     from or_assist import __version__
 
     ds.SpecificCharacterSet = "ISO_IR 192"  # UTF-8: names as the CT spells them
@@ -187,7 +190,7 @@ def capture_image(image: np.ndarray, *, case_id: str, identity: PatientIdentity,
     ds.SeriesDescription = description
     ds.BurnedInAnnotation = "NO" if text_masked else "YES"
     ds.DerivationDescription = ("C-arm shot as shown in the OR with the or_assist overlay" if kind == "capture_overlay"
-                                else "C-arm shot as grabbed by or_assist")
+                                else "C-arm shot as recorded by or_assist, without overlay")
     if date is not None:
         ds.AcquisitionDate, ds.AcquisitionTime = date, time
     _set_common(ds, identity, deid, timestamp_s)

@@ -90,7 +90,6 @@ def parse_destination(text: str, name: str = "--to") -> Destination:
 
 def _make_ae(calling_ae: str, contexts: Sequence[str], timeout_s: float):
     from pynetdicom import AE
-    from pynetdicom.sop_class import Verification  # noqa: F401 (registers the UID names)
 
     ae = AE(ae_title=calling_ae)
     for uid in contexts:
@@ -216,6 +215,7 @@ def store_objects(datasets: Sequence[pydicom.Dataset], ae_title: str, host: str,
                         time.sleep(wait_s)
                         wait_s *= 2
                     continue
+                wait_s = float(backoff_s)  # connected again: the next fault waits from the start
             i = todo[0]
             results[i].attempts += 1
             try:

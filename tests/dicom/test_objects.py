@@ -116,6 +116,8 @@ def test_bad_input_is_named():
         encapsulated_pdf(b"<html>", case_id="c", identity=CT)
     with pytest.raises(InputError, match="pseudonym"):
         deidentified_identity(CT, "c", Deidentification("x" * 65))
+    with pytest.raises(InputError, match="pseudonym"):
+        deidentified_identity(CT, "c", Deidentification("Doe^Jane"))
     with pytest.raises(InputError, match="case_id"):
         object_uid("", "k")
 
