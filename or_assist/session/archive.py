@@ -128,7 +128,7 @@ def _report_pdf(case_dir: Path, deidentify: bool) -> bytes:
 
 def archive_case(case_dir: str | os.PathLike, destination: str | Destination, *, calling_ae: str = "ORASSIST",
                  ct_path: str | os.PathLike | None = None, deidentify: bool = False, pseudonym: str | None = None,
-                 retries: int = 2, backoff_s: float = 1.0, timeout_s: float = 30.0,
+                 retries: int = 2, backoff_s: float = 1.0, timeout_s: float = 30.0, batch_size: int = 16,
                  on_result: Callable[[ArchiveItem], None] | None = None) -> ArchiveSummary:
     """Archive a case to PACS (module doc).
 
@@ -148,6 +148,10 @@ def archive_case(case_dir: str | os.PathLike, destination: str | Destination, *,
         The pseudonym (default one derived from the case id); only with ``deidentify``.
     retries, backoff_s, timeout_s
         As for :func:`or_assist.dicom.send.store_objects`.
+    batch_size : int
+        Objects built and sent over one association at a time (bounds the memory held). When
+        no object of a batch could even be sent (PACS unreachable or refusing), the rest of
+        the run is recorded as failed with the same reason without trying again.
     on_result : callable, optional
         Called with each :class:`ArchiveItem` once its status is known (already stored,
         not buildable, or PACS's answer).
@@ -166,6 +170,8 @@ def archive_case(case_dir: str | os.PathLike, destination: str | Destination, *,
     dest = destination if isinstance(destination, Destination) else parse_destination(destination)
     if pseudonym is not None and not deidentify:
         raise InputError("a pseudonym is only used with deidentify", "pseudonym")
+    if not (isinstance(batch_size, int) and batch_size >= 1):
+        raise InputError(f"expected an integer >= 1, got {batch_size!r}", "batch_size")
     where = str(dest)
     summary = ArchiveSummary(where, bool(deidentify))
     log = CaseLog.open(case_dir)
@@ -184,17 +190,47 @@ def archive_case(case_dir: str | os.PathLike, destination: str | Destination, *,
         stored = {r["sop_instance_uid"] for r in log.archive_status(where) if r["status"] == STORED}
         shots = {s["id"]: s for s in log.shots()}
         plans = _capture_objects(log, log.captures(), shots) + [("report", "report", None, None)]
-        datasets, items = [], []
+        batch: list[tuple[ArchiveItem, object]] = []  # built, not yet sent (at most batch_size)
+        unreachable: list[str] = []  # why PACS could not be reached: the rest is not tried again in this run
 
         def done(item: ArchiveItem) -> None:
             summary.items.append(item)
             if on_result is not None:
                 on_result(item)
 
+        def fail(item: ArchiveItem, reason: str) -> None:
+            item.status, item.reason = "failed", reason
+            log.record_archive(item.object_key, item.kind, item.sop_instance_uid, where, "failed", error=reason)
+            done(item)
+
+        def record(index: int, result: StoreResult) -> None:
+            item = sent[index][0]
+            item.status, item.reason = result.status, result.reason
+            item.status_code, item.attempts = result.status_code, result.attempts
+            log.record_archive(item.object_key, item.kind, item.sop_instance_uid, where, result.status,
+                               attempts=result.attempts, error=result.reason, status_code=result.status_code)
+            done(item)
+
+        def flush() -> None:
+            nonlocal sent
+            sent = list(batch)
+            batch.clear()
+            if not sent:
+                return
+            results = store_objects([ds for _, ds in sent], dest.ae_title, dest.host, dest.port, calling_ae,
+                                    retries=retries, backoff_s=backoff_s, timeout_s=timeout_s, on_result=record)
+            if all(r.status != STORED and r.attempts == 0 for r in results):
+                unreachable.append(results[0].reason or "PACS could not be reached")
+
+        sent: list[tuple[ArchiveItem, object]] = []
         for key, kind, capture, source in plans:
-            uid = object_uid(case_id, key, deid)
-            if uid in stored:
-                done(ArchiveItem(key, kind, uid, ALREADY_STORED))
+            item = ArchiveItem(key, kind, object_uid(case_id, key, deid), "pending")
+            if item.sop_instance_uid in stored:
+                item.status = ALREADY_STORED
+                done(item)
+                continue
+            if unreachable:
+                fail(item, f"not sent: {unreachable[0]}")
                 continue
             try:
                 if kind == "report":
@@ -209,23 +245,13 @@ def archive_case(case_dir: str | os.PathLike, destination: str | Destination, *,
                                        instance_number=capture["id"], timestamp_s=capture["timestamp"], deid=deid,
                                        text_masked=deid is not None)
             except InputError as exc:
-                log.record_archive(key, kind, uid, where, "failed", error=f"not built: {exc}")
-                done(ArchiveItem(key, kind, uid, "failed", reason=f"not built: {exc}"))
+                fail(item, f"not built: {exc}")
                 continue
-            log.record_archive(key, kind, uid, where, "pending")
-            datasets.append(ds)
-            items.append(ArchiveItem(key, kind, uid, "pending"))
-
-        def record(index: int, result: StoreResult) -> None:
-            item = items[index]
-            item.status, item.reason = result.status, result.reason
-            item.status_code, item.attempts = result.status_code, result.attempts
-            log.record_archive(item.object_key, item.kind, item.sop_instance_uid, where, result.status,
-                               attempts=result.attempts, error=result.reason, status_code=result.status_code)
-            done(item)
-
-        store_objects(datasets, dest.ae_title, dest.host, dest.port, calling_ae, retries=retries,
-                      backoff_s=backoff_s, timeout_s=timeout_s, on_result=record)
+            log.record_archive(key, kind, item.sop_instance_uid, where, "pending")
+            batch.append((item, ds))
+            if len(batch) >= batch_size:
+                flush()
+        flush()
     finally:
         log.close(end=False)
     return summary

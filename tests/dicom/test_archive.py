@@ -77,7 +77,7 @@ def test_archive_round_trips_bit_exact_and_is_sent_once(pacs, ct_dir, tmp_path):
     before = case_files(case_dir)
     seen = []
     summary = archive_case(case_dir, f"{PACS_AE}@127.0.0.1:{pacs.dicom_port}", ct_path=ct_dir, on_result=seen.append,
-                           timeout_s=10)
+                           timeout_s=10, batch_size=3)  # three associations
     assert summary.all_stored and len(summary.items) == 7 == len(seen)  # 3 captures x 2 + the report
     items = {i.object_key: i for i in summary.items}
     assert all(i.status == "stored" and i.status_code == 0 and i.attempts == 1 for i in items.values())

@@ -64,9 +64,11 @@ def test_pacs_down_records_every_object_and_changes_no_case_file(ct_dir, tmp_pat
     case_dir, _ = make_case(tmp_path)
     before = case_files(case_dir)
     dest = f"PACS@127.0.0.1:{free_port()}"
-    summary = archive_case(case_dir, dest, ct_path=ct_dir, retries=1, backoff_s=0.01, timeout_s=2)
+    summary = archive_case(case_dir, dest, ct_path=ct_dir, retries=1, backoff_s=0.01, timeout_s=2, batch_size=2)
     assert summary.n_pending == 7 and not summary.all_stored
     assert all(i.status == "failed" and "cannot connect" in i.reason for i in summary.items)
+    # the first batch tried; once nothing of a batch could be sent, the rest is not tried again
+    assert [i.reason.startswith("not sent: ") for i in summary.items] == [False] * 2 + [True] * 5
     with CaseLog.open(case_dir, readonly=True) as log:
         rows = log.archive_status(dest)
         assert log.case_summary()["ended"] is not None  # still the closed case it was
