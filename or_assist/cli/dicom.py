@@ -46,6 +46,8 @@ def cmd_archive(args) -> int:
     summary = archive_case(args.case_dir, dest, calling_ae=args.calling_ae, ct_path=args.ct,
                            deidentify=args.deidentify, pseudonym=args.pseudonym, retries=args.retries,
                            backoff_s=1.0, timeout_s=args.timeout, on_result=lambda item: emit(_item_line(item)))
+    for note in summary.notes:
+        emit(f"note: {note}")
     emit(summary.line())
     return 0 if summary.all_stored else EXIT_PENDING
 

@@ -61,6 +61,7 @@ class ArchiveSummary:
     destination: str
     deidentified: bool
     items: list[ArchiveItem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def n_pending(self) -> int:
@@ -98,7 +99,7 @@ def case_identity(summary: dict, ct_path=None) -> tuple[PatientIdentity | None, 
     return ct_identity(ct_path)
 
 
-def _capture_objects(log: CaseLog, captures: list[dict], shots: dict[int, dict]):
+def _capture_objects(captures: list[dict], shots: dict[int, dict]):
     """``(key, kind, capture, loader)`` for each object made from the captures."""
     out = []
     for c in captures:
@@ -187,9 +188,12 @@ def archive_case(case_dir: str | os.PathLike, destination: str | Destination, *,
             why = reason or f"the CT's DICOM header ({identity.source}) has no patient ID"
             raise InputError(f"no patient identity to archive under: {why}; archive de-identified instead "
                              "(--deidentify) or give a DICOM CT of the patient (--ct)", str(case_dir))
+        if info["ended"] is None:
+            summary.notes.append("the case has no end time (still open, or interrupted): captures recorded later "
+                                 "are sent by a later archive, but the report stored now is not replaced")
         stored = {r["sop_instance_uid"] for r in log.archive_status(where) if r["status"] == STORED}
         shots = {s["id"]: s for s in log.shots()}
-        plans = _capture_objects(log, log.captures(), shots) + [("report", "report", None, None)]
+        plans = _capture_objects(log.captures(), shots) + [("report", "report", None, None)]
         batch: list[tuple[ArchiveItem, object]] = []  # built, not yet sent (at most batch_size)
         unreachable: list[str] = []  # why PACS could not be reached: the rest is not tried again in this run
 

@@ -14,6 +14,7 @@ from or_assist.session.archive import archive_case
 from or_assist.session.caselog import CASE_DB, CaseLog
 from tests.dicom.orthanc import CT_PATIENT, free_port, identified_series
 from tests.dicom.test_archive import PDF, case_files, make_case
+from tests.session.caselog_cases import record_case
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +94,17 @@ def test_deidentified_archive_needs_no_ct_identity(real_ct_path, tmp_path):
     summary = archive_case(case_dir, f"PACS@127.0.0.1:{free_port()}", ct_path=real_ct_path, deidentify=True,
                            retries=0, timeout_s=2)
     assert len(summary.items) == 7 and all("cannot connect" in i.reason for i in summary.items)
+    assert summary.notes == []
+
+
+def test_an_open_case_is_archived_with_a_note(ct_dir, tmp_path):
+    log, _ = record_case(tmp_path, close=False)
+    try:
+        summary = archive_case(log.case_dir, f"PACS@127.0.0.1:{free_port()}", ct_path=ct_dir, retries=0,
+                               timeout_s=2)
+    finally:
+        log.close()
+    assert len(summary.items) == 7 and "no end time" in summary.notes[0]
 
 
 def test_bad_input_is_refused_before_anything_is_sent(ct_dir, dicom_dir, real_ct_path, tmp_path):
