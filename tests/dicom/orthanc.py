@@ -2,6 +2,9 @@
 storage, queried over REST, stopped after (terminate, wait, kill).
 
 The Debian package ``orthanc`` (``/usr/sbin/Orthanc``) is used; ``.ci/run`` installs it.
+Orthanc 1.10 has no listen-address option: its ports are open on every interface, but HTTP
+answers only 127.0.0.1 (``RemoteAccessAllowed`` false) and DICOM answers (echo, store, find)
+only our AE title from 127.0.0.1 (``DicomCheckModalityHost``).
 Tests skip, saying so, only when the binary is absent.
 """
 
@@ -49,7 +52,7 @@ class Orthanc:
             "Name": "or_assist-test", "DicomAet": PACS_AE, "DicomPort": self.dicom_port, "HttpPort": self.http_port,
             "RemoteAccessAllowed": False, "AuthenticationEnabled": False, "Plugins": [],
             "StorageDirectory": str(self.folder / "storage"), "IndexDirectory": str(self.folder / "index"),
-            "DicomCheckCalledAet": check_called_ae, "DicomAlwaysAllowStore": False, "DicomAlwaysAllowEcho": True,
+            "DicomCheckCalledAet": check_called_ae, "DicomAlwaysAllowStore": False, "DicomAlwaysAllowEcho": False,
             "DicomAlwaysAllowFind": False, "DicomCheckModalityHost": True,
             "DicomModalities": {"orassist": [OUR_AE, "127.0.0.1", 104]},
             "HttpServerEnabled": True, "SaveJobs": False, "StableAge": 1, "ConcurrentJobs": 1,
