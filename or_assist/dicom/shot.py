@@ -157,17 +157,21 @@ def _check_projection(ds, where: str) -> None:
 
 
 def _check_image_tags(ds, where: str) -> tuple[int, int, int, int]:
-    for key in ("Rows", "Columns", "BitsAllocated", "BitsStored"):
+    for key in ("Rows", "Columns", "BitsAllocated", "BitsStored", "SamplesPerPixel"):
         if ds.get(key) in (None, ""):
-            raise InputError(f"missing {key}; a projection image needs Rows, Columns, BitsAllocated and BitsStored",
-                             where)
-    rows, cols, alloc, stored = (int(ds[k].value) for k in ("Rows", "Columns", "BitsAllocated", "BitsStored"))
+            raise InputError(f"missing {key}; a projection image needs Rows, Columns, BitsAllocated, BitsStored "
+                             "and SamplesPerPixel", where)
+    try:
+        rows, cols, alloc, stored, samples = (int(ds.get(k)) for k in
+                                              ("Rows", "Columns", "BitsAllocated", "BitsStored", "SamplesPerPixel"))
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"malformed image size tags ({exc}); Rows, Columns, BitsAllocated, BitsStored and "
+                         "SamplesPerPixel must be integers", where) from None
     if rows <= 0 or cols <= 0:
         raise InputError(f"Rows/Columns must be > 0, got {rows}x{cols}", where)
     if alloc not in (1, 8, 16) or not 1 <= stored <= alloc:
         raise InputError(f"BitsStored {stored} / BitsAllocated {alloc} not supported; expected 1-16 bits stored "
                          "in 8 or 16 allocated", where)
-    samples = int(ds.get("SamplesPerPixel", 1) or 1)
     photometric = str(ds.get("PhotometricInterpretation", "") or "").strip().upper()
     if not photometric:
         raise InputError("missing PhotometricInterpretation; expected MONOCHROME1 or MONOCHROME2", where)
@@ -198,7 +202,8 @@ def _decode(ds, where: str, index: int | None, shape: tuple[int, int], count: in
     except Exception as exc:  # noqa: BLE001 - pydicom's decoders raise many kinds
         errors.append(f"pydicom: {' '.join(str(exc).split())[:300] or type(exc).__name__}")
     if ts is None or not ts.is_compressed:
-        raise InputError(f"pixel data unreadable ({errors[0]}); the file may be truncated", where)
+        hint = "; the file may be truncated" if "less than expected" in errors[0] else ""
+        raise InputError(f"pixel data unreadable ({errors[0]}){hint}", where)
     arr = _decode_sitk(ds, errors)
     if arr is None:
         raise InputError(f"cannot decode {ts_name}: " + "; ".join(errors), where)
