@@ -173,10 +173,11 @@ def _shutters(ds, where: str, f: int) -> dict:
 
 
 def _frame_count(ds, where: str) -> int:
-    value = ds.get("NumberOfFrames", 1)
+    value = None
     try:
+        value = ds.get("NumberOfFrames", 1)
         count = int(value) if value not in (None, "") else 1
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise InputError(f"NumberOfFrames must be an integer, got {value!r}", where) from None
     if count < 1:
         raise InputError(f"NumberOfFrames must be >= 1, got {count}", where)
@@ -229,8 +230,8 @@ def _empty(value) -> bool:
 def _numbers(ds, keyword: str, where: str, frame: int, count: int | None = None) -> tuple[float, ...] | None:
     try:
         value = find_tag(ds, keyword, frame)
-    except (TypeError, ValueError, OverflowError) as exc:  # pydicom converts DS/IS text when read
-        raise InputError(f"{keyword} must be numeric ({exc})", where) from None
+    except Exception as exc:  # noqa: BLE001 - pydicom converts DS/IS text and FD bytes when read
+        raise InputError(f"{keyword} must be numeric ({' '.join(str(exc).split())[:120]})", where) from None
     if value is None:
         return None
     items = list(value) if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue" else [value]
@@ -258,7 +259,10 @@ def _number(ds, keyword: str, where: str, frame: int, *, positive: bool = False)
 
 
 def _text(ds, keyword: str, frame: int = 0) -> str | None:
-    value = find_tag(ds, keyword, frame)
+    try:
+        value = find_tag(ds, keyword, frame)
+    except Exception:  # noqa: BLE001 - an undecodable text element is as good as absent
+        return None
     if value is None:
         return None
     text = str(value).strip()

@@ -15,14 +15,15 @@ They give the direction from the isocentre to the *detector*, relative to the pa
   -90 = caudal.
 
 So the beam (source -> detector) in patient axes is
-``cos(s) (cos(p) anterior + sin(p) left) + sin(s) superior``. Being relative to the
-patient, they do not depend on how the patient lies: a supine patient with the tube under
-the table is primary 0 (PA beam, detector anterior), a prone patient with the tube under the
-table is primary +-180 (the detector is at the patient's back). For a supine patient they
-are or_assist's orbital and tilt angles (:mod:`or_assist.core.carm`); for a prone one the
-orbital angle is ``180 - primary`` (modulo 360) and the tilt is the secondary angle. Some equipment reports its gantry angles
-relative to the table as though every patient lay head-first supine: ``reference="table"``
-converts those with the patient position (HFS, HFP, FFS, FFP).
+``cos(s) (cos(p) anterior + sin(p) left) + sin(s) superior``. Being relative to the patient,
+they do not depend on how the
+patient lies: a supine patient with the tube under the table is primary 0 (PA beam,
+detector anterior), a prone patient with the tube under the table is primary +-180 (the
+detector is at the patient's back). For a supine patient they are or_assist's orbital and
+tilt angles (:mod:`or_assist.core.carm`); for a prone one the orbital angle is
+``180 - primary`` (modulo 360) and the tilt is the secondary angle. Some equipment reports its
+gantry angles relative to the table as though every patient lay head-first supine:
+``reference="table"`` converts those with the patient position (HFS, HFP, FFS, FFP).
 
 Tolerances of :func:`compare_geometry` (warnings, never errors):
 SID 5 % (:data:`SID_TOLERANCE_FRACTION`), field size 10 %

@@ -245,7 +245,16 @@ def _decode_sitk(ds, errors: list) -> np.ndarray | None:
     return arr
 
 
-def _orient(arr: np.ndarray, ds, stored: int) -> tuple[np.ndarray, bool]:
+def _tag_number(ds, keyword: str, where: str) -> float | None:
+    """A single-valued numeric element, None when absent; an InputError naming it when bad."""
+    try:
+        value = ds.get(keyword)
+        return None if value in (None, "") else float(value)
+    except Exception:  # noqa: BLE001 - a multi-valued or undecodable element
+        raise InputError(f"{keyword} must be a single number", where) from None
+
+
+def _orient(arr: np.ndarray, ds, stored: int, where: str = "<dataset>") -> tuple[np.ndarray, bool]:
     """Stored values as ``uint16`` 0 .. 2**stored - 1, more attenuation darker.
 
     Signed data is offset by ``2**(stored-1)`` (order kept). The values are inverted when
@@ -255,18 +264,15 @@ def _orient(arr: np.ndarray, ds, stored: int) -> tuple[np.ndarray, bool]:
     """
     full = (1 << stored) - 1
     values = arr.astype(np.int64)
-    if int(ds.get("PixelRepresentation", 0) or 0) == 1:
+    if _tag_number(ds, "PixelRepresentation", where) == 1:
         values = values + (1 << (stored - 1))
     values = np.clip(values, 0, full)
-    sign = ds.get("PixelIntensityRelationshipSign")
-    invert = (int(sign) == -1) if sign not in (None, "") else \
+    sign = _tag_number(ds, "PixelIntensityRelationshipSign", where)
+    invert = sign == -1 if sign is not None else \
         str(ds.get("PhotometricInterpretation", "")).strip().upper() == "MONOCHROME1"
-    slope = ds.get("RescaleSlope")
-    try:
-        if slope not in (None, "") and float(slope) < 0:
-            invert = not invert
-    except (TypeError, ValueError):
-        pass
+    slope = _tag_number(ds, "RescaleSlope", where)
+    if slope is not None and slope < 0:
+        invert = not invert
     if invert:
         values = full - values
     return values.astype(np.uint16), invert
@@ -329,7 +335,7 @@ def read_dicom_shot(source, *, frame: int = -1, name: str | None = None) -> Dico
     k %= count
     arr = _decode(ds, where, k if count > 1 else None, shape, 1)
     header = _header(ds, where, k, count)
-    return DicomShot(pixels=_shuttered(_orient(arr, ds, stored)[0], header), bits_stored=stored, header=header)
+    return DicomShot(pixels=_shuttered(_orient(arr, ds, stored, where)[0], header), bits_stored=stored, header=header)
 
 
 def read_dicom_shots(source, *, name: str | None = None) -> list[DicomShot]:
@@ -357,7 +363,7 @@ def read_dicom_shots(source, *, name: str | None = None) -> list[DicomShot]:
     out = []
     for k in range(count):
         header = _header(ds, where, k, count)
-        out.append(DicomShot(pixels=_shuttered(_orient(frames[k], ds, stored)[0], header), bits_stored=stored,
+        out.append(DicomShot(pixels=_shuttered(_orient(frames[k], ds, stored, where)[0], header), bits_stored=stored,
                              header=header))
     return out
 
