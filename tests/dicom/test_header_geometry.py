@@ -116,3 +116,30 @@ def test_start_pose_from_header_matches_the_carm_pose():
     np.testing.assert_allclose(flipped.beam_direction_lps, truth.beam_direction_lps, atol=1e-12)
     np.testing.assert_allclose(flipped.rotation[1], -truth.rotation[1], atol=1e-9)
     assert start_pose_from_header(_header(), ISO, geom) is None
+
+
+def test_resolve_geometry_chooses_and_says_why():
+    from or_assist.dicom import resolve_geometry
+
+    header = _header()
+    from_header = geometry_from_header(header, (800, 1000))
+    # no geometry file: the header's
+    g, notes = resolve_geometry(header, (800, 1000))
+    assert g == from_header and notes == []
+    # a geometry file of the same image size: the file's, with the disagreements
+    calibrated = from_header.with_changes(sid_mm=1200.0)
+    g, notes = resolve_geometry(header, (800, 1000), calibrated)
+    assert g is calibrated and len(notes) == 2 and "source-detector distance" in notes[0]
+    # a geometry file of video pixels (another size): the header's, and a note saying so
+    video = CArmGeometry((1920, 1080), 1020.0, (200 / 1080, 200 / 1080), (959.5, 539.5), 530.0)
+    g, notes = resolve_geometry(header, (800, 1000), video)
+    assert g == from_header and notes == ["the geometry file is for 1920x1080 images, the DICOM image is "
+                                          "1000x800: using the DICOM header's geometry"]
+    # no header geometry: the file's; neither: an error naming the option and the missing tags
+    bare = _header(sid_mm=None)
+    assert resolve_geometry(bare, (800, 1000), video) == (video, [])
+    with pytest.raises(InputError, match="--geometry: no geometry: s.dcm: no C-arm geometry in the DICOM header "
+                                         r"\(missing DistanceSourceToDetector\)"):
+        resolve_geometry(bare, (800, 1000))
+    with pytest.raises(InputError, match="--geometry: no geometry: the image is not a DICOM shot"):
+        resolve_geometry(None, (800, 1000))
