@@ -11,8 +11,8 @@ without a window, so both do exactly the same and tests can drive it without Qt:
 2. :meth:`LivePipeline.process` (per shot, seconds): preprocessing
    (:func:`~or_assist.video.preprocess.shot.preprocess_shot`), 2-D/3-D registration
    (:class:`~or_assist.register.pipeline.Registrar`) from the active implant's planned
-   views and the last registered pose (tracking), most similar to the shot first
-   (:func:`~or_assist.live.views.rank_starts`), until one is confident; guide-pin
+   views and the last registered pose (tracking), most similar to the shot first, until
+   one is confident (:mod:`or_assist.live.starts`); guide-pin
    detection, deviation and cue (:mod:`or_assist.guidance`), the two-view 3-D deviation
    with an earlier shot of the implant (:mod:`or_assist.live.two_view`), the overlay exactly as the
    display shows it (:func:`~or_assist.guidance.overlay.draw_overlay`, which draws no
@@ -41,18 +41,16 @@ from or_assist.core.pose import Pose
 from or_assist.core.outputs import write_error
 from or_assist.core.plan import Plan
 from or_assist.core.view_poses import plan_view_pose
-from or_assist.core.vocabulary import SIJF_VIEWS
 from or_assist.errors import InputError
 from or_assist.guidance.cues import CueThresholds
 from or_assist.guidance.overlay import draw_overlay
 from or_assist.guidance.shot_guidance import guide_shot
 from or_assist.live.hint import approximate_positioning_hint, positioning_hint
 from or_assist.live.result import ShotResult
-from or_assist.live.views import rank_starts
+from or_assist.live.starts import register_shot
 from or_assist.live.virtual_view import planned_view_image
 from or_assist.live.two_view import PinView, TwoViewTracker, view_uncertainty
-from or_assist.register.pipeline import Registrar, RegistrationResult
-from or_assist.register.pose_params import isocenter_source_mm, pose_error
+from or_assist.register.pipeline import Registrar
 from or_assist.render.drr import AttenuationVolume, DRRRenderer
 from or_assist.render.views.model import ViewLibrary
 from or_assist.session.caselog import CaseLog
@@ -64,8 +62,6 @@ if TYPE_CHECKING:  # SimpleITK is not loaded for a type name
     from or_assist.core.ct.volume import CTVolume
 
 __all__ = ["LivePipeline"]
-
-_TRACK_WITHIN_DEG = 10.0  # start from the previous registered pose when it is this close to the plan
 
 
 class LivePipeline:
@@ -179,25 +175,6 @@ class LivePipeline:
         return event
 
     # ------------------------------------------------------------------ per shot
-    def _starts(self, implant_id: str, view: str) -> list[tuple[str, Pose, bool]]:
-        """``(view, start pose, track)``: the last registered pose when near the view's plan, the planned views."""
-        planned, last = self.planned_pose(implant_id, view), self._last
-        near = last is not None and last.registered and last.implant_id == implant_id and \
-            pose_error(last.pose, planned, isocenter_source_mm(self.geometry))[0] <= _TRACK_WITHIN_DEG
-        others = [(v, self.planned_pose(implant_id, v), False) for v in SIJF_VIEWS if v != view and self.try_other_views]
-        return ([(view, last.pose, True)] if near else []) + [(view, planned, False)] + others
-
-    def _register(self, frame: np.ndarray, start: Pose, track: bool, polarity: str, implant_id: str) -> RegistrationResult:
-        """Tracking (a short local search from the last registered pose, when the registrar
-        can) or a full registration from ``start``; the error is estimated at the active
-        implant's entry and apex."""
-        reg, implant = self.registrar, self.plan.implant(implant_id)
-        targets = np.stack([implant.entry_lps_mm, implant.apex_lps_mm])
-        prev = getattr(reg, "last_result", None)
-        if track and hasattr(reg, "track") and prev is not None and prev.pose_for_overlay is not None:
-            return reg.track(frame, polarity=polarity, fallback_pose=start, target_lps_mm=targets)
-        return reg.register(frame, start, polarity=polarity, library=self.library, target_lps_mm=targets)
-
     def process(self, image: np.ndarray, implant_id: str, view: str, *, frame_index: int = -1,
                 shown_since_s: float | None = None, timestamp: float | None = None,
                 should_stop: Callable[[], bool] | None = None) -> ShotResult:
@@ -244,16 +221,7 @@ class LivePipeline:
         secs["preprocess"] = time.perf_counter() - started
         if pre is not None:
             result.polarity, t0 = pre.polarity, time.perf_counter()
-            starts = rank_starts(self.renderer, self.geometry, frame, self._starts(implant_id, view), view, polarity=pre.polarity)
-            for k, (v, start, track, score) in enumerate(starts):
-                if k and should_stop is not None and should_stop():
-                    break
-                reg = self._register(frame, start, track, pre.polarity, implant_id)
-                result.attempts.append({"view": v, "track": track, "success": reg.success, "seconds": reg.seconds, "view_score": score})
-                if result.registration is None or reg.success:
-                    result.registration, result.view = reg, v
-                if reg.success:
-                    break
+            register_shot(self, result, frame, pre.polarity, should_stop)
             secs["register"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             self._guidance(result, pre)
