@@ -47,7 +47,7 @@ from or_assist.guidance.overlay import draw_overlay
 from or_assist.guidance.shot_guidance import guide_shot
 from or_assist.live.hint import approximate_positioning_hint, positioning_hint
 from or_assist.live.result import ShotResult
-from or_assist.live.starts import register_shot
+from or_assist.live.starts import register_shot, shot_setup
 from or_assist.live.virtual_view import planned_view_image
 from or_assist.live.two_view import PinView, TwoViewTracker, view_uncertainty
 from or_assist.register.pipeline import Registrar
@@ -132,6 +132,9 @@ class LivePipeline:
         self._planned: dict = {}
         self._virtual: dict = {}
         self._lock = threading.Lock()
+        self._registrars: dict = {}   # per DICOM header geometry (live.starts)
+        self._said: set = set()       # notices said once per case
+        self._fed: dict = {}          # frame index -> (DICOM header, full-depth pixels) of fed DICOM shots
         self.two_view = TwoViewTracker(plan, self.thresholds)  # per implant, shots with a pin (3-D deviation)
 
     # ------------------------------------------------------------------ selection helpers
@@ -140,13 +143,14 @@ class LivePipeline:
         """The plan's implant ids in order."""
         return [i.id for i in self.plan.implants]
 
-    def planned_pose(self, implant_id: str, view: str) -> Pose:
-        """The planned view's pose (cached)."""
-        key = (implant_id, view)
+    def planned_pose(self, implant_id: str, view: str, geometry: CArmGeometry | None = None) -> Pose:
+        """The planned view's pose (cached), at ``geometry``'s source-isocentre distance (default the pipeline's)."""
+        geometry = self.geometry if geometry is None else geometry
+        key = (implant_id, view, round(float(geometry.source_to_isocenter_mm), 6))
         with self._lock:
             pose = self._planned.get(key)
         if pose is None:
-            pose = plan_view_pose(self.plan, implant_id, view, geometry=self.geometry,
+            pose = plan_view_pose(self.plan, implant_id, view, geometry=geometry,
                                   patient_position=self.patient_position)
             with self._lock:
                 self._planned[key] = pose
@@ -170,6 +174,11 @@ class LivePipeline:
         stable_limit = self.detector.settings.stable_factor * self.detector.noise_grey + 1e-3
         if event is not None:
             self.image_changing = False
+            if getattr(frame, "dicom", None) is not None:   # a DICOM shot: process() takes its header and pixels
+                with self._lock:
+                    self._fed[event.index] = (frame.dicom, getattr(frame, "pixels", None))
+                    for old in sorted(self._fed)[:-8]:
+                        del self._fed[old]
         elif d is None or d > stable_limit:
             self.image_changing = True
         return event
@@ -177,7 +186,8 @@ class LivePipeline:
     # ------------------------------------------------------------------ per shot
     def process(self, image: np.ndarray, implant_id: str, view: str, *, frame_index: int = -1,
                 shown_since_s: float | None = None, timestamp: float | None = None,
-                should_stop: Callable[[], bool] | None = None) -> ShotResult:
+                should_stop: Callable[[], bool] | None = None, dicom=None,
+                pixels: np.ndarray | None = None) -> ShotResult:
         """Register and judge one held image (module doc, step 2).
 
         Parameters
@@ -197,6 +207,12 @@ class LivePipeline:
         should_stop : callable, optional
             Polled between registration attempts: when it returns True (a newer shot is
             waiting) no further views are tried.
+        dicom : DicomShotHeader, optional
+            The header of a shot received over DICOM: registered with its geometry, its
+            positioner angles the first start (:mod:`or_assist.live.starts`). Default: the
+            header of the DICOM frame fed (:meth:`feed`) at ``frame_index``, if any.
+        pixels : (H, W) uint16 ndarray, optional
+            That shot's full-depth pixels (registered on instead of ``image``).
 
         Returns
         -------
@@ -209,19 +225,31 @@ class LivePipeline:
             self._shots += 1
             number = self._shots
         secs: dict = {}
+        if dicom is None:
+            with self._lock:
+                dicom, fed_pixels = self._fed.pop(int(frame_index), (None, None))
+            pixels = fed_pixels if pixels is None else pixels
         frame = np.ascontiguousarray(image)
+        if frame.dtype == np.uint16:   # full-depth pixels given as the image: the 8-bit copy is shown
+            pixels, frame = frame, ((frame.astype(np.uint32) + 128) >> 8).clip(0, 255).astype(np.uint8)
         result = ShotResult(number, None, frame, int(frame_index), shown, implant_id, view, None, "bone-dark",
                             seconds=secs)
-        pre: PreprocessedShot | None
-        try:
-            pre = preprocess_shot(frame, self.geometry, self.preprocess_settings)
-        except InputError as exc:
-            pre = None
-            result.message = f"cannot use this image: {exc}"
+        setup = shot_setup(self, frame, dicom, pixels)
+        result.geometry_source, result.notices = setup.geometry_source, list(setup.notices)
+        for notice in setup.notices:
+            self.log_event("dicom_geometry", {"warning": notice})
+        pre: PreprocessedShot | None = None
+        if setup.problem is not None:
+            result.message = f"cannot use this image: {setup.problem}"
+        else:
+            try:
+                pre = preprocess_shot(frame, setup.geometry, self.preprocess_settings)
+            except InputError as exc:
+                result.message = f"cannot use this image: {exc}"
         secs["preprocess"] = time.perf_counter() - started
         if pre is not None:
             result.polarity, t0 = pre.polarity, time.perf_counter()
-            register_shot(self, result, frame, pre.polarity, should_stop)
+            register_shot(self, result, setup, pre.polarity, should_stop)
             secs["register"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             self._guidance(result, pre)
@@ -230,7 +258,7 @@ class LivePipeline:
         shown_image = frame
         if pre is not None and not _draws_on_frame(pre):
             shown_image = np.clip(255.0 * (1.0 - pre.image), 0, 255).astype(np.uint8)
-        geometry = pre.geometry if pre is not None else self.geometry
+        geometry = pre.geometry if pre is not None else setup.geometry
         status = result.message if result.registration is not None and result.detection is None else None
         result.overlay_bgr = draw_overlay(shown_image, result.registered, pose=result.pose, geometry=geometry,
                                           implants=self.plan.implants, active_id=implant_id,
