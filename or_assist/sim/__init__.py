@@ -8,6 +8,7 @@ Modules::
     calibration_phantom  A bead calibration phantom as an attenuation volume, to simulate its images.
     scenario/  The simulated C-arm: scripted scenarios played as a frame source.
     shots/     Realistic fluoroscopy shots from a CT: the imaging chain after the DRR.
+    dicom_carm  The simulated C-arm's DICOM output: shots as XA/RF/DX/SC objects with geometry tags.
     pin_cases  Simulated guide-pin cases on the real CT for the guidance tests and benchmark.
     postop_ct  Synthetic post-operative CTs with known ground truth, for tests and benchmarks.
     sample     The built-in sample case: the synthetic pelvis CT, its plan and a C-arm geometry.
@@ -21,9 +22,10 @@ import lazy_loader as _lazy
 
 __getattr__, __dir__, __all__ = _lazy.attach(
     __name__,
-    submodules=['phantom', 'scenario', 'shots', 'calibration_phantom', 'pin_cases', 'postop_ct', 'sample'],
+    submodules=['phantom', 'scenario', 'shots', 'calibration_phantom', 'dicom_carm', 'pin_cases', 'postop_ct', 'sample'],
     submod_attrs={
         'calibration_phantom': ['bead_phantom_volume'],
+        'dicom_carm': ['SOP_CLASSES', 'shot_dataset', 'write_shot_dicom', 'encode_dataset', 'orientation_codes'],
         'postop_ct': ['perturbed_implant', 'rigid_motion', 'synthesize_postop_ct', 'implant_fraction_volume'],
         'sample': ['SAMPLE_DIR', 'SAMPLE_SIDE', 'SAMPLE_PROFILE', 'sample_plan', 'build_sample_data', 'demo_pin'],
     },

@@ -25,7 +25,8 @@ context manager)::
 ``uint16``), the stream or file position in seconds (``None`` when unknown) and
 ``time.monotonic()`` taken when the frame was grabbed (``None``: the base class takes
 it); a source that knows where one exposure ends and the next begins (a folder of
-stills) may add a fourth item, the exposure's number (:attr:`Frame.exposure`). A
+stills) may add a fourth item, the exposure's number (:attr:`Frame.exposure`), and a
+source of DICOM shots a fifth, the shot's header (:attr:`Frame.dicom`). A
 recording (file, folder) overrides :attr:`FrameSource.recorded`. A finite source sets ``self._ended = True`` before returning ``None`` at its end;
 a source whose connection broke, so that only reopening can bring frames back, sets
 ``self._lost = True``.
@@ -37,12 +38,16 @@ import abc
 import enum
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from or_assist.errors import InputError
 from or_assist.video.credentials import mask_credentials
+
+if TYPE_CHECKING:
+    from or_assist.dicom.header import DicomShotHeader
 
 __all__ = ["SignalState", "Frame", "SourceInfo", "DeviceMode", "FrameSource",
            "fourcc_to_str", "fourcc_code", "BACKENDS", "backend_id"]
@@ -97,6 +102,10 @@ class Frame:
         position): frames with the same number show the same exposure, a new number is
         a new one, which the shot detector reports at once instead of waiting for the
         image to hold. None (every video source): unknown, the detector decides.
+    dicom : DicomShotHeader or None
+        Set when the frame is a DICOM shot (a ``.dcm`` file in a folder, an object received
+        from the C-arm): its header, with the geometry and positioner angles
+        (:mod:`or_assist.dicom.header`). None for video.
     """
 
     image: np.ndarray
@@ -104,6 +113,7 @@ class Frame:
     timestamp_s: float
     source_time_s: float | None = None
     exposure: int | None = None
+    dicom: "DicomShotHeader | None" = None
 
     @property
     def width(self) -> int:
@@ -352,7 +362,8 @@ class FrameSource(abc.ABC):
         frame = Frame(image=_convert(image, self.color), index=self._next_index,
                       timestamp_s=time.monotonic() if timestamp_s is None else float(timestamp_s),
                       source_time_s=None if source_time_s is None else float(source_time_s),
-                      exposure=None if exposure is None else int(exposure))
+                      exposure=None if exposure is None else int(exposure),
+                      dicom=got[4] if len(got) > 4 else None)
         self._next_index += 1
         return frame
 
@@ -381,7 +392,7 @@ class FrameSource(abc.ABC):
     @abc.abstractmethod
     def _read(self) -> tuple | None:
         """``(image, source_time_s, timestamp_s)`` of the next frame (optionally with the
-        exposure number as a fourth item), or None."""
+        exposure number as a fourth item and a DICOM shot's header as a fifth), or None."""
 
     @abc.abstractmethod
     def _close(self) -> None:
