@@ -13,6 +13,7 @@ handlers::
     cases      cases, report, export  the case log
     register   register               2-D/3-D registration of a shot file
     pin        pin                    the guide pin in registered shot files
+    dicom      receive                DICOM: shots from the C-arm (Storage SCP)
     demo       (demo --overview)      the demo's overview images
 
 A handler prints through :func:`or_assist.cli._parser.emit` and returns the exit status;
@@ -26,16 +27,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from or_assist.cli import calibrate, cases, ct, live, pin, plan, postop, register, sim, video
+from or_assist.cli import calibrate, cases, ct, dicom, live, pin, plan, postop, register, sim, video
 from or_assist.cli._parser import EXIT_BAD_INPUT, Parser, check_limits, check_outputs
 
 __all__ = ["main", "build_parser"]
 
-_GROUPS = (live, ct, plan, sim, video, postop, calibrate, cases, register, pin)
+_GROUPS = (live, ct, plan, sim, video, postop, calibrate, cases, register, pin, dicom)
 
 #: The order ``or-assist --help`` lists the commands in (roughly the order of a case).
 COMMANDS = ("demo", "run", "info", "plan-check", "geometry", "view-pose", "views", "simulate", "sources",
-            "evaluate", "calibrate", "cases", "report", "export", "register", "plan", "pin", "sample")
+            "evaluate", "calibrate", "cases", "report", "export", "register", "plan", "pin", "sample", "receive")
 
 
 def _list_in_order(sub) -> None:

@@ -4,7 +4,7 @@
 C-STORE requests of projection images: X-ray angiography (XA, Enhanced XA),
 radiofluoroscopy (RF, Enhanced XRF), digital X-ray (DX, for presentation and for
 processing), computed radiography (CR) and secondary capture (single frame, multi-frame
-grey byte and word), uncompressed or in the compressed transfer syntaxes pydicom can
+grey byte and word), uncompressed or in the compressed transfer syntaxes or_assist can
 decode here (:func:`accepted_transfer_syntaxes`: the C-arm falls back to an uncompressed one
 otherwise). It answers C-ECHO (Verification) for connection tests.
 
@@ -38,6 +38,7 @@ import os
 import re
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -45,6 +46,7 @@ from typing import Callable
 from pydicom.dataset import Dataset
 
 from or_assist.dicom.identity import PatientIdentity, WrongPatientError, check_patient, ct_identity
+from or_assist.dicom.shot import PROJECTION_SOP_CLASSES, read_dicom_shot
 from or_assist.errors import InputError
 
 __all__ = ["ACCEPT_ANY", "STORAGE_SOP_CLASSES", "STATUS_WRONG_PATIENT", "STATUS_NOT_A_SHOT", "STATUS_NOT_STORED",
@@ -56,21 +58,8 @@ _log = logging.getLogger(__name__)
 ACCEPT_ANY = "accept any"
 """Give this instead of a list (AE titles) or a check (patient) to accept every one, explicitly."""
 
-STORAGE_SOP_CLASSES = {
-    "1.2.840.10008.5.1.4.1.1.12.1": "X-Ray Angiographic Image",
-    "1.2.840.10008.5.1.4.1.1.12.1.1": "Enhanced XA Image",
-    "1.2.840.10008.5.1.4.1.1.12.2": "X-Ray Radiofluoroscopic Image",
-    "1.2.840.10008.5.1.4.1.1.12.2.1": "Enhanced XRF Image",
-    "1.2.840.10008.5.1.4.1.1.1.1": "Digital X-Ray Image - For Presentation",
-    "1.2.840.10008.5.1.4.1.1.1.1.1": "Digital X-Ray Image - For Processing",
-    "1.2.840.10008.5.1.4.1.1.1": "Computed Radiography Image",
-    "1.2.840.10008.5.1.4.1.1.7": "Secondary Capture Image",
-    "1.2.840.10008.5.1.4.1.1.7.2": "Multi-frame Grayscale Byte Secondary Capture Image",
-    "1.2.840.10008.5.1.4.1.1.7.3": "Multi-frame Grayscale Word Secondary Capture Image",
-}
-"""The storage SOP classes accepted: UID -> name."""
-
-VERIFICATION_SOP_CLASS = "1.2.840.10008.1.1"
+STORAGE_SOP_CLASSES = PROJECTION_SOP_CLASSES
+"""The storage SOP classes accepted: UID -> name (those :func:`~or_assist.dicom.shot.read_dicom_shot` reads)."""
 
 STATUS_WRONG_PATIENT = 0xC001
 """C-STORE failure ("cannot understand" range): the image is of another patient than the plan's CT."""
@@ -80,31 +69,32 @@ STATUS_NOT_STORED = 0xA700
 """C-STORE failure ("out of resources"): the object could not be written to the store folder."""
 
 _UNCOMPRESSED = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.1.99")
-_COMPRESSED = ("1.2.840.10008.1.2.5",       # RLE lossless
-               "1.2.840.10008.1.2.4.70",    # JPEG lossless, first-order prediction (SV1)
-               "1.2.840.10008.1.2.4.57",    # JPEG lossless
-               "1.2.840.10008.1.2.4.80",    # JPEG-LS lossless
-               "1.2.840.10008.1.2.4.90",    # JPEG 2000 lossless
-               "1.2.840.10008.1.2.4.50",    # JPEG baseline (8 bit)
-               "1.2.840.10008.1.2.4.51",    # JPEG extended (12 bit)
-               "1.2.840.10008.1.2.4.81",    # JPEG-LS near-lossless
-               "1.2.840.10008.1.2.4.91")    # JPEG 2000
-
+# RLE; JPEG lossless SV1, JPEG lossless; JPEG-LS lossless; JPEG 2000 lossless; then the lossy ones:
+# JPEG baseline, JPEG extended (12 bit), JPEG-LS near-lossless, JPEG 2000
+_COMPRESSED = ("1.2.840.10008.1.2.5", "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.80",
+               "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51",
+               "1.2.840.10008.1.2.4.81", "1.2.840.10008.1.2.4.91")
+_GDCM_DECODES = _COMPRESSED[1:5] + _COMPRESSED[7:]   # what SimpleITK's GDCM decodes when pydicom cannot
 _AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")   # printable ASCII without backslash, 1-16
 
 
 def accepted_transfer_syntaxes() -> list[str]:
     """The transfer syntaxes offered for every storage SOP class: uncompressed ones, then the
-    compressed ones pydicom can decode with the plugins installed here (lossless first)."""
+    compressed ones :func:`~or_assist.dicom.shot.read_dicom_shot` can decode here (pydicom's
+    plugins, else SimpleITK's GDCM), lossless first."""
+    import importlib.util
+
     from pydicom.pixels import get_decoder
 
+    gdcm = importlib.util.find_spec("SimpleITK") is not None
     out = list(_UNCOMPRESSED)
     for uid in _COMPRESSED:
         try:
-            if get_decoder(uid).is_available:
-                out.append(uid)
+            available = get_decoder(uid).is_available
         except (NotImplementedError, ValueError):
-            continue
+            available = False
+        if available or (gdcm and uid in _GDCM_DECODES):
+            out.append(uid)
     return out
 
 
@@ -170,8 +160,6 @@ class ReceivedImage:
         ``time.monotonic()`` when the C-STORE request arrived.
     warning : str or None
         The patient check's warning (another study, an overridden mismatch, nothing to check against).
-    sop_class_uid : str
-    transfer_syntax_uid : str
     """
 
     number: int
@@ -182,8 +170,6 @@ class ReceivedImage:
     address: str
     received_s: float
     warning: str | None
-    sop_class_uid: str
-    transfer_syntax_uid: str
 
 
 def _status(code: int, comment: str) -> Dataset:
@@ -303,7 +289,8 @@ class StorageServer:
             syntaxes = accepted_transfer_syntaxes()
             for uid in STORAGE_SOP_CLASSES:
                 ae.add_supported_context(uid, syntaxes)
-            ae.add_supported_context(VERIFICATION_SOP_CLASS, list(_UNCOMPRESSED[:2]))
+            ae.add_supported_context("1.2.840.10008.1.1",   # Verification (C-ECHO)
+                                    list(_UNCOMPRESSED[:2]))
             handlers = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_C_ECHO, lambda event: 0x0000),
                         (evt.EVT_REQUESTED, self._on_requested), (evt.EVT_REJECTED, self._on_rejected)]
             try:
@@ -319,17 +306,15 @@ class StorageServer:
         with self._lock:
             server, self._server = self._server, None
         if server is not None:
+            for assoc in list(server.active_associations):
+                assoc.abort()
             server.shutdown()
-            server.server_close()
 
     def __enter__(self) -> "StorageServer":
         return self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-    def __repr__(self) -> str:
-        return f"StorageServer({self.ae_title!r}@{self.host}:{self.port}, {'running' if self.running else 'stopped'})"
 
     # ------------------------------------------------------------------ events
     def _refuse(self, line: str) -> None:
@@ -341,9 +326,10 @@ class StorageServer:
         """An association request: refuse an address not allowed (the AE title is checked by pynetdicom)."""
         address = str(event.assoc.requestor.address)
         if self.allowed_addresses is not None and address not in self.allowed_addresses:
-            event.assoc.acse.send_reject(0x01, 0x01, 0x01)
             self._refuse(f"DICOM association from {address} refused: address not allowed "
                          f"(allowed: {', '.join(self.allowed_addresses)})")
+            event.assoc.acse.send_reject(0x01, 0x01, 0x01)   # permanent, service user, no reason given
+            event.assoc.kill()   # as pynetdicom does after its own rejections: the answer goes out first
 
     def _on_rejected(self, event) -> None:
         ae, address = event.assoc.requestor.ae_title, event.assoc.requestor.address
@@ -353,8 +339,11 @@ class StorageServer:
 
     def _on_store(self, event):
         """A C-STORE request: check, read, store and hand on one object (module doc)."""
-        from or_assist.dicom.shot import read_dicom_shot
+        with warnings.catch_warnings():   # pydicom's warnings on odd values: the checks below say what matters
+            warnings.simplefilter("ignore")
+            return self._store(event)
 
+    def _store(self, event):
         arrived = time.monotonic()
         ae = str(event.assoc.requestor.ae_title).strip()
         address = str(event.assoc.requestor.address)
@@ -402,8 +391,7 @@ class StorageServer:
             return _status(STATUS_NOT_STORED, "could not be stored")
         if warning:
             self._say(f"{what}: {warning}")
-        received = ReceivedImage(number, path, shot, identity, ae, address, arrived, warning,
-                                 str(ds.get("SOPClassUID", "") or ""), str(event.file_meta.TransferSyntaxUID))
+        received = ReceivedImage(number, path, shot, identity, ae, address, arrived, warning)
         if self.on_image is not None:
             try:
                 self.on_image(received)
