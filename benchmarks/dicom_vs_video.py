@@ -59,7 +59,11 @@ SEED = 91017  # held out: no test uses it
 
 def stored_values(shot, bits: int = 12) -> np.ndarray:
     """The detector signal as a C-arm stores it: log, windowed on the field, black outside."""
-    img, field = shot.image.astype(np.float64), shot.fov_mask
+    from or_assist.sim.shots.chain import field_mask
+
+    st = shot.settings
+    field = field_mask(shot.geometry.image_size_px, st.collimation, st.collimation_radius_fraction) > 0.5
+    img = shot.image.astype(np.float64)
     lo, hi = np.percentile(img[field], [0.5, 99.9])
     out = np.clip((np.log(np.clip(img, lo, hi)) - np.log(lo)) / (np.log(hi) - np.log(lo)), 0, 1)
     return np.where(field, np.round(out * ((1 << bits) - 1)), 0).astype(np.uint16)
@@ -154,7 +158,7 @@ def main(argv=None) -> int:
           f"video {args.frame_px[0]}x{args.frame_px[1]} 8-bit, "
           f"{'no time budget' if args.no_budget else f'budget {settings.time_budget_s:g} s'}, seed {args.seed}")
     print(f"{'path':6} {'shot':>4} {'view':8} {'conf.':5} {'right':5} {'rot deg':>7} {'off mm':>6} "
-          f"{'s/shot':>6} {'tries':>5} first start")
+          f"{'s/shot':>6} {'reg s':>5} {'guid s':>6} {'tries':>5} first start")
     for path, rows in table.items():
         for k, (view, _status, result, seconds, truth, attempts) in enumerate(rows, 1):
             geom = detector if path == "DICOM" else video_geometry
@@ -162,7 +166,8 @@ def main(argv=None) -> int:
                         if result.registration is not None and result.registration.pose is not None else (np.nan, [np.nan]))
             first = attempts[0].get("start", "?") if attempts else "-"
             print(f"{path:6} {k:4d} {view:8} {str(result.registered):5} {str(correct(result, truth, geom)):5} "
-                  f"{rot:7.2f} {float(np.linalg.norm(off)):6.1f} {seconds:6.1f} {len(attempts):5d} {first}")
+                  f"{rot:7.2f} {float(np.linalg.norm(off)):6.1f} {seconds:6.1f} {result.seconds.get('register', 0):5.1f} "
+                  f"{result.seconds.get('guidance', 0):6.1f} {len(attempts):5d} {first}")
     print(f"\n{'path':6} {'success':>9} {'confident':>9} {'median s':>8} {'max s':>6}")
     for path, rows in table.items():
         geom = detector if path == "DICOM" else video_geometry

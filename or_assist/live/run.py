@@ -96,7 +96,10 @@ def open_real_case(plan_path, geometry_path, source_spec, *, library_path=None, 
     cases_root : path-like, optional
     allow_ct_mismatch : bool
     source_options : dict, optional
-        Passed to :func:`~or_assist.video.sources.spec.open_source`.
+        Passed to :func:`~or_assist.video.sources.spec.open_source`; for a ``dicom://``
+        source (the C-arm's DICOM node) also ``accept_any_patient`` (default False: images
+        are checked against the plan's CT's patient). Its received objects are stored in
+        ``<case_dir>/received``.
     source_timeout_s : float
         A video file or image folder is opened once before the case is created
         (:func:`~or_assist.video.sources.spec.check_recording_opens`): one that yields no
@@ -174,7 +177,9 @@ def run_headless(case: LiveCase, *, max_shots: int | None = None, duration_s: fl
     real-time) and a recording (:attr:`~or_assist.video.sources.base.FrameSource.recorded`:
     a video file, a folder of stills) are read frame by frame and every shot is processed
     before the next frame: a replay pauses while a shot registers, so it loses no shot.
-    A live source (device, stream) runs in a :class:`~or_assist.video.capture.CaptureThread`
+    A DICOM node (:class:`~or_assist.video.sources.dicom.DicomSource`) is read the same way:
+    each received image is processed before the next, and waiting for the C-arm is not the
+    end. A live source (device, stream) runs in a :class:`~or_assist.video.capture.CaptureThread`
     and its shots are registered in a second thread, one at a time, as in the display:
     the detector goes on seeing every frame meanwhile, and the newest exposure waits
     (one that a newer exposure replaces before its turn is counted as superseded and
@@ -278,6 +283,8 @@ def run_headless(case: LiveCase, *, max_shots: int | None = None, duration_s: fl
         log(line)
         return max_shots is not None and len(summary["shots"]) >= max_shots
 
+    if getattr(source, "kind", "") == "dicom" and getattr(source, "log", None) is None:
+        source.log = log   # the DICOM node's refusals (wrong patient, unknown AE title) among the shot lines
     if synchronous:
         source.open()
     else:

@@ -38,7 +38,11 @@ CALIBRATED = PROFILE.geometry_at(256).with_changes(sid_mm=1100.0)          # the
 
 def stored_values(shot, bits: int = 12) -> np.ndarray:
     """The detector signal as a C-arm stores it: log, windowed on the field, black outside."""
-    img, field = shot.image.astype(np.float64), shot.fov_mask
+    from or_assist.sim.shots.chain import field_mask
+
+    st = shot.settings
+    field = field_mask(shot.geometry.image_size_px, st.collimation, st.collimation_radius_fraction) > 0.5
+    img = shot.image.astype(np.float64)
     lo, hi = np.percentile(img[field], [0.5, 99.9])
     out = np.clip((np.log(np.clip(img, lo, hi)) - np.log(lo)) / (np.log(hi) - np.log(lo)), 0, 1)
     return np.where(field, np.round(out * ((1 << bits) - 1)), 0).astype(np.uint16)

@@ -180,7 +180,6 @@ class DicomSource(FrameSource):
                 raise InputError("no patient check: give the plan (its CT's patient) or accept_any_patient=True",
                                  self.name)
             check = ACCEPT_ANY
-        self._queue = queue.Queue()
         self.server = StorageServer(self.ae_title, self.port, host=self.host, allowed_calling_aes=self.allow,
                                     allowed_addresses=self.addresses, store_dir=self.store_dir,
                                     on_image=self._received, patient_check=check, log=self.log).start()
