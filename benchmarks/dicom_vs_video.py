@@ -158,7 +158,7 @@ def main(argv=None) -> int:
           f"video {args.frame_px[0]}x{args.frame_px[1]} 8-bit, "
           f"{'no time budget' if args.no_budget else f'budget {settings.time_budget_s:g} s'}, seed {args.seed}")
     print(f"{'path':6} {'shot':>4} {'view':8} {'conf.':5} {'right':5} {'rot deg':>7} {'off mm':>6} "
-          f"{'s/shot':>6} {'reg s':>5} {'guid s':>6} {'tries':>5} first start")
+          f"{'s/shot':>6} {'reg s':>5} {'evals':>5} {'tries':>5} first start")
     for path, rows in table.items():
         for k, (view, _status, result, seconds, truth, attempts) in enumerate(rows, 1):
             geom = detector if path == "DICOM" else video_geometry
@@ -167,8 +167,9 @@ def main(argv=None) -> int:
             first = attempts[0].get("start", "?") if attempts else "-"
             print(f"{path:6} {k:4d} {view:8} {str(result.registered):5} {str(correct(result, truth, geom)):5} "
                   f"{rot:7.2f} {float(np.linalg.norm(off)):6.1f} {seconds:6.1f} {result.seconds.get('register', 0):5.1f} "
-                  f"{result.seconds.get('guidance', 0):6.1f} {len(attempts):5d} {first}")
-    print(f"\n{'path':6} {'success':>9} {'confident':>9} {'median s':>8} {'max s':>6}")
+                  f"{0 if result.registration is None else result.registration.n_evaluations:5d} "
+                  f"{len(attempts):5d} {first}")
+    print(f"\n{'path':6} {'success':>9} {'confident':>9} {'median s':>8} {'max s':>6}  (s: receive/frame to result)")
     for path, rows in table.items():
         geom = detector if path == "DICOM" else video_geometry
         ok = sum(correct(r[2], r[4], geom) for r in rows)
