@@ -13,7 +13,7 @@ handlers::
     cases      cases, report, export  the case log
     register   register               2-D/3-D registration of a shot file
     pin        pin                    the guide pin in registered shot files
-    dicom      receive                DICOM: shots from the C-arm (Storage SCP)
+    dicom      receive, archive       DICOM: shots from the C-arm (Storage SCP); the case to PACS
     demo       (demo --overview)      the demo's overview images
 
 A handler prints through :func:`or_assist.cli._parser.emit` and returns the exit status;
@@ -36,7 +36,8 @@ _GROUPS = (live, ct, plan, sim, video, postop, calibrate, cases, register, pin, 
 
 #: The order ``or-assist --help`` lists the commands in (roughly the order of a case).
 COMMANDS = ("demo", "run", "info", "plan-check", "geometry", "view-pose", "views", "simulate", "sources",
-            "evaluate", "calibrate", "cases", "report", "export", "register", "plan", "pin", "sample", "receive")
+            "evaluate", "calibrate", "cases", "report", "export", "register", "plan", "pin", "sample",
+            "receive", "archive")
 
 
 def _list_in_order(sub) -> None:

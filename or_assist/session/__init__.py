@@ -2,6 +2,7 @@
 
 Modules::
 
+    archive      Archiving a case to PACS: captures as DICOM secondary capture images, the report as encapsulated PDF.
     caselog      The case log: a record of one operation, written as it happens.
     export       Exporting a case for use outside the OR: text-masked images, optional pseudonymisation.
     images       Image files of a case: checked arrays, atomic PNG writes, checked reads, text masking.
@@ -20,9 +21,10 @@ import lazy_loader as _lazy
 
 __getattr__, __dir__, __all__ = _lazy.attach(
     __name__,
-    submodules=['caselog', 'export', 'images', 'report', 'report_3d', 'report_html', 'report_pdf', 'schema'],
+    submodules=['archive', 'caselog', 'export', 'images', 'report', 'report_3d', 'report_html', 'report_pdf', 'schema'],
     submod_attrs={
-        'caselog': ['CASE_DB', 'IMAGES_DIR', 'FOLDER_MODE', 'CaseLog', 'default_cases_root', 'list_cases'],
+        'archive': ['ArchiveItem', 'ArchiveSummary', 'REPORT_PDF', 'archive_case', 'case_identity'],
+        'caselog': ['CASE_DB', 'IMAGES_DIR', 'FOLDER_MODE', 'ARCHIVE_STATUSES', 'CaseLog', 'default_cases_root', 'list_cases'],
         'export': ['EXPORT_SCHEMA', 'shown_image', 'pseudonymise_summary', 'export_case'],
         'images': ['FILE_MODE', 'check_image', 'check_mask', 'encode_png', 'write_file_atomic', 'fsync_dir', 'read_png', 'apply_text_mask'],
         'report': ['REPORT_NAME', 'build_report', 'registration_stats', 'final_deviations'],

@@ -10,7 +10,8 @@ random id, e.g. ``20250314T091502_3fa1c2``::
 It holds the case metadata (plan and its hash, C-arm geometry, app version, start and
 end), every shot (time, raw and preprocessed frame, the registration result, the active
 implant and view, text masks), every capture (the overlay exactly as shown, deviations,
-cue) and user events. Only this module (with :mod:`~or_assist.session.schema`) knows SQL.
+cue), user events and the PACS archive status of each DICOM object made from the case
+(:mod:`or_assist.session.archive`). Only this module (with :mod:`~or_assist.session.schema`) knows SQL.
 
 Durability: the database is in WAL mode with ``synchronous=FULL``, so each committed
 row is on disk when :meth:`CaseLog.log_shot` returns (one ``fsync`` per shot, far
@@ -59,11 +60,12 @@ from or_assist.session import schema
 from or_assist.session.images import (check_image, check_mask, encode_png, fsync_dir, read_png,
                                       write_file_atomic)
 
-__all__ = ["CASE_DB", "IMAGES_DIR", "FOLDER_MODE", "CaseLog", "default_cases_root", "list_cases"]
+__all__ = ["CASE_DB", "IMAGES_DIR", "FOLDER_MODE", "ARCHIVE_STATUSES", "CaseLog", "default_cases_root", "list_cases"]
 
 CASE_DB = "case.sqlite"
 IMAGES_DIR = "images"
 FOLDER_MODE = 0o700
+ARCHIVE_STATUSES = ("pending", "stored", "failed")  # of a DICOM object at a PACS (record_archive)
 INTERRUPTED_EVENT = "interrupted"  # event kind of a case that ended because of a fault; detail {"reason"}
 _EPOCH_2000_S = 946684800.0
 
@@ -461,6 +463,67 @@ class CaseLog:
             cur = self._conn.execute("INSERT INTO events (timestamp, kind, detail_json) VALUES (?,?,?)",
                                      (ts, kind, detail_json))
         return int(cur.lastrowid)
+
+    def record_archive(self, object_key: str, kind: str, sop_instance_uid: str, destination: str, status: str, *,
+                       attempts: int = 0, error: str | None = None, status_code: int | None = None,
+                       timestamp=None) -> None:
+        """Record the PACS archive status of one DICOM object at one destination (schema 4).
+
+        One row per (SOP instance UID, destination): a new status replaces the old one,
+        ``attempts`` are added to those recorded; a ``"pending"`` status keeps the last error.
+
+        Parameters
+        ----------
+        object_key : str
+            The object in the case, e.g. ``"capture/3/overlay"`` or ``"report"``.
+        kind : str
+            ``"capture"``, ``"capture_overlay"`` or ``"report"``.
+        sop_instance_uid : str
+        destination : str
+            ``AE@host:port``.
+        status : str
+            ``"pending"``, ``"stored"`` or ``"failed"``.
+        attempts : int
+            C-STORE requests made now.
+        error : str, optional
+            Why it failed (or the warning it was stored with).
+        status_code : int, optional
+            The DICOM status of the last response.
+        timestamp : float, optional
+            Wall-clock seconds; default now.
+        """
+        self._check_writable()
+        if status not in ARCHIVE_STATUSES:
+            raise InputError(f"expected one of {', '.join(ARCHIVE_STATUSES)}, got {status!r}", "status")
+        for name, value in (("object_key", object_key), ("kind", kind), ("sop_instance_uid", sop_instance_uid),
+                            ("destination", destination)):
+            if not isinstance(value, str) or not value:
+                raise InputError(f"expected a non-empty string, got {value!r}", name)
+        if not is_integer(attempts) or attempts < 0:
+            raise InputError(f"expected a count >= 0, got {attempts!r}", "attempts")
+        ts = _timestamp(timestamp)
+        with self._lock:
+            self._conn.execute(
+                "INSERT INTO archive (object_key, kind, sop_instance_uid, destination, status, attempts, last_error, "
+                "status_code, updated) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (sop_instance_uid, destination) DO UPDATE "
+                "SET object_key = excluded.object_key, kind = excluded.kind, status = excluded.status, "
+                "attempts = archive.attempts + excluded.attempts, "
+                "last_error = CASE WHEN excluded.status = 'pending' THEN archive.last_error ELSE excluded.last_error END, "
+                "status_code = CASE WHEN excluded.status = 'pending' THEN archive.status_code "
+                "ELSE excluded.status_code END, updated = excluded.updated",
+                (object_key, kind, sop_instance_uid, destination, status, int(attempts), _check_text(error, "error"),
+                 None if status_code is None else int(status_code), ts))
+
+    def archive_status(self, destination: str | None = None) -> list[dict]:
+        """The archive rows (all destinations, or one), in the order first recorded: ``object_key``,
+        ``kind``, ``sop_instance_uid``, ``destination``, ``status``, ``attempts``, ``last_error``,
+        ``status_code``, ``updated``. Empty for a case of an older schema opened read-only."""
+        if self.schema_version < 4:
+            return []
+        sql, params = "SELECT * FROM archive", ()
+        if destination is not None:
+            sql, params = sql + " WHERE destination = ?", (destination,)
+        return [{k: r[k] for k in r if k != "id"} for r in self._rows(sql + " ORDER BY id", params)]
 
     def mark_interrupted(self, reason: str) -> int:
         """Record that the case ended because of a fault (event ``"interrupted"``, ``{"reason"}``).

@@ -13,6 +13,10 @@ Versions
 3. Per-shot guidance: ``shots.guidance_json`` (the shot's 2-D and two-view 3-D deviation,
    or why there is no 3-D one, as :meth:`or_assist.live.result.ShotResult.deviations`
    gives them); NULL for shots of older cases.
+4. PACS archive status: ``archive`` (one row per DICOM object and destination: object key,
+   kind, SOP instance UID, destination ``AE@host:port``, status ``pending`` / ``stored`` /
+   ``failed``, attempts, last error and DICOM status code, time of the last change), written
+   by :mod:`or_assist.session.archive`; empty for older cases.
 
 A new case is made by the version-1 DDL followed by every migration, so a fresh case and
 a migrated old one have the same schema by construction.
@@ -28,7 +32,7 @@ from typing import Callable
 __all__ = ["SCHEMA_VERSION", "DDL_V1", "MIGRATIONS", "create_schema", "read_schema_version", "migrate"]
 
 #: The schema version this code writes.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 DDL_V1 = """
 CREATE TABLE schema_version (version INTEGER NOT NULL);
@@ -100,8 +104,26 @@ def _migrate_2_to_3(conn: sqlite3.Connection, case_dir: Path) -> None:
     conn.execute("ALTER TABLE shots ADD COLUMN guidance_json TEXT")
 
 
+def _migrate_3_to_4(conn: sqlite3.Connection, case_dir: Path) -> None:
+    """Add the PACS archive status table (empty: nothing of an older case was archived by it)."""
+    conn.execute("""CREATE TABLE archive (
+        id INTEGER PRIMARY KEY,
+        object_key TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        sop_instance_uid TEXT NOT NULL,
+        destination TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'stored', 'failed')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        status_code INTEGER,
+        updated REAL NOT NULL,
+        UNIQUE (sop_instance_uid, destination)
+    )""")
+
+
 #: ``{target version: migration}``; each runs inside the caller's transaction.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection, Path], None]] = {2: _migrate_1_to_2, 3: _migrate_2_to_3}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection, Path], None]] = {2: _migrate_1_to_2, 3: _migrate_2_to_3,
+                                                                    4: _migrate_3_to_4}
 
 
 def read_schema_version(conn: sqlite3.Connection) -> int:

@@ -7,17 +7,7 @@ import pytest
 
 from or_assist.dicom.identity import PatientIdentity, WrongPatientError, check_patient, ct_identity
 from or_assist.errors import InputError
-
-
-def _identified_series(dicom_dir, out_dir, **values):
-    """A copy of the real series with identity tags set (pixel data left encapsulated, untouched)."""
-    out_dir.mkdir()
-    for path in sorted(dicom_dir.iterdir()):
-        ds = pydicom.dcmread(path)
-        for keyword, value in values.items():
-            setattr(ds, keyword, value)
-        ds.save_as(out_dir / path.name)
-    return out_dir
+from tests.dicom.orthanc import identified_series
 
 
 def test_real_anonymised_ct_reads_empty_values_as_none(dicom_dir):
@@ -30,7 +20,7 @@ def test_real_anonymised_ct_reads_empty_values_as_none(dicom_dir):
 
 
 def test_identity_of_a_series_folder_and_of_one_file(dicom_dir, tmp_path):
-    folder = _identified_series(dicom_dir, tmp_path / "ct", PatientID="PAT-001", PatientName="Doe^Jane",
+    folder = identified_series(dicom_dir, tmp_path / "ct", PatientID="PAT-001", PatientName="Doe^Jane",
                                 PatientBirthDate="19600102", PatientSex="F", StudyInstanceUID="1.2.826.0.1.3680043.10.1",
                                 AccessionNumber="ACC9", InstitutionName="General")
     ident, reason = ct_identity(folder)
@@ -43,7 +33,7 @@ def test_identity_of_a_series_folder_and_of_one_file(dicom_dir, tmp_path):
 
 
 def test_series_with_most_slices_gives_the_identity(dicom_dir, tmp_path):
-    folder = _identified_series(dicom_dir, tmp_path / "ct", PatientID="MAIN", SeriesInstanceUID="1.2.3.4")
+    folder = identified_series(dicom_dir, tmp_path / "ct", PatientID="MAIN", SeriesInstanceUID="1.2.3.4")
     # a two-slice scout series of another patient ID, sorted first by name
     for i, path in enumerate(sorted(dicom_dir.iterdir())[:2]):
         ds = pydicom.dcmread(path)
