@@ -37,7 +37,10 @@ def calibrate_command(image_paths: Sequence[str | os.PathLike], phantom_path: st
         Where to write ``or_assist.geometry/1``.
     profile : str, optional
         C-arm profile (name or file): its source-to-isocentre distance is used, its SID
-        and native pixel size are compared with the result.
+        and native pixel size are compared with the result. Without one, DICOM images with
+        geometry tags give the nominal SID and the source-isocentre distance
+        (DistanceSourceToPatient), and the result is compared with their header geometry
+        (:func:`~or_assist.dicom.header_geometry.compare_geometry`: a warning line each).
     roi : "x,y,w,h" or (x, y, w, h), optional
         Crop the frames first (the geometry is then the crop's).
     source_to_isocenter_mm : float, optional
@@ -59,12 +62,14 @@ def calibrate_command(image_paths: Sequence[str | os.PathLike], phantom_path: st
     from or_assist.calibration.solve import calibrate
     from or_assist.core.geometry import save_geometry
     from or_assist.core.view_poses import DEFAULT_SOURCE_TO_ISOCENTER_MM
+    from or_assist.dicom.header_geometry import compare_geometry
     from or_assist.errors import OrAssistError
     from or_assist.video.shot_files import read_shot_image
 
     if isinstance(image_paths, (str, os.PathLike)) or not image_paths:
         raise InputError("give one or more image files", "images")
     images = [read_shot_image(p) for p in image_paths]
+    header_geometry = _header_geometry(image_paths, images)
     phantom = load_bead_phantom(phantom_path)
     prof = None
     nominal_sid = 1000.0
@@ -75,6 +80,9 @@ def calibrate_command(image_paths: Sequence[str | os.PathLike], phantom_path: st
         prof = load_profile(profile)
         nominal_sid = prof.geometry.sid_mm
         s2i = prof.geometry.source_to_isocenter_mm
+    elif header_geometry is not None:
+        nominal_sid = header_geometry.sid_mm
+        s2i = header_geometry.source_to_isocenter_mm
     if source_to_isocenter_mm is not None:
         s2i = source_to_isocenter_mm
     result = calibrate(images, phantom, source_to_isocenter_mm=s2i, roi=roi, distortion=distortion,
@@ -93,7 +101,22 @@ def calibrate_command(image_paths: Sequence[str | os.PathLike], phantom_path: st
         fov = None                                     # informational only
     written = save_geometry(result.geometry, out_path)
     text = format_calibration(result, prof, fov)
+    if header_geometry is not None and result.roi is None:
+        text += "".join(f"\nwarning: {w}" for w in compare_geometry(header_geometry, result.geometry))
     return f"{text}\nwrote {written}"
+
+
+def _header_geometry(image_paths, images):
+    """The geometry of the first DICOM image with geometry tags (None when there is none)."""
+    from or_assist.dicom.header_geometry import geometry_from_header
+    from or_assist.video.shot_files import read_shot_header
+
+    for path, image in zip(image_paths, images):
+        header = read_shot_header(path)
+        geometry = geometry_from_header(header, image.shape) if header is not None else None
+        if geometry is not None:
+            return geometry
+    return None
 
 
 def format_calibration(result, profile=None, fov=None) -> str:

@@ -1,8 +1,12 @@
 """``or-assist register``: register one shot (image file) to the CT and write the result.
 
-    or-assist register --ct CT --geometry G.json --image SHOT.png --init POSE.json
+    or-assist register --ct CT [--geometry G.json] --image SHOT.png|SHOT.dcm [--init POSE.json]
                        --out RESULT.json [--plan PLAN.json] [--library LIB]
                        [--polarity bone-dark|bone-bright|auto] [--time-budget-s S]
+
+A DICOM shot with geometry tags needs no ``--geometry`` (its header's is used; given both,
+a disagreement is printed as a warning), and one with positioner angles no ``--init`` (the
+header's beam through the plan's implants or the CT's centre).
 
 The work is :func:`or_assist.register.files.register_files`. A shot that cannot be
 registered confidently is a result with ``success: false`` and a ``reason`` (exit status
@@ -21,8 +25,9 @@ from or_assist.cli._parser import emit
 __all__ = ["register_command", "add_parsers", "cmd_register"]
 
 
-def register_command(ct_path: str | os.PathLike, geometry_path: str | os.PathLike, image_path: str | os.PathLike,
-                     init_path: str | os.PathLike, out_path: str | os.PathLike, *,
+def register_command(ct_path: str | os.PathLike, geometry_path: str | os.PathLike | None,
+                     image_path: str | os.PathLike, init_path: str | os.PathLike | None,
+                     out_path: str | os.PathLike, *,
                      plan_path: str | os.PathLike | None = None, library_path: str | os.PathLike | None = None,
                      polarity: str = "bone-dark", time_budget_s: float | None = None) -> dict:
     """Register one shot (:func:`~or_assist.register.files.register_files`, same parameters,
@@ -31,23 +36,26 @@ def register_command(ct_path: str | os.PathLike, geometry_path: str | os.PathLik
     Returns
     -------
     dict
-        The written document plus ``"summary"`` (one line) and ``"out"`` (Path).
+        The written document plus ``"summary"`` (one line, then one ``warning:`` line per
+        disagreement of a DICOM header with the geometry file), ``"warnings"`` and ``"out"``.
     """
     from or_assist.register.files import register_files
     from or_assist.register.settings import DEFAULT_TIME_BUDGET_S
 
     if time_budget_s is None:
         time_budget_s = DEFAULT_TIME_BUDGET_S
+    notes: list[str] = []
     result = register_files(ct_path, geometry_path, image_path, init_path, out_path, plan_path=plan_path,
                             library_path=library_path, polarity=polarity,
-                            time_budget_s=time_budget_s or None)
+                            time_budget_s=time_budget_s or None, notes=notes)
     if result.success:
         est = "" if result.estimated_error_mm is None else f", estimated error {result.estimated_error_mm:.1f} mm"
         summary = (f"registered in {result.seconds:.2f} s ({result.metric} {result.similarity:.3f}{est}); "
                    f"wrote {out_path}")
     else:
         summary = f"registration failed: {result.reason}; wrote {out_path}"
-    return {**result.to_dict(), "summary": summary, "out": Path(out_path)}
+    summary = "\n".join([summary, *(f"warning: {n}" for n in notes)])
+    return {**result.to_dict(), "summary": summary, "warnings": notes, "out": Path(out_path)}
 
 
 def cmd_register(args) -> int:
@@ -64,9 +72,11 @@ def add_parsers(sub) -> None:
     """Add ``register``."""
     s = sub.add_parser("register", help="register a fluoroscopy shot to the CT (2D/3D); writes or_assist.registration/1")
     s.add_argument("--ct", required=True, help="the CT (DICOM folder or file, NIfTI, MHA, NRRD)")
-    s.add_argument("--geometry", required=True, help="or_assist.geometry/1 of the image's pixels")
-    s.add_argument("--image", required=True, help="the shot: PNG/TIFF, a whole video frame is fine")
-    s.add_argument("--init", required=True, help="starting pose (or_assist.pose/1), e.g. the planned view's")
+    s.add_argument("--geometry", default=None,
+                   help="or_assist.geometry/1 of the image's pixels (optional for a DICOM shot with geometry tags)")
+    s.add_argument("--image", required=True, help="the shot: PNG/TIFF (a whole video frame is fine) or DICOM")
+    s.add_argument("--init", default=None, help="starting pose (or_assist.pose/1), e.g. the planned view's "
+                   "(optional for a DICOM shot with positioner angles)")
     s.add_argument("--out", required=True, type=Path, help="or_assist.registration/1 output")
     s.add_argument("--plan", default=None, help="the plan (limits the search to its region, checks the library)")
     s.add_argument("--library", default=None, help="the plan's view library (views.npz or its folder)")

@@ -17,9 +17,11 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 
+import numpy as np
+
 from or_assist.errors import InputError
 
-__all__ = ["DicomShotHeader", "header_from_dataset", "find_tag"]
+__all__ = ["DicomShotHeader", "header_from_dataset", "find_tag", "shutter_mask"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,13 @@ class DicomShotHeader:
     kvp, exposure_mas, tube_current_ma, exposure_time_ms : float or None
         KVP; ExposureInuAs / 1000, else ExposureInmAs, else Exposure; XRayTubeCurrent;
         ExposureTime.
+    shutter_shape : tuple of str or None
+        ShutterShape (0018,1600): ``"CIRCULAR"``, ``"RECTANGULAR"`` (others are not applied).
+    circular_shutter_center_px, circular_shutter_radius_px : (float, float), float or None
+        CenterOfCircularShutter as ``(u, v)`` 0-based pixels, RadiusOfCircularShutter.
+    rectangular_shutter_px : (int, int, int, int) or None
+        ``(u_min, u_max, v_min, v_max)``, 0-based and inclusive, from the Shutter{Left,Right}
+        VerticalEdge and Shutter{Upper,Lower}HorizontalEdge tags.
     photometric : str or None
         PhotometricInterpretation as stored (the pixels are always MONOCHROME2).
     transfer_syntax_uid : str or None
@@ -106,6 +115,10 @@ class DicomShotHeader:
     exposure_mas: float | None = None
     tube_current_ma: float | None = None
     exposure_time_ms: float | None = None
+    shutter_shape: tuple[str, ...] | None = None
+    circular_shutter_center_px: tuple[float, float] | None = None
+    circular_shutter_radius_px: float | None = None
+    rectangular_shutter_px: tuple[int, int, int, int] | None = None
     photometric: str | None = None
     transfer_syntax_uid: str | None = None
 
@@ -113,6 +126,70 @@ class DicomShotHeader:
     def has_geometry(self) -> bool:
         """True when the header gives the C-arm's intrinsics (SID and imager pixel spacing)."""
         return self.sid_mm is not None and self.imager_pixel_spacing_mm is not None
+
+
+def shutter_mask(header: DicomShotHeader, shape: tuple[int, int]) -> np.ndarray | None:
+    """Pixels inside the header's circular and rectangular display shutters (the collimated
+    field), as a (H, W) bool array; None when the header has no such shutter."""
+    h, w = int(shape[0]), int(shape[1])
+    shapes = header.shutter_shape or ()
+    mask = np.ones((h, w), bool)
+    applied = False
+    if "CIRCULAR" in shapes and header.circular_shutter_center_px and header.circular_shutter_radius_px:
+        (uc, vc), r = header.circular_shutter_center_px, header.circular_shutter_radius_px
+        v, u = np.mgrid[0:h, 0:w]
+        mask &= (u - uc) ** 2 + (v - vc) ** 2 <= r * r
+        applied = True
+    if "RECTANGULAR" in shapes and header.rectangular_shutter_px:
+        u0, u1, v0, v1 = header.rectangular_shutter_px
+        rect = np.zeros((h, w), bool)
+        rect[max(v0, 0):max(v1 + 1, 0), max(u0, 0):max(u1 + 1, 0)] = True
+        mask &= rect
+        applied = True
+    return mask if applied else None
+
+
+def _shutters(ds, where: str, f: int) -> dict:
+    shape = find_tag(ds, "ShutterShape", f)
+    if shape is None:
+        return {}
+    shapes = tuple(str(x).strip().upper() for x in (shape if isinstance(shape, (list, tuple)) or
+                                                     type(shape).__name__ == "MultiValue" else [shape]))
+    out = {"shutter_shape": shapes}
+    if "CIRCULAR" in shapes:
+        centre = _numbers(ds, "CenterOfCircularShutter", where, f, 2)
+        radius = _number(ds, "RadiusOfCircularShutter", where, f, positive=True)
+        if centre is None or radius is None:
+            raise InputError("ShutterShape CIRCULAR needs CenterOfCircularShutter and RadiusOfCircularShutter", where)
+        out.update(circular_shutter_center_px=(centre[1] - 1.0, centre[0] - 1.0), circular_shutter_radius_px=radius)
+    if "RECTANGULAR" in shapes:
+        edges = [_number(ds, k, where, f) for k in ("ShutterLeftVerticalEdge", "ShutterRightVerticalEdge",
+                                                     "ShutterUpperHorizontalEdge", "ShutterLowerHorizontalEdge")]
+        if any(e is None for e in edges) or edges[0] > edges[1] or edges[2] > edges[3]:
+            raise InputError(f"ShutterShape RECTANGULAR needs left <= right and upper <= lower edges, got {edges}",
+                             where)
+        out["rectangular_shutter_px"] = tuple(int(round(e)) - 1 for e in edges)
+    return out
+
+
+def _frame_count(ds, where: str) -> int:
+    value = None
+    try:
+        value = ds.get("NumberOfFrames", 1)
+        count = int(value) if value not in (None, "") else 1
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"NumberOfFrames must be an integer, got {value!r}", where) from None
+    if count < 1:
+        raise InputError(f"NumberOfFrames must be >= 1, got {count}", where)
+    return count
+
+
+def _transfer_syntax(ds):
+    from pydicom.uid import UID
+
+    meta = getattr(ds, "file_meta", None)
+    ts = meta.get("TransferSyntaxUID") if meta is not None else None
+    return UID(str(ts)) if ts else None
 
 
 def find_tag(ds, keyword: str, frame: int = 0):
@@ -153,8 +230,8 @@ def _empty(value) -> bool:
 def _numbers(ds, keyword: str, where: str, frame: int, count: int | None = None) -> tuple[float, ...] | None:
     try:
         value = find_tag(ds, keyword, frame)
-    except (TypeError, ValueError, OverflowError) as exc:  # pydicom converts DS/IS text when read
-        raise InputError(f"{keyword} must be numeric ({exc})", where) from None
+    except Exception as exc:  # noqa: BLE001 - pydicom converts DS/IS text and FD bytes when read
+        raise InputError(f"{keyword} must be numeric ({' '.join(str(exc).split())[:120]})", where) from None
     if value is None:
         return None
     items = list(value) if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue" else [value]
@@ -182,7 +259,10 @@ def _number(ds, keyword: str, where: str, frame: int, *, positive: bool = False)
 
 
 def _text(ds, keyword: str, frame: int = 0) -> str | None:
-    value = find_tag(ds, keyword, frame)
+    try:
+        value = find_tag(ds, keyword, frame)
+    except Exception:  # noqa: BLE001 - an undecodable text element is as good as absent
+        return None
     if value is None:
         return None
     text = str(value).strip()
@@ -280,6 +360,7 @@ def header_from_dataset(ds, source: str = "<dataset>", *, frame_index: int = 0,
         exposure_mas=mas,
         tube_current_ma=_number(ds, "XRayTubeCurrent", source, f),
         exposure_time_ms=_number(ds, "ExposureTime", source, f),
+        **_shutters(ds, source, f),
         photometric=_text(ds, "PhotometricInterpretation", f),
         transfer_syntax_uid=_text(meta, "TransferSyntaxUID") if meta else None,
     )

@@ -15,14 +15,15 @@ They give the direction from the isocentre to the *detector*, relative to the pa
   -90 = caudal.
 
 So the beam (source -> detector) in patient axes is
-``cos(s) (cos(p) anterior + sin(p) left) + sin(s) superior``. Being relative to the
-patient, they do not depend on how the patient lies: a supine patient with the tube under
-the table is primary 0 (PA beam, detector anterior), a prone patient with the tube under the
-table is primary +-180 (the detector is at the patient's back). For a supine patient they
-are or_assist's orbital and tilt angles (:mod:`or_assist.core.carm`); for a prone one the
-orbital angle is ``180 - primary`` (modulo 360) and the tilt is the secondary angle. Some equipment reports its gantry angles
-relative to the table as though every patient lay head-first supine: ``reference="table"``
-converts those with the patient position (HFS, HFP, FFS, FFP).
+``cos(s) (cos(p) anterior + sin(p) left) + sin(s) superior``. Being relative to the patient,
+they do not depend on how the
+patient lies: a supine patient with the tube under the table is primary 0 (PA beam,
+detector anterior), a prone patient with the tube under the table is primary +-180 (the
+detector is at the patient's back). For a supine patient they are or_assist's orbital and
+tilt angles (:mod:`or_assist.core.carm`); for a prone one the orbital angle is
+``180 - primary`` (modulo 360) and the tilt is the secondary angle. Some equipment reports its
+gantry angles relative to the table as though every patient lay head-first supine:
+``reference="table"`` converts those with the patient position (HFS, HFP, FFS, FFP).
 
 Tolerances of :func:`compare_geometry` (warnings, never errors):
 SID 5 % (:data:`SID_TOLERANCE_FRACTION`), field size 10 %
@@ -46,7 +47,7 @@ from or_assist.errors import InputError
 __all__ = ["DEFAULT_ISOCENTER_FRACTION", "SID_TOLERANCE_FRACTION", "FIELD_TOLERANCE_FRACTION",
            "MAGNIFICATION_TOLERANCE_FRACTION", "geometry_from_header", "missing_geometry_reason",
            "compare_geometry", "beam_from_positioner_angles", "positioner_angles_from_beam",
-           "start_pose_from_header", "patient_direction_lps"]
+           "start_pose_from_header", "patient_direction_lps", "resolve_geometry"]
 
 #: Source-to-isocentre distance as a fraction of the SID when DistanceSourceToPatient is
 #: absent: between a flat-panel mobile C-arm (Cios Fusion 530 / 1020 = 0.52) and a generic
@@ -264,3 +265,48 @@ def start_pose_from_header(header, isocenter_lps_mm: Sequence[float], geometry: 
         if down is not None and abs(float(down @ beam)) < 0.8:
             up = -down
     return pose_from_beam(beam, isocenter_lps_mm, geometry.source_to_isocenter_mm, up_lps=up)
+
+
+def resolve_geometry(header, image_shape: Sequence[int], calibrated: CArmGeometry | None = None,
+                     *, argument: str = "--geometry") -> tuple[CArmGeometry, list[str]]:
+    """The geometry to use for a shot: the calibrated one, else the DICOM header's.
+
+    Parameters
+    ----------
+    header : DicomShotHeader or None
+        The shot's header (None: not a DICOM shot).
+    image_shape : (int, int)
+        ``(H, W)`` of the shot's image.
+    calibrated : CArmGeometry, optional
+        A geometry file's (``or-assist calibrate``).
+    argument : str
+        The option that gives the geometry file, for messages.
+
+    Returns
+    -------
+    (CArmGeometry, list of str)
+        The geometry and plain warnings: where the header disagrees with the calibration
+        (:func:`compare_geometry`), or that the calibration is for another image size and
+        the header's geometry is used instead.
+
+    Raises
+    ------
+    InputError
+        Neither a calibrated geometry nor header geometry; or a calibration for another
+        image size and no header geometry.
+    """
+    h, w = int(image_shape[0]), int(image_shape[1])
+    from_header = geometry_from_header(header, (h, w)) if header is not None else None
+    if calibrated is None:
+        if from_header is None:
+            why = missing_geometry_reason(header) if header is not None else "the image is not a DICOM shot"
+            raise InputError(f"no geometry: {why}; give a geometry file (or_assist.geometry/1)", argument)
+        return from_header, []
+    if from_header is None:
+        return calibrated, []
+    warnings = compare_geometry(from_header, calibrated)
+    if tuple(calibrated.image_size_px) != (w, h):
+        warnings.append(f"the geometry file is for {calibrated.width}x{calibrated.height} images, the DICOM "
+                        f"image is {w}x{h}: using the DICOM header's geometry")
+        return from_header, warnings
+    return calibrated, warnings

@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from or_assist.dicom.header import DicomShotHeader, header_from_dataset
+from or_assist.dicom.header import DicomShotHeader, _frame_count, _transfer_syntax, header_from_dataset, shutter_mask
 from or_assist.errors import InputError
 
-__all__ = ["DicomShot", "read_dicom_shot", "read_dicom_shots", "read_dicom_dataset",
+__all__ = ["DicomShot", "read_dicom_shot", "read_dicom_shots", "read_dicom_header", "read_dicom_dataset",
            "PROJECTION_SOP_CLASSES", "PROJECTION_MODALITIES", "is_dicom_file"]
 
 #: SOP classes read as shots, with a short name for messages.
@@ -57,7 +57,8 @@ class DicomShot:
     Attributes
     ----------
     pixels : (H, W) uint16 ndarray
-        Values 0 .. 2**bits_stored - 1, more attenuation darker (MONOCHROME2).
+        Values 0 .. 2**bits_stored - 1, more attenuation darker (MONOCHROME2); 0 (black)
+        outside the header's circular and rectangular shutters, as a C-arm shows them.
     bits_stored : int
         The stored bit depth (1-16): the pixels' full-scale value is ``2**bits_stored - 1``.
     header : DicomShotHeader
@@ -127,8 +128,9 @@ def read_dicom_dataset(source, *, name: str | None = None):
     except InvalidDicomError:
         raise InputError("not a DICOM file (no 'DICM' marker at byte 128)", where) from None
     except Exception as exc:  # noqa: BLE001 - pydicom raises many kinds on a damaged file
-        raise InputError(f"damaged or truncated DICOM file ({type(exc).__name__}: {exc})", where) from None
-    if force and "SOPClassUID" not in ds and "Modality" not in ds:
+        text = " ".join(str(exc).split())[:300]
+        raise InputError(f"damaged or truncated DICOM file ({type(exc).__name__}: {text})", where) from None
+    if force and not any(k in ds for k in ("SOPClassUID", "Modality", "PixelData")):
         raise InputError("not a DICOM file (no 'DICM' marker and no SOP class)", where)
     return ds, where
 
@@ -155,18 +157,24 @@ def _check_projection(ds, where: str) -> None:
 
 
 def _check_image_tags(ds, where: str) -> tuple[int, int, int, int]:
-    for key in ("Rows", "Columns", "BitsAllocated", "BitsStored"):
+    for key in ("Rows", "Columns", "BitsAllocated", "BitsStored", "SamplesPerPixel"):
         if ds.get(key) in (None, ""):
-            raise InputError(f"missing {key}; a projection image needs Rows, Columns, BitsAllocated and BitsStored",
-                             where)
-    rows, cols, alloc, stored = (int(ds[k].value) for k in ("Rows", "Columns", "BitsAllocated", "BitsStored"))
+            raise InputError(f"missing {key}; a projection image needs Rows, Columns, BitsAllocated, BitsStored "
+                             "and SamplesPerPixel", where)
+    try:
+        rows, cols, alloc, stored, samples = (int(ds.get(k)) for k in
+                                              ("Rows", "Columns", "BitsAllocated", "BitsStored", "SamplesPerPixel"))
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"malformed image size tags ({exc}); Rows, Columns, BitsAllocated, BitsStored and "
+                         "SamplesPerPixel must be integers", where) from None
     if rows <= 0 or cols <= 0:
         raise InputError(f"Rows/Columns must be > 0, got {rows}x{cols}", where)
     if alloc not in (1, 8, 16) or not 1 <= stored <= alloc:
         raise InputError(f"BitsStored {stored} / BitsAllocated {alloc} not supported; expected 1-16 bits stored "
                          "in 8 or 16 allocated", where)
-    samples = int(ds.get("SamplesPerPixel", 1) or 1)
     photometric = str(ds.get("PhotometricInterpretation", "") or "").strip().upper()
+    if not photometric:
+        raise InputError("missing PhotometricInterpretation; expected MONOCHROME1 or MONOCHROME2", where)
     if samples != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise InputError(f"colour image (PhotometricInterpretation {photometric or 'missing'}, SamplesPerPixel "
                          f"{samples}); expected a grey MONOCHROME1 or MONOCHROME2 image", where)
@@ -175,25 +183,6 @@ def _check_image_tags(ds, where: str) -> tuple[int, int, int, int]:
     if "PixelData" not in ds:
         raise InputError("float pixel data is not a projection image; expected integer PixelData", where)
     return rows, cols, alloc, stored
-
-
-def _frame_count(ds, where: str) -> int:
-    value = ds.get("NumberOfFrames", 1)
-    try:
-        count = int(value) if value not in (None, "") else 1
-    except (TypeError, ValueError):
-        raise InputError(f"NumberOfFrames must be an integer, got {value!r}", where) from None
-    if count < 1:
-        raise InputError(f"NumberOfFrames must be >= 1, got {count}", where)
-    return count
-
-
-def _transfer_syntax(ds):
-    from pydicom.uid import UID
-
-    meta = getattr(ds, "file_meta", None)
-    ts = meta.get("TransferSyntaxUID") if meta is not None else None
-    return UID(str(ts)) if ts else None
 
 
 def _decode(ds, where: str, index: int | None, shape: tuple[int, int], count: int) -> np.ndarray:
@@ -211,9 +200,10 @@ def _decode(ds, where: str, index: int | None, shape: tuple[int, int], count: in
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - pydicom's decoders raise many kinds
-        errors.append(f"pydicom: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}")
+        errors.append(f"pydicom: {' '.join(str(exc).split())[:300] or type(exc).__name__}")
     if ts is None or not ts.is_compressed:
-        raise InputError(f"pixel data unreadable ({errors[0]}); the file may be truncated", where)
+        hint = "; the file may be truncated" if "less than expected" in errors[0] else ""
+        raise InputError(f"pixel data unreadable ({errors[0]}){hint}", where)
     arr = _decode_sitk(ds, errors)
     if arr is None:
         raise InputError(f"cannot decode {ts_name}: " + "; ".join(errors), where)
@@ -249,13 +239,22 @@ def _decode_sitk(ds, errors: list) -> np.ndarray | None:
             reader.SetFileName(path)
             arr = sitk.GetArrayFromImage(reader.Execute())
         except Exception as exc:  # noqa: BLE001 - SimpleITK raises RuntimeError, writing may raise more
-            text = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
-            errors.append(f"SimpleITK/GDCM: {text.strip()}")
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            errors.append(f"SimpleITK/GDCM: {lines[-1][:200] if lines else type(exc).__name__}")
             return None
     return arr
 
 
-def _orient(arr: np.ndarray, ds, stored: int) -> tuple[np.ndarray, bool]:
+def _tag_number(ds, keyword: str, where: str) -> float | None:
+    """A single-valued numeric element, None when absent; an InputError naming it when bad."""
+    try:
+        value = ds.get(keyword)
+        return None if value in (None, "") else float(value)
+    except Exception:  # noqa: BLE001 - a multi-valued or undecodable element
+        raise InputError(f"{keyword} must be a single number", where) from None
+
+
+def _orient(arr: np.ndarray, ds, stored: int, where: str = "<dataset>") -> tuple[np.ndarray, bool]:
     """Stored values as ``uint16`` 0 .. 2**stored - 1, more attenuation darker.
 
     Signed data is offset by ``2**(stored-1)`` (order kept). The values are inverted when
@@ -265,18 +264,15 @@ def _orient(arr: np.ndarray, ds, stored: int) -> tuple[np.ndarray, bool]:
     """
     full = (1 << stored) - 1
     values = arr.astype(np.int64)
-    if int(ds.get("PixelRepresentation", 0) or 0) == 1:
+    if _tag_number(ds, "PixelRepresentation", where) == 1:
         values = values + (1 << (stored - 1))
     values = np.clip(values, 0, full)
-    sign = ds.get("PixelIntensityRelationshipSign")
-    invert = (int(sign) == -1) if sign not in (None, "") else \
+    sign = _tag_number(ds, "PixelIntensityRelationshipSign", where)
+    invert = sign == -1 if sign is not None else \
         str(ds.get("PhotometricInterpretation", "")).strip().upper() == "MONOCHROME1"
-    slope = ds.get("RescaleSlope")
-    try:
-        if slope not in (None, "") and float(slope) < 0:
-            invert = not invert
-    except (TypeError, ValueError):
-        pass
+    slope = _tag_number(ds, "RescaleSlope", where)
+    if slope is not None and slope < 0:
+        invert = not invert
     if invert:
         values = full - values
     return values.astype(np.uint16), invert
@@ -338,8 +334,8 @@ def read_dicom_shot(source, *, frame: int = -1, name: str | None = None) -> Dico
         raise InputError(f"frame {k} out of range: the object has {count} frame(s)", where)
     k %= count
     arr = _decode(ds, where, k if count > 1 else None, shape, 1)
-    pixels, _ = _orient(arr, ds, stored)
-    return DicomShot(pixels=pixels, bits_stored=stored, header=_header(ds, where, k, count))
+    header = _header(ds, where, k, count)
+    return DicomShot(pixels=_shuttered(_orient(arr, ds, stored, where)[0], header), bits_stored=stored, header=header)
 
 
 def read_dicom_shots(source, *, name: str | None = None) -> list[DicomShot]:
@@ -366,6 +362,36 @@ def read_dicom_shots(source, *, name: str | None = None) -> list[DicomShot]:
     frames = arr[None] if count == 1 else arr
     out = []
     for k in range(count):
-        pixels, _ = _orient(frames[k], ds, stored)
-        out.append(DicomShot(pixels=pixels, bits_stored=stored, header=_header(ds, where, k, count)))
+        header = _header(ds, where, k, count)
+        out.append(DicomShot(pixels=_shuttered(_orient(frames[k], ds, stored, where)[0], header), bits_stored=stored,
+                             header=header))
     return out
+
+
+def _shuttered(pixels: np.ndarray, header: DicomShotHeader) -> np.ndarray:
+    mask = shutter_mask(header, pixels.shape)
+    if mask is not None:
+        pixels[~mask] = 0
+    return pixels
+
+
+def read_dicom_header(source, *, frame: int = -1, name: str | None = None) -> DicomShotHeader:
+    """The header of a DICOM projection image's frame, without decoding its pixels.
+
+    Parameters
+    ----------
+    source : path-like, bytes or pydicom.Dataset
+    frame : int
+        As in :func:`read_dicom_shot` (default the last frame).
+    name : str, optional
+        What to call the source in messages.
+
+    Raises
+    ------
+    InputError
+        As :func:`read_dicom_shot`, except for undecodable pixel data.
+    """
+    ds, where, _shape, _stored, count = _prepare(source, name)
+    if not -count <= int(frame) < count:
+        raise InputError(f"frame {frame} out of range: the object has {count} frame(s)", where)
+    return _header(ds, where, int(frame) % count, count)

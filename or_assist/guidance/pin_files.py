@@ -138,8 +138,9 @@ def pin_deviation_files(ct_path: str | os.PathLike, geometry_path: str | os.Path
     ----------
     ct_path : path-like
         The CT the plan was made on (checked against the plan's SHA-256).
-    geometry_path : path-like
-        ``or_assist.geometry/1`` of the shots' frames.
+    geometry_path : path-like or CArmGeometry
+        ``or_assist.geometry/1`` of the shots' frames (or the geometry itself, e.g. a DICOM
+        shot's header geometry).
     plan_path : path-like
         ``or_assist.plan/1``.
     implant_id : str
@@ -167,7 +168,7 @@ def pin_deviation_files(ct_path: str | os.PathLike, geometry_path: str | os.Path
         shots, or a planned axis outside a shot's field of view.
     """
     from or_assist.core import jsonio
-    from or_assist.core.geometry import load_geometry
+    from or_assist.core.geometry import CArmGeometry, load_geometry
     from or_assist.core.plan import load_plan, load_plan_ct
     from or_assist.guidance.cues import CueThresholds, cue_3d
     from or_assist.guidance.triangulate import (
@@ -183,7 +184,7 @@ def pin_deviation_files(ct_path: str | os.PathLike, geometry_path: str | os.Path
     thresholds = thresholds or CueThresholds()
     plan = load_plan(plan_path)
     implant = plan.implant(implant_id)
-    geometry = load_geometry(geometry_path)
+    geometry = geometry_path if isinstance(geometry_path, CArmGeometry) else load_geometry(geometry_path)
     _, ct_warnings = load_plan_ct(plan, ct_path=ct_path, allow_ct_mismatch=allow_ct_mismatch)
     entries, states, uncs = [], [], []
     for image_path, pose_path in shots:

@@ -19,24 +19,29 @@ from or_assist.register.settings import DEFAULT_TIME_BUDGET_S, RegistrationSetti
 __all__ = ["register_files"]
 
 
-def register_files(ct_path: str | os.PathLike, geometry_path: str | os.PathLike, image_path: str | os.PathLike,
-                   init_path: str | os.PathLike, out_path: str | os.PathLike, *,
+def register_files(ct_path: str | os.PathLike, geometry_path: str | os.PathLike | None, image_path: str | os.PathLike,
+                   init_path: str | os.PathLike | None, out_path: str | os.PathLike, *,
                    plan_path: str | os.PathLike | None = None, library_path: str | os.PathLike | None = None,
-                   polarity: str = "bone-dark", time_budget_s: float | None = DEFAULT_TIME_BUDGET_S
-                   ) -> RegistrationResult:
+                   polarity: str = "bone-dark", time_budget_s: float | None = DEFAULT_TIME_BUDGET_S,
+                   notes: list | None = None) -> RegistrationResult:
     """Register one shot and write ``or_assist.registration/1`` to ``out_path``.
 
     Parameters
     ----------
     ct_path : path-like
         The patient's CT (file or DICOM folder).
-    geometry_path : path-like
+    geometry_path : path-like or None
         ``or_assist.geometry/1`` of the image's pixels (the video frame's geometry when
-        the image is a whole frame).
+        the image is a whole frame). None for a DICOM shot with geometry tags: the header's
+        geometry (:func:`~or_assist.dicom.header_geometry.resolve_geometry`; with both,
+        disagreements are noted).
     image_path : path-like
         The shot (:func:`~or_assist.video.shot_files.read_shot_image`).
-    init_path : path-like
+    init_path : path-like or None
         ``or_assist.pose/1`` (or a previous ``or_assist.registration/1``) to start from.
+        None for a DICOM shot with positioner angles: the header's beam
+        (:func:`~or_assist.dicom.header_geometry.start_pose_from_header`) through the plan's
+        implants (their mean entry/apex point), else through the CT's centre.
     out_path : path-like
         Where to write the result.
     plan_path : path-like, optional
@@ -48,6 +53,8 @@ def register_files(ct_path: str | os.PathLike, geometry_path: str | os.PathLike,
     time_budget_s : float or None
         Wall time the registration may take (None: no limit; see
         :class:`~or_assist.register.settings.RegistrationSettings`).
+    notes : list, optional
+        Warnings (a DICOM header disagreeing with the geometry file) are appended here.
 
     Returns
     -------
@@ -66,12 +73,22 @@ def register_files(ct_path: str | os.PathLike, geometry_path: str | os.PathLike,
     from or_assist.register.pipeline import Registrar
     from or_assist.core.validate import check_choice
     from or_assist.core.vocabulary import POLARITY_SETTINGS
-    from or_assist.video.shot_files import read_shot_image
+    from or_assist.dicom.header_geometry import resolve_geometry
+    from or_assist.video.shot_files import read_shot_header, read_shot_image
 
     check_choice(polarity, POLARITY_SETTINGS, "--polarity")
-    geometry = load_geometry(geometry_path)
-    init_pose = load_pose(init_path)
+    geometry = load_geometry(geometry_path) if geometry_path is not None else None
+    init_pose = load_pose(init_path) if init_path is not None else None
     frame = read_shot_image(image_path)
+    header = read_shot_header(image_path)
+    geometry, warnings = resolve_geometry(header, frame.shape, geometry)
+    if notes is not None:
+        notes.extend(warnings)
+    if geometry_path is None:
+        geometry_path = f"the DICOM header of {image_path}"
+    if init_pose is None and (header is None or header.primary_angle_deg is None):
+        why = "the image is not a DICOM shot" if header is None else "its DICOM header has no PositionerPrimaryAngle"
+        raise InputError(f"no starting pose: {why}; give a pose file (or_assist.pose/1)", "--init")
     plan = None
     if plan_path is not None:
         from or_assist.core.plan import load_plan
@@ -88,6 +105,14 @@ def register_files(ct_path: str | os.PathLike, geometry_path: str | os.PathLike,
                              f"{library.geometry.source_to_isocenter_mm:g} mm) than {geometry_path}",
                              str(library_path))
     ct = load_ct(ct_path)
+    if init_pose is None:
+        from or_assist.dicom.header_geometry import start_pose_from_header
+
+        if plan is not None and plan.implants:
+            iso = np.mean([p for imp in plan.implants for p in (imp.entry_lps_mm, imp.apex_lps_mm)], axis=0)
+        else:
+            iso = _ct_centre_lps_mm(ct)
+        init_pose = start_pose_from_header(header, iso, geometry)
     settings = RegistrationSettings(time_budget_s=time_budget_s)
     targets = None
     if plan is not None and plan.implants:  # the error is estimated at the planned implants
@@ -96,3 +121,8 @@ def register_files(ct_path: str | os.PathLike, geometry_path: str | os.PathLike,
                                                         target_lps_mm=targets)
     jsonio.write_json(out_path, result.to_dict())
     return result
+
+
+def _ct_centre_lps_mm(ct) -> np.ndarray:
+    """The LPS point at the centre of the CT's box (the mean of its corners)."""
+    return np.asarray(ct.corners_lps_mm(), dtype=float).mean(axis=0)

@@ -30,7 +30,8 @@ from or_assist.core.pose import Pose
 from or_assist.dicom.header_geometry import positioner_angles_from_beam
 from or_assist.errors import InputError
 
-__all__ = ["SOP_CLASSES", "shot_dataset", "write_shot_dicom", "encode_dataset", "orientation_codes"]
+__all__ = ["SOP_CLASSES", "shot_dataset", "write_shot_dicom", "simulated_shot_dataset", "encode_dataset",
+           "orientation_codes"]
 
 #: ``sop_class`` names: (SOP class UID of a single-frame, of a multi-frame object, Modality).
 SOP_CLASSES = {
@@ -39,7 +40,7 @@ SOP_CLASSES = {
     "dx": ("1.2.840.10008.5.1.4.1.1.1.1", None, "DX"),
     "sc": ("1.2.840.10008.5.1.4.1.1.7", "1.2.840.10008.5.1.4.1.1.7.3", "XA"),
 }
-_LOG_FLOOR = 1e-3  # transmission mapped to stored value 0 in the log encoding
+_LOG_FLOOR = 1e-6  # transmission mapped to stored value 0 (six decades: a lateral pelvis transmits ~1e-4)
 _LPS_CODES = (("L", "R"), ("P", "A"), ("H", "F"))
 
 
@@ -74,7 +75,8 @@ def shot_dataset(image: np.ndarray, geometry: CArmGeometry, pose: Pose | None = 
                  frames: Sequence[np.ndarray] | None = None, photometric: str = "MONOCHROME2",
                  transfer_syntax: str | None = None, angles_deg: tuple[float, float] | None = None,
                  instance_number: int = 1, acquisition_datetime: datetime | None = None,
-                 kvp: float = 80.0, exposure_mas: float = 2.0, extra: dict | None = None):
+                 kvp: float = 80.0, exposure_mas: float = 2.0, shutter: tuple | None = None,
+                 extra: dict | None = None):
     """A shot as the DICOM object a C-arm would send.
 
     Parameters
@@ -102,6 +104,9 @@ def shot_dataset(image: np.ndarray, geometry: CArmGeometry, pose: Pose | None = 
     acquisition_datetime : datetime, optional
         Default now.
     kvp, exposure_mas : float
+    shutter : tuple, optional
+        The collimated field as display shutter tags: ``("circle", (u, v), radius_px)`` or
+        ``("rectangle", (u_min, u_max, v_min, v_max))`` in 0-based pixels.
     extra : dict, optional
         More elements to set, keyword -> value (``None`` deletes the element).
 
@@ -178,12 +183,15 @@ def shot_dataset(image: np.ndarray, geometry: CArmGeometry, pose: Pose | None = 
         ds.PatientOrientation = [orientation_codes(pose.rotation[0]), orientation_codes(pose.rotation[1])]
     ds.FieldOfViewShape = "RECTANGLE"
     ds.FieldOfViewDimensions = [int(round(h * py)), int(round(w * px))]
+    if shutter is not None:
+        _write_shutter(ds, shutter)
     if multi:
         ds.NumberOfFrames = len(stack)
         ds.FrameTime = "66.7"
         ds.FrameIncrementPointer = 0x00181063
     dtype = np.uint8 if bits_stored == 8 else np.dtype("<u2")
     ds.PixelData = np.stack(stack).astype(dtype).tobytes()
+    ds["PixelData"].VR = "OB" if bits_stored == 8 else "OW"
     for key, value in (extra or {}).items():
         if value is None:
             if key in ds:
@@ -274,6 +282,48 @@ def _encode_gdcm(ds, compressor: str):
     ds["PixelData"].is_undefined_length = True
     ds.file_meta.TransferSyntaxUID = encoded.file_meta.TransferSyntaxUID
     return ds
+
+
+def _write_shutter(ds, shutter: tuple) -> None:
+    kind = shutter[0]
+    if kind == "circle":
+        (u, v), r = shutter[1], shutter[2]
+        ds.ShutterShape = "CIRCULAR"
+        ds.CenterOfCircularShutter = [int(round(v)) + 1, int(round(u)) + 1]  # row \ column, 1-based
+        ds.RadiusOfCircularShutter = int(round(r))
+    elif kind == "rectangle":
+        u0, u1, v0, v1 = (int(round(x)) + 1 for x in shutter[1])
+        ds.ShutterShape = "RECTANGULAR"
+        ds.ShutterLeftVerticalEdge, ds.ShutterRightVerticalEdge = u0, u1
+        ds.ShutterUpperHorizontalEdge, ds.ShutterLowerHorizontalEdge = v0, v1
+    else:
+        raise InputError(f"expected ('circle', (u, v), r) or ('rectangle', (u0, u1, v0, v1)), got {shutter!r}",
+                         "shutter")
+    ds.ShutterPresentationValue = 0
+
+
+def simulated_shot_dataset(shot, *, blank: bool = False, **kwargs):
+    """:func:`shot_dataset` of a :class:`~or_assist.sim.shots.simulate.SimulatedShot`: its
+    detector signal, geometry and pose, with its collimated field as display shutter tags
+    (a C-arm's shutters; outside them the detector sees only scatter). A collimator leaf,
+    which no shutter tag describes, and ``blank=True`` store 0 outside the field instead.
+    ``kwargs`` go to :func:`shot_dataset`."""
+    from or_assist.sim.shots.chain import field_mask
+
+    st, geom = shot.settings, shot.geometry
+    image = shot.image.astype(np.float64)
+    if st.collimation is not None:
+        half = min(geom.width, geom.height) / 2.0
+        r = st.collimation_radius_fraction * half
+        u = (geom.width - 1) / 2.0 + st.collimation_offset_fraction[0] * half
+        v = (geom.height - 1) / 2.0 + st.collimation_offset_fraction[1] * half
+        kwargs.setdefault("shutter", ("circle", (u, v), r) if st.collimation == "circle"
+                          else ("rectangle", (u - r, u + r, v - r, v + r)))
+        if blank or st.collimation_leaf is not None:
+            field = field_mask(geom.image_size_px, st.collimation, st.collimation_radius_fraction,
+                               offset_fraction=st.collimation_offset_fraction, leaf=st.collimation_leaf)
+            image = np.where(field, image, 0.0)
+    return shot_dataset(image, geom, kwargs.pop("pose", shot.pose), **kwargs)
 
 
 def write_shot_dicom(path: str | os.PathLike, image: np.ndarray, geometry: CArmGeometry,

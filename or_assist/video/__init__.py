@@ -24,7 +24,7 @@ __getattr__, __dir__, __all__ = _lazy.attach(
     submod_attrs={
         'capture': ['CaptureThread'],
         'credentials': ['PASSWORD_ENV', 'mask_credentials', 'strip_password', 'with_password', 'has_password'],
-        'shot_files': ['DICOM_SUFFIXES', 'read_shot_image'],
+        'shot_files': ['DICOM_SUFFIXES', 'read_shot_image', 'read_shot_header', 'is_dicom_shot_file', 'dicom_to_image'],
         'shot_settings': ['ShotDetectorSettings'],
         'shots': ['ShotEvent', 'ShotDetector'],
     },
