@@ -19,7 +19,7 @@ from tests.dicom.test_receive import free_port, send, shot
 
 def test_specs_parse_and_bad_ones_are_named():
     assert parse_dicom_spec("dicom://ORASSIST@11112") == {"ae_title": "ORASSIST", "host": "127.0.0.1", "port": 11112,
-                                                          "allow": None, "address": None}
+                                                          "allow": None, "address": None, "frames": None}
     got = parse_dicom_spec("dicom://ORASSIST@10.0.0.5:104?allow=CARM1,CARM2&address=10.0.0.9")
     assert (got["host"], got["port"], got["allow"], got["address"]) == ("10.0.0.5", 104, ["CARM1", "CARM2"],
                                                                         ["10.0.0.9"])
@@ -63,6 +63,24 @@ def test_received_images_are_frames_with_their_header_and_full_depth(tmp_path):
         assert np.abs(frame.image.astype(int) - (ds.pixel_array >> 4)).max() <= 1
         assert frame.path.parent == tmp_path / "rx"
     assert not source.server  # closed: the port is released
+
+
+def test_a_run_gives_its_last_frame_or_every_frame_when_asked(tmp_path):
+    runs = [np.random.default_rng(k).uniform(0.05, 1.0, (80, 96)) for k in range(2)]
+    for frames, expected in (("last", [2]), ("all", [0, 1, 2])):
+        port = free_port()
+        source = open_source(f"dicom://ORASSIST@{port}?allow=CARM1&frames={frames}", store_dir=tmp_path / frames,
+                             accept_any_patient=True)
+        with source:
+            ds = shot(seed=9, frames=runs)
+            _, statuses = send(port, [ds])
+            got = [source.read() for _ in expected]
+            assert source.read() is None
+        assert statuses[0].Status == 0
+        assert [f.dicom.frame_index for f in got] == expected and [f.exposure for f in got] == [1, 2, 3][:len(got)]
+        assert all(np.array_equal(f.pixels >> 4, ds.pixel_array[k]) for f, k in zip(got, expected))
+    with pytest.raises(InputError, match="frames"):
+        open_source("dicom://ORASSIST@11112?allow=CARM1&frames=some")
 
 
 def _run_receive(argv_or_kwargs, port):

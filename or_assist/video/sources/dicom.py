@@ -11,7 +11,8 @@ live pipeline registers on it.
 
 Spec: ``dicom://AE@PORT`` or ``dicom://AE@HOST:PORT``, options in the query or as keyword
 arguments: ``allow=CARM1,CARM2`` (the C-arm's calling AE titles: required; ``allow=*``
-accepts any, explicitly), ``address=IP1,IP2`` (accept only these senders). Received files
+accepts any, explicitly), ``address=IP1,IP2`` (accept only these senders), ``frames=all``
+(every frame of a multi-frame object, in order; default its last). Received files
 go to ``store_dir`` (the live case sets ``<case_dir>/received``); the patient check is
 ``patient_check`` (the live case sets the plan's CT; without one, ``accept_any_patient=True``
 must be given).
@@ -61,7 +62,7 @@ class DicomFrame(Frame):
 
 
 def parse_dicom_spec(spec: str) -> dict:
-    """``{"ae_title", "host", "port", "allow", "address"}`` of a ``dicom://`` spec.
+    """``{"ae_title", "host", "port", "allow", "address", "frames"}`` of a ``dicom://`` spec.
 
     Raises
     ------
@@ -81,16 +82,17 @@ def parse_dicom_spec(spec: str) -> dict:
     if not re.fullmatch(r"\d{1,5}", port) or not 0 < int(port) <= 65535:
         raise InputError(f"bad port {port!r}; {_SPEC_HELP}", text)
     query = parse_qs(parts.query, keep_blank_values=True)
-    unknown = sorted(set(query) - {"allow", "address"})
+    unknown = sorted(set(query) - {"allow", "address", "frames"})
     if unknown:
-        raise InputError(f"unknown option(s) {', '.join(unknown)}; it takes allow= and address=", text)
+        raise InputError(f"unknown option(s) {', '.join(unknown)}; it takes allow=, address= and frames=", text)
 
     def values(key):
         got = [v.strip() for item in query.get(key, []) for v in item.split(",") if v.strip()]
         return got or None
 
+    frames = (values("frames") or [None])[-1]
     return {"ae_title": check_ae_title(ae, text), "host": host.strip("[]"), "port": int(port),
-            "allow": values("allow"), "address": values("address")}
+            "allow": values("allow"), "address": values("address"), "frames": frames}
 
 
 def full_range_u16(pixels: np.ndarray, bits_stored: int | None = None) -> np.ndarray:
@@ -128,6 +130,9 @@ class DicomSource(FrameSource):
         unless ``accept_any_patient``.
     accept_any_patient : bool
         Hand on every patient's images, explicitly (no plan to check against).
+    frames : {'last', 'all'}
+        Of a multi-frame object (a fluoroscopy run): its last frame (default), or every
+        frame in order, each its own exposure (``frames=all`` in the spec too).
     log : callable(str), optional
         Lines for refusals and warnings (default: the receiver's logger).
     color : bool
@@ -136,9 +141,12 @@ class DicomSource(FrameSource):
     kind = "dicom"
 
     def __init__(self, spec: str, allow=None, address=None, store_dir=None, patient_check=None,
-                 accept_any_patient: bool = False, log=None, *, color: bool = False):
+                 accept_any_patient: bool = False, log=None, frames: str | None = None, *, color: bool = False):
         parsed = parse_dicom_spec(spec)
         super().__init__(str(spec).strip(), color=color)
+        self.frames = frames or parsed["frames"] or "last"
+        if self.frames not in ("last", "all"):
+            raise InputError(f"expected 'last' or 'all', got {self.frames!r}", "frames")
         split = (lambda v: None if v is None else ([s.strip() for s in v.split(",") if s.strip()]
                                                    if isinstance(v, str) else [str(s).strip() for s in v]))
         allow_all = (parsed["allow"] or []) + (split(allow) or [])
@@ -154,7 +162,8 @@ class DicomSource(FrameSource):
         self.accept_any_patient = bool(accept_any_patient)
         self.log = log
         self.server: StorageServer | None = None
-        self._queue: queue.Queue = queue.Queue()
+        self._queue: queue.Queue = queue.Queue()   # (ReceivedImage, DicomShot)
+        self._exposures = 0
         self.wait_s = 0.2
 
     @property
@@ -168,7 +177,13 @@ class DicomSource(FrameSource):
         return True
 
     def _received(self, item: ReceivedImage) -> None:
-        self._queue.put(item)
+        shots = [item.shot]
+        if self.frames == "all" and item.shot.header.frame_count > 1:
+            from or_assist.dicom.shot import read_dicom_shots
+
+            shots = read_dicom_shots(item.path)
+        for shot in shots:
+            self._queue.put((item, shot))
 
     def _open(self) -> SourceInfo:
         if self.store_dir is None:
@@ -191,17 +206,17 @@ class DicomSource(FrameSource):
         if not self._is_open:
             raise InputError("source is not open; call open() first", self._name)
         try:
-            item: ReceivedImage = self._queue.get(timeout=self.wait_s)
+            item, shot = self._queue.get(timeout=self.wait_s)
         except queue.Empty:
             return None
-        shot = item.shot
         header = shot.header
+        self._exposures += 1
         pixels = full_range_u16(shot.pixels, shot.bits_stored)
         image = display_u8(pixels)
         if self.color:
             image = np.repeat(image[:, :, None], 3, axis=2)
         frame = DicomFrame(image=image, index=self._next_index, timestamp_s=item.received_s, source_time_s=None,
-                           exposure=item.number, dicom=header, pixels=pixels, path=item.path)
+                           exposure=self._exposures, dicom=header, pixels=pixels, path=item.path)
         self._next_index += 1
         return frame
 

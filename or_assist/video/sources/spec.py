@@ -19,7 +19,8 @@ a folder of images            :class:`ImageFolderSource` (``fps``, ``realtime``,
                               is imported (it registers the ``sim:`` kind)
 ``dicom://AE@PORT``           :class:`~or_assist.video.sources.dicom.DicomSource`: the
                               C-arm's images over DICOM (``allow``, ``address``,
-                              ``store_dir``, ``patient_check``, ``accept_any_patient``)
+                              ``store_dir``, ``patient_check``, ``accept_any_patient``,
+                              ``frames``)
 ============================  =============================================================
 
 Every source also takes ``color`` (BGR frames instead of grey; off by default).
