@@ -13,8 +13,8 @@ handlers::
     cases      cases, report, export  the case log
     register   register               2-D/3-D registration of a shot file
     pin        pin                    the guide pin in registered shot files
+    dicom      receive, archive       DICOM: shots from the C-arm (Storage SCP); the case to PACS
     demo       (demo --overview)      the demo's overview images
-    dicom      archive                the case to PACS (DICOM)
 
 A handler prints through :func:`or_assist.cli._parser.emit` and returns the exit status;
 heavy modules are imported inside it so that ``or-assist --help`` answers at once. Bad
@@ -37,7 +37,7 @@ _GROUPS = (live, ct, plan, sim, video, postop, calibrate, cases, register, pin, 
 #: The order ``or-assist --help`` lists the commands in (roughly the order of a case).
 COMMANDS = ("demo", "run", "info", "plan-check", "geometry", "view-pose", "views", "simulate", "sources",
             "evaluate", "calibrate", "cases", "report", "export", "register", "plan", "pin", "sample",
-            "archive")
+            "receive", "archive")
 
 
 def _list_in_order(sub) -> None:

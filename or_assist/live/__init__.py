@@ -6,6 +6,7 @@ Modules::
     pipeline  The live pipeline of the OR display, without Qt: shots -> preprocess -> register -> guidance -> case log.
     result    The result of one shot in the live pipeline: everything the display shows for it.
     run       Setting up a real live case and running a live case without a window.
+    starts    Where the live pipeline starts a shot's registration, and the registration attempts.
     run_control  How a headless run is driven: the newest exposure waiting for registration, and stopping on a signal.
     virtual_view  The OR display's virtual view: the planned view with the plan's outlines.
     views     Which planned view a new shot shows: a quick 2-D comparison before the registration.
@@ -21,7 +22,7 @@ import lazy_loader as _lazy
 
 __getattr__, __dir__, __all__ = _lazy.attach(
     __name__,
-    submodules=['hint', 'pipeline', 'result', 'run', 'run_control', 'two_view', 'views', 'virtual_view', 'wording'],
+    submodules=['hint', 'pipeline', 'result', 'run', 'run_control', 'starts', 'two_view', 'views', 'virtual_view', 'wording'],
     submod_attrs={
         'hint': ['HINT_MIN_DEG', 'APPROX_STEP_DEG', 'APPROX_PREFIX', 'APPROX_MAX_DEG', 'positioning_hint',
                  'approximate_positioning_hint', 'planned_angles_text'],
@@ -29,6 +30,8 @@ __getattr__, __dir__, __all__ = _lazy.attach(
         'result': ['ShotResult'],
         'run': ['LiveCase', 'open_real_case', 'run_headless'],
         'run_control': ['STOP_SIGNALS', 'NewestExposure', 'SignalStop'],
+        'starts': ['TRACK_WITHIN_DEG', 'HEADER_START', 'ShotSetup', 'shot_setup', 'header_start', 'shot_starts',
+                   'register_from', 'register_shot'],
         'virtual_view': ['planned_view_image'],
         'views': ['VIEW_SCORE_SIZE_PX', 'VIEW_SCORE_STEP_MM', 'VIEW_MARGIN', 'view_scores', 'rank_starts'],
         'two_view': ['MOVED_SIGMAS', 'MOVED_FLOOR_MM', 'MOVE_CHECK_MAX_MM', 'KEPT_SHOTS', 'PinView', 'TwoViewResult',

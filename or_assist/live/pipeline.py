@@ -11,8 +11,8 @@ without a window, so both do exactly the same and tests can drive it without Qt:
 2. :meth:`LivePipeline.process` (per shot, seconds): preprocessing
    (:func:`~or_assist.video.preprocess.shot.preprocess_shot`), 2-D/3-D registration
    (:class:`~or_assist.register.pipeline.Registrar`) from the active implant's planned
-   views and the last registered pose (tracking), most similar to the shot first
-   (:func:`~or_assist.live.views.rank_starts`), until one is confident; guide-pin
+   views and the last registered pose (tracking), most similar to the shot first, until
+   one is confident (:mod:`or_assist.live.starts`); guide-pin
    detection, deviation and cue (:mod:`or_assist.guidance`), the two-view 3-D deviation
    with an earlier shot of the implant (:mod:`or_assist.live.two_view`), the overlay exactly as the
    display shows it (:func:`~or_assist.guidance.overlay.draw_overlay`, which draws no
@@ -41,18 +41,16 @@ from or_assist.core.pose import Pose
 from or_assist.core.outputs import write_error
 from or_assist.core.plan import Plan
 from or_assist.core.view_poses import plan_view_pose
-from or_assist.core.vocabulary import SIJF_VIEWS
 from or_assist.errors import InputError
 from or_assist.guidance.cues import CueThresholds
 from or_assist.guidance.overlay import draw_overlay
 from or_assist.guidance.shot_guidance import guide_shot
 from or_assist.live.hint import approximate_positioning_hint, positioning_hint
 from or_assist.live.result import ShotResult
-from or_assist.live.views import rank_starts
+from or_assist.live.starts import register_shot, shot_setup
 from or_assist.live.virtual_view import planned_view_image
 from or_assist.live.two_view import PinView, TwoViewTracker, view_uncertainty
-from or_assist.register.pipeline import Registrar, RegistrationResult
-from or_assist.register.pose_params import isocenter_source_mm, pose_error
+from or_assist.register.pipeline import Registrar
 from or_assist.render.drr import AttenuationVolume, DRRRenderer
 from or_assist.render.views.model import ViewLibrary
 from or_assist.session.caselog import CaseLog
@@ -64,8 +62,6 @@ if TYPE_CHECKING:  # SimpleITK is not loaded for a type name
     from or_assist.core.ct.volume import CTVolume
 
 __all__ = ["LivePipeline"]
-
-_TRACK_WITHIN_DEG = 10.0  # start from the previous registered pose when it is this close to the plan
 
 
 class LivePipeline:
@@ -136,6 +132,9 @@ class LivePipeline:
         self._planned: dict = {}
         self._virtual: dict = {}
         self._lock = threading.Lock()
+        self._registrars: dict = {}   # per DICOM header geometry (live.starts)
+        self._said: set = set()       # notices said once per case
+        self._fed: dict = {}          # frame index -> (DICOM header, full-depth pixels) of fed DICOM shots
         self.two_view = TwoViewTracker(plan, self.thresholds)  # per implant, shots with a pin (3-D deviation)
 
     # ------------------------------------------------------------------ selection helpers
@@ -144,13 +143,14 @@ class LivePipeline:
         """The plan's implant ids in order."""
         return [i.id for i in self.plan.implants]
 
-    def planned_pose(self, implant_id: str, view: str) -> Pose:
-        """The planned view's pose (cached)."""
-        key = (implant_id, view)
+    def planned_pose(self, implant_id: str, view: str, geometry: CArmGeometry | None = None) -> Pose:
+        """The planned view's pose (cached), at ``geometry``'s source-isocentre distance (default the pipeline's)."""
+        geometry = self.geometry if geometry is None else geometry
+        key = (implant_id, view, round(float(geometry.source_to_isocenter_mm), 6))
         with self._lock:
             pose = self._planned.get(key)
         if pose is None:
-            pose = plan_view_pose(self.plan, implant_id, view, geometry=self.geometry,
+            pose = plan_view_pose(self.plan, implant_id, view, geometry=geometry,
                                   patient_position=self.patient_position)
             with self._lock:
                 self._planned[key] = pose
@@ -174,33 +174,20 @@ class LivePipeline:
         stable_limit = self.detector.settings.stable_factor * self.detector.noise_grey + 1e-3
         if event is not None:
             self.image_changing = False
+            if getattr(frame, "dicom", None) is not None:   # a DICOM shot: process() takes its header and pixels
+                with self._lock:
+                    self._fed[event.index] = (frame.dicom, getattr(frame, "pixels", None))
+                    for old in sorted(self._fed)[:-8]:
+                        del self._fed[old]
         elif d is None or d > stable_limit:
             self.image_changing = True
         return event
 
     # ------------------------------------------------------------------ per shot
-    def _starts(self, implant_id: str, view: str) -> list[tuple[str, Pose, bool]]:
-        """``(view, start pose, track)``: the last registered pose when near the view's plan, the planned views."""
-        planned, last = self.planned_pose(implant_id, view), self._last
-        near = last is not None and last.registered and last.implant_id == implant_id and \
-            pose_error(last.pose, planned, isocenter_source_mm(self.geometry))[0] <= _TRACK_WITHIN_DEG
-        others = [(v, self.planned_pose(implant_id, v), False) for v in SIJF_VIEWS if v != view and self.try_other_views]
-        return ([(view, last.pose, True)] if near else []) + [(view, planned, False)] + others
-
-    def _register(self, frame: np.ndarray, start: Pose, track: bool, polarity: str, implant_id: str) -> RegistrationResult:
-        """Tracking (a short local search from the last registered pose, when the registrar
-        can) or a full registration from ``start``; the error is estimated at the active
-        implant's entry and apex."""
-        reg, implant = self.registrar, self.plan.implant(implant_id)
-        targets = np.stack([implant.entry_lps_mm, implant.apex_lps_mm])
-        prev = getattr(reg, "last_result", None)
-        if track and hasattr(reg, "track") and prev is not None and prev.pose_for_overlay is not None:
-            return reg.track(frame, polarity=polarity, fallback_pose=start, target_lps_mm=targets)
-        return reg.register(frame, start, polarity=polarity, library=self.library, target_lps_mm=targets)
-
     def process(self, image: np.ndarray, implant_id: str, view: str, *, frame_index: int = -1,
                 shown_since_s: float | None = None, timestamp: float | None = None,
-                should_stop: Callable[[], bool] | None = None) -> ShotResult:
+                should_stop: Callable[[], bool] | None = None, dicom=None,
+                pixels: np.ndarray | None = None) -> ShotResult:
         """Register and judge one held image (module doc, step 2).
 
         Parameters
@@ -220,6 +207,12 @@ class LivePipeline:
         should_stop : callable, optional
             Polled between registration attempts: when it returns True (a newer shot is
             waiting) no further views are tried.
+        dicom : DicomShotHeader, optional
+            The header of a shot received over DICOM: registered with its geometry, its
+            positioner angles the first start (:mod:`or_assist.live.starts`). Default: the
+            header of the DICOM frame fed (:meth:`feed`) at ``frame_index``, if any.
+        pixels : (H, W) uint16 ndarray, optional
+            That shot's full-depth pixels (registered on instead of ``image``).
 
         Returns
         -------
@@ -232,28 +225,31 @@ class LivePipeline:
             self._shots += 1
             number = self._shots
         secs: dict = {}
+        if dicom is None:
+            with self._lock:
+                dicom, fed_pixels = self._fed.pop(int(frame_index), (None, None))
+            pixels = fed_pixels if pixels is None else pixels
         frame = np.ascontiguousarray(image)
+        if frame.dtype == np.uint16:   # full-depth pixels given as the image: the 8-bit copy is shown
+            pixels, frame = frame, ((frame.astype(np.uint32) + 128) >> 8).clip(0, 255).astype(np.uint8)
         result = ShotResult(number, None, frame, int(frame_index), shown, implant_id, view, None, "bone-dark",
                             seconds=secs)
-        pre: PreprocessedShot | None
-        try:
-            pre = preprocess_shot(frame, self.geometry, self.preprocess_settings)
-        except InputError as exc:
-            pre = None
-            result.message = f"cannot use this image: {exc}"
+        setup = shot_setup(self, frame, dicom, pixels)
+        result.geometry_source, result.notices = setup.geometry_source, list(setup.notices)
+        for notice in setup.notices:
+            self.log_event("dicom_geometry", {"warning": notice})
+        pre: PreprocessedShot | None = None
+        if setup.problem is not None:
+            result.message = f"cannot use this image: {setup.problem}"
+        else:
+            try:
+                pre = preprocess_shot(frame, setup.geometry, self.preprocess_settings)
+            except InputError as exc:
+                result.message = f"cannot use this image: {exc}"
         secs["preprocess"] = time.perf_counter() - started
         if pre is not None:
             result.polarity, t0 = pre.polarity, time.perf_counter()
-            starts = rank_starts(self.renderer, self.geometry, frame, self._starts(implant_id, view), view, polarity=pre.polarity)
-            for k, (v, start, track, score) in enumerate(starts):
-                if k and should_stop is not None and should_stop():
-                    break
-                reg = self._register(frame, start, track, pre.polarity, implant_id)
-                result.attempts.append({"view": v, "track": track, "success": reg.success, "seconds": reg.seconds, "view_score": score})
-                if result.registration is None or reg.success:
-                    result.registration, result.view = reg, v
-                if reg.success:
-                    break
+            register_shot(self, result, setup, pre.polarity, should_stop)
             secs["register"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             self._guidance(result, pre)
@@ -262,7 +258,7 @@ class LivePipeline:
         shown_image = frame
         if pre is not None and not _draws_on_frame(pre):
             shown_image = np.clip(255.0 * (1.0 - pre.image), 0, 255).astype(np.uint8)
-        geometry = pre.geometry if pre is not None else self.geometry
+        geometry = pre.geometry if pre is not None else setup.geometry
         status = result.message if result.registration is not None and result.detection is None else None
         result.overlay_bgr = draw_overlay(shown_image, result.registered, pose=result.pose, geometry=geometry,
                                           implants=self.plan.implants, active_id=implant_id,

@@ -70,6 +70,12 @@ class ShotResult:
         The earlier shot that gave it: ``number``, ``shot_id``, ``view``, ``tip_seen``.
     cue_3d : Cue or None
         The cue of ``deviation_3d`` (:func:`~or_assist.guidance.cues.cue_3d`).
+    geometry_source : {'calibration', 'DICOM header'}
+        Whose C-arm geometry the shot was registered with (a shot received over DICOM:
+        its header's, :mod:`or_assist.live.starts`).
+    notices : list of str
+        Warnings that came with this shot (the DICOM header's geometry disagreeing with the
+        calibrated one, ...), each said once per case.
     """
 
     number: int
@@ -106,6 +112,8 @@ class ShotResult:
     deviation_3d_refused: str | None = None
     deviation_3d_with: dict | None = None
     cue_3d: Cue | None = None
+    geometry_source: str = "calibration"
+    notices: list = field(default_factory=list)
 
     @property
     def registered(self) -> bool:
@@ -156,7 +164,8 @@ class ShotResult:
                     (f"est. error {est:.1f} mm, " if est is not None else "") + f"{self._timing()})"
         else:
             state = f"NOT REGISTERED ({self.registration.reason}; {self._timing()})"
-        text = f"shot {self.number} [{self.implant_id} {self.view}]: {state}"
+        dicom = ", DICOM geometry" if self.geometry_source == "DICOM header" else ""
+        text = f"shot {self.number} [{self.implant_id} {self.view}{dicom}]: {state}"
         if self.cue is not None:
             text += f"; [{self.cue.level}] " + "; ".join(self.cue.lines)
         elif self.message and self.registration is not None:
@@ -168,4 +177,6 @@ class ShotResult:
                      f"angle {d3.angle_deg:.1f} +- {u['angle_deg']:.1f} deg")
         if self.hint:
             text += f"; C-arm: {self.hint}"
+        for notice in self.notices:
+            text += f"; WARNING: {notice}"
         return text

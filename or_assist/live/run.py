@@ -96,7 +96,10 @@ def open_real_case(plan_path, geometry_path, source_spec, *, library_path=None, 
     cases_root : path-like, optional
     allow_ct_mismatch : bool
     source_options : dict, optional
-        Passed to :func:`~or_assist.video.sources.spec.open_source`.
+        Passed to :func:`~or_assist.video.sources.spec.open_source`; for a ``dicom://``
+        source (the C-arm's DICOM node) also ``accept_any_patient`` (default False: images
+        are checked against the plan's CT's patient). Its received objects are stored in
+        ``<case_dir>/received``.
     source_timeout_s : float
         A video file or image folder is opened once before the case is created
         (:func:`~or_assist.video.sources.spec.check_recording_opens`): one that yields no
@@ -117,11 +120,15 @@ def open_real_case(plan_path, geometry_path, source_spec, *, library_path=None, 
                 abs(lg.source_to_isocenter_mm - geometry.source_to_isocenter_mm) > 1e-6:
             raise InputError(f"was built for another C-arm (SID {lg.sid_mm:g} mm, source-isocentre "
                              f"{lg.source_to_isocenter_mm:g} mm) than {geometry_path}", str(library_path))
-    source = open_source(source_spec, **(source_options or {}))
+    options = dict(source_options or {})
+    accept_any_patient = bool(options.pop("accept_any_patient", False))
+    source = open_source(source_spec, **options)
     check_recording_opens(source, source_timeout_s)
     ct, _warnings = load_plan_ct(plan, ct_path=ct_path, allow_ct_mismatch=allow_ct_mismatch)
     log = CaseLog.create(cases_root, plan=plan, plan_path=plan_path, geometry=geometry.to_dict())
     try:
+        if getattr(source, "kind", "") == "dicom":   # the C-arm's DICOM node: files into the case, patient checked
+            _set_up_dicom_source(source, log, ct_path if ct_path is not None else plan.ct_path, accept_any_patient)
         pipeline = LivePipeline(plan, geometry, ct=ct, library=library, case_log=log)
     except BaseException as exc:  # no case is left open by a start that failed
         try:
@@ -131,6 +138,23 @@ def open_real_case(plan_path, geometry_path, source_spec, *, library_path=None, 
             pass
         raise
     return LiveCase(source, pipeline, mask_credentials(str(source_spec)), None, log)
+
+
+def _set_up_dicom_source(source, log: CaseLog, ct_path, accept_any_patient: bool) -> None:
+    """A ``dicom://`` source stores into ``<case_dir>/received`` and checks the patient against the plan's CT
+    (unless ``accept_any_patient``); both are said in the case log."""
+    from or_assist.dicom.receive import patient_check_for_ct
+
+    if source.store_dir is None:
+        source.store_dir = Path(log.case_dir) / "received"
+    if source.patient_check is None and not accept_any_patient:
+        source.patient_check = patient_check_for_ct(ct_path)
+    source.accept_any_patient = source.accept_any_patient or accept_any_patient
+    expected = getattr(source.patient_check, "expected", None)
+    log.log_event("dicom_receiver", {"ae_title": source.ae_title, "port": source.port, "host": source.host,
+                                     "store_dir": str(source.store_dir),
+                                     "patient": None if expected is None else expected.describe(),
+                                     "accept_any_patient": source.accept_any_patient})
 
 
 def _record_interrupted(case: LiveCase, reason: str) -> None:
@@ -153,7 +177,9 @@ def run_headless(case: LiveCase, *, max_shots: int | None = None, duration_s: fl
     real-time) and a recording (:attr:`~or_assist.video.sources.base.FrameSource.recorded`:
     a video file, a folder of stills) are read frame by frame and every shot is processed
     before the next frame: a replay pauses while a shot registers, so it loses no shot.
-    A live source (device, stream) runs in a :class:`~or_assist.video.capture.CaptureThread`
+    A DICOM node (:class:`~or_assist.video.sources.dicom.DicomSource`) is read the same way:
+    each received image is processed before the next, and waiting for the C-arm is not the
+    end. A live source (device, stream) runs in a :class:`~or_assist.video.capture.CaptureThread`
     and its shots are registered in a second thread, one at a time, as in the display:
     the detector goes on seeing every frame meanwhile, and the newest exposure waits
     (one that a newer exposure replaces before its turn is counted as superseded and
@@ -238,6 +264,8 @@ def run_headless(case: LiveCase, *, max_shots: int | None = None, duration_s: fl
         result = pipe.process(event.image, job["implant"], job["view"], frame_index=event.index,
                               shown_since_s=event.timestamp_s,
                               should_stop=None if queue is None else queue.waiting)
+        if job.get("file") is not None and result.shot_id is not None:   # a DICOM shot: where its object is
+            pipe.log_event("dicom_shot", {"shot_id": result.shot_id, "file": str(job["file"])})
         if step is not None and step["capture"] and result.registered and result.cue is not None:
             if pipe.capture(result) is not None:
                 pipe.log_event("capture", {"shot_id": result.shot_id, "by": "demo script"})
@@ -255,6 +283,8 @@ def run_headless(case: LiveCase, *, max_shots: int | None = None, duration_s: fl
         log(line)
         return max_shots is not None and len(summary["shots"]) >= max_shots
 
+    if getattr(source, "kind", "") == "dicom" and getattr(source, "log", None) is None:
+        source.log = log   # the DICOM node's refusals (wrong patient, unknown AE title) among the shot lines
     if synchronous:
         source.open()
     else:
@@ -271,6 +301,8 @@ def run_headless(case: LiveCase, *, max_shots: int | None = None, duration_s: fl
             if synchronous:
                 frame = source.read()
                 if frame is None:
+                    if getattr(source, "pushed", False) and not (source.ended or source.lost):
+                        continue   # a DICOM node: nothing sent yet
                     break
             else:
                 frame = capture.latest(timeout_s=0.5)
@@ -293,7 +325,8 @@ def run_headless(case: LiveCase, *, max_shots: int | None = None, duration_s: fl
             with lock:
                 if step is not None:
                     active["implant"], active["view"] = step["implant"], step["view"]
-                job = {"event": event, "step": step, "implant": active["implant"], "view": active["view"]}
+                job = {"event": event, "step": step, "implant": active["implant"], "view": active["view"],
+                       "file": getattr(frame, "path", None)}
             if queue is None:
                 if handle(job):
                     break

@@ -316,7 +316,8 @@ class CaptureThread:
                     self._report(SignalState.ENDED, f"{name}: end of the recording")
                     return
                 silent_s = now - last_frame_t
-                if self.source.lost or silent_s > self.no_signal_after_s:
+                waits = getattr(self.source, "pushed", False)   # a DICOM node: silence until the C-arm sends
+                if self.source.lost or (silent_s > self.no_signal_after_s and not waits):
                     why = "the stream broke or timed out" if self.source.lost else f"no frame for {silent_s:.1f} s"
                     self._problem = why
                     self._report(SignalState.NO_SIGNAL, f"{name}: {why}")

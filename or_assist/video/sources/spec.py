@@ -17,6 +17,10 @@ a folder of images            :class:`ImageFolderSource` (``fps``, ``realtime``,
                               ``pattern``)
 ``sim:<scenario>``            the shot simulator, once :mod:`or_assist.sim.scenario.spec`
                               is imported (it registers the ``sim:`` kind)
+``dicom://AE@PORT``           :class:`~or_assist.video.sources.dicom.DicomSource`: the
+                              C-arm's images over DICOM (``allow``, ``address``,
+                              ``store_dir``, ``patient_check``, ``accept_any_patient``,
+                              ``frames``)
 ============================  =============================================================
 
 Every source also takes ``color`` (BGR frames instead of grey; off by default).
@@ -87,6 +91,16 @@ def register_source_kind(prefix: str, factory: Callable[..., FrameSource]) -> No
         raise InputError(f"expected a callable(spec, **options) -> FrameSource, got {type(factory).__name__}",
                          "factory")
     _KINDS[prefix] = factory
+
+
+def _dicom_source(spec: str, **options) -> FrameSource:
+    """The ``dicom://`` kind (pydicom and pynetdicom are imported only when one is opened)."""
+    from or_assist.video.sources.dicom import DicomSource
+
+    return _make(DicomSource, "DICOM", spec, options)
+
+
+register_source_kind("dicom://", _dicom_source)
 
 
 def _registered(text: str, options: dict) -> FrameSource | None:
