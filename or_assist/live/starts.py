@@ -239,8 +239,9 @@ def register_from(registrar, plan, library, frame: np.ndarray, start: Pose, trac
 
 def register_shot(pipe, result: ShotResult, setup: ShotSetup, polarity: str,
                   should_stop: Callable[[], bool] | None = None) -> None:
-    """Register a shot from its starts until one attempt is confident: the header's angles
-    first (:func:`header_start`), then the others ranked by similarity.
+    """Register a shot from its starts until one attempt is confident: tracking from the last
+    registered pose when there is one, then the header's angles (:func:`header_start`), then
+    the planned views ranked by similarity.
 
     Parameters
     ----------
@@ -263,7 +264,11 @@ def register_shot(pipe, result: ShotResult, setup: ShotSetup, polarity: str,
                                    view, polarity=polarity)]
     first = header_start(pipe, setup, implant_id, view)
     if first is not None:
-        starts.insert(0, (first[0], first[1], False, None, HEADER_START))
+        # Tracking (a short local search from the last registered pose) stays first: a repeated
+        # shot of the same view is then found in a few hundred evaluations; the header's angles
+        # come next, before the planned views.
+        tracked = [s for s in starts if s[2]][:1]
+        starts = tracked + [(first[0], first[1], False, None, HEADER_START)] + [s for s in starts if s not in tracked]
     for k, (v, start, track, score, kind) in enumerate(starts):
         if k and should_stop is not None and should_stop():
             break

@@ -126,7 +126,8 @@ def test_a_case_sent_over_dicom_registers_with_the_header_geometry_and_start(sce
 
 @pytest.mark.slow
 def test_the_header_start_comes_first_and_registers(scene):
-    """The pipeline directly: the first attempt starts from the header's angles and succeeds."""
+    """The pipeline directly: the first attempt starts from the header's angles and succeeds;
+    a repeated shot of that view is tracked first."""
     from or_assist.register.pipeline import Registrar
 
     plan, renderer, shots = scene
@@ -141,6 +142,11 @@ def test_the_header_start_comes_first_and_registers(scene):
     assert result.view == view and len(result.attempts) == 1
     assert result.frame.dtype == np.uint8 and result.overlay_bgr.shape[:2] == (192, 192)
     assert pose_error(result.pose, truth, isocenter_source_mm(DETECTOR))[0] < 1.0
+    # the same view again (the pin advanced, the C-arm untouched): tracking from the last
+    # registered pose stays the first start, the header's angles next
+    again = pipe.process(pixels, "R1", view, dicom=shot.header)
+    assert again.registered and again.attempts[0]["start"] == "tracked"
+    assert pose_error(again.pose, truth, isocenter_source_mm(DETECTOR))[0] < 1.0
 
 
 class Fixed:
