@@ -47,10 +47,6 @@ def cmd_archive(args) -> int:
     dest = parse_destination(args.to)
     if args.pseudonym is not None and not args.deidentify:
         raise InputError("is only used with --deidentify", "--pseudonym")
-    if not 0 <= args.retries <= 20:
-        raise InputError(f"expected 0 to 20, got {args.retries}", "--retries")
-    if not args.timeout > 0:
-        raise InputError(f"expected seconds > 0, got {args.timeout}", "--timeout")
     if args.echo:
         ok, message = echo(dest.ae_title, dest.host, dest.port, args.calling_ae, timeout_s=args.timeout)
         emit(message)
