@@ -47,7 +47,7 @@ from or_assist.register.pipeline import Registrar  # noqa: E402
 from or_assist.register.pose_params import isocenter_source_mm, pose_error  # noqa: E402
 from or_assist.register.settings import RegistrationSettings  # noqa: E402
 from or_assist.render.drr import AttenuationVolume, DRRRenderer  # noqa: E402
-from or_assist.sim.dicom_carm import shot_dataset  # noqa: E402
+from or_assist.sim.dicom_carm import field_windowed_values, shot_dataset  # noqa: E402
 from or_assist.sim.scenario.spec import load_sample_case  # noqa: E402
 from or_assist.sim.shots.settings import ShotSettings  # noqa: E402
 from or_assist.sim.shots.simulate import simulate_shot  # noqa: E402
@@ -55,18 +55,6 @@ from or_assist.video.sources.spec import open_source  # noqa: E402
 
 VIEWS = ("lateral", "inlet", "outlet")
 SEED = 91017  # held out: no test uses it
-
-
-def stored_values(shot, bits: int = 12) -> np.ndarray:
-    """The detector signal as a C-arm stores it: log, windowed on the field, black outside."""
-    from or_assist.sim.shots.chain import field_mask
-
-    st = shot.settings
-    field = field_mask(shot.geometry.image_size_px, st.collimation, st.collimation_radius_fraction) > 0.5
-    img = shot.image.astype(np.float64)
-    lo, hi = np.percentile(img[field], [0.5, 99.9])
-    out = np.clip((np.log(np.clip(img, lo, hi)) - np.log(lo)) / (np.log(hi) - np.log(lo)), 0, 1)
-    return np.where(field, np.round(out * ((1 << bits) - 1)), 0).astype(np.uint16)
 
 
 def scenario(plan, renderer, detector, frame_px, per_view, max_off_deg, seed):
@@ -112,7 +100,7 @@ def run_dicom(plan, renderer, video_geometry, shots, settings, tmp):
     rows = []
     with source:
         for view, truth, shot in shots:
-            ds = shot_dataset(stored_values(shot), shot.geometry, truth, patient_position="prone")
+            ds = shot_dataset(field_windowed_values(shot), shot.geometry, truth, patient_position="prone")
             assoc = ae.associate("127.0.0.1", port, ae_title="ORASSIST")
             status = assoc.send_c_store(ds).Status
             assoc.release()

@@ -25,7 +25,7 @@ __getattr__, __dir__, __all__ = _lazy.attach(
     submodules=['phantom', 'scenario', 'shots', 'calibration_phantom', 'dicom_carm', 'pin_cases', 'postop_ct', 'sample'],
     submod_attrs={
         'calibration_phantom': ['bead_phantom_volume'],
-        'dicom_carm': ['SOP_CLASSES', 'shot_dataset', 'write_shot_dicom', 'simulated_shot_dataset', 'encode_dataset',
+        'dicom_carm': ['SOP_CLASSES', 'shot_dataset', 'write_shot_dicom', 'simulated_shot_dataset', 'encode_dataset', 'field_windowed_values',
                        'orientation_codes'],
         'postop_ct': ['perturbed_implant', 'rigid_motion', 'synthesize_postop_ct', 'implant_fraction_volume'],
         'sample': ['SAMPLE_DIR', 'SAMPLE_SIDE', 'SAMPLE_PROFILE', 'sample_plan', 'build_sample_data', 'demo_pin'],

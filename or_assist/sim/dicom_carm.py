@@ -31,7 +31,7 @@ from or_assist.dicom.header_geometry import positioner_angles_from_beam
 from or_assist.errors import InputError
 
 __all__ = ["SOP_CLASSES", "shot_dataset", "write_shot_dicom", "simulated_shot_dataset", "encode_dataset",
-           "orientation_codes"]
+           "orientation_codes", "field_windowed_values"]
 
 #: ``sop_class`` names: (SOP class UID of a single-frame, of a multi-frame object, Modality).
 SOP_CLASSES = {
@@ -333,3 +333,29 @@ def write_shot_dicom(path: str | os.PathLike, image: np.ndarray, geometry: CArmG
     p = Path(path)
     ds.save_as(p, enforce_file_format=True)
     return p
+
+
+def field_windowed_values(shot, bits: int = 12) -> np.ndarray:
+    """A simulated shot's detector signal as a C-arm that windows its log signal on the
+    field stores it: log, windowed on the field's 0.5-99.9 percentiles to ``bits`` bits,
+    0 outside the collimated field (compare :func:`simulated_shot_dataset`, which keeps six
+    fixed decades of transmission and describes the field by shutter tags).
+
+    Parameters
+    ----------
+    shot : SimulatedShot
+    bits : int
+        Stored bits (8-16).
+
+    Returns
+    -------
+    (H, W) uint16 ndarray
+    """
+    from or_assist.sim.shots.chain import field_mask
+
+    st = shot.settings
+    field = field_mask(shot.geometry.image_size_px, st.collimation, st.collimation_radius_fraction) > 0.5
+    img = shot.image.astype(np.float64)
+    lo, hi = np.percentile(img[field], [0.5, 99.9])
+    out = np.clip((np.log(np.clip(img, lo, hi)) - np.log(lo)) / (np.log(hi) - np.log(lo)), 0, 1)
+    return np.where(field, np.round(out * ((1 << bits) - 1)), 0).astype(np.uint16)

@@ -26,7 +26,7 @@ from or_assist.register.pipeline import RegistrationResult
 from or_assist.register.pose_params import isocenter_source_mm, pose_error
 from or_assist.register.settings import RegistrationSettings
 from or_assist.session.caselog import CaseLog
-from or_assist.sim.dicom_carm import shot_dataset
+from or_assist.sim.dicom_carm import field_windowed_values, shot_dataset
 from tests.conftest import REAL_PLAN
 from tests.dicom.test_receive import free_port
 from tests.live.conftest import turned_pose
@@ -34,18 +34,6 @@ from tests.live.conftest import turned_pose
 PROFILE = load_profile("siemens_cios_fusion")
 DETECTOR = PROFILE.geometry_at(192)                                        # the DICOM images' pixels
 CALIBRATED = PROFILE.geometry_at(256).with_changes(sid_mm=1100.0)          # the video calibration: 8 % longer SID
-
-
-def stored_values(shot, bits: int = 12) -> np.ndarray:
-    """The detector signal as a C-arm stores it: log, windowed on the field, black outside."""
-    from or_assist.sim.shots.chain import field_mask
-
-    st = shot.settings
-    field = field_mask(shot.geometry.image_size_px, st.collimation, st.collimation_radius_fraction) > 0.5
-    img = shot.image.astype(np.float64)
-    lo, hi = np.percentile(img[field], [0.5, 99.9])
-    out = np.clip((np.log(np.clip(img, lo, hi)) - np.log(lo)) / (np.log(hi) - np.log(lo)), 0, 1)
-    return np.where(field, np.round(out * ((1 << bits) - 1)), 0).astype(np.uint16)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +51,7 @@ def scene():
         planned = plan_view_pose(plan, "R1", view, geometry=DETECTOR)
         truth = turned_pose(planned, orbital, tilt, plan.landmarks, DETECTOR.source_to_isocenter_mm)
         sim = simulate_shot(renderer, truth, DETECTOR, settings=ShotSettings(seed=20 + k, supersample=1))
-        ds = shot_dataset(stored_values(sim), DETECTOR, truth, patient_position="prone", instance_number=k + 1)
+        ds = shot_dataset(field_windowed_values(sim), DETECTOR, truth, patient_position="prone", instance_number=k + 1)
         shots.append((view, truth, ds))
     return plan, renderer, shots
 
