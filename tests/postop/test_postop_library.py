@@ -1,7 +1,9 @@
 """The library calls adopted in the post-op evaluation (issue 18).
 
 * ``scipy.optimize.least_squares`` solves the triangular-prism fit (``prism_fit.fit_prism``);
-* ``scipy.ndimage.correlate1d`` is its 3-tap scanner blur (``prism_fit._blur3``).
+* ``scipy.ndimage.correlate1d`` is its 3-tap scanner blur (``prism_fit._blur3``);
+* ``scipy.optimize.linear_sum_assignment`` pairs planned implants with metal objects
+  (``match._pair_within``).
 """
 
 from __future__ import annotations
@@ -12,9 +14,31 @@ import pytest
 from or_assist.core.ct.volume import CTVolume
 from or_assist.core.plan import implant_mesh, implant_vertex_directions
 from or_assist.core.pose import rotation_about_axis
+from or_assist.postop.match import _pair_within
 from or_assist.postop.prism_fit import _blur3, fit_prism, roll_about_axis_rad
 from or_assist.sim.postop_ct import implant_fraction_volume, perturbed_implant
 from tests.postop import postop_cases as pc
+
+
+# --------------------------------------------------------------------------- pairing
+
+def test_pairing_matches_both_implants_where_nearest_first_would_strand_one():
+    # implant 0 is nearest to object 0 (3 mm) but also within reach of object 1 (5 mm);
+    # implant 1 has only object 0 within 20 mm: both are matched, crosswise
+    assert _pair_within(np.array([[3.0, 5.0], [4.0, 25.0]]), 20.0) == {0: 1, 1: 0}
+
+
+def test_pairing_keeps_pairs_within_reach_only():
+    assert _pair_within(np.array([[25.0]]), 20.0) == {}
+    assert _pair_within(np.array([[2.0, 30.0, 1.0]]), 20.0) == {0: 2}
+    assert _pair_within(np.array([[1.0], [2.0], [30.0]]), 20.0) == {0: 0}
+    assert _pair_within(np.zeros((3, 0)), 20.0) == {}
+
+
+def test_pairing_takes_the_smallest_total_among_full_matchings():
+    cost = np.array([[1.0, 2.0, 9.0], [2.0, 9.0, 9.0], [9.0, 1.0, 3.0]])
+    # the six matchings total 13, 11, 7, 20, 12, 27; nearest-first would take 1 + 1 + 9 = 11
+    assert _pair_within(cost, 20.0) == {0: 1, 1: 0, 2: 2}
 
 
 # --------------------------------------------------------------------------- 3-tap blur
