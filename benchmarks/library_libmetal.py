@@ -19,7 +19,9 @@ titanium burnt in with partial volume, noise and streaks):
   against ``scipy.optimize.linear_sum_assignment`` (pairs differing).
 
 Errors are in the post-op frame against the truth (the registration, common to every
-variant, is run once per case and not part of the figures).
+variant, is run once per case and not part of the figures). The solver settings of the
+adopted ``least_squares`` call (``ftol``, ``x_scale``, trf) were chosen on seed 0: report
+other seeds (docs/library_comparison_libmetal.md uses 1 and 2).
 
     python benchmarks/library_libmetal.py [--cases 4] [--seed 1]
 """
