@@ -1,7 +1,8 @@
 """Find the planned implants among the metal of a registered post-op CT.
 
 Used by :func:`or_assist.postop.evaluate.evaluate_case` (steps 2-4 of its module doc):
-metal objects are classified as far (ignored), matched to a planned implant, or extra;
+metal objects are classified as far (ignored), matched to a planned implant (one to one,
+``scipy.optimize.linear_sum_assignment`` on the planned apex's distance to the metal), or extra;
 each match is fitted (principal axis and centroid, then the triangular-prism fit).
 Everything here is in the post-op frame; the planned implants are mapped into it with
 the registration.
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import SimpleITK as sitk
+from scipy.optimize import linear_sum_assignment
 
 from or_assist.core.catalogue import CatalogueItem
 from or_assist.core.ct.volume import CTVolume
@@ -68,6 +70,23 @@ def _points_segment_min_mm(points: np.ndarray, a: np.ndarray, b: np.ndarray) -> 
     ab = b - a
     s = np.clip((points - a) @ ab / max(float(ab @ ab), 1e-12), 0.0, 1.0)
     return float(np.min(np.linalg.norm(points - (a + s[:, None] * ab), axis=1)))
+
+
+def _pair_within(cost_mm: np.ndarray, max_mm: float) -> dict[int, int]:
+    """Planned implant (row) -> metal object (column) pairs, each at most ``max_mm`` apart.
+
+    ``scipy.optimize.linear_sum_assignment`` on the cost with pairs over ``max_mm`` made
+    prohibitive: the most pairs possible within ``max_mm``, then the smallest total
+    distance. It replaced our greedy nearest-first pairing (issue 18), which gave the same
+    pairs on every benchmark case but can leave an implant unmatched when its only
+    candidate is taken by a neighbour that had another one within reach.
+    """
+    cost_mm = np.asarray(cost_mm, dtype=np.float64)
+    if cost_mm.size == 0:
+        return {}
+    ok = cost_mm <= max_mm
+    rows, cols = linear_sum_assignment(np.where(ok, cost_mm, 1e9))
+    return {int(i): int(j) for i, j in zip(rows, cols) if ok[i, j]}
 
 
 def _single_width_mm(item: CatalogueItem) -> float:
@@ -165,13 +184,10 @@ def locate_implants(plan: Plan, postop: CTVolume, preop: CTVolume, T_preop_from_
         else:
             objects.append(obj)
 
-    pairs = sorted((cost(pid, k_obj[1]), pid, k_obj[0]) for pid in planned for k_obj in enumerate(objects))
-    taken_p, taken_o, matched = set(), set(), {}
-    for c, pid, k in pairs:
-        if c <= max_match_mm and pid not in taken_p and k not in taken_o:
-            taken_p.add(pid)
-            taken_o.add(k)
-            matched[pid] = k
+    pids = list(planned)
+    table = np.array([[cost(pid, o) for o in objects] for pid in pids]).reshape(len(pids), len(objects))
+    matched = {pids[i]: k for i, k in _pair_within(table, max_match_mm).items()}
+    taken_o = set(matched.values())
     for pid, k in matched.items():
         entry_p, apex_p, imp = planned[pid]
         obj = objects[k]

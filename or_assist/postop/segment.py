@@ -19,6 +19,17 @@
 
 Components that two planned implants claim (touching implants merged at 3 mm) can be
 split with :func:`split_object` (k-lines clustering started from the planned axes).
+
+The labelling of step 1 is SimpleITK's ``ConnectedComponent``; the grouping of its labels
+and the weighted PCA of step 2 are ours, kept after a side-by-side (issue 18,
+docs/library_comparison_libmetal.md) with ``skimage.measure.label`` + ``regionprops``
+(weighted central moments) and SimpleITK's ``LabelIntensityStatisticsImageFilter``
+(weighted principal axes): all three give the same centroids and axes (largest difference
+3e-10 mm / deg over 8 held-out CTs, hence the same apex and angle errors); the time per CT
+is ours 14-25 ms, scikit-image 13-25 ms, SimpleITK's statistics 26-45 ms. Neither library
+makes the code shorter: :func:`split_object` needs the same weighted PCA for its
+clusters, which have no label image, and scikit-image's moments are in voxel axes (the
+CT's direction must still be applied).
 """
 
 from __future__ import annotations
@@ -159,6 +170,12 @@ def find_metal_objects(ct: CTVolume, *, metal_hu: float = 2500.0,
     -------
     list of MetalObject
         Largest first.
+
+    Notes
+    -----
+    Ours rather than ``regionprops`` or ``LabelIntensityStatisticsImageFilter``: the same
+    centroids and axes (to 3e-10) in the same or less time (14-25 ms per CT against
+    13-25 and 26-45 ms); see the module doc.
     """
     img = ct.to_sitk()
     binary = sitk.BinaryThreshold(img, float(metal_hu), 1e12, 1, 0)
