@@ -64,11 +64,13 @@ def two_sided_ridge(work: np.ndarray, width_px: float) -> np.ndarray:
     Kept over scikit-image's ridge filters (issue 18; ``docs/library_comparison_libpin.md``,
     ``benchmarks/library_libpin.py``): on 90 held-out shots with a pin and 72 without,
     ``sato`` and ``meijering`` in its place found 85 pins against 84 (one end-on lateral
-    more in one set of 30, none in the other of 60), no false detection either, the same
-    tips (paired median difference 0.000 mm), but took 6-10 times as long (32-55 ms per
-    shot against 3-7 ms); ``frangi`` found 82. They also answer a one-sided step (the edge
-    of a placed implant or a cortex) with half a pin's response, where this filter gives
-    none (``tests/guidance/test_pin_ridge_hough.py``).
+    more in one set of 30, none in the other of 60; on it both ridges lead to the same
+    pin, and a different one of its near-equal refinements passed the confidence
+    threshold), no false detection either, the same tips (paired median difference
+    0.000 mm), but took 6-10 times as long (32-55 ms per shot against 3-7 ms); ``frangi``
+    found 82. They also answer a one-sided step (the edge of a placed implant or a cortex)
+    with half a pin's response, where this filter gives none
+    (``tests/guidance/test_pin_ridge_hough.py``).
     """
     g = cv2.GaussianBlur(work, (0, 0), max(0.5, 0.35 * width_px))
     hxx = cv2.Sobel(g, cv2.CV_32F, 2, 0, ksize=3)
