@@ -97,3 +97,26 @@ def test_a_stage_may_name_the_reference_cma_es():
     assert RegistrationSettings(stages=stages).stages[0].optimizer == "pycma"
     with pytest.raises(InputError, match="optimizer"):
         Stage(32, 4.0, "cmaes", 100, (1.0,) * 6)
+
+
+def test_a_registration_runs_with_the_reference_cma_es(tmp_path):
+    """The pipeline's two CMA-ES stages on pycma: a phantom lateral from the usual start
+    registers within 2 mm, and the stages are named after it."""
+    from or_assist.core.ct.load import load_ct
+    from or_assist.core.plan import load_plan
+    from or_assist.register.pipeline import Registrar
+    from or_assist.register.pose_params import apply_update, target_error_mm
+    from or_assist.sim.sample import build_sample_data
+    from tests.register.test_register import START_ERRORS, Case, _points
+
+    sample = build_sample_data(tmp_path)
+    case = Case(load_ct(sample["ct"]), load_plan(sample["plan"]))
+    shot = case.shot("lateral", (-1.0, 2.0, -1.0, -4.0, 3.0, -5.0), 11)
+    start = apply_update(shot.pose, START_ERRORS["lateral"], case.center)
+    stages = tuple(Stage(s.size_px, s.step_mm, "pycma", s.evaluations, s.spread, popsize=s.popsize)
+                   if s.optimizer == "cma" else s for s in DEFAULT_STAGES)
+    res = Registrar(case.renderer, shot.video_geometry,
+                    RegistrationSettings(stages=stages, time_budget_s=None)).register(shot.frame, start)
+    assert res.success, res.reason
+    assert target_error_mm(res.pose, shot.pose, _points(case.plan)) < 2.0
+    assert "pycma64" in res.stage_scores and "cma64" not in res.stage_scores
