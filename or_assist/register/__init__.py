@@ -25,7 +25,7 @@ __getattr__, __dir__, __all__ = _lazy.attach(
     submod_attrs={
         'files': ['register_files'],
         'init2d': ['Alignment2D', 'similarity_matrix', 'align_2d', 'pose_from_2d', 'resample_to_geometry'],
-        'optimize': ['OptimResult', 'cma_es', 'compass_search', 'quadratic_model_search'],
+        'optimize': ['OptimResult', 'cma_es', 'compass_search', 'pycma_es', 'quadratic_model_search'],
         'pipeline': ['REGISTRATION_SCHEMA', 'RegistrationResult', 'Registrar', 'registration_ct'],
         'pose_params': ['PARAMETER_NAMES', 'update_matrix', 'apply_update', 'isocenter_source_mm', 'pose_error', 'target_error_mm', 'projection_distance_at_isocenter_mm'],
         'settings': ['CONFIDENCE_THRESHOLD', 'RESTART_BELOW', 'SECOND_STAGE_BELOW', 'LATER_STARTS', 'DEFAULT_STAGES', 'COBYQA_FINE_STAGES', 'TRACK_STAGES', 'DEFAULT_TIME_BUDGET_S', 'Stage', 'RegistrationSettings'],

@@ -61,7 +61,7 @@ from or_assist.core.validate import check_choice
 from or_assist.core.vocabulary import POLARITY_SETTINGS
 from or_assist.errors import InputError
 from or_assist.register.init2d import align_2d, pose_from_2d, resample_to_geometry
-from or_assist.register.optimize import cma_es, compass_search, quadratic_model_search
+from or_assist.register.optimize import cma_es, compass_search, pycma_es, quadratic_model_search
 from or_assist.register.pose_params import apply_update, isocenter_source_mm, pose_error, target_error_mm
 from or_assist.register.settings import LATER_STARTS, TRACK_STAGES, RegistrationSettings
 from or_assist.register.shot import PreparedShot, ShotProblem, prepare_shot
@@ -539,7 +539,8 @@ class Registrar:
                 self._stage_name = f"start{attempt}"
                 start, widen = start_of(attempt)
                 cost = lambda p, s0=start: -lvl0.score(apply_update(s0, p, center))  # noqa: E731
-                res = cma_es(cost, np.zeros(6), widen * np.asarray(first.spread), max_evaluations=first.evaluations,
+                evolve = pycma_es if first.optimizer == "pycma" else cma_es
+                res = evolve(cost, np.zeros(6), widen * np.asarray(first.spread), max_evaluations=first.evaluations,
                              popsize=first.popsize, seed=st.seed + 1000 * attempt, bounds=st.bounds)
                 score = -res.fun
                 self._stage_scores[f"start{attempt}"] = round(score, 4)
@@ -633,8 +634,9 @@ class Registrar:
         self._stage_name = self._stage_key(st.stages, k)
         lvl = levels[(stage.size_px, stage.step_mm, stage.smooth_px)]
         cost = lambda p, base=pose: -lvl.score(apply_update(base, p, center))  # noqa: E731
-        if stage.optimizer == "cma":
-            res = cma_es(cost, np.zeros(6), stage.spread, max_evaluations=stage.evaluations,
+        if stage.optimizer in ("cma", "pycma"):
+            evolve = pycma_es if stage.optimizer == "pycma" else cma_es
+            res = evolve(cost, np.zeros(6), stage.spread, max_evaluations=stage.evaluations,
                          popsize=stage.popsize, seed=st.seed + k, bounds=3 * np.asarray(stage.spread))
         elif stage.optimizer == "cobyqa":
             res = quadratic_model_search(cost, np.zeros(6), stage.spread, max_evaluations=stage.evaluations)

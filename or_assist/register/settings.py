@@ -53,8 +53,9 @@ class Stage:
         Side of the pyramid level (pixels over the field's bounding square).
     step_mm : float
         DRR ray step.
-    optimizer : {'cma', 'compass', 'cobyqa'}
-        :func:`~or_assist.register.optimize.cma_es`,
+    optimizer : {'cma', 'pycma', 'compass', 'cobyqa'}
+        :func:`~or_assist.register.optimize.cma_es`, the reference CMA-ES
+        :func:`~or_assist.register.optimize.pycma_es` (package ``cma``),
         :func:`~or_assist.register.optimize.compass_search` or
         :func:`~or_assist.register.optimize.quadratic_model_search`.
     evaluations : int
@@ -81,7 +82,7 @@ class Stage:
     pattern: bool = False
 
     def __post_init__(self):
-        check_choice(self.optimizer, ("cma", "compass", "cobyqa"), "optimizer")
+        check_choice(self.optimizer, ("cma", "pycma", "compass", "cobyqa"), "optimizer")
         check_vector(self.spread, 6, "spread", positive=True, expected="6 numbers > 0")
         if isinstance(self.size_px, bool) or not isinstance(self.size_px, int) or self.size_px < 16:
             raise InputError(f"must be an integer >= 16, got {self.size_px!r}", "size_px")

@@ -167,8 +167,13 @@ def test_time_budget_in_the_fine_stage_is_never_a_confident_result(phantom_case)
     assert full.stopped_in is None and "stopped_at_time_budget_in" not in full.to_dict()
     # only the fine (128 px) DRRs are slow: the budget runs out in the first compass stage,
     # where the pose can still be millimetres off in depth with a high similarity
-    slow = SlowRenderer(phantom_case.renderer.volume, delay_s=0.25, from_px=128)
-    budget_s = full.level_seconds["prepare"] + full.level_seconds["start"] + full.level_seconds["cma64"] + 3.0
+    slow = SlowRenderer(phantom_case.renderer.volume, delay_s=1.0, from_px=128)
+    # the coarse stages (the same path: same seeds, no budget decision before the fine stage)
+    # with room for the machine's load to double them, far short of the 110 s the slowed
+    # compass128 stage needs: a budget that holds on a loaded or another machine (with the
+    # coarse time plus 3 s it once ran out in a third start under load)
+    coarse_s = sum(full.level_seconds.get(k, 0.0) for k in ("prepare", "start", "cma64", "agreement"))
+    budget_s = 2.0 * coarse_s + 3.0
     res = Registrar(slow, shot.video_geometry, RegistrationSettings(time_budget_s=budget_s)).register(
         shot.frame, start)
     assert res.stopped_in == "compass128", (res.stopped_in, res.level_seconds)
@@ -406,7 +411,12 @@ def test_bad_images_are_failures_with_a_reason(real_case, what):
 
 
 def test_cli_function_writes_a_result(real_case, real_ct_path, tmp_path):
-    shot = real_case.shot("lateral", (1.0, 0.0, -1.0, 2.0, 2.0, 0.0), 9)
+    # An inlet: its error estimate at the plan's implants is about 1.1 mm whatever the
+    # optimiser's path (RegistrationSettings seeds 0-5: 1.06-1.11 mm, all within 0.5 mm).
+    # The lateral this test used was registered within 0.6 mm on every path, but its
+    # estimate was 1.5-2.3 mm (seeds 0-5), so on three of six paths, as on a build whose
+    # BLAS gives the CMA-ES other eigenvectors, it was (rightly) not confident.
+    shot = real_case.shot("inlet", (1.0, 0.0, -1.0, 2.0, 2.0, 0.0), 9)
     start = apply_update(shot.pose, (3.0, -3.0, 2.0, 6.0, -5.0, 8.0), real_case.center)
     cv2.imwrite(str(tmp_path / "shot.png"), shot.frame)
     save_geometry(shot.video_geometry, tmp_path / "g.json")

@@ -58,21 +58,34 @@ def test_similarity_rejects_bad_arguments():
 
 
 def test_optimisers_find_a_shifted_minimum_deterministically():
-    # What the method guarantees, not one floating-point path: with the same seed the same
-    # result on this build, within the budget, and on a badly scaled quadratic every seed
-    # ends within 0.1 of the minimum in the problem's own scale (the objective falls from
-    # 30.5 to below 0.01). The exact end point moves with the numpy/BLAS build.
+    """What the method guarantees, not one floating-point path. The path of a CMA-ES moves
+    with the numpy/BLAS build (the eigenvectors of its covariance may come with other signs
+    or, for nearly equal eigenvalues, other directions: other samples from the same
+    distribution), so a seed's end point on another machine is another draw. Asserted, for
+    every seed: the same result for the same seed on this build; the budget; an early stop
+    only where the best value was flat (``tol_fun``) over the last four generations; with
+    that stop the objective falls from 30.5 below 0.3 (the worst of 300 seeds, with the
+    eigenvectors as this build gives them and with half of them negated as another could:
+    0.075 and 0.061); run to the budget (``tol_fun=0``), the end point within 0.01 of the
+    minimum in the problem's own scale (worst of 300 seeds: 6e-4). The former assertion,
+    within 0.1 after the early stop, failed for 5 of 200 seeds (up to 0.23): on a fresh
+    machine seeds 0-4 are five new draws of that."""
     target = np.array([3.0, -2.0, 1.0, 0.5, -4.0, 2.0])
     scale = np.array([1, 1, 1, 1, 1, 4.0])
     f = lambda x: float(np.sum(((x - target) / scale) ** 2))  # noqa: E731
     r1 = cma_es(f, np.zeros(6), 2.0, max_evaluations=600, seed=3)
     r2 = cma_es(f, np.zeros(6), 2.0, max_evaluations=600, seed=3)
     assert np.array_equal(r1.x, r2.x) and r1.n_evaluations <= 600
+    lam = 4 + int(3 * np.log(6))
     for seed in range(5):
         r = cma_es(f, np.zeros(6), 2.0, max_evaluations=600, seed=seed)
-        assert r.n_evaluations <= 600
-        assert np.max(np.abs((r.x - target) / scale)) < 0.1, (seed, r.x)
-        assert f(r.x) < 0.01
+        assert r.n_evaluations <= 600 and r.fun == pytest.approx(f(r.x))
+        if r.n_evaluations + lam <= 600:   # stopped early: flat
+            assert max(r.history[-4:]) - min(r.history[-4:]) < 1e-6, (seed, r.history[-4:])
+        assert r.fun < 0.3, (seed, r.x)
+        full = cma_es(f, np.zeros(6), 2.0, max_evaluations=1000, seed=seed, tol_fun=0.0)
+        assert full.n_evaluations > 1000 - lam     # ran to the budget
+        assert np.max(np.abs((full.x - target) / scale)) < 0.01, (seed, full.x)
     r3 = compass_search(f, np.zeros(6), 1.0, min_steps=1e-3, max_evaluations=2000)
     assert np.allclose(r3.x, target, atol=0.01)
     with pytest.raises(InputError, match="sigma"):
