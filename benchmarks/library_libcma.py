@@ -2,7 +2,7 @@
 
 Issue 18: the registration's global stages run a home-made CMA-ES; this measures it side
 by side with pycma's ``CMAEvolutionStrategy`` (behind the same contract,
-:func:`or_assist.register.optimize.pycma_es`) in two parts:
+:func:`or_assist.register.optimize_pycma.pycma_es`) in two parts:
 
 1. **Test functions** (6 parameters, as a registration has): evaluations until the best
    value is below a target, per function, over ``--fn-seeds`` seeds, both optimisers from
@@ -44,7 +44,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 
-from or_assist.register.optimize import cma_es, pycma_es  # noqa: E402
+from or_assist.register.optimize import cma_es  # noqa: E402
+from or_assist.register.optimize_pycma import pycma_es  # noqa: E402
 
 N_DIM = 6
 OPTIMISERS = {"ours": cma_es, "pycma": pycma_es}

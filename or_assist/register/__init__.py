@@ -5,6 +5,7 @@ Modules::
     files        Registering one shot given as files: read the inputs, register, write the result.
     init2d       Fast 2-D initialisation: in-plane shift, rotation and scale of a shot against a view.
     optimize     Derivative-free optimisers for registration: a seeded CMA-ES and a compass search.
+    optimize_pycma The reference CMA-ES (pycma, optional extra) behind cma_es's contract, for comparison.
     pipeline     2-D/3-D registration of a fluoroscopy shot to the CT: the pipeline.
     pose_params  The 6-parameter pose update registration searches over, and pose error measures.
     settings     How :class:`~or_assist.register.pipeline.Registrar` registers: stages, thresholds, settings.
@@ -21,11 +22,12 @@ import lazy_loader as _lazy
 
 __getattr__, __dir__, __all__ = _lazy.attach(
     __name__,
-    submodules=['files', 'init2d', 'optimize', 'pipeline', 'pose_params', 'settings', 'shot', 'similarity', 'uncertainty'],
+    submodules=['files', 'init2d', 'optimize', 'optimize_pycma', 'pipeline', 'pose_params', 'settings', 'shot', 'similarity', 'uncertainty'],
     submod_attrs={
         'files': ['register_files'],
         'init2d': ['Alignment2D', 'similarity_matrix', 'align_2d', 'pose_from_2d', 'resample_to_geometry'],
-        'optimize': ['OptimResult', 'cma_es', 'compass_search', 'pycma_es', 'quadratic_model_search'],
+        'optimize': ['OptimResult', 'cma_es', 'compass_search', 'quadratic_model_search'],
+        'optimize_pycma': ['pycma_es'],
         'pipeline': ['REGISTRATION_SCHEMA', 'RegistrationResult', 'Registrar', 'registration_ct'],
         'pose_params': ['PARAMETER_NAMES', 'update_matrix', 'apply_update', 'isocenter_source_mm', 'pose_error', 'target_error_mm', 'projection_distance_at_isocenter_mm'],
         'settings': ['CONFIDENCE_THRESHOLD', 'RESTART_BELOW', 'SECOND_STAGE_BELOW', 'LATER_STARTS', 'DEFAULT_STAGES', 'COBYQA_FINE_STAGES', 'TRACK_STAGES', 'DEFAULT_TIME_BUDGET_S', 'Stage', 'RegistrationSettings'],

@@ -61,7 +61,8 @@ from or_assist.core.validate import check_choice
 from or_assist.core.vocabulary import POLARITY_SETTINGS
 from or_assist.errors import InputError
 from or_assist.register.init2d import align_2d, pose_from_2d, resample_to_geometry
-from or_assist.register.optimize import cma_es, compass_search, pycma_es, quadratic_model_search
+from or_assist.register.optimize import cma_es, compass_search, quadratic_model_search
+from or_assist.register.optimize_pycma import pycma_es
 from or_assist.register.pose_params import apply_update, isocenter_source_mm, pose_error, target_error_mm
 from or_assist.register.settings import LATER_STARTS, TRACK_STAGES, RegistrationSettings
 from or_assist.register.shot import PreparedShot, ShotProblem, prepare_shot

@@ -55,7 +55,7 @@ class Stage:
         DRR ray step.
     optimizer : {'cma', 'pycma', 'compass', 'cobyqa'}
         :func:`~or_assist.register.optimize.cma_es`, the reference CMA-ES
-        :func:`~or_assist.register.optimize.pycma_es` (package ``cma``),
+        :func:`~or_assist.register.optimize_pycma.pycma_es` (package ``cma``),
         :func:`~or_assist.register.optimize.compass_search` or
         :func:`~or_assist.register.optimize.quadratic_model_search`.
     evaluations : int

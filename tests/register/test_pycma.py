@@ -1,6 +1,6 @@
 """The reference CMA-ES (pycma) behind the registration optimisers' contract (issue 18).
 
-:func:`or_assist.register.optimize.pycma_es` must keep :func:`cma_es`'s promises: the
+:func:`or_assist.register.optimize_pycma.pycma_es` must keep :func:`cma_es`'s promises: the
 same result for the same seed, the budget of evaluations, the bounds, a minimum found on
 a badly scaled problem, numpy's global random state untouched, and clear errors; and a
 registration stage can run it (``Stage(optimizer='pycma')``). Skipped where the package
@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from or_assist.errors import InputError
-from or_assist.register.optimize import _import_cma, cma_es, pycma_es
+from or_assist.register.optimize import cma_es
+from or_assist.register.optimize_pycma import _import_cma, pycma_es
 from or_assist.register.settings import DEFAULT_STAGES, RegistrationSettings, Stage
 
 try:
