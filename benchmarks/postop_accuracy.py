@@ -8,7 +8,11 @@ other case also in other scanner coordinates (origin moved by 300 mm). Prints, p
 implant, the error of the recovered apex deviation and angle against the truth (median,
 max), the registration error (rotation, and at the planned apexes) and the time per case.
 
-    python benchmarks/postop_accuracy.py [--cases 10] [--seed 0]
+``--family NAME`` (a key of ``or_assist.sim.postop_ct.APPEARANCE_FAMILIES``: standard,
+cannulated, metal_2000 ... metal_4000, clip_3071, cannulated_2500) sets the implants'
+and scanner's appearance; extra metal pieces near the plan are counted too.
+
+    python benchmarks/postop_accuracy.py [--cases 10] [--seed 0] [--family standard]
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ from or_assist.core.ct.volume import CTVolume  # noqa: E402
 from or_assist.core.pose import Pose, rotation_angle_deg
 from or_assist.core.plan import load_plan  # noqa: E402
 from or_assist.postop.evaluate import evaluate_case  # noqa: E402
-from or_assist.sim.postop_ct import perturbed_implant, rigid_motion, synthesize_postop_ct  # noqa: E402
+from or_assist.sim.postop_ct import (APPEARANCE_FAMILIES, appearance_kwargs, perturbed_implant,  # noqa: E402
+                                     rigid_motion, synthesize_postop_ct)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,6 +41,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--family", default="standard", choices=sorted(APPEARANCE_FAMILIES),
+                    help="appearance of the implants and scanner (default: standard)")
     ap.add_argument("--ct", default=str(ROOT / "tests" / "data" / "real_ct" / "ct_abdomen_pelvis_3mm.nii.gz"))
     ap.add_argument("--plan", default=str(ROOT / "tests" / "data" / "real_ct_plan.json"))
     args = ap.parse_args()
@@ -45,11 +52,13 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     apexes = np.array([i.apex_lps_mm for i in plan.implants])
     dev_err, ang_err, entry_err, pos_err, reg_rot, reg_tre, secs = [], [], [], [], [], [], []
+    extra_pieces = 0
     print(f"{'case':>4} {'implant':>7} {'true dev':>8} {'found':>6} {'dev err':>7} {'true ang':>8} {'ang err':>7}")
     for k in range(args.cases):
         placed = [perturbed_implant(i, rng.normal(0, 2.5, 3), rng.uniform(0, 6)) for i in plan.implants]
         motion = rigid_motion(rng.normal(0, 3, 3), rng.normal(0, 5, 3), centre_mm=(0.0, -100.0, 210.0))
-        post = synthesize_postop_ct(pelvis, placed, motion, noise_hu=10.0, streak_hu=100.0, seed=k)
+        post = synthesize_postop_ct(pelvis, placed, motion, noise_hu=10.0, streak_hu=100.0, seed=k,
+                                    **appearance_kwargs(args.family))
         if k % 2:
             shift = np.array([0.0, -150.0, 300.0])
             post = CTVolume(post.hu, post.origin_mm + shift, post.spacing_mm, post.direction, source=post.source)
@@ -57,6 +66,7 @@ def main() -> None:
         t0 = time.perf_counter()
         ev = evaluate_case(plan, post, ct)
         secs.append(time.perf_counter() - t0)
+        extra_pieces += len(ev.extra)
         T = ev.registration.T_preop_from_postop
         reg_rot.append(rotation_angle_deg(T.rotation, motion.inverse().rotation))
         reg_tre.append(float(np.linalg.norm(T.apply(motion.apply(apexes)) - apexes, axis=1).max()))
@@ -80,7 +90,8 @@ def main() -> None:
         v = np.asarray(vals)
         return f"{name:<34} median {np.median(v):6.2f}  max {v.max():6.2f} {unit}"
 
-    print(f"\n{args.cases} cases, {len(dev_err)} of {n_impl} implants found")
+    print(f"\nfamily {args.family}, seed {args.seed}: {args.cases} cases, {len(dev_err)} of {n_impl} implants found, "
+          f"{extra_pieces} extra metal pieces")
     print(line("|apex deviation error|", dev_err, "mm"))
     print(line("|angle error|", ang_err, "deg"))
     print(line("|entry deviation error|", entry_err, "mm"))

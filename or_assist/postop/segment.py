@@ -314,12 +314,47 @@ def find_metal_objects(ct: CTVolume, *, metal_hu: float | None = 2500.0,
     lab, pts, weights = lab[order], pts[order], weights[order]
     starts = np.flatnonzero(np.diff(np.concatenate([[-1], lab])))
     stops = np.concatenate([starts[1:], [len(lab)]])
-    objects = []
-    for a, b in zip(starts, stops):
-        if (b - a) * voxel_mm3 < min_volume_mm3:
-            continue
-        objects.append(_object_from_points(ct, pts[a:b], weights[a:b], voxel_mm3, metal_hu))
+    pieces = [(pts[a:b], weights[a:b]) for a, b in zip(starts, stops)]
+    big = [k for k, (p, _) in enumerate(pieces) if len(p) * voxel_mm3 >= min_volume_mm3]
+    objects = _merge_collinear(ct, [_object_from_points(ct, *pieces[k], voxel_mm3, metal_hu) for k in big],
+                               voxel_mm3, metal_hu)
     return sorted(objects, key=lambda o: -o.volume_mm3)
+
+
+def _merge_collinear(ct: CTVolume, objects: list[MetalObject], voxel_mm3: float,
+                     metal_hu: float) -> list[MetalObject]:
+    """Merge pieces of one implant that the threshold cut apart (a cannulated implant's ring).
+
+    A piece at most half as big as another object is merged into it when all its voxels
+    lie within half that object's width plus one voxel of its axis line and it starts
+    within two voxels of that object's end along the axis.
+    """
+    step = float(np.max(ct.spacing_mm))
+    merged = True
+    while merged and len(objects) > 1:
+        merged = False
+        objects = sorted(objects, key=lambda o: -o.volume_mm3)
+        for i, big in enumerate(objects):
+            t_big = (big.points_lps_mm - big.centroid_lps_mm) @ big.axis_unit
+            for j in range(len(objects) - 1, i, -1):
+                small = objects[j]
+                if small.volume_mm3 > 0.5 * big.volume_mm3:
+                    continue
+                if big.distance_to_line_mm(small.points_lps_mm).max() > 0.5 * big.width_mm + step:
+                    continue
+                t_small = (small.points_lps_mm - big.centroid_lps_mm) @ big.axis_unit
+                gap = max(t_small.min() - t_big.max(), t_big.min() - t_small.max(), 0.0)
+                if gap > 2.0 * step:
+                    continue
+                objects[i] = big = _object_from_points(
+                    ct, np.vstack([big.points_lps_mm, small.points_lps_mm]),
+                    np.concatenate([big.weights, small.weights]), voxel_mm3, metal_hu)
+                del objects[j]
+                merged = True
+                break
+            if merged:
+                break
+    return objects
 
 
 def split_object(ct: CTVolume, obj: MetalObject, lines: list[tuple[np.ndarray, np.ndarray]], *,
