@@ -260,6 +260,9 @@ def _smallest_core_mm3(catalogue: Catalogue | None) -> float:
 #: Metal voxels are grouped into objects through voxels down to this far below the
 #: threshold (never below the floor): a cannulated implant's faint ring then stays one object.
 _GROUP_BELOW_HU, _GROUP_FLOOR_HU = 300.0, 1300.0
+#: Pieces whose voxels all lie this close (plus a voxel) to another object's axis are one
+#: implant: the circumradius of the catalogue's widest triangle (7 mm inscribed diameter).
+_MERGE_RADIUS_MM = 7.0
 
 
 def find_metal_objects(ct: CTVolume, *, metal_hu: float | None = 2500.0,
@@ -325,9 +328,10 @@ def _merge_collinear(ct: CTVolume, objects: list[MetalObject], voxel_mm3: float,
                      metal_hu: float) -> list[MetalObject]:
     """Merge pieces of one implant that the threshold cut apart (a cannulated implant's ring).
 
-    A piece at most half as big as another object is merged into it when all its voxels
-    lie within half that object's width plus one voxel of its axis line and it starts
-    within two voxels of that object's end along the axis.
+    A piece no bigger than another object is merged into it when all its voxels lie
+    within the largest catalogue implant's circumradius (7 mm) plus one voxel of that
+    object's axis line and it starts within two voxels of that object's end along the
+    axis (a separate implant beside it reaches farther from the axis than that).
     """
     step = float(np.max(ct.spacing_mm))
     merged = True
@@ -338,9 +342,7 @@ def _merge_collinear(ct: CTVolume, objects: list[MetalObject], voxel_mm3: float,
             t_big = (big.points_lps_mm - big.centroid_lps_mm) @ big.axis_unit
             for j in range(len(objects) - 1, i, -1):
                 small = objects[j]
-                if small.volume_mm3 > 0.5 * big.volume_mm3:
-                    continue
-                if big.distance_to_line_mm(small.points_lps_mm).max() > 0.5 * big.width_mm + step:
+                if big.distance_to_line_mm(small.points_lps_mm).max() > _MERGE_RADIUS_MM + step:
                     continue
                 t_small = (small.points_lps_mm - big.centroid_lps_mm) @ big.axis_unit
                 gap = max(t_small.min() - t_big.max(), t_big.min() - t_small.max(), 0.0)
