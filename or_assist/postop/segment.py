@@ -335,34 +335,41 @@ def _merge_collinear(ct: CTVolume, objects: list[MetalObject], voxel_mm3: float,
                      metal_hu: float) -> list[MetalObject]:
     """Merge pieces of one implant that the threshold cut apart (a cannulated implant's ring).
 
-    A piece no bigger than another object is merged into it when all its voxels lie
+    A piece (smallest first) is merged into a bigger object when all its voxels lie
     within the largest catalogue implant's circumradius (7 mm) plus one voxel of that
-    object's axis line and it starts within two voxels of that object's end along the
-    axis (a separate implant beside it reaches farther from the axis than that).
+    object's axis line, it starts within two voxels of that object's end along the
+    axis, and the merged object is no more than 2 mm wider than the two were (a piece of
+    a neighbouring implant would widen it); of several such objects, the one whose axis
+    is nearest on average takes it.
     """
     step = float(np.max(ct.spacing_mm))
-    merged = True
-    while merged and len(objects) > 1:
-        merged = False
-        objects = sorted(objects, key=lambda o: -o.volume_mm3)
-        for i, big in enumerate(objects):
+    objects = sorted(objects, key=lambda o: o.volume_mm3)
+    k = 0
+    while k < len(objects):
+        small = objects[k]
+        best = None
+        for j in range(k + 1, len(objects)):
+            big = objects[j]
+            dist = big.distance_to_line_mm(small.points_lps_mm)
+            if dist.max() > _MERGE_RADIUS_MM + step:
+                continue
             t_big = (big.points_lps_mm - big.centroid_lps_mm) @ big.axis_unit
-            for j in range(len(objects) - 1, i, -1):
-                small = objects[j]
-                if big.distance_to_line_mm(small.points_lps_mm).max() > _MERGE_RADIUS_MM + step:
-                    continue
-                t_small = (small.points_lps_mm - big.centroid_lps_mm) @ big.axis_unit
-                gap = max(t_small.min() - t_big.max(), t_big.min() - t_small.max(), 0.0)
-                if gap > 2.0 * step:
-                    continue
-                objects[i] = big = _object_from_points(
-                    ct, np.vstack([big.points_lps_mm, small.points_lps_mm]),
-                    np.concatenate([big.weights, small.weights]), voxel_mm3, metal_hu)
-                del objects[j]
-                merged = True
-                break
-            if merged:
-                break
+            t_small = (small.points_lps_mm - big.centroid_lps_mm) @ big.axis_unit
+            if max(t_small.min() - t_big.max(), t_big.min() - t_small.max(), 0.0) > 2.0 * step:
+                continue
+            if best is None or dist.mean() < best[0]:
+                best = (float(dist.mean()), j)
+        if best is not None:
+            big = objects[best[1]]
+            joined = _object_from_points(ct, np.vstack([big.points_lps_mm, small.points_lps_mm]),
+                                         np.concatenate([big.weights, small.weights]), voxel_mm3, metal_hu)
+            if joined.width_mm <= max(big.width_mm, small.width_mm) + 2.0:
+                objects[best[1]] = joined
+                del objects[k]
+                objects = sorted(objects, key=lambda o: o.volume_mm3)
+                k = 0
+                continue
+        k += 1
     return objects
 
 
