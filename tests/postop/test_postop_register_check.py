@@ -1,0 +1,91 @@
+"""Acceptance check of the CT-to-CT registration: a misregistration is refused, the truth accepted."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from or_assist.core.ct.load import crop_ct
+from or_assist.errors import InputError
+from or_assist.postop.evaluate import _plan_box, evaluate_case
+from or_assist.postop.register3d import check_registration, register_postop_to_preop
+from or_assist.sim.postop_ct import rigid_motion
+from tests.postop import postop_cases as pc
+
+
+def _roi():
+    lo, hi = _plan_box(pc.plan())
+    return crop_ct(pc.real_ct(), lo, hi, margin_mm=60.0)
+
+
+def _centre():
+    return np.array([i.apex_lps_mm for i in pc.plan().implants]).mean(0)
+
+
+@pytest.mark.parametrize("name", ["A", "B"])
+def test_check_accepts_the_true_registration_and_the_registered_result(name):
+    roi = _roi()
+    post, _, true = pc.case(name)
+    verdict = check_registration(roi, post, true, centre_mm=_centre())
+    assert verdict.accepted and verdict.reason == "" and verdict.margin > 0.02
+    reg = register_postop_to_preop(roi, post)
+    assert reg.success and reg.check is not None and reg.check.accepted
+    assert reg.to_dict()["check"]["accepted"] is True
+
+
+@pytest.mark.parametrize("rot_deg, shift_mm", [([5, 0, 0], [0, 6, 0]), ([0, 3, 4], [4, 3, 3]), ([0, 5, 0], [0, 0, 6]),
+                                               ([2, 0, 0], [0, 2, 0]), ([0, 0, 2], [2, 0, 0]),
+                                               ([1, 1, 1.4], [1.2, 1.2, 1.2])])
+def test_check_refuses_a_perturbed_registration_and_says_why(rot_deg, shift_mm):
+    roi = _roi()
+    post, _, true = pc.case("A")
+    off = rigid_motion(rot_deg, shift_mm, centre_mm=_centre()).compose(true)
+    verdict = check_registration(roi, post, off, centre_mm=_centre())
+    assert not verdict.accepted and verdict.reason and "\n" not in verdict.reason
+    if verdict.bone_dice >= 0.5:           # otherwise refused for the Dice floor already
+        assert verdict.margin < 0
+        assert "misregistration" in verdict.reason and "try" in verdict.reason
+        assert verdict.best_move in verdict.reason
+
+
+def test_five_degree_six_mm_passes_the_old_dice_floor_but_not_the_check():
+    """The issue's failure: a registration 5 deg / 6 mm off with Dice >= 0.5."""
+    roi = _roi()
+    post, _, true = pc.case("B")
+    off = rigid_motion([0, 5, 0], [0, 0, 6], centre_mm=_centre()).compose(true)
+    verdict = check_registration(roi, post, off, centre_mm=_centre())
+    assert verdict.bone_dice >= 0.5 and not verdict.accepted
+
+
+def test_wrong_scan_is_refused_for_low_overlap():
+    roi = _roi()
+    post, _, true = pc.case("A")
+    far = rigid_motion([0, 0, 0], [0, 0, 60], centre_mm=_centre()).compose(true)
+    verdict = check_registration(roi, post, far)
+    assert not verdict.accepted and "below 0.5" in verdict.reason
+
+
+@pytest.mark.parametrize("kw", [{"step_deg": 0.0}, {"step_mm": -1.0}, {"step_deg": float("nan")}])
+def test_bad_steps_are_clear_errors(kw):
+    post, _, true = pc.case("A")
+    with pytest.raises(InputError, match="step_"):
+        check_registration(_roi(), post, true, **kw)
+
+
+def test_evaluate_refuses_a_registration_the_check_refuses(monkeypatch):
+    """A refused registration stops the evaluation with the check's reason, no deviations reported."""
+    import or_assist.postop.evaluate as ev
+    from or_assist.postop import register3d as r3
+
+    post, _, true = pc.case("A")
+    off = rigid_motion([0, 5, 0], [0, 0, 6], centre_mm=_centre()).compose(true)
+
+    def misregister(preop, postop, **kw):
+        reg = r3.register_postop_to_preop(preop, postop, **kw)
+        verdict = r3.check_registration(preop, postop, off, centre_mm=_centre())
+        return r3.Registration3D(off, verdict.accepted, reg.metric, reg.similarity, verdict.bone_dice, reg.seconds,
+                                 reg.start, verdict.reason or reg.message, {}, verdict)
+
+    monkeypatch.setattr(ev, "register_postop_to_preop", misregister)
+    with pytest.raises(InputError, match="refused.*misregistration"):
+        evaluate_case(pc.plan(), post, pc.real_ct())
