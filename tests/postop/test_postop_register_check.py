@@ -89,3 +89,23 @@ def test_evaluate_refuses_a_registration_the_check_refuses(monkeypatch):
     monkeypatch.setattr(ev, "register_postop_to_preop", misregister)
     with pytest.raises(InputError, match="refused.*misregistration"):
         evaluate_case(pc.plan(), post, pc.real_ct())
+
+
+def test_multistart_registers_a_20_degree_motion_the_single_start_refuses():
+    """Motion of ~20 deg / 30 mm: the single start lands in a wrong optimum and is refused (not
+    reported); the rotated starts find the truth and the check accepts it."""
+    from or_assist.core.pose import rotation_angle_deg
+    from or_assist.sim.postop_ct import synthesize_postop_ct
+
+    motion = rigid_motion([6, 16, -9], [10, 10, 25], centre_mm=pc.SACRUM_MM)
+    post = synthesize_postop_ct(pc.pelvis_ct(), pc.placed(pc.PERTURB_A), motion, noise_hu=10.0, streak_hu=100.0,
+                                seed=5)
+    roi = _roi()
+    single = register_postop_to_preop(roi, post, multistart_deg=0.0)
+    assert not single.success and single.message
+    reg = register_postop_to_preop(roi, post)
+    assert reg.success and reg.details["refined"] > 1 and "rotated" in reg.start
+    T = reg.T_preop_from_postop
+    apexes = np.array([i.apex_lps_mm for i in pc.plan().implants])
+    assert rotation_angle_deg(T.rotation, motion.inverse().rotation) < 0.5
+    assert np.linalg.norm(T.apply(motion.apply(apexes)) - apexes, axis=1).max() < 0.5
