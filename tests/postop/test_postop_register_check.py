@@ -109,3 +109,37 @@ def test_multistart_registers_a_20_degree_motion_the_single_start_refuses():
     apexes = np.array([i.apex_lps_mm for i in pc.plan().implants])
     assert rotation_angle_deg(T.rotation, motion.inverse().rotation) < 0.5
     assert np.linalg.norm(T.apply(motion.apply(apexes)) - apexes, axis=1).max() < 0.5
+
+
+def _gantry_tilted(post, tilt_deg=15.0, spacing_mm=(0.8, 0.8, 3.0)):
+    """The post-op CT resampled on a gantry-tilted grid with thick slices (smoothed along the slice axis)."""
+    import SimpleITK as sitk
+
+    from or_assist.core.ct.volume import CTVolume
+    from or_assist.core.pose import rotation_about_axis
+
+    r = rotation_about_axis([1, 0, 0], np.radians(tilt_deg))
+    ref = sitk.Image([int(320 / spacing_mm[0]), int(260 / spacing_mm[1]), int(200 / spacing_mm[2])],
+                     sitk.sitkFloat32)
+    ref.SetSpacing(spacing_mm)
+    ref.SetDirection(tuple(r.ravel()))
+    corners = post.corners_lps_mm()
+    centre = 0.5 * (corners.min(0) + corners.max(0))
+    ref.SetOrigin(tuple(centre - r @ (0.5 * np.array(ref.GetSize()) * np.array(spacing_mm))))
+    smooth = sitk.SmoothingRecursiveGaussian(post.to_sitk(), [0.3, 0.3, spacing_mm[2] / 2.355])
+    return CTVolume.from_sitk(sitk.Resample(smooth, ref, sitk.Transform(), sitk.sitkLinear, -1000.0,
+                                            sitk.sitkFloat32), source="tilted post-op CT")
+
+
+def test_check_on_a_gantry_tilted_thick_slice_grid():
+    """A grid the check was not calibrated on: the registration is accepted, 5 deg / 6 mm refused."""
+    from or_assist.core.pose import rotation_angle_deg
+
+    post, _, true = pc.case("A")
+    tilted = _gantry_tilted(post)
+    roi = _roi()
+    reg = register_postop_to_preop(roi, tilted)
+    assert reg.success, reg.message
+    assert rotation_angle_deg(reg.T_preop_from_postop.rotation, true.rotation) < 1.0
+    off = rigid_motion([0, 5, 0], [0, 0, 6], centre_mm=_centre()).compose(true)
+    assert not check_registration(roi, tilted, off, centre_mm=_centre()).accepted
