@@ -24,7 +24,7 @@ __getattr__, __dir__, __all__ = _lazy.attach(
         'evaluate': ['EVALUATION_SCHEMA', 'ImplantEvaluation', 'CaseEvaluation', 'evaluate_case', 'EvaluationFiles', 'evaluate_files'],
         'match': ['FoundImplant', 'LocatedImplants', 'locate_implants'],
         'prism_fit': ['PrismFit', 'prism_planes', 'fit_prism', 'roll_about_axis_rad'],
-        'register3d': ['Registration3D', 'register_postop_to_preop', 'boxes_overlap_fraction', 'bone_dice', 'pose_to_sitk'],
+        'register3d': ['Registration3D', 'RegistrationCheck', 'check_registration', 'register_postop_to_preop', 'boxes_overlap_fraction', 'bone_dice', 'pose_to_sitk'],
         'segment': ['MetalObject', 'FittedImplant', 'find_metal_objects', 'fit_implant', 'split_object', 'item_centroid_from_entry_mm', 'candidate_items'],
     },
 )

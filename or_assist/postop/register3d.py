@@ -18,10 +18,26 @@ a post-op point (LPS mm) to the same anatomical point in the pre-op CT (the plan
   the table frame), and the translation that maximises the correlation of the two bone
   masks on 6 mm grids (an exhaustive FFT search, for scans with unrelated coordinates or
   fields of view); each is run at the coarse level and the better one is refined.
+  When that result is refused (Dice floor or the acceptance check below), multi-start:
+  coarse runs from 26 rotated starts (0 and +-``multistart_deg`` about each LPS axis,
+  through the bone centre); the best ``multistart_refine`` by the metric are refined
+  and checked, and the accepted one with the most bone overlap wins.
 
 The result carries a quality measure independent of the metric: the Dice overlap of the
 two bone masks after registration within the pre-op region (a well registered 3 mm
 pelvis scores about 0.8-0.9; a wrong scan or a failed registration well under 0.5).
+
+Acceptance (:func:`check_registration`): a Dice floor alone cannot tell a registration
+5 deg / 6 mm off (Dice 0.5-0.56 on a 3 mm scan) from a correct one on a coarse,
+noisy or tilted scan (Dice 0.6-0.7). The check therefore asks that the result be a
+local maximum of that independent overlap: the Dice at the result must exceed the Dice
+at each of its 12 neighbours (+-``step_deg`` about each LPS axis through the bone
+centre, +-``step_mm`` along each axis) by ``min_margin``. At the true pose every
+neighbour loses overlap (margin about +0.06 on the 3 mm test CT); a result 2 deg /
+2 mm off or more has a neighbour nearer the truth that gains overlap (margin < 0).
+The criterion compares the scan with itself, so it needs no absolute Dice level
+tuned to a scanner or slice thickness. A refused registration says which move gains
+overlap and what to try.
 """
 
 from __future__ import annotations
@@ -34,10 +50,10 @@ import numpy as np
 import SimpleITK as sitk
 
 from or_assist.core.ct.volume import CTVolume
-from or_assist.core.pose import Pose
+from or_assist.core.pose import Pose, rotation_about_axis
 from or_assist.errors import InputError
 
-__all__ = ["Registration3D", "register_postop_to_preop", "boxes_overlap_fraction", "bone_dice", "pose_to_sitk"]
+__all__ = ["Registration3D", "RegistrationCheck", "check_registration", "register_postop_to_preop", "boxes_overlap_fraction", "bone_dice", "pose_to_sitk"]
 
 _CLAMP_HU = (-200.0, 2000.0)
 
@@ -51,7 +67,8 @@ class Registration3D:
     T_preop_from_postop : Pose
         Maps post-op LPS mm to pre-op LPS mm.
     success : bool
-        ``bone_dice >= min_dice`` and the optimiser ended normally.
+        ``bone_dice >= min_dice``, the optimiser ended normally and the acceptance check
+        (:func:`check_registration`, in ``check``) passed.
     metric : str
         ``"mattes_mi"``.
     similarity : float
@@ -75,12 +92,47 @@ class Registration3D:
     start: str
     message: str
     details: dict = field(default_factory=dict)
+    check: RegistrationCheck | None = None
 
     def to_dict(self) -> dict:
         """JSON-friendly fields (``T_preop_from_postop`` as a 4 x 4 list)."""
-        return {"T_preop_from_postop": self.T_preop_from_postop.matrix.tolist(), "success": self.success,
-                "metric": self.metric, "similarity": self.similarity, "bone_dice": self.bone_dice,
-                "seconds": self.seconds, "start": self.start, "message": self.message}
+        out = {"T_preop_from_postop": self.T_preop_from_postop.matrix.tolist(), "success": self.success,
+               "metric": self.metric, "similarity": self.similarity, "bone_dice": self.bone_dice,
+               "seconds": self.seconds, "start": self.start, "message": self.message}
+        if self.check is not None:
+            out["check"] = self.check.to_dict()
+        return out
+
+
+@dataclass
+class RegistrationCheck:
+    """Acceptance check of a registration: is it a local maximum of the bone overlap?
+
+    Attributes
+    ----------
+    accepted : bool
+        ``bone_dice >= min_dice`` and ``margin >= min_margin``.
+    bone_dice : float
+        Dice of the bone masks at the registration.
+    margin : float
+        ``bone_dice`` minus the best Dice among the 12 neighbouring poses; negative when
+        some move gains overlap (the registration is off).
+    best_move : str
+        The neighbour with the most overlap, e.g. ``"+2 deg about LPS x"``.
+    reason : str
+        Empty when accepted; otherwise one line: why, and what to try.
+    """
+
+    accepted: bool
+    bone_dice: float
+    margin: float
+    best_move: str
+    reason: str
+
+    def to_dict(self) -> dict:
+        """JSON-friendly fields."""
+        return {"accepted": self.accepted, "bone_dice": round(self.bone_dice, 4), "margin": round(self.margin, 4),
+                "best_move": self.best_move, "reason": self.reason}
 
 
 def pose_to_sitk(pose: Pose) -> sitk.AffineTransform:
@@ -137,6 +189,81 @@ def bone_dice(preop: CTVolume, postop: CTVolume, T_preop_from_postop: Pose, *,
     mb = valid & (b >= bone_hu[0]) & (b <= bone_hu[1])
     denom = int(ma.sum()) + int(mb.sum())
     return 0.0 if denom == 0 else 2.0 * float(np.count_nonzero(ma & mb)) / denom
+
+
+def _move(k: int, sign: int, step_deg: float, step_mm: float, centre: np.ndarray) -> tuple[Pose, str]:
+    """Neighbour move ``k`` (0-2: rotation about LPS x/y/z through ``centre``, 3-5: shift) in the pre-op frame."""
+    axis = "xyz"[k % 3]
+    if k < 3:
+        r = rotation_about_axis(np.eye(3)[k], math.radians(sign * step_deg))
+        return (Pose.from_rotation_translation(r, centre - r @ centre),
+                f"{sign * step_deg:+g} deg about LPS {axis}")
+    t = np.zeros(3)
+    t[k - 3] = sign * step_mm
+    return Pose.from_rotation_translation(np.eye(3), t), f"{sign * step_mm:+g} mm along LPS {axis}"
+
+
+def check_registration(preop: CTVolume, postop: CTVolume, T_preop_from_postop: Pose, *,
+                       centre_mm=None, step_deg: float = 2.0, step_mm: float = 2.0, min_margin: float = 0.0,
+                       min_dice: float = 0.5, bone_hu: tuple[float, float] = (150.0, 2000.0),
+                       metal_hu: float = 2500.0) -> RegistrationCheck:
+    """Accept a registration only if it is a local maximum of the bone overlap (module doc).
+
+    Parameters
+    ----------
+    preop, postop : CTVolume
+        The registered pair (pre-op: the region around the plan).
+    T_preop_from_postop : Pose
+        The registration to check.
+    centre_mm : (3,) array_like, optional
+        Centre of the test rotations, pre-op LPS mm; default: the centre of the pre-op box.
+    step_deg, step_mm : float
+        Size of the neighbouring moves. 2 deg / 2 mm: smaller moves drown in the grid's
+        interpolation noise on 3 mm scans (calibrated on the test cases A and B).
+    min_margin : float
+        Least Dice lead of the result over its best neighbour.
+    min_dice : float
+        Dice floor (a wrong scan or no overlap).
+    bone_hu, metal_hu : see :func:`bone_dice`.
+
+    Returns
+    -------
+    RegistrationCheck
+
+    Raises
+    ------
+    InputError
+        Non-positive ``step_deg`` or ``step_mm``.
+    """
+    if not (step_deg > 0 and math.isfinite(step_deg)):
+        raise InputError(f"must be a positive angle, got {step_deg!r}", "step_deg")
+    if not (step_mm > 0 and math.isfinite(step_mm)):
+        raise InputError(f"must be a positive distance, got {step_mm!r}", "step_mm")
+    if centre_mm is None:
+        c = preop.corners_lps_mm()
+        centre = 0.5 * (c.min(0) + c.max(0))
+    else:
+        centre = np.asarray(centre_mm, dtype=np.float64).reshape(3)
+    kw = {"bone_hu": bone_hu, "metal_hu": metal_hu}
+    d0 = bone_dice(preop, postop, T_preop_from_postop, **kw)
+    best, best_move = -1.0, ""
+    for k in range(6):
+        for sign in (1, -1):
+            move, name = _move(k, sign, step_deg, step_mm, centre)
+            d = bone_dice(preop, postop, move.compose(T_preop_from_postop), **kw)
+            if d > best:
+                best, best_move = d, name
+    margin = d0 - best
+    if d0 < min_dice:
+        reason = (f"bone overlap Dice {d0:.2f} is below {min_dice:g}: the scans do not overlap around the plan "
+                  "or are not of the same patient; check the post-op CT covers the sacrum and pelvis")
+    elif margin < min_margin:
+        reason = (f"misregistration: the bone overlap (Dice {d0:.2f}) rises to {best:.2f} when the result is moved "
+                  f"{best_move}, so it is not at the bone alignment; try a start nearer the truth (crop the post-op "
+                  "CT to the pelvis, or give an approximate initial transform)")
+    else:
+        reason = ""
+    return RegistrationCheck(not reason, float(d0), float(margin), best_move, reason)
 
 
 def _axis_aligned_bone(mask: sitk.Image, ct: CTVolume, step_mm: float) -> tuple[np.ndarray, np.ndarray]:
@@ -214,7 +341,8 @@ def register_postop_to_preop(preop: CTVolume, postop: CTVolume, *, bone_hu: tupl
                              metal_hu: float = 2500.0, metal_margin_mm: float = 6.0,
                              shrink: tuple[int, ...] = (4, 2, 1), smoothing_vox: tuple[float, ...] = (2.0, 1.0, 0.0),
                              iterations: int = 200, histogram_bins: int = 48, sampling: float = 1.0,
-                             min_dice: float = 0.5) -> Registration3D:
+                             min_dice: float = 0.5, check: bool = True, multistart_deg: float = 10.0,
+                             multistart_refine: int = 4) -> Registration3D:
     """Register a post-op CT rigidly to the pre-op CT (method: module doc).
 
     Parameters
@@ -241,6 +369,14 @@ def register_postop_to_preop(preop: CTVolume, postop: CTVolume, *, bone_hu: tupl
         result is deterministic); 1 = all.
     min_dice : float
         Bone Dice below which the registration counts as failed.
+    check : bool
+        Run the acceptance check (:func:`check_registration`, about 12 Dice evaluations);
+        a refused result has ``success=False`` and the check's reason as ``message``.
+    multistart_deg : float
+        When the first result fails (Dice floor or check), coarse runs start again from
+        the 26 rotations combining 0 and +-``multistart_deg`` about the LPS axes; 0: off.
+    multistart_refine : int
+        How many of those (best metric first) are refined and checked.
 
     Returns
     -------
@@ -283,16 +419,61 @@ def register_postop_to_preop(preop: CTVolume, postop: CTVolume, *, bone_hu: tupl
             continue
         coarse.append((value, name, tx, why))
     value, start, tx, why = min(coarse, key=lambda c: c[0])
-    if math.isfinite(value) and len(shrink) > 1:
-        try:
-            tx, value, why = _run(fixed, moving, fixed_mask, moving_mask, tx, shrink[1:], smoothing_vox[1:],
-                                  iterations, histogram_bins, sampling)
-        except RuntimeError as exc:
-            value, why = math.inf, f"failed: {str(exc).splitlines()[-1][:200]}"
-    T_postop_from_preop = _to_pose(tx)
-    T = T_postop_from_preop.inverse()
-    dice = bone_dice(preop, postop, T, bone_hu=bone_hu, metal_hu=metal_hu)
-    ok = math.isfinite(value) and dice >= min_dice
-    msg = why if ok else f"bone overlap (Dice {dice:.2f}) below {min_dice:g} after registration; {why}"
+    start_tx = dict(starts)[start]
+
+    def finish(tx, value, why):
+        """Refine a coarse result at the finer levels, then score and check it."""
+        if math.isfinite(value) and len(shrink) > 1:
+            try:
+                tx, value, why = _run(fixed, moving, fixed_mask, moving_mask, tx, shrink[1:], smoothing_vox[1:],
+                                      iterations, histogram_bins, sampling)
+            except RuntimeError as exc:
+                value, why = math.inf, f"failed: {str(exc).splitlines()[-1][:200]}"
+        T = _to_pose(tx).inverse()
+        dice = bone_dice(preop, postop, T, bone_hu=bone_hu, metal_hu=metal_hu)
+        ok = math.isfinite(value) and dice >= min_dice
+        msg = why if ok else f"bone overlap (Dice {dice:.2f}) below {min_dice:g} after registration; {why}"
+        verdict = None
+        if ok and check:
+            verdict = check_registration(preop, postop, T, centre_mm=c_fixed, min_dice=min_dice, bone_hu=bone_hu,
+                                         metal_hu=metal_hu)
+            if not verdict.accepted:
+                ok, msg = False, verdict.reason
+        return T, float(value), msg, float(dice), ok, verdict
+
+    T, value, msg, dice, ok, verdict = finish(tx, value, why)
+    tried = 1
+    if not ok and multistart_deg > 0:
+        # Large motion: the local optimiser from the identity / shift start lands in a wrong
+        # optimum. Coarse runs from rotated starts (every combination of 0 and +-multistart_deg
+        # about the LPS axes through the bone centre); the best few by the metric are refined
+        # and the accepted one with the most bone overlap wins.
+        more = []
+        a = math.radians(multistart_deg)
+        for ax in (-a, 0.0, a):
+            for ay in (-a, 0.0, a):
+                for az in (-a, 0.0, a):
+                    if ax == ay == az == 0.0:
+                        continue
+                    tx0 = sitk.Euler3DTransform(start_tx)
+                    tx0.SetRotation(ax, ay, az)
+                    try:
+                        txc, vc, wc = _run(fixed, moving, fixed_mask, moving_mask, tx0, shrink[:1],
+                                           smoothing_vox[:1], iterations, histogram_bins, sampling)
+                    except RuntimeError:
+                        continue
+                    more.append((vc, f"{start} rotated ({math.degrees(ax):+.0f}, {math.degrees(ay):+.0f}, "
+                                     f"{math.degrees(az):+.0f}) deg", txc, wc))
+        coarse.extend(more)
+        best = None
+        for vc, name, txc, wc in sorted(more, key=lambda c: c[0])[:multistart_refine]:
+            tried += 1
+            got = finish(txc, vc, wc)
+            if got[4] and (best is None or got[3] > best[1][3]):
+                best = (name, got)
+        if best is not None:
+            start, (T, value, msg, dice, ok, verdict) = best
+        else:
+            msg = f"{msg} (also after {tried - 1} refined starts of {len(more)} rotated by up to {multistart_deg:g} deg)"
     return Registration3D(T, ok, "mattes_mi", float(value), float(dice), time.perf_counter() - t0, start, msg,
-                          {"starts": [(c[1], c[0]) for c in coarse]})
+                          {"starts": [(c[1], c[0]) for c in coarse], "refined": tried}, verdict)
