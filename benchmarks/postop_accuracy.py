@@ -143,7 +143,7 @@ def _check_perturbed(ct, plan, post, true, apexes, rng, rates) -> None:
     """Run the acceptance check at the true pose and at random 2/2 and 5/6 deg/mm misregistrations."""
     from or_assist.core.ct.load import crop_ct
     from or_assist.postop.evaluate import _plan_box
-    from or_assist.postop.register3d import check_registration
+    from or_assist.postop.register_check import check_registration
 
     lo, hi = _plan_box(plan)
     roi = crop_ct(ct, lo, hi, margin_mm=60.0)

@@ -8,7 +8,8 @@ import pytest
 from or_assist.core.ct.load import crop_ct
 from or_assist.errors import InputError
 from or_assist.postop.evaluate import _plan_box, evaluate_case
-from or_assist.postop.register3d import check_registration, register_postop_to_preop
+from or_assist.postop.register3d import register_postop_to_preop
+from or_assist.postop.register_check import check_registration
 from or_assist.sim.postop_ct import rigid_motion
 from tests.postop import postop_cases as pc
 
