@@ -8,11 +8,19 @@ other case also in other scanner coordinates (origin moved by 300 mm). Prints, p
 implant, the error of the recovered apex deviation and angle against the truth (median,
 max), the registration error (rotation, and at the planned apexes) and the time per case.
 
+    python benchmarks/postop_accuracy.py [--cases 10] [--seed 0] [--rot-sd-deg 3] [--shift-sd-mm 5]
+                                         [--check-perturbed]
+
+``--rot-sd-deg`` / ``--shift-sd-mm`` widen the patient motion. A refused registration
+(``InputError``) is counted and its reason printed; accepted registrations more than
+1 deg / 1 mm off are counted as confident misregistrations. ``--check-perturbed`` also
+runs the acceptance check (:func:`or_assist.postop.register3d.check_registration`) on
+each case at the true pose and at poses 2 deg / 2 mm and 5 deg / 6 mm off in random
+directions, and prints the accept rates.
+
 ``--family NAME`` (a key of ``or_assist.sim.postop_ct.APPEARANCE_FAMILIES``: standard,
 cannulated, metal_2000 ... metal_4000, clip_3071, cannulated_2500) sets the implants'
 and scanner's appearance; extra metal pieces near the plan are counted too.
-
-    python benchmarks/postop_accuracy.py [--cases 10] [--seed 0] [--family standard]
 
 Segmentation across families (issue 19; metal threshold, channel filling, hysteresis
 grouping and piece merging were set on test case A, seed 5 and seed 11, the merge rule
@@ -25,6 +33,7 @@ every family 12 of 12 found, 0 extra pieces; |apex deviation error| median 0.04-
 max 0.08-0.18 mm and |angle error| median 0.05-0.19 deg, max 0.15-0.25 deg, except
 cannulated_2500 (max 0.84 mm, 3.08 deg: the solid-prism model misfits a faint
 cannulated implant in one case). Before (fixed 2500 HU): no implant found at 2000 HU.
+(Measured before the merge of the registration check, with its default motion.)
 """
 
 from __future__ import annotations
@@ -40,7 +49,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from or_assist.core.ct.load import crop_ct, load_ct  # noqa: E402
 from or_assist.core.ct.volume import CTVolume  # noqa: E402
-from or_assist.core.pose import Pose, rotation_angle_deg
+from or_assist.core.pose import Pose, rotation_angle_deg  # noqa: E402
+from or_assist.errors import InputError  # noqa: E402
 from or_assist.core.plan import load_plan  # noqa: E402
 from or_assist.postop.evaluate import evaluate_case  # noqa: E402
 from or_assist.sim.postop_ct import (APPEARANCE_FAMILIES, appearance_kwargs, perturbed_implant,  # noqa: E402
@@ -57,6 +67,10 @@ def main() -> None:
                     help="appearance of the implants and scanner (default: standard)")
     ap.add_argument("--ct", default=str(ROOT / "tests" / "data" / "real_ct" / "ct_abdomen_pelvis_3mm.nii.gz"))
     ap.add_argument("--plan", default=str(ROOT / "tests" / "data" / "real_ct_plan.json"))
+    ap.add_argument("--rot-sd-deg", type=float, default=3.0, help="sigma of the motion's rotations, deg")
+    ap.add_argument("--shift-sd-mm", type=float, default=5.0, help="sigma of the motion's shifts, mm")
+    ap.add_argument("--check-perturbed", action="store_true",
+                    help="accept rates of the registration check at the truth and at 2/2 and 5/6 deg/mm off")
     args = ap.parse_args()
     ct = load_ct(args.ct)
     plan = load_plan(args.plan)
@@ -65,23 +79,48 @@ def main() -> None:
     apexes = np.array([i.apex_lps_mm for i in plan.implants])
     dev_err, ang_err, entry_err, pos_err, reg_rot, reg_tre, secs = [], [], [], [], [], [], []
     extra_pieces = 0
+    check_rng = np.random.default_rng(args.seed + 10_000)     # own stream: the cases do not change
+    multistart, skipped, motions = [], [], []
+    refused, confident_wrong, check_rates = [], [], {"true": [], "2deg/2mm": [], "5deg/6mm": []}
     print(f"{'case':>4} {'implant':>7} {'true dev':>8} {'found':>6} {'dev err':>7} {'true ang':>8} {'ang err':>7}")
     for k in range(args.cases):
         placed = [perturbed_implant(i, rng.normal(0, 2.5, 3), rng.uniform(0, 6)) for i in plan.implants]
-        motion = rigid_motion(rng.normal(0, 3, 3), rng.normal(0, 5, 3), centre_mm=(0.0, -100.0, 210.0))
-        post = synthesize_postop_ct(pelvis, placed, motion, noise_hu=10.0, streak_hu=100.0, seed=k,
-                                    **appearance_kwargs(args.family))
+        motion = rigid_motion(rng.normal(0, args.rot_sd_deg, 3), rng.normal(0, args.shift_sd_mm, 3),
+                              centre_mm=(0.0, -100.0, 210.0))
+        try:
+            post = synthesize_postop_ct(pelvis, placed, motion, noise_hu=10.0, streak_hu=100.0, seed=k,
+                                        **appearance_kwargs(args.family))
+        except InputError as exc:      # a large motion moved an implant out of the cropped CT
+            print(f"{k:>4} SKIPPED (not synthesised): {exc}")
+            skipped.append(k)
+            continue
+        motions.append((rotation_angle_deg(np.eye(3), motion.rotation),
+                        float(np.linalg.norm(motion.apply(apexes.mean(0)) - apexes.mean(0)))))
         if k % 2:
             shift = np.array([0.0, -150.0, 300.0])
             post = CTVolume(post.hu, post.origin_mm + shift, post.spacing_mm, post.direction, source=post.source)
             motion = Pose.from_rotation_translation(np.eye(3), shift).compose(motion)
+        if args.check_perturbed:
+            _check_perturbed(ct, plan, post, motion.inverse(), apexes, check_rng, check_rates)
         t0 = time.perf_counter()
-        ev = evaluate_case(plan, post, ct)
+        true_rot = rotation_angle_deg(np.eye(3), motion.rotation)
+        try:
+            ev = evaluate_case(plan, post, ct)
+        except InputError as exc:
+            secs.append(time.perf_counter() - t0)
+            refused.append(k)
+            print(f"{k:>4} REFUSED (motion {true_rot:.1f} deg): {exc}")
+            continue
         secs.append(time.perf_counter() - t0)
         extra_pieces += len(ev.extra)
         T = ev.registration.T_preop_from_postop
+        if ev.registration.details.get("refined", 1) > 1:
+            multistart.append(k)
         reg_rot.append(rotation_angle_deg(T.rotation, motion.inverse().rotation))
         reg_tre.append(float(np.linalg.norm(T.apply(motion.apply(apexes)) - apexes, axis=1).max()))
+        if reg_rot[-1] > 1.0 or reg_tre[-1] > 1.0:
+            confident_wrong.append(k)
+            print(f"{k:>4} ACCEPTED BUT OFF: {reg_rot[-1]:.2f} deg, {reg_tre[-1]:.2f} mm (motion {true_rot:.1f} deg)")
         for got, imp in zip(ev.implants, placed):
             p = plan.implant(imp.id)
             true_dev = float(np.linalg.norm(imp.apex_lps_mm - p.apex_lps_mm))
@@ -96,14 +135,25 @@ def main() -> None:
             pos_err.append(float(np.linalg.norm(got.apex_lps_mm - imp.apex_lps_mm)))
             print(f"{k:>4} {imp.id:>7} {true_dev:8.2f} {'yes':>6} {dev_err[-1]:7.2f} {true_ang:8.2f} {ang_err[-1]:7.2f}"
                   + (f"  {got.note}" if got.note else ""))
-    n_impl = args.cases * len(plan.implants)
+    n_impl = (args.cases - len(skipped)) * len(plan.implants)
 
     def line(name, vals, unit):
         v = np.asarray(vals)
         return f"{name:<34} median {np.median(v):6.2f}  max {v.max():6.2f} {unit}"
 
-    print(f"\nfamily {args.family}, seed {args.seed}: {args.cases} cases, {len(dev_err)} of {n_impl} implants found, "
-          f"{extra_pieces} extra metal pieces")
+    print(f"\nfamily {args.family}, seed {args.seed}: {args.cases - len(skipped)} cases ({len(skipped)} skipped), "
+          f"{len(dev_err)} of {n_impl} implants found, {extra_pieces} extra metal pieces")
+    if motions:
+        m = np.array(motions)
+        print(f"patient motion: rotation max {m[:, 0].max():.1f} deg, median {np.median(m[:, 0]):.1f}; "
+              f"shift at the implants max {m[:, 1].max():.1f} mm (before the odd cases' frame shift)")
+    print(f"registrations refused: {len(refused)} {refused}; accepted but > 1 deg / 1 mm off: "
+          f"{len(confident_wrong)} {confident_wrong}; registered after multi-start: {multistart}")
+    for name, got in check_rates.items():
+        if got:
+            print(f"check at {name:<9} accepted {sum(got)} of {len(got)}")
+    if not dev_err:
+        return
     print(line("|apex deviation error|", dev_err, "mm"))
     print(line("|angle error|", ang_err, "deg"))
     print(line("|entry deviation error|", entry_err, "mm"))
@@ -111,6 +161,22 @@ def main() -> None:
     print(line("registration rotation error", reg_rot, "deg"))
     print(line("registration error at the apexes", reg_tre, "mm"))
     print(line("time per case", secs, "s"))
+
+
+def _check_perturbed(ct, plan, post, true, apexes, rng, rates) -> None:
+    """Run the acceptance check at the true pose and at random 2/2 and 5/6 deg/mm misregistrations."""
+    from or_assist.core.ct.load import crop_ct
+    from or_assist.postop.evaluate import _plan_box
+    from or_assist.postop.register_check import check_registration
+
+    lo, hi = _plan_box(plan)
+    roi = crop_ct(ct, lo, hi, margin_mm=60.0)
+    centre = apexes.mean(0)
+    for name, deg, mm in (("true", 0.0, 0.0), ("2deg/2mm", 2.0, 2.0), ("5deg/6mm", 5.0, 6.0)):
+        for _ in range(1 if name == "true" else 3):
+            u, v = rng.normal(size=3), rng.normal(size=3)
+            off = rigid_motion(deg * u / np.linalg.norm(u), mm * v / np.linalg.norm(v), centre_mm=centre)
+            rates[name].append(check_registration(roi, post, off.compose(true), centre_mm=centre).accepted)
 
 
 if __name__ == "__main__":

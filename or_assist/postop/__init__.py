@@ -7,6 +7,7 @@ Modules::
     match       Find the planned implants among the metal of a registered post-op CT.
     prism_fit   Sub-voxel fit of a triangular implant to its metal in a post-op CT.
     register3d  Rigid 3D/3D registration of a post-operative CT to the pre-operative (planning) CT.
+    register_check Is a post-op CT-to-CT registration right? The bone overlap and the acceptance check.
     segment     Implant segmentation in a post-operative CT: metal objects, their axes, tips and entries.
 
 Names are exported lazily (``lazy_loader``, as in scikit-image): importing this package
@@ -18,13 +19,14 @@ import lazy_loader as _lazy
 
 __getattr__, __dir__, __all__ = _lazy.attach(
     __name__,
-    submodules=['cohort', 'evaluate', 'match', 'prism_fit', 'register3d', 'segment'],
+    submodules=['cohort', 'evaluate', 'match', 'prism_fit', 'register3d', 'register_check', 'segment'],
     submod_attrs={
         'cohort': ['COHORT_SCHEMA', 'CohortCase', 'parse_case_argument', 'read_cohort_file', 'cohort_summary', 'draw_learning_curve', 'CohortFiles', 'evaluate_cohort'],
         'evaluate': ['EVALUATION_SCHEMA', 'ImplantEvaluation', 'CaseEvaluation', 'evaluate_case', 'EvaluationFiles', 'evaluate_files'],
         'match': ['FoundImplant', 'LocatedImplants', 'locate_implants'],
         'prism_fit': ['PrismFit', 'prism_planes', 'fit_prism', 'roll_about_axis_rad'],
-        'register3d': ['Registration3D', 'register_postop_to_preop', 'boxes_overlap_fraction', 'bone_dice', 'pose_to_sitk'],
+        'register3d': ['Registration3D', 'register_postop_to_preop', 'boxes_overlap_fraction'],
+        'register_check': ['RegistrationCheck', 'check_registration', 'bone_dice', 'pose_to_sitk'],
         'segment': ['MetalObject', 'FittedImplant', 'metal_threshold_hu', 'fill_metal_channels', 'find_metal_objects', 'fit_implant', 'split_object', 'item_centroid_from_entry_mm', 'candidate_items'],
     },
 )

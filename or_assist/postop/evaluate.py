@@ -5,7 +5,10 @@ Pipeline (:func:`evaluate_case`):
 1. **Register** the post-op CT to the pre-op CT cropped to the plan's implants plus
    ``roi_margin_mm`` (:mod:`or_assist.postop.register3d`). A registration whose bone
    overlap stays low, or one that maps a planned implant outside the post-op CT, means
-   the scans do not show the same anatomy: an :class:`InputError` says so.
+   the scans do not show the same anatomy: an :class:`InputError` says so. A
+   registration that is not a local maximum of the bone overlap (a misregistration,
+   :func:`~or_assist.postop.register3d.check_registration`) is refused the same way,
+   with its reason: no deviations are reported from it.
 2. **Segment** the metal (:mod:`or_assist.postop.segment`). Metal objects farther than
    ``far_mm`` from every planned implant (a hip prosthesis, a spinal rod) are ignored and
    listed; objects that two planned implants claim are split (touching implants).
@@ -249,6 +252,9 @@ def evaluate_case(plan: Plan, postop_ct: CTVolume, preop_ct: CTVolume | None = N
         metal_hu = metal_threshold_hu(fill_metal_channels(postop_ct), plan.catalogue)
     reg = register_postop_to_preop(roi, postop_ct, metal_hu=metal_hu, min_dice=min_bone_dice)
     T_post_from_pre = reg.T_preop_from_postop.inverse()
+    if not reg.success and reg.check is not None and reg.bone_dice >= min_bone_dice:
+        raise InputError(f"registration to the pre-op CT refused, no deviations reported: {reg.check.reason}",
+                         where_post)
     if not reg.success:
         raise InputError(
             f"does not overlap the pre-op CT around the planned implants: after registration only "

@@ -97,7 +97,7 @@ def _single_width_mm(item: CatalogueItem) -> float:
 def _prism_refine(postop: CTVolume, preop: CTVolume, T_preop_from_postop: Pose, obj: MetalObject,
                   others: list[MetalObject], start, roll0: float) -> tuple[np.ndarray, np.ndarray, dict, str]:
     """Triangular-prism fit of one implant; falls back to the start when the fit runs off."""
-    from or_assist.postop.register3d import pose_to_sitk
+    from or_assist.postop.register_check import pose_to_sitk
 
     n = np.array(postop.shape_xyz)
     idx = postop.lps_to_index(obj.points_lps_mm)

@@ -18,10 +18,16 @@ a post-op point (LPS mm) to the same anatomical point in the pre-op CT (the plan
   the table frame), and the translation that maximises the correlation of the two bone
   masks on 6 mm grids (an exhaustive FFT search, for scans with unrelated coordinates or
   fields of view); each is run at the coarse level and the better one is refined.
+  When that result is refused (Dice floor or the acceptance check below), multi-start:
+  coarse runs from 26 rotated starts (0 and +-``multistart_deg`` about each LPS axis,
+  through the bone centre); the best ``multistart_refine`` by the metric are refined
+  and checked, and the accepted one with the most bone overlap wins.
 
 The result carries a quality measure independent of the metric: the Dice overlap of the
 two bone masks after registration within the pre-op region (a well registered 3 mm
 pelvis scores about 0.8-0.9; a wrong scan or a failed registration well under 0.5).
+
+Acceptance: :mod:`or_assist.postop.register_check` (a local maximum of the bone overlap).
 """
 
 from __future__ import annotations
@@ -36,8 +42,9 @@ import SimpleITK as sitk
 from or_assist.core.ct.volume import CTVolume
 from or_assist.core.pose import Pose
 from or_assist.errors import InputError
+from or_assist.postop.register_check import RegistrationCheck, bone_dice, check_registration
 
-__all__ = ["Registration3D", "register_postop_to_preop", "boxes_overlap_fraction", "bone_dice", "pose_to_sitk"]
+__all__ = ["Registration3D", "register_postop_to_preop", "boxes_overlap_fraction"]
 
 _CLAMP_HU = (-200.0, 2000.0)
 
@@ -51,7 +58,8 @@ class Registration3D:
     T_preop_from_postop : Pose
         Maps post-op LPS mm to pre-op LPS mm.
     success : bool
-        ``bone_dice >= min_dice`` and the optimiser ended normally.
+        ``bone_dice >= min_dice``, the optimiser ended normally and the acceptance check
+        (:func:`check_registration`, in ``check``) passed.
     metric : str
         ``"mattes_mi"``.
     similarity : float
@@ -75,20 +83,16 @@ class Registration3D:
     start: str
     message: str
     details: dict = field(default_factory=dict)
+    check: RegistrationCheck | None = None
 
     def to_dict(self) -> dict:
         """JSON-friendly fields (``T_preop_from_postop`` as a 4 x 4 list)."""
-        return {"T_preop_from_postop": self.T_preop_from_postop.matrix.tolist(), "success": self.success,
-                "metric": self.metric, "similarity": self.similarity, "bone_dice": self.bone_dice,
-                "seconds": self.seconds, "start": self.start, "message": self.message}
-
-
-def pose_to_sitk(pose: Pose) -> sitk.AffineTransform:
-    """A SimpleITK transform doing what ``pose.apply`` does (LPS mm -> LPS mm)."""
-    tx = sitk.AffineTransform(3)
-    tx.SetMatrix(tuple(float(v) for v in pose.rotation.ravel()))
-    tx.SetTranslation(tuple(float(v) for v in pose.translation_mm))
-    return tx
+        out = {"T_preop_from_postop": self.T_preop_from_postop.matrix.tolist(), "success": self.success,
+               "metric": self.metric, "similarity": self.similarity, "bone_dice": self.bone_dice,
+               "seconds": self.seconds, "start": self.start, "message": self.message}
+        if self.check is not None:
+            out["check"] = self.check.to_dict()
+        return out
 
 
 def boxes_overlap_fraction(a: CTVolume, b: CTVolume) -> float:
@@ -117,26 +121,6 @@ def _masks(ct: CTVolume, bone_hu: tuple[float, float], metal_hu: float, metal_ma
     bone = sitk.BinaryThreshold(img, float(bone_hu[0]), float(bone_hu[1]), 1, 0)
     bone = sitk.And(bone, no_metal)
     return bone, no_metal
-
-
-def bone_dice(preop: CTVolume, postop: CTVolume, T_preop_from_postop: Pose, *,
-              bone_hu: tuple[float, float] = (150.0, 2000.0), metal_hu: float = 2500.0) -> float:
-    """Dice overlap of the bone masks (metal-free) after mapping the post-op onto the pre-op grid.
-
-    Only pre-op voxels whose post-op counterpart lies inside the post-op CT count; 0.0
-    when there are none.
-    """
-
-    post_img = postop.to_sitk()
-    resampled = sitk.Resample(post_img, preop.to_sitk(), pose_to_sitk(T_preop_from_postop.inverse()),
-                              sitk.sitkLinear, -5000.0, sitk.sitkFloat32)
-    b = sitk.GetArrayViewFromImage(resampled)
-    a = preop.hu
-    valid = (b > -4000.0) & (a < metal_hu) & (b < metal_hu)
-    ma = valid & (a >= bone_hu[0]) & (a <= bone_hu[1])
-    mb = valid & (b >= bone_hu[0]) & (b <= bone_hu[1])
-    denom = int(ma.sum()) + int(mb.sum())
-    return 0.0 if denom == 0 else 2.0 * float(np.count_nonzero(ma & mb)) / denom
 
 
 def _axis_aligned_bone(mask: sitk.Image, ct: CTVolume, step_mm: float) -> tuple[np.ndarray, np.ndarray]:
@@ -214,7 +198,8 @@ def register_postop_to_preop(preop: CTVolume, postop: CTVolume, *, bone_hu: tupl
                              metal_hu: float = 2500.0, metal_margin_mm: float = 6.0,
                              shrink: tuple[int, ...] = (4, 2, 1), smoothing_vox: tuple[float, ...] = (2.0, 1.0, 0.0),
                              iterations: int = 200, histogram_bins: int = 48, sampling: float = 1.0,
-                             min_dice: float = 0.5) -> Registration3D:
+                             min_dice: float = 0.5, check: bool = True, multistart_deg: float = 10.0,
+                             multistart_refine: int = 4) -> Registration3D:
     """Register a post-op CT rigidly to the pre-op CT (method: module doc).
 
     Parameters
@@ -241,6 +226,14 @@ def register_postop_to_preop(preop: CTVolume, postop: CTVolume, *, bone_hu: tupl
         result is deterministic); 1 = all.
     min_dice : float
         Bone Dice below which the registration counts as failed.
+    check : bool
+        Run the acceptance check (:func:`check_registration`, about 12 Dice evaluations);
+        a refused result has ``success=False`` and the check's reason as ``message``.
+    multistart_deg : float
+        When the first result fails (Dice floor or check), coarse runs start again from
+        the 26 rotations combining 0 and +-``multistart_deg`` about the LPS axes; 0: off.
+    multistart_refine : int
+        How many of those (best metric first) are refined and checked.
 
     Returns
     -------
@@ -283,16 +276,61 @@ def register_postop_to_preop(preop: CTVolume, postop: CTVolume, *, bone_hu: tupl
             continue
         coarse.append((value, name, tx, why))
     value, start, tx, why = min(coarse, key=lambda c: c[0])
-    if math.isfinite(value) and len(shrink) > 1:
-        try:
-            tx, value, why = _run(fixed, moving, fixed_mask, moving_mask, tx, shrink[1:], smoothing_vox[1:],
-                                  iterations, histogram_bins, sampling)
-        except RuntimeError as exc:
-            value, why = math.inf, f"failed: {str(exc).splitlines()[-1][:200]}"
-    T_postop_from_preop = _to_pose(tx)
-    T = T_postop_from_preop.inverse()
-    dice = bone_dice(preop, postop, T, bone_hu=bone_hu, metal_hu=metal_hu)
-    ok = math.isfinite(value) and dice >= min_dice
-    msg = why if ok else f"bone overlap (Dice {dice:.2f}) below {min_dice:g} after registration; {why}"
+    start_tx = dict(starts)[start]
+
+    def finish(tx, value, why):
+        """Refine a coarse result at the finer levels, then score and check it."""
+        if math.isfinite(value) and len(shrink) > 1:
+            try:
+                tx, value, why = _run(fixed, moving, fixed_mask, moving_mask, tx, shrink[1:], smoothing_vox[1:],
+                                      iterations, histogram_bins, sampling)
+            except RuntimeError as exc:
+                value, why = math.inf, f"failed: {str(exc).splitlines()[-1][:200]}"
+        T = _to_pose(tx).inverse()
+        dice = bone_dice(preop, postop, T, bone_hu=bone_hu, metal_hu=metal_hu)
+        ok = math.isfinite(value) and dice >= min_dice
+        msg = why if ok else f"bone overlap (Dice {dice:.2f}) below {min_dice:g} after registration; {why}"
+        verdict = None
+        if ok and check:
+            verdict = check_registration(preop, postop, T, centre_mm=c_fixed, min_dice=min_dice, bone_hu=bone_hu,
+                                         metal_hu=metal_hu)
+            if not verdict.accepted:
+                ok, msg = False, verdict.reason
+        return T, float(value), msg, float(dice), ok, verdict
+
+    T, value, msg, dice, ok, verdict = finish(tx, value, why)
+    tried = 1
+    if not ok and multistart_deg > 0:
+        # Large motion: the local optimiser from the identity / shift start lands in a wrong
+        # optimum. Coarse runs from rotated starts (every combination of 0 and +-multistart_deg
+        # about the LPS axes through the bone centre); the best few by the metric are refined
+        # and the accepted one with the most bone overlap wins.
+        more = []
+        a = math.radians(multistart_deg)
+        for ax in (-a, 0.0, a):
+            for ay in (-a, 0.0, a):
+                for az in (-a, 0.0, a):
+                    if ax == ay == az == 0.0:
+                        continue
+                    tx0 = sitk.Euler3DTransform(start_tx)
+                    tx0.SetRotation(ax, ay, az)
+                    try:
+                        txc, vc, wc = _run(fixed, moving, fixed_mask, moving_mask, tx0, shrink[:1],
+                                           smoothing_vox[:1], iterations, histogram_bins, sampling)
+                    except RuntimeError:
+                        continue
+                    more.append((vc, f"{start} rotated ({math.degrees(ax):+.0f}, {math.degrees(ay):+.0f}, "
+                                     f"{math.degrees(az):+.0f}) deg", txc, wc))
+        coarse.extend(more)
+        best = None
+        for vc, name, txc, wc in sorted(more, key=lambda c: c[0])[:multistart_refine]:
+            tried += 1
+            got = finish(txc, vc, wc)
+            if got[4] and (best is None or got[3] > best[1][3]):
+                best = (name, got)
+        if best is not None:
+            start, (T, value, msg, dice, ok, verdict) = best
+        else:
+            msg = f"{msg} (also after {tried - 1} refined starts of {len(more)} rotated by up to {multistart_deg:g} deg)"
     return Registration3D(T, ok, "mattes_mi", float(value), float(dice), time.perf_counter() - t0, start, msg,
-                          {"starts": [(c[1], c[0]) for c in coarse]})
+                          {"starts": [(c[1], c[0]) for c in coarse], "refined": tried}, verdict)

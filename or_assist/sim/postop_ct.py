@@ -27,7 +27,7 @@ from or_assist.core.ct.volume import CTVolume
 from or_assist.core.pose import Pose, rotation_about_axis
 from or_assist.core.plan import Implant, implant_mesh
 from or_assist.errors import InputError
-from or_assist.postop.register3d import pose_to_sitk
+from or_assist.postop.register_check import pose_to_sitk
 
 __all__ = ["perturbed_implant", "rigid_motion", "synthesize_postop_ct", "implant_fraction_volume",
            "APPEARANCE_FAMILIES", "appearance_kwargs"]

@@ -7,6 +7,7 @@ to the calibration or is refused, said."""
 from __future__ import annotations
 
 import copy
+import socket
 import threading
 import time
 
@@ -62,6 +63,11 @@ def _send_when_listening(port, datasets, statuses):
         ae.add_requested_context(uid)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
+        try:  # listening yet? (pynetdicom leaks its socket on a refused connection: a ResourceWarning)
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except OSError:
+            time.sleep(0.2)
+            continue
         assoc = ae.associate("127.0.0.1", port, ae_title="ORASSIST")
         if assoc.is_established:
             statuses.extend(assoc.send_c_store(ds).Status for ds in datasets)
