@@ -199,7 +199,7 @@ def _measure(plan: Plan, imp: Implant, hit: FoundImplant, T_preop_from_postop) -
 
 
 def evaluate_case(plan: Plan, postop_ct: CTVolume, preop_ct: CTVolume | None = None, *,
-                  metal_hu: float = 2500.0, max_match_mm: float = 20.0, far_mm: float = 40.0,
+                  metal_hu: float | None = None, max_match_mm: float = 20.0, far_mm: float = 40.0,
                   roi_margin_mm: float = 60.0, min_bone_dice: float = 0.5) -> CaseEvaluation:
     """Evaluate the placed implants of a post-op CT against the plan (module doc).
 
@@ -211,8 +211,9 @@ def evaluate_case(plan: Plan, postop_ct: CTVolume, preop_ct: CTVolume | None = N
         The post-operative CT in HU (any position, field of view and grid).
     preop_ct : CTVolume, optional
         The plan's CT; loaded (and its SHA-256 checked) from the plan when omitted.
-    metal_hu : float
-        Metal threshold (HU).
+    metal_hu : float or None
+        Metal threshold (HU); None: from the post-op scan's own histogram and the
+        catalogue (:func:`or_assist.postop.segment.metal_threshold_hu`), 1800-2500 HU.
     max_match_mm : float
         Largest distance from a planned apex to the found implant's metal for a match.
     far_mm : float
@@ -245,6 +246,10 @@ def evaluate_case(plan: Plan, postop_ct: CTVolume, preop_ct: CTVolume | None = N
         preop_ct, _ = load_plan_ct(plan)
     lo, hi = _plan_box(plan)
     roi = crop_ct(preop_ct, lo, hi, margin_mm=roi_margin_mm)
+    if metal_hu is None:
+        from or_assist.postop.segment import fill_metal_channels, metal_threshold_hu
+
+        metal_hu = metal_threshold_hu(fill_metal_channels(postop_ct), plan.catalogue)
     reg = register_postop_to_preop(roi, postop_ct, metal_hu=metal_hu, min_dice=min_bone_dice)
     T_post_from_pre = reg.T_preop_from_postop.inverse()
     if not reg.success and reg.check is not None and reg.bone_dice >= min_bone_dice:

@@ -22,8 +22,8 @@ from or_assist.core.pose import Pose
 from or_assist.core.plan import Plan, implant_vertex_directions
 from or_assist.errors import InputError
 from or_assist.postop.prism_fit import fit_prism, roll_about_axis_rad
-from or_assist.postop.segment import (MetalObject, candidate_items, find_metal_objects, fit_implant,
-                                      split_object)
+from or_assist.postop.segment import (MetalObject, candidate_items, fill_metal_channels, find_metal_objects,
+                                      fit_implant, metal_threshold_hu, split_object)
 
 __all__ = ["FoundImplant", "LocatedImplants", "locate_implants"]
 
@@ -127,8 +127,8 @@ def _prism_refine(postop: CTVolume, preop: CTVolume, T_preop_from_postop: Pose, 
 
 
 def locate_implants(plan: Plan, postop: CTVolume, preop: CTVolume, T_preop_from_postop: Pose, *,
-                    metal_hu: float = 2500.0, max_match_mm: float = 20.0, far_mm: float = 40.0,
-                    refine: bool = True) -> LocatedImplants:
+                    metal_hu: float | None = None, max_match_mm: float = 20.0, far_mm: float = 40.0,
+                    refine: bool = True, channel_mm: float = 3.5) -> LocatedImplants:
     """Segment, classify, match and fit the implants of a registered post-op CT.
 
     Parameters
@@ -140,8 +140,15 @@ def locate_implants(plan: Plan, postop: CTVolume, preop: CTVolume, T_preop_from_
         The pre-op CT (or a crop covering the plan), for the tissue behind the metal.
     T_preop_from_postop : Pose
         The registration.
-    metal_hu, max_match_mm, far_mm : float
+    metal_hu : float or None
+        Metal threshold (HU); None: from the scan's histogram and the catalogue
+        (:func:`or_assist.postop.segment.metal_threshold_hu`, on the channel-filled CT).
+    max_match_mm, far_mm : float
         See :func:`or_assist.postop.evaluate.evaluate_case`.
+    channel_mm : float
+        Central channels (cannulated implants) and holes up to this width are filled
+        before the metal is segmented and measured
+        (:func:`or_assist.postop.segment.fill_metal_channels`); 0: off.
     refine : bool
         Run the triangular-prism fit (else principal axis and centroid only).
 
@@ -158,8 +165,11 @@ def locate_implants(plan: Plan, postop: CTVolume, preop: CTVolume, T_preop_from_
         return min(((pid, _points_segment_min_mm(obj.points_lps_mm, e, a)) for pid, (e, a, _) in planned.items()),
                    key=lambda x: x[1])
 
+    filled = fill_metal_channels(postop, channel_mm)
+    if metal_hu is None:
+        metal_hu = metal_threshold_hu(filled, plan.catalogue)
     near = []
-    for obj in find_metal_objects(postop, metal_hu=metal_hu):
+    for obj in find_metal_objects(filled, metal_hu=metal_hu):
         pid, dist = nearest_planned(obj)
         if dist > far_mm:
             out.ignored.append((obj, dist))
@@ -177,7 +187,7 @@ def locate_implants(plan: Plan, postop: CTVolume, preop: CTVolume, T_preop_from_
         widest = max((_single_width_mm(planned[p][2].item) for p in claims), default=0.0)
         if len(claims) >= 2 and obj.width_mm > 1.5 * widest:
             lines = [(0.5 * (planned[p][0] + planned[p][1]), planned[p][1] - planned[p][0]) for p in claims]
-            parts = split_object(postop, obj, lines, metal_hu=metal_hu)
+            parts = split_object(filled, obj, lines, metal_hu=metal_hu)
             out.warnings.append(f"one metal object held implants {', '.join(claims)} (touching at this "
                                 f"resolution); split into {len(parts)}")
             objects += parts

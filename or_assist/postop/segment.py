@@ -1,8 +1,13 @@
 """Implant segmentation in a post-operative CT: metal objects, their axes, tips and entries.
 
-1. **Metal**: voxels at or above ``metal_hu`` (2500 HU: above any bone, below titanium,
-   which a standard CT clips at 3071), grouped into face-connected (6-neighbour)
-   components; components under ``min_volume_mm3`` are dropped as noise.
+1. **Metal**: the threshold comes from the scan's own histogram (:func:`metal_threshold_hu`:
+   0.82 of the dimmest metal core, within 1800-2500 HU, so metal at 2000-4000 HU and
+   clipped 12-bit data are found and cortical bone is not); dark channels inside metal
+   are filled where the grid resolves them (:func:`fill_metal_channels`, cannulated
+   implants). Voxels at or above ``metal_hu`` are grouped into face-connected
+   (6-neighbour) components through voxels down to 300 HU lower (hysteresis); pieces
+   lying along one object's axis are merged; components under ``min_volume_mm3`` are
+   dropped as noise.
 2. **Axis**: per component, the principal axis (PCA) of the voxel centres weighted by
    ``min(HU - metal_hu, ...)`` normalised to 0-1, through the weighted centroid.
 3. **Extent**: the HU profile along the axis (trilinear, every 0.25 mm) crosses half way
@@ -43,7 +48,7 @@ from or_assist.core.catalogue import Catalogue, CatalogueItem
 from or_assist.core.ct.volume import CTVolume
 from or_assist.errors import InputError
 
-__all__ = ["MetalObject", "FittedImplant", "find_metal_objects", "fit_implant", "split_object",
+__all__ = ["MetalObject", "FittedImplant", "metal_threshold_hu", "fill_metal_channels", "find_metal_objects", "fit_implant", "split_object",
            "item_centroid_from_entry_mm", "candidate_items"]
 
 _PROFILE_STEP_MM = 0.25
@@ -153,18 +158,137 @@ def _profile_ends(ct: CTVolume, c: np.ndarray, axis: np.ndarray, t0: float, t1: 
     return np.vstack([c + ta * axis, c + tb * axis]), tb - ta
 
 
-def find_metal_objects(ct: CTVolume, *, metal_hu: float = 2500.0,
-                       min_volume_mm3: float = 100.0) -> list[MetalObject]:
+#: Bounds of the metal threshold (HU): never below the brightest cortical bone we accept
+#: to exclude, never above the threshold the fit was built for (clipped titanium).
+METAL_FLOOR_HU, METAL_CEILING_HU = 1800.0, 2500.0
+#: The threshold is this fraction of the dimmest metal core level found.
+_CORE_FRACTION = 0.82
+
+
+def metal_threshold_hu(ct: CTVolume, catalogue: Catalogue | None = None, *,
+                       floor_hu: float = METAL_FLOOR_HU, ceiling_hu: float = METAL_CEILING_HU) -> float:
+    """Metal threshold of a post-op CT from its own histogram (not a constant).
+
+    Scanners put titanium anywhere from about 2000 HU (extended scales, beam hardening)
+    to the top of a 12-bit scale (clipped at 3071). Every connected component at or above
+    ``floor_hu`` that is at least a tenth of the smallest catalogue implant's core
+    (cross-section times length) is a metal candidate; its core level is its 95th
+    HU percentile. The threshold is ``0.82`` times the dimmest candidate's core level
+    (so the implant's own partial-volume rim is left out as the fit expects), kept within
+    ``[floor_hu, ceiling_hu]``: clipped titanium gives ``ceiling_hu`` (the threshold the fit
+    was tuned at), metal at 2000-3000 HU a lower one, and nothing below ``floor_hu``
+    (cortical bone, up to about 1800 HU) is ever taken as metal.
+
+    Parameters
+    ----------
+    ct : CTVolume
+        The post-op CT, HU.
+    catalogue : Catalogue, optional
+        For the smallest implant's volume (default: the packaged catalogue's).
+    floor_hu, ceiling_hu : float
+        Bounds of the threshold, HU.
+
+    Returns
+    -------
+    float
+        The threshold, HU; ``ceiling_hu`` when the CT holds no metal candidate.
+    """
+    if not (np.isfinite(floor_hu) and np.isfinite(ceiling_hu)) or floor_hu > ceiling_hu:
+        raise InputError(f"need floor <= ceiling, got {floor_hu!r}, {ceiling_hu!r}", "floor_hu")
+    min_mm3 = _smallest_core_mm3(catalogue) * 0.1
+    img = ct.to_sitk()
+    labels = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.BinaryThreshold(img, float(floor_hu), 1e12, 1, 0),
+                                                            False))
+    kji = np.argwhere(labels > 0)
+    if kji.size == 0:
+        return float(ceiling_hu)
+    lab = labels[kji[:, 0], kji[:, 1], kji[:, 2]]
+    hu = ct.hu[kji[:, 0], kji[:, 1], kji[:, 2]].astype(np.float64)
+    voxel_mm3 = float(np.prod(ct.spacing_mm))
+    order = np.argsort(lab, kind="stable")
+    lab, hu = lab[order], hu[order]
+    starts = np.flatnonzero(np.diff(np.concatenate([[-1], lab])))
+    stops = np.concatenate([starts[1:], [len(lab)]])
+    cores = [float(np.percentile(hu[a:b], 95)) for a, b in zip(starts, stops) if (b - a) * voxel_mm3 >= min_mm3]
+    if not cores:
+        return float(ceiling_hu)
+    return float(np.clip(_CORE_FRACTION * min(cores), floor_hu, ceiling_hu))
+
+
+def fill_metal_channels(ct: CTVolume, channel_mm: float = 3.5) -> CTVolume:
+    """The CT with dark channels and holes inside bright objects filled (grey closing).
+
+    A cannulated implant (a central channel for the guide pin, 3.3 mm) or a fenestrated
+    one is a ring of metal in cross-section; thresholded as is it breaks into pieces and
+    its axis profile runs down the dark channel. A greyscale morphological closing (max
+    filter then min filter) with a ball just wider than the channel fills every dark
+    gap narrower than the ball that bright material surrounds, and leaves convex bright
+    objects (solid implants) and the background as they were.
+
+    Parameters
+    ----------
+    ct : CTVolume
+        HU.
+    channel_mm : float
+        Widest channel to fill, mm (the ball's radius is half of it plus 0.25 mm, in
+        whole voxels per axis; where the voxels are coarser than that the channel is not
+        resolved as a gap and that axis is left as it is).
+
+    Returns
+    -------
+    CTVolume
+        Same grid.
+    """
+    if not np.isfinite(channel_mm) or channel_mm < 0:
+        raise InputError(f"must be a finite length >= 0 mm, got {channel_mm!r}", "channel_mm")
+    if channel_mm == 0:
+        return ct
+    radius = [int(np.floor((0.5 * channel_mm + 0.25) / float(s))) for s in ct.spacing_mm]
+    if max(radius) == 0:         # voxels coarser than the channel: it is not resolved as a gap
+        return ct
+    img = ct.to_sitk()
+    closed = sitk.GrayscaleMorphologicalClosing(sitk.Cast(img, sitk.sitkFloat32), radius, sitk.sitkBall, True)
+    hu = sitk.GetArrayFromImage(closed).astype(np.float32)
+    return CTVolume(np.maximum(hu, ct.hu), ct.origin_mm, ct.spacing_mm, ct.direction, source=ct.source)
+
+
+def _smallest_core_mm3(catalogue: Catalogue | None) -> float:
+    """Volume (mm3) of the smallest catalogue implant: triangle area 3 sqrt(3) r^2 times length."""
+    if catalogue is None:
+        from or_assist.core.catalogue import load_catalogue
+
+        catalogue = load_catalogue()
+    return min(3.0 * np.sqrt(3.0) * float(it.inscribed_radius_mm) ** 2 * float(it.length_mm)
+               for it in catalogue.items.values())
+
+
+#: Metal voxels are grouped into objects through voxels down to this far below the
+#: threshold (never below the floor): a cannulated implant's faint ring then stays one object.
+_GROUP_BELOW_HU, _GROUP_FLOOR_HU = 300.0, 1300.0
+#: Pieces whose voxels all lie this close (plus a voxel) to another object's axis are one
+#: implant: the circumradius of the catalogue's widest triangle (7 mm inscribed diameter).
+_MERGE_RADIUS_MM = 7.0
+
+
+def find_metal_objects(ct: CTVolume, *, metal_hu: float | None = 2500.0,
+                       min_volume_mm3: float = 100.0, group_hu: float | None = None) -> list[MetalObject]:
     """Connected metal components of a CT with their axes (module doc, steps 1-3).
 
     Parameters
     ----------
     ct : CTVolume
         In HU.
-    metal_hu : float
-        Metal threshold.
+    metal_hu : float or None
+        Metal threshold; None: from the scan's histogram (:func:`metal_threshold_hu`).
     min_volume_mm3 : float
         Smaller components are dropped (noise, small fragments).
+    group_hu : float, optional
+        Voxels at or above ``metal_hu`` are grouped into one object when they connect
+        through voxels at or above ``group_hu`` (hysteresis; default ``metal_hu - 300``, at
+        least 1300 HU), so that a cannulated or fenestrated implant, whose thin walls
+        fall partly under the threshold, is one object and not a handful of pieces. The
+        object is all those voxels (the ones under ``metal_hu`` with the least weight,
+        0.1): the axis of a faint ring is then as good as a solid implant's.
 
     Returns
     -------
@@ -177,9 +301,16 @@ def find_metal_objects(ct: CTVolume, *, metal_hu: float = 2500.0,
     centroids and axes (to 3e-10) in the same or less time (14-25 ms per CT against
     13-25 and 26-45 ms); see the module doc.
     """
+    if metal_hu is None:
+        metal_hu = metal_threshold_hu(ct)
+    if group_hu is None:
+        group_hu = max(_GROUP_FLOOR_HU, float(metal_hu) - _GROUP_BELOW_HU)
+    group_hu = min(float(group_hu), float(metal_hu))
     img = ct.to_sitk()
-    binary = sitk.BinaryThreshold(img, float(metal_hu), 1e12, 1, 0)
+    binary = sitk.BinaryThreshold(img, group_hu, 1e12, 1, 0)
     labels = sitk.GetArrayFromImage(sitk.ConnectedComponent(binary, False))
+    seeded = np.unique(labels[ct.hu >= metal_hu])     # objects need a voxel at or above metal_hu
+    labels[~np.isin(labels, seeded[seeded > 0])] = 0
     voxel_mm3 = float(np.prod(ct.spacing_mm))
     kji = np.argwhere(labels > 0)
     if kji.size == 0:
@@ -193,12 +324,53 @@ def find_metal_objects(ct: CTVolume, *, metal_hu: float = 2500.0,
     lab, pts, weights = lab[order], pts[order], weights[order]
     starts = np.flatnonzero(np.diff(np.concatenate([[-1], lab])))
     stops = np.concatenate([starts[1:], [len(lab)]])
-    objects = []
-    for a, b in zip(starts, stops):
-        if (b - a) * voxel_mm3 < min_volume_mm3:
-            continue
-        objects.append(_object_from_points(ct, pts[a:b], weights[a:b], voxel_mm3, metal_hu))
+    pieces = [(pts[a:b], weights[a:b]) for a, b in zip(starts, stops)]
+    big = [k for k, (p, _) in enumerate(pieces) if len(p) * voxel_mm3 >= min_volume_mm3]
+    objects = _merge_collinear(ct, [_object_from_points(ct, *pieces[k], voxel_mm3, metal_hu) for k in big],
+                               voxel_mm3, metal_hu)
     return sorted(objects, key=lambda o: -o.volume_mm3)
+
+
+def _merge_collinear(ct: CTVolume, objects: list[MetalObject], voxel_mm3: float,
+                     metal_hu: float) -> list[MetalObject]:
+    """Merge pieces of one implant that the threshold cut apart (a cannulated implant's ring).
+
+    A piece (smallest first) is merged into a bigger object when all its voxels lie
+    within the largest catalogue implant's circumradius (7 mm) plus one voxel of that
+    object's axis line, it starts within two voxels of that object's end along the
+    axis, and the merged object is no more than 2 mm wider than the two were (a piece of
+    a neighbouring implant would widen it); of several such objects, the one whose axis
+    is nearest on average takes it.
+    """
+    step = float(np.max(ct.spacing_mm))
+    objects = sorted(objects, key=lambda o: o.volume_mm3)
+    k = 0
+    while k < len(objects):
+        small = objects[k]
+        best = None
+        for j in range(k + 1, len(objects)):
+            big = objects[j]
+            dist = big.distance_to_line_mm(small.points_lps_mm)
+            if dist.max() > _MERGE_RADIUS_MM + step:
+                continue
+            t_big = (big.points_lps_mm - big.centroid_lps_mm) @ big.axis_unit
+            t_small = (small.points_lps_mm - big.centroid_lps_mm) @ big.axis_unit
+            if max(t_small.min() - t_big.max(), t_big.min() - t_small.max(), 0.0) > 2.0 * step:
+                continue
+            if best is None or dist.mean() < best[0]:
+                best = (float(dist.mean()), j)
+        if best is not None:
+            big = objects[best[1]]
+            joined = _object_from_points(ct, np.vstack([big.points_lps_mm, small.points_lps_mm]),
+                                         np.concatenate([big.weights, small.weights]), voxel_mm3, metal_hu)
+            if joined.width_mm <= max(big.width_mm, small.width_mm) + 2.0:
+                objects[best[1]] = joined
+                del objects[k]
+                objects = sorted(objects, key=lambda o: o.volume_mm3)
+                k = 0
+                continue
+        k += 1
+    return objects
 
 
 def split_object(ct: CTVolume, obj: MetalObject, lines: list[tuple[np.ndarray, np.ndarray]], *,

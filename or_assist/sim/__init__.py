@@ -27,7 +27,7 @@ __getattr__, __dir__, __all__ = _lazy.attach(
         'calibration_phantom': ['bead_phantom_volume'],
         'dicom_carm': ['SOP_CLASSES', 'shot_dataset', 'write_shot_dicom', 'simulated_shot_dataset', 'encode_dataset', 'field_windowed_values',
                        'orientation_codes'],
-        'postop_ct': ['perturbed_implant', 'rigid_motion', 'synthesize_postop_ct', 'implant_fraction_volume'],
+        'postop_ct': ['perturbed_implant', 'rigid_motion', 'synthesize_postop_ct', 'implant_fraction_volume', 'APPEARANCE_FAMILIES', 'appearance_kwargs'],
         'sample': ['SAMPLE_DIR', 'SAMPLE_SIDE', 'SAMPLE_PROFILE', 'sample_plan', 'build_sample_data', 'demo_pin'],
     },
 )

@@ -29,7 +29,42 @@ from or_assist.core.plan import Implant, implant_mesh
 from or_assist.errors import InputError
 from or_assist.postop.register_check import pose_to_sitk
 
-__all__ = ["perturbed_implant", "rigid_motion", "synthesize_postop_ct", "implant_fraction_volume"]
+__all__ = ["perturbed_implant", "rigid_motion", "synthesize_postop_ct", "implant_fraction_volume",
+           "APPEARANCE_FAMILIES", "appearance_kwargs"]
+
+#: Scanner/implant appearances of a post-op CT (keyword arguments of :func:`synthesize_postop_ct`):
+#: ``standard`` solid titanium (12000 HU) clipped at 3071; ``cannulated`` the same with a
+#: 3.3 mm central channel; ``metal_NNNN`` solid metal at NNNN HU on an extended (unclipped)
+#: scale; ``clip_3071`` metal at 3500 HU clipped at 3071; ``cannulated_2500`` both.
+APPEARANCE_FAMILIES: dict[str, dict] = {
+    "standard": {},
+    "cannulated": {"cannulation_mm": 3.3},
+    "metal_2000": {"metal_hu": 2000.0, "hu_max": 4095.0},
+    "metal_2500": {"metal_hu": 2500.0, "hu_max": 4095.0},
+    "metal_3000": {"metal_hu": 3000.0, "hu_max": 4095.0},
+    "metal_4000": {"metal_hu": 4000.0, "hu_max": 4095.0},
+    "clip_3071": {"metal_hu": 3500.0, "hu_max": 3071.0},
+    "cannulated_2500": {"metal_hu": 2500.0, "hu_max": 4095.0, "cannulation_mm": 3.3},
+}
+
+
+def appearance_kwargs(family: str) -> dict:
+    """Keyword arguments of :func:`synthesize_postop_ct` for a named appearance family.
+
+    Parameters
+    ----------
+    family : str
+        A key of :data:`APPEARANCE_FAMILIES`.
+
+    Returns
+    -------
+    dict
+        A copy (safe to modify).
+    """
+    if family not in APPEARANCE_FAMILIES:
+        raise InputError(f"unknown appearance family {family!r}; known: {', '.join(APPEARANCE_FAMILIES)}",
+                         "family")
+    return dict(APPEARANCE_FAMILIES[family])
 
 
 def perturbed_implant(implant: Implant, apex_shift_mm: Sequence[float], tilt_deg: float,
@@ -134,7 +169,7 @@ def _streaks(frac: np.ndarray, amplitude_hu: float, rng: np.random.Generator) ->
 def synthesize_postop_ct(preop: CTVolume, placed: Sequence[Implant], T_postop_from_preop: Pose, *,
                          metal_hu: float = 12000.0, hu_max: float = 3071.0, blur_mm: float = 1.0,
                          noise_hu: float = 0.0, streak_hu: float = 0.0, seed: int = 0,
-                         supersample: int = 10) -> CTVolume:
+                         supersample: int = 10, cannulation_mm: float = 0.0) -> CTVolume:
     """A post-operative CT: the pre-op CT moved rigidly, with the placed implants burnt in.
 
     Parameters
@@ -161,6 +196,9 @@ def synthesize_postop_ct(preop: CTVolume, placed: Sequence[Implant], T_postop_fr
         Noise and streak phases.
     supersample : int
         Sub-voxel points per axis for the partial-volume fraction.
+    cannulation_mm : float
+        Diameter (mm) of a central channel along each implant's whole length (cannulated
+        implants placed over a guide pin: 3.3 mm); 0 = solid.
 
     Returns
     -------
@@ -180,6 +218,16 @@ def synthesize_postop_ct(preop: CTVolume, placed: Sequence[Implant], T_postop_fr
     hu = grid.hu.astype(np.float32)
     if meshes:
         frac = implant_fraction_volume(grid, meshes, supersample)
+        if cannulation_mm > 0:
+            from or_assist.core.instruments import GuidePin
+
+            channels = []
+            for imp in placed:
+                a = imp.axis_unit
+                channels.append(GuidePin(T_postop_from_preop.apply(imp.apex_lps_mm + 1.0 * a),
+                                         T_postop_from_preop.apply(imp.entry_lps_mm - 1.0 * a),
+                                         diameter_mm=float(cannulation_mm), id=f"channel {imp.id}"))
+            frac = np.clip(frac - implant_fraction_volume(grid, channels, supersample), 0.0, 1.0)
         if blur_mm > 0:
             fimg = sitk.GetImageFromArray(frac)
             fimg.CopyInformation(moved)
