@@ -5,6 +5,7 @@ Modules::
     cohort      Cohort evaluation: many post-op cases in one table and a learning-curve plot.
     evaluate    Post-operative CT evaluation of one case: planned vs placed implants.
     match       Find the planned implants among the metal of a registered post-op CT.
+    metal       Metal in a post-operative CT: the scan's own metal threshold and filled implant channels.
     prism_fit   Sub-voxel fit of a triangular implant to its metal in a post-op CT.
     register3d  Rigid 3D/3D registration of a post-operative CT to the pre-operative (planning) CT.
     register_check Is a post-op CT-to-CT registration right? The bone overlap and the acceptance check.
@@ -19,7 +20,7 @@ import lazy_loader as _lazy
 
 __getattr__, __dir__, __all__ = _lazy.attach(
     __name__,
-    submodules=['cohort', 'evaluate', 'match', 'prism_fit', 'register3d', 'register_check', 'segment'],
+    submodules=['cohort', 'evaluate', 'match', 'metal', 'prism_fit', 'register3d', 'register_check', 'segment'],
     submod_attrs={
         'cohort': ['COHORT_SCHEMA', 'CohortCase', 'parse_case_argument', 'read_cohort_file', 'cohort_summary', 'draw_learning_curve', 'CohortFiles', 'evaluate_cohort'],
         'evaluate': ['EVALUATION_SCHEMA', 'ImplantEvaluation', 'CaseEvaluation', 'evaluate_case', 'EvaluationFiles', 'evaluate_files'],
@@ -27,6 +28,7 @@ __getattr__, __dir__, __all__ = _lazy.attach(
         'prism_fit': ['PrismFit', 'prism_planes', 'fit_prism', 'roll_about_axis_rad'],
         'register3d': ['Registration3D', 'register_postop_to_preop', 'boxes_overlap_fraction'],
         'register_check': ['RegistrationCheck', 'check_registration', 'bone_dice', 'pose_to_sitk'],
-        'segment': ['MetalObject', 'FittedImplant', 'metal_threshold_hu', 'fill_metal_channels', 'find_metal_objects', 'fit_implant', 'split_object', 'item_centroid_from_entry_mm', 'candidate_items'],
+        'metal': ['METAL_FLOOR_HU', 'METAL_CEILING_HU', 'metal_threshold_hu', 'fill_metal_channels'],
+        'segment': ['MetalObject', 'FittedImplant', 'find_metal_objects', 'fit_implant', 'split_object', 'item_centroid_from_entry_mm', 'candidate_items'],
     },
 )

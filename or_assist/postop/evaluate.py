@@ -213,7 +213,7 @@ def evaluate_case(plan: Plan, postop_ct: CTVolume, preop_ct: CTVolume | None = N
         The plan's CT; loaded (and its SHA-256 checked) from the plan when omitted.
     metal_hu : float or None
         Metal threshold (HU); None: from the post-op scan's own histogram and the
-        catalogue (:func:`or_assist.postop.segment.metal_threshold_hu`), 1800-2500 HU.
+        catalogue (:func:`or_assist.postop.metal.metal_threshold_hu`), 1800-2500 HU.
     max_match_mm : float
         Largest distance from a planned apex to the found implant's metal for a match.
     far_mm : float
@@ -247,7 +247,7 @@ def evaluate_case(plan: Plan, postop_ct: CTVolume, preop_ct: CTVolume | None = N
     lo, hi = _plan_box(plan)
     roi = crop_ct(preop_ct, lo, hi, margin_mm=roi_margin_mm)
     if metal_hu is None:
-        from or_assist.postop.segment import fill_metal_channels, metal_threshold_hu
+        from or_assist.postop.metal import fill_metal_channels, metal_threshold_hu
 
         metal_hu = metal_threshold_hu(fill_metal_channels(postop_ct), plan.catalogue)
     reg = register_postop_to_preop(roi, postop_ct, metal_hu=metal_hu, min_dice=min_bone_dice)

@@ -22,8 +22,8 @@ from or_assist.core.pose import Pose
 from or_assist.core.plan import Plan, implant_vertex_directions
 from or_assist.errors import InputError
 from or_assist.postop.prism_fit import fit_prism, roll_about_axis_rad
-from or_assist.postop.segment import (MetalObject, candidate_items, fill_metal_channels, find_metal_objects,
-                                      fit_implant, metal_threshold_hu, split_object)
+from or_assist.postop.metal import fill_metal_channels, metal_threshold_hu
+from or_assist.postop.segment import MetalObject, candidate_items, find_metal_objects, fit_implant, split_object
 
 __all__ = ["FoundImplant", "LocatedImplants", "locate_implants"]
 
@@ -142,13 +142,13 @@ def locate_implants(plan: Plan, postop: CTVolume, preop: CTVolume, T_preop_from_
         The registration.
     metal_hu : float or None
         Metal threshold (HU); None: from the scan's histogram and the catalogue
-        (:func:`or_assist.postop.segment.metal_threshold_hu`, on the channel-filled CT).
+        (:func:`or_assist.postop.metal.metal_threshold_hu`, on the channel-filled CT).
     max_match_mm, far_mm : float
         See :func:`or_assist.postop.evaluate.evaluate_case`.
     channel_mm : float
         Central channels (cannulated implants) and holes up to this width are filled
         before the metal is segmented and measured
-        (:func:`or_assist.postop.segment.fill_metal_channels`); 0: off.
+        (:func:`or_assist.postop.metal.fill_metal_channels`); 0: off.
     refine : bool
         Run the triangular-prism fit (else principal axis and centroid only).
 

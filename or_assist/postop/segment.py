@@ -1,9 +1,9 @@
 """Implant segmentation in a post-operative CT: metal objects, their axes, tips and entries.
 
-1. **Metal**: the threshold comes from the scan's own histogram (:func:`metal_threshold_hu`:
+1. **Metal**: the threshold comes from the scan's own histogram (:func:`~or_assist.postop.metal.metal_threshold_hu`:
    0.82 of the dimmest metal core, within 1800-2500 HU, so metal at 2000-4000 HU and
    clipped 12-bit data are found and cortical bone is not); dark channels inside metal
-   are filled where the grid resolves them (:func:`fill_metal_channels`, cannulated
+   are filled where the grid resolves them (:func:`~or_assist.postop.metal.fill_metal_channels`, cannulated
    implants). Voxels at or above ``metal_hu`` are grouped into face-connected
    (6-neighbour) components through voxels down to 300 HU lower (hysteresis); pieces
    lying along one object's axis are merged; components under ``min_volume_mm3`` are
@@ -47,8 +47,9 @@ import SimpleITK as sitk
 from or_assist.core.catalogue import Catalogue, CatalogueItem
 from or_assist.core.ct.volume import CTVolume
 from or_assist.errors import InputError
+from or_assist.postop.metal import metal_threshold_hu
 
-__all__ = ["MetalObject", "FittedImplant", "metal_threshold_hu", "fill_metal_channels", "find_metal_objects", "fit_implant", "split_object",
+__all__ = ["MetalObject", "FittedImplant", "find_metal_objects", "fit_implant", "split_object",
            "item_centroid_from_entry_mm", "candidate_items"]
 
 _PROFILE_STEP_MM = 0.25
@@ -156,110 +157,6 @@ def _profile_ends(ct: CTVolume, c: np.ndarray, axis: np.ndarray, t0: float, t1: 
 
     ta, tb = cross(i0 - 1, i0), cross(i1 + 1, i1)
     return np.vstack([c + ta * axis, c + tb * axis]), tb - ta
-
-
-#: Bounds of the metal threshold (HU): never below the brightest cortical bone we accept
-#: to exclude, never above the threshold the fit was built for (clipped titanium).
-METAL_FLOOR_HU, METAL_CEILING_HU = 1800.0, 2500.0
-#: The threshold is this fraction of the dimmest metal core level found.
-_CORE_FRACTION = 0.82
-
-
-def metal_threshold_hu(ct: CTVolume, catalogue: Catalogue | None = None, *,
-                       floor_hu: float = METAL_FLOOR_HU, ceiling_hu: float = METAL_CEILING_HU) -> float:
-    """Metal threshold of a post-op CT from its own histogram (not a constant).
-
-    Scanners put titanium anywhere from about 2000 HU (extended scales, beam hardening)
-    to the top of a 12-bit scale (clipped at 3071). Every connected component at or above
-    ``floor_hu`` that is at least a tenth of the smallest catalogue implant's core
-    (cross-section times length) is a metal candidate; its core level is its 95th
-    HU percentile. The threshold is ``0.82`` times the dimmest candidate's core level
-    (so the implant's own partial-volume rim is left out as the fit expects), kept within
-    ``[floor_hu, ceiling_hu]``: clipped titanium gives ``ceiling_hu`` (the threshold the fit
-    was tuned at), metal at 2000-3000 HU a lower one, and nothing below ``floor_hu``
-    (cortical bone, up to about 1800 HU) is ever taken as metal.
-
-    Parameters
-    ----------
-    ct : CTVolume
-        The post-op CT, HU.
-    catalogue : Catalogue, optional
-        For the smallest implant's volume (default: the packaged catalogue's).
-    floor_hu, ceiling_hu : float
-        Bounds of the threshold, HU.
-
-    Returns
-    -------
-    float
-        The threshold, HU; ``ceiling_hu`` when the CT holds no metal candidate.
-    """
-    if not (np.isfinite(floor_hu) and np.isfinite(ceiling_hu)) or floor_hu > ceiling_hu:
-        raise InputError(f"need floor <= ceiling, got {floor_hu!r}, {ceiling_hu!r}", "floor_hu")
-    min_mm3 = _smallest_core_mm3(catalogue) * 0.1
-    img = ct.to_sitk()
-    labels = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.BinaryThreshold(img, float(floor_hu), 1e12, 1, 0),
-                                                            False))
-    kji = np.argwhere(labels > 0)
-    if kji.size == 0:
-        return float(ceiling_hu)
-    lab = labels[kji[:, 0], kji[:, 1], kji[:, 2]]
-    hu = ct.hu[kji[:, 0], kji[:, 1], kji[:, 2]].astype(np.float64)
-    voxel_mm3 = float(np.prod(ct.spacing_mm))
-    order = np.argsort(lab, kind="stable")
-    lab, hu = lab[order], hu[order]
-    starts = np.flatnonzero(np.diff(np.concatenate([[-1], lab])))
-    stops = np.concatenate([starts[1:], [len(lab)]])
-    cores = [float(np.percentile(hu[a:b], 95)) for a, b in zip(starts, stops) if (b - a) * voxel_mm3 >= min_mm3]
-    if not cores:
-        return float(ceiling_hu)
-    return float(np.clip(_CORE_FRACTION * min(cores), floor_hu, ceiling_hu))
-
-
-def fill_metal_channels(ct: CTVolume, channel_mm: float = 3.5) -> CTVolume:
-    """The CT with dark channels and holes inside bright objects filled (grey closing).
-
-    A cannulated implant (a central channel for the guide pin, 3.3 mm) or a fenestrated
-    one is a ring of metal in cross-section; thresholded as is it breaks into pieces and
-    its axis profile runs down the dark channel. A greyscale morphological closing (max
-    filter then min filter) with a ball just wider than the channel fills every dark
-    gap narrower than the ball that bright material surrounds, and leaves convex bright
-    objects (solid implants) and the background as they were.
-
-    Parameters
-    ----------
-    ct : CTVolume
-        HU.
-    channel_mm : float
-        Widest channel to fill, mm (the ball's radius is half of it plus 0.25 mm, in
-        whole voxels per axis; where the voxels are coarser than that the channel is not
-        resolved as a gap and that axis is left as it is).
-
-    Returns
-    -------
-    CTVolume
-        Same grid.
-    """
-    if not np.isfinite(channel_mm) or channel_mm < 0:
-        raise InputError(f"must be a finite length >= 0 mm, got {channel_mm!r}", "channel_mm")
-    if channel_mm == 0:
-        return ct
-    radius = [int(np.floor((0.5 * channel_mm + 0.25) / float(s))) for s in ct.spacing_mm]
-    if max(radius) == 0:         # voxels coarser than the channel: it is not resolved as a gap
-        return ct
-    img = ct.to_sitk()
-    closed = sitk.GrayscaleMorphologicalClosing(sitk.Cast(img, sitk.sitkFloat32), radius, sitk.sitkBall, True)
-    hu = sitk.GetArrayFromImage(closed).astype(np.float32)
-    return CTVolume(np.maximum(hu, ct.hu), ct.origin_mm, ct.spacing_mm, ct.direction, source=ct.source)
-
-
-def _smallest_core_mm3(catalogue: Catalogue | None) -> float:
-    """Volume (mm3) of the smallest catalogue implant: triangle area 3 sqrt(3) r^2 times length."""
-    if catalogue is None:
-        from or_assist.core.catalogue import load_catalogue
-
-        catalogue = load_catalogue()
-    return min(3.0 * np.sqrt(3.0) * float(it.inscribed_radius_mm) ** 2 * float(it.length_mm)
-               for it in catalogue.items.values())
 
 
 #: Metal voxels are grouped into objects through voxels down to this far below the

@@ -15,8 +15,8 @@ import pytest
 from or_assist.core.ct.volume import CTVolume
 from or_assist.core.instruments import GuidePin
 from or_assist.errors import InputError
-from or_assist.postop.segment import (METAL_CEILING_HU, METAL_FLOOR_HU, fill_metal_channels, find_metal_objects,
-                                      metal_threshold_hu)
+from or_assist.postop.metal import METAL_CEILING_HU, METAL_FLOOR_HU, fill_metal_channels, metal_threshold_hu
+from or_assist.postop.segment import find_metal_objects
 from or_assist.sim.postop_ct import (appearance_kwargs, implant_fraction_volume, rigid_motion,
                                      synthesize_postop_ct)
 from tests.postop import postop_cases as pc

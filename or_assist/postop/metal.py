@@ -1,0 +1,124 @@
+"""Metal in a post-operative CT: the scan's own metal threshold and filled implant channels.
+
+* :func:`metal_threshold_hu`: scanners differ (metal at 2000-4000 HU, 12-bit data clipped at
+  3071 HU), so the threshold comes from the scan: 0.82 of the dimmest metal core large
+  enough to be part of an implant (a tenth of the smallest catalogue implant), within
+  1800-2500 HU (never cortical bone, and clipped titanium keeps the 2500 HU the fit was
+  tuned at).
+* :func:`fill_metal_channels`: cannulated implants (a central channel for the guide pin)
+  have their channel filled where the grid resolves it, so each is one object.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk
+
+from or_assist.core.catalogue import Catalogue
+from or_assist.core.ct.volume import CTVolume
+from or_assist.errors import InputError
+
+__all__ = ["METAL_FLOOR_HU", "METAL_CEILING_HU", "metal_threshold_hu", "fill_metal_channels"]
+
+#: Bounds of the metal threshold (HU): never below the brightest cortical bone we accept
+#: to exclude, never above the threshold the fit was built for (clipped titanium).
+METAL_FLOOR_HU, METAL_CEILING_HU = 1800.0, 2500.0
+#: The threshold is this fraction of the dimmest metal core level found.
+_CORE_FRACTION = 0.82
+
+
+def metal_threshold_hu(ct: CTVolume, catalogue: Catalogue | None = None, *,
+                       floor_hu: float = METAL_FLOOR_HU, ceiling_hu: float = METAL_CEILING_HU) -> float:
+    """Metal threshold of a post-op CT from its own histogram (not a constant).
+
+    Scanners put titanium anywhere from about 2000 HU (extended scales, beam hardening)
+    to the top of a 12-bit scale (clipped at 3071). Every connected component at or above
+    ``floor_hu`` that is at least a tenth of the smallest catalogue implant's core
+    (cross-section times length) is a metal candidate; its core level is its 95th
+    HU percentile. The threshold is ``0.82`` times the dimmest candidate's core level
+    (so the implant's own partial-volume rim is left out as the fit expects), kept within
+    ``[floor_hu, ceiling_hu]``: clipped titanium gives ``ceiling_hu`` (the threshold the fit
+    was tuned at), metal at 2000-3000 HU a lower one, and nothing below ``floor_hu``
+    (cortical bone, up to about 1800 HU) is ever taken as metal.
+
+    Parameters
+    ----------
+    ct : CTVolume
+        The post-op CT, HU.
+    catalogue : Catalogue, optional
+        For the smallest implant's volume (default: the packaged catalogue's).
+    floor_hu, ceiling_hu : float
+        Bounds of the threshold, HU.
+
+    Returns
+    -------
+    float
+        The threshold, HU; ``ceiling_hu`` when the CT holds no metal candidate.
+    """
+    if not (np.isfinite(floor_hu) and np.isfinite(ceiling_hu)) or floor_hu > ceiling_hu:
+        raise InputError(f"need floor <= ceiling, got {floor_hu!r}, {ceiling_hu!r}", "floor_hu")
+    min_mm3 = _smallest_core_mm3(catalogue) * 0.1
+    img = ct.to_sitk()
+    labels = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.BinaryThreshold(img, float(floor_hu), 1e12, 1, 0),
+                                                            False))
+    kji = np.argwhere(labels > 0)
+    if kji.size == 0:
+        return float(ceiling_hu)
+    lab = labels[kji[:, 0], kji[:, 1], kji[:, 2]]
+    hu = ct.hu[kji[:, 0], kji[:, 1], kji[:, 2]].astype(np.float64)
+    voxel_mm3 = float(np.prod(ct.spacing_mm))
+    order = np.argsort(lab, kind="stable")
+    lab, hu = lab[order], hu[order]
+    starts = np.flatnonzero(np.diff(np.concatenate([[-1], lab])))
+    stops = np.concatenate([starts[1:], [len(lab)]])
+    cores = [float(np.percentile(hu[a:b], 95)) for a, b in zip(starts, stops) if (b - a) * voxel_mm3 >= min_mm3]
+    if not cores:
+        return float(ceiling_hu)
+    return float(np.clip(_CORE_FRACTION * min(cores), floor_hu, ceiling_hu))
+
+
+def fill_metal_channels(ct: CTVolume, channel_mm: float = 3.5) -> CTVolume:
+    """The CT with dark channels and holes inside bright objects filled (grey closing).
+
+    A cannulated implant (a central channel for the guide pin, 3.3 mm) or a fenestrated
+    one is a ring of metal in cross-section; thresholded as is it breaks into pieces and
+    its axis profile runs down the dark channel. A greyscale morphological closing (max
+    filter then min filter) with a ball just wider than the channel fills every dark
+    gap narrower than the ball that bright material surrounds, and leaves convex bright
+    objects (solid implants) and the background as they were.
+
+    Parameters
+    ----------
+    ct : CTVolume
+        HU.
+    channel_mm : float
+        Widest channel to fill, mm (the ball's radius is half of it plus 0.25 mm, in
+        whole voxels per axis; where the voxels are coarser than that the channel is not
+        resolved as a gap and that axis is left as it is).
+
+    Returns
+    -------
+    CTVolume
+        Same grid.
+    """
+    if not np.isfinite(channel_mm) or channel_mm < 0:
+        raise InputError(f"must be a finite length >= 0 mm, got {channel_mm!r}", "channel_mm")
+    if channel_mm == 0:
+        return ct
+    radius = [int(np.floor((0.5 * channel_mm + 0.25) / float(s))) for s in ct.spacing_mm]
+    if max(radius) == 0:         # voxels coarser than the channel: it is not resolved as a gap
+        return ct
+    img = ct.to_sitk()
+    closed = sitk.GrayscaleMorphologicalClosing(sitk.Cast(img, sitk.sitkFloat32), radius, sitk.sitkBall, True)
+    hu = sitk.GetArrayFromImage(closed).astype(np.float32)
+    return CTVolume(np.maximum(hu, ct.hu), ct.origin_mm, ct.spacing_mm, ct.direction, source=ct.source)
+
+
+def _smallest_core_mm3(catalogue: Catalogue | None) -> float:
+    """Volume (mm3) of the smallest catalogue implant: triangle area 3 sqrt(3) r^2 times length."""
+    if catalogue is None:
+        from or_assist.core.catalogue import load_catalogue
+
+        catalogue = load_catalogue()
+    return min(3.0 * np.sqrt(3.0) * float(it.inscribed_radius_mm) ** 2 * float(it.length_mm)
+               for it in catalogue.items.values())
