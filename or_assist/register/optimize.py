@@ -89,7 +89,7 @@ def cma_es(f: Objective, x0: Sequence[float], sigma: Sequence[float] | float, *,
     Deterministic for a seed on one numpy/BLAS build. On another build the path may differ
     (``numpy.linalg.eigh`` may return the covariance's eigenvectors with other signs, or
     other directions for nearly equal eigenvalues: other samples of the same distribution),
-    so a seed's end point there is another draw; pycma (:func:`pycma_es`) has the same
+    so a seed's end point there is another draw; pycma (:func:`~or_assist.register.optimize_pycma.pycma_es`) has the same
     property. What holds on every build is what the method guarantees: the budget, the
     stop rule, the convergence rate (tests/register/test_register_parts.py).
     Kept against pycma with the figures in the module docstring.
