@@ -148,16 +148,14 @@ def overhead_part(reps: int) -> str:
 
 
 def registration_part(seed: int, families, views, per_cell: int, verbose: bool, reg_seed: int = 0) -> str:
-    from registration import (REAL_CT, REAL_PLAN, SUCCESS_MM, family_shot, target_points)  # noqa: E402
+    from registration import (REAL_CT, REAL_PLAN, SUCCESS_MM, family_shots, target_points)  # noqa: E402
 
-    from or_assist.core.carm_profiles import load_profile  # noqa: F401, E402
     from or_assist.core.ct.load import load_ct
     from or_assist.core.plan import load_plan
     from or_assist.register.pipeline import Registrar, registration_ct
     from or_assist.register.pose_params import target_error_mm
     from or_assist.register.settings import RegistrationSettings
     from or_assist.render.drr import AttenuationVolume, DRRRenderer
-    from or_assist.sim.shots.appearance import draw_appearance
 
     ct, plan = load_ct(REAL_CT), load_plan(REAL_PLAN)
     # no time budget: on a loaded machine it would stop either optimiser by the load's
@@ -165,30 +163,22 @@ def registration_part(seed: int, families, views, per_cell: int, verbose: bool, 
     ours = RegistrationSettings(time_budget_s=None, seed=reg_seed)
     stages = tuple(replace(s, optimizer="pycma") if s.optimizer == "cma" else s for s in ours.stages)
     settings = {"ours": ours, "pycma": replace(ours, stages=stages)}
-    renderer = DRRRenderer(AttenuationVolume.from_ct(ct))
     reg_renderer = DRRRenderer(AttenuationVolume.from_ct(registration_ct(ct, ours)))
     points = target_points(plan, ct)
     rows = {k: [] for k in settings}
-    i = 0
-    for vi, view in enumerate(views):
-        for fi, family in enumerate(families):
-            for k in range(per_cell):
-                rng = np.random.default_rng([seed, vi, fi, k])
-                appearance = draw_appearance(family, rng)
-                shot, start, polarity, imp = family_shot(renderer, ct, plan, view, appearance, rng)
-                targets = np.stack([imp.entry_lps_mm, imp.apex_lps_mm])
-                order = list(settings) if i % 2 == 0 else list(settings)[::-1]
-                i += 1
-                for key in order:
-                    registrar = Registrar(reg_renderer, shot.video_geometry, settings[key])
-                    res = registrar.register(shot.frame, start, polarity=polarity, target_lps_mm=targets)
-                    pose = res.pose if res.pose is not None else start
-                    m = target_error_mm(pose, shot.pose, points)
-                    rows[key].append({"mtre": m, "success": res.success, "seconds": res.seconds,
-                                      "n": res.n_evaluations})
-                    if verbose:
-                        print(f"  {view:7s} {family:12s} {k} {key:5s} -> {m:6.2f} mm ok={int(res.success)} "
-                              f"{res.seconds:.2f} s {res.n_evaluations} DRRs", flush=True)
+    shots = family_shots(ct, plan, views, families, per_cell, seed)
+    for i, (view, family, k, shot, start, polarity, targets) in enumerate(shots):
+        order = list(settings) if i % 2 == 0 else list(settings)[::-1]
+        for key in order:
+            registrar = Registrar(reg_renderer, shot.video_geometry, settings[key])
+            res = registrar.register(shot.frame, start, polarity=polarity, target_lps_mm=targets)
+            pose = res.pose if res.pose is not None else start
+            m = target_error_mm(pose, shot.pose, points)
+            rows[key].append({"mtre": m, "success": res.success, "seconds": res.seconds,
+                              "n": res.n_evaluations})
+            if verbose:
+                print(f"  {view:7s} {family:12s} {k} {key:5s} -> {m:6.2f} mm ok={int(res.success)} "
+                      f"{res.seconds:.2f} s {res.n_evaluations} DRRs", flush=True)
     n = len(rows["ours"])
     lines = [f"registration (real CT, seed {seed}, families {', '.join(families)}, views {', '.join(views)}, "
              f"{per_cell} per cell: {n} shots, the same shots and starts for both, interleaved; "

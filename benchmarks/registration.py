@@ -250,27 +250,34 @@ def family_shot(renderer, ct, plan, view: str, appearance, rng):
     return shot, start, "bone-bright" if appearance.invert else "bone-dark", imp
 
 
-def run_families(name: str, ct, plan, views, families, n: int, seed: int, settings: RegistrationSettings,
-                 verbose: bool) -> list:
-    """Every view x family, ``n`` shots each, with seeds independent of the order."""
+def family_shots(ct, plan, views, families, n: int, seed: int):
+    """Every view x family, ``n`` shots each (:func:`family_shot`), with seeds independent of
+    the order: yields ``(view, family, k, shot, start, polarity, targets)``, ``targets`` the
+    shot's implant's entry and apex (2, 3)."""
     from or_assist.sim.shots.appearance import draw_appearance
 
     renderer = DRRRenderer(AttenuationVolume.from_ct(ct))
-    # the registrar renders the CT as the product does from a CT (coarsened to
-    # settings.volume_voxel_mm); the shots come from the CT as it is
-    reg_renderer = DRRRenderer(AttenuationVolume.from_ct(registration_ct(ct, settings)))
-    points = target_points(plan, ct)
-    rows = []
     for vi, view in enumerate(views):
         for fi, family in enumerate(families):
             for k in range(n):
                 rng = np.random.default_rng([seed, vi, fi, k])
                 appearance = draw_appearance(family, rng)
                 shot, start, polarity, imp = family_shot(renderer, ct, plan, view, appearance, rng)
-                targets = np.stack([imp.entry_lps_mm, imp.apex_lps_mm])
-                registrar = Registrar(reg_renderer, shot.video_geometry, settings)
-                res = registrar.register(shot.frame, start, polarity=polarity, target_lps_mm=targets)
-                rows.append(family_row(name, view, family, k, res, shot.pose, start, points, targets, verbose))
+                yield view, family, k, shot, start, polarity, np.stack([imp.entry_lps_mm, imp.apex_lps_mm])
+
+
+def run_families(name: str, ct, plan, views, families, n: int, seed: int, settings: RegistrationSettings,
+                 verbose: bool) -> list:
+    """Every view x family, ``n`` shots each (:func:`family_shots`), registered."""
+    # the registrar renders the CT as the product does from a CT (coarsened to
+    # settings.volume_voxel_mm); the shots come from the CT as it is
+    reg_renderer = DRRRenderer(AttenuationVolume.from_ct(registration_ct(ct, settings)))
+    points = target_points(plan, ct)
+    rows = []
+    for view, family, k, shot, start, polarity, targets in family_shots(ct, plan, views, families, n, seed):
+        registrar = Registrar(reg_renderer, shot.video_geometry, settings)
+        res = registrar.register(shot.frame, start, polarity=polarity, target_lps_mm=targets)
+        rows.append(family_row(name, view, family, k, res, shot.pose, start, points, targets, verbose))
     return rows
 
 
