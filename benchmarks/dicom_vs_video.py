@@ -108,7 +108,8 @@ def run_dicom(plan, renderer, video_geometry, shots, settings, tmp):
             while frame is None:
                 frame = source.read()
             event = pipe.feed(frame)
-            result = pipe.process(event.image, "L1", view, frame_index=event.index)
+            result = pipe.process(event.image, "L1", view, frame_index=event.index, dicom=frame.dicom,
+                                  pixels=frame.pixels)
             rows.append((view, status, result, result.finished_s - frame.timestamp_s, truth, result.attempts))
     return rows
 

@@ -4,7 +4,9 @@
   buffer: only the newest frame is kept); the display timer ``peek()``\\ s it.
 * :class:`VideoWorker` takes every new frame, feeds the shot detector
   (:meth:`LivePipeline.feed`) and hands each new shot to the registration worker
-  directly (not via the GUI thread), with the implant and view selected at that moment.
+  directly (not via the GUI thread), with the implant and view selected at that moment
+  and, for a shot received over DICOM, the frame's header and full-depth pixels (the
+  job's ``dicom`` and ``pixels``, for :meth:`LivePipeline.process`).
 * :class:`LatestJobWorker` runs one job at a time; a new request replaces one that is
   still waiting (newest wins), so a slow registration never builds a backlog. Results
   reach the GUI through queued signals. While a shot registers, the video worker goes
@@ -185,7 +187,10 @@ class VideoWorker(QtCore.QThread):
     Signals
     -------
     shot_detected(object)
-        ``{"event": ShotEvent, "implant": id, "view": kind, "capture": bool, "shown_since_s": float}``.
+        ``{"event": ShotEvent, "implant": id, "view": kind, "capture": bool, "shown_since_s": float,
+        "dicom": DicomShotHeader or None, "pixels": uint16 ndarray or None}``: the last two are
+        the shot's frame's (:attr:`~or_assist.video.sources.base.Frame.dicom`,
+        :attr:`~or_assist.video.sources.dicom.DicomFrame.pixels`), None for video.
     image_changing(bool)
         The video started (True) or stopped (False) changing from the last held image;
         when it stops because a new shot is held, after that shot's ``shot_detected``.
@@ -245,7 +250,8 @@ class VideoWorker(QtCore.QThread):
             implant_id, view = self.selection.get()
             shown = self._times.get(event.stable_since_index, event.timestamp_s)
             job = {"event": event, "implant": implant_id, "view": view, "shown_since_s": shown,
-                   "capture": bool(step and step["capture"])}
+                   "capture": bool(step and step["capture"]),
+                   "dicom": getattr(frame, "dicom", None), "pixels": getattr(frame, "pixels", None)}
             self.shot_detected.emit(job)
             if changing:  # after the shot: the display never takes the previous shot as current again
                 changing = False

@@ -134,7 +134,6 @@ class LivePipeline:
         self._lock = threading.Lock()
         self._registrars: dict = {}   # per DICOM header geometry (live.starts)
         self._said: set = set()       # notices said once per case
-        self._fed: dict = {}          # frame index -> (DICOM header, full-depth pixels) of fed DICOM shots
         self.two_view = TwoViewTracker(plan, self.thresholds)  # per implant, shots with a pin (3-D deviation)
 
     # ------------------------------------------------------------------ selection helpers
@@ -167,18 +166,15 @@ class LivePipeline:
         Returns
         -------
         ShotEvent or None
-            An event once per new held image.
+            An event once per new held image (its ``image`` is ``frame``'s). A DICOM shot's
+            header and full-depth pixels (``frame.dicom``, ``frame.pixels``) are not kept
+            here: whoever hands the event to :meth:`process` passes them with it.
         """
         event = self.detector.update(frame, self.fov_mask, self.ignore_mask)
         d = self.detector.last_difference_grey
         stable_limit = self.detector.settings.stable_factor * self.detector.noise_grey + 1e-3
         if event is not None:
             self.image_changing = False
-            if getattr(frame, "dicom", None) is not None:   # a DICOM shot: process() takes its header and pixels
-                with self._lock:
-                    self._fed[event.index] = (frame.dicom, getattr(frame, "pixels", None))
-                    for old in sorted(self._fed)[:-8]:
-                        del self._fed[old]
         elif d is None or d > stable_limit:
             self.image_changing = True
         return event
@@ -209,8 +205,8 @@ class LivePipeline:
             waiting) no further views are tried.
         dicom : DicomShotHeader, optional
             The header of a shot received over DICOM: registered with its geometry, its
-            positioner angles the first start (:mod:`or_assist.live.starts`). Default: the
-            header of the DICOM frame fed (:meth:`feed`) at ``frame_index``, if any.
+            positioner angles the first start (:mod:`or_assist.live.starts`): the
+            ``dicom`` of the frame whose shot event gave ``image``. Default: none (a video shot).
         pixels : (H, W) uint16 ndarray, optional
             That shot's full-depth pixels (registered on instead of ``image``).
 
@@ -225,10 +221,6 @@ class LivePipeline:
             self._shots += 1
             number = self._shots
         secs: dict = {}
-        if dicom is None:
-            with self._lock:
-                dicom, fed_pixels = self._fed.pop(int(frame_index), (None, None))
-            pixels = fed_pixels if pixels is None else pixels
         frame = np.ascontiguousarray(image)
         if frame.dtype == np.uint16:   # full-depth pixels given as the image: the 8-bit copy is shown
             pixels, frame = frame, ((frame.astype(np.uint32) + 128) >> 8).clip(0, 255).astype(np.uint8)

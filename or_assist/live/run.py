@@ -263,7 +263,8 @@ def run_headless(case: LiveCase, *, max_shots: int | None = None, duration_s: fl
         event, step = job["event"], job["step"]
         result = pipe.process(event.image, job["implant"], job["view"], frame_index=event.index,
                               shown_since_s=event.timestamp_s,
-                              should_stop=None if queue is None else queue.waiting)
+                              should_stop=None if queue is None else queue.waiting,
+                              dicom=job.get("dicom"), pixels=job.get("pixels"))
         if job.get("file") is not None and result.shot_id is not None:   # a DICOM shot: where its object is
             pipe.log_event("dicom_shot", {"shot_id": result.shot_id, "file": str(job["file"])})
         if step is not None and step["capture"] and result.registered and result.cue is not None:
@@ -326,7 +327,8 @@ def run_headless(case: LiveCase, *, max_shots: int | None = None, duration_s: fl
                 if step is not None:
                     active["implant"], active["view"] = step["implant"], step["view"]
                 job = {"event": event, "step": step, "implant": active["implant"], "view": active["view"],
-                       "file": getattr(frame, "path", None)}
+                       "file": getattr(frame, "path", None),   # a DICOM shot: its object, header and pixels
+                       "dicom": getattr(frame, "dicom", None), "pixels": getattr(frame, "pixels", None)}
             if queue is None:
                 if handle(job):
                     break
