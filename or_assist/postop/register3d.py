@@ -105,6 +105,29 @@ def boxes_overlap_fraction(a: CTVolume, b: CTVolume) -> float:
     return inter / vol
 
 
+def _coarsened(ct: CTVolume, min_spacing_mm: float) -> CTVolume:
+    """The CT smoothed and resampled to at least ``min_spacing_mm`` per axis (same direction and box).
+
+    A thin-slice post-op scan has 10-50 times the voxels of the 3 mm pre-op region it is
+    registered to and no more information for that; every optimiser run smooths and
+    shrinks the moving image, so it is coarsened once.
+    """
+    sp = np.asarray(ct.spacing_mm, dtype=np.float64)
+    if min_spacing_mm <= 0 or np.all(sp >= min_spacing_mm - 1e-6):
+        return ct
+    new_sp = np.maximum(sp, min_spacing_mm)
+    sigma = [float(v) for v in 0.5 * np.sqrt(np.maximum(new_sp ** 2 - sp ** 2, 0.0))]
+    img = sitk.DiscreteGaussian(ct.to_sitk(), [v * v for v in sigma], 32, 0.01, True)
+    size = np.maximum(np.round(np.array(ct.shape_xyz) * sp / new_sp).astype(int), 1)
+    origin = ct.origin_mm + ct.direction @ (0.5 * (new_sp - sp))
+    ref = sitk.Image([int(v) for v in size], sitk.sitkFloat32)
+    ref.SetOrigin(tuple(float(v) for v in origin))
+    ref.SetSpacing(tuple(float(v) for v in new_sp))
+    ref.SetDirection(tuple(float(v) for v in ct.direction.ravel()))
+    out = sitk.Resample(img, ref, sitk.Transform(), sitk.sitkLinear, -1000.0, sitk.sitkFloat32)
+    return CTVolume.from_sitk(out, source=ct.source)
+
+
 def _prepared(ct: CTVolume) -> sitk.Image:
     img = ct.to_sitk()
     return sitk.Clamp(img, sitk.sitkFloat32, *_CLAMP_HU)
@@ -199,7 +222,8 @@ def register_postop_to_preop(preop: CTVolume, postop: CTVolume, *, bone_hu: tupl
                              shrink: tuple[int, ...] = (4, 2, 1), smoothing_vox: tuple[float, ...] = (2.0, 1.0, 0.0),
                              iterations: int = 200, histogram_bins: int = 48, sampling: float = 1.0,
                              min_dice: float = 0.5, check: bool = True, multistart_deg: float = 10.0,
-                             multistart_refine: int = 4) -> Registration3D:
+                             multistart_refine: int = 4, moving_spacing_mm: float = 1.5,
+                             shear_slope: float = 0.1) -> Registration3D:
     """Register a post-op CT rigidly to the pre-op CT (method: module doc).
 
     Parameters
@@ -234,6 +258,14 @@ def register_postop_to_preop(preop: CTVolume, postop: CTVolume, *, bone_hu: tupl
         the 26 rotations combining 0 and +-``multistart_deg`` about the LPS axes; 0: off.
     multistart_refine : int
         How many of those (best metric first) are refined and checked.
+    moving_spacing_mm : float
+        A post-op CT with finer voxels is smoothed and resampled to this spacing once,
+        before registering (its voxels carry no more for a match to the 3 mm pre-op region;
+        without it each optimiser run smooths the whole thin-slice scan); 0: as it is.
+    shear_slope : float
+        The check also refuses a post-op CT that overlaps better sheared by this slope
+        along its slice axis (a gantry-tilted series read without tilt correction); no
+        multi-start then (no rigid start can help); 0: off.
 
     Returns
     -------
@@ -246,6 +278,7 @@ def register_postop_to_preop(preop: CTVolume, postop: CTVolume, *, bone_hu: tupl
         The pre-op region has no bone to register, or the post-op CT has no bone at all.
     """
     t0 = time.perf_counter()
+    postop = _coarsened(postop, moving_spacing_mm)
     fixed, moving = _prepared(preop), _prepared(postop)
     fixed_mask, _ = _masks(preop, bone_hu, metal_hu, metal_margin_mm)
     moving_bone, moving_mask = _masks(postop, bone_hu, metal_hu, metal_margin_mm)
@@ -293,14 +326,15 @@ def register_postop_to_preop(preop: CTVolume, postop: CTVolume, *, bone_hu: tupl
         verdict = None
         if ok and check:
             verdict = check_registration(preop, postop, T, centre_mm=c_fixed, min_dice=min_dice, bone_hu=bone_hu,
-                                         metal_hu=metal_hu)
+                                         metal_hu=metal_hu, shear_slope=shear_slope)
             if not verdict.accepted:
                 ok, msg = False, verdict.reason
         return T, float(value), msg, float(dice), ok, verdict
 
     T, value, msg, dice, ok, verdict = finish(tx, value, why)
     tried = 1
-    if not ok and multistart_deg > 0:
+    sheared = verdict is not None and verdict.reason.startswith("the post-op CT is sheared")
+    if not ok and multistart_deg > 0 and not sheared:
         # Large motion: the local optimiser from the identity / shift start lands in a wrong
         # optimum. Coarse runs from rotated starts (every combination of 0 and +-multistart_deg
         # about the LPS axes through the bone centre); the best few by the metric are refined
