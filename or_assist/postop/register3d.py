@@ -106,26 +106,18 @@ def boxes_overlap_fraction(a: CTVolume, b: CTVolume) -> float:
 
 
 def _coarsened(ct: CTVolume, min_spacing_mm: float) -> CTVolume:
-    """The CT smoothed and resampled to at least ``min_spacing_mm`` per axis (same direction and box).
+    """The CT averaged over blocks of voxels to about ``min_spacing_mm`` per axis (``sitk.BinShrink``).
 
     A thin-slice post-op scan has 10-50 times the voxels of the 3 mm pre-op region it is
     registered to and no more information for that; every optimiser run smooths and
-    shrinks the moving image, so it is coarsened once.
+    shrinks the moving image, so it is coarsened once. Block factors are
+    ``round(min_spacing_mm / spacing)`` per axis (at least 1); same direction and box.
     """
     sp = np.asarray(ct.spacing_mm, dtype=np.float64)
-    if min_spacing_mm <= 0 or np.all(sp >= min_spacing_mm - 1e-6):
+    factors = [max(1, int(round(min_spacing_mm / s))) for s in sp] if min_spacing_mm > 0 else [1, 1, 1]
+    if factors == [1, 1, 1]:
         return ct
-    new_sp = np.maximum(sp, min_spacing_mm)
-    sigma = [float(v) for v in 0.5 * np.sqrt(np.maximum(new_sp ** 2 - sp ** 2, 0.0))]
-    img = sitk.DiscreteGaussian(ct.to_sitk(), [v * v for v in sigma], 32, 0.01, True)
-    size = np.maximum(np.round(np.array(ct.shape_xyz) * sp / new_sp).astype(int), 1)
-    origin = ct.origin_mm + ct.direction @ (0.5 * (new_sp - sp))
-    ref = sitk.Image([int(v) for v in size], sitk.sitkFloat32)
-    ref.SetOrigin(tuple(float(v) for v in origin))
-    ref.SetSpacing(tuple(float(v) for v in new_sp))
-    ref.SetDirection(tuple(float(v) for v in ct.direction.ravel()))
-    out = sitk.Resample(img, ref, sitk.Transform(), sitk.sitkLinear, -1000.0, sitk.sitkFloat32)
-    return CTVolume.from_sitk(out, source=ct.source)
+    return CTVolume.from_sitk(sitk.BinShrink(ct.to_sitk(), factors), source=ct.source)
 
 
 def _prepared(ct: CTVolume) -> sitk.Image:
@@ -259,7 +251,7 @@ def register_postop_to_preop(preop: CTVolume, postop: CTVolume, *, bone_hu: tupl
     multistart_refine : int
         How many of those (best metric first) are refined and checked.
     moving_spacing_mm : float
-        A post-op CT with finer voxels is smoothed and resampled to this spacing once,
+        A post-op CT with finer voxels is averaged over blocks to about this spacing once,
         before registering (its voxels carry no more for a match to the 3 mm pre-op region;
         without it each optimiser run smooths the whole thin-slice scan); 0: as it is.
     shear_slope : float
