@@ -298,9 +298,8 @@ def evaluate_case(plan: Plan, postop_ct: CTVolume, preop_ct: CTVolume | None = N
     # volume costs minutes of channel filling for metal that is ignored anyway)
     corners = T_post_from_pre.apply(np.vstack([np.vstack([i.entry_lps_mm, i.apex_lps_mm]) for i in plan.implants]))
     post_roi = crop_ct(postop_ct, corners.min(0), corners.max(0), margin_mm=far_mm + 15.0)
-    if given_metal_hu is None:
-        metal_hu = metal_threshold_hu(fill_metal_channels(post_roi), plan.catalogue)
-    located = locate_implants(plan, post_roi, roi, reg.T_preop_from_postop, metal_hu=metal_hu,
+    # metal_hu None: locate_implants takes the threshold from the channel-filled region (filled once)
+    located = locate_implants(plan, post_roi, roi, reg.T_preop_from_postop, metal_hu=given_metal_hu,
                               max_match_mm=max_match_mm, far_mm=far_mm)
     to_pre = reg.T_preop_from_postop
     ignored = [{"centroid_lps_mm": _vec(to_pre.apply(o.centroid_lps_mm)), "volume_mm3": round(o.volume_mm3, 1),

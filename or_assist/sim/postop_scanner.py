@@ -27,7 +27,9 @@ patient's motion) and the placed implants:
 
 Families (:data:`SCANNER_FAMILIES`, for ``benchmarks/postop_accuracy.py --family``):
 ``thin_0.6``, ``fine_0.5``, ``thick_3``, ``thick_3_tilt_20``, ``tilt_30``,
-``sheared_tilt_15``, ``flipped``, ``bloom``, ``streaks``, ``motion_15_50``, ``mixed``.
+``sheared_tilt_15``, ``flipped``, ``bloom``, ``streaks``, ``motion_15_50``, ``cannulated_1mm``
+(3.3 mm channels, metal at 3000 HU unclipped), ``mixed`` (3 mm tilted slices, blooming,
+streaks, 12 deg / 40 mm motion, flipped axes, another origin).
 
 Examples
 --------
@@ -116,6 +118,8 @@ SCANNER_FAMILIES: dict[str, dict] = {
     "bloom": {"pixel_mm": 0.7, "slice_mm": 1.0, "bloom_mm": 0.8, "rim": 0.35},
     "streaks": {"pixel_mm": 0.7, "slice_mm": 1.0, "streak_hu": 500.0, "bloom_mm": 0.3, "rim": 0.15},
     "motion_15_50": {"pixel_mm": 0.8, "slice_mm": 1.5, "motion": (15.0, 50.0)},
+    "cannulated_1mm": {"pixel_mm": 0.7, "slice_mm": 1.0, "cannulation_mm": 3.3, "metal_hu": 3000.0, "hu_max": 4095.0,
+                       "bloom_mm": 0.4, "rim": 0.2},
     "mixed": {"pixel_mm": 0.8, "slice_mm": 3.0, "tilt_deg": 15.0, "bloom_mm": 0.6, "rim": 0.25,
               "streak_hu": 400.0, "motion": (12.0, 40.0), "axes": "x-y-z", "frame_shift_mm": (0.0, 0.0, -500.0)},
 }
