@@ -280,7 +280,8 @@ def evaluate_case(plan: Plan, postop_ct: CTVolume, preop_ct: CTVolume | None = N
         metal_hu = metal_threshold_hu(fill_metal_channels(_coarsened(postop_ct, 1.5)), plan.catalogue)
     reg = register_postop_to_preop(roi, postop_ct, metal_hu=metal_hu, min_dice=min_bone_dice)
     T_post_from_pre = reg.T_preop_from_postop.inverse()
-    if not reg.success and reg.check is not None and reg.bone_dice >= min_bone_dice:
+    if not reg.success and reg.check is not None and (reg.bone_dice >= min_bone_dice
+                                                      or reg.check.reason.startswith("the post-op CT is sheared")):
         raise InputError(f"registration to the pre-op CT refused, no deviations reported: {reg.check.reason}",
                          where_post)
     if not reg.success:

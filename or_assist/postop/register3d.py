@@ -47,6 +47,7 @@ from or_assist.postop.register_check import RegistrationCheck, bone_dice, check_
 __all__ = ["Registration3D", "register_postop_to_preop", "boxes_overlap_fraction"]
 
 _CLAMP_HU = (-200.0, 2000.0)
+_SHEARED = "the post-op CT is sheared"     # how register_check's shear refusal begins
 
 
 @dataclass
@@ -321,11 +322,17 @@ def register_postop_to_preop(preop: CTVolume, postop: CTVolume, *, bone_hu: tupl
                                          metal_hu=metal_hu, shear_slope=shear_slope)
             if not verdict.accepted:
                 ok, msg = False, verdict.reason
+        elif check and shear_slope > 0 and math.isfinite(value) and dice >= 0.6 * min_dice:
+            # a low overlap may come from a sheared scan: say so rather than "no overlap"
+            v = check_registration(preop, postop, T, centre_mm=c_fixed, min_dice=min_dice, bone_hu=bone_hu,
+                                   metal_hu=metal_hu, shear_slope=shear_slope)
+            if v.reason.startswith(_SHEARED):
+                verdict, msg = v, v.reason
         return T, float(value), msg, float(dice), ok, verdict
 
     T, value, msg, dice, ok, verdict = finish(tx, value, why)
     tried = 1
-    sheared = verdict is not None and verdict.reason.startswith("the post-op CT is sheared")
+    sheared = verdict is not None and verdict.reason.startswith(_SHEARED)
     if not ok and multistart_deg > 0 and not sheared:
         # Large motion: the local optimiser from the identity / shift start lands in a wrong
         # optimum. Coarse runs from rotated starts (every combination of 0 and +-multistart_deg
