@@ -35,6 +35,17 @@ cannulated_2500 (max 0.84 mm, 3.08 deg: the solid-prism model misfits a faint
 cannulated implant in one case). Before (fixed 2500 HU): no implant found at 2000 HU.
 (Measured before the registration check was merged; rerun after it for cannulated_2500 and
 metal_2000: the same figures.)
+
+Scanner families (``or_assist.sim.postop_scanner.SCANNER_FAMILIES``: the post-op CT on the
+scanner's own grid with its slice profile, tilt, blooming, streaks and motion; docs/postop_evaluation.md)
+are picked the same way; ``--families a,b,c`` runs several and prints one row per family:
+implants found / planned, extra pieces, |apex deviation error| and |angle error| median/max,
+registrations refused / run, accepted ones more than 1 deg / 1 mm off, the largest
+registration error of the accepted ones, and wall / CPU (all threads) seconds per case
+(median). Scanner cases keep their own frame (no origin shift on odd cases; ``flipped`` and
+``mixed`` move the origin themselves).
+
+HELD_OUT_TABLE
 """
 
 from __future__ import annotations
