@@ -257,8 +257,8 @@ def register_postop_to_preop(preop: CTVolume, postop: CTVolume, *, bone_hu: tupl
         without it each optimiser run smooths the whole thin-slice scan); 0: as it is.
     shear_slope : float
         The check also refuses a post-op CT that overlaps better sheared by this slope
-        along its slice axis (a gantry-tilted series read without tilt correction); no
-        multi-start then (no rigid start can help); 0: off.
+        along its slice axis (a gantry-tilted series read without tilt correction); that
+        reason is kept when the multi-start finds nothing better; 0: off.
 
     Returns
     -------
@@ -332,8 +332,7 @@ def register_postop_to_preop(preop: CTVolume, postop: CTVolume, *, bone_hu: tupl
 
     T, value, msg, dice, ok, verdict = finish(tx, value, why)
     tried = 1
-    sheared = verdict is not None and verdict.reason.startswith(_SHEARED)
-    if not ok and multistart_deg > 0 and not sheared:
+    if not ok and multistart_deg > 0:
         # Large motion: the local optimiser from the identity / shift start lands in a wrong
         # optimum. Coarse runs from rotated starts (every combination of 0 and +-multistart_deg
         # about the LPS axes through the bone centre); the best few by the metric are refined
