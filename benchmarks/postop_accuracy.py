@@ -45,7 +45,48 @@ registration error of the accepted ones, and wall / CPU (all threads) seconds pe
 (median). Scanner cases keep their own frame (no origin shift on odd cases; ``flipped`` and
 ``mixed`` move the origin themselves).
 
-HELD_OUT_TABLE
+Scanner families, held out (issue 19, items 1 and 3): no parameter was set on these seeds; the
+families were run once on seed 7 (1 case each) while the code was built, then on seed 51
+(2 cases per family) and, after the fix that seed 51 showed (below), on seed 53 for the
+families whose registration that fix can change. Load on the 2 shared cores 8-15, so wall
+seconds are inflated 2-5x; CPU seconds (all threads) bound the wall time on 2 idle cores:
+
+    python benchmarks/postop_accuracy.py --cases 2 --seed 51 --families thin_0.6,fine_0.5,thick_3,\
+        thick_3_tilt_20,tilt_30,sheared_tilt_15,flipped,bloom,streaks,motion_15_50,cannulated_1mm,mixed
+
+    family           found extra apex med/max mm angle med/max deg refused acc>1 reg max deg/mm  wall/CPU s (CPU max)
+    thin_0.6           6/6     0       0.06/0.09         0.03/0.08   0/2       0      0.10/0.03   129/20 (20)
+    fine_0.5           6/6     0       0.09/0.14         0.05/0.11   0/2       0      0.13/0.03   156/28 (29)
+    thick_3            6/6     0       0.07/0.23         0.19/0.30   0/2       0      0.15/0.11     33/8 (9)
+    thick_3_tilt_20    6/6     0       0.04/0.13         0.05/0.14   0/2       0      0.16/0.10    36/9 (10)
+    tilt_30            6/6     0       0.05/0.13         0.08/0.21   0/2       0      0.09/0.02   40/12 (13)
+    sheared_tilt_15    0/6     0               -                 -   2/2       0              -     15/5 (5)
+    flipped            6/6     0       0.09/0.12         0.04/0.08   0/2       0      0.10/0.03   26/12 (12)
+    bloom              6/6     0       0.06/0.16         0.03/0.13   0/2       0      0.11/0.04   38/18 (18)
+    streaks            6/6     0       0.07/0.08         0.04/0.10   0/2       0      0.13/0.04   48/17 (19)
+    motion_15_50       3/6     0       0.05/0.10         0.05/0.06   1/2       0      0.13/0.02     28/8 (10)
+    cannulated_1mm     6/6     0       0.02/0.04         0.04/0.07   0/2       0      0.12/0.04   53/16 (17)
+    mixed              6/6     0       0.12/0.23         0.07/0.23   0/2       0      0.16/0.08   78/19 (30)
+
+``sheared_tilt_15`` (a tilted series read without tilt correction) is refused by design, as
+sheared, with what to do. ``motion_15_50`` case 0 (14.7 deg) was refused: its first result
+gained overlap from a shear and was refused as sheared *without* the multi-start (fixed:
+the multi-start now always runs; that case now registers after the multi-start, 0.06 deg / 0.02 mm off, implants
+within 0.09 mm / 0.06 deg, but at 55 s CPU: over the 30 s target). Seed 53 after the fix (2 cases each):
+
+    python benchmarks/postop_accuracy.py --cases 2 --seed 53 --families motion_15_50,sheared_tilt_15,mixed
+
+    family           found extra apex med/max mm angle med/max deg refused acc>1 reg max deg/mm  wall/CPU s (CPU max)
+    motion_15_50       6/6     0       0.06/0.07         0.04/0.10   0/2       0      0.14/0.03    50/10 (11)
+    sheared_tilt_15    0/6     0               -                 -   2/2       0              -   107/37 (40)
+    mixed              6/6     0       0.10/0.14         0.04/0.16   0/2       0      0.16/0.09    11/10 (10)
+
+(one of the two sheared cases was refused as a rigid misregistration, not as sheared: refused,
+but with the less useful hint; the sheared refusals now run the multi-start: 37-40 s CPU)
+
+Every accepted registration was within 0.16 deg / 0.11 mm at the planned apexes; none
+accepted more than 1 deg / 1 mm off. The other families' cases all registered at the
+first start, a path the fix does not change.
 """
 
 from __future__ import annotations
