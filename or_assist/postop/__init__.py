@@ -27,7 +27,7 @@ __getattr__, __dir__, __all__ = _lazy.attach(
         'match': ['FoundImplant', 'LocatedImplants', 'locate_implants'],
         'prism_fit': ['PrismFit', 'prism_planes', 'fit_prism', 'roll_about_axis_rad'],
         'register3d': ['Registration3D', 'register_postop_to_preop', 'boxes_overlap_fraction'],
-        'register_check': ['RegistrationCheck', 'check_registration', 'bone_dice', 'pose_to_sitk'],
+        'register_check': ['RegistrationCheck', 'check_registration', 'bone_dice', 'pose_to_sitk', 'shear_overlap'],
         'metal': ['METAL_FLOOR_HU', 'METAL_CEILING_HU', 'metal_threshold_hu', 'fill_metal_channels'],
         'segment': ['MetalObject', 'FittedImplant', 'find_metal_objects', 'fit_implant', 'split_object', 'item_centroid_from_entry_mm', 'candidate_items'],
     },

@@ -9,9 +9,10 @@ Pipeline (:func:`evaluate_case`):
    registration that is not a local maximum of the bone overlap (a misregistration,
    :func:`~or_assist.postop.register3d.check_registration`) is refused the same way,
    with its reason: no deviations are reported from it.
-2. **Segment** the metal (:mod:`or_assist.postop.segment`). Metal objects farther than
-   ``far_mm`` from every planned implant (a hip prosthesis, a spinal rod) are ignored and
-   listed; objects that two planned implants claim are split (touching implants).
+2. **Segment** the metal (:mod:`or_assist.postop.segment`) in the post-op region around
+   the registered plan (``far_mm`` + 15 mm; the scan's metal threshold from that region).
+   Metal objects farther than ``far_mm`` from every planned implant (a hip prosthesis, a
+   spinal rod) are ignored and listed (those in that region); objects that two planned implants claim are split (touching implants).
 3. **Match** planned and found implants greedily by the distance from the planned apex
    to the object's nearest metal voxel (smallest first, at most ``max_match_mm``); a planned
    implant without a match is "not found", an implant-like object left over near the plan
@@ -43,7 +44,7 @@ from or_assist.planning.checks import CLEARANCE_LANDMARK_KINDS
 from or_assist.planning.measure import implant_surface_distance_mm as _surface_distance_mm
 from or_assist.errors import InputError
 from or_assist.postop.match import FoundImplant, locate_implants
-from or_assist.postop.register3d import Registration3D, register_postop_to_preop
+from or_assist.postop.register3d import Registration3D, _coarsened, register_postop_to_preop
 
 __all__ = ["EVALUATION_SCHEMA", "ImplantEvaluation", "CaseEvaluation", "evaluate_case",
            "EvaluationFiles", "evaluate_files"]
@@ -198,6 +199,31 @@ def _measure(plan: Plan, imp: Implant, hit: FoundImplant, T_preop_from_postop) -
         float(np.linalg.norm(entry - imp.entry_lps_mm)), breach, landmark, clearance, hit.fit, hit.note)
 
 
+def _metal_outside(postop: CTVolume, region: CTVolume, plan: Plan, T_post_from_pre, metal_hu: float,
+                   min_volume_mm3: float = 100.0) -> list[dict]:
+    """Metal objects of the post-op CT wholly outside ``region`` (on the 1.5 mm coarsened scan; post-op frame)."""
+    import SimpleITK as sitk
+
+    from or_assist.postop.match import _points_segment_min_mm
+
+    coarse = _coarsened(postop, 1.5)
+    labels = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.BinaryThreshold(coarse.to_sitk(), float(metal_hu),
+                                                                                 1e12, 1, 0)))
+    voxel_mm3 = float(np.prod(coarse.spacing_mm))
+    counts = np.bincount(labels.ravel())
+    out = []
+    segments = [T_post_from_pre.apply(np.vstack([i.entry_lps_mm, i.apex_lps_mm])) for i in plan.implants]
+    for lab in np.flatnonzero(counts[1:] * voxel_mm3 >= min_volume_mm3) + 1:
+        kji = np.argwhere(labels == lab)
+        pts = coarse.index_to_lps(kji[:, ::-1].astype(np.float64))
+        if np.any(region.contains(pts)):
+            continue                       # seen (whole or in part) by the segmentation of the region
+        dist = min(_points_segment_min_mm(pts, e, a) for e, a in segments)
+        out.append({"centroid_lps_mm": pts.mean(axis=0), "volume_mm3": round(len(pts) * voxel_mm3, 1),
+                    "distance_mm": round(float(dist), 1)})
+    return out
+
+
 def evaluate_case(plan: Plan, postop_ct: CTVolume, preop_ct: CTVolume | None = None, *,
                   metal_hu: float | None = None, max_match_mm: float = 20.0, far_mm: float = 40.0,
                   roi_margin_mm: float = 60.0, min_bone_dice: float = 0.5) -> CaseEvaluation:
@@ -213,7 +239,8 @@ def evaluate_case(plan: Plan, postop_ct: CTVolume, preop_ct: CTVolume | None = N
         The plan's CT; loaded (and its SHA-256 checked) from the plan when omitted.
     metal_hu : float or None
         Metal threshold (HU); None: from the post-op scan's own histogram and the
-        catalogue (:func:`or_assist.postop.metal.metal_threshold_hu`), 1800-2500 HU.
+        catalogue (:func:`or_assist.postop.metal.metal_threshold_hu`, on the region around the
+        registered plan), 1800-2500 HU.
     max_match_mm : float
         Largest distance from a planned apex to the found implant's metal for a match.
     far_mm : float
@@ -246,13 +273,15 @@ def evaluate_case(plan: Plan, postop_ct: CTVolume, preop_ct: CTVolume | None = N
         preop_ct, _ = load_plan_ct(plan)
     lo, hi = _plan_box(plan)
     roi = crop_ct(preop_ct, lo, hi, margin_mm=roi_margin_mm)
-    if metal_hu is None:
-        from or_assist.postop.metal import fill_metal_channels, metal_threshold_hu
+    from or_assist.postop.metal import fill_metal_channels, metal_threshold_hu
 
-        metal_hu = metal_threshold_hu(fill_metal_channels(postop_ct), plan.catalogue)
+    given_metal_hu = metal_hu
+    if metal_hu is None:       # for the registration's metal masks: on the coarsened scan (fast, close enough)
+        metal_hu = metal_threshold_hu(fill_metal_channels(_coarsened(postop_ct, 1.5)), plan.catalogue)
     reg = register_postop_to_preop(roi, postop_ct, metal_hu=metal_hu, min_dice=min_bone_dice)
     T_post_from_pre = reg.T_preop_from_postop.inverse()
-    if not reg.success and reg.check is not None and reg.bone_dice >= min_bone_dice:
+    if not reg.success and reg.check is not None and (reg.bone_dice >= min_bone_dice
+                                                      or reg.check.reason.startswith("the post-op CT is sheared")):
         raise InputError(f"registration to the pre-op CT refused, no deviations reported: {reg.check.reason}",
                          where_post)
     if not reg.success:
@@ -266,11 +295,18 @@ def evaluate_case(plan: Plan, postop_ct: CTVolume, preop_ct: CTVolume | None = N
         raise InputError(f"does not cover planned implant(s) {', '.join(outside)} after registration to the "
                          f"pre-op CT; the post-op scan must include the whole sacrum and the iliac wings",
                          where_post)
-    located = locate_implants(plan, postop_ct, roi, reg.T_preop_from_postop, metal_hu=metal_hu,
+    # the metal stages on the post-op region around the registered plan (a thin-slice scan's whole
+    # volume costs minutes of channel filling for metal that is ignored anyway)
+    corners = T_post_from_pre.apply(np.vstack([np.vstack([i.entry_lps_mm, i.apex_lps_mm]) for i in plan.implants]))
+    post_roi = crop_ct(postop_ct, corners.min(0), corners.max(0), margin_mm=far_mm + 15.0)
+    # metal_hu None: locate_implants takes the threshold from the channel-filled region (filled once)
+    located = locate_implants(plan, post_roi, roi, reg.T_preop_from_postop, metal_hu=given_metal_hu,
                               max_match_mm=max_match_mm, far_mm=far_mm)
     to_pre = reg.T_preop_from_postop
     ignored = [{"centroid_lps_mm": _vec(to_pre.apply(o.centroid_lps_mm)), "volume_mm3": round(o.volume_mm3, 1),
                 "distance_mm": round(d, 1)} for o, d in located.ignored]
+    ignored += [dict(m, centroid_lps_mm=_vec(to_pre.apply(m["centroid_lps_mm"])))
+                for m in _metal_outside(postop_ct, post_roi, plan, T_post_from_pre, metal_hu)]
     if not located.matches and not located.extra:
         why = (f"; {len(ignored)} metal object(s) more than {far_mm:g} mm from the plan were ignored "
                "(e.g. a prosthesis)" if ignored else "")

@@ -138,15 +138,15 @@ def _blur3(a: np.ndarray, var_vox: float) -> np.ndarray:
 class _Grid:
     """Voxel centres of a box and their sub-voxel offsets, for the fraction model."""
 
-    def __init__(self, centres: np.ndarray, shape: tuple, index_to_lps: np.ndarray, supersample: int):
+    def __init__(self, centres: np.ndarray, shape: tuple, index_to_lps: np.ndarray, supersample):
         self.centres = centres                                  # (N, 3) LPS, N = prod(shape)
         self.shape = shape
-        s = supersample
-        off = (np.arange(s) + 0.5) / s - 0.5
-        sub = np.stack(np.meshgrid(off, off, off, indexing="ij"), axis=-1).reshape(-1, 3)
-        self.sub = sub @ index_to_lps.T                         # (s^3, 3) LPS offsets
+        s = np.broadcast_to(np.asarray(supersample, dtype=int), (3,))     # per index axis (i, j, k)
+        offs = [(np.arange(n) + 0.5) / n - 0.5 for n in s]
+        sub = np.stack(np.meshgrid(*offs, indexing="ij"), axis=-1).reshape(-1, 3)
+        self.sub = sub @ index_to_lps.T                         # (s_i s_j s_k, 3) LPS offsets
         self.reach = 0.5 * np.abs(index_to_lps).sum(axis=1).max() * 1.8   # > half voxel diagonal
-        self.soft = 0.35 * float(np.linalg.norm(index_to_lps, axis=0).min()) / s
+        self.soft = 0.35 * float((np.linalg.norm(index_to_lps, axis=0) / s).min())
 
     def fraction(self, normals: np.ndarray, offsets: np.ndarray) -> np.ndarray:
         sd = (self.centres @ normals.T - offsets).max(axis=1)
@@ -161,7 +161,7 @@ class _Grid:
 
 def fit_prism(box, preop_hu: np.ndarray, use: np.ndarray, item: CatalogueItem, apex0_lps_mm, axis0_unit, *,
               hu_max: float, roll0_rad: float = 0.0, metal0_hu: float = 8000.0, blur0_var_vox: float = 0.05,
-              supersample: int = 5, iterations: int = 30) -> PrismFit:
+              supersample=5, iterations: int = 30) -> PrismFit:
     """Fit the implant model (module doc) to the post-op voxels of a box around it.
 
     Parameters
@@ -181,8 +181,9 @@ def fit_prism(box, preop_hu: np.ndarray, use: np.ndarray, item: CatalogueItem, a
     roll0_rad, metal0_hu, blur0_var_vox : float
         Starting roll (about the axis, from the reference of :func:`prism_planes`),
         metal HU ``M`` and blur variance (voxels^2).
-    supersample : int
-        Sub-voxel points per axis for the partial volume.
+    supersample : int or (3,) ints
+        Sub-voxel points per axis for the partial volume (one per index axis i, j, k
+        for anisotropic voxels, e.g. 2 x 2 x 5 on 0.8 x 0.8 x 3 mm).
     iterations : int
         Model evaluations at most (``max_nfev`` of ``scipy.optimize.least_squares``;
         the Jacobian's evaluations are not counted).

@@ -47,6 +47,7 @@ from or_assist.postop.register_check import RegistrationCheck, bone_dice, check_
 __all__ = ["Registration3D", "register_postop_to_preop", "boxes_overlap_fraction"]
 
 _CLAMP_HU = (-200.0, 2000.0)
+_SHEARED = "the post-op CT is sheared"     # how register_check's shear refusal begins
 
 
 @dataclass
@@ -103,6 +104,21 @@ def boxes_overlap_fraction(a: CTVolume, b: CTVolume) -> float:
     inter = float(np.prod(np.clip(hi - lo, 0.0, None)))
     vol = float(np.prod(np.maximum(ca.max(0) - ca.min(0), 1e-9)))
     return inter / vol
+
+
+def _coarsened(ct: CTVolume, min_spacing_mm: float) -> CTVolume:
+    """The CT averaged over blocks of voxels to about ``min_spacing_mm`` per axis (``sitk.BinShrink``).
+
+    A thin-slice post-op scan has 10-50 times the voxels of the 3 mm pre-op region it is
+    registered to and no more information for that; every optimiser run smooths and
+    shrinks the moving image, so it is coarsened once. Block factors are
+    ``round(min_spacing_mm / spacing)`` per axis (at least 1); same direction and box.
+    """
+    sp = np.asarray(ct.spacing_mm, dtype=np.float64)
+    factors = [max(1, int(round(min_spacing_mm / s))) for s in sp] if min_spacing_mm > 0 else [1, 1, 1]
+    if factors == [1, 1, 1]:
+        return ct
+    return CTVolume.from_sitk(sitk.BinShrink(ct.to_sitk(), factors), source=ct.source)
 
 
 def _prepared(ct: CTVolume) -> sitk.Image:
@@ -199,7 +215,8 @@ def register_postop_to_preop(preop: CTVolume, postop: CTVolume, *, bone_hu: tupl
                              shrink: tuple[int, ...] = (4, 2, 1), smoothing_vox: tuple[float, ...] = (2.0, 1.0, 0.0),
                              iterations: int = 200, histogram_bins: int = 48, sampling: float = 1.0,
                              min_dice: float = 0.5, check: bool = True, multistart_deg: float = 10.0,
-                             multistart_refine: int = 4) -> Registration3D:
+                             multistart_refine: int = 4, moving_spacing_mm: float = 1.5,
+                             shear_slope: float = 0.1) -> Registration3D:
     """Register a post-op CT rigidly to the pre-op CT (method: module doc).
 
     Parameters
@@ -234,6 +251,14 @@ def register_postop_to_preop(preop: CTVolume, postop: CTVolume, *, bone_hu: tupl
         the 26 rotations combining 0 and +-``multistart_deg`` about the LPS axes; 0: off.
     multistart_refine : int
         How many of those (best metric first) are refined and checked.
+    moving_spacing_mm : float
+        A post-op CT with finer voxels is averaged over blocks to about this spacing once,
+        before registering (its voxels carry no more for a match to the 3 mm pre-op region;
+        without it each optimiser run smooths the whole thin-slice scan); 0: as it is.
+    shear_slope : float
+        The check also refuses a post-op CT that overlaps better sheared by this slope
+        along its slice axis (a gantry-tilted series read without tilt correction); that
+        reason is kept when the multi-start finds nothing better; 0: off.
 
     Returns
     -------
@@ -246,6 +271,7 @@ def register_postop_to_preop(preop: CTVolume, postop: CTVolume, *, bone_hu: tupl
         The pre-op region has no bone to register, or the post-op CT has no bone at all.
     """
     t0 = time.perf_counter()
+    postop = _coarsened(postop, moving_spacing_mm)
     fixed, moving = _prepared(preop), _prepared(postop)
     fixed_mask, _ = _masks(preop, bone_hu, metal_hu, metal_margin_mm)
     moving_bone, moving_mask = _masks(postop, bone_hu, metal_hu, metal_margin_mm)
@@ -293,9 +319,15 @@ def register_postop_to_preop(preop: CTVolume, postop: CTVolume, *, bone_hu: tupl
         verdict = None
         if ok and check:
             verdict = check_registration(preop, postop, T, centre_mm=c_fixed, min_dice=min_dice, bone_hu=bone_hu,
-                                         metal_hu=metal_hu)
+                                         metal_hu=metal_hu, shear_slope=shear_slope)
             if not verdict.accepted:
                 ok, msg = False, verdict.reason
+        elif check and shear_slope > 0 and math.isfinite(value) and dice >= 0.6 * min_dice:
+            # a low overlap may come from a sheared scan: say so rather than "no overlap"
+            v = check_registration(preop, postop, T, centre_mm=c_fixed, min_dice=min_dice, bone_hu=bone_hu,
+                                   metal_hu=metal_hu, shear_slope=shear_slope)
+            if v.reason.startswith(_SHEARED):
+                verdict, msg = v, v.reason
         return T, float(value), msg, float(dice), ok, verdict
 
     T, value, msg, dice, ok, verdict = finish(tx, value, why)

@@ -25,7 +25,7 @@ from or_assist.core.ct.volume import CTVolume
 from or_assist.core.pose import Pose, rotation_about_axis
 from or_assist.errors import InputError
 
-__all__ = ["RegistrationCheck", "check_registration", "bone_dice", "pose_to_sitk"]
+__all__ = ["RegistrationCheck", "check_registration", "bone_dice", "pose_to_sitk", "shear_overlap"]
 
 
 @dataclass
@@ -75,9 +75,12 @@ def bone_dice(preop: CTVolume, postop: CTVolume, T_preop_from_postop: Pose, *,
     when there are none.
     """
 
-    post_img = postop.to_sitk()
-    resampled = sitk.Resample(post_img, preop.to_sitk(), pose_to_sitk(T_preop_from_postop.inverse()),
-                              sitk.sitkLinear, -5000.0, sitk.sitkFloat32)
+    return _dice(preop, postop, pose_to_sitk(T_preop_from_postop.inverse()), bone_hu, metal_hu)
+
+
+def _dice(preop: CTVolume, postop: CTVolume, tx_post_from_pre: sitk.Transform, bone_hu, metal_hu) -> float:
+    resampled = sitk.Resample(postop.to_sitk(), preop.to_sitk(), tx_post_from_pre, sitk.sitkLinear, -5000.0,
+                              sitk.sitkFloat32)
     b = sitk.GetArrayViewFromImage(resampled)
     a = preop.hu
     valid = (b > -4000.0) & (a < metal_hu) & (b < metal_hu)
@@ -85,6 +88,38 @@ def bone_dice(preop: CTVolume, postop: CTVolume, T_preop_from_postop: Pose, *,
     mb = valid & (b >= bone_hu[0]) & (b <= bone_hu[1])
     denom = int(ma.sum()) + int(mb.sum())
     return 0.0 if denom == 0 else 2.0 * float(np.count_nonzero(ma & mb)) / denom
+
+
+def shear_overlap(preop: CTVolume, postop: CTVolume, T_preop_from_postop: Pose, centre_mm, slope: float, *,
+                  bone_hu: tuple[float, float] = (150.0, 2000.0), metal_hu: float = 2500.0) -> tuple[float, str]:
+    """The best bone overlap when the post-op CT is sheared along its slice axis (a tilted series read as untilted).
+
+    A gantry-tilted series whose slices were stacked along the table but whose volume is
+    declared along the tilted slice normal is sheared: point ``q`` truly lies at
+    ``c + (I + s e n^T)(q - c)`` (``n`` the slice axis, ``e`` an in-plane axis). No rigid
+    registration aligns it; if undoing a shear of ``+-slope``, half, twice or four times that
+    (tilts to about 22 deg) along either in-plane axis gains bone overlap, the scan is sheared.
+
+    Returns
+    -------
+    (float, str)
+        The best Dice over the sixteen sheared mappings and a description of that shear.
+    """
+    c_post = T_preop_from_postop.inverse().apply(np.asarray(centre_mm, dtype=np.float64))
+    n = postop.direction[:, 2]
+    inv = T_preop_from_postop.inverse()
+    best, name = -1.0, ""
+    for k, sign, f in ((k, sign, f) for k in (0, 1) for sign in (1, -1) for f in (0.5, 1.0, 2.0, 4.0)):
+        e = postop.direction[:, k]
+        undo = np.eye(3) - sign * f * slope * np.outer(e, n)        # true post-op point -> declared
+        tx = sitk.AffineTransform(3)
+        m = undo @ inv.rotation
+        tx.SetMatrix(tuple(float(v) for v in m.ravel()))
+        tx.SetTranslation(tuple(float(v) for v in undo @ (inv.translation_mm - c_post) + c_post))
+        d = _dice(preop, postop, tx, bone_hu, metal_hu)
+        if d > best:
+            best, name = d, f"{sign * math.degrees(math.atan(f * slope)):+.0f} deg along index axis {'ij'[k]}"
+    return best, name
 
 
 def _move(k: int, sign: int, step_deg: float, step_mm: float, centre: np.ndarray) -> tuple[Pose, str]:
@@ -102,7 +137,7 @@ def _move(k: int, sign: int, step_deg: float, step_mm: float, centre: np.ndarray
 def check_registration(preop: CTVolume, postop: CTVolume, T_preop_from_postop: Pose, *,
                        centre_mm=None, step_deg: float = 2.0, step_mm: float = 2.0, min_margin: float = 0.0,
                        min_dice: float = 0.5, bone_hu: tuple[float, float] = (150.0, 2000.0),
-                       metal_hu: float = 2500.0) -> RegistrationCheck:
+                       metal_hu: float = 2500.0, shear_slope: float = 0.0) -> RegistrationCheck:
     """Accept a registration only if it is a local maximum of the bone overlap (module doc).
 
     Parameters
@@ -121,6 +156,10 @@ def check_registration(preop: CTVolume, postop: CTVolume, T_preop_from_postop: P
     min_dice : float
         Dice floor (a wrong scan or no overlap).
     bone_hu, metal_hu : see :func:`bone_dice`.
+    shear_slope : float
+        When > 0, also refuse a result that gains overlap from undoing a shear of this
+        slope along the post-op slice axis (:func:`shear_overlap`: a gantry-tilted
+        series read without tilt correction); 0: off.
 
     Returns
     -------
@@ -147,7 +186,7 @@ def check_registration(preop: CTVolume, postop: CTVolume, T_preop_from_postop: P
         for sign in (1, -1):
             move, name = _move(k, sign, step_deg, step_mm, centre)
             d = bone_dice(preop, postop, move.compose(T_preop_from_postop), **kw)
-            if d > best:
+        if d > best:
                 best, best_move = d, name
     margin = d0 - best
     if d0 < min_dice:
@@ -159,4 +198,11 @@ def check_registration(preop: CTVolume, postop: CTVolume, T_preop_from_postop: P
                   "CT to the pelvis, or give an approximate initial transform)")
     else:
         reason = ""
+    if shear_slope > 0 and d0 >= 0.6 * min_dice:
+        sheared, how = shear_overlap(preop, postop, T_preop_from_postop, centre, shear_slope, **kw)
+        if sheared > max(d0, best):
+            reason = (f"the post-op CT is sheared: the bone overlap (Dice {d0:.2f}) rises to {sheared:.2f} when its "
+                      f"slices are sheared {how}, which no rigid registration can match; a gantry-tilted series "
+                      "read without tilt correction? Reconstruct or resample it with the tilt corrected (slices "
+                      "stacked along their normal) and evaluate again")
     return RegistrationCheck(not reason, float(d0), float(margin), best_move, reason)

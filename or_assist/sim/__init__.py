@@ -11,6 +11,7 @@ Modules::
     dicom_carm  The simulated C-arm's DICOM output: shots as XA/RF/DX/SC objects with geometry tags.
     pin_cases  Simulated guide-pin cases on the real CT for the guidance tests and benchmark.
     postop_ct  Synthetic post-operative CTs with known ground truth, for tests and benchmarks.
+    postop_scanner  Synthetic post-op CTs as scanners make them: own grid, tilt, blooming, streaks, motion.
     sample     The built-in sample case: the synthetic pelvis CT, its plan and a C-arm geometry.
 
 Names are exported lazily (``lazy_loader``, as in scikit-image): importing this package
@@ -22,12 +23,14 @@ import lazy_loader as _lazy
 
 __getattr__, __dir__, __all__ = _lazy.attach(
     __name__,
-    submodules=['phantom', 'scenario', 'shots', 'calibration_phantom', 'dicom_carm', 'pin_cases', 'postop_ct', 'sample'],
+    submodules=['phantom', 'scenario', 'shots', 'calibration_phantom', 'dicom_carm', 'pin_cases', 'postop_ct', 'postop_scanner',
+                'sample'],
     submod_attrs={
         'calibration_phantom': ['bead_phantom_volume'],
         'dicom_carm': ['SOP_CLASSES', 'shot_dataset', 'write_shot_dicom', 'simulated_shot_dataset', 'encode_dataset', 'field_windowed_values',
                        'orientation_codes'],
         'postop_ct': ['perturbed_implant', 'rigid_motion', 'synthesize_postop_ct', 'implant_fraction_volume', 'APPEARANCE_FAMILIES', 'appearance_kwargs'],
+        'postop_scanner': ['ScannerModel', 'SCANNER_FAMILIES', 'scanner_family', 'scanner_motion', 'scanner_postop_ct'],
         'sample': ['SAMPLE_DIR', 'SAMPLE_SIDE', 'SAMPLE_PROFILE', 'sample_plan', 'build_sample_data', 'demo_pin'],
     },
 )
