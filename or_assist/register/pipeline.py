@@ -64,7 +64,8 @@ from or_assist.register.init2d import align_2d, pose_from_2d, resample_to_geomet
 from or_assist.register.optimize import cma_es, compass_search, quadratic_model_search
 from or_assist.register.optimize_pycma import pycma_es
 from or_assist.register.pose_params import apply_update, isocenter_source_mm, pose_error, target_error_mm
-from or_assist.register.settings import LATER_STARTS, TRACK_STAGES, RegistrationSettings
+from or_assist.register.global_search import global_candidates
+from or_assist.register.settings import GLOBAL_STARTS, LATER_STARTS, TRACK_STAGES, RegistrationSettings
 from or_assist.register.shot import PreparedShot, ShotProblem, prepare_shot
 from or_assist.register.similarity import prepare_fixed
 from or_assist.register.uncertainty import PoseUncertainty, pose_uncertainty
@@ -378,10 +379,12 @@ class Registrar:
         self._stage_name = "prepare"
         times = {}
         try:
-            shot = prepare_shot(frame, self.geometry, polarity, st.sizes_px, valid_mask)
+            sizes = st.sizes_px + ((st.global_search.size_px,) if st.global_search is not None else ())
+            shot = prepare_shot(frame, self.geometry, polarity, sizes, valid_mask)
         except ShotProblem as exc:
             return self._finish(RegistrationResult(None, False, float("nan"), st.metric, 0.0, str(exc)), started)
         times["prepare"] = time.perf_counter() - started
+        self._shot = shot
         center = isocenter_source_mm(self.geometry)
         levels = {}
         for stage in st.stages:
@@ -515,8 +518,18 @@ class Registrar:
         lvl0 = levels[(first.size_px, first.step_mm, first.smooth_px)]
         aligned = []  # the 2-D initialisation, computed when first needed
 
+        hypotheses = []  # the global stage's starts, computed when first needed
+
         def start_of(n: int) -> tuple[Pose, float]:
             """Start pose and spread factor of attempt ``n`` (:attr:`RegistrationSettings.max_starts`)."""
+            if st.global_search is not None:
+                kind, widen = GLOBAL_STARTS[n % len(GLOBAL_STARTS)]
+                if kind == "init":
+                    return init_pose, widen
+                if not hypotheses:
+                    hypotheses.extend(self._global_starts(st, lvl0, init_pose, center, times))
+                i = sum(k == "global" for k, _ in GLOBAL_STARTS[:n % len(GLOBAL_STARTS)])
+                return (hypotheses[i] if i < len(hypotheses) else init_pose), widen
             first_two = ("2d", "init") if st.use_2d_init else ("init", "2d")
             kind, widen = (first_two[n], 1.0) if n < 2 else LATER_STARTS[(n - 2) % len(LATER_STARTS)]
             if kind == "init":
@@ -647,6 +660,27 @@ class Registrar:
         key = self._stage_key(st.stages, k)
         times[key] = times.get(key, 0.0) + time.perf_counter() - t0
         return apply_update(pose, res.x, center), -res.fun
+
+    def _global_starts(self, st: RegistrationSettings, lvl0: _Level, init_pose: Pose, center: np.ndarray,
+                       times: dict) -> list:
+        """The global stage's hypotheses (:mod:`~or_assist.register.global_search`), ranked by
+        the first stage's similarity (one DRR each); [init_pose] when none could be rendered."""
+        gs = st.global_search
+        name, self._stage_name = self._stage_name, "global"
+        t0 = time.perf_counter()
+        level = self._shot.levels[gs.size_px]
+
+        def render(pose, geometry):
+            self._check_time()
+            self._evaluations += 1
+            return self.renderer.render(pose, geometry, step_mm=gs.step_mm)
+
+        found = global_candidates(render, level.image, level.mask, level.geometry, init_pose, center, gs)
+        ranked = sorted(((lvl0.score(c.pose), i, c.pose) for i, c in enumerate(found)), key=lambda c: (-c[0], c[1]))
+        self._stage_scores["global"] = [round(c[0], 4) for c in ranked]
+        times["global"] = time.perf_counter() - t0
+        self._stage_name = name
+        return [c[2] for c in ranked] or [init_pose]
 
     def _initial_poses(self, st: RegistrationSettings, levels: dict, init_pose: Pose, library) -> list:
         """2-D-aligned starts (:mod:`~or_assist.register.init2d`) on the second-smallest level."""
