@@ -57,6 +57,9 @@ class GlobalSearch:
         Largest in-plane shift searched, at the isocentre.
     keep : int
         Distinct hypotheses returned, best first.
+    border_px : int
+        The shot's mask is eroded by this many pixels before it is compared (the pixels
+        outside it are filled, and their edge would count).
     distinct_deg, distinct_mm : float
         Hypotheses closer than both of these (rotation, isocentre displacement) to a better
         one are the same hypothesis.
@@ -68,6 +71,7 @@ class GlobalSearch:
     rolls_deg: tuple = (-9.0, -6.0, -3.0, 0.0, 3.0, 6.0, 9.0)
     max_shift_mm: float = 25.0
     keep: int = 3
+    border_px: int = 1
     distinct_deg: float = 3.0
     distinct_mm: float = 5.0
 
@@ -191,7 +195,8 @@ def global_candidates(render, image: np.ndarray, mask: np.ndarray, geometry: CAr
     sigma = max(0.7, n / 64.0)
     mm_per_px = geometry.pixel_spacing_mm[0] * geometry.source_to_isocenter_mm / geometry.sid_mm
     m = max(1, int(math.ceil(search.max_shift_mm / mm_per_px)))
-    inner = cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    k = 2 * search.border_px + 1
+    inner = cv2.erode(mask.astype(np.uint8), np.ones((k, k), np.uint8)).astype(bool) if search.border_px else mask
     raw = edge_image(image, sigma)
     clip = float(np.percentile(raw[inner] ** 2, 98)) if inner.any() else None
     shot_edges = edge_image(image, sigma, clip)
