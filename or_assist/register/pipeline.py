@@ -15,6 +15,9 @@
    initialisation (:mod:`or_assist.register.init2d`: in-plane shift and rotation of the
    DRR at the start pose and of the nearby view-library images, phase correlation), then
    from the start with a wider and with the normal spread (new seeds).
+   With ``global_search`` set the restarts come from the global stage instead
+   (:mod:`or_assist.register.global_search`: rotation hypotheses with the in-plane shift
+   found by masked NCC; its best three, :data:`~or_assist.register.settings.GLOBAL_STARTS`).
 3. **Refinement**: CMA-ES at 64 px; when no first-stage start converged, every one is
    refined here and the best goes on, and when the best scores below
    :data:`SECOND_STAGE_BELOW` (the coarse optimum was a wrong one) the remaining starts
@@ -333,6 +336,7 @@ class Registrar:
         self._stage_scores: dict = {}
         self._deadline: float | None = None
         self._stage_name = ""
+        self._shot: PreparedShot | None = None  # of the registration under way
         self._rival: tuple[float, float, float] | None = None  # (distance mm, its score, best score)
 
     # ------------------------------------------------------------------ public
