@@ -3,6 +3,7 @@
 Modules::
 
     files        Registering one shot given as files: read the inputs, register, write the result.
+    global_search A global stage before the 3-D search: rotation hypotheses, in-plane shift by masked NCC.
     init2d       Fast 2-D initialisation: in-plane shift, rotation and scale of a shot against a view.
     optimize     Derivative-free optimisers for registration: a seeded CMA-ES and a compass search.
     optimize_pycma The reference CMA-ES (pycma, optional extra) behind cma_es's contract, for comparison.
@@ -22,15 +23,16 @@ import lazy_loader as _lazy
 
 __getattr__, __dir__, __all__ = _lazy.attach(
     __name__,
-    submodules=['files', 'init2d', 'optimize', 'optimize_pycma', 'pipeline', 'pose_params', 'settings', 'shot', 'similarity', 'uncertainty'],
+    submodules=['files', 'global_search', 'init2d', 'optimize', 'optimize_pycma', 'pipeline', 'pose_params', 'settings', 'shot', 'similarity', 'uncertainty'],
     submod_attrs={
         'files': ['register_files'],
+        'global_search': ['GlobalSearch', 'GlobalCandidate', 'edge_image', 'match_shift', 'global_candidates'],
         'init2d': ['Alignment2D', 'similarity_matrix', 'align_2d', 'pose_from_2d', 'resample_to_geometry'],
         'optimize': ['OptimResult', 'cma_es', 'compass_search', 'quadratic_model_search'],
         'optimize_pycma': ['pycma_es'],
         'pipeline': ['REGISTRATION_SCHEMA', 'RegistrationResult', 'Registrar', 'registration_ct'],
         'pose_params': ['PARAMETER_NAMES', 'update_matrix', 'apply_update', 'isocenter_source_mm', 'pose_error', 'target_error_mm', 'projection_distance_at_isocenter_mm'],
-        'settings': ['CONFIDENCE_THRESHOLD', 'RESTART_BELOW', 'SECOND_STAGE_BELOW', 'LATER_STARTS', 'DEFAULT_STAGES', 'COBYQA_FINE_STAGES', 'TRACK_STAGES', 'DEFAULT_TIME_BUDGET_S', 'Stage', 'RegistrationSettings'],
+        'settings': ['CONFIDENCE_THRESHOLD', 'RESTART_BELOW', 'SECOND_STAGE_BELOW', 'LATER_STARTS', 'GLOBAL_STARTS', 'DEFAULT_STAGES', 'COBYQA_FINE_STAGES', 'TRACK_STAGES', 'DEFAULT_TIME_BUDGET_S', 'Stage', 'RegistrationSettings'],
         'shot': ['ShotLevel', 'PreparedShot', 'ShotProblem', 'frame_to_unit', 'field_and_exclusions', 'prepare_shot', 'scaled_geometry'],
         'similarity': ['METRICS', 'DEFAULT_METRIC', 'FixedImage', 'prepare_fixed', 'ncc', 'gradient_correlation', 'patch_gradient_ncc', 'gradients'],
         'uncertainty': ['CURVATURE_STEPS', 'FLAT_SIGMA', 'ERROR_SCALE', 'PoseUncertainty', 'pose_uncertainty'],

@@ -15,6 +15,9 @@
    initialisation (:mod:`or_assist.register.init2d`: in-plane shift and rotation of the
    DRR at the start pose and of the nearby view-library images, phase correlation), then
    from the start with a wider and with the normal spread (new seeds).
+   With ``global_search`` set the restarts come from the global stage instead
+   (:mod:`or_assist.register.global_search`: rotation hypotheses with the in-plane shift
+   found by masked NCC; its best three, :data:`~or_assist.register.settings.GLOBAL_STARTS`).
 3. **Refinement**: CMA-ES at 64 px; when no first-stage start converged, every one is
    refined here and the best goes on, and when the best scores below
    :data:`SECOND_STAGE_BELOW` (the coarse optimum was a wrong one) the remaining starts
@@ -64,7 +67,8 @@ from or_assist.register.init2d import align_2d, pose_from_2d, resample_to_geomet
 from or_assist.register.optimize import cma_es, compass_search, quadratic_model_search
 from or_assist.register.optimize_pycma import pycma_es
 from or_assist.register.pose_params import apply_update, isocenter_source_mm, pose_error, target_error_mm
-from or_assist.register.settings import LATER_STARTS, TRACK_STAGES, RegistrationSettings
+from or_assist.register.global_search import global_candidates
+from or_assist.register.settings import GLOBAL_STARTS, LATER_STARTS, TRACK_STAGES, RegistrationSettings
 from or_assist.register.shot import PreparedShot, ShotProblem, prepare_shot
 from or_assist.register.similarity import prepare_fixed
 from or_assist.register.uncertainty import PoseUncertainty, pose_uncertainty
@@ -87,7 +91,7 @@ class RegistrationResult:
         Final similarity (``metric``) at the fine level (NaN if none).
     metric : str
     seconds : float
-        Wall time.
+        Wall time (on :attr:`Registrar.clock`).
     reason : str or None
         Why it failed (None on success).
     n_evaluations : int
@@ -304,6 +308,11 @@ class Registrar:
     settings : RegistrationSettings, optional
     """
 
+    #: The clock the time budget is measured on (seconds; wall time). A benchmark on a
+    #: machine that other work keeps busy may put a CPU-time clock here (``benchmarks/registration.py
+    #: --budget-clock cpu``), so that the budget stands for the time on an unloaded machine.
+    clock = staticmethod(time.perf_counter)
+
     def __init__(self, ct_or_volume, geometry: CArmGeometry, settings: RegistrationSettings | None = None):
         from or_assist.render.drr import AttenuationVolume, DRRRenderer
 
@@ -327,6 +336,7 @@ class Registrar:
         self._stage_scores: dict = {}
         self._deadline: float | None = None
         self._stage_name = ""
+        self._shot: PreparedShot | None = None  # of the registration under way
         self._rival: tuple[float, float, float] | None = None  # (distance mm, its score, best score)
 
     # ------------------------------------------------------------------ public
@@ -369,19 +379,21 @@ class Registrar:
                 raise InputError(f"expected finite (N, 3) points in LPS mm, got shape {targets.shape}",
                                  "target_lps_mm")
         check_choice(polarity, POLARITY_SETTINGS, "polarity")
-        started = time.perf_counter()
+        started = self.clock()
         if deadline is None and st.time_budget_s is not None:
-            deadline = started + st.time_budget_s
+            deadline = self.clock() + st.time_budget_s
         self._deadline = deadline
         self._evaluations = 0
         self._rival = None
         self._stage_name = "prepare"
         times = {}
         try:
-            shot = prepare_shot(frame, self.geometry, polarity, st.sizes_px, valid_mask)
+            sizes = st.sizes_px + ((st.global_search.size_px,) if st.global_search is not None else ())
+            shot = prepare_shot(frame, self.geometry, polarity, sizes, valid_mask)
         except ShotProblem as exc:
             return self._finish(RegistrationResult(None, False, float("nan"), st.metric, 0.0, str(exc)), started)
-        times["prepare"] = time.perf_counter() - started
+        times["prepare"] = self.clock() - started
+        self._shot = shot
         center = isocenter_source_mm(self.geometry)
         levels = {}
         for stage in st.stages:
@@ -459,7 +471,7 @@ class Registrar:
                              "fallback_pose")
         quick = replace(self.settings, stages=TRACK_STAGES, max_starts=1, use_2d_init=False)
         budget = self.settings.time_budget_s
-        deadline = None if budget is None else time.perf_counter() + budget
+        deadline = None if budget is None else self.clock() + budget
         result = self._register(frame, start, polarity, None, valid_mask, quick, deadline, target_lps_mm)
         if result.success or result.pose is None or result.stopped_in is not None:
             return result
@@ -471,7 +483,7 @@ class Registrar:
     # ------------------------------------------------------------------ internals
     def _check_time(self) -> None:
         """Raise :class:`_OutOfTime` once the deadline of the registration under way has passed."""
-        if self._deadline is not None and time.perf_counter() > self._deadline:
+        if self._deadline is not None and self.clock() > self._deadline:
             raise _OutOfTime
 
     def _uncertainty(self, st: RegistrationSettings, levels: dict, pose: Pose, center: np.ndarray,
@@ -494,7 +506,7 @@ class Registrar:
         return None if last.smooth_px > 0 or len(st.stages) < 2 else levels[(last.size_px, last.step_mm, 0.0)]
 
     def _finish(self, result: RegistrationResult, started: float) -> RegistrationResult:
-        result.seconds = time.perf_counter() - started
+        result.seconds = self.clock() - started
         result.n_evaluations = self._evaluations
         self._deadline = None
         self.last_result = result
@@ -515,8 +527,18 @@ class Registrar:
         lvl0 = levels[(first.size_px, first.step_mm, first.smooth_px)]
         aligned = []  # the 2-D initialisation, computed when first needed
 
+        hypotheses = []  # the global stage's starts, computed when first needed
+
         def start_of(n: int) -> tuple[Pose, float]:
             """Start pose and spread factor of attempt ``n`` (:attr:`RegistrationSettings.max_starts`)."""
+            if st.global_search is not None:
+                kind, widen = GLOBAL_STARTS[n % len(GLOBAL_STARTS)]
+                if kind == "init":
+                    return init_pose, widen
+                if not hypotheses:
+                    hypotheses.extend(self._global_starts(st, lvl0, init_pose, center, times))
+                i = sum(k == "global" for k, _ in GLOBAL_STARTS[:n % len(GLOBAL_STARTS)])
+                return (hypotheses[i] if i < len(hypotheses) else init_pose), widen
             first_two = ("2d", "init") if st.use_2d_init else ("init", "2d")
             kind, widen = (first_two[n], 1.0) if n < 2 else LATER_STARTS[(n - 2) % len(LATER_STARTS)]
             if kind == "init":
@@ -647,6 +669,27 @@ class Registrar:
         key = self._stage_key(st.stages, k)
         times[key] = times.get(key, 0.0) + time.perf_counter() - t0
         return apply_update(pose, res.x, center), -res.fun
+
+    def _global_starts(self, st: RegistrationSettings, lvl0: _Level, init_pose: Pose, center: np.ndarray,
+                       times: dict) -> list:
+        """The global stage's hypotheses (:mod:`~or_assist.register.global_search`), ranked by
+        the first stage's similarity (one DRR each); [init_pose] when none could be rendered."""
+        gs = st.global_search
+        name, self._stage_name = self._stage_name, "global"
+        t0 = time.perf_counter()
+        level = self._shot.levels[gs.size_px]
+
+        def render(pose, geometry):
+            self._check_time()
+            self._evaluations += 1
+            return self.renderer.render(pose, geometry, step_mm=gs.step_mm)
+
+        found = global_candidates(render, level.image, level.mask, level.geometry, init_pose, center, gs)
+        ranked = sorted(((lvl0.score(c.pose), i, c.pose) for i, c in enumerate(found)), key=lambda c: (-c[0], c[1]))
+        self._stage_scores["global"] = [round(c[0], 4) for c in ranked]
+        times["global"] = time.perf_counter() - t0
+        self._stage_name = name
+        return [c[2] for c in ranked] or [init_pose]
 
     def _initial_poses(self, st: RegistrationSettings, levels: dict, init_pose: Pose, library) -> list:
         """2-D-aligned starts (:mod:`~or_assist.register.init2d`) on the second-smallest level."""

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 
 from or_assist.core.validate import check_choice, check_number, check_vector
 from or_assist.errors import InputError
+from or_assist.register.global_search import GlobalSearch
 from or_assist.register.similarity import DEFAULT_METRIC, METRICS
 
-__all__ = ["CONFIDENCE_THRESHOLD", "RESTART_BELOW", "SECOND_STAGE_BELOW", "LATER_STARTS", "DEFAULT_STAGES",
+__all__ = ["CONFIDENCE_THRESHOLD", "RESTART_BELOW", "SECOND_STAGE_BELOW", "LATER_STARTS", "GLOBAL_STARTS", "DEFAULT_STAGES",
            "COBYQA_FINE_STAGES", "TRACK_STAGES", "DEFAULT_TIME_BUDGET_S", "Stage", "RegistrationSettings"]
 
 #: Smallest final similarity (gradient correlation at 128 px) reported as success.
@@ -41,6 +42,10 @@ SECOND_STAGE_BELOW = 0.60
 DEFAULT_TIME_BUDGET_S = 3.0
 #: Starts after the first two (:attr:`RegistrationSettings.max_starts`): (kind, spread factor).
 LATER_STARTS = (("init", 1.5), ("init", 1.0), ("2d", 1.0))
+#: Starts of the first stage with the global stage (:attr:`RegistrationSettings.global_search`):
+#: (kind, spread factor); each ``"global"`` takes the next of its hypotheses (best first),
+#: the start pose again once they are used up.
+GLOBAL_STARTS = (("init", 1.0), ("global", 1.0), ("global", 1.0), ("global", 1.0), ("init", 1.5))
 
 
 @dataclass(frozen=True)
@@ -210,6 +215,11 @@ class RegistrationSettings:
         coarse optimum can score like the right pose while off in depth). A DRR under
         way is finished first, so the overrun is at most one render (about 10-40 ms at
         128 px).
+    global_search : GlobalSearch or None
+        The global stage (:mod:`or_assist.register.global_search`): rotation hypotheses
+        with the in-plane shift of each found by masked NCC of edge images; its best
+        hypotheses become starts of the first stage (:data:`GLOBAL_STARTS`, instead of the
+        2-D initialisation). None (default): not run.
     seed : int
         Seed of the CMA-ES.
     """
@@ -232,6 +242,7 @@ class RegistrationSettings:
     agreement_fine_margin: float | None = None
     max_estimated_error_mm: float | None = 2.0
     time_budget_s: float | None = DEFAULT_TIME_BUDGET_S
+    global_search: GlobalSearch | None = None
     seed: int = 0
 
     def __post_init__(self):
@@ -244,6 +255,9 @@ class RegistrationSettings:
             if top % st.size_px or ratio & (ratio - 1):
                 raise InputError(f"sizes must divide the largest ({top}) by powers of two, got "
                                  f"{[s.size_px for s in self.stages]}", "stages")
+        if self.global_search is not None and not isinstance(self.global_search, GlobalSearch):
+            raise InputError(f"must be None or a GlobalSearch, got {type(self.global_search).__name__}",
+                             "global_search")
         check_vector(self.bounds, 6, "bounds", positive=True, expected="6 numbers > 0")
         if self.refine_best is not None and (isinstance(self.refine_best, bool) or not isinstance(self.refine_best, int)
                                              or self.refine_best < 1):

@@ -1,0 +1,236 @@
+"""A global stage before the 3-D search: rotation hypotheses, in-plane shift by masked NCC.
+
+From ±15 mm / ±10 deg the start sees little of the basin on cluttered shots (the 32-px
+similarity at the start is about zero), and a local CMA-ES from there finds a wrong
+optimum. This stage searches the in-plane part of the pose exhaustively, at the cost of
+a few DRRs:
+
+1. **Out-of-plane hypotheses**: the start rotated about the isocentre by a grid of
+   ``(rx, ry)`` (:attr:`GlobalSearch.tilts_deg`), one DRR each, rendered over the shot's
+   level widened by the largest shift on every side (``max_shift_mm`` at the isocentre).
+2. **In-plane rotation** (about the central ray, ``rz``) needs no DRR: the DRR's edge
+   image is rotated about the principal point (:attr:`GlobalSearch.rolls_deg`).
+3. **In-plane shift**: normalised cross-correlation of the shot's edge image (its mask as
+   the template mask, OpenCV ``matchTemplate`` with ``TM_CCOEFF_NORMED``) over every
+   shift of the widened DRR's edge image, refined to sub-pixel by a parabola.
+
+Edges are gradient magnitudes of the lightly blurred images, clipped at a high
+percentile of the shot's own so that metal and burnt-in objects the CT does not show
+cannot dominate the correlation, then square-rooted (a C-arm's display chain changes edge
+contrast, not edge position). The best few distinct hypotheses become poses
+(:func:`~or_assist.register.init2d.pose_from_2d`) and starts of the CMA-ES.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from or_assist.core.geometry import CArmGeometry
+from or_assist.core.pose import Pose
+from or_assist.core.validate import check_number
+from or_assist.errors import InputError
+from or_assist.register.init2d import Alignment2D, pose_from_2d, similarity_matrix
+from or_assist.register.pose_params import apply_update, pose_error
+
+__all__ = ["GlobalSearch", "GlobalCandidate", "edge_image", "match_shift", "global_candidates"]
+
+
+@dataclass(frozen=True)
+class GlobalSearch:
+    """Settings of the global stage (module doc).
+
+    Attributes
+    ----------
+    size_px : int
+        Pyramid level the hypotheses are compared at.
+    step_mm : float
+        DRR ray step.
+    tilts_deg : tuple of float
+        Out-of-plane rotations tried about each of the two image axes (a grid: ``n**2`` DRRs).
+    rolls_deg : tuple of float
+        In-plane rotations tried per DRR (image rotations, no DRR).
+    max_shift_mm : float
+        Largest in-plane shift searched, at the isocentre.
+    keep : int
+        Distinct hypotheses returned, best first.
+    border_px : int
+        The shot's mask is eroded by this many pixels before it is compared (the pixels
+        outside it are filled, and their edge would count).
+    distinct_deg, distinct_mm : float
+        Hypotheses closer than both of these (rotation, isocentre displacement) to a better
+        one are the same hypothesis.
+    """
+
+    size_px: int = 32
+    step_mm: float = 4.0
+    tilts_deg: tuple = (-8.0, -4.0, 0.0, 4.0, 8.0)
+    rolls_deg: tuple = (-9.0, -6.0, -3.0, 0.0, 3.0, 6.0, 9.0)
+    max_shift_mm: float = 25.0
+    keep: int = 3
+    border_px: int = 1
+    distinct_deg: float = 3.0
+    distinct_mm: float = 5.0
+
+    def __post_init__(self):
+        if isinstance(self.size_px, bool) or not isinstance(self.size_px, int) or self.size_px < 16:
+            raise InputError(f"must be an integer >= 16, got {self.size_px!r}", "size_px")
+        check_number(self.step_mm, "step_mm", 0.0, 20.0, lo_open=True, unit="mm")
+        check_number(self.max_shift_mm, "max_shift_mm", 0.0, 200.0, lo_open=True, unit="mm")
+        for name in ("tilts_deg", "rolls_deg"):
+            values = getattr(self, name)
+            if len(values) == 0 or not all(isinstance(v, (int, float)) and abs(v) <= 45 for v in values):
+                raise InputError(f"must be a non-empty tuple of angles within +-45 deg, got {values!r}", name)
+        if isinstance(self.keep, bool) or not isinstance(self.keep, int) or self.keep < 1:
+            raise InputError(f"must be an integer >= 1, got {self.keep!r}", "keep")
+
+    @property
+    def n_renders(self) -> int:
+        """DRRs one search renders."""
+        return len(self.tilts_deg) ** 2
+
+
+@dataclass(frozen=True)
+class GlobalCandidate:
+    """One hypothesis: the pose, its edge correlation and the in-plane part found."""
+
+    pose: Pose
+    score: float
+    tilt_deg: tuple
+    alignment: Alignment2D
+
+
+def edge_image(image: np.ndarray, sigma_px: float, clip_at: float | None = None) -> np.ndarray:
+    """Square root of the gradient magnitude of ``image`` blurred by ``sigma_px``, clipped at ``clip_at``.
+
+    Parameters
+    ----------
+    image : (H, W) float array
+    sigma_px : float
+        Gaussian blur before the Sobel gradients.
+    clip_at : float, optional
+        Largest gradient magnitude kept (before the square root).
+
+    Returns
+    -------
+    (H, W) float32 ndarray
+    """
+    img = cv2.GaussianBlur(np.asarray(image, dtype=np.float32), (0, 0), sigma_px)
+    gx = cv2.Sobel(img, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(img, cv2.CV_32F, 0, 1, ksize=3)
+    mag = cv2.magnitude(gx, gy)
+    if clip_at is not None:
+        mag = np.minimum(mag, np.float32(clip_at))
+    return np.sqrt(mag)
+
+
+def match_shift(wide: np.ndarray, template: np.ndarray, mask: np.ndarray) -> tuple[float, float, float]:
+    """Shift of ``template`` within ``wide`` by masked normalised cross-correlation.
+
+    Parameters
+    ----------
+    wide : (N + 2m, N + 2m) float32 array
+        The view's edge image widened by ``m`` pixels on every side.
+    template : (N, N) float32 array
+        The shot's edge image.
+    mask : (N, N) bool array
+        Template pixels compared.
+
+    Returns
+    -------
+    shift_u_px, shift_v_px, score : float
+        Where the view's content must move to lie on the shot's (``p_shot = p_view + shift``,
+        sub-pixel), and the correlation there.
+    """
+    m = (wide.shape[0] - template.shape[0]) // 2
+    res = cv2.matchTemplate(wide, template, cv2.TM_CCOEFF_NORMED, mask=mask.astype(np.float32))
+    res = np.nan_to_num(res, nan=-1.0, posinf=-1.0, neginf=-1.0)
+    y, x = np.unravel_index(int(np.argmax(res)), res.shape)
+    dx = _parabola(res[y, x - 1], res[y, x], res[y, x + 1]) if 0 < x < res.shape[1] - 1 else 0.0
+    dy = _parabola(res[y - 1, x], res[y, x], res[y + 1, x]) if 0 < y < res.shape[0] - 1 else 0.0
+    return m - (x + dx), m - (y + dy), float(res[y, x])
+
+
+def _parabola(a: float, b: float, c: float) -> float:
+    """Offset of the vertex of the parabola through (-1, a), (0, b), (1, c), within +-0.5."""
+    den = a - 2 * b + c
+    return 0.0 if den >= 0 else float(np.clip(0.5 * (a - c) / den, -0.5, 0.5))
+
+
+def global_candidates(render, image: np.ndarray, mask: np.ndarray, geometry: CArmGeometry, start: Pose,
+                      center_source_mm: np.ndarray, search: GlobalSearch | None = None) -> list[GlobalCandidate]:
+    """The best distinct in-plane hypotheses around ``start`` (module doc).
+
+    Parameters
+    ----------
+    render : callable
+        ``render(pose, geometry) -> (H, W) array``: the DRR (line integrals) at ``pose``
+        with ``geometry``; may raise (the caller's time budget), and
+        :class:`~or_assist.errors.InputError` for a pose that cannot be rendered (skipped).
+    image, mask : (N, N) arrays
+        The shot's level (attenuation-like) and its valid pixels.
+    geometry : CArmGeometry
+        Of the level's pixels.
+    start : Pose
+        The start pose.
+    center_source_mm : (3,) array
+        The isocentre in source coordinates (rotation centre of the hypotheses).
+    search : GlobalSearch, optional
+
+    Returns
+    -------
+    list of GlobalCandidate
+        At most ``search.keep``, best edge correlation first (empty when no hypothesis
+        could be rendered).
+    """
+    search = GlobalSearch() if search is None else search
+    mask = np.asarray(mask, dtype=bool)
+    if image.shape != mask.shape or image.shape != (geometry.height, geometry.width):
+        raise InputError(f"image {image.shape} and mask {mask.shape} must have the geometry's shape "
+                         f"{(geometry.height, geometry.width)}", "image")
+    n = image.shape[0]
+    sigma = max(0.7, n / 64.0)
+    mm_per_px = geometry.pixel_spacing_mm[0] * geometry.source_to_isocenter_mm / geometry.sid_mm
+    m = max(1, int(math.ceil(search.max_shift_mm / mm_per_px)))
+    k = 2 * search.border_px + 1
+    inner = cv2.erode(mask.astype(np.uint8), np.ones((k, k), np.uint8)).astype(bool) if search.border_px else mask
+    raw = edge_image(image, sigma)
+    clip = float(np.percentile(raw[inner] ** 2, 98)) if inner.any() else None
+    shot_edges = edge_image(image, sigma, clip)
+    wide_geometry = geometry.cropped(-m, -m, n + 2 * m, n + 2 * m)
+    pp = np.asarray(wide_geometry.principal_point_px, dtype=np.float64)
+    found = []
+    for rx in search.tilts_deg:
+        for ry in search.tilts_deg:
+            hyp = apply_update(start, (rx, ry, 0.0, 0.0, 0.0, 0.0), center_source_mm)
+            try:
+                drr = np.asarray(render(hyp, wide_geometry), dtype=np.float32)
+            except InputError:
+                continue
+            core = drr[m:m + n, m:m + n]
+            view_raw = edge_image(drr, sigma)
+            view_clip = float(np.percentile(edge_image(core, sigma)[inner] ** 2, 98)) if inner.any() else None
+            view_edges = np.sqrt(np.minimum(view_raw ** 2, np.float32(view_clip))) if view_clip else view_raw
+            for roll in search.rolls_deg:
+                rot = similarity_matrix(pp, roll, 1.0, (0.0, 0.0))
+                turned = cv2.warpAffine(view_edges, rot, (n + 2 * m, n + 2 * m), flags=cv2.INTER_LINEAR,
+                                        borderMode=cv2.BORDER_CONSTANT)
+                du, dv, score = match_shift(turned, shot_edges, inner)
+                al = Alignment2D((float(du), float(dv)), float(roll), 1.0, score)
+                found.append(GlobalCandidate(pose_from_2d(hyp, al, geometry), score, (rx, ry), al))
+    found.sort(key=lambda c: -c.score)
+    kept: list[GlobalCandidate] = []
+    for cand in found:
+        if all(not _same(cand.pose, k.pose, center_source_mm, search) for k in kept):
+            kept.append(cand)
+        if len(kept) == search.keep:
+            break
+    return kept
+
+
+def _same(a: Pose, b: Pose, center: np.ndarray, search: GlobalSearch) -> bool:
+    angle, disp = pose_error(a, b, center)
+    return angle < search.distinct_deg and float(np.linalg.norm(disp)) < search.distinct_mm
