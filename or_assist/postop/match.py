@@ -3,7 +3,10 @@
 Used by :func:`or_assist.postop.evaluate.evaluate_case` (steps 2-4 of its module doc):
 metal objects are classified as far (ignored), matched to a planned implant (one to one,
 ``scipy.optimize.linear_sum_assignment`` on the planned apex's distance to the metal), or extra;
-each match is fitted (principal axis and centroid, then the triangular-prism fit).
+each match is fitted (principal axis and centroid, then the triangular-prism fit, as a
+solid implant and as one cannulated for the catalogue's guide pin, the smaller residual
+kept; the fit also takes up a coating's growth). Objects too wide for one implant are
+split along the planned implants near them first (:func:`or_assist.postop.pieces.split_touching`).
 Everything here is in the post-op frame; the planned implants are mapped into it with
 the registration.
 """
@@ -92,6 +95,13 @@ def _pair_within(cost_mm: np.ndarray, max_mm: float) -> dict[int, int]:
     return {int(i): int(j) for i, j in zip(rows, cols) if ok[i, j]}
 
 
+def _held(fit, start) -> bool:
+    """Did the prism fit stay near its start (not run off to another minimum)?"""
+    turn = float(np.degrees(np.arccos(np.clip(fit.axis_unit @ start.axis_unit, -1.0, 1.0))))
+    return bool(np.isfinite(fit.rms_hu) and np.linalg.norm(fit.apex_lps_mm - start.apex_lps_mm) <= _MAX_FIT_SHIFT_MM
+                and turn <= _MAX_FIT_TURN_DEG)
+
+
 def _prism_refine(postop: CTVolume, preop: CTVolume, T_preop_from_postop: Pose, obj: MetalObject,
                   others: list[MetalObject], start, roll0: float,
                   channels_mm=(0.0,)) -> tuple[np.ndarray, np.ndarray, dict, str]:
@@ -118,21 +128,25 @@ def _prism_refine(postop: CTVolume, preop: CTVolume, T_preop_from_postop: Pose, 
         k = k[np.all((k >= 0) & (k < np.array(box.shape_xyz)), axis=1)]
         other[k[:, 2], k[:, 1], k[:, 0]] = 1
     use = sitk.GetArrayFromImage(sitk.BinaryDilate(sitk.GetImageFromArray(other), [1, 1, 1])) == 0
+    hu_max = float(box.hu.max())
+    # metal start: far above the scale where the metal is clipped (a plateau at the maximum),
+    # else a little above the brightest voxel (dim metal: a start at 8000 HU can run off)
+    clipped = np.count_nonzero(box.hu >= hu_max - 1.0) >= 3
+    metal0 = 8000.0 if clipped else 1.25 * hu_max
     fits = []
-    for ch in channels_mm:        # the first from the start, the others from the first's result
-        if not fits:
-            fits.append(fit_prism(box, pre, use, start.item, start.apex_lps_mm, start.axis_unit,
-                                  hu_max=float(box.hu.max()), roll0_rad=roll0, channel_mm=float(ch),
-                                  fit_grow=True))
+    for ch in channels_mm:        # the first from the start, the others from the first's result if it held
+        f0 = fits[0] if fits and _held(fits[0], start) else None
+        if f0 is None:
+            fits.append(fit_prism(box, pre, use, start.item, start.apex_lps_mm, start.axis_unit, hu_max=hu_max,
+                                  roll0_rad=roll0, metal0_hu=metal0, channel_mm=float(ch), fit_grow=True))
             continue
-        f0 = fits[0]
-        fits.append(fit_prism(box, pre, use, start.item, f0.apex_lps_mm, f0.axis_unit, hu_max=float(box.hu.max()),
+        fits.append(fit_prism(box, pre, use, start.item, f0.apex_lps_mm, f0.axis_unit, hu_max=hu_max,
                               roll0_rad=float(np.radians(f0.roll_deg)), metal0_hu=f0.metal_hu,
                               blur0_var_vox=(f0.blur_mm / float(np.min(box.spacing_mm))) ** 2,
                               channel_mm=float(ch), iterations=_SECOND_FIT_ITERATIONS, fit_grow=True,
                               grow0_mm=f0.grow_mm))
-    k = int(np.nanargmin([f.rms_hu if np.isfinite(f.rms_hu) else np.nan for f in fits])) \
-        if any(np.isfinite(f.rms_hu) for f in fits) else 0
+    held = [k for k, f in enumerate(fits) if _held(f, start)]
+    k = min(held, key=lambda j: fits[j].rms_hu) if held else 0
     fit, channel = fits[k], float(channels_mm[k])
     shift = float(np.linalg.norm(fit.apex_lps_mm - start.apex_lps_mm))
     turn = float(np.degrees(np.arccos(np.clip(fit.axis_unit @ start.axis_unit, -1.0, 1.0))))

@@ -19,7 +19,18 @@ implant is the catalogue item's triangular prism with its tapered tip (seven fac
 planes). The fit varies the apex (3), the axis direction (2), the roll about the axis
 (1), ``M`` and the blur by ``scipy.optimize.least_squares`` (trust-region reflective,
 the blur variance bounded to the kernel's range) on forward-difference derivatives;
-voxels of other metal objects are left out. The library solver replaced our own
+voxels of other metal objects are left out.
+
+Implants as they are (issue 19): a **cannulated** implant (a central channel for the
+guide pin) is the prism less a coaxial cylinder (``channel_mm``; where the metal is dim
+enough not to saturate, a solid model fills the channel by dimming ``M`` and tilts the
+axis up to 3-4 degrees); a **porous coating** makes the metal look larger, taken up by an
+optional outward growth of the three side faces (``fit_grow``, bounded to -0.5..2 mm);
+**fenestrations** (holes through the walls, their pattern unknown to the fit) and the
+coating's roughness are voxels the model cannot describe, so the residuals count
+quadratically only up to 200 HU and linearly beyond (Huber loss). The choice between a
+solid and a cannulated model is made by the caller (:func:`or_assist.postop.match.locate_implants`
+fits both, the smaller residual wins). The library solver replaced our own
 Levenberg-Marquardt loop (issue 18): on held-out synthetic cases (seeds 1 and 2, 24
 implants) it is as accurate or better (apex error max 0.23 vs 0.58 mm and 0.086 vs 0.108
 mm, medians equal within 0.005 mm; axis error medians and maxima within 0.02 deg) in the
@@ -219,6 +230,11 @@ def fit_prism(box, preop_hu: np.ndarray, use: np.ndarray, item: CatalogueItem, a
         Diameter of a central channel along the whole implant (a cannulated implant,
         placed over the guide pin), mm; 0: solid. The model's metal is then the prism
         less a coaxial cylinder of this diameter (module doc).
+    fit_grow : bool
+        Also fit an outward growth of the side faces (a porous coating; module doc),
+        starting at ``grow0_mm``; else the catalogue's triangle as it is.
+    grow0_mm : float
+        Starting growth, mm (clipped to -0.5..2 mm).
 
     Returns
     -------
