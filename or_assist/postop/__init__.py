@@ -6,6 +6,7 @@ Modules::
     evaluate    Post-operative CT evaluation of one case: planned vs placed implants.
     match       Find the planned implants among the metal of a registered post-op CT.
     metal       Metal in a post-operative CT: the scan's own metal threshold and filled implant channels.
+    pieces      Metal objects that hold more than one implant, and implants broken into pieces.
     prism_fit   Sub-voxel fit of a triangular implant to its metal in a post-op CT.
     register3d  Rigid 3D/3D registration of a post-operative CT to the pre-operative (planning) CT.
     register_check Is a post-op CT-to-CT registration right? The bone overlap and the acceptance check.
@@ -20,7 +21,7 @@ import lazy_loader as _lazy
 
 __getattr__, __dir__, __all__ = _lazy.attach(
     __name__,
-    submodules=['cohort', 'evaluate', 'match', 'metal', 'prism_fit', 'register3d', 'register_check', 'segment'],
+    submodules=['cohort', 'evaluate', 'match', 'metal', 'pieces', 'prism_fit', 'register3d', 'register_check', 'segment'],
     submod_attrs={
         'cohort': ['COHORT_SCHEMA', 'CohortCase', 'parse_case_argument', 'read_cohort_file', 'cohort_summary', 'draw_learning_curve', 'CohortFiles', 'evaluate_cohort'],
         'evaluate': ['EVALUATION_SCHEMA', 'ImplantEvaluation', 'CaseEvaluation', 'evaluate_case', 'EvaluationFiles', 'evaluate_files'],
@@ -29,6 +30,7 @@ __getattr__, __dir__, __all__ = _lazy.attach(
         'register3d': ['Registration3D', 'register_postop_to_preop', 'boxes_overlap_fraction'],
         'register_check': ['RegistrationCheck', 'check_registration', 'bone_dice', 'pose_to_sitk', 'shear_overlap'],
         'metal': ['METAL_FLOOR_HU', 'METAL_CEILING_HU', 'metal_threshold_hu', 'fill_metal_channels'],
+        'pieces': ['single_width_mm', 'item_volume_mm3', 'split_touching'],
         'segment': ['MetalObject', 'FittedImplant', 'find_metal_objects', 'fit_implant', 'split_object', 'item_centroid_from_entry_mm', 'candidate_items'],
     },
 )

@@ -3,7 +3,10 @@
 Used by :func:`or_assist.postop.evaluate.evaluate_case` (steps 2-4 of its module doc):
 metal objects are classified as far (ignored), matched to a planned implant (one to one,
 ``scipy.optimize.linear_sum_assignment`` on the planned apex's distance to the metal), or extra;
-each match is fitted (principal axis and centroid, then the triangular-prism fit).
+each match is fitted (principal axis and centroid, then the triangular-prism fit, as a
+solid implant and as one cannulated for the catalogue's guide pin, the smaller residual
+kept; the fit also takes up a coating's growth). Objects too wide for one implant are
+split along the planned implants near them first (:func:`or_assist.postop.pieces.split_touching`).
 Everything here is in the post-op frame; the planned implants are mapped into it with
 the registration.
 """
@@ -23,12 +26,15 @@ from or_assist.core.plan import Plan, implant_vertex_directions
 from or_assist.errors import InputError
 from or_assist.postop.prism_fit import fit_prism, roll_about_axis_rad
 from or_assist.postop.metal import fill_metal_channels, metal_threshold_hu
-from or_assist.postop.segment import MetalObject, candidate_items, find_metal_objects, fit_implant, split_object
+from or_assist.postop.pieces import split_touching
+from or_assist.postop.segment import MetalObject, candidate_items, find_metal_objects, fit_implant
 
 __all__ = ["FoundImplant", "LocatedImplants", "locate_implants"]
 
 #: A prism fit that moves the start by more than this is rejected (the start is kept).
 _MAX_FIT_SHIFT_MM, _MAX_FIT_TURN_DEG = 6.0, 8.0
+#: Model evaluations of the second (channel) fit, started from the solid fit's result.
+_SECOND_FIT_ITERATIONS = 12
 
 
 @dataclass
@@ -89,14 +95,22 @@ def _pair_within(cost_mm: np.ndarray, max_mm: float) -> dict[int, int]:
     return {int(i): int(j) for i, j in zip(rows, cols) if ok[i, j]}
 
 
-def _single_width_mm(item: CatalogueItem) -> float:
-    """``4 sigma`` of a triangle's cross-section (sigma^2 = r_in^2 / 2), without blooming."""
-    return 2.0 * np.sqrt(2.0) * item.inscribed_radius_mm
+def _held(fit, start) -> bool:
+    """Did the prism fit stay near its start (not run off to another minimum)?"""
+    turn = float(np.degrees(np.arccos(np.clip(fit.axis_unit @ start.axis_unit, -1.0, 1.0))))
+    return bool(np.isfinite(fit.rms_hu) and np.linalg.norm(fit.apex_lps_mm - start.apex_lps_mm) <= _MAX_FIT_SHIFT_MM
+                and turn <= _MAX_FIT_TURN_DEG)
 
 
 def _prism_refine(postop: CTVolume, preop: CTVolume, T_preop_from_postop: Pose, obj: MetalObject,
-                  others: list[MetalObject], start, roll0: float) -> tuple[np.ndarray, np.ndarray, dict, str]:
-    """Triangular-prism fit of one implant; falls back to the start when the fit runs off."""
+                  others: list[MetalObject], start, roll0: float,
+                  channels_mm=(0.0,)) -> tuple[np.ndarray, np.ndarray, dict, str]:
+    """Triangular-prism fit of one implant; falls back to the start when the fit runs off.
+
+    One fit per channel diameter in ``channels_mm`` (0: solid) on the same voxels; the
+    one with the smallest residual is kept (a cannulated implant's hollow core, where the
+    grid resolves it, fits the channel model better; where it does not, both agree).
+    """
     from or_assist.postop.register_check import pose_to_sitk
 
     n = np.array(postop.shape_xyz)
@@ -114,10 +128,29 @@ def _prism_refine(postop: CTVolume, preop: CTVolume, T_preop_from_postop: Pose, 
         k = k[np.all((k >= 0) & (k < np.array(box.shape_xyz)), axis=1)]
         other[k[:, 2], k[:, 1], k[:, 0]] = 1
     use = sitk.GetArrayFromImage(sitk.BinaryDilate(sitk.GetImageFromArray(other), [1, 1, 1])) == 0
+    hu_max = float(box.hu.max())
     # sub-voxel points at most 0.6 mm apart per axis (5 on 3 mm voxels, 2 on 0.8 mm ones): thin-slice scans fit fast
     sub = tuple(int(np.clip(np.ceil(s / 0.6), 1, 5)) for s in box.spacing_mm)
-    fit = fit_prism(box, pre, use, start.item, start.apex_lps_mm, start.axis_unit,
-                    hu_max=float(box.hu.max()), roll0_rad=roll0, supersample=sub)
+    # metal start: far above the scale where the metal is clipped (a plateau at the maximum),
+    # else a little above the brightest voxel (dim metal: a start at 8000 HU can run off)
+    clipped = np.count_nonzero(box.hu >= hu_max - 1.0) >= 3
+    metal0 = 8000.0 if clipped else 1.25 * hu_max
+    fits = []
+    for ch in channels_mm:        # the first from the start, the others from the first's result if it held
+        f0 = fits[0] if fits and _held(fits[0], start) else None
+        if f0 is None:
+            fits.append(fit_prism(box, pre, use, start.item, start.apex_lps_mm, start.axis_unit, hu_max=hu_max,
+                                  roll0_rad=roll0, metal0_hu=metal0, channel_mm=float(ch), fit_grow=True,
+                                  supersample=sub))
+            continue
+        fits.append(fit_prism(box, pre, use, start.item, f0.apex_lps_mm, f0.axis_unit, hu_max=hu_max,
+                              roll0_rad=float(np.radians(f0.roll_deg)), metal0_hu=f0.metal_hu,
+                              blur0_var_vox=(f0.blur_mm / float(np.min(box.spacing_mm))) ** 2,
+                              channel_mm=float(ch), iterations=_SECOND_FIT_ITERATIONS, fit_grow=True,
+                              grow0_mm=f0.grow_mm, supersample=sub))
+    held = [k for k, f in enumerate(fits) if _held(f, start)]
+    k = min(held, key=lambda j: fits[j].rms_hu) if held else 0
+    fit, channel = fits[k], float(channels_mm[k])
     shift = float(np.linalg.norm(fit.apex_lps_mm - start.apex_lps_mm))
     turn = float(np.degrees(np.arccos(np.clip(fit.axis_unit @ start.axis_unit, -1.0, 1.0))))
     info = {"extent_mm": round(obj.extent_mm, 2), "width_mm": round(obj.width_mm, 2)}
@@ -125,12 +158,14 @@ def _prism_refine(postop: CTVolume, preop: CTVolume, T_preop_from_postop: Pose, 
         return start.apex_lps_mm, start.entry_lps_mm, dict(info, method="principal axis"), \
             f"prism fit rejected (moved {shift:.1f} mm, {turn:.1f} deg); principal axis kept"
     return fit.apex_lps_mm, fit.entry_lps_mm, dict(info, method="prism fit", rms_hu=round(fit.rms_hu, 1),
-                                                   metal_hu=round(fit.metal_hu), blur_mm=round(fit.blur_mm, 2)), ""
+                                                   metal_hu=round(fit.metal_hu), blur_mm=round(fit.blur_mm, 2),
+                                                   channel_mm=channel), ""
 
 
 def locate_implants(plan: Plan, postop: CTVolume, preop: CTVolume, T_preop_from_postop: Pose, *,
                     metal_hu: float | None = None, max_match_mm: float = 20.0, far_mm: float = 40.0,
-                    refine: bool = True, channel_mm: float = 3.5) -> LocatedImplants:
+                    refine: bool = True, channel_mm: float = 3.5,
+                    cannulation_mm: float | None = None) -> LocatedImplants:
     """Segment, classify, match and fit the implants of a registered post-op CT.
 
     Parameters
@@ -153,11 +188,20 @@ def locate_implants(plan: Plan, postop: CTVolume, preop: CTVolume, T_preop_from_
         (:func:`or_assist.postop.metal.fill_metal_channels`); 0: off.
     refine : bool
         Run the triangular-prism fit (else principal axis and centroid only).
+    cannulation_mm : float or None
+        Diameter of the implants' central channel for the prism fit, mm; 0: solid; None
+        (default): unknown, both a solid implant and one cannulated for the catalogue's
+        guide pin (``plan.catalogue.guide_pin_diameter_mm``) are fitted and the smaller
+        residual decides (``fit["channel_mm"]`` says which).
 
     Returns
     -------
     LocatedImplants
     """
+    if cannulation_mm is not None and (not np.isfinite(cannulation_mm) or cannulation_mm < 0):
+        raise InputError(f"must be None (unknown), 0 (solid) or a channel diameter in mm, got {cannulation_mm!r}",
+                         "cannulation_mm")
+    channels = (0.0, float(plan.catalogue.guide_pin_diameter_mm)) if cannulation_mm is None else (cannulation_mm,)
     out = LocatedImplants()
     T_post_from_pre = T_preop_from_postop.inverse()
     planned = {i.id: (T_post_from_pre.apply(i.entry_lps_mm), T_post_from_pre.apply(i.apex_lps_mm), i)
@@ -181,20 +225,10 @@ def locate_implants(plan: Plan, postop: CTVolume, preop: CTVolume, T_preop_from_
     def cost(pid: str, obj: MetalObject) -> float:       # planned apex to the object's nearest metal voxel
         return float(np.min(np.linalg.norm(obj.points_lps_mm - planned[pid][1], axis=1)))
 
-    # split objects that several planned implants claim and that are too wide for one implant
-    objects = []
-    for obj in near:
-        claims = [pid for pid in planned if cost(pid, obj) <= max_match_mm
-                  and min(near, key=lambda o: cost(pid, o)) is obj]
-        widest = max((_single_width_mm(planned[p][2].item) for p in claims), default=0.0)
-        if len(claims) >= 2 and obj.width_mm > 1.5 * widest:
-            lines = [(0.5 * (planned[p][0] + planned[p][1]), planned[p][1] - planned[p][0]) for p in claims]
-            parts = split_object(filled, obj, lines, metal_hu=metal_hu)
-            out.warnings.append(f"one metal object held implants {', '.join(claims)} (touching at this "
-                                f"resolution); split into {len(parts)}")
-            objects += parts
-        else:
-            objects.append(obj)
+    # split objects too wide for one implant along the planned implants near them
+    objects, notes = split_touching(filled, near, {p: (e, a, i.item) for p, (e, a, i) in planned.items()},
+                                    dict.fromkeys(planned, max_match_mm), metal_hu=metal_hu)
+    out.warnings += notes
 
     pids = list(planned)
     table = np.array([[cost(pid, o) for o in objects] for pid in pids]).reshape(len(pids), len(objects))
@@ -213,7 +247,8 @@ def locate_implants(plan: Plan, postop: CTVolume, preop: CTVolume, T_preop_from_
             if refine:
                 vertex = T_post_from_pre.apply_vectors(implant_vertex_directions(imp)[0])
                 roll0 = roll_about_axis_rad(start.axis_unit, vertex)
-                apex, entry, info, note = _prism_refine(postop, preop, T_preop_from_postop, obj, others, start, roll0)
+                apex, entry, info, note = _prism_refine(postop, preop, T_preop_from_postop, obj, others, start, roll0,
+                                                        channels)
             tried.append((info.get("rms_hu", np.inf), item, apex, entry, info, note))
         rms, item, apex, entry, info, note = min(tried, key=lambda t: (t[0], t[1].id != imp.item.id))
         if item.id != imp.item.id:

@@ -35,7 +35,8 @@ __all__ = ["perturbed_implant", "rigid_motion", "synthesize_postop_ct", "implant
 #: Scanner/implant appearances of a post-op CT (keyword arguments of :func:`synthesize_postop_ct`):
 #: ``standard`` solid titanium (12000 HU) clipped at 3071; ``cannulated`` the same with a
 #: 3.3 mm central channel; ``metal_NNNN`` solid metal at NNNN HU on an extended (unclipped)
-#: scale; ``clip_3071`` metal at 3500 HU clipped at 3071; ``cannulated_2500`` both.
+#: scale; ``clip_3071`` metal at 3500 HU clipped at 3071; ``cannulated_2500`` both;
+#: ``fenestrated*`` and ``porous*`` implant designs (see :func:`synthesize_postop_ct`).
 APPEARANCE_FAMILIES: dict[str, dict] = {
     "standard": {},
     "cannulated": {"cannulation_mm": 3.3},
@@ -45,6 +46,14 @@ APPEARANCE_FAMILIES: dict[str, dict] = {
     "metal_4000": {"metal_hu": 4000.0, "hu_max": 4095.0},
     "clip_3071": {"metal_hu": 3500.0, "hu_max": 3071.0},
     "cannulated_2500": {"metal_hu": 2500.0, "hu_max": 4095.0, "cannulation_mm": 3.3},
+    # implant designs (issue 19, item 2): ``fenestrated`` rows of 3 mm through-holes in every
+    # face; ``porous`` a 1 mm rough coating at 40 % density; with a channel and dim metal too
+    "fenestrated": {"fenestration_mm": 3.0},
+    "porous": {"porous_mm": 1.0},
+    "fenestrated_cannulated": {"fenestration_mm": 3.0, "cannulation_mm": 3.3},
+    "fenestrated_cannulated_2500": {"metal_hu": 2500.0, "hu_max": 4095.0, "fenestration_mm": 3.0,
+                                    "cannulation_mm": 3.3},
+    "porous_cannulated_2500": {"metal_hu": 2500.0, "hu_max": 4095.0, "porous_mm": 1.0, "cannulation_mm": 3.3},
 }
 
 
@@ -166,10 +175,47 @@ def _streaks(frac: np.ndarray, amplitude_hu: float, rng: np.random.Generator) ->
     return out
 
 
+def _fenestrations(imp: Implant, diameter_mm: float, T: Pose) -> list:
+    """Round holes (cylinders) from the axis out through each face, moved by ``T`` (see :func:`synthesize_postop_ct`)."""
+    from or_assist.core.instruments import GuidePin
+    from or_assist.core.plan import implant_vertex_directions
+
+    a = imp.axis_unit
+    taper = min(float(imp.item.tip_taper_mm), 0.5 * imp.length_mm)
+    body = imp.length_mm - taper
+    centres = np.arange(diameter_mm, body - diameter_mm + 1e-9, 2.0 * diameter_mm)
+    out = []
+    for k, vertex in enumerate(implant_vertex_directions(imp)):
+        face = -vertex                                         # outward normal of the face opposite vertex k
+        for j, t in enumerate(centres):
+            p = imp.entry_lps_mm + t * a
+            out.append(GuidePin(T.apply(p + (imp.item.inscribed_radius_mm + 1.0) * face), T.apply(p),
+                                diameter_mm=diameter_mm, id=f"hole {imp.id} {k} {j}"))
+    return out
+
+
+def _coating(grid: CTVolume, frac: np.ndarray, placed: Sequence[Implant], T: Pose, thickness_mm: float,
+             density: float, supersample: int, seed: int) -> np.ndarray:
+    """Metal fraction of a rough porous layer on the implants' faces (see :func:`synthesize_postop_ct`)."""
+    from or_assist.core.catalogue import CatalogueItem
+
+    coated = []
+    for imp in placed:
+        it = imp.item
+        big = CatalogueItem(it.id, it.inscribed_diameter_mm + 2.0 * thickness_mm, it.length_mm, it.tip_taper_mm)
+        v, f = implant_mesh(Implant(imp.id, imp.side, big, imp.entry_lps_mm, imp.apex_lps_mm, imp.roll_deg,
+                                    imp.level))
+        coated.append((T.apply(v), f))
+    shell = np.clip(implant_fraction_volume(grid, coated, supersample) - frac, 0.0, 1.0)
+    rough = np.random.default_rng([seed, 19]).uniform(0.5, 1.5, frac.shape).astype(np.float32)
+    return shell * np.float32(density) * rough
+
+
 def synthesize_postop_ct(preop: CTVolume, placed: Sequence[Implant], T_postop_from_preop: Pose, *,
                          metal_hu: float = 12000.0, hu_max: float = 3071.0, blur_mm: float = 1.0,
                          noise_hu: float = 0.0, streak_hu: float = 0.0, seed: int = 0,
-                         supersample: int = 10, cannulation_mm: float = 0.0) -> CTVolume:
+                         supersample: int = 10, cannulation_mm: float = 0.0, fenestration_mm: float = 0.0,
+                         porous_mm: float = 0.0, porous_density: float = 0.4) -> CTVolume:
     """A post-operative CT: the pre-op CT moved rigidly, with the placed implants burnt in.
 
     Parameters
@@ -199,6 +245,18 @@ def synthesize_postop_ct(preop: CTVolume, placed: Sequence[Implant], T_postop_fr
     cannulation_mm : float
         Diameter (mm) of a central channel along each implant's whole length (cannulated
         implants placed over a guide pin: 3.3 mm); 0 = solid.
+    fenestration_mm : float
+        Diameter (mm) of round holes through the walls (fenestrated implants, for bone
+        to grow through): one row per face, perpendicular to it from the surface to the
+        axis (into the channel when cannulated), centres every ``2 * fenestration_mm``
+        along the body between one diameter from the entry and one from the tapered
+        tip; 0 = none. (The hole pattern of real implants differs per design and is
+        unverified here.)
+    porous_mm, porous_density : float
+        Thickness (mm) of a porous coating on the implant's faces (a larger triangle,
+        inscribed diameter plus ``2 * porous_mm``, same tip), and its mean metal share
+        (0-1); each voxel's share of the coating varies at random by +-50 % about the
+        mean (a rough surface that makes the metal look larger and irregular); 0 = none.
 
     Returns
     -------
@@ -207,6 +265,12 @@ def synthesize_postop_ct(preop: CTVolume, placed: Sequence[Implant], T_postop_fr
     """
     if not isinstance(T_postop_from_preop, Pose):
         raise InputError(f"expected a Pose, got {type(T_postop_from_preop).__name__}", "T_postop_from_preop")
+    for name, val in (("cannulation_mm", cannulation_mm), ("fenestration_mm", fenestration_mm),
+                      ("porous_mm", porous_mm)):
+        if not np.isfinite(val) or val < 0:
+            raise InputError(f"must be a finite length >= 0 mm, got {val!r}", name)
+    if not np.isfinite(porous_density) or not 0.0 < porous_density <= 1.0:
+        raise InputError(f"must be in (0, 1], got {porous_density!r}", "porous_density")
     img = preop.to_sitk()
     moved = sitk.Resample(img, img, pose_to_sitk(T_postop_from_preop.inverse()), sitk.sitkLinear, -1000.0,
                           sitk.sitkFloat32)
@@ -218,6 +282,9 @@ def synthesize_postop_ct(preop: CTVolume, placed: Sequence[Implant], T_postop_fr
     hu = grid.hu.astype(np.float32)
     if meshes:
         frac = implant_fraction_volume(grid, meshes, supersample)
+        if porous_mm > 0:        # the layer on the solid implant's faces (holes and channel open under it)
+            coating = _coating(grid, frac, placed, T_postop_from_preop, float(porous_mm), float(porous_density),
+                               supersample, seed)
         if cannulation_mm > 0:
             from or_assist.core.instruments import GuidePin
 
@@ -228,6 +295,11 @@ def synthesize_postop_ct(preop: CTVolume, placed: Sequence[Implant], T_postop_fr
                                          T_postop_from_preop.apply(imp.entry_lps_mm - 1.0 * a),
                                          diameter_mm=float(cannulation_mm), id=f"channel {imp.id}"))
             frac = np.clip(frac - implant_fraction_volume(grid, channels, supersample), 0.0, 1.0)
+        if fenestration_mm > 0:
+            holes = [h for imp in placed for h in _fenestrations(imp, float(fenestration_mm), T_postop_from_preop)]
+            frac = np.clip(frac - implant_fraction_volume(grid, holes, supersample), 0.0, 1.0)
+        if porous_mm > 0:
+            frac = np.clip(frac + coating, 0.0, 1.0)
         if blur_mm > 0:
             fimg = sitk.GetImageFromArray(frac)
             fimg.CopyInformation(moved)
