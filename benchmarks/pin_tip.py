@@ -13,6 +13,9 @@ Families:
   (:func:`or_assist.sim.pin_cases.make_case`: tip 0-10 mm off, 0-10 deg, 60-100 %
   advanced, other implants placed in 30 % of the cases; the lateral sees the axis end on);
 * ``real-sleeve``: the same with an 8 mm steel sleeve over the pin's back part;
+* ``real-cone``: the same with a pointed (trocar) tip of 2-6 mm axial length (drawn per
+  case from its own generator, so the case is the real family's), which the detector is
+  not told about;
 * ``demo-free`` and ``real-free``: the same shots without a pin (false detections).
 
 Reported per family: pins detected, tips claimed seen, the tip error of the claimed-seen
@@ -104,6 +107,11 @@ def judge(implant, shot, landmarks=None, label: str = "") -> dict:
     return row
 
 
+def cone_mm(seed: int) -> float:
+    """The pointed tip's axial length of the real-cone case ``seed``, 2-6 mm."""
+    return float(np.random.default_rng([seed, 7]).uniform(2.0, 6.0))
+
+
 def _q(values, q):
     return float(np.percentile(values, q)) if values else float("nan")
 
@@ -132,9 +140,12 @@ def main(argv=None) -> int:
     ap.add_argument("--real", type=int, default=8, help="real-CT cases (3 views each, with and without a pin)")
     ap.add_argument("--sleeve", type=int, default=4, help="real-CT cases with an 8 mm sleeve")
     ap.add_argument("--demo", type=int, default=1, help="demo seeds (18 shots each: scripted, random, pin-free)")
+    ap.add_argument("--cone", type=int, default=None,
+                    help="real-CT cases with a pointed tip of 2-6 mm (default: as many as --sleeve)")
     args = ap.parse_args(argv)
     started = time.perf_counter()
-    fam: dict[str, list] = {k: [] for k in ("demo", "demo-random", "demo-free", "real", "real-sleeve", "real-free")}
+    fam: dict[str, list] = {k: [] for k in ("demo", "demo-random", "demo-free", "real", "real-sleeve", "real-cone",
+                                            "real-free")}
     for i in range(args.demo):
         s = args.seed + i
         for name, kw in (("demo", {}), ("demo-random", {"randomise": True}), ("demo-free", {"pin": False})):
@@ -155,6 +166,13 @@ def main(argv=None) -> int:
         fam["real-sleeve"] += [judge(case.implant, shot, label=f"real-sleeve seed {s} {v}")
                                for shot, v in zip(case.shots, views)]
         print(f"  sleeve seed {s} done", flush=True)
+    for i in range(args.sleeve if args.cone is None else args.cone):
+        s = args.seed + i
+        cone = cone_mm(s)
+        case = make_case(s, REAL_PLAN, views=views, tip_cone_mm=cone)
+        fam["real-cone"] += [judge(case.implant, shot, label=f"real-cone seed {s} {v} (cone {cone:.1f} mm)")
+                             for shot, v in zip(case.shots, views)]
+        print(f"  cone seed {s} done", flush=True)
     all_rows = [r for rows in fam.values() for r in rows]
     print(f"\nPin tip benchmark, seeds from {args.seed} (held out from the calibration), "
           f"{time.perf_counter() - started:.0f} s, guide_shot median "
