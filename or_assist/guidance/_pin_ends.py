@@ -44,9 +44,6 @@ END_ON_FORESHORTENING = 0.3
 # of at least _MIN_WIDTH_TREND over the segment (end-on real-CT laterals, calibration
 # seeds: 0.12-0.27, the right end every time)
 _MIN_WIDTH_TREND = 0.06
-# a pointed end the detector was not told about (pointed_end_px) is measured at
-# foreshortenings from this on; more end on, a flat end's disk lengthens the fall
-_POINTED_MIN_FORESHORTENING = 0.7
 
 
 def _pin_edges(vals: np.ndarray, ok: np.ndarray, offsets: np.ndarray, w: float, w_meas: float,
@@ -198,20 +195,7 @@ def walk_end(img, valid, p0, d, t_end: float, sign: float, w: float, plateau: fl
     if i < len(ts) and val[i - 1] > val[i]:
         f = (val[i - 1] - half) / (val[i - 1] - val[i])
         t = float(ts[i - 1] + sign * step * f)
-    return {"t": t, "seen": True, "occluded": False, "at_border": False, "t_seen": float(ts[last_seen]),
-            "ramp_px": _ramp_px(img, valid, p0, d, t, sign, w, ref, bg),
-            "edge_px": edge_fall_px(img, valid, p0, d, float(ts[last_seen]), sign, w)}
-
-
-def _ramp_px(img, valid, p0, d, t_half: float, sign: float, w: float, ref: float, bg: float) -> float:
-    """How long the centre value takes to fall from the pin's level to what lies beyond
-    the end, pixels (:func:`_fall_px` on the centre sampled every half pixel around the
-    half-way point). A flat end falls as fast as the pin's edges, a pointed end over its
-    cone's projected length (the part of it that is not saturated)."""
-    ts = t_half + sign * np.arange(-w, w + 1e-9, 0.5)
-    core = np.arange(-0.25 * w, 0.25 * w + 1e-9, max(0.5, w / 10.0))
-    vals, _ = sample_profiles(img, valid, p0, d, ts, core)
-    return _fall_px(sign * (ts - t_half), vals.mean(axis=1), ref, bg)
+    return {"t": t, "seen": True, "occluded": False, "at_border": False, "t_seen": float(ts[last_seen])}
 
 
 def _shaft_level(val: np.ndarray, pin_like: np.ndarray, n_back: int, plateau: float) -> tuple[float, float]:
@@ -225,47 +209,6 @@ def _shaft_level(val: np.ndarray, pin_like: np.ndarray, n_back: int, plateau: fl
     noise = 1.4826 * float(np.median(np.abs(np.diff(v)))) / math.sqrt(2.0) if len(v) > 2 else 0.0
     tol = float(np.clip(_NOISE_SIGMAS * noise, _MIN_DARK_TOL * plateau, _DARK_PLATEAU * plateau))
     return float(np.median(v)), tol
-
-
-def _fall_px(x: np.ndarray, v: np.ndarray, top: float, bottom: float) -> float:
-    """Pixels over which ``v`` (falling along ``x`` from about ``top``) falls to ``bottom``:
-    the fall over the slope of a line fitted where it lies between a fifth and four fifths
-    of the way (0.5 when that takes less than two samples)."""
-    span = top - bottom
-    if span <= 0:
-        return 0.0
-    frac = (v - bottom) / span
-    k = int(np.argmin(np.abs(frac - 0.5)))
-    lo, hi = k, k
-    while lo > 0 and 0.2 <= frac[lo - 1] <= 0.8:
-        lo -= 1
-    while hi + 1 < len(x) and 0.2 <= frac[hi + 1] <= 0.8:
-        hi += 1
-    if hi - lo < 1:
-        return 0.5
-    slope = abs(float(np.polyfit(x[lo:hi + 1], frac[lo:hi + 1], 1)[0]))
-    return float(1.0 / slope) if slope > 0 else 0.0
-
-
-def edge_fall_px(img, valid, p0, d, t_end: float, sign: float, w: float) -> float:
-    """How sharp the pin's own edges are near one end: :func:`_fall_px` across the shaft's
-    mean cross-profile over the two pin widths before ``t_end``, the sharper side."""
-    ts = t_end - sign * w * np.linspace(0.5, 2.0, 7)
-    offsets = np.arange(-1.5 * w, 1.5 * w + 1e-9, 0.5)
-    vals, ok = sample_profiles(img, valid, p0, d, ts, offsets)
-    keep = ok.all(axis=1)
-    if keep.sum() < 3:
-        return 0.0
-    prof = vals[keep].mean(axis=0)
-    k0 = int(np.argmin(np.abs(offsets)))
-    top = float(prof[np.abs(offsets) <= 0.25 * w].mean())
-    falls = []
-    for sl in (slice(k0, None), slice(k0, None, -1)):
-        x, v = np.abs(offsets[sl]), prof[sl]
-        bottom = float(v[x >= 1.0 * w].mean())
-        if top - bottom > 0:
-            falls.append(_fall_px(x, v, top, bottom))
-    return min(falls) if falls else 0.0
 
 
 def width_trend(img, valid, p0, d, t_a: float, t_b: float, w: float) -> int:
@@ -284,15 +227,6 @@ def width_trend(img, valid, p0, d, t_a: float, t_b: float, w: float) -> int:
     slope = np.polyfit((ts[keep] - ts[0]) / (ts[-1] - ts[0]), a["width"][keep], 1)[0]
     rel = float(slope) / float(np.median(a["width"][keep]))
     return 0 if abs(rel) < _MIN_WIDTH_TREND else (1 if rel > 0 else -1)
-
-
-def pointed_end_px(ramp_px: float, edge_px: float) -> float:
-    """How far the tip of an end whose shape the detector was not told lies beyond the
-    half-way point of its fall, pixels: half of what the end's fall takes longer than the
-    pin's own edges (:func:`edge_fall_px`). A pointed end's centre falls linearly over the
-    part of its cone that is not saturated, so its tip lies half that beyond the half-way
-    point; a flat end falls as fast as the edges (both only blurred), so nothing is added."""
-    return 0.5 * max(0.0, float(ramp_px) - float(edge_px))
 
 
 def tip_end_offset_px(width_px: float, diameter_mm: float, cone_mm: float, foreshortening: float) -> float:
@@ -344,11 +278,8 @@ def finish_detection(img, valid, seg: dict, width_px: float, prior, settings, mm
     tip_state = ends["b"] if tip_is_b else ends["a"]
     direction = (tip - back) / max(np.linalg.norm(tip - back), 1e-9)
     if tip_state["seen"] and not ambiguous:
-        fs = 1.0 if prior is None else prior.foreshortening
-        shift = tip_end_offset_px(w, settings.pin_diameter_mm, settings.tip_cone_mm, fs)
-        if settings.tip_cone_mm == 0 and fs >= _POINTED_MIN_FORESHORTENING:
-            shift -= pointed_end_px(tip_state["ramp_px"], tip_state["edge_px"])
-        tip = tip - direction * shift
+        tip = tip - direction * tip_end_offset_px(w, settings.pin_diameter_mm, settings.tip_cone_mm,
+                                                  1.0 if prior is None else prior.foreshortening)
     length_mm = float(np.linalg.norm(tip - back)) * mm_per_px
     f_contrast = min(1.0, plateau / _FULL_CONTRAST)
     f_length = min(1.0, length_mm / (3.0 * settings.min_length_mm))

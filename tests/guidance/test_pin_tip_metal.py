@@ -69,30 +69,3 @@ def test_end_on_pin_walk_stops_at_its_end():
     assert err_mm < 2.5
     if det.tip_seen:
         assert err_mm < 1.0
-
-
-def _rod(a, b, radius_px, cone_px, mu):
-    """A round steel pin from a to b as an attenuation image: ``mu`` times its chord length,
-    its end at b pointed over ``cone_px`` (0: flat), blurred by 1 px."""
-    ys, xs = np.mgrid[0:480, 0:640].astype(np.float64)
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    length = np.linalg.norm(b - a)
-    d = (b - a) / length
-    along = (xs - a[0]) * d[0] + (ys - a[1]) * d[1]
-    perp = np.abs(-(xs - a[0]) * d[1] + (ys - a[1]) * d[0])
-    r = radius_px * np.clip((length - along) / cone_px, 0.0, 1.0) if cone_px > 0 else np.full_like(along, radius_px)
-    r = np.where((along >= 0) & (along <= length), r, 0.0)
-    return cv2.GaussianBlur(mu * 2.0 * np.sqrt(np.clip(r * r - perp * perp, 0.0, None)), (0, 0), 1.0)
-
-
-def test_pointed_tip_not_told_to_the_detector():
-    """A trocar tip thins to nothing: the centre falls over the cone, not at once, and the
-    half-way point lies short of the tip (a 6 mm cone put the tip 2.4 mm short, a depth cue
-    that much too long). The end's fall, longer than the pin's own edges, moves the tip on;
-    a flat end stays where it is."""
-    mm = 3.2 / W
-    flat = detect_pin(shown(background(8) + _rod(BACK, TIP, W / 2, 0.0, 1.0 / W)), GEOM, prior=PRIOR)
-    assert flat is not None and flat.tip_seen and np.linalg.norm(flat.tip_px - TIP) * mm < 0.5
-    pointed = detect_pin(shown(background(8) + _rod(BACK, TIP, W / 2, 6.0 / mm, 1.0 / W)), GEOM, prior=PRIOR)
-    assert pointed is not None and pointed.tip_seen
-    assert np.linalg.norm(pointed.tip_px - TIP) * mm < 1.6      # half a pin width
