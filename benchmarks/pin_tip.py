@@ -29,7 +29,7 @@ of seed 0 and the demo's pin-free shots at pose errors (seed 5); report on other
 
     python benchmarks/pin_tip.py --seed 4000 --real 8 --sleeve 4 --demo 1
 
-Measured (seeds 4000, held out; 174 s on 2 shared cores), tip error of the claimed-seen
+Before issue 16's walk fix (seeds 4000, held out; 174 s on 2 shared cores), tip error of the claimed-seen
 tips in mm, median / p90 / max: demo 0.06 / 0.19 / 0.28 (18 of 18 seen), demo-random
 0.12 / 0.21 / 0.23 (17 of 18), real 0.24 / 0.33 / 0.36 (20 of 24 detected: the four
 missed are laterals whose pin, seen end on, is hardly longer than wide; 17 seen),
