@@ -13,6 +13,9 @@ Families:
   (:func:`or_assist.sim.pin_cases.make_case`: tip 0-10 mm off, 0-10 deg, 60-100 %
   advanced, other implants placed in 30 % of the cases; the lateral sees the axis end on);
 * ``real-sleeve``: the same with an 8 mm steel sleeve over the pin's back part;
+* ``real-cone``: the same with a pointed (trocar) tip of 2-6 mm axial length (drawn per
+  case from its own generator, so the case is the real family's), which the detector is
+  not told about;
 * ``demo-free`` and ``real-free``: the same shots without a pin (false detections).
 
 Reported per family: pins detected, tips claimed seen, the tip error of the claimed-seen
@@ -26,7 +29,7 @@ of seed 0 and the demo's pin-free shots at pose errors (seed 5); report on other
 
     python benchmarks/pin_tip.py --seed 4000 --real 8 --sleeve 4 --demo 1
 
-Measured (seeds 4000, held out; 174 s on 2 shared cores), tip error of the claimed-seen
+Before issue 16's walk fix (seeds 4000, held out; 174 s on 2 shared cores), tip error of the claimed-seen
 tips in mm, median / p90 / max: demo 0.06 / 0.19 / 0.28 (18 of 18 seen), demo-random
 0.12 / 0.21 / 0.23 (17 of 18), real 0.24 / 0.33 / 0.36 (20 of 24 detected: the four
 missed are laterals whose pin, seen end on, is hardly longer than wide; 17 seen),
@@ -34,17 +37,36 @@ real-sleeve 0.26 / 0.38 / 0.48 (7 of 12 detected: laterals and a bare pin lying 
 placed implant's edge); depth cues from an unseen tip 0; pin-free shots: 0 detections
 in 42. The one-shot remaining depth is off by 0.3 mm (median; p90 1.9 mm: a pin off the
 plan out of the image plane moves where its tip's ray meets the planned axis).
-Seeds 5000 (``--seed 5000 --real 12 --sleeve 4 --demo 2``, held out, 202 s): medians
-0.08 / 0.09 / 0.21 / 0.21 mm (demo / demo-random / real / real-sleeve), p90 <= 0.33 mm,
-0 detections on 72 pin-free shots, but **1 depth cue from an unseen tip** (demo-random
-seed 5001 "L2: at the apex": the claimed tip 3.1 mm beyond the true one, where the pin
-ends on a cortex band running on in its direction; the cue said advance 30 mm with 33 mm
-left) and one end-on real lateral (seed 5011) whose claimed tip was 33 mm off along dark
-bone (no depth cue: end-on views give none, but its offset line came from that point).
-Seeds 3000 (held out before the last change) gave 3 depth cues from an unseen tip (2.8-6.2
-mm off: a bone line collinear with the pin past its end, a tip on a placed implant's
-edge); that change (sustained showing, one free edge) was made on them, so they are no
-longer held out.
+Seeds 5000 and 3000 were used to fix the tip walk (issue 16: the walk starts where the
+run last shows the pin's two-sided signature and follows only the pin's metal, its
+centre as dark as its own shaft; before, seed 5001 "L2: at the apex" took the tip 3.1 mm
+too far on a bone band continuing the pin's line, 'advance 30 mm' with 33 mm left, and
+the end-on lateral 5011 ran 33 mm along dark bone); they are no longer held out. On
+them, after the fix: 0 depth cues from an unseen tip, 0 detections on 114 pin-free shots,
+5 more tips seen than before (demo tips the walk had called hidden, now within 0.6 mm),
+tip error max 0.40 mm (5000; before 3.1 and 33 mm) and 0.64 mm (3000; as before); the end-on
+laterals whose point was 33 mm off are now 5003 seen (0.12 mm) and 5011 "seen end on:
+which end is the tip is not clear" (its point 1.6 mm from the tip).
+
+After that fix, held out (run once each)::
+
+    python benchmarks/pin_tip.py --seed 6000 --real 12 --sleeve 4 --cone 6 --demo 2
+
+(1784 s on 2 cores shared with other benchmarks, load 8-16), tip error of the
+claimed-seen tips in mm, median / p90 / max: demo 0.07 / 0.22 / 0.32 (36 of 36 seen),
+demo-random 0.08 / 0.20 / 0.39 (36 of 36), real 0.17 / 0.32 / 0.37 (32 of 36 detected, all
+32 seen), real-sleeve 0.25 / 0.39 / 0.44 (8 of 12), real-cone 0.86 / 1.11 / 1.25 (16 of 18
+detected, 15 seen: a point the detector is not told about is taken about a quarter of its
+length short, so the depth cue says up to ~1.5 mm more than remains for a 6 mm point);
+**depth cues from an unseen tip 0**; pin-free shots: 0 detections, 0 cues in 72.
+Seeds 7000 (``--seed 7000 --real 8 --sleeve 4 --cone 4 --demo 1``, held out, 392 s):
+demo 0.10 / 0.24 / 0.31 (18 of 18 seen), demo-random 0.06 / 0.21 / **1.99** (18 of 18),
+real 0.19 / 0.33 / 0.41 (22 of 24 detected, 21 seen), real-sleeve 0.18 / 0.34 / 0.43
+(8 of 12), real-cone 0.80 / 1.06 / 1.10 (11 of 12); depth cues from an unseen tip 0 and
+0 detections in 42 pin-free shots, but the 1.99 mm tip is the same step as seed 5001's
+("L2: at the apex", the pin advanced to its apex): taken 1.99 mm beyond the tip along the
+pin's line and seen, 'advance 31 mm'; just inside this benchmark's 2 mm, not the ~1 mm the
+issue asks for.
 """
 
 from __future__ import annotations
@@ -104,6 +126,11 @@ def judge(implant, shot, landmarks=None, label: str = "") -> dict:
     return row
 
 
+def cone_mm(seed: int) -> float:
+    """The pointed tip's axial length of the real-cone case ``seed``, 2-6 mm."""
+    return float(np.random.default_rng([seed, 7]).uniform(2.0, 6.0))
+
+
 def _q(values, q):
     return float(np.percentile(values, q)) if values else float("nan")
 
@@ -132,9 +159,12 @@ def main(argv=None) -> int:
     ap.add_argument("--real", type=int, default=8, help="real-CT cases (3 views each, with and without a pin)")
     ap.add_argument("--sleeve", type=int, default=4, help="real-CT cases with an 8 mm sleeve")
     ap.add_argument("--demo", type=int, default=1, help="demo seeds (18 shots each: scripted, random, pin-free)")
+    ap.add_argument("--cone", type=int, default=None,
+                    help="real-CT cases with a pointed tip of 2-6 mm (default: as many as --sleeve)")
     args = ap.parse_args(argv)
     started = time.perf_counter()
-    fam: dict[str, list] = {k: [] for k in ("demo", "demo-random", "demo-free", "real", "real-sleeve", "real-free")}
+    fam: dict[str, list] = {k: [] for k in ("demo", "demo-random", "demo-free", "real", "real-sleeve", "real-cone",
+                                            "real-free")}
     for i in range(args.demo):
         s = args.seed + i
         for name, kw in (("demo", {}), ("demo-random", {"randomise": True}), ("demo-free", {"pin": False})):
@@ -155,6 +185,13 @@ def main(argv=None) -> int:
         fam["real-sleeve"] += [judge(case.implant, shot, label=f"real-sleeve seed {s} {v}")
                                for shot, v in zip(case.shots, views)]
         print(f"  sleeve seed {s} done", flush=True)
+    for i in range(args.sleeve if args.cone is None else args.cone):
+        s = args.seed + i
+        cone = cone_mm(s)
+        case = make_case(s, REAL_PLAN, views=views, tip_cone_mm=cone)
+        fam["real-cone"] += [judge(case.implant, shot, label=f"real-cone seed {s} {v} (cone {cone:.1f} mm)")
+                             for shot, v in zip(case.shots, views)]
+        print(f"  cone seed {s} done", flush=True)
     all_rows = [r for rows in fam.values() for r in rows]
     print(f"\nPin tip benchmark, seeds from {args.seed} (held out from the calibration), "
           f"{time.perf_counter() - started:.0f} s, guide_shot median "

@@ -22,10 +22,16 @@ __all__: list[str] = []
 _FULL_CONTRAST = 0.45     # share of the field's range at which the contrast factor is 1
 _STRAIGHT_SIGMA = 0.03    # line rms, in pin widths, at which the straightness factor is exp(-1/2)
 _WIDTH_SIGMA = 0.2        # width error (beyond 10 %) at which the width factor is exp(-1/2)
-# the walk along the pin to its ends (walk_end): a sample is "as dark as the pin" within
-# this share of the plateau below the pin's value where last seen; a stretch as dark as
-# the pin without showing it, longer than this many pin widths, hides the pin (occluded)
+# the walk along the pin to its ends (walk_end): a sample continues the pin's metal when
+# its centre is as dark as the pin's own shaft where last seen, within _NOISE_SIGMAS times
+# the shaft's centre noise, but never looser than _DARK_PLATEAU nor tighter than
+# _MIN_DARK_TOL of the plateau (a saturated shaft has no noise; a bone band continuing the
+# pin's line, demo seed 5001, was 0.05 plateau lighter than its saturated shaft); a
+# stretch as dark as the pin without showing it, longer than _MAX_DARK_WIDTHS pin widths,
+# hides the pin (occluded)
 _DARK_PLATEAU = 0.25
+_MIN_DARK_TOL = 0.03
+_NOISE_SIGMAS = 4.0
 _MAX_DARK_WIDTHS = 4.0
 # excluded pixels (burnt-in text) on the pin's centre line up to this many pin widths long
 # are looked past; a longer stretch is the field's border for the walk
@@ -73,12 +79,17 @@ def walk_end(img, valid, p0, d, t_end: float, sign: float, w: float, plateau: fl
 
     Along the line, a sample *shows the pin* when its cross-profile has the pin's
     two-sided signature (contrast at least a quarter of the plateau, a pin-wide band) or
-    at least one of the pin's edges where it should be (:func:`_pin_edges`). The walk
-    goes on over samples that do not show it as long as their centre stays as dark as
-    the pin was where it was last seen (less half its contrast): a bone cortex or an
-    instrument that crosses the pin darkens one side and breaks the signature for a
-    while, but not the pin's own darkness. It stops where the centre falls below that
-    for more than half a pin width, or at the field's border / an excluded region.
+    at least one of the pin's edges where it should be (:func:`_pin_edges`). Past the
+    two-sided signature the pin's *metal* must continue: a sample counts only while its
+    centre stays as dark as the pin's own shaft where it was last seen (within the
+    shaft's noise, :func:`_shaft_level`), so a bone band continuing the pin's line, a
+    little lighter than the pin, with one edge where the pin's would be, is not the pin.
+    The walk goes on over samples that do not show the pin as long as their centre is
+    that dark: a bone cortex or an instrument that crosses the pin darkens one side and
+    breaks the signature for a while, but not the pin's own darkness. It stops where the
+    centre falls below that for more than half a pin width, or at the field's border /
+    an excluded region. The walk starts from the last sample of the verified run that
+    shows the pin with its shaft's darkness.
 
     The pin counts as seen only where it shows for a few samples in a row, and a pin
     seen to its end only along one free edge (lying on a placed implant's edge, where the
@@ -110,15 +121,19 @@ def walk_end(img, valid, p0, d, t_end: float, sign: float, w: float, plateau: fl
     sustained = np.zeros_like(shows)
     for i in np.flatnonzero(run):
         sustained[i - n_sus + 1:i + 1] = True
-    k = n_back      # the verified run's end; its gap bridging may have run onto a collinear bone line
-    while k > 0 and not sustained[k]:
+    # the verified run's end; its gap bridging may have run onto a collinear bone line, so
+    # the walk starts at the last sample that shows the pin with its shaft's darkness
+    ref, tol = _shaft_level(val, sustained & two, n_back, plateau)
+    k = n_back
+    while k > 0 and not (sustained[k] and (two[k] or val[k] >= ref - tol)):
         k -= 1
-    last_seen = last_two = k
-    recent = [float(val[k])]
-    ref = float(val[k])
+    last_seen = k
+    on_two = np.flatnonzero(sustained[:k + 1] & two[:k + 1])
+    last_two = int(on_two[-1]) if len(on_two) else k
+    recent = [ref]
     max_gap = max(1, int(round(0.5 * w / step)))
     max_dark = int(round(_MAX_DARK_WIDTHS * w / step))
-    j, gap, reason, patch_end, last_on = k, 0, "drop", -1, k
+    j, gap, reason, patch_end, last_on, streak = k, 0, "drop", -1, k, 0
     while j + 1 < len(ts):
         j += 1
         if not good[j]:
@@ -127,24 +142,29 @@ def walk_end(img, valid, p0, d, t_end: float, sign: float, w: float, plateau: fl
                 nxt += 1
             if nxt < len(ts) and (nxt - j) * step <= _MAX_PATCH_WIDTHS * w:
                 j = patch_end = nxt - 1      # a small excluded patch (burnt-in text) on the pin: look past it
+                streak = 0
                 continue
             reason = "border"
             break
-        if shows[j]:
+        # the pin's metal continues: its two-sided signature, or its centre as dark as its shaft
+        metal = two[j] or val[j] >= ref - tol
+        if shows[j] and metal:
             last_on, gap = j, 0
-            if sustained[j]:
+            streak += 1
+            if streak >= n_sus or sustained[j] and two[j]:
                 last_seen = j
                 if two[j]:
                     last_two = j
-            recent = (recent + [float(val[j])])[-max(3, n_back):]
-            ref = float(np.median(recent))
-        elif val[j] >= ref - _DARK_PLATEAU * plateau:
-            last_on, gap = j, 0
+                recent = (recent + [float(val[j])])[-max(3, n_back):]
+                ref = float(np.median(recent))
+        elif metal:
+            last_on, gap, streak = j, 0, 0
             if j - last_seen > max_dark:
                 reason = "dark"
                 break
         else:
             gap += 1
+            streak = 0
             if gap > max_gap:
                 break
     else:
@@ -176,6 +196,19 @@ def walk_end(img, valid, p0, d, t_end: float, sign: float, w: float, plateau: fl
         f = (val[i - 1] - half) / (val[i - 1] - val[i])
         t = float(ts[i - 1] + sign * step * f)
     return {"t": t, "seen": True, "occluded": False, "at_border": False, "t_seen": float(ts[last_seen])}
+
+
+def _shaft_level(val: np.ndarray, pin_like: np.ndarray, n_back: int, plateau: float) -> tuple[float, float]:
+    """The shaft's centre value near the end and the tolerance below it that still counts as
+    the pin's metal: from the samples of the last two pin widths before the verified run's
+    end that show the pin's two-sided signature (all of them when none does)."""
+    idx = np.flatnonzero(pin_like[:n_back + 1])
+    if len(idx) < 2:
+        idx = np.arange(n_back + 1)
+    v = val[idx]
+    noise = 1.4826 * float(np.median(np.abs(np.diff(v)))) / math.sqrt(2.0) if len(v) > 2 else 0.0
+    tol = float(np.clip(_NOISE_SIGMAS * noise, _MIN_DARK_TOL * plateau, _DARK_PLATEAU * plateau))
+    return float(np.median(v)), tol
 
 
 def width_trend(img, valid, p0, d, t_a: float, t_b: float, w: float) -> int:
@@ -220,6 +253,12 @@ def finish_detection(img, valid, seg: dict, width_px: float, prior, settings, mm
     vals, ok = sample_profiles(img, valid, p0, d, ts, offsets)
     a = analyse_profiles(vals, ok, offsets, w)
     plateau = float(np.median(a["contrast"]))
+    # the walks start where the run last shows the pin's two-sided signature: the run's gap
+    # bridging may have carried it on along a band continuing the pin's line
+    pin_like = np.flatnonzero(a["ok"] & (a["contrast"] >= 0.25 * plateau) & (a["width"] > 0.3 * w)
+                              & (a["width"] < settings.max_width_ratio * w))
+    if len(pin_like):
+        t_a, t_b = float(ts[pin_like[0]]), float(ts[pin_like[-1]])
     ends = {}
     for name, t_end, sign in (("a", t_a, -1.0), ("b", t_b, 1.0)):
         ends[name] = walk_end(img, valid, p0, d, t_end, sign, w, plateau, seg["width"],

@@ -24,10 +24,10 @@ attenuating; :func:`attenuation_from_frame` makes one from a video frame):
    away from the candidate's direction). The centre of each
    cross-profile is found to sub-pixel precision and a line is fitted to the centres
    (robust total least squares).
-5. **Ends**: from each end of the segment the detector walks along the line, past
-   anything that crosses the pin (a cortex band breaks its two-sided signature, not its
-   darkness) and short excluded patches, to where the pin's centre value drops
-   (:func:`or_assist.guidance._pin_ends.walk_end`); the tip is the end lying towards
+5. **Ends**: from where the segment last shows the pin's two-sided signature the detector
+   walks along the line, past anything that crosses the pin (a cortex band breaks the
+   signature, not the pin's darkness) and short excluded patches, for as long as the pin's
+   metal continues (centre as dark as its shaft: ``_pin_ends.walk_end``); the tip is the end lying towards
    the planned apex (or, without a prior, the end away from the field's border). The seen
    end is moved back by what the end's shape adds (a flat end's disk reaches
    ``r sqrt(1 - f^2)`` beyond the axis at foreshortening ``f``; a cone's half-value point

@@ -66,8 +66,10 @@ def setup(plan_path: str | Path, detector_px: int = 512):
     return plan, renderer, load_profile("siemens_cios_fusion").geometry_at(detector_px)
 
 
-def deviated_pin(implant, offset_mm: float, angle_deg: float, advance: float, rng) -> GuidePin:
-    """A pin whose tip is ``offset_mm`` off the planned axis and which is tilted by ``angle_deg``."""
+def deviated_pin(implant, offset_mm: float, angle_deg: float, advance: float, rng,
+                 tip_cone_mm: float = 0.0) -> GuidePin:
+    """A pin whose tip is ``offset_mm`` off the planned axis and which is tilted by ``angle_deg``
+    (with a pointed tip of axial length ``tip_cone_mm`` when > 0)."""
     a = implant.axis_unit
     r = rng.normal(size=3)
     r -= (r @ a) * a
@@ -77,7 +79,7 @@ def deviated_pin(implant, offset_mm: float, angle_deg: float, advance: float, rn
     q /= np.linalg.norm(q)
     direction = rotation_about_axis(np.cross(a, q), np.radians(angle_deg)) @ a
     tip = implant.entry_lps_mm + advance * implant.length_mm * a + offset_mm * r
-    return GuidePin.from_tip_direction(tip, direction, 150.0)
+    return GuidePin.from_tip_direction(tip, direction, 150.0, tip_cone_mm=tip_cone_mm)
 
 
 def jittered(pose: Pose, rng, angle_deg: float, shift_mm: float) -> Pose:
@@ -97,19 +99,21 @@ def jittered(pose: Pose, rng, angle_deg: float, shift_mm: float) -> Pose:
 def make_case(seed: int, plan_path: str | Path, *, pin: bool = True, detector_px: int = 512, frame_px=(1920, 1080),
               views=("inlet", "outlet"), placed_probability: float = 0.3, max_offset_mm: float = 10.0,
               max_angle_deg: float = 10.0, jitter_deg: float = 3.0, jitter_mm: float = 5.0,
-              supersample: int = 2, sleeve_mm: float = 0.0) -> PinCase:
+              supersample: int = 2, sleeve_mm: float = 0.0, tip_cone_mm: float = 0.0) -> PinCase:
     """One simulated two-view case (module doc); deterministic for a seed.
 
     ``sleeve_mm`` > 0 puts a steel sleeve of that diameter around the pin's back part
     (:func:`sleeve_around`; also in the pin-free shots, where it marks the pin's path);
-    the random draws, and so the case, are the same as without it.
+    the random draws, and so the case, are the same as without it. ``tip_cone_mm`` > 0
+    gives the pin a pointed (trocar) tip of that axial length, its tip where the flat
+    pin's was (the same draws too).
     """
     plan, renderer, geometry = setup(Path(plan_path), detector_px)
     rng = np.random.default_rng(seed)
     k = int(rng.integers(len(plan.implants)))
     implant = plan.implants[k]
     offset, angle = rng.uniform(0, max_offset_mm), rng.uniform(0, max_angle_deg)
-    the_pin = deviated_pin(implant, offset, angle, rng.uniform(0.6, 1.0), rng)
+    the_pin = deviated_pin(implant, offset, angle, rng.uniform(0.6, 1.0), rng, tip_cone_mm)
     placed = tuple(i for j, i in enumerate(plan.implants) if j != k and rng.uniform() < placed_probability)
     sleeve = sleeve_around(the_pin, implant, sleeve_mm) if sleeve_mm > 0 else None
     steel = placed + ((sleeve,) if sleeve is not None else ())
