@@ -33,6 +33,11 @@ __all__ = ["FoundImplant", "LocatedImplants", "locate_implants"]
 
 #: A prism fit that moves the start by more than this is rejected (the start is kept).
 _MAX_FIT_SHIFT_MM, _MAX_FIT_TURN_DEG = 6.0, 8.0
+#: Beyond the limits above, a fit is kept only when the fits started independently from the
+#: same start (solid and channelled) agree within these (both found the same implant: the
+#: principal axis of a faint, partly segmented implant can be 8-10 deg off) and it moved less than the caps.
+_AGREE_MM, _AGREE_DEG = 1.0, 1.0
+_CAP_FIT_SHIFT_MM, _CAP_FIT_TURN_DEG = 12.0, 15.0
 #: Model evaluations of the second (channel) fit, started from the solid fit's result.
 _SECOND_FIT_ITERATIONS = 12
 
@@ -95,11 +100,29 @@ def _pair_within(cost_mm: np.ndarray, max_mm: float) -> dict[int, int]:
     return {int(i): int(j) for i, j in zip(rows, cols) if ok[i, j]}
 
 
-def _held(fit, start) -> bool:
+def _turn_deg(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.degrees(np.arccos(np.clip(a @ b, -1.0, 1.0))))
+
+
+def _held(fit, start, shift_mm: float = _MAX_FIT_SHIFT_MM, turn_deg: float = _MAX_FIT_TURN_DEG) -> bool:
     """Did the prism fit stay near its start (not run off to another minimum)?"""
-    turn = float(np.degrees(np.arccos(np.clip(fit.axis_unit @ start.axis_unit, -1.0, 1.0))))
-    return bool(np.isfinite(fit.rms_hu) and np.linalg.norm(fit.apex_lps_mm - start.apex_lps_mm) <= _MAX_FIT_SHIFT_MM
-                and turn <= _MAX_FIT_TURN_DEG)
+    return bool(np.isfinite(fit.rms_hu) and np.linalg.norm(fit.apex_lps_mm - start.apex_lps_mm) <= shift_mm
+                and _turn_deg(fit.axis_unit, start.axis_unit) <= turn_deg)
+
+
+def _agreeing(fits: list, start) -> list[int]:
+    """Fits beyond the usual limits that independent fits confirm (indices), else [].
+
+    Used only when every fit was started from ``start`` (none held): two fits of
+    different models that end at the same pose within the caps found one implant.
+    """
+    ok = [k for k, f in enumerate(fits) if _held(f, start, _CAP_FIT_SHIFT_MM, _CAP_FIT_TURN_DEG)]
+    for i in ok:
+        for j in ok:
+            if i < j and np.linalg.norm(fits[i].apex_lps_mm - fits[j].apex_lps_mm) <= _AGREE_MM \
+                    and _turn_deg(fits[i].axis_unit, fits[j].axis_unit) <= _AGREE_DEG:
+                return [i, j]
+    return []
 
 
 def _prism_refine(postop: CTVolume, preop: CTVolume, T_preop_from_postop: Pose, obj: MetalObject,
@@ -149,17 +172,20 @@ def _prism_refine(postop: CTVolume, preop: CTVolume, T_preop_from_postop: Pose, 
                               channel_mm=float(ch), iterations=_SECOND_FIT_ITERATIONS, fit_grow=True,
                               grow0_mm=f0.grow_mm, supersample=sub))
     held = [k for k, f in enumerate(fits) if _held(f, start)]
-    k = min(held, key=lambda j: fits[j].rms_hu) if held else 0
+    confirmed = [] if held else _agreeing(fits, start)
+    k = min(held or confirmed, key=lambda j: fits[j].rms_hu) if held or confirmed else 0
     fit, channel = fits[k], float(channels_mm[k])
     shift = float(np.linalg.norm(fit.apex_lps_mm - start.apex_lps_mm))
-    turn = float(np.degrees(np.arccos(np.clip(fit.axis_unit @ start.axis_unit, -1.0, 1.0))))
+    turn = _turn_deg(fit.axis_unit, start.axis_unit)
     info = {"extent_mm": round(obj.extent_mm, 2), "width_mm": round(obj.width_mm, 2)}
-    if shift > _MAX_FIT_SHIFT_MM or turn > _MAX_FIT_TURN_DEG or not np.isfinite(fit.rms_hu):
+    if not held and not confirmed:
         return start.apex_lps_mm, start.entry_lps_mm, dict(info, method="principal axis"), \
             f"prism fit rejected (moved {shift:.1f} mm, {turn:.1f} deg); principal axis kept"
     return fit.apex_lps_mm, fit.entry_lps_mm, dict(info, method="prism fit", rms_hu=round(fit.rms_hu, 1),
                                                    metal_hu=round(fit.metal_hu), blur_mm=round(fit.blur_mm, 2),
-                                                   channel_mm=channel), ""
+                                                   channel_mm=channel), \
+        ("" if held else f"prism fit {turn:.1f} deg / {shift:.1f} mm from the metal's principal axis, "
+                         "confirmed by two independent fits")
 
 
 def locate_implants(plan: Plan, postop: CTVolume, preop: CTVolume, T_preop_from_postop: Pose, *,

@@ -59,3 +59,19 @@ def test_sheared_tilted_series_is_refused_as_sheared():
     straight, true2 = _scan("sheared_tilt_15", sheared=False)
     verdict = check_registration(_roi(), straight, true2, centre_mm=_centre(), shear_slope=0.1)
     assert verdict.accepted, verdict.reason
+
+
+def test_a_fine_level_that_runs_out_of_iterations_goes_on_from_its_result(monkeypatch):
+    """With too few iterations per run the optimiser stops short; the fine level is run again from there."""
+    import or_assist.postop.register3d as r3
+
+    post, true = _scan("thick_3_tilt_20")
+    monkeypatch.setattr(r3, "_MORE_FINE_RUNS", 0)
+    short = register_postop_to_preop(_roi(), post, iterations=4, multistart_deg=0.0)
+    monkeypatch.setattr(r3, "_MORE_FINE_RUNS", 2)
+    more = register_postop_to_preop(_roi(), post, iterations=4, multistart_deg=0.0)
+    rot_short, tre_short = _errors(short.T_preop_from_postop, true)
+    assert tre_short > 0.5 or rot_short > 0.5          # stopped short (4 iterations per run)
+    rot_more, tre_more = _errors(more.T_preop_from_postop, true)
+    assert more.success, more.message
+    assert rot_more < 0.5 and tre_more < 0.5
