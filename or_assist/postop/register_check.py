@@ -45,6 +45,9 @@ class RegistrationCheck:
         The neighbour with the most overlap, e.g. ``"+2 deg about LPS x"``.
     reason : str
         Empty when accepted; otherwise one line: why, and what to try.
+    sheared_dice : float
+        The overlap a shear of the post-op slices reached when the result was refused as
+        sheared (NaN otherwise): another rigid result must overlap more than that.
     """
 
     accepted: bool
@@ -52,6 +55,7 @@ class RegistrationCheck:
     margin: float
     best_move: str
     reason: str
+    sheared_dice: float = float("nan")
 
     def to_dict(self) -> dict:
         """JSON-friendly fields."""
@@ -198,11 +202,13 @@ def check_registration(preop: CTVolume, postop: CTVolume, T_preop_from_postop: P
                   "CT to the pelvis, or give an approximate initial transform)")
     else:
         reason = ""
+    sheared_dice = float("nan")
     if shear_slope > 0 and d0 >= 0.6 * min_dice:
         sheared, how = shear_overlap(preop, postop, T_preop_from_postop, centre, shear_slope, **kw)
         if sheared > max(d0, best):
+            sheared_dice = float(sheared)
             reason = (f"the post-op CT is sheared: the bone overlap (Dice {d0:.2f}) rises to {sheared:.2f} when its "
                       f"slices are sheared {how}, which no rigid registration can match; a gantry-tilted series "
                       "read without tilt correction? Reconstruct or resample it with the tilt corrected (slices "
                       "stacked along their normal) and evaluate again")
-    return RegistrationCheck(not reason, float(d0), float(margin), best_move, reason)
+    return RegistrationCheck(not reason, float(d0), float(margin), best_move, reason, sheared_dice)
