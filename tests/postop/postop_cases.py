@@ -14,8 +14,8 @@ import numpy as np
 from or_assist.core.ct.load import crop_ct, load_ct
 from or_assist.core.ct.volume import CTVolume
 from or_assist.core.pose import Pose
-from or_assist.core.plan import load_plan
-from or_assist.sim.postop_ct import perturbed_implant, rigid_motion, synthesize_postop_ct
+from or_assist.core.plan import implant_mesh, load_plan
+from or_assist.sim.postop_ct import implant_fraction_volume, perturbed_implant, rigid_motion, synthesize_postop_ct
 from tests.conftest import REAL_CT_DIR, REAL_PLAN
 
 PLAN_PATH = REAL_PLAN
@@ -88,3 +88,13 @@ def true_deviation(placed_implant) -> tuple[float, float, float]:
     c = float(np.clip(placed_implant.axis_unit @ p.axis_unit, -1.0, 1.0))
     return (float(np.linalg.norm(placed_implant.apex_lps_mm - p.apex_lps_mm)), float(np.degrees(np.arccos(c))),
             float(np.linalg.norm(placed_implant.entry_lps_mm - p.entry_lps_mm)))
+
+
+def r2_box():
+    """Planned implant R2 (as placed, unperturbed), an empty 2 mm box 6 mm around it and its metal fraction there."""
+    imp = perturbed_implant(plan().implant("R2"), [0.0, 0.0, 0.0], 0.0)
+    v, _ = implant_mesh(imp)
+    lo, hi = v.min(axis=0) - 6.0, v.max(axis=0) + 6.0
+    n = np.ceil((hi - lo) / 2.0).astype(int) + 1
+    grid = CTVolume(np.zeros(n[::-1], np.float32), lo, [2.0, 2.0, 2.0], np.eye(3))
+    return imp, grid, implant_fraction_volume(grid, [implant_mesh(imp)], 6).astype(np.float64)

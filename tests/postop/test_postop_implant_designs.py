@@ -30,12 +30,7 @@ from tests.postop import postop_cases as pc
 
 def _box(channel_mm: float = 0.0, coat_mm: float = 0.0, metal_hu: float = 2500.0):
     """A 2 mm box around planned implant R2 with a channel and/or a half-density coating."""
-    imp = perturbed_implant(pc.plan().implant("R2"), [0.0, 0.0, 0.0], 0.0)
-    v, _ = implant_mesh(imp)
-    lo, hi = v.min(axis=0) - 6.0, v.max(axis=0) + 6.0
-    n = np.ceil((hi - lo) / 2.0).astype(int) + 1
-    grid = CTVolume(np.zeros(n[::-1], np.float32), lo, [2.0, 2.0, 2.0], np.eye(3))
-    frac = implant_fraction_volume(grid, [implant_mesh(imp)], 6).astype(np.float64)
+    imp, grid, frac = pc.r2_box()
     if coat_mm:
         it = imp.item
         big = CatalogueItem(it.id, it.inscribed_diameter_mm + 2 * coat_mm, it.length_mm, it.tip_taper_mm)

@@ -12,11 +12,10 @@ import numpy as np
 import pytest
 
 from or_assist.core.ct.volume import CTVolume
-from or_assist.core.plan import implant_mesh, implant_vertex_directions
+from or_assist.core.plan import implant_vertex_directions
 from or_assist.core.pose import rotation_about_axis
 from or_assist.postop.match import _pair_within
 from or_assist.postop.prism_fit import _blur3, fit_prism, roll_about_axis_rad
-from or_assist.sim.postop_ct import implant_fraction_volume, perturbed_implant
 from tests.postop import postop_cases as pc
 
 
@@ -69,12 +68,7 @@ def test_blur_repeats_the_edge_voxels_and_caps_the_variance():
 # --------------------------------------------------------------------------- prism fit (least_squares)
 
 def _synthetic_box():
-    imp = perturbed_implant(pc.plan().implant("R2"), [0.0, 0.0, 0.0], 0.0)
-    v, _ = implant_mesh(imp)
-    lo, hi = v.min(axis=0) - 6.0, v.max(axis=0) + 6.0
-    n = np.ceil((hi - lo) / 2.0).astype(int) + 1
-    grid = CTVolume(np.zeros(n[::-1], np.float32), lo, [2.0, 2.0, 2.0], np.eye(3))
-    frac = implant_fraction_volume(grid, [implant_mesh(imp)], 6).astype(np.float64)
+    imp, grid, frac = pc.r2_box()
     hu = np.minimum(100.0 + _blur3(frac, 0.2) * (8000.0 - 100.0), 3071.0)
     box = CTVolume(hu.astype(np.float32), grid.origin_mm, grid.spacing_mm, grid.direction)
     return imp, box
