@@ -48,15 +48,12 @@ __all__ = ["Registration3D", "register_postop_to_preop", "boxes_overlap_fraction
 
 _CLAMP_HU = (-200.0, 2000.0)
 _SHEARED = "the post-op CT is sheared"     # how register_check's shear refusal begins
-#: The finest level is run again from its result (at most this often) while the optimiser
-#: stops for lack of iterations rather than by converging: after a large motion (15 deg /
-#: 50 mm) one run of 200 ended 1.1 deg short of the optimum and was accepted (its check
-#: probes 2 deg steps).
+#: The finest level runs again from its result (at most this often) while the optimiser stops
+#: for lack of iterations, not by converging (a 15 deg / 50 mm motion: one run of 200 ended
+#: 1.1 deg short and was accepted; the check probes 2 deg steps).
 _MORE_FINE_RUNS = 2
-#: Once some start was refused as sheared, another start's rigid result is accepted only if
-#: its bone overlap beats that shear's by this much (fresh seed 67: a sheared series
-#: accepted 16-18 deg off at Dice 0.54 against a shear's 0.53; a large motion first
-#: mistaken for a shear overlaps far better at its right pose).
+#: Once a start was refused as sheared, another start's rigid result must beat that shear's bone overlap by
+#: this much (seed 67: a sheared series accepted 16-18 deg off at Dice 0.54 against a shear's 0.53).
 _SHEAR_DICE_MARGIN = 0.05
 _OUT_OF_ITERATIONS = "Maximum number of iterations"
 
@@ -315,9 +312,15 @@ def register_postop_to_preop(preop: CTVolume, postop: CTVolume, *, bone_hu: tupl
     value, start, tx, why = min(coarse, key=lambda c: c[0])
     start_tx = dict(starts)[start]
 
+    def sheared_verdict(T):
+        """The check's verdict at ``T`` if it finds the scan sheared, else None."""
+        v = check_registration(preop, postop, T, centre_mm=c_fixed, min_dice=min_dice, bone_hu=bone_hu,
+                               metal_hu=metal_hu, shear_slope=shear_slope)
+        return v if v.reason.startswith(_SHEARED) else None
+
     def finish(tx, value, why):
         """Refine a coarse result at the finer levels, then score and check it."""
-        before = []         # results the optimiser went on from
+        went_on_from = None     # the fine result the optimiser went on from, if it did
         if math.isfinite(value) and len(shrink) > 1:
             try:
                 tx, value, why = _run(fixed, moving, fixed_mask, moving_mask, tx, shrink[1:], smoothing_vox[1:],
@@ -325,7 +328,7 @@ def register_postop_to_preop(preop: CTVolume, postop: CTVolume, *, bone_hu: tupl
                 for _ in range(_MORE_FINE_RUNS):      # still descending when its iterations ran out: go on
                     if _OUT_OF_ITERATIONS not in why:
                         break
-                    before.append(tx)
+                    went_on_from = tx if went_on_from is None else went_on_from
                     tx, value, why = _run(fixed, moving, fixed_mask, moving_mask, tx, shrink[-1:],
                                           smoothing_vox[-1:], iterations, histogram_bins, sampling)
             except RuntimeError as exc:
@@ -342,15 +345,13 @@ def register_postop_to_preop(preop: CTVolume, postop: CTVolume, *, bone_hu: tupl
                 ok, msg = False, verdict.reason
         elif check and shear_slope > 0 and math.isfinite(value) and dice >= 0.6 * min_dice:
             # a low overlap may come from a sheared scan: say so rather than "no overlap"
-            v = check_registration(preop, postop, T, centre_mm=c_fixed, min_dice=min_dice, bone_hu=bone_hu,
-                                   metal_hu=metal_hu, shear_slope=shear_slope)
-            if v.reason.startswith(_SHEARED):
+            v = sheared_verdict(T)
+            if v is not None:
                 verdict, msg = v, v.reason
-        if not ok and before and check and shear_slope > 0 and not msg.startswith(_SHEARED):
+        if not ok and went_on_from is not None and check and shear_slope > 0 and not msg.startswith(_SHEARED):
             # a sheared scan has no rigid optimum: the optimiser drifts on; say sheared if it looked so before
-            v = check_registration(preop, postop, _to_pose(before[0]).inverse(), centre_mm=c_fixed,
-                                   min_dice=min_dice, bone_hu=bone_hu, metal_hu=metal_hu, shear_slope=shear_slope)
-            if v.reason.startswith(_SHEARED):
+            v = sheared_verdict(_to_pose(went_on_from).inverse())
+            if v is not None:
                 verdict, msg = v, v.reason
         return T, float(value), msg, float(dice), ok, verdict
 
@@ -385,8 +386,7 @@ def register_postop_to_preop(preop: CTVolume, postop: CTVolume, *, bone_hu: tupl
             got = finish(txc, vc, wc)
             if got[4] and (best is None or got[3] > best[1][3]):
                 best = (name, got)
-            elif got[2].startswith(_SHEARED) and got[5] is not None and \
-                    (sheared is None or got[5].sheared_dice > sheared[1]):
+            elif got[5] is not None and got[5].sheared_dice > (sheared[1] if sheared else -1.0):   # NaN: not sheared
                 sheared = (got[2], got[5].sheared_dice)
         if best is not None and sheared is not None and not best[1][3] >= sheared[1] + _SHEAR_DICE_MARGIN:
             # a sheared scan: a rigid pose that explains no more bone than a shear did is a wrong one
