@@ -43,10 +43,11 @@ from or_assist.core.ct.volume import CTVolume
 from or_assist.core.pose import Pose
 from or_assist.errors import InputError
 from or_assist.postop.register_check import RegistrationCheck, bone_dice, check_registration
+from or_assist.postop.register_global import global_candidates
+from or_assist.postop.register_local import LevelImages, centre_of_mask, masks, prepared, to_pose
 
 __all__ = ["Registration3D", "register_postop_to_preop", "boxes_overlap_fraction"]
 
-_CLAMP_HU = (-200.0, 2000.0)
 _SHEARED = "the post-op CT is sheared"     # how register_check's shear refusal begins
 #: The finest level runs again from its result (at most this often) while the optimiser stops
 #: for lack of iterations, not by converging (a 15 deg / 50 mm motion: one run of 200 ended
@@ -129,101 +130,12 @@ def _coarsened(ct: CTVolume, min_spacing_mm: float) -> CTVolume:
     return CTVolume.from_sitk(sitk.BinShrink(ct.to_sitk(), factors), source=ct.source)
 
 
-def _prepared(ct: CTVolume) -> sitk.Image:
-    img = ct.to_sitk()
-    return sitk.Clamp(img, sitk.sitkFloat32, *_CLAMP_HU)
-
-
-def _masks(ct: CTVolume, bone_hu: tuple[float, float], metal_hu: float, metal_margin_mm: float):
-    """(bone mask without metal neighbourhood, metal-free mask) as sitk uint8 images."""
-    img = ct.to_sitk()
-    metal = sitk.BinaryThreshold(img, float(metal_hu), 1e9, 1, 0)
-    if metal_margin_mm > 0:
-        radius = [max(1, int(round(metal_margin_mm / s))) for s in ct.spacing_mm]
-        metal = sitk.BinaryDilate(metal, radius)
-    no_metal = sitk.BinaryNot(metal)
-    bone = sitk.BinaryThreshold(img, float(bone_hu[0]), float(bone_hu[1]), 1, 0)
-    bone = sitk.And(bone, no_metal)
-    return bone, no_metal
-
-
-def _axis_aligned_bone(mask: sitk.Image, ct: CTVolume, step_mm: float) -> tuple[np.ndarray, np.ndarray]:
-    """The bone mask smoothed and resampled on an axis-aligned LPS grid; (array (Z, Y, X), origin)."""
-    corners = ct.corners_lps_mm()
-    lo, hi = corners.min(0), corners.max(0)
-    size = [int(v) for v in np.floor((hi - lo) / step_mm).astype(int) + 1]
-    smooth = sitk.SmoothingRecursiveGaussian(sitk.Cast(mask, sitk.sitkFloat32), 0.5 * step_mm)
-    ref = sitk.Image(size, sitk.sitkFloat32)
-    ref.SetOrigin(tuple(float(v) for v in lo))
-    ref.SetSpacing((step_mm,) * 3)
-    out = sitk.Resample(smooth, ref, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-    return sitk.GetArrayFromImage(out), lo
-
-
-def _correlation_shift_mm(fixed_mask: sitk.Image, preop: CTVolume, moving_mask: sitk.Image, postop: CTVolume,
-                          step_mm: float = 6.0) -> np.ndarray:
-    """Translation ``d`` (LPS mm, post = pre + d) maximising the correlation of the bone masks.
-
-    An exhaustive search over every shift by FFT on coarse axis-aligned grids: the start
-    when the two CTs have unrelated coordinates or fields of view.
-    """
-    a, oa = _axis_aligned_bone(fixed_mask, preop, step_mm)
-    b, ob = _axis_aligned_bone(moving_mask, postop, step_mm)
-    a = a - a.mean()
-    shape = [na + nb for na, nb in zip(a.shape, b.shape)]
-    axes = (0, 1, 2)
-    corr = np.fft.irfftn(np.conj(np.fft.rfftn(a, shape, axes)) * np.fft.rfftn(b, shape, axes), shape, axes)
-    peak = np.array(np.unravel_index(int(np.argmax(corr)), corr.shape))       # (z, y, x)
-    peak = np.where(peak > np.array(b.shape) - 1, peak - np.array(shape), peak)
-    return step_mm * peak[::-1].astype(np.float64) + ob - oa
-
-
-def _centre_of_mask(mask: sitk.Image) -> np.ndarray | None:
-    stats = sitk.LabelShapeStatisticsImageFilter()
-    stats.Execute(mask)
-    if not stats.HasLabel(1):
-        return None
-    return np.array(stats.GetCentroid(1))
-
-
-def _run(fixed, moving, fixed_mask, moving_mask, initial: sitk.Euler3DTransform, shrink, smooth,
-         iterations: int, bins: int, sampling: float = 1.0):
-    reg = sitk.ImageRegistrationMethod()
-    reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=bins)
-    if sampling < 1.0:
-        reg.SetMetricSamplingStrategy(reg.REGULAR)
-        reg.SetMetricSamplingPercentage(sampling, 1)
-    else:
-        reg.SetMetricSamplingStrategy(reg.NONE)
-    reg.SetMetricFixedMask(fixed_mask)
-    reg.SetMetricMovingMask(moving_mask)
-    reg.SetInterpolator(sitk.sitkLinear)
-    reg.SetOptimizerAsRegularStepGradientDescent(learningRate=2.0, minStep=1e-3, numberOfIterations=iterations,
-                                                 relaxationFactor=0.5, gradientMagnitudeTolerance=1e-8)
-    reg.SetOptimizerScalesFromPhysicalShift()
-    reg.SetShrinkFactorsPerLevel(list(shrink))
-    reg.SetSmoothingSigmasPerLevel(list(smooth))
-    reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
-    tx = sitk.Euler3DTransform(initial)
-    reg.SetInitialTransform(tx, inPlace=True)
-    reg.Execute(fixed, moving)
-    return tx, float(reg.GetMetricValue()), reg.GetOptimizerStopConditionDescription()
-
-
-def _to_pose(tx: sitk.Euler3DTransform) -> Pose:
-    """SimpleITK fixed(pre-op) -> moving(post-op) transform as the Pose T_postop_from_preop."""
-    r = np.array(tx.GetMatrix()).reshape(3, 3)
-    c = np.array(tx.GetCenter())
-    t = np.array(tx.GetTranslation())
-    return Pose.from_rotation_translation(r, t + c - r @ c)
-
-
 def register_postop_to_preop(preop: CTVolume, postop: CTVolume, *, bone_hu: tuple[float, float] = (150.0, 2000.0),
                              metal_hu: float = 2500.0, metal_margin_mm: float = 6.0,
                              shrink: tuple[int, ...] = (4, 2, 1), smoothing_vox: tuple[float, ...] = (2.0, 1.0, 0.0),
                              iterations: int = 200, histogram_bins: int = 48, sampling: float = 1.0,
-                             min_dice: float = 0.5, check: bool = True, multistart_deg: float = 10.0,
-                             multistart_refine: int = 4, moving_spacing_mm: float = 1.5,
+                             min_dice: float = 0.5, check: bool = True, multistart_deg: float = 15.0,
+                             global_step_deg: float = 7.5, multistart_refine: int = 4, moving_spacing_mm: float = 1.5,
                              shear_slope: float = 0.1) -> Registration3D:
     """Register a post-op CT rigidly to the pre-op CT (method: module doc).
 
@@ -280,42 +192,39 @@ def register_postop_to_preop(preop: CTVolume, postop: CTVolume, *, bone_hu: tupl
     """
     t0 = time.perf_counter()
     postop = _coarsened(postop, moving_spacing_mm)
-    fixed, moving = _prepared(preop), _prepared(postop)
-    fixed_mask, _ = _masks(preop, bone_hu, metal_hu, metal_margin_mm)
-    moving_bone, moving_mask = _masks(postop, bone_hu, metal_hu, metal_margin_mm)
-    c_fixed = _centre_of_mask(fixed_mask)
-    c_moving = _centre_of_mask(moving_bone)
+    fixed_mask, _ = masks(preop, bone_hu, metal_hu, metal_margin_mm)
+    moving_bone, moving_mask = masks(postop, bone_hu, metal_hu, metal_margin_mm)
+    c_fixed = centre_of_mask(fixed_mask)
+    c_moving = centre_of_mask(moving_bone)
     if c_fixed is None:
         raise InputError(f"no bone ({bone_hu[0]:g}-{bone_hu[1]:g} HU) in the pre-op region to register to",
                          preop.source or "pre-op CT")
     if c_moving is None:
         raise InputError(f"no bone ({bone_hu[0]:g}-{bone_hu[1]:g} HU) in the post-op CT: is it a CT of the "
                          "patient in Hounsfield units?", postop.source or "post-op CT")
-    starts = []
-    if boxes_overlap_fraction(preop, postop) > 0.0:
+    levels = LevelImages(prepared(preop), prepared(postop), fixed_mask, moving_mask, shrink, smoothing_vox,
+                         iterations, histogram_bins, sampling)
+    found = global_candidates(fixed_mask, preop, moving_bone, postop, c_fixed, max_deg=multistart_deg,
+                              step_deg=global_step_deg, keep=max(1, multistart_refine) + 1)
+    starts = [("global search " + g.name if multistart_deg > 0 else "bone correlation", g.transform(c_fixed))
+              for g in found]
+    if boxes_overlap_fraction(preop, postop) > 0.0 or not starts:
         tx = sitk.Euler3DTransform()
         tx.SetCenter(tuple(float(v) for v in c_fixed))
-        starts.append(("identity", tx))
-    tx = sitk.Euler3DTransform()
-    tx.SetCenter(tuple(float(v) for v in c_fixed))
-    tx.SetTranslation(tuple(float(v) for v in _correlation_shift_mm(fixed_mask, preop, moving_bone, postop)))
-    starts.append(("bone correlation", tx))
-    coarse = []
-    for name, tx0 in starts:
+        starts.insert(0, ("identity", tx))
+    kw = {"bone_hu": bone_hu, "metal_hu": metal_hu}
+
+    def coarse(name, tx0):
+        """The coarsest level from a start: (bone Dice there, metric, name, transform, stop reason)."""
         try:
-            tx, value, why = _run(fixed, moving, fixed_mask, moving_mask, tx0, shrink[:1], smoothing_vox[:1],
-                                  iterations, histogram_bins, sampling)
+            tx, value, why = levels.run(tx0, 0, 1)
         except RuntimeError as exc:   # e.g. too few samples inside the moving image
-            coarse.append((math.inf, name, tx0, f"failed: {str(exc).splitlines()[-1][:200]}"))
-            continue
-        coarse.append((value, name, tx, why))
-    value, start, tx, why = min(coarse, key=lambda c: c[0])
-    start_tx = dict(starts)[start]
+            return -1.0, math.inf, name, tx0, f"failed: {str(exc).splitlines()[-1][:200]}"
+        return bone_dice(preop, postop, to_pose(tx).inverse(), **kw), value, name, tx, why
 
     def sheared_verdict(T):
         """The check's verdict at ``T`` if it finds the scan sheared, else None."""
-        v = check_registration(preop, postop, T, centre_mm=c_fixed, min_dice=min_dice, bone_hu=bone_hu,
-                               metal_hu=metal_hu, shear_slope=shear_slope)
+        v = check_registration(preop, postop, T, centre_mm=c_fixed, min_dice=min_dice, shear_slope=shear_slope, **kw)
         return v if v.reason.startswith(_SHEARED) else None
 
     def finish(tx, value, why):
@@ -323,24 +232,22 @@ def register_postop_to_preop(preop: CTVolume, postop: CTVolume, *, bone_hu: tupl
         went_on_from = None     # the fine result the optimiser went on from, if it did
         if math.isfinite(value) and len(shrink) > 1:
             try:
-                tx, value, why = _run(fixed, moving, fixed_mask, moving_mask, tx, shrink[1:], smoothing_vox[1:],
-                                      iterations, histogram_bins, sampling)
+                tx, value, why = levels.run(tx, 1)
                 for _ in range(_MORE_FINE_RUNS):      # still descending when its iterations ran out: go on
                     if _OUT_OF_ITERATIONS not in why:
                         break
                     went_on_from = tx if went_on_from is None else went_on_from
-                    tx, value, why = _run(fixed, moving, fixed_mask, moving_mask, tx, shrink[-1:],
-                                          smoothing_vox[-1:], iterations, histogram_bins, sampling)
+                    tx, value, why = levels.run(tx, len(shrink) - 1)
             except RuntimeError as exc:
                 value, why = math.inf, f"failed: {str(exc).splitlines()[-1][:200]}"
-        T = _to_pose(tx).inverse()
-        dice = bone_dice(preop, postop, T, bone_hu=bone_hu, metal_hu=metal_hu)
+        T = to_pose(tx).inverse()
+        dice = bone_dice(preop, postop, T, **kw)
         ok = math.isfinite(value) and dice >= min_dice
         msg = why if ok else f"bone overlap (Dice {dice:.2f}) below {min_dice:g} after registration; {why}"
         verdict = None
         if ok and check:
-            verdict = check_registration(preop, postop, T, centre_mm=c_fixed, min_dice=min_dice, bone_hu=bone_hu,
-                                         metal_hu=metal_hu, shear_slope=shear_slope)
+            verdict = check_registration(preop, postop, T, centre_mm=c_fixed, min_dice=min_dice,
+                                         shear_slope=shear_slope, **kw)
             if not verdict.accepted:
                 ok, msg = False, verdict.reason
         elif check and shear_slope > 0 and math.isfinite(value) and dice >= 0.6 * min_dice:
@@ -350,39 +257,27 @@ def register_postop_to_preop(preop: CTVolume, postop: CTVolume, *, bone_hu: tupl
                 verdict, msg = v, v.reason
         if not ok and went_on_from is not None and check and shear_slope > 0 and not msg.startswith(_SHEARED):
             # a sheared scan has no rigid optimum: the optimiser drifts on; say sheared if it looked so before
-            v = sheared_verdict(_to_pose(went_on_from).inverse())
+            v = sheared_verdict(to_pose(went_on_from).inverse())
             if v is not None:
                 verdict, msg = v, v.reason
         return T, float(value), msg, float(dice), ok, verdict
 
+    # first pass: the identity (scans of one patient often share the table frame) and the
+    # global search's best; the one with more bone overlap after the coarse level is refined
+    coarse_runs = [coarse(*s) for s in starts[:2]]
+    dice0, value, start, tx, why = max(coarse_runs, key=lambda c: (c[0], -c[1]))
     T, value, msg, dice, ok, verdict = finish(tx, value, why)
-    tried = 1
+    done = [tx]
     if not ok and multistart_deg > 0:
-        # Large motion: the local optimiser from the identity / shift start lands in a wrong
-        # optimum. Coarse runs from rotated starts (every combination of 0 and +-multistart_deg
-        # about the LPS axes through the bone centre); the best few by the metric are refined
-        # and the accepted one with the most bone overlap wins.
-        more = []
-        a = math.radians(multistart_deg)
-        for ax in (-a, 0.0, a):
-            for ay in (-a, 0.0, a):
-                for az in (-a, 0.0, a):
-                    if ax == ay == az == 0.0:
-                        continue
-                    tx0 = sitk.Euler3DTransform(start_tx)
-                    tx0.SetRotation(ax, ay, az)
-                    try:
-                        txc, vc, wc = _run(fixed, moving, fixed_mask, moving_mask, tx0, shrink[:1],
-                                           smoothing_vox[:1], iterations, histogram_bins, sampling)
-                    except RuntimeError:
-                        continue
-                    more.append((vc, f"{start} rotated ({math.degrees(ax):+.0f}, {math.degrees(ay):+.0f}, "
-                                     f"{math.degrees(az):+.0f}) deg", txc, wc))
-        coarse.extend(more)
+        # multi-start: the other coarse results (the global search's other basins), most overlap
+        # first, are refined and checked; the accepted one with the most bone overlap wins
+        coarse_runs += [coarse(*s) for s in starts[2:]]
         best = None
         sheared = (msg, verdict.sheared_dice) if msg.startswith(_SHEARED) and verdict is not None else None
-        for vc, name, txc, wc in sorted(more, key=lambda c: c[0])[:multistart_refine]:
-            tried += 1
+        for dc, vc, name, txc, wc in sorted(coarse_runs, key=lambda c: (-c[0], c[1])):
+            if len(done) > multistart_refine or not math.isfinite(vc) or any(_same_pose(txc, t) for t in done):
+                continue
+            done.append(txc)
             got = finish(txc, vc, wc)
             if got[4] and (best is None or got[3] > best[1][3]):
                 best = (name, got)
@@ -394,7 +289,17 @@ def register_postop_to_preop(preop: CTVolume, postop: CTVolume, *, bone_hu: tupl
         if best is not None:
             start, (T, value, msg, dice, ok, verdict) = best
         else:       # a shear seen at any start is the more useful reason
-            msg = f"{sheared[0] if sheared else msg} (also after {tried - 1} refined starts of {len(more)} rotated by up to " \
-                  f"{multistart_deg:g} deg)"
+            msg = f"{sheared[0] if sheared else msg} (also after {len(done) - 1} more refined starts of " \
+                  f"{len(starts)} from a global search over rotations to {multistart_deg:g} deg)"
     return Registration3D(T, ok, "mattes_mi", float(value), float(dice), time.perf_counter() - t0, start, msg,
-                          {"starts": [(c[1], c[0]) for c in coarse], "refined": tried}, verdict)
+                          {"starts": [(c[2], c[1], c[0]) for c in coarse_runs], "refined": len(done),
+                           "global": [(g.name, g.score) for g in found]}, verdict)
+
+
+def _same_pose(a: sitk.Euler3DTransform, b: sitk.Euler3DTransform, deg: float = 1.0, mm: float = 2.0) -> bool:
+    """Whether two coarse results are the same pose (within ``deg`` and ``mm`` at the rotation centre)."""
+    pa, pb = to_pose(a), to_pose(b)
+    c = np.array(a.GetCenter())
+    rel = pa.rotation.T @ pb.rotation
+    angle = math.degrees(math.acos(max(-1.0, min(1.0, (float(np.trace(rel)) - 1.0) / 2.0))))
+    return angle < deg and float(np.linalg.norm(pa.apply(c) - pb.apply(c))) < mm
