@@ -13,14 +13,16 @@ a post-op point (LPS mm) to the same anatomical point in the pre-op CT (the plan
   contrast) over every masked voxel (deterministic), linear interpolation.
 * optimiser: regular step gradient descent on an Euler3DTransform (rotation about the
   bone centre), scales from physical shifts, three levels (shrink 4, 2, 1; smoothing 2,
-  1, 0 voxels).
-* start: the identity when the two CT boxes overlap (scans of one patient usually share
-  the table frame), and the translation that maximises the correlation of the two bone
-  masks on 6 mm grids (an exhaustive FFT search, for scans with unrelated coordinates or
-  fields of view); each is run at the coarse level and the better one is refined.
-  When that result is refused (Dice floor or the acceptance check below), multi-start:
-  coarse runs from 26 rotated starts (0 and +-``multistart_deg`` about each LPS axis,
-  through the bone centre); the best ``multistart_refine`` by the metric are refined
+  1, 0 voxels; each image smoothed once per level, :mod:`or_assist.postop.register_local`).
+* start: a global search (:mod:`or_assist.postop.register_global`): every rotation of a
+  grid (-``multistart_deg`` .. +``multistart_deg`` in ``global_step_deg`` steps about each
+  LPS axis, 125 rotations for 15 / 7.5 deg) with every shift (FFT correlation of the bone
+  masks on 6 mm grids); its best candidates, one per basin, are starts, and so is the
+  identity when the two CT boxes overlap (scans of one patient usually share the table
+  frame). The identity and the best candidate are run at the coarse level and the one
+  with more bone overlap (Dice) is refined. When that result is refused (Dice floor or the
+  acceptance check below), multi-start: the other candidates are run at the coarse level,
+  the ``multistart_refine`` with most overlap (other poses than those refined) are refined
   and checked, and the accepted one with the most bone overlap wins.
 
 The result carries a quality measure independent of the metric: the Dice overlap of the
@@ -79,7 +81,8 @@ class Registration3D:
     seconds : float
         Wall time.
     start : str
-        The start that won: ``"identity"`` or ``"bone correlation"``.
+        The start that won: ``"identity"``, ``"global search rotated (a, b, c) deg"`` or,
+        with no rotations searched, ``"bone correlation"``.
     message : str
         The optimiser's stop condition, or why it failed.
     """
@@ -167,10 +170,14 @@ def register_postop_to_preop(preop: CTVolume, postop: CTVolume, *, bone_hu: tupl
         Run the acceptance check (:func:`check_registration`, about 12 Dice evaluations);
         a refused result has ``success=False`` and the check's reason as ``message``.
     multistart_deg : float
-        When the first result fails (Dice floor or check), coarse runs start again from
-        the 26 rotations combining 0 and +-``multistart_deg`` about the LPS axes; 0: off.
+        Largest rotation about each LPS axis of the global search's grid (a patient turned
+        by up to 15 deg); 0: a search over shifts only and no multi-start.
+    global_step_deg : float
+        Step of that grid (7.5 deg: a start at most about 6.5 deg from the truth).
     multistart_refine : int
-        How many of those (best metric first) are refined and checked.
+        When the first result fails (Dice floor or check), how many more starts (the
+        global search's other candidates, most bone overlap after the coarse level first)
+        are refined and checked.
     moving_spacing_mm : float
         A post-op CT with finer voxels is averaged over blocks to about this spacing once,
         before registering (its voxels carry no more for a match to the 3 mm pre-op region;
