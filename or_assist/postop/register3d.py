@@ -280,7 +280,8 @@ def register_postop_to_preop(preop: CTVolume, postop: CTVolume, *, bone_hu: tupl
         # first, are refined and checked; the accepted one with the most bone overlap wins
         coarse_runs += [coarse(*s) for s in starts[2:]]
         best = None
-        sheared = (msg, verdict.sheared_dice) if msg.startswith(_SHEARED) and verdict is not None else None
+        first = (T, value, msg, dice, ok, verdict)
+        sheared = (start, first) if msg.startswith(_SHEARED) and verdict is not None else None   # refused as sheared
         for dc, vc, name, txc, wc in sorted(coarse_runs, key=lambda c: (-c[0], c[1])):
             if len(done) > multistart_refine or not math.isfinite(vc) or any(_same_pose(txc, t) for t in done):
                 continue
@@ -288,16 +289,18 @@ def register_postop_to_preop(preop: CTVolume, postop: CTVolume, *, bone_hu: tupl
             got = finish(txc, vc, wc)
             if got[4] and (best is None or got[3] > best[1][3]):
                 best = (name, got)
-            elif got[5] is not None and got[5].sheared_dice > (sheared[1] if sheared else -1.0):   # NaN: not sheared
-                sheared = (got[2], got[5].sheared_dice)
-        if best is not None and sheared is not None and not best[1][3] >= sheared[1] + _SHEAR_DICE_MARGIN:
+            elif got[5] is not None and got[5].sheared_dice > (sheared[1][5].sheared_dice if sheared else -1.0):
+                sheared = (name, got)      # NaN: not sheared
+        if best is not None and sheared is not None and \
+                not best[1][3] >= sheared[1][5].sheared_dice + _SHEAR_DICE_MARGIN:
             # a sheared scan: a rigid pose that explains no more bone than a shear did is a wrong one
             best = None
         if best is not None:
             start, (T, value, msg, dice, ok, verdict) = best
-        else:       # a shear seen at any start is the more useful reason
-            msg = f"{sheared[0] if sheared else msg} (also after {len(done) - 1} more refined starts of " \
-                  f"{len(starts)} from a global search over rotations to {multistart_deg:g} deg)"
+        else:       # a shear seen at any start is the more useful reason: that start's result and verdict
+            start, (T, value, msg, dice, ok, verdict) = sheared or (start, first)
+            msg = f"{msg} (also after {len(done) - 1} more refined starts of {len(starts)} from a global search " \
+                  f"over rotations to {multistart_deg:g} deg)"
     return Registration3D(T, ok, "mattes_mi", float(value), float(dice), time.perf_counter() - t0, start, msg,
                           {"starts": [(c[2], c[1], c[0]) for c in coarse_runs], "refined": len(done),
                            "global": [(g.name, g.score) for g in found]}, verdict)
