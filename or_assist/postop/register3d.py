@@ -46,7 +46,7 @@ from or_assist.core.pose import Pose
 from or_assist.errors import InputError
 from or_assist.postop.register_check import RegistrationCheck, bone_dice, check_registration
 from or_assist.postop.register_global import global_candidates
-from or_assist.postop.register_local import LevelImages, centre_of_mask, masks, prepared, to_pose
+from or_assist.postop.register_local import LevelImages, bone_masks, euler_to_pose, mask_centroid_mm, registration_image
 
 __all__ = ["Registration3D", "register_postop_to_preop", "boxes_overlap_fraction"]
 
@@ -199,18 +199,18 @@ def register_postop_to_preop(preop: CTVolume, postop: CTVolume, *, bone_hu: tupl
     """
     t0 = time.perf_counter()
     postop = _coarsened(postop, moving_spacing_mm)
-    fixed_mask, _ = masks(preop, bone_hu, metal_hu, metal_margin_mm)
-    moving_bone, moving_mask = masks(postop, bone_hu, metal_hu, metal_margin_mm)
-    c_fixed = centre_of_mask(fixed_mask)
-    c_moving = centre_of_mask(moving_bone)
+    fixed_mask, _ = bone_masks(preop, bone_hu, metal_hu, metal_margin_mm)
+    moving_bone, moving_mask = bone_masks(postop, bone_hu, metal_hu, metal_margin_mm)
+    c_fixed = mask_centroid_mm(fixed_mask)
+    c_moving = mask_centroid_mm(moving_bone)
     if c_fixed is None:
         raise InputError(f"no bone ({bone_hu[0]:g}-{bone_hu[1]:g} HU) in the pre-op region to register to",
                          preop.source or "pre-op CT")
     if c_moving is None:
         raise InputError(f"no bone ({bone_hu[0]:g}-{bone_hu[1]:g} HU) in the post-op CT: is it a CT of the "
                          "patient in Hounsfield units?", postop.source or "post-op CT")
-    levels = LevelImages(prepared(preop), prepared(postop), fixed_mask, moving_mask, shrink, smoothing_vox,
-                         iterations, histogram_bins, sampling)
+    levels = LevelImages(registration_image(preop), registration_image(postop), fixed_mask, moving_mask, shrink,
+                         smoothing_vox, iterations, histogram_bins, sampling)
     found = global_candidates(fixed_mask, preop, moving_bone, postop, c_fixed, max_deg=multistart_deg,
                               step_deg=global_step_deg, keep=max(1, multistart_refine) + 1)
     starts = [("global search " + g.name if multistart_deg > 0 else "bone correlation", g.transform(c_fixed))
@@ -227,7 +227,7 @@ def register_postop_to_preop(preop: CTVolume, postop: CTVolume, *, bone_hu: tupl
             tx, value, why = levels.run(tx0, 0, 1)
         except RuntimeError as exc:   # e.g. too few samples inside the moving image
             return -1.0, math.inf, name, tx0, f"failed: {str(exc).splitlines()[-1][:200]}"
-        return bone_dice(preop, postop, to_pose(tx).inverse(), **kw), value, name, tx, why
+        return bone_dice(preop, postop, euler_to_pose(tx).inverse(), **kw), value, name, tx, why
 
     def sheared_verdict(T):
         """The check's verdict at ``T`` if it finds the scan sheared, else None."""
@@ -247,7 +247,7 @@ def register_postop_to_preop(preop: CTVolume, postop: CTVolume, *, bone_hu: tupl
                     tx, value, why = levels.run(tx, len(shrink) - 1)
             except RuntimeError as exc:
                 value, why = math.inf, f"failed: {str(exc).splitlines()[-1][:200]}"
-        T = to_pose(tx).inverse()
+        T = euler_to_pose(tx).inverse()
         dice = bone_dice(preop, postop, T, **kw)
         ok = math.isfinite(value) and dice >= min_dice
         msg = why if ok else f"bone overlap (Dice {dice:.2f}) below {min_dice:g} after registration; {why}"
@@ -264,7 +264,7 @@ def register_postop_to_preop(preop: CTVolume, postop: CTVolume, *, bone_hu: tupl
                 verdict, msg = v, v.reason
         if not ok and went_on_from is not None and check and shear_slope > 0 and not msg.startswith(_SHEARED):
             # a sheared scan has no rigid optimum: the optimiser drifts on; say sheared if it looked so before
-            v = sheared_verdict(to_pose(went_on_from).inverse())
+            v = sheared_verdict(euler_to_pose(went_on_from).inverse())
             if v is not None:
                 verdict, msg = v, v.reason
         return T, float(value), msg, float(dice), ok, verdict
@@ -308,7 +308,7 @@ def register_postop_to_preop(preop: CTVolume, postop: CTVolume, *, bone_hu: tupl
 
 def _same_pose(a: sitk.Euler3DTransform, b: sitk.Euler3DTransform, deg: float = 1.0, mm: float = 2.0) -> bool:
     """Whether two coarse results are the same pose (within ``deg`` and ``mm`` at the rotation centre)."""
-    pa, pb = to_pose(a), to_pose(b)
+    pa, pb = euler_to_pose(a), euler_to_pose(b)
     c = np.array(a.GetCenter())
     rel = pa.rotation.T @ pb.rotation
     angle = math.degrees(math.acos(max(-1.0, min(1.0, (float(np.trace(rel)) - 1.0) / 2.0))))

@@ -35,7 +35,7 @@ from scipy import fft as sfft
 from or_assist.core.ct.volume import CTVolume
 from or_assist.errors import InputError
 
-__all__ = ["GlobalCandidate", "global_candidates"]
+__all__ = ["GlobalCandidate", "global_candidates", "axis_aligned_bone"]
 
 
 @dataclass(frozen=True)

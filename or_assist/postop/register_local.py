@@ -18,18 +18,18 @@ import SimpleITK as sitk
 from or_assist.core.ct.volume import CTVolume
 from or_assist.core.pose import Pose
 
-__all__ = ["LevelImages"]
+__all__ = ["LevelImages", "registration_image", "bone_masks", "mask_centroid_mm", "euler_to_pose"]
 
 _CLAMP_HU = (-200.0, 2000.0)
 _GRADIENT_FILTER = False
 
 
-def prepared(ct: CTVolume) -> sitk.Image:
+def registration_image(ct: CTVolume) -> sitk.Image:
     """The CT as float32 with HU clamped to the registration's range."""
     return sitk.Clamp(ct.to_sitk(), sitk.sitkFloat32, *_CLAMP_HU)
 
 
-def masks(ct: CTVolume, bone_hu: tuple[float, float], metal_hu: float, metal_margin_mm: float):
+def bone_masks(ct: CTVolume, bone_hu: tuple[float, float], metal_hu: float, metal_margin_mm: float):
     """(bone mask without metal neighbourhood, metal-free mask) as sitk uint8 images."""
     img = ct.to_sitk()
     metal = sitk.BinaryThreshold(img, float(metal_hu), 1e9, 1, 0)
@@ -42,7 +42,7 @@ def masks(ct: CTVolume, bone_hu: tuple[float, float], metal_hu: float, metal_mar
     return bone, no_metal
 
 
-def centre_of_mask(mask: sitk.Image) -> np.ndarray | None:
+def mask_centroid_mm(mask: sitk.Image) -> np.ndarray | None:
     """Centroid of the label-1 voxels (LPS mm), None when there are none."""
     stats = sitk.LabelShapeStatisticsImageFilter()
     stats.Execute(mask)
@@ -51,7 +51,7 @@ def centre_of_mask(mask: sitk.Image) -> np.ndarray | None:
     return np.array(stats.GetCentroid(1))
 
 
-def to_pose(tx: sitk.Euler3DTransform) -> Pose:
+def euler_to_pose(tx: sitk.Euler3DTransform) -> Pose:
     """SimpleITK fixed(pre-op) -> moving(post-op) transform as the Pose T_postop_from_preop."""
     r = np.array(tx.GetMatrix()).reshape(3, 3)
     c = np.array(tx.GetCenter())
@@ -72,7 +72,7 @@ class LevelImages:
     Parameters
     ----------
     fixed, moving : sitk.Image
-        Float images (:func:`prepared`).
+        Float images (:func:`registration_image`).
     fixed_mask, moving_mask : sitk.Image
         Where the metric samples (fixed) and which moving points count.
     shrink, smoothing_vox : sequences

@@ -14,7 +14,7 @@ from or_assist.core.pose import Pose, rotation_about_axis, rotation_angle_deg
 from or_assist.errors import InputError
 from or_assist.postop.register3d import register_postop_to_preop
 from or_assist.postop.register_global import global_candidates
-from or_assist.postop.register_local import LevelImages, centre_of_mask, masks, prepared, to_pose
+from or_assist.postop.register_local import LevelImages, bone_masks, euler_to_pose, mask_centroid_mm, registration_image
 from or_assist.sim.postop_scanner import scanner_family, scanner_postop_ct
 from tests.postop import postop_cases as pc
 from tests.postop.test_postop_register_check import _roi
@@ -52,9 +52,9 @@ def test_a_14_degree_45_mm_motion_registers_within_half_a_degree_and_half_a_mill
 def test_global_search_puts_its_best_candidate_in_the_basin_of_the_14_degree_motion():
     post, true = _moved_14_45()
     roi = _roi()
-    fixed_mask, _ = masks(roi, (150.0, 2000.0), 2500.0, 6.0)
-    moving_mask, _ = masks(post, (150.0, 2000.0), 2500.0, 6.0)
-    c = centre_of_mask(fixed_mask)
+    fixed_mask, _ = bone_masks(roi, (150.0, 2000.0), 2500.0, 6.0)
+    moving_mask, _ = bone_masks(post, (150.0, 2000.0), 2500.0, 6.0)
+    c = mask_centroid_mm(fixed_mask)
     found = global_candidates(fixed_mask, roi, moving_mask, post, c, keep=4)
     assert 1 <= len(found) <= 4
     assert all(a.score >= b.score for a, b in zip(found, found[1:]))
@@ -62,7 +62,7 @@ def test_global_search_puts_its_best_candidate_in_the_basin_of_the_14_degree_mot
     for i, a in enumerate(found):
         for b in found[i + 1:]:
             assert max(abs(p - q) for p, q in zip(a.angles_rad, b.angles_rad)) > math.radians(7.5)
-    best = to_pose(found[0].transform(c))            # T_postop_from_preop
+    best = euler_to_pose(found[0].transform(c))            # T_postop_from_preop
     truth = true.inverse()
     # a 7.5 deg grid: at most 3.75 deg per axis from the truth; the shift to the 6 mm grid
     assert rotation_angle_deg(best.rotation, truth.rotation) < 7.0
@@ -93,14 +93,14 @@ def _moved(ct: CTVolume, tx_post_from_pre: sitk.Transform, shift_box_mm) -> CTVo
                                                   ((0.0, 15.0, -7.5), (-42.0, 6.0, 24.0))])
 def test_global_search_finds_a_motion_on_its_grid(angles_deg, shift_mm):
     pre = _phantom()
-    bone, _ = masks(pre, (150.0, 2000.0), 2500.0, 6.0)
-    c = centre_of_mask(bone)
+    bone, _ = bone_masks(pre, (150.0, 2000.0), 2500.0, 6.0)
+    c = mask_centroid_mm(bone)
     tx = sitk.Euler3DTransform()
     tx.SetCenter(tuple(c))
     tx.SetRotation(*np.radians(angles_deg))
     tx.SetTranslation(shift_mm)
     post = _moved(pre, tx, np.asarray(shift_mm) * 0.5)
-    moving, _ = masks(post, (150.0, 2000.0), 2500.0, 6.0)
+    moving, _ = bone_masks(post, (150.0, 2000.0), 2500.0, 6.0)
     best = global_candidates(bone, pre, moving, post, c, max_deg=15.0, step_deg=7.5, step_mm=6.0)[0]
     assert np.allclose(np.degrees(best.angles_rad), angles_deg, atol=1e-6)
     assert np.abs(best.shift_mm - np.asarray(shift_mm)).max() <= 6.0
@@ -112,7 +112,7 @@ def test_global_search_finds_a_motion_on_its_grid(angles_deg, shift_mm):
                                       ({"step_mm": float("nan")}, "step_mm")])
 def test_bad_grid_arguments_are_clear_errors(kw, name):
     pre = _phantom(16)
-    bone, _ = masks(pre, (150.0, 2000.0), 2500.0, 6.0)
+    bone, _ = bone_masks(pre, (150.0, 2000.0), 2500.0, 6.0)
     with pytest.raises(InputError, match=name):
         global_candidates(bone, pre, bone, pre, np.zeros(3), **kw)
 
@@ -124,14 +124,15 @@ def test_level_images_smooth_each_image_once_per_level_and_register_a_shift():
     tx.SetTranslation((3.0, -6.0, 3.0))
     post = CTVolume.from_sitk(sitk.Resample(pre.to_sitk(), pre.to_sitk(), tx.GetInverse(), sitk.sitkLinear,
                                             -1000.0, sitk.sitkFloat32), source="moved")
-    fixed_mask, _ = masks(pre, (150.0, 2000.0), 2500.0, 6.0)
-    _, moving_mask = masks(post, (150.0, 2000.0), 2500.0, 6.0)
-    levels = LevelImages(prepared(pre), prepared(post), fixed_mask, moving_mask, (2, 1), (1.0, 0.0), 200, 32)
+    fixed_mask, _ = bone_masks(pre, (150.0, 2000.0), 2500.0, 6.0)
+    _, moving_mask = bone_masks(post, (150.0, 2000.0), 2500.0, 6.0)
+    levels = LevelImages(registration_image(pre), registration_image(post), fixed_mask, moving_mask, (2, 1), (1.0, 0.0),
+                         200, 32)
     assert levels.level(0) is levels.level(0)                     # cached
     assert levels.level(1)[0] is not levels.level(0)[0]
     start = sitk.Euler3DTransform()
-    start.SetCenter(tuple(centre_of_mask(fixed_mask)))
+    start.SetCenter(tuple(mask_centroid_mm(fixed_mask)))
     got, value, why = levels.run(start, 0)
     assert math.isfinite(value) and why
-    assert np.allclose(to_pose(got).translation_mm, [3.0, -6.0, 3.0], atol=0.25)
-    assert rotation_angle_deg(to_pose(got).rotation, np.eye(3)) < 0.2
+    assert np.allclose(euler_to_pose(got).translation_mm, [3.0, -6.0, 3.0], atol=0.25)
+    assert rotation_angle_deg(euler_to_pose(got).rotation, np.eye(3)) < 0.2
