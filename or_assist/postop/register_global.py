@@ -66,8 +66,8 @@ class GlobalCandidate:
 
     @property
     def name(self) -> str:
-        """E.g. ``"rotated (+8, +0, -15) deg"``."""
-        return "rotated ({:+.0f}, {:+.0f}, {:+.0f}) deg".format(*(math.degrees(a) for a in self.angles_rad))
+        """E.g. ``"rotated (+7.5, +0, -15) deg"``."""
+        return "rotated ({:+g}, {:+g}, {:+g}) deg".format(*(round(math.degrees(a), 1) for a in self.angles_rad))
 
 
 def _smoothed(mask: sitk.Image, step_mm: float) -> sitk.Image:
