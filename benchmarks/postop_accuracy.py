@@ -104,6 +104,31 @@ correct prism fit rejected for turning 9 deg from a bad principal-axis start) an
 fenestrated_cannulated_2500 (4-7 extra pieces: its metal stays under the 1800 HU floor at
 3 mm voxels). Time per case 7-30 s (porous 21-30 s) at a load of 8-18 on 2 cores. Table
 per family and seed: docs/postop_implant_designs.md.
+
+Registration capture and time (issue 19: a global stage, rotation grid x FFT shift search of
+the bone masks, :mod:`or_assist.postop.register_global`; the optimiser's images smoothed once
+per level). Diagnosed on seeds 67 (motion_15_50 case 1, 11.6 deg / 42 mm, refused before),
+61, 51 and ``--rot-sd-deg 9 --shift-sd-mm 25`` seed 4; reported on fresh seeds 71 and 73, run
+once on the final code (load 6-13 on the 2 shared cores: wall inflated 2-5x; CPU of all threads):
+
+    python benchmarks/postop_accuracy.py --cases 2 --seed 71 --families standard,motion_15_50,thin_0.6,\
+        fine_0.5,thick_3_tilt_20,tilt_30,flipped,mixed
+    python benchmarks/postop_accuracy.py --cases 3 --seed 73 --families motion_15_50
+
+    family           found extra apex med/max mm angle med/max deg refused acc>1 reg max deg/mm  wall/CPU s
+    standard           6/6     0       0.05/0.10         0.03/0.06   0/2       0      0.21/0.08      42/9
+    motion_15_50       6/6     0       0.06/0.16         0.04/0.06   0/2       0      0.07/0.02     70/19
+    thin_0.6           6/6     0       0.04/0.08         0.01/0.02   0/2       0      0.07/0.02    102/31
+    fine_0.5           6/6     0       0.07/0.09         0.03/0.04   0/2       0      0.06/0.02    150/48
+    thick_3_tilt_20    6/6     0       0.01/0.16         0.06/0.16   0/2       0      0.10/0.03     39/19
+    tilt_30            6/6     0       0.02/0.10         0.09/0.30   0/2       0      0.06/0.02     68/24
+    flipped            6/6     0       0.08/0.13         0.02/0.02   0/2       0      0.06/0.02     78/23
+    mixed              6/6     0       0.06/0.30         0.03/0.43   0/2       0      0.11/0.03     22/19
+    motion_15_50 (73)  9/9     0       0.04/0.09         0.04/0.07   0/3       0      0.07/0.01     36/20
+
+every case registered at the first pass (motions to 14.4 deg / 45 mm), none refused, none
+accepted > 1 deg / 1 mm off. fine_0.5 and thin_0.6 stay over 30 CPU s by the prism fit and
+channel filling (the registration is about 6 CPU s); before/after table: docs/postop_evaluation.md.
 """
 
 from __future__ import annotations
