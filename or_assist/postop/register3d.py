@@ -13,21 +13,24 @@ a post-op point (LPS mm) to the same anatomical point in the pre-op CT (the plan
   contrast) over every masked voxel (deterministic), linear interpolation.
 * optimiser: regular step gradient descent on an Euler3DTransform (rotation about the
   bone centre), scales from physical shifts, three levels (shrink 4, 2, 1; smoothing 2,
-  1, 0 voxels).
-* start: the identity when the two CT boxes overlap (scans of one patient usually share
-  the table frame), and the translation that maximises the correlation of the two bone
-  masks on 6 mm grids (an exhaustive FFT search, for scans with unrelated coordinates or
-  fields of view); each is run at the coarse level and the better one is refined.
-  When that result is refused (Dice floor or the acceptance check below), multi-start:
-  coarse runs from 26 rotated starts (0 and +-``multistart_deg`` about each LPS axis,
-  through the bone centre); the best ``multistart_refine`` by the metric are refined
+  1, 0 voxels; each image smoothed once per level, :mod:`or_assist.postop.register_local`).
+* start: a global search (:mod:`or_assist.postop.register_global`): every rotation of a
+  grid (-``multistart_deg`` .. +``multistart_deg`` in ``global_step_deg`` steps about each
+  LPS axis, 125 rotations for 15 / 7.5 deg) with every shift (FFT correlation of the bone
+  masks on 6 mm grids); its best candidates, one per basin, are starts, and so is the
+  identity when the two CT boxes overlap (scans of one patient usually share the table
+  frame). The identity and the best candidate are run at the coarse level and the one
+  with more bone overlap (Dice) is refined. When that result is refused (Dice floor or the
+  acceptance check below), multi-start: the other candidates are run at the coarse level,
+  the ``multistart_refine`` with most overlap (other poses than those refined) are refined
   and checked, and the accepted one with the most bone overlap wins.
 
 The result carries a quality measure independent of the metric: the Dice overlap of the
 two bone masks after registration within the pre-op region (a well registered 3 mm
 pelvis scores about 0.8-0.9; a wrong scan or a failed registration well under 0.5).
 
-Acceptance: :mod:`or_assist.postop.register_check` (a local maximum of the bone overlap).
+Acceptance: :mod:`or_assist.postop.register_check` (a local maximum of the bone overlap,
+leading every 2 deg / 2 mm neighbour by ``min_margin`` = 0.02 Dice).
 """
 
 from __future__ import annotations
@@ -43,10 +46,11 @@ from or_assist.core.ct.volume import CTVolume
 from or_assist.core.pose import Pose
 from or_assist.errors import InputError
 from or_assist.postop.register_check import RegistrationCheck, bone_dice, check_registration
+from or_assist.postop.register_global import global_candidates
+from or_assist.postop.register_local import LevelImages, bone_masks, euler_to_pose, mask_centroid_mm, registration_image
 
 __all__ = ["Registration3D", "register_postop_to_preop", "boxes_overlap_fraction"]
 
-_CLAMP_HU = (-200.0, 2000.0)
 _SHEARED = "the post-op CT is sheared"     # how register_check's shear refusal begins
 #: The finest level runs again from its result (at most this often) while the optimiser stops
 #: for lack of iterations, not by converging (a 15 deg / 50 mm motion: one run of 200 ended
@@ -78,7 +82,8 @@ class Registration3D:
     seconds : float
         Wall time.
     start : str
-        The start that won: ``"identity"`` or ``"bone correlation"``.
+        The start that won: ``"identity"``, ``"global search rotated (a, b, c) deg"`` or,
+        with no rotations searched, ``"bone correlation"``.
     message : str
         The optimiser's stop condition, or why it failed.
     """
@@ -129,102 +134,13 @@ def _coarsened(ct: CTVolume, min_spacing_mm: float) -> CTVolume:
     return CTVolume.from_sitk(sitk.BinShrink(ct.to_sitk(), factors), source=ct.source)
 
 
-def _prepared(ct: CTVolume) -> sitk.Image:
-    img = ct.to_sitk()
-    return sitk.Clamp(img, sitk.sitkFloat32, *_CLAMP_HU)
-
-
-def _masks(ct: CTVolume, bone_hu: tuple[float, float], metal_hu: float, metal_margin_mm: float):
-    """(bone mask without metal neighbourhood, metal-free mask) as sitk uint8 images."""
-    img = ct.to_sitk()
-    metal = sitk.BinaryThreshold(img, float(metal_hu), 1e9, 1, 0)
-    if metal_margin_mm > 0:
-        radius = [max(1, int(round(metal_margin_mm / s))) for s in ct.spacing_mm]
-        metal = sitk.BinaryDilate(metal, radius)
-    no_metal = sitk.BinaryNot(metal)
-    bone = sitk.BinaryThreshold(img, float(bone_hu[0]), float(bone_hu[1]), 1, 0)
-    bone = sitk.And(bone, no_metal)
-    return bone, no_metal
-
-
-def _axis_aligned_bone(mask: sitk.Image, ct: CTVolume, step_mm: float) -> tuple[np.ndarray, np.ndarray]:
-    """The bone mask smoothed and resampled on an axis-aligned LPS grid; (array (Z, Y, X), origin)."""
-    corners = ct.corners_lps_mm()
-    lo, hi = corners.min(0), corners.max(0)
-    size = [int(v) for v in np.floor((hi - lo) / step_mm).astype(int) + 1]
-    smooth = sitk.SmoothingRecursiveGaussian(sitk.Cast(mask, sitk.sitkFloat32), 0.5 * step_mm)
-    ref = sitk.Image(size, sitk.sitkFloat32)
-    ref.SetOrigin(tuple(float(v) for v in lo))
-    ref.SetSpacing((step_mm,) * 3)
-    out = sitk.Resample(smooth, ref, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-    return sitk.GetArrayFromImage(out), lo
-
-
-def _correlation_shift_mm(fixed_mask: sitk.Image, preop: CTVolume, moving_mask: sitk.Image, postop: CTVolume,
-                          step_mm: float = 6.0) -> np.ndarray:
-    """Translation ``d`` (LPS mm, post = pre + d) maximising the correlation of the bone masks.
-
-    An exhaustive search over every shift by FFT on coarse axis-aligned grids: the start
-    when the two CTs have unrelated coordinates or fields of view.
-    """
-    a, oa = _axis_aligned_bone(fixed_mask, preop, step_mm)
-    b, ob = _axis_aligned_bone(moving_mask, postop, step_mm)
-    a = a - a.mean()
-    shape = [na + nb for na, nb in zip(a.shape, b.shape)]
-    axes = (0, 1, 2)
-    corr = np.fft.irfftn(np.conj(np.fft.rfftn(a, shape, axes)) * np.fft.rfftn(b, shape, axes), shape, axes)
-    peak = np.array(np.unravel_index(int(np.argmax(corr)), corr.shape))       # (z, y, x)
-    peak = np.where(peak > np.array(b.shape) - 1, peak - np.array(shape), peak)
-    return step_mm * peak[::-1].astype(np.float64) + ob - oa
-
-
-def _centre_of_mask(mask: sitk.Image) -> np.ndarray | None:
-    stats = sitk.LabelShapeStatisticsImageFilter()
-    stats.Execute(mask)
-    if not stats.HasLabel(1):
-        return None
-    return np.array(stats.GetCentroid(1))
-
-
-def _run(fixed, moving, fixed_mask, moving_mask, initial: sitk.Euler3DTransform, shrink, smooth,
-         iterations: int, bins: int, sampling: float = 1.0):
-    reg = sitk.ImageRegistrationMethod()
-    reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=bins)
-    if sampling < 1.0:
-        reg.SetMetricSamplingStrategy(reg.REGULAR)
-        reg.SetMetricSamplingPercentage(sampling, 1)
-    else:
-        reg.SetMetricSamplingStrategy(reg.NONE)
-    reg.SetMetricFixedMask(fixed_mask)
-    reg.SetMetricMovingMask(moving_mask)
-    reg.SetInterpolator(sitk.sitkLinear)
-    reg.SetOptimizerAsRegularStepGradientDescent(learningRate=2.0, minStep=1e-3, numberOfIterations=iterations,
-                                                 relaxationFactor=0.5, gradientMagnitudeTolerance=1e-8)
-    reg.SetOptimizerScalesFromPhysicalShift()
-    reg.SetShrinkFactorsPerLevel(list(shrink))
-    reg.SetSmoothingSigmasPerLevel(list(smooth))
-    reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
-    tx = sitk.Euler3DTransform(initial)
-    reg.SetInitialTransform(tx, inPlace=True)
-    reg.Execute(fixed, moving)
-    return tx, float(reg.GetMetricValue()), reg.GetOptimizerStopConditionDescription()
-
-
-def _to_pose(tx: sitk.Euler3DTransform) -> Pose:
-    """SimpleITK fixed(pre-op) -> moving(post-op) transform as the Pose T_postop_from_preop."""
-    r = np.array(tx.GetMatrix()).reshape(3, 3)
-    c = np.array(tx.GetCenter())
-    t = np.array(tx.GetTranslation())
-    return Pose.from_rotation_translation(r, t + c - r @ c)
-
-
 def register_postop_to_preop(preop: CTVolume, postop: CTVolume, *, bone_hu: tuple[float, float] = (150.0, 2000.0),
                              metal_hu: float = 2500.0, metal_margin_mm: float = 6.0,
                              shrink: tuple[int, ...] = (4, 2, 1), smoothing_vox: tuple[float, ...] = (2.0, 1.0, 0.0),
                              iterations: int = 200, histogram_bins: int = 48, sampling: float = 1.0,
-                             min_dice: float = 0.5, check: bool = True, multistart_deg: float = 10.0,
-                             multistart_refine: int = 4, moving_spacing_mm: float = 1.5,
-                             shear_slope: float = 0.1) -> Registration3D:
+                             min_dice: float = 0.5, check: bool = True, multistart_deg: float = 15.0,
+                             global_step_deg: float = 7.5, multistart_refine: int = 4, moving_spacing_mm: float = 1.5,
+                             shear_slope: float = 0.1, min_margin: float = 0.02) -> Registration3D:
     """Register a post-op CT rigidly to the pre-op CT (method: module doc).
 
     Parameters
@@ -255,10 +171,14 @@ def register_postop_to_preop(preop: CTVolume, postop: CTVolume, *, bone_hu: tupl
         Run the acceptance check (:func:`check_registration`, about 12 Dice evaluations);
         a refused result has ``success=False`` and the check's reason as ``message``.
     multistart_deg : float
-        When the first result fails (Dice floor or check), coarse runs start again from
-        the 26 rotations combining 0 and +-``multistart_deg`` about the LPS axes; 0: off.
+        Largest rotation about each LPS axis of the global search's grid (a patient turned
+        by up to 15 deg); 0: a search over shifts only and no multi-start.
+    global_step_deg : float
+        Step of that grid (7.5 deg: a start at most about 6.5 deg from the truth).
     multistart_refine : int
-        How many of those (best metric first) are refined and checked.
+        When the first result fails (Dice floor or check), how many more starts (the
+        global search's other candidates, most bone overlap after the coarse level first)
+        are refined and checked.
     moving_spacing_mm : float
         A post-op CT with finer voxels is averaged over blocks to about this spacing once,
         before registering (its voxels carry no more for a match to the 3 mm pre-op region;
@@ -267,6 +187,11 @@ def register_postop_to_preop(preop: CTVolume, postop: CTVolume, *, bone_hu: tupl
         The check also refuses a post-op CT that overlaps better sheared by this slope
         along its slice axis (a gantry-tilted series read without tilt correction); that
         reason is kept when the multi-start finds nothing better; 0: off.
+    min_margin : float
+        The check's least Dice lead of the result over its 12 neighbours (2 deg / 2 mm
+        moves). At the true pose the lead is 0.06-0.09 on every scanner family (seeds 61
+        and 67: 0.8 x 0.8 x 3 mm tilted to 0.5 mm pixels); a sheared series once passed at
+        a pose 14.5 deg off with a lead of 0.0002 (a flat maximum of a wrong pose).
 
     Returns
     -------
@@ -280,42 +205,39 @@ def register_postop_to_preop(preop: CTVolume, postop: CTVolume, *, bone_hu: tupl
     """
     t0 = time.perf_counter()
     postop = _coarsened(postop, moving_spacing_mm)
-    fixed, moving = _prepared(preop), _prepared(postop)
-    fixed_mask, _ = _masks(preop, bone_hu, metal_hu, metal_margin_mm)
-    moving_bone, moving_mask = _masks(postop, bone_hu, metal_hu, metal_margin_mm)
-    c_fixed = _centre_of_mask(fixed_mask)
-    c_moving = _centre_of_mask(moving_bone)
+    fixed_mask, _ = bone_masks(preop, bone_hu, metal_hu, metal_margin_mm)
+    moving_bone, moving_mask = bone_masks(postop, bone_hu, metal_hu, metal_margin_mm)
+    c_fixed = mask_centroid_mm(fixed_mask)
+    c_moving = mask_centroid_mm(moving_bone)
     if c_fixed is None:
         raise InputError(f"no bone ({bone_hu[0]:g}-{bone_hu[1]:g} HU) in the pre-op region to register to",
                          preop.source or "pre-op CT")
     if c_moving is None:
         raise InputError(f"no bone ({bone_hu[0]:g}-{bone_hu[1]:g} HU) in the post-op CT: is it a CT of the "
                          "patient in Hounsfield units?", postop.source or "post-op CT")
-    starts = []
-    if boxes_overlap_fraction(preop, postop) > 0.0:
+    levels = LevelImages(registration_image(preop), registration_image(postop), fixed_mask, moving_mask, shrink,
+                         smoothing_vox, iterations, histogram_bins, sampling)
+    found = global_candidates(fixed_mask, preop, moving_bone, postop, c_fixed, max_deg=multistart_deg,
+                              step_deg=global_step_deg, keep=max(1, multistart_refine) + 1)
+    starts = [("global search " + g.name if multistart_deg > 0 else "bone correlation", g.transform(c_fixed))
+              for g in found]
+    if boxes_overlap_fraction(preop, postop) > 0.0 or not starts:
         tx = sitk.Euler3DTransform()
         tx.SetCenter(tuple(float(v) for v in c_fixed))
-        starts.append(("identity", tx))
-    tx = sitk.Euler3DTransform()
-    tx.SetCenter(tuple(float(v) for v in c_fixed))
-    tx.SetTranslation(tuple(float(v) for v in _correlation_shift_mm(fixed_mask, preop, moving_bone, postop)))
-    starts.append(("bone correlation", tx))
-    coarse = []
-    for name, tx0 in starts:
+        starts.insert(0, ("identity", tx))
+    kw = {"bone_hu": bone_hu, "metal_hu": metal_hu}
+
+    def coarse(name, tx0):
+        """The coarsest level from a start: (bone Dice there, metric, name, transform, stop reason)."""
         try:
-            tx, value, why = _run(fixed, moving, fixed_mask, moving_mask, tx0, shrink[:1], smoothing_vox[:1],
-                                  iterations, histogram_bins, sampling)
+            tx, value, why = levels.run(tx0, 0, 1)
         except RuntimeError as exc:   # e.g. too few samples inside the moving image
-            coarse.append((math.inf, name, tx0, f"failed: {str(exc).splitlines()[-1][:200]}"))
-            continue
-        coarse.append((value, name, tx, why))
-    value, start, tx, why = min(coarse, key=lambda c: c[0])
-    start_tx = dict(starts)[start]
+            return -1.0, math.inf, name, tx0, f"failed: {str(exc).splitlines()[-1][:200]}"
+        return bone_dice(preop, postop, euler_to_pose(tx).inverse(), **kw), value, name, tx, why
 
     def sheared_verdict(T):
         """The check's verdict at ``T`` if it finds the scan sheared, else None."""
-        v = check_registration(preop, postop, T, centre_mm=c_fixed, min_dice=min_dice, bone_hu=bone_hu,
-                               metal_hu=metal_hu, shear_slope=shear_slope)
+        v = check_registration(preop, postop, T, centre_mm=c_fixed, min_dice=min_dice, shear_slope=shear_slope, **kw)
         return v if v.reason.startswith(_SHEARED) else None
 
     def finish(tx, value, why):
@@ -323,24 +245,22 @@ def register_postop_to_preop(preop: CTVolume, postop: CTVolume, *, bone_hu: tupl
         went_on_from = None     # the fine result the optimiser went on from, if it did
         if math.isfinite(value) and len(shrink) > 1:
             try:
-                tx, value, why = _run(fixed, moving, fixed_mask, moving_mask, tx, shrink[1:], smoothing_vox[1:],
-                                      iterations, histogram_bins, sampling)
+                tx, value, why = levels.run(tx, 1)
                 for _ in range(_MORE_FINE_RUNS):      # still descending when its iterations ran out: go on
                     if _OUT_OF_ITERATIONS not in why:
                         break
                     went_on_from = tx if went_on_from is None else went_on_from
-                    tx, value, why = _run(fixed, moving, fixed_mask, moving_mask, tx, shrink[-1:],
-                                          smoothing_vox[-1:], iterations, histogram_bins, sampling)
+                    tx, value, why = levels.run(tx, len(shrink) - 1)
             except RuntimeError as exc:
                 value, why = math.inf, f"failed: {str(exc).splitlines()[-1][:200]}"
-        T = _to_pose(tx).inverse()
-        dice = bone_dice(preop, postop, T, bone_hu=bone_hu, metal_hu=metal_hu)
+        T = euler_to_pose(tx).inverse()
+        dice = bone_dice(preop, postop, T, **kw)
         ok = math.isfinite(value) and dice >= min_dice
         msg = why if ok else f"bone overlap (Dice {dice:.2f}) below {min_dice:g} after registration; {why}"
         verdict = None
         if ok and check:
-            verdict = check_registration(preop, postop, T, centre_mm=c_fixed, min_dice=min_dice, bone_hu=bone_hu,
-                                         metal_hu=metal_hu, shear_slope=shear_slope)
+            verdict = check_registration(preop, postop, T, centre_mm=c_fixed, min_dice=min_dice, min_margin=min_margin,
+                                         shear_slope=shear_slope, **kw)
             if not verdict.accepted:
                 ok, msg = False, verdict.reason
         elif check and shear_slope > 0 and math.isfinite(value) and dice >= 0.6 * min_dice:
@@ -350,51 +270,52 @@ def register_postop_to_preop(preop: CTVolume, postop: CTVolume, *, bone_hu: tupl
                 verdict, msg = v, v.reason
         if not ok and went_on_from is not None and check and shear_slope > 0 and not msg.startswith(_SHEARED):
             # a sheared scan has no rigid optimum: the optimiser drifts on; say sheared if it looked so before
-            v = sheared_verdict(_to_pose(went_on_from).inverse())
+            v = sheared_verdict(euler_to_pose(went_on_from).inverse())
             if v is not None:
                 verdict, msg = v, v.reason
         return T, float(value), msg, float(dice), ok, verdict
 
+    # first pass: the identity (scans of one patient often share the table frame) and the
+    # global search's best; the one with more bone overlap after the coarse level is refined
+    coarse_runs = [coarse(*s) for s in starts[:2]]
+    dice0, value, start, tx, why = max(coarse_runs, key=lambda c: (c[0], -c[1]))
     T, value, msg, dice, ok, verdict = finish(tx, value, why)
-    tried = 1
+    done = [tx]
     if not ok and multistart_deg > 0:
-        # Large motion: the local optimiser from the identity / shift start lands in a wrong
-        # optimum. Coarse runs from rotated starts (every combination of 0 and +-multistart_deg
-        # about the LPS axes through the bone centre); the best few by the metric are refined
-        # and the accepted one with the most bone overlap wins.
-        more = []
-        a = math.radians(multistart_deg)
-        for ax in (-a, 0.0, a):
-            for ay in (-a, 0.0, a):
-                for az in (-a, 0.0, a):
-                    if ax == ay == az == 0.0:
-                        continue
-                    tx0 = sitk.Euler3DTransform(start_tx)
-                    tx0.SetRotation(ax, ay, az)
-                    try:
-                        txc, vc, wc = _run(fixed, moving, fixed_mask, moving_mask, tx0, shrink[:1],
-                                           smoothing_vox[:1], iterations, histogram_bins, sampling)
-                    except RuntimeError:
-                        continue
-                    more.append((vc, f"{start} rotated ({math.degrees(ax):+.0f}, {math.degrees(ay):+.0f}, "
-                                     f"{math.degrees(az):+.0f}) deg", txc, wc))
-        coarse.extend(more)
+        # multi-start: the other coarse results (the global search's other basins), most overlap
+        # first, are refined and checked; the accepted one with the most bone overlap wins
+        coarse_runs += [coarse(*s) for s in starts[2:]]
         best = None
-        sheared = (msg, verdict.sheared_dice) if msg.startswith(_SHEARED) and verdict is not None else None
-        for vc, name, txc, wc in sorted(more, key=lambda c: c[0])[:multistart_refine]:
-            tried += 1
+        first = (T, value, msg, dice, ok, verdict)
+        sheared = (start, first) if msg.startswith(_SHEARED) and verdict is not None else None   # refused as sheared
+        for dc, vc, name, txc, wc in sorted(coarse_runs, key=lambda c: (-c[0], c[1])):
+            if len(done) > multistart_refine or not math.isfinite(vc) or any(_same_pose(txc, t) for t in done):
+                continue
+            done.append(txc)
             got = finish(txc, vc, wc)
             if got[4] and (best is None or got[3] > best[1][3]):
                 best = (name, got)
-            elif got[5] is not None and got[5].sheared_dice > (sheared[1] if sheared else -1.0):   # NaN: not sheared
-                sheared = (got[2], got[5].sheared_dice)
-        if best is not None and sheared is not None and not best[1][3] >= sheared[1] + _SHEAR_DICE_MARGIN:
+            elif got[5] is not None and got[5].sheared_dice > (sheared[1][5].sheared_dice if sheared else -1.0):
+                sheared = (name, got)      # NaN: not sheared
+        if best is not None and sheared is not None and \
+                not best[1][3] >= sheared[1][5].sheared_dice + _SHEAR_DICE_MARGIN:
             # a sheared scan: a rigid pose that explains no more bone than a shear did is a wrong one
             best = None
         if best is not None:
             start, (T, value, msg, dice, ok, verdict) = best
-        else:       # a shear seen at any start is the more useful reason
-            msg = f"{sheared[0] if sheared else msg} (also after {tried - 1} refined starts of {len(more)} rotated by up to " \
-                  f"{multistart_deg:g} deg)"
+        else:       # a shear seen at any start is the more useful reason: that start's result and verdict
+            start, (T, value, msg, dice, ok, verdict) = sheared or (start, first)
+            msg = f"{msg} (also after {len(done) - 1} more refined starts of {len(starts)} from a global search " \
+                  f"over rotations to {multistart_deg:g} deg)"
     return Registration3D(T, ok, "mattes_mi", float(value), float(dice), time.perf_counter() - t0, start, msg,
-                          {"starts": [(c[1], c[0]) for c in coarse], "refined": tried}, verdict)
+                          {"starts": [(c[2], c[1], c[0]) for c in coarse_runs], "refined": len(done),
+                           "global": [(g.name, g.score) for g in found]}, verdict)
+
+
+def _same_pose(a: sitk.Euler3DTransform, b: sitk.Euler3DTransform, deg: float = 1.0, mm: float = 2.0) -> bool:
+    """Whether two coarse results are the same pose (within ``deg`` and ``mm`` at the rotation centre)."""
+    pa, pb = euler_to_pose(a), euler_to_pose(b)
+    c = np.array(a.GetCenter())
+    rel = pa.rotation.T @ pb.rotation
+    angle = math.degrees(math.acos(max(-1.0, min(1.0, (float(np.trace(rel)) - 1.0) / 2.0))))
+    return angle < deg and float(np.linalg.norm(pa.apply(c) - pb.apply(c))) < mm
