@@ -12,16 +12,24 @@ lower level is safe there.
 :func:`added_hu` is that difference (very negative where the pre-op does not cover the
 post-op voxel, so nothing there counts as added). :func:`regroup_added_metal` replaces
 the threshold objects by the **added-metal objects**: the face-connected components of
-``added >= added_hu`` (500 HU) that hold a voxel at or above the scan's metal threshold
+``added >= level_hu`` (500 HU) that hold a voxel at or above the scan's metal threshold
 (a seed, as before), each built from all its voxels with weights proportional to the
 added HU (the metal fraction), so its centroid and principal axis are the whole
-implant's, not those of the fragments that passed the threshold. Threshold objects
-outside every such component (metal the pre-op already had, such as the hip prosthesis;
-metal outside the pre-op's coverage) are kept as they are, so they are still listed as
-ignored or extra; metal added far from the plan is an added-metal object like any other
-and is classified (ignored or extra) by the caller the same way. An added-metal object
-holding two touching implants is split later like any other
-(:func:`or_assist.postop.pieces.split_touching`).
+implant's, not those of the fragments that passed the threshold. Kept as they are:
+
+* threshold objects outside every such component (metal the pre-op already had, such as
+  the hip prosthesis; metal outside the pre-op's coverage), so they are still listed as
+  ignored or extra;
+* the threshold objects of a component that holds two or more implant-like ones (at
+  least half an implant's width and a quarter of its volume) and no fragment: implants
+  already apart. Bright metal (titanium at
+  12000 HU clipped at 3071) adds 500 HU at a 4 % metal fraction, so the added metal of
+  implants 10 mm apart joins where their threshold objects did not.
+
+Metal added away from the plan is an added-metal object like any other and is classified
+(ignored or extra) by the caller the same way. An added-metal object holding two touching
+implants (a faint implant's fragments beside another implant) is split later like any
+other (:func:`or_assist.postop.pieces.split_touching`).
 """
 
 from __future__ import annotations
@@ -29,9 +37,11 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
+from or_assist.core.catalogue import CatalogueItem
 from or_assist.core.ct.volume import CTVolume
 from or_assist.core.pose import Pose
 from or_assist.errors import InputError
+from or_assist.postop.pieces import item_volume_mm3, single_width_mm
 from or_assist.postop.segment import MetalObject, _merge_collinear, _object_from_points
 
 __all__ = ["ADDED_HU", "added_hu", "regroup_added_metal"]
@@ -72,9 +82,14 @@ def added_hu(postop: CTVolume, preop: CTVolume, T_preop_from_postop: Pose) -> np
     return postop.hu.astype(np.float32) - pre
 
 
+def _labels_of(ct: CTVolume, labels: np.ndarray, obj: MetalObject) -> np.ndarray:
+    idx = np.round(ct.lps_to_index(obj.points_lps_mm)).astype(int)
+    return labels[idx[:, 2], idx[:, 1], idx[:, 0]]
+
+
 def regroup_added_metal(postop: CTVolume, preop: CTVolume, T_preop_from_postop: Pose,
-                        objects: list[MetalObject], *, metal_hu: float, level_hu: float = ADDED_HU,
-                        min_volume_mm3: float = 100.0) -> list[MetalObject]:
+                        objects: list[MetalObject], *, metal_hu: float, smallest: CatalogueItem,
+                        level_hu: float = ADDED_HU, min_volume_mm3: float = 100.0) -> list[MetalObject]:
     """The metal objects with the implants taken from the added metal (module doc).
 
     Parameters
@@ -89,6 +104,13 @@ def regroup_added_metal(postop: CTVolume, preop: CTVolume, T_preop_from_postop: 
         The threshold objects (:func:`or_assist.postop.segment.find_metal_objects`).
     metal_hu : float
         The scan's metal threshold: an added-metal component needs a voxel at or above it.
+    smallest : CatalogueItem
+        The smallest planned implant: a threshold object at least half its width
+        (``4 sigma`` across the axis, :func:`or_assist.postop.pieces.single_width_mm`) and a
+        quarter of its volume is implant-like, a smaller one a fragment. A component holding two
+        or more implant-like objects and no fragment keeps its threshold objects as they
+        are (implants already apart; the added metal of bright implants a few
+        millimetres apart joins).
     level_hu : float
         Added HU down to which voxels belong to the component (default :data:`ADDED_HU`).
     min_volume_mm3 : float
@@ -97,9 +119,11 @@ def regroup_added_metal(postop: CTVolume, preop: CTVolume, T_preop_from_postop: 
     Returns
     -------
     list of MetalObject
-        Largest first: one object per added-metal component, and the threshold objects
-        that lie outside every component, unchanged.
+        Largest first: one object per added-metal component taken, and the threshold
+        objects outside those, unchanged.
     """
+    if not isinstance(smallest, CatalogueItem):
+        raise InputError(f"expected a CatalogueItem, got {type(smallest).__name__}", "smallest")
     if not np.isfinite(level_hu) or level_hu <= 0:
         raise InputError(f"must be a positive HU difference, got {level_hu!r}", "level_hu")
     added = added_hu(postop, preop, T_preop_from_postop)
@@ -110,15 +134,22 @@ def regroup_added_metal(postop: CTVolume, preop: CTVolume, T_preop_from_postop: 
     voxel_mm3 = float(np.prod(postop.spacing_mm))
     if seeded.size == 0:
         return list(objects)
-    kept = []
-    for obj in objects:              # threshold objects outside every seeded component stay as they are
-        idx = np.round(postop.lps_to_index(obj.points_lps_mm)).astype(int)
-        lab = labels[idx[:, 2], idx[:, 1], idx[:, 0]]
-        if not np.any(np.isin(lab, seeded)):
-            kept.append(obj)
-    diff = CTVolume(np.maximum(added, -1000.0), postop.origin_mm, postop.spacing_mm, postop.direction, source="added metal")
-    grown = []
+    kept, take = [], set()
     for lab in seeded:
+        inside = [o for o in objects if np.any(_labels_of(postop, labels, o) == lab)]
+        wide = [o.width_mm >= 0.5 * single_width_mm(smallest) and o.volume_mm3 >= 0.25 * item_volume_mm3(smallest)
+                for o in inside]
+        if sum(wide) >= 2 and all(wide):      # separate implants already, and no fragment among them
+            kept += [o for o in inside if all(o is not k for k in kept)]
+        else:
+            take.add(int(lab))
+    for obj in objects:              # threshold objects outside the components taken stay as they are
+        if all(obj is not k for k in kept) and not np.any(np.isin(_labels_of(postop, labels, obj), list(take))):
+            kept.append(obj)
+    diff = CTVolume(np.maximum(added, -1000.0), postop.origin_mm, postop.spacing_mm, postop.direction,
+                    source="added metal")
+    grown = []
+    for lab in sorted(take):
         kji = np.argwhere(labels == lab)
         if len(kji) * voxel_mm3 < min_volume_mm3:
             continue

@@ -28,7 +28,7 @@ from or_assist.errors import InputError
 from or_assist.postop.added import ADDED_HU, regroup_added_metal
 from or_assist.postop.prism_fit import fit_prism, roll_about_axis_rad
 from or_assist.postop.metal import fill_metal_channels, metal_threshold_hu
-from or_assist.postop.pieces import split_touching
+from or_assist.postop.pieces import item_volume_mm3, split_touching
 from or_assist.postop.segment import MetalObject, candidate_items, find_metal_objects, fit_implant
 
 __all__ = ["FoundImplant", "LocatedImplants", "locate_implants"]
@@ -251,6 +251,7 @@ def locate_implants(plan: Plan, postop: CTVolume, preop: CTVolume, T_preop_from_
     objects = find_metal_objects(filled, metal_hu=metal_hu)
     if added_hu is not None:
         objects = regroup_added_metal(filled, preop, T_preop_from_postop, objects, metal_hu=metal_hu,
+                                      smallest=min((i.item for i in plan.implants), key=item_volume_mm3),
                                       level_hu=added_hu)
     near = []
     for obj in objects:

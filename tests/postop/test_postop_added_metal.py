@@ -107,7 +107,8 @@ def test_metal_the_preop_already_had_is_kept_as_it_was():
     objects = find_metal_objects(filled, metal_hu=thr)
     hip = max(objects, key=lambda o: o.volume_mm3)
     assert hip.volume_mm3 > 5000.0
-    out = regroup_added_metal(filled, pc.pelvis_ct(), motion.inverse(), objects, metal_hu=thr)
+    out = regroup_added_metal(filled, pc.pelvis_ct(), motion.inverse(), objects, metal_hu=thr,
+                              smallest=pc.plan().implants[2].item)
     assert any(o is hip for o in out)
     assert sum(o.volume_mm3 < 5000.0 for o in out) == 3               # the three implants, one object each
 
@@ -127,6 +128,9 @@ def test_added_hu_cancels_the_anatomy_and_marks_what_the_preop_does_not_cover():
 def test_bad_level_is_named():
     post, _, motion = _faint_case()
     with pytest.raises(InputError, match="level_hu"):
-        regroup_added_metal(post, pc.pelvis_ct(), motion.inverse(), [], metal_hu=1800.0, level_hu=0.0)
+        regroup_added_metal(post, pc.pelvis_ct(), motion.inverse(), [], metal_hu=1800.0,
+                            smallest=pc.plan().implants[2].item, level_hu=0.0)
+    with pytest.raises(InputError, match="smallest"):
+        regroup_added_metal(post, pc.pelvis_ct(), motion.inverse(), [], metal_hu=1800.0, smallest="T7-35")
     with pytest.raises(InputError, match="T_preop_from_postop"):
         added_hu(post, pc.pelvis_ct(), "identity")
