@@ -117,7 +117,13 @@ fenestrated,porous,fenestrated_cannulated,porous_cannulated_2500,fenestrated_can
     python benchmarks/postop_accuracy.py --cases 2 --seed 71 --families $F,thick_3,bloom,streaks,mixed
     python benchmarks/postop_accuracy.py --cases 2 --seed 73 --families $F
 
-BENCH_SUMMARY_PLACEHOLDER
+every implant of every family on both seeds found (180 of 180), no extra piece, registration
+never accepted off; |apex deviation error| median <= 0.14 mm, max <= 0.99 mm and |angle error|
+median <= 0.27 deg, max <= 1.30 deg (both worst: fenestrated, seed 73, one implant that the old
+code fitted to 0.20 mm / 0.48 deg: the added-metal start led its fit elsewhere);
+fenestrated_cannulated_2500 0.09/0.21 mm, 0.15/0.49 deg (seed 71) and 0.04/0.12 mm,
+0.17/0.40 deg (seed 73). metal_2000 seed 73 case 0, where the old code lost one implant: 6/6.
+Wall / CPU seconds per case (median) 8-39 / 5-51 at a load of 4-12 on the 2 shared cores.
 Table: docs/postop_implant_designs.md.
 """
 

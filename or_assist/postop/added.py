@@ -15,20 +15,16 @@ the threshold objects by the **added-metal objects**: the face-connected compone
 ``added >= level_hu`` (500 HU) that hold a voxel at or above the scan's metal threshold
 (a seed, as before), each built from all its voxels with weights proportional to the
 added HU (the metal fraction), so its centroid and principal axis are the whole
-implant's, not those of the fragments that passed the threshold. A component is taken
-only where the threshold failed, i.e. it holds a fragment or nothing else: a threshold
-object less than half as wide as the smallest planned implant or with less than half its
-volume. Kept as they are:
+implant's, not those of the fragments that passed the threshold. Kept as they are:
 
 * threshold objects outside every such component (metal the pre-op already had, such as
   the hip prosthesis; metal outside the pre-op's coverage), so they are still listed as
   ignored or extra;
-* the threshold objects of a component that holds only whole implants: the threshold
-  did its work, and the prism fit starts where it always has (taking the added-metal
-  object there too moved one clipped fenestrated implant's fit from 0.20 mm / 0.48 deg
-  to 0.99 mm / 1.30 deg, seed 73). Bright metal (titanium at 12000 HU clipped at 3071)
-  adds 500 HU at a 4 % metal fraction, so the added metal of implants 10 mm apart joins
-  where their threshold objects did not: they stay apart.
+* the threshold objects of a component that holds two or more implant-like ones (at
+  least half an implant's width and a quarter of its volume) and no fragment: implants
+  already apart. Bright metal (titanium at
+  12000 HU clipped at 3071) adds 500 HU at a 4 % metal fraction, so the added metal of
+  implants 10 mm apart joins where their threshold objects did not.
 
 Metal added away from the plan is an added-metal object like any other and is classified
 (ignored or extra) by the caller the same way. An added-metal object holding two touching
@@ -110,9 +106,11 @@ def regroup_added_metal(postop: CTVolume, preop: CTVolume, T_preop_from_postop: 
         The scan's metal threshold: an added-metal component needs a voxel at or above it.
     smallest : CatalogueItem
         The smallest planned implant: a threshold object at least half its width
-        (``4 sigma`` across the axis, :func:`or_assist.postop.pieces.single_width_mm`) and
-        half its volume is a whole implant, a smaller one a fragment. A component whose
-        threshold objects are all whole implants keeps them as they are.
+        (``4 sigma`` across the axis, :func:`or_assist.postop.pieces.single_width_mm`) and a
+        quarter of its volume is implant-like, a smaller one a fragment. A component holding two
+        or more implant-like objects and no fragment keeps its threshold objects as they
+        are (implants already apart; the added metal of bright implants a few
+        millimetres apart joins).
     level_hu : float
         Added HU down to which voxels belong to the component (default :data:`ADDED_HU`).
     min_volume_mm3 : float
@@ -139,9 +137,9 @@ def regroup_added_metal(postop: CTVolume, preop: CTVolume, T_preop_from_postop: 
     kept, take = [], set()
     for lab in seeded:
         inside = [o for o in objects if np.any(_labels_of(postop, labels, o) == lab)]
-        whole = [o.width_mm >= 0.5 * single_width_mm(smallest) and o.volume_mm3 >= 0.5 * item_volume_mm3(smallest)
-                 for o in inside]
-        if whole and all(whole):              # whole implants already, and no fragment among them
+        wide = [o.width_mm >= 0.5 * single_width_mm(smallest) and o.volume_mm3 >= 0.25 * item_volume_mm3(smallest)
+                for o in inside]
+        if sum(wide) >= 2 and all(wide):      # separate implants already, and no fragment among them
             kept += [o for o in inside if all(o is not k for k in kept)]
         else:
             take.add(int(lab))
