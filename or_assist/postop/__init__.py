@@ -2,6 +2,7 @@
 
 Modules::
 
+    added       Metal the pre-op CT lacks: implants segmented from the post-op minus the registered pre-op.
     cohort      Cohort evaluation: many post-op cases in one table and a learning-curve plot.
     evaluate    Post-operative CT evaluation of one case: planned vs placed implants.
     match       Find the planned implants among the metal of a registered post-op CT.
@@ -23,8 +24,9 @@ import lazy_loader as _lazy
 
 __getattr__, __dir__, __all__ = _lazy.attach(
     __name__,
-    submodules=['cohort', 'evaluate', 'match', 'metal', 'pieces', 'prism_fit', 'register3d', 'register_check', 'register_global', 'register_local', 'segment'],
+    submodules=['added', 'cohort', 'evaluate', 'match', 'metal', 'pieces', 'prism_fit', 'register3d', 'register_check', 'register_global', 'register_local', 'segment'],
     submod_attrs={
+        'added': ['ADDED_HU', 'added_hu', 'regroup_added_metal'],
         'cohort': ['COHORT_SCHEMA', 'CohortCase', 'parse_case_argument', 'read_cohort_file', 'cohort_summary', 'draw_learning_curve', 'CohortFiles', 'evaluate_cohort'],
         'evaluate': ['EVALUATION_SCHEMA', 'ImplantEvaluation', 'CaseEvaluation', 'evaluate_case', 'EvaluationFiles', 'evaluate_files'],
         'match': ['FoundImplant', 'LocatedImplants', 'locate_implants'],

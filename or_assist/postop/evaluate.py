@@ -13,6 +13,8 @@ Pipeline (:func:`evaluate_case`):
    the registered plan (``far_mm`` + 15 mm; the scan's metal threshold from that region).
    Metal objects farther than ``far_mm`` from every planned implant (a hip prosthesis, a
    spinal rod) are ignored and listed (those in that region); objects that two planned implants claim are split (touching implants).
+   The implants are taken from the metal the pre-op lacks (post-op minus the registered
+   pre-op, :mod:`or_assist.postop.added`), so a faint hollow implant is one object.
 3. **Match** planned and found implants greedily by the distance from the planned apex
    to the object's nearest metal voxel (smallest first, at most ``max_match_mm``); a planned
    implant without a match is "not found", an implant-like object left over near the plan

@@ -1,7 +1,8 @@
 """Find the planned implants among the metal of a registered post-op CT.
 
 Used by :func:`or_assist.postop.evaluate.evaluate_case` (steps 2-4 of its module doc):
-metal objects are classified as far (ignored), matched to a planned implant (one to one,
+the implants are the metal the pre-op lacks (:func:`or_assist.postop.added.regroup_added_metal`:
+post-op minus the registered pre-op, so a faint hollow implant is one object); metal objects are classified as far (ignored), matched to a planned implant (one to one,
 ``scipy.optimize.linear_sum_assignment`` on the planned apex's distance to the metal), or extra;
 each match is fitted (principal axis and centroid, then the triangular-prism fit, as a
 solid implant and as one cannulated for the catalogue's guide pin, the smaller residual
@@ -24,9 +25,10 @@ from or_assist.core.ct.volume import CTVolume
 from or_assist.core.pose import Pose
 from or_assist.core.plan import Plan, implant_vertex_directions
 from or_assist.errors import InputError
+from or_assist.postop.added import ADDED_HU, regroup_added_metal
 from or_assist.postop.prism_fit import fit_prism, roll_about_axis_rad
 from or_assist.postop.metal import fill_metal_channels, metal_threshold_hu
-from or_assist.postop.pieces import split_touching
+from or_assist.postop.pieces import item_volume_mm3, split_touching
 from or_assist.postop.segment import MetalObject, candidate_items, find_metal_objects, fit_implant
 
 __all__ = ["FoundImplant", "LocatedImplants", "locate_implants"]
@@ -191,7 +193,7 @@ def _prism_refine(postop: CTVolume, preop: CTVolume, T_preop_from_postop: Pose, 
 def locate_implants(plan: Plan, postop: CTVolume, preop: CTVolume, T_preop_from_postop: Pose, *,
                     metal_hu: float | None = None, max_match_mm: float = 20.0, far_mm: float = 40.0,
                     refine: bool = True, channel_mm: float = 3.5,
-                    cannulation_mm: float | None = None) -> LocatedImplants:
+                    cannulation_mm: float | None = None, added_hu: float | None = ADDED_HU) -> LocatedImplants:
     """Segment, classify, match and fit the implants of a registered post-op CT.
 
     Parameters
@@ -219,6 +221,12 @@ def locate_implants(plan: Plan, postop: CTVolume, preop: CTVolume, T_preop_from_
         (default): unknown, both a solid implant and one cannulated for the catalogue's
         guide pin (``plan.catalogue.guide_pin_diameter_mm``) are fitted and the smaller
         residual decides (``fit["channel_mm"]`` says which).
+    added_hu : float or None
+        The implants are taken from the metal the pre-op lacks (post-op minus the
+        registered pre-op) down to this many HU added
+        (:func:`or_assist.postop.added.regroup_added_metal`: a faint, fenestrated or
+        cannulated implant is then one object, not the pieces over the threshold);
+        None: the threshold objects only.
 
     Returns
     -------
@@ -240,8 +248,13 @@ def locate_implants(plan: Plan, postop: CTVolume, preop: CTVolume, T_preop_from_
     filled = fill_metal_channels(postop, channel_mm)
     if metal_hu is None:
         metal_hu = metal_threshold_hu(filled, plan.catalogue)
+    objects = find_metal_objects(filled, metal_hu=metal_hu)
+    if added_hu is not None:
+        objects = regroup_added_metal(filled, preop, T_preop_from_postop, objects, metal_hu=metal_hu,
+                                      smallest=min((i.item for i in plan.implants), key=item_volume_mm3),
+                                      level_hu=added_hu)
     near = []
-    for obj in find_metal_objects(filled, metal_hu=metal_hu):
+    for obj in objects:
         pid, dist = nearest_planned(obj)
         if dist > far_mm:
             out.ignored.append((obj, dist))
