@@ -79,16 +79,22 @@ def test_tilted_series_points_land_at_their_true_positions(tmp_path, tilt, axes)
     assert np.sum(ct.hu - FILL_HU) == pytest.approx(len(truth) * (BRIGHT_HU - FILL_HU), rel=0.02)
 
 
-def test_tilted_series_geometry_is_exact_to_the_slab_corners(tmp_path):
+@pytest.mark.parametrize("drift", ["table", "oblique"])
+def test_tilted_series_geometry_is_exact_to_the_slab_corners(tmp_path, drift):
     """A linear ramp of the true index (exactly reproduced by linear interpolation) read back: every voxel
-    inside the slab holds the ramp at its own LPS position, those outside the fill; the slab's corners are inside."""
+    inside the slab holds the ramp at its own LPS position, those outside the fill; the slab's corners are inside.
+    ``table``: slices stepping along LPS z (tilt 20 deg); ``oblique``: drifting along both row and column."""
     ct = _grid(-20.0, np.diag([-1.0, -1.0, 1.0]))
     k, j, i = np.indices(SHAPE_ZYX)
     ramp = (20.0 * i + 20.0 * j + 100.0 * k - 1000.0).astype(np.float32)
     ct = CTVolume(ramp, ct.origin_mm, ct.spacing_mm, ct.direction)
-    positions = scanner_slice_positions(ct, sheared=True)
+    if drift == "table":
+        positions = scanner_slice_positions(ct, sheared=True)
+    else:
+        step = ct.direction @ np.array([0.5, -0.35, 1.8])                 # 18.7 deg off the normal
+        positions = ct.origin_mm + np.outer(np.arange(SHAPE_ZYX[0]), step)
     write_ct_series(ct, tmp_path, slice_positions_mm=positions)
-    with pytest.warns(ResampledWarning, match="gantry tilt of 20.0 deg"):
+    with pytest.warns(ResampledWarning, match="gantry tilt of (20.0|18.7) deg"):
         got = load_ct(tmp_path)
     a = np.column_stack([ct.direction[:, 0] * SPACING[0], ct.direction[:, 1] * SPACING[1],
                          positions[1] - positions[0]])                          # true index -> LPS

@@ -39,7 +39,7 @@ _IOP_TOL = 1e-3  # |row|, |col| within 1 +- tol and |row . col| below tol
 _SPACING_RTOL = 0.01  # relative variation of slice gaps accepted as uniform
 _SPACING_ATOL_MM = 0.01
 _TILT_TOL_MM = 0.1  # in-plane drift of the slice positions over the whole series
-_LINE_TOL_MM = 0.05  # slice positions off the straight line through them (plus 1 % of the step)
+_LINE_TOL_MM = 0.1  # a tilted series' slice positions off the straight line through them (+ 1 % of the step)
 
 
 class NotDicomError(InputError):
@@ -247,6 +247,10 @@ def _ordered_slices(folder: Path, group: list[_Header]) -> tuple[list[_Header], 
             f"or a variable-thickness reconstruction; export a uniformly spaced series",
             where,
         )
+    drift = group[-1].ipp - group[0].ipp
+    lateral = drift - normal * float(drift @ normal)
+    if np.linalg.norm(lateral) <= _TILT_TOL_MM:
+        return group, direction, dz, None                        # stacked along the normal: as read
     ipp = np.array([h.ipp for h in group])
     k = np.arange(len(group), dtype=np.float64)
     step = np.polyfit(k, ipp, 1)[0]                               # (3,) mm per slice
@@ -254,16 +258,12 @@ def _ordered_slices(folder: Path, group: list[_Header]) -> tuple[list[_Header], 
     if off_line.max() > _LINE_TOL_MM + 0.01 * float(np.linalg.norm(step)):
         j = int(np.argmax(off_line))
         raise InputError(
-            f"slice positions do not lie evenly on one line (slice {group[j].path.name} is {off_line[j]:.2f} mm "
-            f"off the line through the others): neither a straight nor a gantry-tilted stack; "
-            f"export the series again",
+            f"slices drift sideways but their positions do not lie evenly on one line (slice "
+            f"{group[j].path.name} is {off_line[j]:.2f} mm off the line through the others): not a gantry-tilted "
+            f"stack; export the series again",
             where,
         )
-    drift = group[-1].ipp - group[0].ipp
-    lateral = drift - normal * float(drift @ normal)
-    if np.linalg.norm(lateral) > _TILT_TOL_MM:
-        return group, direction, dz, step
-    return group, direction, dz, None
+    return group, direction, dz, step
 
 
 def read_dicom_folder(folder: Path) -> tuple[sitk.Image, str | None]:
