@@ -9,6 +9,7 @@ Modules::
     scenario/  The simulated C-arm: scripted scenarios played as a frame source.
     shots/     Realistic fluoroscopy shots from a CT: the imaging chain after the DRR.
     dicom_carm  The simulated C-arm's DICOM output: shots as XA/RF/DX/SC objects with geometry tags.
+    ct_series  A CT written as a DICOM series (pydicom), as a scanner exports it, straight or gantry-tilted.
     pin_cases  Simulated guide-pin cases on the real CT for the guidance tests and benchmark.
     postop_ct  Synthetic post-operative CTs with known ground truth, for tests and benchmarks.
     postop_scanner  Synthetic post-op CTs as scanners make them: own grid, tilt, blooming, streaks, motion.
@@ -23,10 +24,11 @@ import lazy_loader as _lazy
 
 __getattr__, __dir__, __all__ = _lazy.attach(
     __name__,
-    submodules=['phantom', 'scenario', 'shots', 'calibration_phantom', 'dicom_carm', 'pin_cases', 'postop_ct', 'postop_scanner',
+    submodules=['phantom', 'scenario', 'shots', 'calibration_phantom', 'ct_series', 'dicom_carm', 'pin_cases', 'postop_ct', 'postop_scanner',
                 'sample'],
     submod_attrs={
         'calibration_phantom': ['bead_phantom_volume'],
+        'ct_series': ['write_ct_series', 'scanner_slice_positions', 'postop_via_dicom'],
         'dicom_carm': ['SOP_CLASSES', 'shot_dataset', 'write_shot_dicom', 'simulated_shot_dataset', 'encode_dataset', 'field_windowed_values',
                        'orientation_codes'],
         'postop_ct': ['perturbed_implant', 'rigid_motion', 'synthesize_postop_ct', 'implant_fraction_volume', 'APPEARANCE_FAMILIES', 'appearance_kwargs'],

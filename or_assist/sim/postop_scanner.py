@@ -29,7 +29,10 @@ Families (:data:`SCANNER_FAMILIES`, for ``benchmarks/postop_accuracy.py --family
 ``thin_0.6``, ``fine_0.5``, ``thick_3``, ``thick_3_tilt_20``, ``tilt_30``,
 ``sheared_tilt_15``, ``flipped``, ``bloom``, ``streaks``, ``motion_15_50``, ``cannulated_1mm``
 (3.3 mm channels, metal at 3000 HU unclipped), ``mixed`` (3 mm tilted slices, blooming,
-streaks, 12 deg / 40 mm motion, flipped axes, another origin).
+streaks, 12 deg / 40 mm motion, flipped axes, another origin), ``tilted_dicom_15`` and
+``tilted_dicom_25`` (gantry-tilted series, 2 mm / 3 mm slices, the latter with the usual
+DICOM axial axes and 10 deg / 30 mm motion, written as DICOM with the slices at their true
+tilted positions and read back through the project's reader: ``dicom=True``).
 
 Examples
 --------
@@ -85,6 +88,10 @@ class ScannerModel:
         (:func:`scanner_motion`); None: the caller's.
     cannulation_mm : float
         Central channel of each implant (0 = solid).
+    dicom : bool
+        The scan reaches the evaluation as a DICOM series with its true slice positions
+        (:func:`or_assist.sim.ct_series.postop_via_dicom`; a sheared model is then a
+        gantry-tilted series that the reader resamples); the benchmark honours it.
     """
 
     pixel_mm: float = 0.8
@@ -104,6 +111,7 @@ class ScannerModel:
     noise_hu: float = 10.0
     motion: tuple | None = None
     cannulation_mm: float = 0.0
+    dicom: bool = False
 
 
 #: Named scanner families (:class:`ScannerModel` fields).
@@ -122,6 +130,9 @@ SCANNER_FAMILIES: dict[str, dict] = {
                        "bloom_mm": 0.4, "rim": 0.2},
     "mixed": {"pixel_mm": 0.8, "slice_mm": 3.0, "tilt_deg": 15.0, "bloom_mm": 0.6, "rim": 0.25,
               "streak_hu": 400.0, "motion": (12.0, 40.0), "axes": "x-y-z", "frame_shift_mm": (0.0, 0.0, -500.0)},
+    "tilted_dicom_15": {"pixel_mm": 0.8, "slice_mm": 2.0, "tilt_deg": 15.0, "sheared": True, "dicom": True},
+    "tilted_dicom_25": {"pixel_mm": 0.75, "slice_mm": 3.0, "tilt_deg": -25.0, "sheared": True, "dicom": True,
+                        "axes": "-x-yz", "motion": (10.0, 30.0)},
 }
 
 

@@ -10,6 +10,7 @@ import SimpleITK as sitk
 
 from or_assist.core.ct.load import CTWarning, ct_info, load_ct, save_ct
 from or_assist.cli.ct import format_ct_info
+from or_assist.core.ct.tilt import ResampledWarning
 from or_assist.core.ct.volume import CTVolume
 from or_assist.core.pose import rotation_about_axis
 from or_assist.errors import InputError
@@ -250,11 +251,20 @@ def test_series_with_duplicate_slices(tmp_path):
         load_ct(tmp_path)
 
 
-def test_series_with_gantry_tilt(tmp_path):
-    positions = [(0, 0.5 * k, 2.0 * k) for k in range(5)]  # ~14 deg tilt
+def test_series_with_gantry_tilt_is_resampled(tmp_path):
+    positions = [(0, 0.5 * k, 2.0 * k) for k in range(5)]  # ~14 deg tilt (tests/core/test_ct_tilt.py: geometry)
     write_series(tmp_path, phantom_hu((5, 8, 8)), uid="1.2.3", origin=(0, 0, 0), spacing_xyz=(1, 1, 2),
                  positions=positions)
-    with pytest.raises(InputError, match="gantry tilt of about 14.0 deg"):
+    with pytest.warns(ResampledWarning, match="gantry tilt of 14.0 deg"):
+        ct = load_ct(tmp_path)
+    assert np.allclose(ct.direction, np.eye(3)) and ct.shape_xyz == (8, 10, 5)
+
+
+def test_series_off_one_line_is_refused(tmp_path):
+    positions = [(0, 0.5 * k + (0.4 if k == 2 else 0.0), 2.0 * k) for k in range(5)]
+    write_series(tmp_path, phantom_hu((5, 8, 8)), uid="1.2.3", origin=(0, 0, 0), spacing_xyz=(1, 1, 2),
+                 positions=positions)
+    with pytest.raises(InputError, match="do not lie evenly on one line"):
         load_ct(tmp_path)
 
 

@@ -6,20 +6,25 @@ because anonymised exports often carry an empty UID (which GDCM then reports as 
 The series with the most slices is read. Slices are ordered along the slice normal
 (row x column cosines), so index axis k points along the normal and the geometry is the
 one the ImagePositionPatient / ImageOrientationPatient / PixelSpacing tags state.
-Missing slices, duplicates and gantry tilt are rejected instead of giving a silently
-distorted volume.
+A gantry-tilted series (slices stacked along the table, not along their normal) is
+resampled onto an orthonormal grid (:mod:`or_assist.core.ct.tilt`; a
+:class:`~or_assist.core.ct.tilt.ResampledWarning` says the tilt). Missing slices,
+duplicates, slices off one straight line and a series whose slices change orientation
+are rejected instead of giving a silently distorted volume.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
+from or_assist.core.ct.tilt import ResampledWarning, resample_sheared, tilt_deg
 from or_assist.errors import InputError
 
 __all__ = ["read_dicom_folder", "read_dicom_file", "sitk_reason", "NotDicomError"]
@@ -34,6 +39,7 @@ _IOP_TOL = 1e-3  # |row|, |col| within 1 +- tol and |row . col| below tol
 _SPACING_RTOL = 0.01  # relative variation of slice gaps accepted as uniform
 _SPACING_ATOL_MM = 0.01
 _TILT_TOL_MM = 0.1  # in-plane drift of the slice positions over the whole series
+_LINE_TOL_MM = 0.1  # a tilted series' slice positions off the straight line through them (+ 1 % of the step)
 
 
 class NotDicomError(InputError):
@@ -183,11 +189,32 @@ def _pick_series(folder: Path, headers: list[_Header]) -> list[_Header]:
         return sum(h.size[2] for h in group)
 
     # most slices first; ties broken by the UID so the choice is reproducible
-    return sorted(groups.values(), key=lambda g: (-n_slices(g), g[0].uid, str(g[0].path)))[0]
+    chosen = sorted(groups.values(), key=lambda g: (-n_slices(g), g[0].uid, str(g[0].path)))[0]
+    _check_one_orientation(folder, chosen, groups)
+    return chosen
 
 
-def _ordered_slices(folder: Path, group: list[_Header]) -> tuple[list[_Header], np.ndarray, float]:
-    """Sort slices along the normal and check the spacing; returns (slices, direction, dz)."""
+def _check_one_orientation(folder: Path, chosen: list[_Header], groups: dict[tuple, list[_Header]]) -> None:
+    """Refuse a series (one non-empty UID, one matrix size) whose slices change orientation."""
+    h0 = chosen[0]
+    if not h0.uid or h0.iop is None:
+        return
+    others = [g[0] for g in groups.values() if g is not chosen and g[0].uid == h0.uid
+              and g[0].size[:2] == h0.size[:2] and g[0].iop is not None]
+    if others:
+        def iop(h: _Header) -> str:
+            return "\\".join(f"{v:.4g}" for v in h.iop)
+        raise InputError(
+            f"series {h0.uid}: its slices have {len(others) + 1} different orientations "
+            f"(ImageOrientationPatient {iop(h0)} in {h0.path.name}, {iop(others[0])} in {others[0].path.name}); "
+            f"slices that change orientation (a gantry tilt changed during the scan, or two series under one "
+            f"SeriesInstanceUID) cannot be stacked into one volume: export one orientation as its own series",
+            str(folder),
+        )
+
+
+def _ordered_slices(folder: Path, group: list[_Header]) -> tuple[list[_Header], np.ndarray, float, np.ndarray | None]:
+    """Sort slices along the normal and check the spacing; returns (slices, direction, dz, tilted step or None)."""
     where = str(folder)
     missing = [h.path.name for h in group if h.ipp is None or h.iop is None]
     if missing:
@@ -222,14 +249,21 @@ def _ordered_slices(folder: Path, group: list[_Header]) -> tuple[list[_Header], 
         )
     drift = group[-1].ipp - group[0].ipp
     lateral = drift - normal * float(drift @ normal)
-    if np.linalg.norm(lateral) > _TILT_TOL_MM:
-        tilt_deg = np.degrees(np.arctan2(np.linalg.norm(lateral), float(drift @ normal)))
+    if np.linalg.norm(lateral) <= _TILT_TOL_MM:
+        return group, direction, dz, None                        # stacked along the normal: as read
+    ipp = np.array([h.ipp for h in group])
+    k = np.arange(len(group), dtype=np.float64)
+    step = np.polyfit(k, ipp, 1)[0]                               # (3,) mm per slice
+    off_line = np.linalg.norm(ipp - ipp.mean(0) - np.outer(k - k.mean(), step), axis=1)
+    if off_line.max() > _LINE_TOL_MM + 0.01 * float(np.linalg.norm(step)):
+        j = int(np.argmax(off_line))
         raise InputError(
-            f"slices are not stacked along their normal (gantry tilt of about {tilt_deg:.1f} deg); "
-            f"such series are not supported, resample it to an untilted volume first",
+            f"slices drift sideways but their positions do not lie evenly on one line (slice "
+            f"{group[j].path.name} is {off_line[j]:.2f} mm off the line through the others): not a gantry-tilted "
+            f"stack; export the series again",
             where,
         )
-    return group, direction, dz
+    return group, direction, dz, step
 
 
 def read_dicom_folder(folder: Path) -> tuple[sitk.Image, str | None]:
@@ -240,7 +274,8 @@ def read_dicom_folder(folder: Path) -> tuple[sitk.Image, str | None]:
     image : SimpleITK.Image
         3D, in HU, with origin = ImagePositionPatient of the first slice along the normal,
         direction = (row cosine, column cosine, normal), spacing = (column spacing, row
-        spacing, slice gap).
+        spacing, slice gap). A gantry-tilted series comes resampled (module doc), with a
+        :class:`~or_assist.core.ct.tilt.ResampledWarning`.
     series_uid : str or None
         The SeriesInstanceUID of the series read (None when the files carry none).
 
@@ -248,7 +283,7 @@ def read_dicom_folder(folder: Path) -> tuple[sitk.Image, str | None]:
     ------
     InputError
         No DICOM image in the folder, the chosen series is a single 2D slice, slices are
-        missing, duplicated, tilted or unreadable, a file with the DICOM marker cannot be
+        missing, duplicated, off one straight line, of several orientations or unreadable, a file with the DICOM marker cannot be
         read (truncated), or a PixelSpacing / ImageOrientationPatient tag is damaged.
     """
     where = str(folder)
@@ -270,7 +305,7 @@ def read_dicom_folder(folder: Path) -> tuple[sitk.Image, str | None]:
     if len(group) == 1:
         img, _ = read_dicom_file(group[0].path)
         return img, uid
-    group, direction, dz = _ordered_slices(folder, group)
+    group, direction, dz, step = _ordered_slices(folder, group)
     reader = sitk.ImageSeriesReader()
     reader.SetImageIO("GDCMImageIO")
     reader.SetFileNames([str(h.path) for h in group])
@@ -283,6 +318,14 @@ def read_dicom_folder(folder: Path) -> tuple[sitk.Image, str | None]:
             except RuntimeError:
                 raise InputError(f"unreadable slice {h.path.name} ({sitk_reason(exc)})", where) from None
         raise InputError(f"cannot read the series ({sitk_reason(exc)})", where) from None
+    if step is not None:
+        columns = np.column_stack([direction[:, 0] * img.GetSpacing()[0], direction[:, 1] * img.GetSpacing()[1], step])
+        img = resample_sheared(img, group[0].ipp, columns, where=where)
+        warnings.warn(f"{where}: gantry tilt of {tilt_deg(columns):.1f} deg (slices stacked along the table, "
+                      f"{np.linalg.norm(step):.3g} mm apart, not along their normal): resampled onto an orthonormal "
+                      f"grid of {' x '.join(f'{v:.3g}' for v in img.GetSpacing())} mm along the slices' rows, columns "
+                      f"and normal (linear interpolation; outside the slab -1024 HU)", ResampledWarning, stacklevel=3)
+        return img, uid
     img.SetOrigin(tuple(float(v) for v in group[0].ipp))
     img.SetSpacing(tuple(img.GetSpacing()[:2]) + (dz,))
     img.SetDirection(tuple(float(v) for v in direction.ravel()))

@@ -10,7 +10,8 @@ headers and the data length themselves and refuse such files with one
   CRC matches;
 * NIfTI-1 (``.nii``, ``.nii.gz``), MetaImage (``.mha``, ``.mhd``) and NRRD (``.nrrd``,
   ``.nhdr``): the voxel data must be as long as the header says, the voxel spacing
-  finite and > 0 and the direction (sform / space directions) orthogonal.
+  finite and > 0 and the direction (sform / space directions) orthogonal; a NIfTI sform
+  of a gantry-tilted stack (only the slice axis leans) passes, ``load_ct`` resamples it.
 """
 
 from __future__ import annotations
@@ -137,6 +138,17 @@ def _check_orthogonal(columns: np.ndarray, field: str, where: str) -> None:
                          f"must be orthonormal", where)
 
 
+def _tilted_stack(columns: np.ndarray) -> bool:
+    """Whether an affine's columns are a gantry-tilted stack: orthogonal rows and columns of each slice, the
+    slice step leaning off their normal by less than 60 deg (``load_ct`` resamples it, core/ct/tilt.py)."""
+    norms = np.linalg.norm(columns, axis=0)
+    if not np.all(np.isfinite(columns)) or np.any(norms <= 0):
+        return False
+    unit = columns / norms
+    normal = np.cross(unit[:, 0], unit[:, 1])
+    return abs(float(unit[:, 0] @ unit[:, 1])) <= _ORTHO_TOL and abs(float(normal @ unit[:, 2])) >= 0.5
+
+
 def _angles(gram: np.ndarray) -> str:
     n = gram.shape[0]
     return ", ".join(f"{math.degrees(math.acos(max(-1.0, min(1.0, gram[i, j])))):.1f}"
@@ -199,7 +211,7 @@ def _nifti_layout(head: bytes, where: str) -> tuple[int, int] | None:
     _check_spacing(pixdim[1 : n_space + 1], "header field pixdim (voxel size)", where)
     if qform_code > 0 and not all(math.isfinite(v) for v in quat):
         raise InputError(f"header fields quatern_b/c/d, qoffset_x/y/z must be finite, got {_fmt(quat)}", where)
-    if sform_code > 0:
+    if sform_code > 0 and not (n_space == 3 and _tilted_stack(srow[:, :3])):
         _check_orthogonal(srow[:, :n_space], "header field srow_x/y/z (sform)", where)
         if not np.all(np.isfinite(srow)):
             raise InputError("header field srow_x/y/z (sform) contains NaN or inf", where)

@@ -26,6 +26,7 @@ import SimpleITK as sitk
 
 from or_assist.core.ct.dicom import NotDicomError, read_dicom_file, read_dicom_folder, sitk_reason
 from or_assist.core.ct.files import check_volume_file
+from or_assist.core.ct.tilt import ResampledWarning, nifti_sform_shear, resample_sheared, tilt_deg
 from or_assist.core.ct.volume import CTVolume, axis_codes
 from or_assist.core.outputs import quiet_stderr
 from or_assist.core.validate import check_vector
@@ -60,9 +61,20 @@ def _volume_suffix(path: Path) -> str | None:
 def _read_volume_file(path: Path) -> sitk.Image:
     check_volume_file(path, _volume_suffix(path))
     try:
-        return sitk.ReadImage(str(path))
+        with quiet_stderr() as library_messages:   # ITK's "unexpected scales in sform": handled below
+            img = sitk.ReadImage(str(path))
     except RuntimeError as exc:
         raise InputError(f"cannot read the image ({sitk_reason(exc)})", str(path)) from None
+    sheared = nifti_sform_shear(img) if _volume_suffix(path) in (".nii", ".nii.gz") else None
+    if sheared is None:
+        library_messages.replay()
+        return img
+    img = resample_sheared(img, *sheared, where=str(path))
+    warnings.warn(f"{path}: the NIfTI sform is sheared (slices tilted {tilt_deg(sheared[1]):.1f} deg against their "
+                  f"stacking, as a gantry-tilted series converted without tilt correction), which SimpleITK "
+                  f"drops: resampled onto an orthonormal grid by the sform (linear; outside the slab -1024 HU)",
+                  ResampledWarning, stacklevel=3)
+    return img
 
 
 def _read_other_file(path: Path) -> tuple[sitk.Image, str | None, bool]:
@@ -104,8 +116,14 @@ def load_ct(path: str | os.PathLike) -> CTVolume:
     ------
     InputError
         Missing path, unreadable file, a folder without a DICOM series, a 2D image (or a
-        volume one voxel thick), a non-scalar image, or a DICOM series with missing,
-        duplicated or tilted slices. The message names the path.
+        volume one voxel thick), a non-scalar image, or a DICOM series with missing or
+        duplicated slices or slices of several orientations. The message names the path.
+
+    Warns
+    -----
+    ResampledWarning
+        A gantry-tilted DICOM series, or a NIfTI whose sform is sheared, was resampled
+        onto an orthonormal grid (:mod:`or_assist.core.ct.tilt`).
     """
     p = Path(path)
     where = str(p)
