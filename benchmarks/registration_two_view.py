@@ -19,7 +19,7 @@ mTRE >= 2 mm), reported, 95th-percentile time, DRRs, and the coverage of the err
 estimate at the implant. Shots of the other patient as the second of a pair must be
 refused (``--other-patient``, with both cases).
 
-Tuned on seeds 7 and 8 (``JointSettings`` and ``JOINT_STAGES``); reported once on seed 13.
+Tuned on seeds 7 and 8 (``--tune coupling_weight=0.005,0.015,0.05``: ``JointSettings.coupling_weight``); reported once on seed 13.
 Run from the repository root::
 
     python benchmarks/registration_two_view.py --families intensifier,low_dose,hard_beam,cluttered \\
