@@ -3,10 +3,20 @@
     or-assist register --ct CT [--geometry G.json] --image SHOT.png|SHOT.dcm [--init POSE.json]
                        --out RESULT.json [--plan PLAN.json] [--library LIB]
                        [--polarity bone-dark|bone-bright|auto] [--time-budget-s S]
+                       [--second-image SHOT2 [--second-init POSE2.json] --second-out RESULT2.json
+                        [--second-geometry G2.json]]
 
 A DICOM shot with geometry tags needs no ``--geometry`` (its header's is used; given both,
 a disagreement is printed as a warning), and one with positioner angles no ``--init`` (the
 header's beam through the plan's implants or the CT's centre).
+
+With ``--second-image`` the two shots (different views of the patient, who has not moved
+between them) are registered jointly (:mod:`or_assist.register.joint`,
+:func:`or_assist.register.files.register_pair_files`): the relative C-arm motion comes
+from the two starts (pose files or DICOM positioner angles), each shot's result goes to
+its own ``or_assist.registration/1`` file (``--out``, ``--second-out``) with a ``"joint"``
+object, and a pair that disagrees is "not registered" in both. A second shot needs its
+start (``--second-init``) unless it is a DICOM shot with positioner angles.
 
 The work is :func:`or_assist.register.files.register_files`. A shot that cannot be
 registered confidently is a result with ``success: false`` and a ``reason`` (exit status
@@ -22,7 +32,7 @@ from pathlib import Path
 from or_assist.core.vocabulary import POLARITY_SETTINGS
 from or_assist.cli._parser import emit
 
-__all__ = ["register_command", "add_parsers", "cmd_register"]
+__all__ = ["register_command", "register_pair_command", "add_parsers", "cmd_register"]
 
 
 def register_command(ct_path: str | os.PathLike, geometry_path: str | os.PathLike | None,
@@ -58,9 +68,59 @@ def register_command(ct_path: str | os.PathLike, geometry_path: str | os.PathLik
     return {**result.to_dict(), "summary": summary, "warnings": notes, "out": Path(out_path)}
 
 
+def register_pair_command(ct_path, image_paths, init_paths, out_paths, *, geometry_paths=(None, None),
+                          plan_path=None, polarity: str = "bone-dark", time_budget_s: float | None = None) -> dict:
+    """Register two shots jointly (:func:`~or_assist.register.files.register_pair_files`, same
+    parameters; ``time_budget_s`` per shot, None the default and 0 no limit).
+
+    Returns
+    -------
+    dict
+        ``"results"`` (the two written documents), ``"summary"`` (one line per shot, then
+        ``warning:`` lines), ``"warnings"`` and ``"out"`` (the two paths).
+    """
+    from or_assist.register.files import register_pair_files
+    from or_assist.register.settings import DEFAULT_TIME_BUDGET_S
+
+    if time_budget_s is None:
+        time_budget_s = DEFAULT_TIME_BUDGET_S
+    notes: list[str] = []
+    joint = register_pair_files(ct_path, image_paths, init_paths, out_paths, geometry_paths=geometry_paths,
+                                plan_path=plan_path, polarity=polarity, time_budget_s=time_budget_s or None,
+                                notes=notes)
+    lines = []
+    for name, res, path in zip(("shot 1", "shot 2"), joint.results, out_paths):
+        if res.success:
+            lines.append(f"{name} registered jointly ({res.metric} {res.similarity:.3f}, estimated error "
+                         f"{res.estimated_error_mm:.1f} mm); wrote {path}")
+        else:
+            lines.append(f"{name}: registration failed: {res.reason}; wrote {path}")
+    lines.append(f"pair: {joint.seconds:.2f} s")
+    lines += [f"warning: {n}" for n in notes]
+    return {"results": joint.to_dicts(), "summary": "\n".join(lines), "warnings": notes,
+            "out": tuple(Path(p) for p in out_paths)}
+
+
 def cmd_register(args) -> int:
     """Register and print the summary; 0 also when the registration reports success=false
     (that is a result, not an error)."""
+    from or_assist.errors import InputError
+
+    pair = (args.second_init, args.second_out, args.second_geometry)
+    if args.second_image is None:
+        named = [n for n, v in zip(("--second-init", "--second-out", "--second-geometry"), pair) if v is not None]
+        if named:
+            raise InputError(f"{named[0]} is given without --second-image", "--second-image")
+    else:
+        if args.second_out is None:
+            raise InputError("a second shot needs its own result file", "--second-out")
+        if args.library is not None:
+            raise InputError("a view library is not used for a pair of shots; leave it out", "--library")
+        result = register_pair_command(args.ct, (args.image, args.second_image), (args.init, args.second_init),
+                                       (args.out, args.second_out), geometry_paths=(args.geometry, args.second_geometry),
+                                       plan_path=args.plan, polarity=args.polarity, time_budget_s=args.time_budget_s)
+        emit(result["summary"])
+        return 0
     result = register_command(args.ct, args.geometry, args.image, args.init, args.out, plan_path=args.plan,
                               library_path=args.library, polarity=args.polarity,
                               time_budget_s=args.time_budget_s)
@@ -83,4 +143,12 @@ def add_parsers(sub) -> None:
     s.add_argument("--polarity", choices=POLARITY_SETTINGS, default="bone-dark")
     s.add_argument("--time-budget-s", type=float, default=None,
                    help="give up (a result saying why) after this many seconds (default 3; 0: no limit)")
+    s.add_argument("--second-image", default=None,
+                   help="a second shot of another view (the patient not moved): both are registered jointly")
+    s.add_argument("--second-init", default=None,
+                   help="the second shot's start (or_assist.pose/1; optional for a DICOM shot with positioner "
+                        "angles); the relative C-arm motion is taken from the two starts")
+    s.add_argument("--second-geometry", default=None,
+                   help="or_assist.geometry/1 of the second shot (default: its DICOM header, else --geometry)")
+    s.add_argument("--second-out", default=None, type=Path, help="or_assist.registration/1 of the second shot")
     s.set_defaults(func=cmd_register)

@@ -5,6 +5,8 @@ Modules::
     files        Registering one shot given as files: read the inputs, register, write the result.
     global_search A global stage before the 3-D search: rotation hypotheses, in-plane shift by masked NCC.
     init2d       Fast 2-D initialisation: in-plane shift, rotation and scale of a shot against a view.
+    joint        Two shots of different views registered jointly: the patient static, two C-arm poses.
+    joint_model  Joint registration's settings, result and the relative-motion discrepancy.
     optimize     Derivative-free optimisers for registration: a seeded CMA-ES and a compass search.
     optimize_pycma The reference CMA-ES (pycma, optional extra) behind cma_es's contract, for comparison.
     pipeline     2-D/3-D registration of a fluoroscopy shot to the CT: the pipeline.
@@ -23,11 +25,13 @@ import lazy_loader as _lazy
 
 __getattr__, __dir__, __all__ = _lazy.attach(
     __name__,
-    submodules=['files', 'global_search', 'init2d', 'optimize', 'optimize_pycma', 'pipeline', 'pose_params', 'settings', 'shot', 'similarity', 'uncertainty'],
+    submodules=['files', 'global_search', 'init2d', 'joint', 'joint_model', 'optimize', 'optimize_pycma', 'pipeline', 'pose_params', 'settings', 'shot', 'similarity', 'uncertainty'],
     submod_attrs={
-        'files': ['register_files'],
+        'files': ['register_files', 'register_pair_files'],
         'global_search': ['GlobalSearch', 'GlobalCandidate', 'edge_image', 'match_shift', 'global_candidates'],
         'init2d': ['Alignment2D', 'similarity_matrix', 'align_2d', 'pose_from_2d', 'resample_to_geometry'],
+        'joint': ['JointRegistrar'],
+        'joint_model': ['JOINT_STAGES', 'JointSettings', 'JointResult', 'relative_motion_discrepancy'],
         'optimize': ['OptimResult', 'cma_es', 'compass_search', 'quadratic_model_search'],
         'optimize_pycma': ['pycma_es'],
         'pipeline': ['REGISTRATION_SCHEMA', 'RegistrationResult', 'Registrar', 'registration_ct'],

@@ -16,7 +16,7 @@ from or_assist.errors import InputError
 from or_assist.register.pipeline import RegistrationResult
 from or_assist.register.settings import DEFAULT_TIME_BUDGET_S, RegistrationSettings
 
-__all__ = ["register_files"]
+__all__ = ["register_files", "register_pair_files"]
 
 
 def register_files(ct_path: str | os.PathLike, geometry_path: str | os.PathLike | None, image_path: str | os.PathLike,
@@ -126,3 +126,100 @@ def register_files(ct_path: str | os.PathLike, geometry_path: str | os.PathLike 
 def _ct_centre_lps_mm(ct) -> np.ndarray:
     """The LPS point at the centre of the CT's box (the mean of its corners)."""
     return np.asarray(ct.corners_lps_mm(), dtype=float).mean(axis=0)
+
+
+def _shot_inputs(image_path, geometry_path, init_path, init_arg: str, notes: list | None):
+    """(frame, geometry, start pose or None, header) of one shot file (as :func:`register_files`
+    reads them); a missing start without positioner angles is an InputError naming ``init_arg``."""
+    from or_assist.core.geometry import load_geometry
+    from or_assist.core.pose import load_pose
+    from or_assist.dicom.header_geometry import resolve_geometry
+    from or_assist.video.shot_files import read_shot_header, read_shot_image
+
+    geometry = load_geometry(geometry_path) if geometry_path is not None else None
+    init_pose = load_pose(init_path) if init_path is not None else None
+    frame = read_shot_image(image_path)
+    header = read_shot_header(image_path)
+    geometry, warnings = resolve_geometry(header, frame.shape, geometry)
+    if notes is not None:
+        notes.extend(f"{image_path}: {w}" for w in warnings)
+    if init_pose is None and (header is None or header.primary_angle_deg is None):
+        why = (f"{image_path} is not a DICOM shot" if header is None
+               else f"the DICOM header of {image_path} has no PositionerPrimaryAngle")
+        raise InputError(f"no starting pose: {why}; give a pose file (or_assist.pose/1)", init_arg)
+    return frame, geometry, init_pose, header
+
+
+def register_pair_files(ct_path: str | os.PathLike, image_paths, init_paths, out_paths, *, geometry_paths=(None, None),
+                        plan_path: str | os.PathLike | None = None, polarity: str = "bone-dark",
+                        time_budget_s: float | None = DEFAULT_TIME_BUDGET_S, notes: list | None = None):
+    """Register two shots of different views jointly (:mod:`or_assist.register.joint`) and
+    write one ``or_assist.registration/1`` per shot (each with a ``"joint"`` object).
+
+    The relative C-arm motion between the shots is taken from their starts
+    (``init2 init1^-1``): pose files, or DICOM headers' positioner angles (both through the
+    plan's implants or the CT's centre), known to
+    :class:`~or_assist.register.joint.JointSettings`' tolerances.
+
+    Parameters
+    ----------
+    ct_path : path-like
+    image_paths : (path-like, path-like)
+        The two shots.
+    init_paths : (path-like or None, path-like or None)
+        Their starts (None for a DICOM shot with positioner angles); a missing one raises
+        InputError naming ``--init`` or ``--second-init``.
+    out_paths : (path-like, path-like)
+        Where the two results go.
+    geometry_paths : (path-like or None, path-like or None)
+        ``or_assist.geometry/1`` of each (None: from its DICOM header; the second falls
+        back on the first's file when it is not DICOM).
+    plan_path : path-like, optional
+        The plan (errors estimated at its implants).
+    polarity : {'bone-dark', 'bone-bright', 'auto'}
+        Of both shots.
+    time_budget_s : float or None
+        Per shot (the pair gets twice this; None: no limit).
+    notes : list, optional
+        Warnings are appended here.
+
+    Returns
+    -------
+    JointResult
+    """
+    from or_assist.core import jsonio
+    from or_assist.core.ct.load import load_ct
+    from or_assist.core.validate import check_choice
+    from or_assist.core.vocabulary import POLARITY_SETTINGS
+    from or_assist.register.joint import JointRegistrar
+
+    check_choice(polarity, POLARITY_SETTINGS, "--polarity")
+    g1, g2 = geometry_paths
+    first = _shot_inputs(image_paths[0], g1, init_paths[0], "--init", notes)
+    from or_assist.video.shot_files import read_shot_header
+
+    second_geometry = g2 if g2 is not None or read_shot_header(image_paths[1]) is not None else g1
+    second = _shot_inputs(image_paths[1], second_geometry, init_paths[1], "--second-init", notes)
+    plan = None
+    targets = None
+    if plan_path is not None:
+        from or_assist.core.plan import load_plan
+
+        plan = load_plan(plan_path)
+        if plan.implants:
+            targets = np.stack([p for imp in plan.implants for p in (imp.entry_lps_mm, imp.apex_lps_mm)])
+    ct = load_ct(ct_path)
+    starts = []
+    for frame, geometry, init_pose, header in (first, second):
+        if init_pose is None:
+            from or_assist.dicom.header_geometry import start_pose_from_header
+
+            iso = targets.mean(axis=0) if targets is not None else _ct_centre_lps_mm(ct)
+            init_pose = start_pose_from_header(header, iso, geometry)
+        starts.append(init_pose)
+    settings = RegistrationSettings(time_budget_s=time_budget_s)
+    joint = JointRegistrar(ct, first[1], second[1], settings)
+    result = joint.register(first[0], starts[0], second[0], starts[1], polarity=polarity, target_lps_mm=targets)
+    for doc, path in zip(result.to_dicts(), out_paths):
+        jsonio.write_json(path, doc)
+    return result
