@@ -41,6 +41,7 @@ from or_assist.core.catalogue import CatalogueItem
 from or_assist.core.ct.volume import CTVolume
 from or_assist.core.pose import Pose
 from or_assist.errors import InputError
+from or_assist.postop.metal import METAL_FLOOR_HU
 from or_assist.postop.pieces import item_volume_mm3, single_width_mm
 from or_assist.postop.segment import MetalObject, _merge_collinear, _object_from_points
 
@@ -103,7 +104,10 @@ def regroup_added_metal(postop: CTVolume, preop: CTVolume, T_preop_from_postop: 
     objects : list of MetalObject
         The threshold objects (:func:`or_assist.postop.segment.find_metal_objects`).
     metal_hu : float
-        The scan's metal threshold: an added-metal component needs a voxel at or above it.
+        The scan's metal threshold: an added-metal component needs a voxel at or above it,
+        or, when it holds a quarter of the smallest implant's volume, a voxel at or above
+        :data:`or_assist.postop.metal.METAL_FLOOR_HU` (a faint implant beside brighter metal
+        that set the threshold above it).
     smallest : CatalogueItem
         The smallest planned implant: a threshold object at least half its width
         (``4 sigma`` across the axis, :func:`or_assist.postop.pieces.single_width_mm`) and a
@@ -129,9 +133,15 @@ def regroup_added_metal(postop: CTVolume, preop: CTVolume, T_preop_from_postop: 
     added = added_hu(postop, preop, T_preop_from_postop)
     binary = sitk.GetImageFromArray((added >= level_hu).astype(np.uint8))
     labels = sitk.GetArrayFromImage(sitk.ConnectedComponent(binary, False))
-    seeded = np.unique(labels[(postop.hu >= metal_hu) & (labels > 0)])
-    seeded = seeded[seeded > 0]
     voxel_mm3 = float(np.prod(postop.spacing_mm))
+    seeded = np.unique(labels[(postop.hu >= metal_hu) & (labels > 0)])
+    # a faint implant may stay under a threshold that brighter metal (a prosthesis) set: its added
+    # metal counts when it reaches the floor (never bone) and holds a quarter of an implant's volume
+    faint = np.unique(labels[(postop.hu >= min(metal_hu, METAL_FLOOR_HU)) & (labels > 0)])
+    faint = [lab for lab in np.setdiff1d(faint, seeded)
+             if np.count_nonzero(labels == lab) * voxel_mm3 >= 0.25 * item_volume_mm3(smallest)]
+    seeded = np.union1d(seeded, np.asarray(faint, dtype=seeded.dtype))
+    seeded = seeded[seeded > 0]
     if seeded.size == 0:
         return list(objects)
     kept, take = [], set()

@@ -134,3 +134,16 @@ def test_bad_level_is_named():
         regroup_added_metal(post, pc.pelvis_ct(), motion.inverse(), [], metal_hu=1800.0, smallest="T7-35")
     with pytest.raises(InputError, match="T_preop_from_postop"):
         added_hu(post, pc.pelvis_ct(), "identity")
+
+
+def test_faint_implants_found_when_brighter_metal_set_the_threshold_above_them():
+    """A prosthesis at about 3000 HU sets the scan's threshold near 2450 HU, over every voxel of the
+    faint implants (seed 89 of the benchmark: 'no implant metal near the planned implants'): their added
+    metal still reaches the 1800 HU floor and holds an implant's volume, so each is found."""
+    post, imps, motion = _faint_case()
+    high_hu = 2450.0
+    assert float(post.hu.max()) > high_hu        # the prosthesis
+    loc = locate_implants(pc.plan(), post, pc.pelvis_ct(), motion.inverse(), metal_hu=high_hu)
+    assert not loc.extra and len(loc.matches) == 3
+    for pid, (apex_mm, angle_deg, _) in _errors(loc, imps, motion).items():
+        assert apex_mm < 1.0 and angle_deg < 1.5, (pid, apex_mm, angle_deg)
