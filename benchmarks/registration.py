@@ -239,6 +239,16 @@ VIEWS_ALL = ("lateral", "inlet", "outlet", "ap")
 CALIBRATION_FAMILIES = ("default", "flat_panel")
 
 
+def random_pin(imp, rng):
+    """A guide pin along ``imp`` (axis jittered, tip 20-100 % of the way in) in half the shots, else None."""
+    if rng.uniform() >= 0.5:
+        return None
+    axis = imp.apex_lps_mm - imp.entry_lps_mm
+    axis = axis / np.linalg.norm(axis) + rng.normal(0, 0.05, 3)
+    depth = rng.uniform(0.2, 1.0) * np.linalg.norm(imp.apex_lps_mm - imp.entry_lps_mm)
+    return GuidePin.from_tip_direction(imp.entry_lps_mm + depth * axis / np.linalg.norm(axis), axis, 200.0)
+
+
 def family_scene(plan, view: str, geometry, rng):
     """The true pose, implant and guide pin (or None) of a family shot (:func:`family_shot`)."""
     center = isocenter_source_mm(geometry)
@@ -246,12 +256,7 @@ def family_scene(plan, view: str, geometry, rng):
     planned = plan_view_pose(plan, imp.id, view, geometry=geometry)
     true = apply_update(planned, np.r_[rng.uniform(-5, 5, 2), rng.uniform(-10, 10), rng.uniform(-30, 30, 2),
                                        rng.uniform(-10, 10)], center)
-    pin = None
-    if rng.uniform() < 0.5:
-        axis = imp.apex_lps_mm - imp.entry_lps_mm
-        axis = axis / np.linalg.norm(axis) + rng.normal(0, 0.05, 3)
-        depth = rng.uniform(0.2, 1.0) * np.linalg.norm(imp.apex_lps_mm - imp.entry_lps_mm)
-        pin = GuidePin.from_tip_direction(imp.entry_lps_mm + depth * axis / np.linalg.norm(axis), axis, 200.0)
+    pin = random_pin(imp, rng)
     return true, imp, pin
 
 

@@ -47,10 +47,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 
-from registration import SUCCESS_MM, load_case, target_points  # noqa: E402
+from registration import SUCCESS_MM, load_case, random_pin, target_points  # noqa: E402
 
 from or_assist.core.carm_profiles import load_profile  # noqa: E402
-from or_assist.core.instruments import GuidePin  # noqa: E402
 from or_assist.core.pose import Pose  # noqa: E402
 from or_assist.core.view_poses import plan_view_pose  # noqa: E402
 from or_assist.register.joint import JointRegistrar  # noqa: E402
@@ -87,12 +86,7 @@ def make_pair(ct, plan, views, family: str, rng, shots_ct=None, shots_plan=None)
     geometry = load_profile(PROFILE).geometry_at(appearance.detector_px)
     center = isocenter_source_mm(geometry)
     imp = plan.implants[int(rng.integers(len(plan.implants)))]
-    pin = None
-    if rng.uniform() < 0.5:
-        axis = imp.apex_lps_mm - imp.entry_lps_mm
-        axis = axis / np.linalg.norm(axis) + rng.normal(0, 0.05, 3)
-        depth = rng.uniform(0.2, 1.0) * np.linalg.norm(imp.apex_lps_mm - imp.entry_lps_mm)
-        pin = GuidePin.from_tip_direction(imp.entry_lps_mm + depth * axis / np.linalg.norm(axis), axis, 200.0)
+    pin = random_pin(imp, rng)
     truths = (_moved(plan, imp, views[0], geometry, rng), _moved(plan, imp, views[1], geometry, rng))
     shots = [simulate_appearance_shot(ct, truths[0], geometry, appearance, pin=pin, seed=int(rng.integers(2**31)))]
     if shots_ct is None:

@@ -68,27 +68,14 @@ def register_files(ct_path: str | os.PathLike, geometry_path: str | os.PathLike 
     """
     from or_assist.core import jsonio
     from or_assist.core.ct.load import load_ct
-    from or_assist.core.geometry import load_geometry
-    from or_assist.core.pose import load_pose
     from or_assist.register.pipeline import Registrar
     from or_assist.core.validate import check_choice
     from or_assist.core.vocabulary import POLARITY_SETTINGS
-    from or_assist.dicom.header_geometry import resolve_geometry
-    from or_assist.video.shot_files import read_shot_header, read_shot_image
 
     check_choice(polarity, POLARITY_SETTINGS, "--polarity")
-    geometry = load_geometry(geometry_path) if geometry_path is not None else None
-    init_pose = load_pose(init_path) if init_path is not None else None
-    frame = read_shot_image(image_path)
-    header = read_shot_header(image_path)
-    geometry, warnings = resolve_geometry(header, frame.shape, geometry)
-    if notes is not None:
-        notes.extend(warnings)
+    frame, geometry, init_pose, header = _shot_inputs(image_path, geometry_path, init_path, "--init", notes, name_file=False)
     if geometry_path is None:
         geometry_path = f"the DICOM header of {image_path}"
-    if init_pose is None and (header is None or header.primary_angle_deg is None):
-        why = "the image is not a DICOM shot" if header is None else "its DICOM header has no PositionerPrimaryAngle"
-        raise InputError(f"no starting pose: {why}; give a pose file (or_assist.pose/1)", "--init")
     plan = None
     if plan_path is not None:
         from or_assist.core.plan import load_plan
@@ -128,9 +115,10 @@ def _ct_centre_lps_mm(ct) -> np.ndarray:
     return np.asarray(ct.corners_lps_mm(), dtype=float).mean(axis=0)
 
 
-def _shot_inputs(image_path, geometry_path, init_path, init_arg: str, notes: list | None):
-    """(frame, geometry, start pose or None, header) of one shot file (as :func:`register_files`
-    reads them); a missing start without positioner angles is an InputError naming ``init_arg``."""
+def _shot_inputs(image_path, geometry_path, init_path, init_arg: str, notes: list | None, *, name_file: bool = True):
+    """(frame, geometry, start pose or None, header) of one shot file; a missing start without
+    positioner angles is an InputError naming ``init_arg``. ``name_file``: warnings and that error
+    name the image file (two shots), else "the image" (one shot)."""
     from or_assist.core.geometry import load_geometry
     from or_assist.core.pose import load_pose
     from or_assist.dicom.header_geometry import resolve_geometry
@@ -142,10 +130,11 @@ def _shot_inputs(image_path, geometry_path, init_path, init_arg: str, notes: lis
     header = read_shot_header(image_path)
     geometry, warnings = resolve_geometry(header, frame.shape, geometry)
     if notes is not None:
-        notes.extend(f"{image_path}: {w}" for w in warnings)
+        notes.extend(f"{image_path}: {w}" if name_file else w for w in warnings)
     if init_pose is None and (header is None or header.primary_angle_deg is None):
-        why = (f"{image_path} is not a DICOM shot" if header is None
-               else f"the DICOM header of {image_path} has no PositionerPrimaryAngle")
+        what = str(image_path) if name_file else "the image"
+        why = (f"{what} is not a DICOM shot" if header is None
+               else f"the DICOM header of {what if name_file else 'the image'} has no PositionerPrimaryAngle")
         raise InputError(f"no starting pose: {why}; give a pose file (or_assist.pose/1)", init_arg)
     return frame, geometry, init_pose, header
 
