@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import SimpleITK as sitk
+from scipy import ndimage
 
 from or_assist.core.catalogue import Catalogue
 from or_assist.core.ct.volume import CTVolume
@@ -23,6 +24,9 @@ __all__ = ["METAL_FLOOR_HU", "METAL_CEILING_HU", "metal_threshold_hu", "fill_met
 #: Bounds of the metal threshold (HU): never below the brightest cortical bone we accept
 #: to exclude, never above the threshold the fit was built for (clipped titanium).
 METAL_FLOOR_HU, METAL_CEILING_HU = 1800.0, 2500.0
+#: Channels are filled only inside objects that reach this level (below cortical bone's
+#: top, above what soft tissue and trabecular bone reach), HU.
+NEAR_METAL_HU = 1500.0
 #: The threshold is this fraction of the dimmest metal core level found.
 _CORE_FRACTION = 0.82
 
@@ -77,7 +81,7 @@ def metal_threshold_hu(ct: CTVolume, catalogue: Catalogue | None = None, *,
     return float(np.clip(_CORE_FRACTION * min(cores), floor_hu, ceiling_hu))
 
 
-def fill_metal_channels(ct: CTVolume, channel_mm: float = 3.5) -> CTVolume:
+def fill_metal_channels(ct: CTVolume, channel_mm: float = 3.5, near_hu: float = NEAR_METAL_HU) -> CTVolume:
     """The CT with dark channels and holes inside bright objects filled (grey closing).
 
     A cannulated implant (a central channel for the guide pin, 3.3 mm) or a fenestrated
@@ -95,6 +99,11 @@ def fill_metal_channels(ct: CTVolume, channel_mm: float = 3.5) -> CTVolume:
         Widest channel to fill, mm (the ball's radius is half of it plus 0.25 mm, in
         whole voxels per axis; where the voxels are coarser than that the channel is not
         resolved as a gap and that axis is left as it is).
+    near_hu : float
+        The closing is computed only in boxes around the voxels at or above this level
+        (and the ball's reach): metal channels are filled exactly, dark gaps between
+        dimmer structures (bone) are left as they are. On a 0.5 mm grid the whole-volume
+        closing took 2.4-3 s, the boxes around the implants a fraction of that.
 
     Returns
     -------
@@ -108,10 +117,41 @@ def fill_metal_channels(ct: CTVolume, channel_mm: float = 3.5) -> CTVolume:
     radius = [int(np.floor((0.5 * channel_mm + 0.25) / float(s))) for s in ct.spacing_mm]
     if max(radius) == 0:         # voxels coarser than the channel: it is not resolved as a gap
         return ct
-    img = ct.to_sitk()
-    closed = sitk.GrayscaleMorphologicalClosing(sitk.Cast(img, sitk.sitkFloat32), radius, sitk.sitkBall, True)
-    hu = sitk.GetArrayFromImage(closed).astype(np.float32)
-    return CTVolume(np.maximum(hu, ct.hu), ct.origin_mm, ct.spacing_mm, ct.direction, source=ct.source)
+    r_kji = np.array(radius[::-1])
+    # only where metal is: a voxel the closing lifts to the metal's level lies within the
+    # ball of a voxel at that level, and a crop 2 balls wider gives its exact closed value
+    hu = np.array(ct.hu, dtype=np.float32)
+    for lo, hi in _merged_boxes(ct.hu >= near_hu, r_kji, ct.hu.shape):
+        c_lo, c_hi = np.maximum(lo - 2 * r_kji - 1, 0), np.minimum(hi + 2 * r_kji + 1, ct.hu.shape)
+        crop = sitk.GetImageFromArray(np.ascontiguousarray(ct.hu[tuple(slice(a, b) for a, b in zip(c_lo, c_hi))],
+                                                           dtype=np.float32))
+        closed = sitk.GetArrayFromImage(sitk.GrayscaleMorphologicalClosing(crop, radius, sitk.sitkBall, True))
+        inner = tuple(slice(a - c, b - c) for a, b, c in zip(lo, hi, c_lo))
+        out = tuple(slice(a, b) for a, b in zip(lo, hi))
+        hu[out] = np.maximum(hu[out], closed[inner])
+    return CTVolume(hu, ct.origin_mm, ct.spacing_mm, ct.direction, source=ct.source)
+
+
+def _merged_boxes(mask: np.ndarray, pad: np.ndarray, shape) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Bounding boxes (lo, hi index triples) of ``mask``'s connected parts grown by ``pad``
+    voxels per axis, overlapping ones merged."""
+    labels, _ = ndimage.label(mask, np.ones((3, 3, 3), dtype=bool))
+    boxes = [(np.maximum([b.start for b in s] - pad, 0), np.minimum([b.stop for b in s] + pad, shape))
+             for s in ndimage.find_objects(labels)]
+    merged = True
+    while merged and len(boxes) > 1:
+        merged = False
+        for i in range(len(boxes)):
+            for j in range(i + 1, len(boxes)):
+                (a0, a1), (b0, b1) = boxes[i], boxes[j]
+                if np.all(a0 < b1) and np.all(b0 < a1):
+                    boxes[i] = (np.minimum(a0, b0), np.maximum(a1, b1))
+                    del boxes[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return boxes
 
 
 def _smallest_core_mm3(catalogue: Catalogue | None) -> float:

@@ -144,6 +144,45 @@ def test_fill_metal_channels_closes_a_resolved_channel_and_keeps_solid_metal():
     assert float(np.percentile(moved[solid.hu > 2500.0], 99)) < 50.0  # solid metal barely changes
 
 
+def test_fill_metal_channels_in_boxes_equals_the_whole_volume_closing_near_metal():
+    import SimpleITK as sitk
+
+    ct, _ = _fine_cannulated_ct(3.3)
+    hu = ct.hu.copy()
+    hu[5:15, 5:15, 5:15] = 1200.0                                   # dense bone with a 1 mm dark gap, far from metal
+    hu[5:15, 9:11, 5:15] = 200.0
+    hu[100:104, 100:104, 100:104] = 2600.0                          # a second, separate bright object
+    hu[101:103, 100:104, 101:103] = 40.0
+    ct = CTVolume(hu, ct.origin_mm, ct.spacing_mm, ct.direction)
+    filled = fill_metal_channels(ct).hu
+    whole = sitk.GetArrayFromImage(sitk.GrayscaleMorphologicalClosing(
+        sitk.Cast(ct.to_sitk(), sitk.sitkFloat32), [4, 4, 4], sitk.sitkBall, True))
+    whole = np.maximum(whole, ct.hu)
+    near = (whole >= 1500.0) | (filled >= 1500.0)
+    assert near.sum() > 1000
+    np.testing.assert_array_equal(filled[near], whole[near])        # exact wherever the metal is
+    assert filled[102, 102, 102] >= 2500.0                          # the second object's hole is filled too
+    assert np.all(filled[5:15, 9:11, 5:15] == 200.0)                # the bone's gap is not metal: left alone
+    assert np.all(whole[7:13, 9:11, 7:13] > 1000.0)                 # (the whole-volume closing filled it)
+
+
+def test_prism_fraction_kernel_matches_the_numpy_reference():
+    from or_assist.postop.prism_fit import _Grid, prism_planes
+
+    imp, grid, _ = pc.r2_box()
+    for spacing, sub in (([2.0, 2.0, 2.0], 5), ([0.5, 0.7, 1.0], (1, 2, 2))):
+        shape = grid.hu.shape
+        kk, jj, ii = np.meshgrid(*(np.arange(n, dtype=np.float64) for n in shape), indexing="ij")
+        box = CTVolume(grid.hu, grid.origin_mm, spacing, grid.direction)
+        centres = box.index_to_lps(np.column_stack([ii.ravel(), jj.ravel(), kk.ravel()]))
+        g = _Grid(centres, shape, box.direction * box.spacing_mm[None, :], sub)
+        planes = prism_planes(imp.apex_lps_mm, imp.axis_unit, 0.4, imp.item, grow_mm=0.3)
+        for channel in (None, (imp.apex_lps_mm, imp.axis_unit, 1.65)):
+            fast, ref = g.fraction(*planes, channel), g.fraction_reference(*planes, channel)
+            assert 0.02 < float(np.mean((ref > 0.01) & (ref < 0.99))) < 0.5     # partial voxels are tested
+            np.testing.assert_allclose(fast, ref, rtol=0, atol=1e-9)
+
+
 def test_bad_arguments_are_named():
     post, _ = _case("standard")
     with pytest.raises(InputError, match="channel_mm"):
