@@ -54,7 +54,7 @@ def test_demo_window_under_xvfb(xvfb_display):
     env = {**os.environ, "DISPLAY": xvfb_display, "QT_QPA_PLATFORM": "xcb",
            "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.run([sys.executable, str(REPO / "tests" / "app" / "app_xvfb_script.py"), str(png)], env=env,
-                          capture_output=True, text=True, timeout=260, cwd=REPO)
+                          capture_output=True, text=True, timeout=320, cwd=REPO)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report["platform"] == "xcb" and report["full_screen"]
