@@ -35,7 +35,9 @@ Levenberg-Marquardt loop (issue 18): on held-out synthetic cases (seeds 1 and 2,
 implants) it is as accurate or better (apex error max 0.23 vs 0.58 mm and 0.086 vs 0.108
 mm, medians equal within 0.005 mm; axis error medians and maxima within 0.02 deg) in the
 same time (1.44 vs 1.57 and 1.89 vs 1.85 s per case); see
-docs/library_comparison_libmetal.md.
+docs/library_comparison_libmetal.md. The metal fraction, evaluated 80-150 times per fit,
+is a numba kernel (:mod:`or_assist.postop._prism_kernel`, 9x faster than the numpy
+reference it is tested against), which brought a 0.5 mm-grid case from 33 to 13-15 s.
 """
 
 from __future__ import annotations
