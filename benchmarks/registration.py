@@ -403,6 +403,8 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=100, help="shots per case (default 100)")
     ap.add_argument("--seed", type=int, default=2024)
     ap.add_argument("--metric", default=None, help="similarity (ncc, gc, pgc); default the pipeline's")
+    ap.add_argument("--fine-metric", default=None, help="RegistrationSettings.fine_metric: the finest level's "
+                    "similarity (e.g. pgc); default the pipeline's")
     ap.add_argument("--cases", default="real,phantom", help="comma-separated: real, phantom")
     ap.add_argument("--quiet", action="store_true", help="no per-shot lines")
     ap.add_argument("--ct-spacing", type=float, default=None, metavar="MM",
@@ -446,6 +448,8 @@ def main(argv=None) -> int:
         settings = replace(settings, global_search=GlobalSearch() if args.global_search == "on" else None)
     if args.metric:
         settings = replace(settings, metric=args.metric)
+    if args.fine_metric:
+        settings = replace(settings, fine_metric=None if args.fine_metric == "none" else args.fine_metric)
     if args.volume_voxel_mm is not None:
         settings = replace(settings, volume_voxel_mm=None if args.volume_voxel_mm == "none"
                            else float(args.volume_voxel_mm))
@@ -464,7 +468,7 @@ def main(argv=None) -> int:
                         registrar_from_ct=args.ct_spacing is not None)
         all_rows += rows
         tables.append(table(name, rows))
-    print(f"\nregistration benchmark: metric {settings.metric}, seed {args.seed}, "
+    print(f"\nregistration benchmark: metric {settings.metric} (finest level {settings.final_metric}), seed {args.seed}, "
           f"{time.perf_counter() - started:.0f} s in all")
     print("\n".join(tables))
     print(calibration(all_rows))
@@ -519,7 +523,7 @@ def main_families(args, settings: RegistrationSettings) -> int:
     if "real" in cases and "phantom" in cases:
         out.append(other_patient(cases["phantom"], cases["real"][0], cases["real"][1], 10, args.seed, settings))
         out.append(other_patient(cases["real"], cases["phantom"][0], cases["phantom"][1], 10, args.seed, settings))
-    print(f"\nregistration benchmark, appearance families: metric {settings.metric}, seed {args.seed}, "
+    print(f"\nregistration benchmark, appearance families: metric {settings.metric} (finest level {settings.final_metric}), seed {args.seed}, "
           f"{args.per_cell} shots per view x family, time budget {settings.time_budget_s} s ({args.budget_clock} clock), "
           f"global stage {'on' if settings.global_search is not None else 'off'}, "
           f"{time.perf_counter() - started:.0f} s in all")

@@ -138,7 +138,7 @@ class JointRegistrar:
                 try:
                     reg._shot = prepare_shot(frame, reg.geometry, pol, self.settings.sizes_px)
                 except ShotProblem as exc:
-                    alone = alone[:k] + (RegistrationResult(None, False, float("nan"), self.settings.metric, 0.0,
+                    alone = alone[:k] + (RegistrationResult(None, False, float("nan"), self.settings.final_metric, 0.0,
                                                             str(exc)),) + alone[k + 1:]
                 singles.append(alone[k])
                 continue
@@ -187,7 +187,8 @@ class JointRegistrar:
         for stage in js.stages:
             key = (stage.size_px, stage.step_mm)
             if key not in levels:
-                levels[key] = tuple(_Level(r, r._shot, stage.size_px, stage.step_mm, st.metric) for r in regs)
+                levels[key] = tuple(_Level(r, r._shot, stage.size_px, stage.step_mm, st.metric_at(stage.size_px))
+                                    for r in regs)
 
         def penalty(p1: Pose, p2: Pose, rot_w: float, trans_w: float) -> float:
             rot_sq, trans_sq = _discrepancy_sq(p1, p2, h_inv, centers[1])
@@ -255,7 +256,7 @@ class JointRegistrar:
         per_shot = []
         for i in range(2):
             where = targets if targets is not None else poses[i].inverse().apply(centers[i][None, :])
-            r = RegistrationResult(poses[i], True, sims[i], st.metric, 0.0, None, n_eval, dict(times), inits[i],
+            r = RegistrationResult(poses[i], True, sims[i], st.final_metric, 0.0, None, n_eval, dict(times), inits[i],
                                    {"alone": dict(result.singles[i].stage_scores), **scores})
             r.uncertainty, r.estimated_error_mm = uncs[i], uncs[i].error_at_mm(poses[i], where)
             per_shot.append(r)
@@ -283,7 +284,7 @@ class JointRegistrar:
                 return (f"not registered: the joint result of shot {i + 1} is {angle:.1f} deg and "
                         f"{np.linalg.norm(disp):.1f} mm from its start, outside the capture range")
             if sims[i] < st.confidence_threshold:
-                return (f"not registered: the shots disagree: at the joint pose shot {i + 1}'s {st.metric} is "
+                return (f"not registered: the shots disagree: at the joint pose shot {i + 1}'s {st.final_metric} is "
                         f"{sims[i]:.3f}, below the threshold {st.confidence_threshold:.3f}")
         if rot_d > js.contradiction_factor * js.rotation_tolerance_deg or \
                 trans_d > js.contradiction_factor * js.translation_tolerance_mm:
@@ -293,6 +294,6 @@ class JointRegistrar:
         for i, single in enumerate(result.singles):
             alone = single.similarity
             if single.pose is not None and np.isfinite(alone) and alone - sims[i] > js.reject_margin:
-                return (f"not registered: the shots disagree: shot {i + 1} rejects the joint pose (its {st.metric} "
+                return (f"not registered: the shots disagree: shot {i + 1} rejects the joint pose (its {st.final_metric} "
                         f"drops from {alone:.3f} alone to {sims[i]:.3f})")
         return None

@@ -391,7 +391,7 @@ class Registrar:
             sizes = st.sizes_px + ((st.global_search.size_px,) if st.global_search is not None else ())
             shot = prepare_shot(frame, self.geometry, polarity, sizes, valid_mask)
         except ShotProblem as exc:
-            return self._finish(RegistrationResult(None, False, float("nan"), st.metric, 0.0, str(exc)), started)
+            return self._finish(RegistrationResult(None, False, float("nan"), st.final_metric, 0.0, str(exc)), started)
         times["prepare"] = self.clock() - started
         self._shot = shot
         center = isocenter_source_mm(self.geometry)
@@ -399,7 +399,8 @@ class Registrar:
         for stage in st.stages:
             key = (stage.size_px, stage.step_mm, stage.smooth_px)
             if key not in levels:
-                levels[key] = _Level(self, shot, stage.size_px, stage.step_mm, st.metric, stage.smooth_px)
+                levels[key] = _Level(self, shot, stage.size_px, stage.step_mm, st.metric_at(stage.size_px),
+                                     stage.smooth_px)
         try:
             with _numba_threads(st.render_threads):
                 pose, start, sim = self._search(st, levels, init_pose, library, center, times, targets)
@@ -413,11 +414,11 @@ class Registrar:
             fine = self._fine_level(st, levels)
             best = None if fine is None else fine.best
             return self._finish(RegistrationResult(
-                None if best is None else best[1], False, float("nan") if best is None else best[0], st.metric,
+                None if best is None else best[1], False, float("nan") if best is None else best[0], st.final_metric,
                 0.0, f"not registered: the time budget of {st.time_budget_s:.1f} s ran out in the {stopped_in} stage",
                 0, times, None, self._stage_scores, stopped_in), started)
 
-        result = RegistrationResult(pose, True, sim, st.metric, 0.0, None, 0, times, start, self._stage_scores)
+        result = RegistrationResult(pose, True, sim, st.final_metric, 0.0, None, 0, times, start, self._stage_scores)
         where = _error_points(targets, pose, center)
         if unc is not None:
             result.uncertainty, result.estimated_error_mm = unc, unc.error_at_mm(pose, where)
@@ -429,7 +430,7 @@ class Registrar:
                              "outside the capture range")
         elif sim < st.confidence_threshold:
             result.success = False
-            result.reason = (f"not confident: final {st.metric} {sim:.3f} is below the threshold "
+            result.reason = (f"not confident: final {st.final_metric} {sim:.3f} is below the threshold "
                              f"{st.confidence_threshold:.3f}")
         elif self._rival is not None:
             result.success = False

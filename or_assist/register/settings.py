@@ -220,6 +220,12 @@ class RegistrationSettings:
         with the in-plane shift of each found by masked NCC of edge images; its best
         hypotheses become starts of the first stage (:data:`GLOBAL_STARTS`, instead of the
         2-D initialisation). None (default): not run.
+    fine_metric : {'ncc', 'gc', 'pgc'} or None
+        Similarity of the finest level (the largest ``size_px``: the fine stages, the
+        final similarity, the confidence threshold and the error estimate); None (default):
+        ``metric`` everywhere. ``'pgc'`` there makes the fine stages insensitive to scatter's
+        slowly varying field, which biases gradient correlation along the beam on laterals
+        (docs/registration_global_search.md, *Where single-view failures come from*).
     seed : int
         Seed of the CMA-ES.
     """
@@ -243,10 +249,13 @@ class RegistrationSettings:
     max_estimated_error_mm: float | None = 2.0
     time_budget_s: float | None = DEFAULT_TIME_BUDGET_S
     global_search: GlobalSearch | None = None
+    fine_metric: str | None = None
     seed: int = 0
 
     def __post_init__(self):
         check_choice(self.metric, METRICS, "metric")
+        if self.fine_metric is not None:
+            check_choice(self.fine_metric, METRICS, "fine_metric")
         if not self.stages or not all(isinstance(st, Stage) for st in self.stages):
             raise InputError("must be a non-empty tuple of Stage", "stages")
         top = max(st.size_px for st in self.stages)
@@ -279,6 +288,15 @@ class RegistrationSettings:
             value = getattr(self, name)
             if not (optional and value is None):
                 object.__setattr__(self, name, check_number(value, name, 0.0, hi, lo_open=optional, unit=unit))
+
+    def metric_at(self, size_px: int) -> str:
+        """The similarity of the level of side ``size_px`` (``fine_metric`` on the finest)."""
+        return self.fine_metric if self.fine_metric is not None and size_px == max(self.sizes_px) else self.metric
+
+    @property
+    def final_metric(self) -> str:
+        """The similarity of the final score (the finest level's)."""
+        return self.metric_at(max(self.sizes_px))
 
     @property
     def sizes_px(self) -> tuple[int, ...]:

@@ -388,7 +388,7 @@ def test_a_thin_slice_ct_is_coarsened_for_registration(real_ct_path, real_case):
                                           ("volume_voxel_mm", 0.0), ("volume_voxel_mm", "2"),
                                           ("agreement_mm", -1.0), ("agreement_margin", "x"),
                                           ("agreement_fine_margin", float("nan")),
-                                          ("max_estimated_error_mm", 0.0)])
+                                          ("max_estimated_error_mm", 0.0), ("fine_metric", "mi")])
 def test_bad_settings_name_the_field(field, value):
     with pytest.raises(InputError, match=field):
         RegistrationSettings(**{field: value})
@@ -474,3 +474,18 @@ def test_track_needs_a_previous_pose(real_case):
 
     with pytest.raises(InputError, match="fallback_pose"):
         R(real_case.renderer, real_case.geometry).track(np.zeros((256, 256), np.uint8))
+
+
+def test_fine_metric_scores_the_finest_level_and_names_the_result(real_case):
+    """``fine_metric`` changes the similarity of the finest level only: the coarse levels keep
+    ``metric`` (their restart thresholds are calibrated for it); the final similarity, the
+    threshold's message and the result name the fine one."""
+    st = RegistrationSettings(time_budget_s=None, fine_metric="pgc")
+    assert [st.metric_at(s) for s in st.sizes_px] == ["gc", "gc", "pgc"]
+    assert st.final_metric == "pgc" and RegistrationSettings().final_metric == "gc"
+    shot = real_case.shot("inlet", (1.0, -1.0, 1.0, 2.0, -3.0, 2.0), 5)
+    start = apply_update(shot.pose, START_ERRORS["inlet"], real_case.center)
+    res = Registrar(real_case.renderer, shot.video_geometry, st).register(shot.frame, start)
+    assert res.success, res.reason
+    assert res.metric == "pgc" and res.to_dict()["metric"] == "pgc"
+    assert target_error_mm(res.pose, shot.pose, _points(real_case.plan)) < 2.0
