@@ -6,7 +6,8 @@
   1800-2500 HU (never cortical bone, and clipped titanium keeps the 2500 HU the fit was
   tuned at).
 * :func:`fill_metal_channels`: cannulated implants (a central channel for the guide pin)
-  have their channel filled where the grid resolves it, so each is one object.
+  have their channel filled where the grid resolves it, so each is one object (a grey
+  closing computed only in boxes around metal: exact there, 20x faster on a 0.5 mm grid).
 """
 
 from __future__ import annotations
