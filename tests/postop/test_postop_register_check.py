@@ -93,8 +93,10 @@ def test_evaluate_refuses_a_registration_the_check_refuses(monkeypatch):
 
 
 def test_global_search_registers_a_20_degree_motion_the_shift_only_start_refuses():
-    """Motion of ~20 deg / 30 mm: the shift-only start lands in a wrong optimum and is refused (not
-    reported); the global search's rotated start finds the truth and the check accepts it."""
+    """Motion of ~20 deg / 30 mm: the shift-only start usually lands in a wrong optimum and is then
+    refused (not reported); the global search's rotated start finds the truth and the check accepts
+    it. (SimpleITK's optimiser threads make its path vary between runs: where the shift-only start
+    does reach the truth, it must be the truth that is accepted.)"""
     from or_assist.core.pose import rotation_angle_deg
     from or_assist.sim.postop_ct import synthesize_postop_ct
 
@@ -102,14 +104,23 @@ def test_global_search_registers_a_20_degree_motion_the_shift_only_start_refuses
     post = synthesize_postop_ct(pc.pelvis_ct(), pc.placed(pc.PERTURB_A), motion, noise_hu=10.0, streak_hu=100.0,
                                 seed=5)
     roi = _roi()
-    single = register_postop_to_preop(roi, post, multistart_deg=0.0)
-    assert not single.success and single.message
-    reg = register_postop_to_preop(roi, post)
-    assert reg.success and reg.start.startswith("global search rotated")
-    T = reg.T_preop_from_postop
     apexes = np.array([i.apex_lps_mm for i in pc.plan().implants])
-    assert rotation_angle_deg(T.rotation, motion.inverse().rotation) < 0.5
-    assert np.linalg.norm(T.apply(motion.apply(apexes)) - apexes, axis=1).max() < 0.5
+
+    def off(T):
+        return (rotation_angle_deg(T.rotation, motion.inverse().rotation),
+                float(np.linalg.norm(T.apply(motion.apply(apexes)) - apexes, axis=1).max()))
+
+    single = register_postop_to_preop(roi, post, multistart_deg=0.0)
+    if single.success:                              # never accepted off
+        assert max(off(single.T_preop_from_postop)) < 0.5, off(single.T_preop_from_postop)
+    else:
+        assert single.message
+    reg = register_postop_to_preop(roi, post)
+    assert reg.success
+    if not single.success:
+        assert reg.start.startswith("global search rotated")
+    rot_deg, apex_mm = off(reg.T_preop_from_postop)
+    assert rot_deg < 0.5 and apex_mm < 0.5
 
 
 def _gantry_tilted(post, tilt_deg=15.0, spacing_mm=(0.8, 0.8, 3.0)):
