@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import numpy as np
 import SimpleITK as sitk
+from scipy import ndimage
 
 from or_assist.core.catalogue import CatalogueItem
 from or_assist.core.ct.volume import CTVolume
@@ -54,7 +55,7 @@ __all__ = ["ADDED_HU", "added_hu", "regroup_added_metal"]
 #: of the metal fraction of 2000 HU metal over 500 HU bone.
 ADDED_HU = 500.0
 #: An added-metal region under every threshold counts as an implant when it adds this many
-#: times the level somewhere (and is implant-sized and rod-like, :func:`_faint_implant`): a
+#: times the level somewhere (and is implant-sized and rod-like, :func:`_rod_like`): a
 #: fenestrated, cannulated implant of 2500 HU metal on 3 mm voxels peaked at 1585 HU added
 #: (1731 HU, under the 1800 HU floor; seed 103), nothing else near the plan above 500.
 FAINT_PEAK_FACTOR = 2.0
@@ -89,16 +90,9 @@ def added_hu(postop: CTVolume, preop: CTVolume, T_preop_from_postop: Pose) -> np
     return postop.hu.astype(np.float32) - pre
 
 
-def _faint_implant(postop: CTVolume, region: np.ndarray, added: np.ndarray, smallest: CatalogueItem,
-                   level_hu: float) -> bool:
-    """Whether an added-metal region under every threshold is an implant all the same: a
-    quarter of the smallest implant's volume, ``FAINT_PEAK_FACTOR`` times the level added
-    somewhere, and a principal extent of half the smallest implant's length (bone graft in the
-    joint is a slab, streaks and a registration's edge residue add a few hundred HU)."""
-    n = int(np.count_nonzero(region))
-    if n * float(np.prod(postop.spacing_mm)) < 0.25 * item_volume_mm3(smallest) \
-            or float(added[region].max()) < FAINT_PEAK_FACTOR * level_hu:
-        return False
+def _rod_like(postop: CTVolume, region: np.ndarray, smallest: CatalogueItem) -> bool:
+    """Whether a region's principal extent reaches half the smallest implant's length (a faint
+    implant under every threshold; bone graft in the joint is a slab)."""
     pts = postop.index_to_lps(np.argwhere(region)[:, ::-1].astype(np.float64))
     centred = pts - pts.mean(axis=0)
     axis = np.linalg.eigh(centred.T @ centred)[1][:, -1]
@@ -159,14 +153,16 @@ def regroup_added_metal(postop: CTVolume, preop: CTVolume, T_preop_from_postop: 
     voxel_mm3 = float(np.prod(postop.spacing_mm))
     seeded = np.unique(labels[(postop.hu >= metal_hu) & (labels > 0)])
     # a faint implant may stay under a threshold that brighter metal (a prosthesis) set: its added
-    # metal counts when it reaches the floor (never bone) and holds a quarter of an implant's volume
-    faint = np.unique(labels[(postop.hu >= min(metal_hu, METAL_FLOOR_HU)) & (labels > 0)])
-    faint = [lab for lab in np.setdiff1d(faint, seeded)
-             if np.count_nonzero(labels == lab) * voxel_mm3 >= 0.25 * item_volume_mm3(smallest)]
-    # ... and, under the floor everywhere (a fenestrated, cannulated implant of dim metal on 3 mm
-    # voxels), when it adds twice the level somewhere and is a rod half an implant long
-    dim = np.setdiff1d(np.unique(labels[labels > 0]), np.union1d(seeded, faint))
-    faint += [lab for lab in dim if _faint_implant(postop, labels == lab, added, smallest, level_hu)]
+    # metal counts when it holds a quarter of an implant's volume and reaches the floor (never bone)
+    # or, under the floor everywhere (a fenestrated, cannulated implant of dim metal on 3 mm voxels),
+    # adds FAINT_PEAK_FACTOR times the level somewhere and is a rod half an implant long
+    n_labels = int(labels.max())
+    ids = np.arange(1, n_labels + 1)
+    big = np.bincount(labels.ravel(), minlength=n_labels + 1)[1:] * voxel_mm3 >= 0.25 * item_volume_mm3(smallest)
+    reach = np.unique(labels[(postop.hu >= min(metal_hu, METAL_FLOOR_HU)) & (labels > 0)])
+    peak = np.asarray(ndimage.maximum(added, labels, ids)) if n_labels else np.zeros(0)
+    faint = [lab for lab in ids[big] if lab not in seeded and (
+        lab in reach or (peak[lab - 1] >= FAINT_PEAK_FACTOR * level_hu and _rod_like(postop, labels == lab, smallest)))]
     seeded = np.union1d(seeded, np.asarray(faint, dtype=seeded.dtype))
     seeded = seeded[seeded > 0]
     if seeded.size == 0:
