@@ -180,8 +180,8 @@ class _Grid:
     def fraction(self, normals: np.ndarray, offsets: np.ndarray, channel=None) -> np.ndarray:
         """Metal fraction per voxel; ``channel`` = (point on the axis, axis unit, radius mm) or None.
 
-        The numba kernel (:func:`or_assist.postop._prism_kernel.metal_fraction`, 10-20x
-        faster on two cores); :meth:`fraction_reference` is the numpy original it matches."""
+        The numba kernel (:func:`or_assist.postop._prism_kernel.metal_fraction`, one thread,
+        about 9x faster); :meth:`fraction_reference` is the numpy original it matches."""
         from or_assist.postop._prism_kernel import metal_fraction
 
         return metal_fraction(self.centres, normals, offsets, self.sub, self.reach, self.soft,

@@ -134,7 +134,7 @@ def _shot_inputs(image_path, geometry_path, init_path, init_arg: str, notes: lis
     if init_pose is None and (header is None or header.primary_angle_deg is None):
         what = str(image_path) if name_file else "the image"
         why = (f"{what} is not a DICOM shot" if header is None
-               else f"the DICOM header of {what if name_file else 'the image'} has no PositionerPrimaryAngle")
+               else f"the DICOM header of {what} has no PositionerPrimaryAngle")
         raise InputError(f"no starting pose: {why}; give a pose file (or_assist.pose/1)", init_arg)
     return frame, geometry, init_pose, header
 

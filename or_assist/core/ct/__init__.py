@@ -28,6 +28,6 @@ __getattr__, __dir__, __all__ = _lazy.attach(
         'load': ['CTWarning', 'load_ct', 'save_ct', 'check_hu', 'crop_ct', 'resample_ct', 'ct_info', 'VOLUME_SUFFIXES'],
         'tilt': ['FILL_HU', 'ResampledWarning', 'tilt_deg', 'resample_sheared', 'nifti_sform_shear'],
         'volume': ['CTVolume', 'axis_codes'],
-        'voxel_grid': ['VoxelGrid', 'as_points'],
+        'voxel_grid': ['VoxelGrid', 'as_points', 'corner_indices'],
     },
 )

@@ -25,6 +25,7 @@ import math
 import numpy as np
 import SimpleITK as sitk
 
+from or_assist.core.ct.voxel_grid import corner_indices
 from or_assist.errors import InputError
 
 __all__ = ["FILL_HU", "ResampledWarning", "tilt_deg", "resample_sheared", "nifti_sform_shear"]
@@ -109,8 +110,7 @@ def resample_sheared(image: sitk.Image, origin_mm, columns_mm, *, where: str = "
         raise InputError(f"the voxel axes {a.T.round(4).tolist()} are degenerate (singular map)", where)
     direction, spacing = _output_frame(a)
     size_in = np.array(image.GetSize(), dtype=np.float64)
-    bits = np.array([[(b >> ax) & 1 for ax in range(3)] for b in range(8)], dtype=np.float64)
-    corners = (bits * (size_in - 1.0)) @ a.T                      # relative to o
+    corners = corner_indices(size_in) @ a.T                        # relative to o
     u = corners @ direction / spacing                              # output index units
     lo = np.floor(u.min(axis=0) + 1e-6)
     hi = np.ceil(u.max(axis=0) - 1e-6)
@@ -176,9 +176,7 @@ def nifti_sform_shear(image: sitk.Image) -> tuple[np.ndarray, np.ndarray] | None
     unit = a / np.linalg.norm(a, axis=0)
     if np.allclose(unit.T @ unit, np.eye(3), atol=_ORTHO_TOL):
         return None
-    size = np.array(image.GetSize(), dtype=np.float64)
-    bits = np.array([[(b >> ax) & 1 for ax in range(3)] for b in range(8)], dtype=np.float64)
-    idx = bits * (size - 1.0)
+    idx = corner_indices(image.GetSize())
     itk_a = np.array(image.GetDirection()).reshape(3, 3) * np.array(image.GetSpacing())
     got = np.array(image.GetOrigin()) + idx @ itk_a.T
     want = o + idx @ a.T

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
-from or_assist.core.ct.voxel_grid import VoxelGrid
+from or_assist.core.ct.voxel_grid import VoxelGrid, corner_indices
 from or_assist.core.validate import check_vector
 from or_assist.errors import InputError
 
@@ -107,9 +107,7 @@ class CTVolume(VoxelGrid):
             Row ``b`` is the centre of voxel ``(i, j, k) = ((b & 1) (X-1), (b >> 1 & 1) (Y-1),
             (b >> 2 & 1) (Z-1))``. The voxel box edges lie half a voxel further out.
         """
-        n = np.array(self.shape_xyz, dtype=np.float64) - 1.0
-        bits = np.array([[(b >> a) & 1 for a in range(3)] for b in range(8)], dtype=np.float64)
-        return self.index_to_lps(bits * n)
+        return self.index_to_lps(corner_indices(self.shape_xyz))
 
     def contains(self, points_mm, margin_mm: float = 0.0) -> np.ndarray:
         """Whether points lie inside the voxel-centre box (see :meth:`corners_lps_mm`).

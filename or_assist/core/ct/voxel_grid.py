@@ -12,7 +12,20 @@ import numpy as np
 
 from or_assist.errors import InputError
 
-__all__ = ["VoxelGrid", "as_points"]
+__all__ = ["VoxelGrid", "as_points", "corner_indices"]
+
+
+def corner_indices(size_xyz) -> np.ndarray:
+    """Index (i, j, k) of the 8 corner voxel centres of a grid of ``size_xyz`` voxels.
+
+    Returns
+    -------
+    (8, 3) float64 array
+        Row ``b`` is ``((b & 1) (X-1), (b >> 1 & 1) (Y-1), (b >> 2 & 1) (Z-1))``.
+    """
+    n = np.asarray(size_xyz, dtype=np.float64) - 1.0
+    bits = np.array([[(b >> a) & 1 for a in range(3)] for b in range(8)], dtype=np.float64)
+    return bits * n
 
 
 def as_points(points, name: str) -> np.ndarray:
