@@ -404,7 +404,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=2024)
     ap.add_argument("--metric", default=None, help="similarity (ncc, gc, pgc); default the pipeline's")
     ap.add_argument("--fine-metric", default=None, help="RegistrationSettings.fine_metric: the finest level's "
-                    "similarity (e.g. pgc); default the pipeline's")
+                    "similarity (gc, pgc; none: --metric everywhere); default the pipeline's (pgc)")
     ap.add_argument("--cases", default="real,phantom", help="comma-separated: real, phantom")
     ap.add_argument("--quiet", action="store_true", help="no per-shot lines")
     ap.add_argument("--ct-spacing", type=float, default=None, metavar="MM",

@@ -21,8 +21,9 @@
 3. **Refinement**: CMA-ES at 64 px; when no first-stage start converged, every one is
    refined here and the best goes on, and when the best scores below
    :data:`SECOND_STAGE_BELOW` (the coarse optimum was a wrong one) the remaining starts
-   are tried too. Then a compass search at 128 px (gradient correlation, ray step 2 mm,
-   only the rays of the shot's mask cast), and a second one from its result with the
+   are tried too. Then a compass search at 128 px (patch-wise gradient NCC by default,
+   ``fine_metric``: gradient correlation's optimum is pulled along the beam by scatter;
+   ray step 2 mm, only the rays of the shot's mask cast), and a second one from its result with the
    initial steps again: a coordinate search halves its steps when no axis improves, so
    it stops early in valleys that run diagonally to the axes (depth against tilt).
    COBYQA's quadratic models (:data:`~or_assist.register.settings.COBYQA_FINE_STAGES`)
@@ -31,11 +32,13 @@
    by ``benchmarks/registration.py`` on simulated shots), and the pose must stay within
    the capture range of the start; one more independent start runs through the first two
    stages (unless two starts agreed already), and when it ends elsewhere with a similar
-   score it is refined at the fine level too and the better fine similarity wins
-   (``agreement_mm``; optionally a tie is refused, ``agreement_fine_margin``); the error
+   score it is refined at the fine level too and the better fine similarity wins, unless
+   the other is within ``agreement_fine_margin`` of it: then the shot fits two poses and
+   is refused (``agreement_mm``); the error
    estimated at the result from the similarity's curvature and from how far the
-   quadrants of the image disagree about where it peaks
-   (:mod:`or_assist.register.uncertainty`) must stay within ``max_estimated_error_mm``;
+   quadrants of the image disagree about where it peaks (under ``pgc`` also checked with
+   gradient correlation; :mod:`or_assist.register.uncertainty`) must stay within
+   ``max_estimated_error_mm``;
    and the whole search must end within ``time_budget_s``. Otherwise ``success=False``
    with a reason.
 5. **Tracking**: :meth:`Registrar.track` starts a new shot of nearly the same view from
@@ -184,6 +187,10 @@ def _error_points(targets: np.ndarray | None, pose: Pose, center: np.ndarray) ->
 #: Quadrants of the fine level's mask with less than this share of its pixels are left out of
 #: the uncertainty probe (too few edges to locate a peak).
 _MIN_PART_SHARE = 0.1
+#: The similarity the quadrants are scored with too when the fine level uses ``pgc``: its
+#: per-patch normalisation hides part of a model error that gradient correlation's parts
+#: disagree about (:mod:`or_assist.register.uncertainty`).
+PARTS_CHECK_METRIC = "gc"
 
 
 class _OutOfTime(Exception):
@@ -208,6 +215,7 @@ class _Level:
         self.registrar = registrar
         self.best: tuple[float, Pose] | None = None
         self._parts = None
+        self.check_parts = 0
 
     def _smooth(self, image: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         """Gaussian blur; with a mask, normalised (only valid pixels contribute)."""
@@ -246,15 +254,20 @@ class _Level:
     def part_scores(self, pose: Pose) -> np.ndarray:
         """Similarity of the whole image and of each quadrant of its mask (split at the
         mask's median pixel; quadrants with under a tenth of the mask left out) from one
-        DRR: the probe of :mod:`~or_assist.register.uncertainty`."""
+        DRR: the probe of :mod:`~or_assist.register.uncertainty`. Under ``pgc`` the
+        quadrants follow again scored with :data:`PARTS_CHECK_METRIC`
+        (:attr:`check_parts` of them)."""
         if self._parts is None:
             vs, us = np.nonzero(self.mask)
             cu, cv = np.median(us), np.median(vs)
             v, u = np.indices(self.mask.shape)
             quads = [self.mask & (u < cu) & (v < cv), self.mask & (u >= cu) & (v < cv),
                      self.mask & (u < cu) & (v >= cv), self.mask & (u >= cu) & (v >= cv)]
-            self._parts = [self.fixed] + [prepare_fixed(self.image, q, self.fixed.metric) for q in quads
-                                          if q.sum() >= _MIN_PART_SHARE * len(us)]
+            quads = [q for q in quads if q.sum() >= _MIN_PART_SHARE * len(us)]
+            check = [prepare_fixed(self.image, q, PARTS_CHECK_METRIC) for q in quads] \
+                if self.fixed.metric == "pgc" else []
+            self._parts = [self.fixed] + [prepare_fixed(self.image, q, self.fixed.metric) for q in quads] + check
+            self.check_parts = len(check)
         scores = self._scores(pose, self._parts)
         return np.full(len(self._parts), -1.0) if scores is None else scores
 
@@ -495,7 +508,8 @@ class Registrar:
             return None
         self._stage_name = "uncertainty"
         t0 = time.perf_counter()
-        unc = pose_uncertainty(fine.part_scores, pose, center)
+        unc = pose_uncertainty(fine.part_scores, pose, center, score_at_pose=fine.part_scores(pose),
+                               check_parts=fine.check_parts)
         times["uncertainty"] = time.perf_counter() - t0
         return unc
 

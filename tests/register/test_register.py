@@ -333,6 +333,9 @@ def test_a_shot_whose_parts_fit_different_poses_is_not_confident(real_case):
     assert not res.success and res.pose_for_overlay is None
     assert "disagree" in res.reason and res.estimated_error_mm > 2.0
     assert res.uncertainty.disagreement_at_mm(res.pose, targets) > 2.0
+    # under pgc (the default) the quadrants are checked with gc too, from the same probes
+    assert res.uncertainty.check_offsets is not None and len(res.uncertainty.check_offsets) >= 2
+    assert "check_offsets" in res.to_dict()["uncertainty"]
 
 
 def test_restarts_stop_when_two_starts_agree(real_case):
@@ -482,10 +485,33 @@ def test_fine_metric_scores_the_finest_level_and_names_the_result(real_case):
     threshold's message and the result name the fine one."""
     st = RegistrationSettings(time_budget_s=None, fine_metric="pgc")
     assert [st.metric_at(s) for s in st.sizes_px] == ["gc", "gc", "pgc"]
-    assert st.final_metric == "pgc" and RegistrationSettings().final_metric == "gc"
+    assert st.final_metric == "pgc" and RegistrationSettings().final_metric == "pgc"
+    assert RegistrationSettings(fine_metric=None).final_metric == "gc"
     shot = real_case.shot("inlet", (1.0, -1.0, 1.0, 2.0, -3.0, 2.0), 5)
     start = apply_update(shot.pose, START_ERRORS["inlet"], real_case.center)
     res = Registrar(real_case.renderer, shot.video_geometry, st).register(shot.frame, start)
     assert res.success, res.reason
     assert res.metric == "pgc" and res.to_dict()["metric"] == "pgc"
     assert target_error_mm(res.pose, shot.pose, _points(real_case.plan)) < 2.0
+
+
+def test_a_shot_that_fits_two_poses_is_refused_as_ambiguous(real_case):
+    """A double exposure (two inlet shots 10 mm apart averaged, as a patient moving during
+    the shot would give) fits both poses about equally: the independent start ends at the
+    other one, refined at the fine level it scores within ``agreement_fine_margin`` of the
+    winner, and the shot is refused as ambiguous, saying so. Without that margin the same
+    search takes the better of the two."""
+    imp = real_case.plan.implants[0]
+    targets = np.stack([imp.entry_lps_mm, imp.apex_lps_mm])
+    a = real_case.shot("inlet", (1.0, -1.0, 0.5, -5.0, 0.0, 0.0), 9)
+    b = real_case.shot("inlet", (1.0, -1.0, 0.5, 5.0, 0.0, 0.0), 9)
+    frame = ((a.frame.astype(np.float32) + b.frame.astype(np.float32)) / 2).astype(a.frame.dtype)
+    middle = apply_update(a.pose, (0, 0, 0, 5.0, 0, 0), real_case.center)
+    start = apply_update(middle, (3.0, -2.0, 2.0, 6.0, 5.0, -8.0), real_case.center)
+    res = real_case.registrar.register(frame, start, target_lps_mm=targets)
+    assert not res.success and res.pose_for_overlay is None
+    assert "fits more than one pose" in res.reason, res.reason
+    assert min(target_error_mm(res.pose, p, targets) for p in (a.pose, b.pose)) < 2.0
+    settings = RegistrationSettings(time_budget_s=None, agreement_fine_margin=None)
+    plain = Registrar(real_case.renderer, a.video_geometry, settings).register(frame, start, target_lps_mm=targets)
+    assert "more than one pose" not in (plain.reason or "")

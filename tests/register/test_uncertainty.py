@@ -115,3 +115,26 @@ def test_a_whole_image_peak_the_search_did_not_reach_counts_and_offsets_are_boun
     assert unc.peak_offsets[0, 5] == pytest.approx(2 * CURVATURE_STEPS[5])
     # every part agrees, but the whole image's own peak lies 4 mm (the bound) along the beam
     assert unc.disagreement_at_mm(base, POINTS) == pytest.approx(4.0, rel=1e-3)
+
+
+def test_check_parts_that_disagree_raise_the_estimate_but_their_common_offset_does_not():
+    """The last ``check_parts`` scores are the quadrants under the check similarity: where
+    they disagree (+-0.9 mm) while the main parts agree, the disagreement is theirs; a
+    common offset of all check parts (scatter's pull along the beam on gradient
+    correlation) adds nothing, and neither set counts twice (the larger is taken)."""
+    base = _base()
+    main = [np.zeros(6)] * 5
+    spread = [np.array([0, 0, 0, dx, dy, 0.0]) for dx, dy in ((0.9, 0), (-0.9, 0), (0, 0.9), (0, -0.9))]
+    unc = pose_uncertainty(parts_score(base, [-0.5] * 6, main + spread), base, CENTER, scale=1e-3, check_parts=4)
+    assert unc.peak_offsets.shape == (5, 6) and unc.check_offsets.shape == (4, 6)
+    assert unc.disagreement_at_mm(base, POINTS) == pytest.approx(0.9, rel=1e-3)
+    common = [np.array([0, 0, 0, 0.7, 0, 3.0])] * 4
+    same = pose_uncertainty(parts_score(base, [-0.5] * 6, main + common), base, CENTER, scale=1e-3, check_parts=4)
+    assert same.disagreement_at_mm(base, POINTS) == pytest.approx(0.0, abs=1e-9)
+    # main parts at +-0.6 and check parts at +-0.9: the larger, not the sum
+    own = [np.zeros(6)] + [np.array([0, 0, 0, dx, dy, 0.0]) for dx, dy in ((0.6, 0), (-0.6, 0), (0, 0.6), (0, -0.6))]
+    both = pose_uncertainty(parts_score(base, [-0.5] * 6, own + spread), base, CENTER, scale=1e-3, check_parts=4)
+    assert both.disagreement_at_mm(base, POINTS) == pytest.approx(0.9, rel=1e-3)
+    assert "check_offsets" in both.to_dict()
+    with pytest.raises(ValueError, match="check_parts"):
+        pose_uncertainty(parts_score(base, [-0.5] * 6, main), base, CENTER, check_parts=5)
