@@ -199,7 +199,8 @@ class RegistrationSettings:
         stages too and the best fine similarity wins.
     agreement_fine_margin : float or None
         A rival within this of the winner's fine similarity (and more than
-        ``agreement_mm`` away) makes the shot ambiguous (default 0.05; None: the best fine
+        ``agreement_mm`` and :data:`~or_assist.register.pipeline.RIVAL_FINE_MM` away) makes
+        the shot ambiguous (default 0.05; None: the best fine
         similarity wins without that verdict). Under gradient correlation on the finest
         level (calibration families, real CT, seed 2024, 40 shots) 0.05 refused 4 correct
         results (rivals 2.4-9 mm away scoring 0.01-0.04 lower), so it was off. Under
