@@ -247,9 +247,7 @@ class JointRegistrar:
                 pair = (p, poses[1]) if i == 0 else (poses[0], p)
                 return fine[i].part_scores(p) - penalty(*pair, err_rot_w, err_trans_w)
 
-            at_pose = probe(poses[i])  # also sets the level's check_parts
-            uncs.append(pose_uncertainty(probe, poses[i], centers[i], score_at_pose=at_pose,
-                                         check_parts=fine[i].check_parts))
+            uncs.append(pose_uncertainty(probe, poses[i], centers[i], check_parts=fine[i].check_parts))
         times["uncertainty"] = time.perf_counter() - t0
         rot_d, trans_d = relative_motion_discrepancy(poses[0], poses[1], h, centers[1])
         result.rotation_discrepancy_deg, result.translation_discrepancy_mm = rot_d, trans_d

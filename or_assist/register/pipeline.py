@@ -221,7 +221,7 @@ class _Level:
         self.registrar = registrar
         self.best: tuple[float, Pose] | None = None
         self._parts = None
-        self.check_parts = 0
+        self._check_parts = 0
 
     def _smooth(self, image: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         """Gaussian blur; with a mask, normalised (only valid pixels contribute)."""
@@ -263,6 +263,17 @@ class _Level:
         DRR: the probe of :mod:`~or_assist.register.uncertainty`. Under ``pgc`` the
         quadrants follow again scored with :data:`PARTS_CHECK_METRIC`
         (:attr:`check_parts` of them)."""
+        scores = self._scores(pose, self._prepared_parts())
+        return np.full(len(self._parts), -1.0) if scores is None else scores
+
+    @property
+    def check_parts(self) -> int:
+        """How many of :meth:`part_scores`' last entries are the check parts."""
+        self._prepared_parts()
+        return self._check_parts
+
+    def _prepared_parts(self) -> list:
+        """The whole image, its quadrants and (under ``pgc``) the check quadrants, prepared once."""
         if self._parts is None:
             vs, us = np.nonzero(self.mask)
             cu, cv = np.median(us), np.median(vs)
@@ -273,9 +284,8 @@ class _Level:
             check = [prepare_fixed(self.image, q, PARTS_CHECK_METRIC) for q in quads] \
                 if self.fixed.metric == "pgc" else []
             self._parts = [self.fixed] + [prepare_fixed(self.image, q, self.fixed.metric) for q in quads] + check
-            self.check_parts = len(check)
-        scores = self._scores(pose, self._parts)
-        return np.full(len(self._parts), -1.0) if scores is None else scores
+            self._check_parts = len(check)
+        return self._parts
 
     def score(self, pose: Pose) -> float:
         scores = self._scores(pose, (self.fixed,))
@@ -514,8 +524,7 @@ class Registrar:
             return None
         self._stage_name = "uncertainty"
         t0 = time.perf_counter()
-        unc = pose_uncertainty(fine.part_scores, pose, center, score_at_pose=fine.part_scores(pose),
-                               check_parts=fine.check_parts)
+        unc = pose_uncertainty(fine.part_scores, pose, center, check_parts=fine.check_parts)
         times["uncertainty"] = time.perf_counter() - t0
         return unc
 
