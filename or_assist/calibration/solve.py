@@ -193,7 +193,8 @@ def _check_tilts(images: list[ImageCalibration]) -> None:
 
 def calibrate(images, phantom: BeadPhantom, *, source_to_isocenter_mm: float, roi=None,
               distortion: str = "auto", nominal_sid_mm: float = 1000.0,
-              names: Sequence[str] | None = None) -> CalibrationResult:
+              names: Sequence[str] | None = None, bead_correction=None,
+              max_focal_rel_std: float = _MAX_REL_FOCAL_STD) -> CalibrationResult:
     """Calibrate a C-arm and its video from images of a bead phantom (module doc).
 
     Parameters
@@ -216,6 +217,12 @@ def calibrate(images, phantom: BeadPhantom, *, source_to_isocenter_mm: float, ro
         Rough SID, only to tell which bead size belongs to which plane.
     names : sequence of str, optional
         Names of the images for messages (e.g. file names).
+    bead_correction : callable, optional
+        ``(N, 2) px -> (N, 2) px`` applied to the detected bead centres before the fit
+        (a dewarp's inverse: :func:`~or_assist.calibration.dewarp.calibrate_with_dewarp`);
+        the result's ``image_px`` are then the corrected centres.
+    max_focal_rel_std : float
+        Refuse when the focal length's relative uncertainty is not below this (0.005).
 
     Returns
     -------
@@ -270,6 +277,8 @@ def calibrate(images, phantom: BeadPhantom, *, source_to_isocenter_mm: float, ro
         rows = np.concatenate([m.detection_index for m in good])
         is_round = det.elongation[rows] <= _MAX_ELONGATION     # a touching shadow pulls the centroid
         o, i = o[is_round], det.centres_px[rows[is_round]]
+        if bead_correction is not None:
+            i = np.asarray(bead_correction(i), dtype=np.float64)
         if len(o) < _MIN_BEADS:
             states.append(ImageCalibration(nm, f"only {len(o)} of the {n_id} identified beads are round "
                                                "(not touched by another bead's shadow)", len(det), n_id))
@@ -303,7 +312,7 @@ def calibrate(images, phantom: BeadPhantom, *, source_to_isocenter_mm: float, ro
                 break
     fx, fy = float(k[0, 0]), float(k[1, 1])
     rel_std = max(std[0] / fx, std[1] / fy) if np.all(np.isfinite(std[:2])) else math.inf
-    if not rel_std < _MAX_REL_FOCAL_STD:
+    if not rel_std < max_focal_rel_std:
         raise InputError(f"the images do not determine the focal length (relative uncertainty {rel_std:.1%}): "
                          "use the two-plane phantom, or add images with the plate tilted by 20-40 degrees",
                          "images")

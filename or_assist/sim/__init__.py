@@ -27,7 +27,7 @@ __getattr__, __dir__, __all__ = _lazy.attach(
     submodules=['phantom', 'scenario', 'shots', 'calibration_phantom', 'ct_series', 'dicom_carm', 'pin_cases', 'postop_ct', 'postop_scanner',
                 'sample'],
     submod_attrs={
-        'calibration_phantom': ['bead_phantom_volume'],
+        'calibration_phantom': ['bead_phantom_volume', 'simulate_phantom_on_cover'],
         'ct_series': ['write_ct_series', 'scanner_slice_positions', 'postop_via_dicom'],
         'dicom_carm': ['SOP_CLASSES', 'shot_dataset', 'write_shot_dicom', 'simulated_shot_dataset', 'encode_dataset', 'field_windowed_values',
                        'orientation_codes'],

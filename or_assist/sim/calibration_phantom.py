@@ -16,7 +16,7 @@ from or_assist.errors import InputError
 from or_assist.render.drr import AttenuationVolume
 from or_assist.render.implants import metal_mu_per_mm
 
-__all__ = ["bead_phantom_volume"]
+__all__ = ["bead_phantom_volume", "simulate_phantom_on_cover"]
 
 
 def bead_phantom_volume(phantom: BeadPhantom, *, voxel_mm: float = 0.5, slice_mm: float = 2.5,
@@ -82,3 +82,32 @@ def bead_phantom_volume(phantom: BeadPhantom, *, voxel_mm: float = 0.5, slice_mm
         block = mu[i0[2]:i1[2] + 1, i0[1]:i1[1] + 1, i0[0]:i1[0] + 1]
         block += (frac * (mu_bead - block)).astype(np.float32)
     return AttenuationVolume(mu, origin, spacing, np.eye(3))
+
+
+def simulate_phantom_on_cover(renderer, phantom: BeadPhantom, geometry, settings, *, angle_deg: float = 0.0,
+                              shift_mm=(0.0, 0.0)):
+    """A shot of ``phantom`` lying on the detector cover: ``(SimulatedShot, T_source_from_phantom)``.
+
+    Parameters
+    ----------
+    renderer : DRRRenderer
+        Of :func:`bead_phantom_volume` of ``phantom``.
+    phantom : BeadPhantom
+    geometry : CArmGeometry
+        The C-arm (no distortion of its own; ``settings.ii_distortion`` adds it).
+    settings : ShotSettings
+        The chain (intensifier distortion, S-distortion, noise, framing).
+    angle_deg : float
+        The phantom's in-plane angle (its +x axis from the image's +u axis towards +v).
+    shift_mm : (float, float)
+        Its centre off the central ray, mm in the plate's plane.
+    """
+    import math
+
+    from or_assist.core.pose import Pose, rotation_about_axis
+    from or_assist.sim.shots.simulate import simulate_shot
+
+    depth = geometry.sid_mm - phantom.plate_to_detector_mm
+    pose = Pose.from_rotation_translation(rotation_about_axis((0, 0, 1), math.radians(angle_deg)),
+                                          [float(shift_mm[0]), float(shift_mm[1]), depth])
+    return simulate_shot(renderer, pose, geometry, settings=settings), pose
