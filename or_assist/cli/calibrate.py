@@ -1,6 +1,7 @@
 """``or-assist calibrate``: read phantom images, calibrate, write ``or_assist.geometry/1``, report.
 
     or-assist calibrate IMAGES... --phantom P.json [--profile NAME] [--roi x,y,w,h] --out G.json
+                        [--dewarp D.json [--mount-angle-deg A]]
 
 The report (:func:`format_calibration`) lists each image's state
 (beads found, identified and used, its reprojection error, plate tilt), the geometry, and
@@ -23,7 +24,8 @@ __all__ = ["calibrate_command", "format_calibration", "add_parsers", "cmd_calibr
 
 def calibrate_command(image_paths: Sequence[str | os.PathLike], phantom_path: str | os.PathLike,
                       out_path: str | os.PathLike, *, profile: str | None = None, roi=None,
-                      source_to_isocenter_mm: float | None = None, distortion: str = "auto") -> str:
+                      source_to_isocenter_mm: float | None = None, distortion: str = "auto",
+                      dewarp_path: str | os.PathLike | None = None, mount_angle_deg: float | None = None) -> str:
     """Calibrate from phantom image files and write the geometry.
 
     Parameters
@@ -47,6 +49,16 @@ def calibrate_command(image_paths: Sequence[str | os.PathLike], phantom_path: st
         Overrides the profile's; default (without a profile) the typical mobile C-arm's
         :data:`~or_assist.core.view_poses.DEFAULT_SOURCE_TO_ISOCENTER_MM`, 600 mm.
     distortion : {"auto", "none", "radial", "full"}
+    dewarp_path : path-like, optional
+        Also measure the image intensifier's S-distortion and write it as
+        ``or_assist.dewarp/1`` here (:mod:`or_assist.calibration.dewarp`); the geometry is
+        then the one that holds in dewarped frames, without a lens model (the dewarp holds
+        all the distortion). Needs an image with the phantom lying
+        on the detector cover.
+    mount_angle_deg : float, optional
+        With ``dewarp_path``: the phantom's fixed orientation on the intensifier (its +x
+        axis from the image's +u axis towards +v), so the dewarp includes the distortion's
+        twist; without it the twist is not measured (said in the report).
 
     Returns
     -------
@@ -85,8 +97,19 @@ def calibrate_command(image_paths: Sequence[str | os.PathLike], phantom_path: st
         s2i = header_geometry.source_to_isocenter_mm
     if source_to_isocenter_mm is not None:
         s2i = source_to_isocenter_mm
-    result = calibrate(images, phantom, source_to_isocenter_mm=s2i, roi=roi, distortion=distortion,
-                       nominal_sid_mm=nominal_sid, names=[str(p) for p in image_paths])
+    kw = dict(roi=roi, nominal_sid_mm=nominal_sid, names=[str(p) for p in image_paths])
+    dewarp = None
+    if dewarp_path is not None:
+        from or_assist.calibration.dewarp import calibrate_with_dewarp
+
+        if distortion not in ("auto", "none"):
+            raise InputError("a dewarp holds all the distortion; leave --distortion out", "--distortion")
+        result, dewarp = calibrate_with_dewarp(images, phantom, source_to_isocenter_mm=s2i,
+                                               mount_angle_deg=mount_angle_deg, **kw)
+    elif mount_angle_deg is not None:
+        raise InputError("only means something with --dewarp (the dewarp's twist)", "--mount-angle-deg")
+    else:
+        result = calibrate(images, phantom, source_to_isocenter_mm=s2i, distortion=distortion, **kw)
     fov = None
     first = next(k for k, im in enumerate(result.images) if im.status == "ok")
     try:
@@ -101,6 +124,11 @@ def calibrate_command(image_paths: Sequence[str | os.PathLike], phantom_path: st
         fov = None                                     # informational only
     written = save_geometry(result.geometry, out_path)
     text = format_calibration(result, prof, fov)
+    if dewarp is not None:
+        from or_assist.calibration.dewarp import save_dewarp
+
+        save_dewarp(dewarp_path, dewarp)
+        text += f"\n{dewarp.describe()}\nwrote {dewarp_path}"
     if header_geometry is not None and result.roi is None:
         text += "".join(f"\nwarning: {w}" for w in compare_geometry(header_geometry, result.geometry))
     return f"{text}\nwrote {written}"
@@ -178,7 +206,8 @@ def format_calibration(result, profile=None, fov=None) -> str:
 def cmd_calibrate(args) -> int:
     """Calibrate and print the report."""
     emit(calibrate_command(args.images, args.phantom, args.out, profile=args.profile, roi=args.roi,
-                           source_to_isocenter_mm=args.source_to_isocenter_mm, distortion=args.distortion))
+                           source_to_isocenter_mm=args.source_to_isocenter_mm, distortion=args.distortion,
+                           dewarp_path=args.dewarp, mount_angle_deg=args.mount_angle_deg))
     return 0
 
 
@@ -192,4 +221,10 @@ def add_parsers(sub) -> None:
     s.add_argument("--source-to-isocenter-mm", type=float, default=None, help="override (not observable from the phantom)")
     s.add_argument("--distortion", choices=DISTORTION_MODELS, default="auto")
     s.add_argument("--out", required=True, type=Path, help="or_assist.geometry/1 output")
+    s.add_argument("--dewarp", default=None, type=Path,
+                   help="also measure the intensifier's S-distortion: or_assist.dewarp/1 output (then use it with "
+                        "register --dewarp)")
+    s.add_argument("--mount-angle-deg", default=None, type=float,
+                   help="with --dewarp: the phantom's fixed orientation on the intensifier (degrees, its +x axis "
+                        "from the image's +u towards +v), so the dewarp includes the twist")
     s.set_defaults(func=cmd_calibrate)

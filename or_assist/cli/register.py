@@ -39,7 +39,8 @@ def register_command(ct_path: str | os.PathLike, geometry_path: str | os.PathLik
                      image_path: str | os.PathLike, init_path: str | os.PathLike | None,
                      out_path: str | os.PathLike, *,
                      plan_path: str | os.PathLike | None = None, library_path: str | os.PathLike | None = None,
-                     polarity: str = "bone-dark", time_budget_s: float | None = None) -> dict:
+                     polarity: str = "bone-dark", time_budget_s: float | None = None,
+                     dewarp_path: str | os.PathLike | None = None) -> dict:
     """Register one shot (:func:`~or_assist.register.files.register_files`, same parameters,
     but ``time_budget_s`` None means the default budget and 0 no limit, as on the command line).
 
@@ -57,7 +58,7 @@ def register_command(ct_path: str | os.PathLike, geometry_path: str | os.PathLik
     notes: list[str] = []
     result = register_files(ct_path, geometry_path, image_path, init_path, out_path, plan_path=plan_path,
                             library_path=library_path, polarity=polarity,
-                            time_budget_s=time_budget_s or None, notes=notes)
+                            time_budget_s=time_budget_s or None, notes=notes, dewarp_path=dewarp_path)
     if result.success:
         est = "" if result.estimated_error_mm is None else f", estimated error {result.estimated_error_mm:.1f} mm"
         summary = (f"registered in {result.seconds:.2f} s ({result.metric} {result.similarity:.3f}{est}); "
@@ -116,6 +117,8 @@ def cmd_register(args) -> int:
             raise InputError("a second shot needs its own result file", "--second-out")
         if args.library is not None:
             raise InputError("a view library is not used for a pair of shots; leave it out", "--library")
+        if args.dewarp is not None:
+            raise InputError("is not yet applied to a pair of shots; register them one by one", "--dewarp")
         result = register_pair_command(args.ct, (args.image, args.second_image), (args.init, args.second_init),
                                        (args.out, args.second_out), geometry_paths=(args.geometry, args.second_geometry),
                                        plan_path=args.plan, polarity=args.polarity, time_budget_s=args.time_budget_s)
@@ -123,7 +126,7 @@ def cmd_register(args) -> int:
         return 0
     result = register_command(args.ct, args.geometry, args.image, args.init, args.out, plan_path=args.plan,
                               library_path=args.library, polarity=args.polarity,
-                              time_budget_s=args.time_budget_s)
+                              time_budget_s=args.time_budget_s, dewarp_path=args.dewarp)
     emit(result["summary"])
     return 0
 
@@ -148,6 +151,8 @@ def add_parsers(sub) -> None:
     s.add_argument("--second-init", default=None,
                    help="the second shot's start (or_assist.pose/1; optional for a DICOM shot with positioner "
                         "angles); the relative C-arm motion is taken from the two starts")
+    s.add_argument("--dewarp", default=None,
+                   help="or_assist.dewarp/1 of an image intensifier (calibrate --dewarp): dewarp the shot first")
     s.add_argument("--second-geometry", default=None,
                    help="or_assist.geometry/1 of the second shot (default: its DICOM header, else --geometry)")
     s.add_argument("--second-out", default=None, type=Path, help="or_assist.registration/1 of the second shot")

@@ -23,7 +23,7 @@ def register_files(ct_path: str | os.PathLike, geometry_path: str | os.PathLike 
                    init_path: str | os.PathLike | None, out_path: str | os.PathLike, *,
                    plan_path: str | os.PathLike | None = None, library_path: str | os.PathLike | None = None,
                    polarity: str = "bone-dark", time_budget_s: float | None = DEFAULT_TIME_BUDGET_S,
-                   notes: list | None = None) -> RegistrationResult:
+                   notes: list | None = None, dewarp_path: str | os.PathLike | None = None) -> RegistrationResult:
     """Register one shot and write ``or_assist.registration/1`` to ``out_path``.
 
     Parameters
@@ -55,6 +55,10 @@ def register_files(ct_path: str | os.PathLike, geometry_path: str | os.PathLike 
         :class:`~or_assist.register.settings.RegistrationSettings`).
     notes : list, optional
         Warnings (a DICOM header disagreeing with the geometry file) are appended here.
+    dewarp_path : path-like, optional
+        ``or_assist.dewarp/1`` of the C-arm (``or-assist calibrate --dewarp``): the shot is
+        dewarped before registration (it must have the calibrated frame size); the
+        geometry is then the one calibrated with it.
 
     Returns
     -------
@@ -74,6 +78,10 @@ def register_files(ct_path: str | os.PathLike, geometry_path: str | os.PathLike 
 
     check_choice(polarity, POLARITY_SETTINGS, "--polarity")
     frame, geometry, init_pose, header = _shot_inputs(image_path, geometry_path, init_path, "--init", notes, name_file=False)
+    if dewarp_path is not None:
+        from or_assist.calibration.dewarp import load_dewarp
+
+        frame = load_dewarp(dewarp_path).apply(frame, str(image_path))
     if geometry_path is None:
         geometry_path = f"the DICOM header of {image_path}"
     plan = None
