@@ -220,7 +220,7 @@ def run_app(plan: str | os.PathLike | None, geometry: str | os.PathLike | None, 
             screen: int | None = None, full_screen: bool = False, duration_s: float | None = None,
             max_shots: int | None = None, cases_root: str | os.PathLike | None = None,
             settings_file: str | os.PathLike | None = None, source_timeout_s: float | None = None,
-            no_signal_report_s: float | None = None, log=_print) -> int:
+            no_signal_report_s: float | None = None, log=_print, dewarp: str | os.PathLike | None = None) -> int:
     """``or-assist run --plan PLAN --library LIB --geometry G --source DEVICE|URL|FILE``: a real case.
 
     ``plan``, ``geometry``, ``source`` and ``library`` left as None come from the saved
@@ -247,6 +247,9 @@ def run_app(plan: str | os.PathLike | None, geometry: str | os.PathLike | None, 
         As :func:`demo_app`.
     source_timeout_s, no_signal_report_s : float, optional
         Seconds (default: the settings file's, 30 and 5); not saved.
+    dewarp : path-like, optional
+        ``or_assist.dewarp/1`` of an image intensifier, calibrated with the geometry;
+        default the saved one when the geometry is the saved one (saved with it).
 
     Raises
     ------
@@ -268,13 +271,15 @@ def run_app(plan: str | os.PathLike | None, geometry: str | os.PathLike | None, 
     if warning:
         log(f"warning: {warning}")
     plan = plan if plan is not None else settings.plan
+    if dewarp is None and (geometry is None or os.fspath(geometry) == settings.geometry):
+        dewarp = settings.dewarp       # the dewarp belongs to the geometry it was calibrated with
     geometry = geometry if geometry is not None else settings.geometry
     source = source if source is not None else settings.last_source
     library = library if library is not None else settings.library
     for value, flag in ((plan, "--plan"), (geometry, "--geometry"), (source, "--source")):
         if value is None:
             raise InputError("is required (no previous case saved it)", flag)
-    for value in (plan, geometry):
+    for value in (plan, geometry) + (() if dewarp is None else (dewarp,)):
         if not Path(value).is_file():
             raise InputError("file not found", str(value))
     if not headless:
@@ -284,8 +289,9 @@ def run_app(plan: str | os.PathLike | None, geometry: str | os.PathLike | None, 
     report_s = settings.no_signal_report_s if no_signal_report_s is None else float(no_signal_report_s)
     quiet_backend_logs()
     case = open_real_case(plan, geometry, source, library_path=library, ct_path=ct, cases_root=cases_root,
-                          source_timeout_s=timeout_s)
+                          source_timeout_s=timeout_s, dewarp_path=dewarp)
     settings.plan, settings.geometry = os.fspath(plan), os.fspath(geometry)
+    settings.dewarp = None if dewarp is None else os.fspath(dewarp)
     settings.last_source, settings.library = strip_password(source), None if library is None else os.fspath(library)
     if headless:
         try:

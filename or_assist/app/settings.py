@@ -43,6 +43,9 @@ class AppSettings:
         The video source spec of the last case (device, URL, file or ``sim:...``).
     geometry : str or None
         Path of the last ``or_assist.geometry/1`` file.
+    dewarp : str or None
+        Path of the ``or_assist.dewarp/1`` used with that geometry (an image intensifier's),
+        or None.
     plan, library : str or None
         Paths of the last plan and view library.
     screen : int
@@ -59,6 +62,7 @@ class AppSettings:
 
     last_source: str | None = None
     geometry: str | None = None
+    dewarp: str | None = None
     plan: str | None = None
     library: str | None = None
     screen: int = 0
@@ -67,7 +71,7 @@ class AppSettings:
     no_signal_report_s: float = 5.0
 
     def __post_init__(self):
-        for name in ("last_source", "geometry", "plan", "library"):
+        for name in ("last_source", "geometry", "dewarp", "plan", "library"):
             v = getattr(self, name)
             if v is not None and not isinstance(v, str):
                 raise InputError(f"must be a string or null, got {v!r}", name)

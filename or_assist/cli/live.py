@@ -42,7 +42,8 @@ def cmd_run(args) -> int:
     return run_app(args.plan, args.geometry, args.source, library=args.library, ct=args.ct,
                    headless=args.headless, screen=args.screen, full_screen=args.fullscreen,
                    duration_s=args.duration, max_shots=args.max_shots, cases_root=args.cases,
-                   source_timeout_s=args.source_timeout, no_signal_report_s=args.no_signal_report)
+                   source_timeout_s=args.source_timeout, no_signal_report_s=args.no_signal_report,
+                   dewarp=args.dewarp)
 
 
 def add_parsers(sub) -> None:
@@ -59,6 +60,9 @@ def add_parsers(sub) -> None:
     s.add_argument("--geometry", default=None, help="or_assist.geometry/1 of the C-arm + grabber (default: last used)")
     s.add_argument("--source", default=None, help="capture device index/path, stream URL, video file, folder of stills (each image one "
                         "shot) or sim:... (default: last used)")
+    s.add_argument("--dewarp", default=None,
+                   help="or_assist.dewarp/1 of an image intensifier, calibrated with the geometry (calibrate "
+                        "--dewarp); default: the last used with that geometry")
     s.add_argument("--library", default=None, help="the plan's view library (views.npz or its folder)")
     s.add_argument("--ct", default=None, help="the plan's CT (default: the plan's own path)")
     s.add_argument("--source-timeout", type=float, default=None, metavar="S",

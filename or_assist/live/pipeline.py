@@ -92,13 +92,18 @@ class LivePipeline:
     patient_position : {'prone', 'supine'}
     renderer : DRRRenderer, optional
         Renders the virtual views without a library (default: the registrar's).
+    dewarp : Dewarp, optional
+        An image intensifier's (:mod:`or_assist.calibration.dewarp`, calibrated with
+        ``geometry``): every video shot is dewarped first and shown, registered and
+        logged dewarped.
     """
 
     def __init__(self, plan: Plan, geometry: CArmGeometry, *, ct: CTVolume | AttenuationVolume | DRRRenderer | None = None,
                  registrar: Registrar | None = None,
                  library: ViewLibrary | None = None, case_log: CaseLog | None = None,
                  preprocess_settings: PreprocessSettings | None = None, thresholds: CueThresholds | None = None,
-                 try_other_views: bool = True, patient_position: str = "prone", renderer: DRRRenderer | None = None):
+                 try_other_views: bool = True, patient_position: str = "prone", renderer: DRRRenderer | None = None,
+                 dewarp=None):
         if not hasattr(plan, "implants") or not plan.implants:
             raise InputError("expected a Plan with at least one implant", "plan")
         if not isinstance(geometry, CArmGeometry):
@@ -107,6 +112,10 @@ class LivePipeline:
             if ct is None:
                 raise InputError("give the patient's CT (or a registrar)", "ct")
             registrar = Registrar(ct, geometry)
+        if dewarp is not None and tuple(dewarp.image_size_px) != tuple(geometry.image_size_px):
+            raise InputError(f"is for {dewarp.image_size_px[0]}x{dewarp.image_size_px[1]} px frames, the geometry "
+                             f"for {geometry.width}x{geometry.height}: calibrate them together", "dewarp")
+        self.dewarp = dewarp
         self.plan = plan
         self.geometry = geometry
         self.registrar = registrar
@@ -224,6 +233,8 @@ class LivePipeline:
         frame = np.ascontiguousarray(image)
         if frame.dtype == np.uint16:   # full-depth pixels given as the image: the 8-bit copy is shown
             pixels, frame = frame, ((frame.astype(np.uint32) + 128) >> 8).clip(0, 255).astype(np.uint8)
+        if self.dewarp is not None and dicom is None and frame.shape[:2] == self.dewarp.image_size_px[::-1]:
+            frame = self.dewarp.apply(frame)   # a video shot of the intensifier: as the geometry was calibrated
         result = ShotResult(number, None, frame, int(frame_index), shown, implant_id, view, None, "bone-dark",
                             seconds=secs)
         setup = shot_setup(self, frame, dicom, pixels)

@@ -77,7 +77,7 @@ class LiveCase:
 
 def open_real_case(plan_path, geometry_path, source_spec, *, library_path=None, ct_path=None, cases_root=None,
                    allow_ct_mismatch: bool = False, source_options: dict | None = None,
-                   source_timeout_s: float = 30.0) -> LiveCase:
+                   source_timeout_s: float = 30.0, dewarp_path=None) -> LiveCase:
     """A real case for ``or-assist run``.
 
     Parameters
@@ -100,6 +100,10 @@ def open_real_case(plan_path, geometry_path, source_spec, *, library_path=None, 
         source (the C-arm's DICOM node) also ``accept_any_patient`` (default False: images
         are checked against the plan's CT's patient). Its received objects are stored in
         ``<case_dir>/received``.
+    dewarp_path : path-like, optional
+        ``or_assist.dewarp/1`` of an image intensifier, calibrated with the geometry
+        (``or-assist calibrate --dewarp``): video shots are dewarped first (recorded in
+        the case log as a ``dewarp`` event).
     source_timeout_s : float
         A video file or image folder is opened once before the case is created
         (:func:`~or_assist.video.sources.spec.check_recording_opens`): one that yields no
@@ -112,6 +116,11 @@ def open_real_case(plan_path, geometry_path, source_spec, *, library_path=None, 
     """
     plan = load_plan(plan_path)
     geometry = load_geometry(geometry_path)
+    dewarp = None
+    if dewarp_path is not None:
+        from or_assist.calibration.dewarp import load_dewarp
+
+        dewarp = load_dewarp(dewarp_path)
     library = None
     if library_path is not None:
         library = load_view_library(library_path, plan)
@@ -129,7 +138,9 @@ def open_real_case(plan_path, geometry_path, source_spec, *, library_path=None, 
     try:
         if getattr(source, "kind", "") == "dicom":   # the C-arm's DICOM node: files into the case, patient checked
             _set_up_dicom_source(source, log, ct_path if ct_path is not None else plan.ct_path, accept_any_patient)
-        pipeline = LivePipeline(plan, geometry, ct=ct, library=library, case_log=log)
+        pipeline = LivePipeline(plan, geometry, ct=ct, library=library, case_log=log, dewarp=dewarp)
+        if dewarp is not None:
+            log.log_event("dewarp", {"file": str(dewarp_path), "summary": dewarp.describe()})
     except BaseException as exc:  # no case is left open by a start that failed
         try:
             log.mark_interrupted(f"the case could not be started ({type(exc).__name__}: {exc}).")
