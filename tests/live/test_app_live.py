@@ -124,6 +124,14 @@ def test_bad_arguments(sample_case, tmp_path):
     with pytest.raises(InputError, match="missing_plan.json: file not found"):
         run_app(tmp_path / "missing_plan.json", tmp_path / "g.json", "0", settings_file=empty,
                 cases_root=tmp_path)
+    from or_assist.core.geometry import save_geometry
+    from or_assist.core.carm_profiles import load_profile
+    from tests.conftest import REAL_PLAN
+
+    save_geometry(load_profile("siemens_arcadis_varic").geometry_at(512), tmp_path / "g.json")
+    with pytest.raises(InputError, match="missing_dewarp.json: file not found"):
+        run_app(REAL_PLAN, tmp_path / "g.json", "0", settings_file=empty, cases_root=tmp_path,
+                dewarp=tmp_path / "missing_dewarp.json")
 
 
 def test_settings_round_trip_and_damaged_file(tmp_path, monkeypatch):
@@ -132,7 +140,8 @@ def test_settings_round_trip_and_damaged_file(tmp_path, monkeypatch):
     monkeypatch.setenv("OR_ASSIST_CONFIG_DIR", str(tmp_path / "cfg"))
     assert settings_path() == tmp_path / "cfg" / "settings.json"
     assert load_settings() == (AppSettings(), None)
-    s = AppSettings(last_source="/dev/video2", geometry="g.json", plan="p.json", screen=1, overlay_opacity=0.5)
+    s = AppSettings(last_source="/dev/video2", geometry="g.json", dewarp="d.json", plan="p.json", screen=1,
+                    overlay_opacity=0.5)
     path = save_settings(s)
     assert json.loads(path.read_text())["schema"] == SETTINGS_SCHEMA
     assert load_settings() == (s, None)
