@@ -2,7 +2,7 @@
 
     or-assist register --ct CT [--geometry G.json] --image SHOT.png|SHOT.dcm [--init POSE.json]
                        --out RESULT.json [--plan PLAN.json] [--library LIB]
-                       [--polarity bone-dark|bone-bright|auto] [--time-budget-s S]
+                       [--polarity bone-dark|bone-bright|auto] [--time-budget-s S] [--dewarp D.json]
                        [--second-image SHOT2 [--second-init POSE2.json] --second-out RESULT2.json
                         [--second-geometry G2.json]]
 
@@ -70,7 +70,8 @@ def register_command(ct_path: str | os.PathLike, geometry_path: str | os.PathLik
 
 
 def register_pair_command(ct_path, image_paths, init_paths, out_paths, *, geometry_paths=(None, None),
-                          plan_path=None, polarity: str = "bone-dark", time_budget_s: float | None = None) -> dict:
+                          plan_path=None, polarity: str = "bone-dark", time_budget_s: float | None = None,
+                          dewarp_path=None) -> dict:
     """Register two shots jointly (:func:`~or_assist.register.files.register_pair_files`, same
     parameters; ``time_budget_s`` per shot, None the default and 0 no limit).
 
@@ -88,7 +89,7 @@ def register_pair_command(ct_path, image_paths, init_paths, out_paths, *, geomet
     notes: list[str] = []
     joint = register_pair_files(ct_path, image_paths, init_paths, out_paths, geometry_paths=geometry_paths,
                                 plan_path=plan_path, polarity=polarity, time_budget_s=time_budget_s or None,
-                                notes=notes)
+                                notes=notes, dewarp_path=dewarp_path)
     lines = []
     for name, res, path in zip(("shot 1", "shot 2"), joint.results, out_paths):
         if res.success:
@@ -117,11 +118,10 @@ def cmd_register(args) -> int:
             raise InputError("a second shot needs its own result file", "--second-out")
         if args.library is not None:
             raise InputError("a view library is not used for a pair of shots; leave it out", "--library")
-        if args.dewarp is not None:
-            raise InputError("is not yet applied to a pair of shots; register them one by one", "--dewarp")
         result = register_pair_command(args.ct, (args.image, args.second_image), (args.init, args.second_init),
                                        (args.out, args.second_out), geometry_paths=(args.geometry, args.second_geometry),
-                                       plan_path=args.plan, polarity=args.polarity, time_budget_s=args.time_budget_s)
+                                       plan_path=args.plan, polarity=args.polarity, time_budget_s=args.time_budget_s,
+                                       dewarp_path=args.dewarp)
         emit(result["summary"])
         return 0
     result = register_command(args.ct, args.geometry, args.image, args.init, args.out, plan_path=args.plan,
@@ -152,7 +152,7 @@ def add_parsers(sub) -> None:
                    help="the second shot's start (or_assist.pose/1; optional for a DICOM shot with positioner "
                         "angles); the relative C-arm motion is taken from the two starts")
     s.add_argument("--dewarp", default=None,
-                   help="or_assist.dewarp/1 of an image intensifier (calibrate --dewarp): dewarp the shot first")
+                   help="or_assist.dewarp/1 of an image intensifier (calibrate --dewarp): dewarp the video shot(s) first")
     s.add_argument("--second-geometry", default=None,
                    help="or_assist.geometry/1 of the second shot (default: its DICOM header, else --geometry)")
     s.add_argument("--second-out", default=None, type=Path, help="or_assist.registration/1 of the second shot")

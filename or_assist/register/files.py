@@ -77,11 +77,9 @@ def register_files(ct_path: str | os.PathLike, geometry_path: str | os.PathLike 
     from or_assist.core.vocabulary import POLARITY_SETTINGS
 
     check_choice(polarity, POLARITY_SETTINGS, "--polarity")
-    frame, geometry, init_pose, header = _shot_inputs(image_path, geometry_path, init_path, "--init", notes, name_file=False)
-    if dewarp_path is not None:
-        from or_assist.calibration.dewarp import load_dewarp
-
-        frame = load_dewarp(dewarp_path).apply(frame, str(image_path))
+    dewarp = _load_dewarp(dewarp_path)
+    frame, geometry, init_pose, header = _shot_inputs(image_path, geometry_path, init_path, "--init", notes,
+                                                      name_file=False, dewarp=dewarp)
     if geometry_path is None:
         geometry_path = f"the DICOM header of {image_path}"
     plan = None
@@ -123,10 +121,20 @@ def _ct_centre_lps_mm(ct) -> np.ndarray:
     return np.asarray(ct.corners_lps_mm(), dtype=float).mean(axis=0)
 
 
-def _shot_inputs(image_path, geometry_path, init_path, init_arg: str, notes: list | None, *, name_file: bool = True):
+def _load_dewarp(dewarp_path):
+    if dewarp_path is None:
+        return None
+    from or_assist.calibration.dewarp import load_dewarp
+
+    return load_dewarp(dewarp_path)
+
+
+def _shot_inputs(image_path, geometry_path, init_path, init_arg: str, notes: list | None, *, name_file: bool = True,
+                 dewarp=None):
     """(frame, geometry, start pose or None, header) of one shot file; a missing start without
     positioner angles is an InputError naming ``init_arg``. ``name_file``: warnings and that error
-    name the image file (two shots), else "the image" (one shot)."""
+    name the image file (two shots), else "the image" (one shot). ``dewarp``: applied to a
+    video frame (not to a DICOM shot, whose header gives its own geometry: noted)."""
     from or_assist.core.geometry import load_geometry
     from or_assist.core.pose import load_pose
     from or_assist.dicom.header_geometry import resolve_geometry
@@ -136,6 +144,13 @@ def _shot_inputs(image_path, geometry_path, init_path, init_arg: str, notes: lis
     init_pose = load_pose(init_path) if init_path is not None else None
     frame = read_shot_image(image_path)
     header = read_shot_header(image_path)
+    if dewarp is not None:
+        if header is None:
+            frame = dewarp.apply(frame, str(image_path))
+        else:
+            if notes is not None:
+                notes.append(f"{image_path}: the dewarp is for the video frames of the C-arm it was calibrated "
+                             "with; not applied to this DICOM shot")
     geometry, warnings = resolve_geometry(header, frame.shape, geometry)
     if notes is not None:
         notes.extend(f"{image_path}: {w}" if name_file else w for w in warnings)
@@ -149,7 +164,8 @@ def _shot_inputs(image_path, geometry_path, init_path, init_arg: str, notes: lis
 
 def register_pair_files(ct_path: str | os.PathLike, image_paths, init_paths, out_paths, *, geometry_paths=(None, None),
                         plan_path: str | os.PathLike | None = None, polarity: str = "bone-dark",
-                        time_budget_s: float | None = DEFAULT_TIME_BUDGET_S, notes: list | None = None):
+                        time_budget_s: float | None = DEFAULT_TIME_BUDGET_S, notes: list | None = None,
+                        dewarp_path: str | os.PathLike | None = None):
     """Register two shots of different views jointly (:mod:`or_assist.register.joint`) and
     write one ``or_assist.registration/1`` per shot (each with a ``"joint"`` object).
 
@@ -179,6 +195,8 @@ def register_pair_files(ct_path: str | os.PathLike, image_paths, init_paths, out
         Per shot (the pair gets twice this; None: no limit).
     notes : list, optional
         Warnings are appended here.
+    dewarp_path : path-like, optional
+        ``or_assist.dewarp/1`` of the C-arm, applied to both video shots.
 
     Returns
     -------
@@ -192,11 +210,12 @@ def register_pair_files(ct_path: str | os.PathLike, image_paths, init_paths, out
 
     check_choice(polarity, POLARITY_SETTINGS, "--polarity")
     g1, g2 = geometry_paths
-    first = _shot_inputs(image_paths[0], g1, init_paths[0], "--init", notes)
+    dewarp = _load_dewarp(dewarp_path)
+    first = _shot_inputs(image_paths[0], g1, init_paths[0], "--init", notes, dewarp=dewarp)
     from or_assist.video.shot_files import read_shot_header
 
     second_geometry = g2 if g2 is not None or read_shot_header(image_paths[1]) is not None else g1
-    second = _shot_inputs(image_paths[1], second_geometry, init_paths[1], "--second-init", notes)
+    second = _shot_inputs(image_paths[1], second_geometry, init_paths[1], "--second-init", notes, dewarp=dewarp)
     plan = None
     targets = None
     if plan_path is not None:
