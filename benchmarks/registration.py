@@ -293,24 +293,68 @@ def family_shots(ct, plan, views, families, n: int, seed: int):
                 yield view, family, k, shot, start, polarity, np.stack([imp.entry_lps_mm, imp.apex_lps_mm])
 
 
+def dewarp_calibration(shot, rng, phantom_renderer, phantom):
+    """The intensifier of ``shot`` calibrated as ``or-assist calibrate --dewarp`` would: ``(geometry, Dewarp)``.
+
+    The C-arm's intensifier is calibrated with the two-plane bead grid mounted on its cover
+    at a known angle (drawn -20..20 deg), known to +-0.25 deg; the grid's image has the
+    shot's lens distortion and an S-distortion of 0.85-1.15 times the shot's (the
+    calibration was made at the view's C-arm orientation, not in the same second), the grid
+    3-5 mm off the central ray. Register ``dewarp.apply(shot.frame)`` with ``geometry``.
+    """
+    from or_assist.calibration.dewarp import calibrate_with_dewarp
+    from or_assist.sim.calibration_phantom import simulate_phantom_on_cover
+
+    s = shot.settings
+    carm = load_profile(PROFILE).geometry_at(max(shot.geometry.image_size_px))
+    mount = float(rng.uniform(-20.0, 20.0))
+    grid = ShotSettings(ii_distortion=s.ii_distortion, s_distortion_px=s.s_distortion_px * float(rng.uniform(0.85, 1.15)),
+                        frame_size_px=s.frame_size_px, collimation="circle", collimation_radius_fraction=0.95,
+                        step_fraction=1.0, seed=int(rng.integers(2**31)))
+    grid_shot, _ = simulate_phantom_on_cover(phantom_renderer, phantom, carm, grid,
+                                             angle_deg=mount + float(rng.uniform(-0.25, 0.25)),
+                                             shift_mm=rng.uniform(3.0, 5.0, 2) * rng.choice([-1, 1], 2))
+    cal, dewarp = calibrate_with_dewarp(grid_shot.frame, phantom, source_to_isocenter_mm=carm.source_to_isocenter_mm,
+                                        mount_angle_deg=mount)
+    return cal.geometry, dewarp
+
+
+def intensifier_grid():
+    """``(renderer, phantom)`` of the two-plane bead grid, for :func:`dewarp_calibration`."""
+    from or_assist.calibration.phantom import load_bead_phantom
+    from or_assist.sim.calibration_phantom import bead_phantom_volume
+
+    phantom = load_bead_phantom("bead_grid_two_plane")
+    return DRRRenderer(bead_phantom_volume(phantom)), phantom
+
+
 def run_families(name: str, ct, plan, views, families, n: int, seed: int, settings: RegistrationSettings,
-                 verbose: bool, other: RegistrationSettings | None = None):
+                 verbose: bool, other: RegistrationSettings | None = None, dewarp: bool = False):
     """Every view x family, ``n`` shots each (:func:`family_shots`), registered.
 
     With ``other``, each shot is registered with both settings, one right after the other
     (the order alternating from shot to shot, so that the machine's load hits both alike),
-    and ``(rows, other_rows)`` is returned; else the rows."""
+    and ``(rows, other_rows)`` is returned; else the rows. With ``dewarp``, shots with an
+    S-distortion are registered as the product sees them after a dewarp calibration
+    (:func:`dewarp_calibration`)."""
     # the registrar renders the CT as the product does from a CT (coarsened to
     # settings.volume_voxel_mm); the shots come from the CT as it is
     reg_renderer = DRRRenderer(AttenuationVolume.from_ct(registration_ct(ct, settings)))
     points = target_points(plan, ct)
     rows, other_rows = [], []
+    grid = None
     for i, (view, family, k, shot, start, polarity, targets) in enumerate(
             family_shots(ct, plan, views, families, n, seed)):
+        frame, geometry = shot.frame, shot.video_geometry
+        if dewarp and shot.settings.s_distortion_px > 0:
+            grid = intensifier_grid() if grid is None else grid
+            rng = np.random.default_rng([seed, views.index(view), families.index(family), k, 99])
+            geometry, dw = dewarp_calibration(shot, rng, *grid)
+            frame = dw.apply(shot.frame)
         runs = [(settings, rows, name)] + ([(other, other_rows, name + " [compared]")] if other is not None else [])
         for st, out, label in (runs if i % 2 == 0 else runs[::-1]):
-            res = Registrar(reg_renderer, shot.video_geometry, st).register(shot.frame, start, polarity=polarity,
-                                                                            target_lps_mm=targets)
+            res = Registrar(reg_renderer, geometry, st).register(frame, start, polarity=polarity,
+                                                                 target_lps_mm=targets)
             out.append(family_row(label, view, family, k, res, shot.pose, start, points, targets, verbose))
     return (rows, other_rows) if other is not None else rows
 
@@ -417,6 +461,9 @@ def main(argv=None) -> int:
                          "calibration families apart from held-out ones")
     ap.add_argument("--views", default=",".join(VIEWS_ALL), help="views of the family protocol")
     ap.add_argument("--per-cell", type=int, default=5, help="shots per view x family (default 5)")
+    ap.add_argument("--dewarp", action="store_true",
+                    help="family protocol: shots with an S-distortion are dewarped after a simulated mounted-grid "
+                         "calibration (or-assist calibrate --dewarp) and registered with its geometry")
     ap.add_argument("--calibration-families", default=",".join(CALIBRATION_FAMILIES),
                     help="families the thresholds may be tuned on; the rest are reported as held out")
     ap.add_argument("--time-budget-s", type=float, default=None, metavar="S",
@@ -507,7 +554,7 @@ def main_families(args, settings: RegistrationSettings) -> int:
         ct, plan, name = load_case(case)
         cases[case] = (ct, plan, name)
         rows = run_families(name, ct, plan, views, families, args.per_cell, args.seed, settings, not args.quiet,
-                            other=compared)
+                            other=compared, dewarp=args.dewarp)
         if compared is not None:
             rows, other_rows = rows
             out.append(family_table(f"{name}: COMPARED settings ({compared_label}), all families", other_rows))
@@ -526,6 +573,7 @@ def main_families(args, settings: RegistrationSettings) -> int:
     print(f"\nregistration benchmark, appearance families: metric {settings.metric} (finest level {settings.final_metric}), seed {args.seed}, "
           f"{args.per_cell} shots per view x family, time budget {settings.time_budget_s} s ({args.budget_clock} clock), "
           f"global stage {'on' if settings.global_search is not None else 'off'}, "
+          f"{'intensifier shots dewarped (mounted grid), ' if args.dewarp else ''}"
           f"{time.perf_counter() - started:.0f} s in all")
     print("\n".join(out))
     if cal_rows:

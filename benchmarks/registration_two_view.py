@@ -47,7 +47,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 
-from registration import SUCCESS_MM, load_case, random_pin, target_points  # noqa: E402
+from registration import (SUCCESS_MM, dewarp_calibration, intensifier_grid, load_case,  # noqa: E402
+                          random_pin, target_points)
 
 from or_assist.core.carm_profiles import load_profile  # noqa: E402
 from or_assist.core.pose import Pose  # noqa: E402
@@ -115,26 +116,35 @@ def row(case, family, views, i, res, truth, start, points, targets, mode) -> dic
             "n": res.n_evaluations, "reason": res.reason}
 
 
-def run(case, ct, plan, families, per_cell: int, seed: int, settings, verbose: bool, variants=None) -> list:
+def run(case, ct, plan, families, per_cell: int, seed: int, settings, verbose: bool, variants=None,
+        dewarp: bool = False) -> list:
     """Every pair kind x family, ``per_cell`` pairs: rows of each shot alone and jointly.
+
+    ``dewarp``: pairs with an S-distortion are seen through a dewarp calibration of their
+    intensifier (``registration.dewarp_calibration``, one per pair: the same C-arm).
 
     ``variants`` (label -> JointSettings, for tuning): the joint runs once per variant,
     reusing the shots' results alone (``alone=``), so its time leaves them out."""
     renderer = DRRRenderer(AttenuationVolume.from_ct(registration_ct(ct, settings)))
     points = target_points(plan, ct)
-    rows = []
+    rows, grid = [], None
     for pi, views in enumerate(PAIRS):
         for fi, family in enumerate(families):
             for k in range(per_cell):
                 rng = np.random.default_rng([seed, pi, fi, k])
                 shots, truths, starts, known, pol, targets = make_pair(ct, plan, views, family, rng)
-                alone = [Registrar(renderer, s.video_geometry, settings).register(
-                    s.frame, st, polarity=pol, target_lps_mm=targets) for s, st in zip(shots, starts)]
+                frames, geoms = [s.frame for s in shots], [s.video_geometry for s in shots]
+                if dewarp and shots[0].settings.s_distortion_px > 0:
+                    grid = intensifier_grid() if grid is None else grid
+                    g, dw = dewarp_calibration(shots[0], np.random.default_rng([seed, pi, fi, k, 99]), *grid)
+                    frames, geoms = [dw.apply(f) for f in frames], [g, g]
+                alone = [Registrar(renderer, g, settings).register(
+                    f, st, polarity=pol, target_lps_mm=targets) for f, g, st in zip(frames, geoms, starts)]
                 runs = [("joint", None, (None, None))] if variants is None else \
                     [(label, js, tuple(alone)) for label, js in variants.items()]
                 for label, js, reuse in runs:
-                    jr = JointRegistrar(renderer, shots[0].video_geometry, shots[1].video_geometry, settings, js)
-                    joint = jr.register(shots[0].frame, starts[0], shots[1].frame, starts[1],
+                    jr = JointRegistrar(renderer, geoms[0], geoms[1], settings, js)
+                    joint = jr.register(frames[0], starts[0], frames[1], starts[1],
                                         source2_from_source1=known, polarity=pol, target_lps_mm=targets, alone=reuse)
                     for i in range(2):
                         for mode, res in ((("alone", alone[i]),) if label == runs[0][0] else ()) + \
@@ -201,6 +211,8 @@ def main(argv=None) -> int:
                          "halved (the unloaded 2-core machine's wall time)")
     ap.add_argument("--other-patient", action="store_true", help="also pairs whose second shot is the other case's")
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--dewarp", action="store_true",
+                    help="pairs with an S-distortion seen through a simulated mounted-grid dewarp calibration")
     ap.add_argument("--tune", default=None, metavar="FIELD=V1,V2,...",
                     help="tuning (seeds 7 and 8 only): the joint with each value of one JointSettings field, on "
                          "the same pairs, reusing the shots' results alone (joint time then leaves them out)")
@@ -221,14 +233,16 @@ def main(argv=None) -> int:
     for case in args.cases.split(","):
         ct, plan, name = load_case(case)
         loaded[case] = (ct, plan)
-        rows += run(case, ct, plan, families, args.per_cell, args.seed, settings, not args.quiet, variants)
+        rows += run(case, ct, plan, families, args.per_cell, args.seed, settings, not args.quiet, variants,
+                    dewarp=args.dewarp)
     if args.other_patient and len(loaded) == 2:
         (a, (ct_a, plan_a)), (b, (ct_b, plan_b)) = loaded.items()
         notes.append(other_patient(a, ct_a, plan_a, ct_b, plan_b, families, args.seed, settings))
         notes.append(other_patient(b, ct_b, plan_b, ct_a, plan_a, families, args.seed, settings))
     print(f"\ntwo-view registration: seed {args.seed}, families {args.families}, {args.per_cell} pair(s) per pair "
           f"kind x family, time budget {settings.time_budget_s} s per shot ({args.budget_clock} clock; joint time "
-          f"per shot = the pair's / 2), {time.perf_counter() - started:.0f} s in all")
+          f"per shot = the pair's / 2), {'intensifier pairs dewarped (mounted grid), ' if args.dewarp else ''}"
+          f"{time.perf_counter() - started:.0f} s in all")
     print(tables(rows))
     print("\n".join(notes))
     return 0
