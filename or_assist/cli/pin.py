@@ -2,7 +2,7 @@
 
     or-assist pin --ct CT [--geometry G.json] --plan PLAN --implant ID
                   --shot SHOT.png|SHOT.dcm POSE.json [--shot SHOT2 POSE2.json]
-                  --out DEV.json [--overlay OUT.png] [--polarity auto|bone-dark|bone-bright]
+                  --out DEV.json [--overlay OUT.png] [--polarity auto|bone-dark|bone-bright] [--dewarp D.json]
 
 The work is :func:`or_assist.guidance.pin_files.pin_deviation_files` (its module doc
 describes ``or_assist.pin_deviation/1``); this module prints one line per shot and one
@@ -69,8 +69,9 @@ def shots_geometry(geometry_path: str | os.PathLike | None, image_paths) -> tupl
 def pin_command(ct_path: str | os.PathLike, geometry_path: str | os.PathLike | None, plan_path: str | os.PathLike,
                 implant_id: str, shots, out_path: str | os.PathLike, *,
                 overlay_path: str | os.PathLike | None = None, polarity: str = "auto",
-                thresholds=None, allow_ct_mismatch: bool = False) -> dict:
-    """Run :func:`~or_assist.guidance.pin_files.pin_deviation_files` (same parameters).
+                thresholds=None, allow_ct_mismatch: bool = False, dewarp_path=None) -> dict:
+    """Run :func:`~or_assist.guidance.pin_files.pin_deviation_files` (same parameters; ``dewarp_path``
+    an ``or_assist.dewarp/1`` file).
 
     Returns
     -------
@@ -82,9 +83,14 @@ def pin_command(ct_path: str | os.PathLike, geometry_path: str | os.PathLike | N
 
     shots = list(shots)
     geometry, notes = shots_geometry(geometry_path, [s[0] for s in shots if isinstance(s, (tuple, list)) and s])
+    dewarp = None
+    if dewarp_path is not None:
+        from or_assist.calibration.dewarp import load_dewarp
+
+        dewarp = load_dewarp(dewarp_path)
     res = pin_deviation_files(ct_path, geometry, plan_path, implant_id, shots, out_path,
                               overlay_path=overlay_path, polarity=polarity, thresholds=thresholds,
-                              allow_ct_mismatch=allow_ct_mismatch)
+                              allow_ct_mismatch=allow_ct_mismatch, dewarp=dewarp)
     return {"doc": res.doc, "out": res.out, "overlay": res.overlay,
             "summary": summary_lines(res.doc) + [f"warning: {n}" for n in notes]}
 
@@ -108,7 +114,7 @@ def summary_lines(doc: dict) -> list[str]:
 def cmd_pin(args) -> int:
     """Print the summary and the path written."""
     res = pin_command(args.ct, args.geometry, args.plan, args.implant, [tuple(s) for s in args.shot], args.out,
-                      overlay_path=args.overlay, polarity=args.polarity)
+                      overlay_path=args.overlay, polarity=args.polarity, dewarp_path=args.dewarp)
     emit(res["summary"])
     emit(f"wrote {res['out']}")
     return 0
@@ -127,4 +133,6 @@ def add_parsers(sub) -> None:
     s.add_argument("--out", required=True, type=Path, help="or_assist.pin_deviation/1 JSON output")
     s.add_argument("--overlay", default=None, type=Path, help="also draw the overlay of the first shot here")
     s.add_argument("--polarity", choices=("auto", *POLARITIES), default="auto")
+    s.add_argument("--dewarp", default=None,
+                   help="or_assist.dewarp/1 of an image intensifier (as given to register): dewarp video shots first")
     s.set_defaults(func=cmd_pin)

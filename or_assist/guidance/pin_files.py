@@ -131,7 +131,7 @@ class PinDeviationFiles:
 def pin_deviation_files(ct_path: str | os.PathLike, geometry_path: str | os.PathLike,
                         plan_path: str | os.PathLike, implant_id: str, shots, out_path: str | os.PathLike, *,
                         overlay_path: str | os.PathLike | None = None, polarity: str = "auto",
-                        thresholds=None, allow_ct_mismatch: bool = False) -> PinDeviationFiles:
+                        thresholds=None, allow_ct_mismatch: bool = False, dewarp=None) -> PinDeviationFiles:
     """The pin in one or two shots against the plan (module doc); writes ``out_path``.
 
     Parameters
@@ -155,6 +155,9 @@ def pin_deviation_files(ct_path: str | os.PathLike, geometry_path: str | os.Path
     thresholds : CueThresholds, optional
     allow_ct_mismatch : bool
         Accept a CT whose voxel hash differs from the plan's (with a warning).
+    dewarp : Dewarp, optional
+        An image intensifier's (``register --dewarp``): video shots are dewarped first, as
+        they were registered (DICOM shots are not).
 
     Returns
     -------
@@ -176,7 +179,7 @@ def pin_deviation_files(ct_path: str | os.PathLike, geometry_path: str | os.Path
         ViewUncertainty,
         two_view_deviation,
     )
-    from or_assist.video.shot_files import read_shot_image
+    from or_assist.video.shot_files import read_shot_header, read_shot_image
 
     shots = list(shots)
     if not 1 <= len(shots) <= 2 or not all(isinstance(s, (tuple, list)) and len(s) == 2 for s in shots):
@@ -189,6 +192,8 @@ def pin_deviation_files(ct_path: str | os.PathLike, geometry_path: str | os.Path
     entries, states, uncs = [], [], []
     for image_path, pose_path in shots:
         frame = read_shot_image(image_path)
+        if dewarp is not None and read_shot_header(image_path) is None:
+            frame = dewarp.apply(frame, str(image_path))
         pose, registered, reason = read_pose_or_registration(pose_path)
         entry, state = _one_shot(frame, pose, registered, reason, geometry, implant, plan, thresholds, polarity,
                                  image_path)

@@ -212,3 +212,19 @@ def test_an_s_distorted_shot_registers_through_the_dewarp(calibrated, carm, real
     assert out["success"], out["summary"]
     assert target_error_mm(start, true, points) > 8.0
     assert target_error_mm(got, true, points) < 1.5     # 0.87 mm here; without the dewarp: refused
+
+
+def test_pin_dewarps_video_shots_as_register_does(calibrated, real_ct_path, tmp_path):
+    from or_assist.cli.pin import pin_command
+    from or_assist.core.geometry import save_geometry
+    from tests.conftest import REAL_PLAN
+
+    _, (res, dewarp), _ = calibrated
+    save_dewarp(tmp_path / "d.json", dewarp)
+    save_geometry(res.geometry.resampled(640, 480), tmp_path / "g.json")
+    cv2.imwrite(str(tmp_path / "shot.png"), np.zeros((480, 640), np.uint8))
+    (tmp_path / "pose.json").write_text('{"schema": "or_assist.pose/1", "T_source_from_patient": '
+                                        '[[1,0,0,0],[0,0,-1,260],[0,1,0,760],[0,0,0,1]]}')
+    with pytest.raises(InputError, match="shot.png.*dewarp was calibrated for 768x576"):
+        pin_command(real_ct_path, tmp_path / "g.json", REAL_PLAN, "R1", [(tmp_path / "shot.png", tmp_path / "pose.json")],
+                    tmp_path / "dev.json", dewarp_path=tmp_path / "d.json")
