@@ -148,18 +148,24 @@ def test_the_live_pipeline_refuses_a_dewarp_of_another_frame_size(calibrated):
     assert LivePipeline(plan, res.geometry, registrar=object(), dewarp=dewarp).dewarp is dewarp
 
 
-def test_register_names_a_shot_whose_size_the_dewarp_does_not_fit(calibrated, tmp_path):
+def _mismatched_shot_files(calibrated, tmp_path):
+    """The dewarp (768x576) and a 640x480 shot with its geometry and a pose: d.json, g.json, shot.png, pose.json."""
     from or_assist.core.geometry import save_geometry
-    from or_assist.register.files import register_files
 
     _, (res, dewarp), _ = calibrated
     save_dewarp(tmp_path / "d.json", dewarp)
     save_geometry(res.geometry.resampled(640, 480), tmp_path / "g.json")
     cv2.imwrite(str(tmp_path / "shot.png"), np.zeros((480, 640), np.uint8))
-    (tmp_path / "init.json").write_text('{"schema": "or_assist.pose/1", "T_source_from_patient": '
+    (tmp_path / "pose.json").write_text('{"schema": "or_assist.pose/1", "T_source_from_patient": '
                                         '[[1,0,0,0],[0,0,-1,260],[0,1,0,760],[0,0,0,1]]}')
+
+
+def test_register_names_a_shot_whose_size_the_dewarp_does_not_fit(calibrated, tmp_path):
+    from or_assist.register.files import register_files
+
+    _mismatched_shot_files(calibrated, tmp_path)
     with pytest.raises(InputError, match="shot.png.*dewarp was calibrated for 768x576"):
-        register_files(tmp_path / "no_ct", tmp_path / "g.json", tmp_path / "shot.png", tmp_path / "init.json",
+        register_files(tmp_path / "no_ct", tmp_path / "g.json", tmp_path / "shot.png", tmp_path / "pose.json",
                        tmp_path / "out.json", dewarp_path=tmp_path / "d.json")
 
 
@@ -216,15 +222,9 @@ def test_an_s_distorted_shot_registers_through_the_dewarp(calibrated, carm, real
 
 def test_pin_dewarps_video_shots_as_register_does(calibrated, real_ct_path, tmp_path):
     from or_assist.cli.pin import pin_command
-    from or_assist.core.geometry import save_geometry
     from tests.conftest import REAL_PLAN
 
-    _, (res, dewarp), _ = calibrated
-    save_dewarp(tmp_path / "d.json", dewarp)
-    save_geometry(res.geometry.resampled(640, 480), tmp_path / "g.json")
-    cv2.imwrite(str(tmp_path / "shot.png"), np.zeros((480, 640), np.uint8))
-    (tmp_path / "pose.json").write_text('{"schema": "or_assist.pose/1", "T_source_from_patient": '
-                                        '[[1,0,0,0],[0,0,-1,260],[0,1,0,760],[0,0,0,1]]}')
+    _mismatched_shot_files(calibrated, tmp_path)
     with pytest.raises(InputError, match="shot.png.*dewarp was calibrated for 768x576"):
         pin_command(real_ct_path, tmp_path / "g.json", REAL_PLAN, "R1", [(tmp_path / "shot.png", tmp_path / "pose.json")],
                     tmp_path / "dev.json", dewarp_path=tmp_path / "d.json")
