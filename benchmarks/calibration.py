@@ -43,6 +43,7 @@ from or_assist.sim.shots.simulate import simulate_shot
 from or_assist.sim.shots.settings import ShotSettings
 from or_assist.calibration.solve import calibrate  # noqa: E402
 from or_assist.calibration.phantom import load_bead_phantom  # noqa: E402
+from or_assist.calibration.dewarp import in_plane_angle_rad  # noqa: E402
 from or_assist.sim.calibration_phantom import bead_phantom_volume  # noqa: E402
 
 II_K1 = [1.5, 0.0, 0.0, 0.0, 0.0]
@@ -98,8 +99,7 @@ def row(name, frames, truth, poses, phantom, s2i, **kw):
 
 
 def _in_plane_deg(pose) -> float:
-    r = pose.matrix
-    return math.degrees(math.atan2(r[1, 0], r[0, 0]))
+    return math.degrees(in_plane_angle_rad(pose.matrix[:3, :3]))
 
 
 def dewarp_table(renderer, phantom) -> str:

@@ -24,7 +24,7 @@ __getattr__, __dir__, __all__ = _lazy.attach(
     submodules=['detect', 'dewarp', 'dewarp_joint', 'match', 'phantom', 'result', 'solve'],
     submod_attrs={
         'detect': ['BeadDetections', 'as_grey_image', 'detect_beads'],
-        'dewarp': ['DEWARP_SCHEMA', 'Dewarp', 'fit_dewarp', 'calibrate_with_dewarp', 'load_dewarp', 'save_dewarp'],
+        'dewarp': ['DEWARP_SCHEMA', 'Dewarp', 'fit_dewarp', 'calibrate_with_dewarp', 'in_plane_angle_rad', 'load_dewarp', 'save_dewarp'],
         'dewarp_joint': ['refine_jointly'],
         'match': ['PlaneMatch', 'split_planes', 'grow_lattice', 'match_marker', 'identify_beads'],
         'phantom': ['BEAD_PHANTOM_SCHEMA', 'PHANTOM_DIR', 'BeadPlane', 'BeadPhantom', 'load_bead_phantom', 'grid_symmetries'],

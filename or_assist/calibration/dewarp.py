@@ -63,10 +63,11 @@ import numpy as np
 
 from or_assist.core import jsonio
 from or_assist.core.geometry import project
-from or_assist.core.pose import Pose
+from or_assist.core.pose import Pose, rotation_about_axis
 from or_assist.errors import InputError
 
-__all__ = ["DEWARP_SCHEMA", "Dewarp", "fit_dewarp", "calibrate_with_dewarp", "load_dewarp", "save_dewarp"]
+__all__ = ["DEWARP_SCHEMA", "Dewarp", "fit_dewarp", "calibrate_with_dewarp", "in_plane_angle_rad", "load_dewarp",
+           "save_dewarp"]
 
 DEWARP_SCHEMA = "or_assist.dewarp/1"
 _DEGREES = (2, 3, 4, 5, 6)
@@ -147,9 +148,7 @@ class Dewarp:
         d = p - c
         r = np.hypot(d[:, 0], d[:, 1])
         k = np.where(r > self.radius_px, self.radius_px / np.maximum(r, 1e-12), 1.0)
-        xy = d * k[:, None] / self.scale_px
-        return np.stack([_design(xy, self.degree, 0) @ self.coefficients_u,
-                         _design(xy, self.degree, 1) @ self.coefficients_v], axis=1)
+        return _predict(d * k[:, None] / self.scale_px, (self.coefficients_u, self.coefficients_v), self.degree)
 
     def undo(self, seen_px, iterations: int = 4) -> np.ndarray:
         """Where the geometry puts points (N, 2) that the frame shows at ``seen_px`` (fixed-point inverse)."""
@@ -251,10 +250,17 @@ class Dewarp:
                 f"residual {self.fit_rms_px:.2f} px rms (cross-validated {self.check_rms_px:.2f} px); {twist}")
 
 
+def in_plane_angle_rad(rotation) -> float:
+    """The in-plane angle (rad) of a rotation's x axis in the source frame: from the image's
+    +u axis towards +v (a phantom pose's ``T_source_from_phantom[:3, :3]``, module doc)."""
+    r = np.asarray(rotation, dtype=float)
+    return math.atan2(r[1, 0], r[0, 0])
+
+
 def _turned(pose: Pose, angle_rad: float) -> Pose:
     """``pose`` turned by ``angle_rad`` about the source's z axis (the central ray)."""
-    c, s = math.cos(angle_rad), math.sin(angle_rad)
-    rz = np.array([[c, -s, 0, 0], [s, c, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], dtype=float)
+    rz = np.eye(4)
+    rz[:3, :3] = rotation_about_axis((0.0, 0.0, 1.0), angle_rad)
     return Pose(rz @ pose.matrix)
 
 
@@ -313,9 +319,7 @@ def fit_dewarp(result, *, mount_angle_deg: float | None = None, degree: int | No
             continue
         pose = im.pose
         if mount_angle_deg is not None:
-            r = pose.matrix
-            fitted = math.atan2(r[1, 0], r[0, 0])
-            pose = _turned(pose, math.radians(mount_angle_deg) - fitted)
+            pose = _turned(pose, math.radians(mount_angle_deg) - in_plane_angle_rad(pose.matrix[:3, :3]))
         ideal.append(project(im.phantom_mm, pose, g))
         px = np.asarray(im.image_px, dtype=float)
         seen.append(px if applied is None else px + applied.displacement_px(px))

@@ -6,9 +6,9 @@ bent the principal point and the plate's tilt to absorb part of the distortion, 
 alternating the two fits converges to that biased point. Here one least-squares problem
 (:func:`scipy.optimize.least_squares`) holds the focal lengths, the principal point,
 every image's phantom pose and the dewarp's coefficients, with the residual ``dewarp(project(bead)) - seen`` over all
-beads of all used images. The lens model (``k1, k2, p1, p2``) stays the calibration's:
-the field's odd terms would otherwise trade with it (a radial distortion is a cubic
-displacement), the two growing large and opposite.
+beads of all used images. There is no lens model (``k1, k2, p1, p2``): the field holds
+all the distortion, as the field's odd terms would otherwise trade with it (a radial
+distortion is a cubic displacement), the two growing large and opposite.
 
 A smooth field can mimic a tilted plate (a keystone is a quadratic displacement), so
 the images with the phantom **lying on the detector cover** are held flat: their plate
@@ -29,6 +29,7 @@ from scipy.optimize import least_squares
 
 from or_assist.core.geometry import CArmGeometry
 from or_assist.core.pose import Pose
+from or_assist.errors import InputError
 
 __all__ = ["refine_jointly"]
 
@@ -41,8 +42,8 @@ def refine_jointly(result, dewarp, phantom, mount_angle_deg: float | None):
     Parameters
     ----------
     result : CalibrationResult
-        A calibration whose ``image_px`` are the centres dewarped by ``dewarp``
-        (``bead_correction=dewarp.undo``).
+        A calibration without a lens model (``distortion="none"``) whose ``image_px`` are
+        the centres dewarped by ``dewarp`` (``bead_correction=dewarp.undo``).
     dewarp : Dewarp
         The dewarp that calibration used; its degree is kept.
     phantom : BeadPhantom
@@ -53,49 +54,53 @@ def refine_jointly(result, dewarp, phantom, mount_angle_deg: float | None):
     Returns
     -------
     (CalibrationResult, Dewarp)
+
+    Raises
+    ------
+    InputError
+        ``result`` has a lens model.
     """
-    from or_assist.calibration.dewarp import Dewarp, _cross_validated_rms, _design, _terms
+    from or_assist.calibration.dewarp import Dewarp, _cross_validated_rms, _predict, _terms, in_plane_angle_rad
 
     g = result.geometry
+    if g.distortion is not None:
+        raise InputError("must be calibrated without a lens model (distortion='none'): the dewarp holds it",
+                         "result")
     ims = [im for im in result.images if im.status == "ok" and im.pose is not None]
     seen = [np.asarray(im.image_px, float) + dewarp.displacement_px(im.image_px) for im in ims]
     obj = [np.asarray(im.phantom_mm, float) for im in ims]
-    dist0 = np.zeros(5) if g.distortion is None else np.asarray(g.distortion, float)
-    free_dist = np.zeros(0, dtype=int)   # the lens model stays the calibration's (module doc)
-    n_d, n_t, deg, scale = len(free_dist), len(_terms(dewarp.degree, 0)), dewarp.degree, dewarp.scale_px
+    n_t, deg, scale = len(_terms(dewarp.degree, 0)), dewarp.degree, dewarp.scale_px
     poses = [np.r_[cv2.Rodrigues(im.pose.matrix[:3, :3])[0].ravel(), im.pose.matrix[:3, 3]] for im in ims]
     x0 = np.r_[g.sid_mm / g.pixel_spacing_mm[0], g.sid_mm / g.pixel_spacing_mm[1], g.principal_point_px,
-               dist0[free_dist], np.concatenate(poses), dewarp.coefficients_u, dewarp.coefficients_v]
+               np.concatenate(poses), dewarp.coefficients_u, dewarp.coefficients_v]
     mount = None if mount_angle_deg is None else math.radians(mount_angle_deg)
 
     def unpack(x):
-        dist = dist0.copy()
-        dist[free_dist] = x[4:4 + n_d]
-        k = 4 + n_d + 6 * len(ims)
-        return x[0], x[1], x[2], x[3], dist, x[4 + n_d:k].reshape(-1, 6), x[k:k + n_t], x[k + n_t:k + 2 * n_t]
+        k = 4 + 6 * len(ims)
+        return x[0], x[1], x[2], x[3], x[4:k].reshape(-1, 6), x[k:k + n_t], x[k + n_t:k + 2 * n_t]
 
     def pinhole(x):
-        fx, fy, u0, v0, dist, pose, _, _ = unpack(x)
+        fx, fy, u0, v0, pose, _, _ = unpack(x)
         kmat = np.array([[fx, 0, u0], [0, fy, v0], [0, 0, 1]], float)
-        return [cv2.projectPoints(o, pose[j, :3], pose[j, 3:], kmat, dist)[0].reshape(-1, 2) for j, o in enumerate(obj)]
+        return [cv2.projectPoints(o, pose[j, :3], pose[j, 3:], kmat, None)[0].reshape(-1, 2)
+                for j, o in enumerate(obj)]
 
     def residuals(x, penalties=True):
-        fx, fy, u0, v0, dist, pose, cu, cv = unpack(x)
+        fx, fy, u0, v0, pose, cu, cv = unpack(x)
         out = []
         for j, (p, s) in enumerate(zip(pinhole(x), seen)):
-            xy = (p - (u0, v0)) / scale
-            out += [p[:, 0] + _design(xy, deg, 0) @ cu - s[:, 0], p[:, 1] + _design(xy, deg, 1) @ cv - s[:, 1]]
+            out.append((p + _predict((p - (u0, v0)) / scale, (cu, cv), deg) - s).T.ravel())
             if penalties and ims[j].on_detector:
                 r = cv2.Rodrigues(pose[j, :3])[0]
                 pen = [r[0, 2], r[1, 2]]
                 if mount is not None:
-                    d = math.atan2(r[1, 0], r[0, 0]) - mount
+                    d = in_plane_angle_rad(r) - mount
                     pen.append(math.atan2(math.sin(d), math.cos(d)))
                 out.append(_PENALTY_PX_PER_RAD * np.asarray(pen))
         return np.concatenate(out)
 
     fit = least_squares(residuals, x0, method="lm", x_scale="jac")
-    fx, fy, u0, v0, dist, pose, cu, cv = unpack(fit.x)
+    fx, fy, u0, v0, pose, cu, cv = unpack(fit.x)
     new_ims, plate = list(result.images), []
     for j, im in enumerate(ims):
         r = cv2.Rodrigues(pose[j, :3])[0]
@@ -106,11 +111,11 @@ def refine_jointly(result, dewarp, phantom, mount_angle_deg: float | None):
             im, pose=Pose.from_rotation_translation(r, pose[j, 3:]), plate_distance_mm=dist_mm)
     sid = float(np.mean(plate)) + phantom.plate_to_detector_mm if plate else g.sid_mm
     geom = CArmGeometry(g.image_size_px, sid, (sid / fx, sid / fy), (float(u0), float(v0)),
-                        g.source_to_isocenter_mm, None if g.distortion is None else dist)
+                        g.source_to_isocenter_mm, None)
     n = sum(len(o) for o in obj)
     ideal = np.vstack(pinhole(fit.x))
     xy = (ideal - (u0, v0)) / scale
-    disp = np.stack([_design(xy, deg, k) @ c for k, c in ((0, cu), (1, cv))], axis=1)
+    disp = _predict(xy, (cu, cv), deg)
     # the field cross-validated over the beads with the refined geometry and poses held
     check = _cross_validated_rms(xy, np.vstack(seen) - ideal, deg)
     new_dw = Dewarp(dewarp.image_size_px, (float(u0), float(v0)), scale,

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from or_assist.calibration.dewarp import Dewarp, calibrate_with_dewarp, load_dewarp, save_dewarp
+from or_assist.calibration.dewarp import Dewarp, calibrate_with_dewarp, in_plane_angle_rad, load_dewarp, save_dewarp
 from or_assist.calibration.phantom import load_bead_phantom
 from or_assist.calibration.solve import calibrate
 from or_assist.cli.calibrate import calibrate_command
@@ -56,9 +56,8 @@ def second(grid, carm):
     return _image(grid, carm, MOUNT_DEG + 5.0, (-6.0, 5.0), seed=2)
 
 
-def _in_plane_deg(pose):
-    r = pose.matrix
-    return math.degrees(math.atan2(r[1, 0], r[0, 0]))
+def _in_plane_deg(pose) -> float:
+    return math.degrees(in_plane_angle_rad(pose.matrix[:3, :3]))
 
 
 def test_the_plain_calibration_cannot_fit_an_s_distorted_grid(grid, second):
