@@ -2,9 +2,10 @@
 
 Layout (dark, for reading from 1-2 m): the live video large on the left with the
 guidance overlay as a separate layer (opacity adjustable; :mod:`~or_assist.app.image_view`);
-on the right the virtual view of the active implant and view with the planned C-arm
-angles, the selector, the deviation panel (:mod:`~or_assist.app.panel`: big numbers, the
-cue colour, the correction in words), the C-arm positioning hint and the case line; a
+on the right, what is said first: the deviation panel (:mod:`~or_assist.app.panel`: big
+numbers, the cue colour, the correction in words, the warnings), the C-arm positioning hint
+and the case line; below them the selector and the virtual view of the active implant and
+view with the planned C-arm angles, which gives up its room when the texts need it; a
 status bar (:mod:`~or_assist.app.status`) with the video signal, display rate,
 registration state and shot-to-overlay latency. Keys and capture:
 :mod:`~or_assist.app.controls`; background work: :mod:`~or_assist.app.workers`.
@@ -140,18 +141,21 @@ class MainWindow(DisplayControls, QtWidgets.QMainWindow):
             self.video_view.box, self.video_view.item, self.video_view.overlay_item
         row.addWidget(self.video_view, 3)
 
+        # The column, what is said first: the deviation panel, the C-arm hint and the case
+        # line; below them the selector, the virtual view of the active implant and view with
+        # its planned C-arm angles (for the radiographer), and the overlay slider.
         side = QtWidgets.QVBoxLayout()
         side.setSpacing(8)
-        self.virtual_view = ImageView()
-        self.virtual_view.setMinimumHeight(200)
-        self.virtual_box, self.virtual_item = self.virtual_view.box, self.virtual_view.item
-        self.virtual_caption = label("virtual view", theme.MIN_TEXT_PX, theme.DIM, bold=False)
-        side.addWidget(self.virtual_caption)
-        # the active planned view's C-arm angles, for the radiographer
-        self.angles_label = label("", theme.MIN_TEXT_PX, theme.AMBER, bold=False)
-        self.angles_label.setWordWrap(True)
-        side.addWidget(self.angles_label)
-        side.addWidget(self.virtual_view, 2)
+        self.panel = DeviationPanel(self.pipeline.thresholds)
+        for name in ("level_label", "state_label", "mm_label", "deg_label", "correction_label", "warning_label",
+                     "hint_label"):
+            setattr(self, name, getattr(self.panel, name))
+        side.addWidget(self.panel)
+        side.addWidget(self.hint_label)
+        self.status = StatusBar(self.statusBar())
+        for name in ("signal_label", "fps_label", "registration_label", "latency_label", "case_label"):
+            setattr(self, name, getattr(self.status, name))
+        side.addWidget(self.case_label)   # the case line beside the panel, where it has room at 32 px
 
         pick = QtWidgets.QHBoxLayout()
         self.implant_box = QtWidgets.QComboBox()
@@ -167,16 +171,15 @@ class MainWindow(DisplayControls, QtWidgets.QMainWindow):
         pick.addWidget(self.view_box)
         side.addLayout(pick)
 
-        self.panel = DeviationPanel(self.pipeline.thresholds)
-        for name in ("level_label", "state_label", "mm_label", "deg_label", "correction_label", "warning_label",
-                     "hint_label"):
-            setattr(self, name, getattr(self.panel, name))
-        side.addWidget(self.panel, 3)
-        side.addWidget(self.hint_label)
-        self.status = StatusBar(self.statusBar())
-        for name in ("signal_label", "fps_label", "registration_label", "latency_label", "case_label"):
-            setattr(self, name, getattr(self.status, name))
-        side.addWidget(self.case_label)   # the case line beside the panel, where it has room at 32 px
+        self.virtual_caption = label("virtual view", theme.MIN_TEXT_PX, theme.DIM, bold=False)
+        side.addWidget(self.virtual_caption)
+        self.angles_label = label("", theme.MIN_TEXT_PX, theme.AMBER, bold=False, wrap=True)
+        side.addWidget(self.angles_label)
+        self.virtual_view = ImageView()   # takes the room the texts leave, down to none
+        self.virtual_view.setMinimumHeight(0)
+        self.virtual_view.setSizePolicy(QtWidgets.QSizePolicy.Preferred, QtWidgets.QSizePolicy.Ignored)
+        self.virtual_box, self.virtual_item = self.virtual_view.box, self.virtual_view.item
+        side.addWidget(self.virtual_view, 1)
 
         opacity = QtWidgets.QHBoxLayout()
         opacity.addWidget(label("overlay", theme.MIN_TEXT_PX, theme.DIM, bold=False))
@@ -189,8 +192,18 @@ class MainWindow(DisplayControls, QtWidgets.QMainWindow):
         side.addLayout(opacity)
         holder = QtWidgets.QWidget()
         holder.setLayout(side)
-        holder.setMinimumWidth(520)
-        row.addWidget(holder, 1)
+        # The column never makes the window taller than the screen: when its texts need more
+        # room than there is, the virtual view gives its room first (down to none), then what
+        # is at the bottom (the overlay slider, the angles) is cut, never drawn over.
+        column = QtWidgets.QScrollArea()
+        column.setWidget(holder)
+        column.setWidgetResizable(True)
+        column.setFrameShape(QtWidgets.QFrame.NoFrame)
+        column.setFocusPolicy(QtCore.Qt.NoFocus)
+        for policy in (column.setHorizontalScrollBarPolicy, column.setVerticalScrollBarPolicy):
+            policy(QtCore.Qt.ScrollBarAlwaysOff)
+        column.setMinimumWidth(520)
+        row.addWidget(column, 1)
         self.setCentralWidget(central)
         self._show_selection(by=None)
 

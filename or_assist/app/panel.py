@@ -28,11 +28,42 @@ from or_assist.guidance.cues import CueThresholds, judged_apex_mm
 from or_assist.guidance.deviation import END_ON_FORESHORTENING
 from or_assist.live.wording import headline, plain_reason, plain_warning
 
-__all__ = ["DeviationPanel", "label", "main_numbers", "number_html"]
+__all__ = ["DeviationPanel", "WrappedLabel", "label", "main_numbers", "number_html"]
+
+
+class WrappedLabel(QtWidgets.QLabel):
+    """A word-wrapped label that claims the height its wrapped lines need at its width.
+
+    A layout nested in others does not ask a word-wrapped label for its height at the
+    width it is given, and squeezes it (its lines drawn over the next label's, the last
+    one cut). This one sets its minimum height to :meth:`heightForWidth` whenever its text
+    or width changes, so that the room is taken from what can give it (the virtual view),
+    never from what is said. ``floor_px`` is a minimum height it keeps even when short.
+    """
+
+    def __init__(self, text: str = "", floor_px: int = 0, parent=None):
+        super().__init__(text, parent)
+        self.floor_px = int(floor_px)
+        self.setWordWrap(True)
+        self._fit()
+
+    def setText(self, text: str) -> None:  # noqa: N802 (Qt's name)
+        super().setText(text)
+        self._fit()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        super().resizeEvent(event)
+        self._fit()
+
+    def _fit(self) -> None:
+        need = self.heightForWidth(max(self.width(), 1)) if self.text() else 0
+        need = max(need, self.floor_px)
+        if need != self.minimumHeight():
+            self.setMinimumHeight(need)
 
 
 def label(text: str, size_px: int, colour: str = theme.TEXT, bold: bool = True,
-          align=QtCore.Qt.AlignLeft | QtCore.Qt.AlignVCenter) -> QtWidgets.QLabel:
+          align=QtCore.Qt.AlignLeft | QtCore.Qt.AlignVCenter, wrap: bool = False) -> QtWidgets.QLabel:
     """A label of the display: ``size_px`` font, ``colour``, takes no keyboard focus.
 
     Parameters
@@ -44,12 +75,14 @@ def label(text: str, size_px: int, colour: str = theme.TEXT, bold: bool = True,
         Hex colour of the text.
     bold : bool
     align : Qt.Alignment
+    wrap : bool
+        Word-wrap the text, with the height its lines need (:class:`WrappedLabel`).
 
     Returns
     -------
     QLabel
     """
-    lab = QtWidgets.QLabel(text)
+    lab = WrappedLabel(text) if wrap else QtWidgets.QLabel(text)
     lab.setFont(theme.font_px(size_px, bold))
     lab.setStyleSheet(f"color: {colour};")
     lab.setAlignment(align)
@@ -137,8 +170,7 @@ class DeviationPanel(QtWidgets.QFrame):
         self.setObjectName("panel")
         col = QtWidgets.QVBoxLayout(self)
         col.setContentsMargins(16, 12, 16, 12)
-        self.state_label = label("", theme.TEXT_PX, theme.DIM)
-        self.state_label.setWordWrap(True)
+        self.state_label = label("", theme.TEXT_PX, theme.DIM, wrap=True)
         numbers = QtWidgets.QHBoxLayout()
         self.mm_text = self.deg_text = "--"
         self.mm_label = label(number_html("--", "mm", theme.DIM), theme.NUMBER_PX)
@@ -149,18 +181,15 @@ class DeviationPanel(QtWidgets.QFrame):
         numbers.addWidget(self.deg_label)
         self.level_label = label("", theme.TITLE_PX, theme.BACKGROUND, align=QtCore.Qt.AlignCenter)
         self.level_label.setMinimumHeight(theme.TITLE_PX + 20)
-        self.correction_label = label("", theme.TEXT_PX)
-        self.correction_label.setWordWrap(True)
-        self.correction_label.setMinimumHeight(3 * QtGui.QFontMetrics(self.correction_label.font()).lineSpacing())
-        self.warning_label = label("", theme.TEXT_PX, theme.RED)
-        self.warning_label.setWordWrap(True)
+        self.correction_label = label("", theme.TEXT_PX, wrap=True)
+        self.correction_label.floor_px = 2 * QtGui.QFontMetrics(self.correction_label.font()).lineSpacing()
+        self.warning_label = label("", theme.TEXT_PX, theme.RED, wrap=True)
         for w in (self.level_label, self.state_label):
             col.addWidget(w)
         col.addLayout(numbers)
         col.addWidget(self.correction_label)
         col.addWidget(self.warning_label)
-        self.hint_label = label("", theme.TEXT_PX, theme.AMBER)
-        self.hint_label.setWordWrap(True)
+        self.hint_label = label("", theme.TEXT_PX, theme.AMBER, wrap=True)
 
     def render(self, r, *, shown: dict | None, image_changing: bool, context) -> None:
         """Show what is on screen now (module doc).

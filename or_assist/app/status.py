@@ -76,8 +76,7 @@ class StatusBar:
         for w in (self.registration_label, self.latency_label, self.fps_label):
             bar.addPermanentWidget(w)
         # the case line (captures, faults) beside the panel, where it has room at 32 px
-        self.case_label = label("", theme.STATUS_PX, theme.DIM, bold=False)
-        self.case_label.setWordWrap(True)
+        self.case_label = label("", theme.STATUS_PX, theme.DIM, bold=False, wrap=True)
 
     def show(self, *, signal: tuple[str, str], fps: float, registration: tuple[str, str],
              latency_s: float | None, log_fault: str | None, flash: str | None, shots: int, captures: int) -> None:

@@ -27,7 +27,7 @@ def main(out_png: str, stall_s: float = 100.0, limit_s: float = 270.0) -> int:
     from or_assist.register.settings import RegistrationSettings
 
     case = open_demo_case(cases_root=tempfile.mkdtemp(), implants=["L1"],
-                          registration_settings=RegistrationSettings(time_budget_s=None))
+                          registration_settings=RegistrationSettings(time_budget_s=None), hold_s=20.0)
     window = MainWindow(case, AppSettings())
     window.show_on_screen(0, full_screen=True)
     window.start()

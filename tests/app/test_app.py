@@ -41,7 +41,7 @@ def _window(qtbot, qapp, case):
 
 @pytest.fixture
 def demo_window(qtbot, qapp, tmp_path):
-    case = open_demo_case(cases_root=tmp_path, implants=["L1"], registration_settings=NO_BUDGET)
+    case = open_demo_case(cases_root=tmp_path, implants=["L1"], registration_settings=NO_BUDGET, hold_s=HOLD_S)
     window = _window(qtbot, qapp, case)
     yield window
     window.shutdown()
@@ -124,6 +124,10 @@ def test_keys_select_implant_view_overlay_and_opacity(demo_window, qtbot):
 
 #: The display's tests must not depend on the machine's speed (the budget has its own tests).
 NO_BUDGET = RegistrationSettings(time_budget_s=None)
+#: Each demo shot stays on screen this long: a registration without a budget takes 6-9 s
+#: on a slow 2-core machine, longer than the demo's own hold, and the result of a shot that
+#: is no longer shown is (rightly) not what the panel shows.
+HOLD_S = 20.0
 
 
 class SlowRegistrar:
@@ -233,7 +237,7 @@ def test_a_case_log_fault_stops_recording_not_guidance(qtbot, qapp, tmp_path):
     case is marked interrupted with the reason."""
     import shutil
 
-    case = open_demo_case(cases_root=tmp_path, implants=["L1"], registration_settings=NO_BUDGET)
+    case = open_demo_case(cases_root=tmp_path, implants=["L1"], registration_settings=NO_BUDGET, hold_s=HOLD_S)
     images = case.case_log.case_dir / "images"
     shutil.rmtree(images)
     images.write_text("in the way")

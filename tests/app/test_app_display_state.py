@@ -446,3 +446,43 @@ def test_no_big_offset_number_from_an_unseen_tip(display, qtbot):
     w.registration.done.emit(job, (end_on, np.zeros((4, 4, 4), np.uint8)))
     panel = w.panel_text()
     assert panel["deg"] == "-- deg" and panel["mm"] == f"{r.deviation.tip_offset_mm:.1f} mm"
+
+
+
+@pytest.mark.parametrize("size_px, n_warnings", [((1600, 900), 1), ((1600, 1000), 1), ((1920, 1080), 2)])
+def test_a_long_warning_gets_the_room_it_needs(display, qtbot, qapp, size_px, n_warnings):
+    """A registered shot with two correction lines and long safety warnings, a C-arm hint
+    and a case line, in the window the display opens (1600 x 900), the demo's and a 1080p
+    screen: the window keeps its size, every text gets the height its wrapped lines need,
+    nothing is drawn over anything else, and what is said is on screen whole (the virtual
+    view below it gives up its room first)."""
+    from or_assist.guidance.cues import Cue
+
+    w, registrar, sims = display
+    w.resize(*size_px)
+    job = _send_shot(w, sims[0], 10)
+    r = _registered(qtbot, w, 10)
+    warnings = ("WARNING: projected pin path within 2.2 mm of s1_foramen_left (this view)",
+                "WARNING: projected pin path within 3.1 mm of spinal_canal (this view)")[:n_warnings]
+    long = dataclasses.replace(r, cue=Cue("amber", ("tip 3.0 mm cranial of plan (this view)",
+                                                    "tip at the planned depth"), warnings),
+                               hint="rotate the C-arm 4 deg cranial (approx.)")
+    w.registration.done.emit(job, (long, np.zeros((4, 4, 4), np.uint8)))
+    qtbot.wait(100)   # the layout settles (a label's new height is a posted layout request)
+    assert w.panel_text()["warnings"].count("\n") == n_warnings - 1 and w.panel_text()["hint"]
+    assert (w.width(), w.height()) == size_px
+    said = [w.level_label, w.state_label, w.mm_label, w.correction_label, w.warning_label, w.hint_label,
+            w.case_label]
+    bottom_px = w.centralWidget().geometry().bottom()
+    spans = []
+    for lab in said + [w.angles_label]:
+        assert lab.isVisible(), lab.text()
+        need = lab.heightForWidth(lab.width()) if lab.wordWrap() else lab.sizeHint().height()
+        assert lab.height() >= need, (size_px, lab.text(), lab.height(), need)
+        top = lab.mapTo(w, QtCore.QPoint(0, 0)).y()
+        spans.append((top, top + lab.height(), lab.text()))
+        if lab in said:   # what is said is on screen whole
+            assert top + lab.height() <= bottom_px, (size_px, lab.text(), top + lab.height(), bottom_px)
+    spans.sort()
+    for (_, bottom, text), (top, _, below) in zip(spans, spans[1:]):
+        assert bottom <= top, (size_px, text, below)

@@ -67,7 +67,8 @@ def demo_app_scenario(plan: Plan, *, implants=None, tilt_offset_deg: float = DEM
 
 def open_demo_case(*, realtime: bool = True, loop: bool = True, implants=None, cases_root=None,
                    case_log: bool = True, registrar: Registrar | None = None,
-                   registration_settings: RegistrationSettings | None = None) -> LiveCase:
+                   registration_settings: RegistrationSettings | None = None,
+                   hold_s: float | None = None) -> LiveCase:
     """The demo on the built-in sample pelvis (module doc).
 
     Parameters
@@ -87,13 +88,17 @@ def open_demo_case(*, realtime: bool = True, loop: bool = True, implants=None, c
     registration_settings : RegistrationSettings, optional
         Settings of the default registrar (e.g. no time budget, for tests that must not
         depend on the machine's speed).
+    hold_s : float, optional
+        How long each shot stays on screen (the C-arm's last-image-hold; default that of
+        :func:`~or_assist.sim.scenario.scripts.demo_scenario`). Longer on a slow machine,
+        or in tests without a time budget, so that a shot is registered while it is shown.
 
     Returns
     -------
     LiveCase
     """
     ct, plan, geometry = load_sample_case()
-    scenario = demo_app_scenario(plan, implants=implants)
+    scenario = demo_app_scenario(plan, implants=implants, **({} if hold_s is None else {"hold_s": float(hold_s)}))
     source = ScenarioSource(scenario, ct, plan, geometry, realtime=realtime, loop=loop, name="sim:demo")
     video_geometry = source.video_geometry
     renderer = DRRRenderer(source._ensure_renderer().volume)
