@@ -19,11 +19,20 @@ from or_assist.errors import InputError
 if TYPE_CHECKING:
     from or_assist.live.run import LiveCase
 
-__all__ = ["demo_app", "run_app", "run_window"]
+__all__ = ["budget_settings", "demo_app", "run_app", "run_window"]
 
 
 def _print(text: str) -> None:
     print(text, flush=True)
+
+
+def budget_settings(time_budget_s: float):
+    """Registration settings with a time budget per shot (``--time-budget-s``; 0: no limit)."""
+    from or_assist.core.validate import check_number
+    from or_assist.register.settings import RegistrationSettings
+
+    budget = check_number(time_budget_s, "--time-budget-s", 0.0, 3600.0, expected="seconds 0-3600 (0: no limit)")
+    return RegistrationSettings(time_budget_s=budget or None)
 
 
 def run_window(case, *, screen: int | None = None, full_screen: bool = False, duration_s: float | None = None,
@@ -162,7 +171,7 @@ def _check_screen(screen) -> None:
 def demo_app(open_case: Callable[..., LiveCase], *, headless: bool = False, screen: int | None = None,
              full_screen: bool = False, duration_s: float | None = None, max_shots: int | None = None, implants=None,
              cases_root: str | os.PathLike | None = None, settings_file: str | os.PathLike | None = None,
-             log=_print) -> int:
+             time_budget_s: float | None = None, log=_print) -> int:
     """``or-assist demo``: the whole workflow on the built-in sample pelvis.
 
     Parameters
@@ -186,6 +195,9 @@ def demo_app(open_case: Callable[..., LiveCase], *, headless: bool = False, scre
         Folder for the case log (default ``$OR_ASSIST_CASES`` or the per-user data folder).
     settings_file : path-like, optional
         Settings JSON (default :func:`or_assist.app.settings.settings_path`).
+    time_budget_s : float, optional
+        The registration's time budget per shot (0: no limit; default 3 s); passed to
+        ``open_case`` as ``registration_settings`` when given.
     log : callable(str)
 
     Returns
@@ -198,8 +210,11 @@ def demo_app(open_case: Callable[..., LiveCase], *, headless: bool = False, scre
     _check_screen(screen)
     if duration_s is not None and not duration_s > 0:
         raise InputError(f"must be seconds > 0, got {duration_s!r}", "--duration")
+    options = dict(implants=implants, cases_root=cases_root)
+    if time_budget_s is not None:
+        options["registration_settings"] = budget_settings(time_budget_s)
     if headless:
-        case = open_case(realtime=False, loop=False, implants=implants, cases_root=cases_root)
+        case = open_case(realtime=False, loop=False, **options)
         try:
             summary = run_headless(case, max_shots=max_shots, duration_s=duration_s, log=log)
         except BaseException:
@@ -210,7 +225,7 @@ def demo_app(open_case: Callable[..., LiveCase], *, headless: bool = False, scre
             f"in {summary['seconds']:.1f} s; case log: {summary['case_dir']}")
         return 0
     _window_application()  # a missing display or window library is reported before a case is opened
-    case = open_case(realtime=True, loop=True, implants=implants, cases_root=cases_root)
+    case = open_case(realtime=True, loop=True, **options)
     return run_window(case, screen=screen, full_screen=full_screen, duration_s=duration_s,
                       settings_file=settings_file, log=log)
 
@@ -220,7 +235,8 @@ def run_app(plan: str | os.PathLike | None, geometry: str | os.PathLike | None, 
             screen: int | None = None, full_screen: bool = False, duration_s: float | None = None,
             max_shots: int | None = None, cases_root: str | os.PathLike | None = None,
             settings_file: str | os.PathLike | None = None, source_timeout_s: float | None = None,
-            no_signal_report_s: float | None = None, log=_print, dewarp: str | os.PathLike | None = None) -> int:
+            no_signal_report_s: float | None = None, log=_print, dewarp: str | os.PathLike | None = None,
+            time_budget_s: float | None = None) -> int:
     """``or-assist run --plan PLAN --library LIB --geometry G --source DEVICE|URL|FILE``: a real case.
 
     ``plan``, ``geometry``, ``source`` and ``library`` left as None come from the saved
@@ -250,6 +266,9 @@ def run_app(plan: str | os.PathLike | None, geometry: str | os.PathLike | None, 
     dewarp : path-like, optional
         ``or_assist.dewarp/1`` of an image intensifier, calibrated with the geometry;
         default the saved one when the geometry is the saved one (saved with it).
+    time_budget_s : float, optional
+        The registration's time budget per shot (0: no limit); default the saved one
+        (3 s at first); saved.
 
     Raises
     ------
@@ -288,8 +307,11 @@ def run_app(plan: str | os.PathLike | None, geometry: str | os.PathLike | None, 
     timeout_s = settings.source_timeout_s if source_timeout_s is None else float(source_timeout_s)
     report_s = settings.no_signal_report_s if no_signal_report_s is None else float(no_signal_report_s)
     quiet_backend_logs()
+    budget_s = settings.time_budget_s if time_budget_s is None else float(time_budget_s)
     case = open_real_case(plan, geometry, source, library_path=library, ct_path=ct, cases_root=cases_root,
-                          source_timeout_s=timeout_s, dewarp_path=dewarp)
+                          source_timeout_s=timeout_s, dewarp_path=dewarp,
+                          registration_settings=budget_settings(budget_s))
+    settings.time_budget_s = budget_s
     settings.plan, settings.geometry = os.fspath(plan), os.fspath(geometry)
     settings.dewarp = None if dewarp is None else os.fspath(dewarp)
     settings.last_source, settings.library = strip_password(source), None if library is None else os.fspath(library)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from or_assist.core.jsonio import read_json
 from or_assist.core.validate import check_number, check_positive
+from or_assist.register.settings import DEFAULT_TIME_BUDGET_S
 from or_assist.errors import InputError
 from or_assist.video.credentials import PASSWORD_ENV, has_password, strip_password
 
@@ -58,6 +59,9 @@ class AppSettings:
         before giving up (seconds, > 0).
     no_signal_report_s : float
         While a source sends nothing: "no signal ... retrying" every this many seconds.
+    time_budget_s : float
+        ``or-assist run``: the registration's time budget per shot (seconds; 0: no limit);
+        raise it on a computer slower than the 2-core machine the default was set on.
     """
 
     last_source: str | None = None
@@ -69,6 +73,7 @@ class AppSettings:
     overlay_opacity: float = 0.85
     source_timeout_s: float = 30.0
     no_signal_report_s: float = 5.0
+    time_budget_s: float = DEFAULT_TIME_BUDGET_S
 
     def __post_init__(self):
         for name in ("last_source", "geometry", "dewarp", "plan", "library"):
@@ -81,6 +86,8 @@ class AppSettings:
                                             expected="a number from 0 to 1")
         for name in ("source_timeout_s", "no_signal_report_s"):
             setattr(self, name, check_positive(getattr(self, name), name, expected="a number of seconds > 0"))
+        self.time_budget_s = check_number(self.time_budget_s, "time_budget_s", 0.0, 3600.0,
+                                          expected="seconds 0-3600 (0: no limit)")
 
 
 def settings_path() -> Path:

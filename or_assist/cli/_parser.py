@@ -54,6 +54,9 @@ def add_display_options(s) -> None:
     s.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     s.add_argument("--max-shots", type=int, default=None, help="stop after this many shots")
     s.add_argument("--cases", type=Path, default=None, help="cases folder (default $OR_ASSIST_CASES or ~/.local/share/or_assist/cases)")
+    s.add_argument("--time-budget-s", type=float, default=None, metavar="S",
+                   help="the registration's time budget per shot, 0: no limit (default 3; run: the last used); "
+                        "raise it on a computer where many shots end NOT REGISTERED for time")
 
 
 # --------------------------------------------------------------------------- limits

@@ -31,7 +31,8 @@ def cmd_demo(args) -> int:
     from or_assist.sim.scenario.demo_case import open_demo_case
 
     return demo_app(open_demo_case, headless=args.headless, screen=args.screen, full_screen=args.fullscreen,
-                    duration_s=args.duration, max_shots=args.max_shots, cases_root=args.cases)
+                    duration_s=args.duration, max_shots=args.max_shots, cases_root=args.cases,
+                    time_budget_s=args.time_budget_s)
 
 
 def cmd_run(args) -> int:
@@ -43,7 +44,7 @@ def cmd_run(args) -> int:
                    headless=args.headless, screen=args.screen, full_screen=args.fullscreen,
                    duration_s=args.duration, max_shots=args.max_shots, cases_root=args.cases,
                    source_timeout_s=args.source_timeout, no_signal_report_s=args.no_signal_report,
-                   dewarp=args.dewarp)
+                   dewarp=args.dewarp, time_budget_s=args.time_budget_s)
 
 
 def add_parsers(sub) -> None:

@@ -77,7 +77,7 @@ class LiveCase:
 
 def open_real_case(plan_path, geometry_path, source_spec, *, library_path=None, ct_path=None, cases_root=None,
                    allow_ct_mismatch: bool = False, source_options: dict | None = None,
-                   source_timeout_s: float = 30.0, dewarp_path=None) -> LiveCase:
+                   source_timeout_s: float = 30.0, dewarp_path=None, registration_settings=None) -> LiveCase:
     """A real case for ``or-assist run``.
 
     Parameters
@@ -109,6 +109,8 @@ def open_real_case(plan_path, geometry_path, source_spec, *, library_path=None, 
         (:func:`~or_assist.video.sources.spec.check_recording_opens`): one that yields no
         frame fails at once, one that does not open within this many seconds then. No
         case folder is made for a recording that cannot be played, as for a missing plan.
+    registration_settings : RegistrationSettings, optional
+        Of the case's :class:`~or_assist.register.pipeline.Registrar` (e.g. its time budget).
 
     Returns
     -------
@@ -138,7 +140,10 @@ def open_real_case(plan_path, geometry_path, source_spec, *, library_path=None, 
     try:
         if getattr(source, "kind", "") == "dicom":   # the C-arm's DICOM node: files into the case, patient checked
             _set_up_dicom_source(source, log, ct_path if ct_path is not None else plan.ct_path, accept_any_patient)
-        pipeline = LivePipeline(plan, geometry, ct=ct, library=library, case_log=log, dewarp=dewarp)
+        from or_assist.register.pipeline import Registrar
+
+        pipeline = LivePipeline(plan, geometry, registrar=Registrar(ct, geometry, registration_settings),
+                                library=library, case_log=log, dewarp=dewarp)
         if dewarp is not None:
             log.log_event("dewarp", {"file": str(dewarp_path), "summary": dewarp.describe()})
     except BaseException as exc:  # no case is left open by a start that failed

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 import sys
 
 import numpy as np
@@ -67,6 +68,34 @@ def test_headless_demo_writes_the_case_log(tmp_path):
     assert captures[0]["cue"]["level"] in ("green", "amber", "red")
     assert captures[0]["deviations"]["deviation_2d"]["tip_offset_mm"] > 0
     assert [e["kind"] for e in events] == ["capture", "capture"]
+
+
+def test_the_demo_takes_a_time_budget(tmp_path):
+    """``demo --time-budget-s``: on a computer whose DRRs take 50 ms more each, a 0.5 s
+    budget ends the shot NOT REGISTERED for time, saying so (the budget reaches the
+    registrar); a budget out of range is refused naming the option."""
+    from or_assist.app.run import demo_app
+    from or_assist.render.drr import DRRRenderer
+    from or_assist.sim.scenario.demo_case import open_demo_case
+
+    class Sleepy(DRRRenderer):
+        def render(self, pose, geometry, **kwargs):
+            time.sleep(0.05)
+            return super().render(pose, geometry, **kwargs)
+
+    def open_slow(**options):
+        case = open_demo_case(**options)
+        case.pipeline.registrar.renderer = Sleepy(case.pipeline.registrar.renderer.volume)
+        case.pipeline.try_other_views = False
+        return case
+
+    lines = []
+    assert demo_app(open_slow, headless=True, max_shots=1, implants=["L1"], cases_root=tmp_path, time_budget_s=0.5,
+                    log=lines.append) == 0
+    assert lines[0].startswith("shot 1 [L1 lateral]: NOT REGISTERED"), lines
+    assert "the time budget of 0.5 s ran out" in lines[0]
+    with pytest.raises(InputError, match="--time-budget-s"):
+        demo_app(open_slow, headless=True, max_shots=1, cases_root=tmp_path, time_budget_s=-1.0, log=lines.append)
 
 
 def test_not_registered_shot_has_no_plan_overlay(sample_case, tmp_path):
@@ -141,7 +170,7 @@ def test_settings_round_trip_and_damaged_file(tmp_path, monkeypatch):
     assert settings_path() == tmp_path / "cfg" / "settings.json"
     assert load_settings() == (AppSettings(), None)
     s = AppSettings(last_source="/dev/video2", geometry="g.json", dewarp="d.json", plan="p.json", screen=1,
-                    overlay_opacity=0.5)
+                    overlay_opacity=0.5, time_budget_s=9.0)
     path = save_settings(s)
     assert json.loads(path.read_text())["schema"] == SETTINGS_SCHEMA
     assert load_settings() == (s, None)
@@ -157,6 +186,9 @@ def test_settings_round_trip_and_damaged_file(tmp_path, monkeypatch):
         AppSettings(overlay_opacity=1.5)
     with pytest.raises(InputError, match="last_source"):
         AppSettings(last_source=3)
+    with pytest.raises(InputError, match="time_budget_s"):
+        AppSettings(time_budget_s=-1.0)
+    assert AppSettings().time_budget_s == 3.0
     with pytest.raises(InputError, match="settings"):
         save_settings({"screen": 0})
 

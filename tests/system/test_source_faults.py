@@ -146,11 +146,17 @@ def test_source_timeout_is_checked(sample, tmp_path):
         assert proc.returncode == 2 and "--source-timeout" in _one_error_line(proc), (bad, proc.stderr)
 
 
+def test_time_budget_is_checked(sample, tmp_path):
+    for bad in ("-1", "nan", "4000"):
+        proc = run_cli(sample, tmp_path, "0", "--time-budget-s", bad)
+        assert proc.returncode == 2 and "--time-budget-s" in _one_error_line(proc), (bad, proc.stderr)
+
+
 def test_password_bearing_stream_runs_and_its_password_is_stored_nowhere(sample, tmp_path):
     secret = "s3cr3tPW"
     with MjpegServer(fps=25.0, size=(160, 120), lifetime_s=60.0) as server:
         url = server.url.replace("http://", f"http://user:{secret}@")
-        proc = run_cli(sample, tmp_path, url, "--duration", "2", "--source-timeout", "20")
+        proc = run_cli(sample, tmp_path, url, "--duration", "2", "--source-timeout", "20", "--time-budget-s", "7")
     assert proc.returncode == 0, (proc.stdout, proc.stderr)
     assert secret not in proc.stdout + proc.stderr
     frames = int(proc.stdout.strip().splitlines()[-1].split(" frames,")[0])
@@ -163,6 +169,7 @@ def test_password_bearing_stream_runs_and_its_password_is_stored_nowhere(sample,
     assert secret.encode() not in settings_file.read_bytes()
     saved = json.loads(settings_file.read_text())["last_source"]
     assert saved == server.url.replace("http://", "http://user@")
+    assert json.loads(settings_file.read_text())["time_budget_s"] == 7.0   # the budget is remembered
 
     (case,) = _cases(tmp_path)
     assert stat.S_IMODE(case.stat().st_mode) == 0o700
