@@ -14,7 +14,6 @@ Modules::
     settings     How :class:`~or_assist.register.pipeline.Registrar` registers: stages, thresholds, settings.
     shot         A fluoroscopy shot made ready for registration: attenuation-like image pyramid and masks.
     similarity   Image similarity measures for 2D/3D registration, all restricted to a mask.
-    speed        Is this computer fast enough for the registration's time budget?
     uncertainty  How sharply a registration's optimum pins the pose down, and the error that implies.
 
 Names are exported lazily (``lazy_loader``, as in scikit-image): importing this package
@@ -26,7 +25,7 @@ import lazy_loader as _lazy
 
 __getattr__, __dir__, __all__ = _lazy.attach(
     __name__,
-    submodules=['files', 'global_search', 'init2d', 'joint', 'joint_model', 'optimize', 'optimize_pycma', 'pipeline', 'pose_params', 'settings', 'shot', 'similarity', 'speed', 'uncertainty'],
+    submodules=['files', 'global_search', 'init2d', 'joint', 'joint_model', 'optimize', 'optimize_pycma', 'pipeline', 'pose_params', 'settings', 'shot', 'similarity', 'uncertainty'],
     submod_attrs={
         'files': ['register_files', 'register_pair_files'],
         'global_search': ['GlobalSearch', 'GlobalCandidate', 'edge_image', 'match_shift', 'global_candidates'],
@@ -40,7 +39,6 @@ __getattr__, __dir__, __all__ = _lazy.attach(
         'settings': ['CONFIDENCE_THRESHOLD', 'RESTART_BELOW', 'SECOND_STAGE_BELOW', 'LATER_STARTS', 'GLOBAL_STARTS', 'DEFAULT_STAGES', 'COBYQA_FINE_STAGES', 'TRACK_STAGES', 'DEFAULT_TIME_BUDGET_S', 'Stage', 'RegistrationSettings'],
         'shot': ['ShotLevel', 'PreparedShot', 'ShotProblem', 'frame_to_unit', 'field_and_exclusions', 'prepare_shot', 'scaled_geometry'],
         'similarity': ['METRICS', 'DEFAULT_METRIC', 'FixedImage', 'prepare_fixed', 'ncc', 'gradient_correlation', 'patch_gradient_ncc', 'gradients'],
-        'speed': ['MEDIAN_FINE_DRRS', 'P95_FINE_DRRS', 'SpeedCheck', 'check_speed'],
         'uncertainty': ['CURVATURE_STEPS', 'FLAT_SIGMA', 'ERROR_SCALE', 'PoseUncertainty', 'pose_uncertainty'],
     },
 )
