@@ -373,7 +373,8 @@ class MainWindow(DisplayControls, QtWidgets.QMainWindow):
         self.status.show(signal=self._signal, fps=self.display_fps,
                          registration=registration_state(r, image_changing=self._image_changing, matching=matching),
                          latency_s=self.latencies_s[-1] if self.latencies_s else None,
-                         log_fault=self.pipeline.log_fault, flash=flash, shots=self.results, captures=self.captures)
+                         log_fault=self.pipeline.log_fault, flash=flash, shots=self.results, captures=self.captures,
+                         notice=self.pipeline.budget_watch.notice)
         for lab in (self.warning_label, self.hint_label, self.case_label):  # the room goes to what is said
             lab.setVisible(bool(lab.text()))
 

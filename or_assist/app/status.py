@@ -79,7 +79,8 @@ class StatusBar:
         self.case_label = label("", theme.STATUS_PX, theme.DIM, bold=False, wrap=True)
 
     def show(self, *, signal: tuple[str, str], fps: float, registration: tuple[str, str],
-             latency_s: float | None, log_fault: str | None, flash: str | None, shots: int, captures: int) -> None:
+             latency_s: float | None, log_fault: str | None, flash: str | None, shots: int, captures: int,
+             notice: str | None = None) -> None:
         """Update every text.
 
         Parameters
@@ -98,6 +99,9 @@ class StatusBar:
             A message shown while it lasts.
         shots, captures : int
             Shown otherwise.
+        notice : str or None
+            A standing notice of the case (e.g. registrations running out of their time
+            budget, :mod:`or_assist.live.time_budget`): shown in amber instead of the counts.
         """
         state, message = signal
         ok = state in ("live", "frozen")
@@ -113,8 +117,8 @@ class StatusBar:
             # Persistent: the guidance goes on, but nothing is recorded any more.
             self.case_label.setText("CASE LOG NOT RECORDING: " + log_fault)
             self.case_label.setStyleSheet(f"color: {theme.RED}; font-weight: bold;")
-        elif flash is not None:
-            self.case_label.setText(flash)
+        elif flash is not None or notice is not None:
+            self.case_label.setText(flash if flash is not None else notice)
             self.case_label.setStyleSheet(f"color: {theme.AMBER};")
         else:
             self.case_label.setText(f"shots {shots}, captures {captures}")

@@ -11,6 +11,7 @@ Modules::
     virtual_view  The OR display's virtual view: the planned view with the plan's outlines.
     views     Which planned view a new shot shows: a quick 2-D comparison before the registration.
     two_view  Live two-view 3-D deviation: each new shot paired with an earlier one of the same implant.
+    time_budget  Registrations that keep running out of their time budget, said in plain words.
     wording   Plain words for the OR display: technical reasons -> what to do, and the one headline.
 
 Names are exported lazily (``lazy_loader``, as in scikit-image): importing this package
@@ -22,7 +23,7 @@ import lazy_loader as _lazy
 
 __getattr__, __dir__, __all__ = _lazy.attach(
     __name__,
-    submodules=['hint', 'pipeline', 'result', 'run', 'run_control', 'starts', 'two_view', 'views', 'virtual_view', 'wording'],
+    submodules=['hint', 'pipeline', 'result', 'run', 'run_control', 'starts', 'time_budget', 'two_view', 'views', 'virtual_view', 'wording'],
     submod_attrs={
         'hint': ['HINT_MIN_DEG', 'APPROX_STEP_DEG', 'APPROX_PREFIX', 'APPROX_MAX_DEG', 'positioning_hint',
                  'approximate_positioning_hint', 'planned_angles_text'],
@@ -32,6 +33,7 @@ __getattr__, __dir__, __all__ = _lazy.attach(
         'run_control': ['STOP_SIGNALS', 'NewestExposure', 'SignalStop'],
         'starts': ['TRACK_WITHIN_DEG', 'HEADER_START', 'ShotSetup', 'shot_setup', 'header_start', 'shot_starts',
                    'register_from', 'register_shot'],
+        'time_budget': ['LAST_SHOTS', 'RAN_OUT_OF', 'BudgetWatch', 'ran_out_of_time'],
         'virtual_view': ['planned_view_image'],
         'views': ['VIEW_SCORE_SIZE_PX', 'VIEW_SCORE_STEP_MM', 'VIEW_MARGIN', 'view_scores', 'rank_starts'],
         'two_view': ['MOVED_SIGMAS', 'MOVED_FLOOR_MM', 'MOVE_CHECK_MAX_MM', 'KEPT_SHOTS', 'PinView', 'TwoViewResult',

@@ -48,6 +48,7 @@ from or_assist.guidance.shot_guidance import guide_shot
 from or_assist.live.hint import approximate_positioning_hint, positioning_hint
 from or_assist.live.result import ShotResult
 from or_assist.live.starts import register_shot, shot_setup
+from or_assist.live.time_budget import BudgetWatch
 from or_assist.live.virtual_view import planned_view_image
 from or_assist.live.two_view import PinView, TwoViewTracker, view_uncertainty
 from or_assist.register.pipeline import Registrar
@@ -124,8 +125,7 @@ class LivePipeline:
         self.case_log = case_log
         self.log_fault: str | None = None   # why the case log stopped recording (the display says so)
         self.preprocess_settings = preprocess_settings or PreprocessSettings(
-            polarity="auto", crop_to_field=False, undistort=False, mask_metal=False, mask_saturated=False,
-            normalise=False)
+            polarity="auto", crop_to_field=False, undistort=False, mask_metal=False, mask_saturated=False, normalise=False)
         if self.preprocess_settings.crop_to_field:
             raise InputError("the live pipeline needs crop_to_field=False (overlays in frame pixels)",
                              "preprocess_settings")
@@ -135,6 +135,7 @@ class LivePipeline:
         self.detector = ShotDetector()
         self.fov_mask: np.ndarray | None = None
         self.ignore_mask: np.ndarray | None = None
+        self.budget_watch = BudgetWatch()   # shots that ran out of the time budget (live.time_budget)
         self.image_changing = False
         self._shots = 0
         self._last: ShotResult | None = None

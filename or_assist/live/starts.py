@@ -274,8 +274,12 @@ def register_shot(pipe, result: ShotResult, setup: ShotSetup, polarity: str,
             break
         reg = register_from(setup.registrar, pipe.plan, pipe.library, frame, start, track, polarity, implant_id)
         result.attempts.append({"view": v, "track": track, "success": reg.success, "seconds": reg.seconds,
-                                "view_score": score, "start": kind})
+                                "view_score": score, "start": kind, "stopped_in": reg.stopped_in})
         if result.registration is None or reg.success:
             result.registration, result.view = reg, v
         if reg.success:
             break
+    notice = pipe.budget_watch.update(result, getattr(getattr(setup.registrar, "settings", None), "time_budget_s", None))
+    if notice is not None:   # the computer, not the shot (or_assist.live.time_budget)
+        result.notices.append(notice)
+        pipe.log_event("time_budget", {"notice": notice, "shot": result.number})

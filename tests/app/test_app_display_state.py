@@ -36,6 +36,7 @@ from or_assist.video.shots import ShotEvent  # noqa: E402
 
 FRAME_SIZE_PX = (960, 540)
 NOT_CONFIDENT = "not confident: final gc 0.154 is below the threshold 0.400"
+OUT_OF_TIME = "not registered: the time budget of 3.0 s ran out in the compass128 stage"
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +67,9 @@ class StandInRegistrar:
     ``gate`` set, waits until it is released (a registration that takes its time)."""
 
     def __init__(self, pose):
+        from or_assist.register.settings import RegistrationSettings
+
+        self.settings = RegistrationSettings()   # its time budget (3 s) is what the display speaks of
         self.pose = pose
         self.mode = "truth"
         self.gate: threading.Event | None = None
@@ -79,6 +83,8 @@ class StandInRegistrar:
             assert self.gate.wait(30)
         if self.mode == "truth":
             r = RegistrationResult(self.pose, True, 0.9, "gc", 0.01, estimated_error_mm=0.8)
+        elif self.mode == "out of time":
+            r = RegistrationResult(init_pose, False, 0.2, "gc", 3.0, OUT_OF_TIME, stopped_in="compass128")
         else:
             r = RegistrationResult(init_pose, False, 0.154, "gc", 0.01, NOT_CONFIDENT)
         self.last_result = r
@@ -242,6 +248,30 @@ def test_one_state_wins_and_reasons_are_plain_words(display, qtbot, qapp):
         shots_logged = log.shots()
         assert shots_logged[-1]["registration"]["reason"] == NOT_CONFIDENT
         assert [c["shot_id"] for c in log.captures()] == [r2.shot_id]
+
+
+def test_shots_running_out_of_time_bring_a_standing_notice(display, qtbot, qapp):
+    """Two shots in a row NOT REGISTERED because the time budget ran out: the case line
+    says, in amber and for the rest of the case, that the computer may be too slow for the
+    budget and what to do; one such shot alone does not."""
+    w, registrar, sims = display
+    registrar.mode = "out of time"
+    _send_shot(w, sims[0], 10)
+    _registered(qtbot, w, 10)
+    assert w.panel_text()["level"] == "NOT REGISTERED"
+    # (the stand-in case has no view library: its start-up flash goes after 2.5 s)
+    qtbot.waitUntil(lambda: w.status_text()["case"] == "shots 1, captures 0", timeout=10000)
+    _send_shot(w, sims[1], 20)
+    _registered(qtbot, w, 20)
+    qtbot.waitUntil(lambda: w.status_text()["case"].startswith("2 of the last 2 shots ran out"), timeout=10000)
+    case = w.status_text()["case"]
+    assert case.startswith("2 of the last 2 shots ran out of the registration's 3 s time budget"), case
+    assert "--time-budget-s 0" in case and theme.AMBER in w.case_label.styleSheet()
+    registrar.mode = "truth"   # a later registered shot: the notice stands (it is about the computer)
+    _send_shot(w, sims[0], 30)
+    _registered(qtbot, w, 30)
+    qtbot.wait(300)
+    assert w.status_text()["case"] == case
 
 
 def test_a_3d_deviation_is_the_main_number(display, qtbot):

@@ -72,8 +72,10 @@ def test_headless_demo_writes_the_case_log(tmp_path):
 
 def test_the_demo_takes_a_time_budget(tmp_path):
     """``demo --time-budget-s``: on a computer whose DRRs take 50 ms more each, a 0.5 s
-    budget ends the shot NOT REGISTERED for time, saying so (the budget reaches the
-    registrar); a budget out of range is refused naming the option."""
+    budget ends the shots NOT REGISTERED for time, saying so (the budget reaches the
+    registrar); the second such shot brings the notice that the computer may be too slow
+    for the budget (or_assist.live.time_budget), once, also in the case log; a budget out
+    of range is refused naming the option."""
     from or_assist.app.run import demo_app
     from or_assist.render.drr import DRRRenderer
     from or_assist.sim.scenario.demo_case import open_demo_case
@@ -90,10 +92,17 @@ def test_the_demo_takes_a_time_budget(tmp_path):
         return case
 
     lines = []
-    assert demo_app(open_slow, headless=True, max_shots=1, implants=["L1"], cases_root=tmp_path, time_budget_s=0.5,
+    assert demo_app(open_slow, headless=True, max_shots=2, implants=["L1"], cases_root=tmp_path, time_budget_s=0.5,
                     log=lines.append) == 0
     assert lines[0].startswith("shot 1 [L1 lateral]: NOT REGISTERED"), lines
-    assert "the time budget of 0.5 s ran out" in lines[0]
+    assert "the time budget of 0.5 s ran out" in lines[0] and "WARNING" not in lines[0]
+    assert lines[1].startswith("shot 2 [L1 inlet]: NOT REGISTERED") and "the time budget of 0.5 s ran out" in lines[1]
+    assert lines[1].endswith("; WARNING: 2 of the last 2 shots ran out of the registration's 0.5 s time budget: "
+                             "this computer may be too slow for it. Run once with --time-budget-s 0 (no limit) to "
+                             "see how long a registration takes here, then set --time-budget-s above that"), lines[1]
+    with CaseLog.open(lines[-1].split("case log: ")[1], readonly=True) as log:
+        events = [e for e in log.events() if e["kind"] == "time_budget"]
+    assert len(events) == 1 and events[0]["detail"]["shot"] == 2
     with pytest.raises(InputError, match="--time-budget-s"):
         demo_app(open_slow, headless=True, max_shots=1, cases_root=tmp_path, time_budget_s=-1.0, log=lines.append)
 
