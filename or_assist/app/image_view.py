@@ -54,6 +54,10 @@ class ImageView(pg.GraphicsLayoutWidget):
         Of the overlay layer, 0-1.
     """
 
+    #: Below this height (px) the image is not drawn: a postage stamp reads as a glitch, and
+    #: the room went to texts that needed it (the virtual view gives it up first).
+    MIN_DRAWN_PX = 96
+
     def __init__(self, overlay: bool = False, opacity: float = 1.0, parent=None):
         super().__init__(parent)
         self.setBackground(theme.BACKGROUND)
@@ -68,6 +72,11 @@ class ImageView(pg.GraphicsLayoutWidget):
             self.overlay_item.setZValue(10)
             self.overlay_item.setOpacity(opacity)
             self.box.addItem(self.overlay_item)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        super().resizeEvent(event)
+        if getattr(self, "item", None) is not None:   # (also called while it is built)
+            self.item.setVisible(self.height() >= self.MIN_DRAWN_PX)
 
     def show_bgr(self, image: np.ndarray) -> None:
         """Show a BGR uint8 image, fitted to the view."""

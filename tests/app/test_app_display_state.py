@@ -516,3 +516,5 @@ def test_a_long_warning_gets_the_room_it_needs(display, qtbot, qapp, size_px, n_
     spans.sort()
     for (_, bottom, text), (top, _, below) in zip(spans, spans[1:]):
         assert bottom <= top, (size_px, text, below)
+    # what room is left is the virtual view's; too little of it draws no postage stamp
+    assert w.virtual_item.isVisible() == (w.virtual_view.height() >= w.virtual_view.MIN_DRAWN_PX)
