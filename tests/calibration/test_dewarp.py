@@ -84,7 +84,10 @@ def test_with_the_dewarp_the_geometry_is_the_true_one(calibrated):
 
 def test_a_dewarped_frame_follows_the_pinhole_model_and_keeps_its_turn(calibrated, second, grid):
     """The second image, dewarped, calibrates to sub-pixel residuals with the phantom at its
-    true in-plane angle; dewarped by the free fit, it stays turned by the distortion's twist."""
+    true in-plane angle. The free fit (no mount angle) fits as well, but how much of the
+    twist it leaves in the image is not determined by the beads: it is whatever the
+    optimiser's path gives (OpenCV 4.14: 1.45 deg of the 1.5 deg; 5.1: 0.36 deg), which is
+    why that dewarp says "the twist NOT measured" and is not taken as the true angle."""
     _, (_, with_mount), (_, free) = calibrated
     shot, pose = second
     true_deg = _in_plane_deg(pose)
@@ -94,7 +97,7 @@ def test_a_dewarped_frame_follows_the_pinhole_model_and_keeps_its_turn(calibrate
         assert res.reprojection_error_px[0] < 0.2, name
         fitted[name] = _in_plane_deg(res.images[0].pose)
     assert abs(fitted["mount"] - true_deg) < 0.1
-    assert abs(fitted["free"] - true_deg) > 0.5
+    assert "the twist NOT measured" in free.describe() and "twist included" in with_mount.describe()
     assert "NOT measured" in free.describe()
 
 
