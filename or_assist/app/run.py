@@ -29,9 +29,10 @@ def _print(text: str) -> None:
 def budget_settings(time_budget_s: float):
     """Registration settings with a time budget per shot (``--time-budget-s``; 0: no limit)."""
     from or_assist.core.validate import check_number
-    from or_assist.register.settings import RegistrationSettings
+    from or_assist.register.settings import MAX_TIME_BUDGET_S, RegistrationSettings
 
-    budget = check_number(time_budget_s, "--time-budget-s", 0.0, 3600.0, expected="seconds 0-3600 (0: no limit)")
+    budget = check_number(time_budget_s, "--time-budget-s", 0.0, MAX_TIME_BUDGET_S,
+                          expected=f"seconds 0-{MAX_TIME_BUDGET_S:.0f} (0: no limit)")
     return RegistrationSettings(time_budget_s=budget or None)
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from or_assist.core.jsonio import read_json
 from or_assist.core.validate import check_number, check_positive
-from or_assist.register.settings import DEFAULT_TIME_BUDGET_S
+from or_assist.register.settings import DEFAULT_TIME_BUDGET_S, MAX_TIME_BUDGET_S
 from or_assist.errors import InputError
 from or_assist.video.credentials import PASSWORD_ENV, has_password, strip_password
 
@@ -86,8 +86,8 @@ class AppSettings:
                                             expected="a number from 0 to 1")
         for name in ("source_timeout_s", "no_signal_report_s"):
             setattr(self, name, check_positive(getattr(self, name), name, expected="a number of seconds > 0"))
-        self.time_budget_s = check_number(self.time_budget_s, "time_budget_s", 0.0, 3600.0,
-                                          expected="seconds 0-3600 (0: no limit)")
+        self.time_budget_s = check_number(self.time_budget_s, "time_budget_s", 0.0, MAX_TIME_BUDGET_S,
+                                          expected=f"seconds 0-{MAX_TIME_BUDGET_S:.0f} (0: no limit)")
 
 
 def settings_path() -> Path:

@@ -86,6 +86,7 @@ _ARG_LIMITS = {
     "width": ("--width", 16, 8192, "px", "the requested frame width", True),
     "height": ("--height", 16, 8192, "px", "the requested frame height", True),
     "fps": ("--fps", 0.1, 1000, "frames/s", "the requested frame rate", False),
+    # 3600: register.settings.MAX_TIME_BUDGET_S (not imported: the parser loads fast; a test checks)
     "time_budget_s": ("--time-budget-s", 0, 3600, "s", "the registration's time budget (0: no limit)", False),
     "port": ("--port", 0, 65535, "", "a TCP port (0: any free one)", True),
     "retries": ("--retries", 0, 20, "", "further attempts per object", True),

@@ -14,7 +14,8 @@ from or_assist.register.global_search import GlobalSearch
 from or_assist.register.similarity import DEFAULT_METRIC, METRICS
 
 __all__ = ["CONFIDENCE_THRESHOLD", "RESTART_BELOW", "SECOND_STAGE_BELOW", "LATER_STARTS", "GLOBAL_STARTS", "DEFAULT_STAGES",
-           "COBYQA_FINE_STAGES", "TRACK_STAGES", "DEFAULT_TIME_BUDGET_S", "Stage", "RegistrationSettings"]
+           "COBYQA_FINE_STAGES", "TRACK_STAGES", "DEFAULT_TIME_BUDGET_S", "MAX_TIME_BUDGET_S", "Stage",
+           "RegistrationSettings"]
 
 #: Smallest final similarity (gradient correlation at 128 px) reported as success.
 #: Calibrated with ``benchmarks/registration.py`` (seed 2024, 100 shots each of the real CT
@@ -40,6 +41,8 @@ RESTART_BELOW = 0.75
 SECOND_STAGE_BELOW = 0.60
 #: Wall time a registration may take by default (issue: 3 s on a 2-core machine).
 DEFAULT_TIME_BUDGET_S = 3.0
+#: Largest time budget accepted anywhere (settings, ``--time-budget-s``), seconds.
+MAX_TIME_BUDGET_S = 3600.0
 #: Starts after the first two (:attr:`RegistrationSettings.max_starts`): (kind, spread factor).
 LATER_STARTS = (("init", 1.5), ("init", 1.0), ("2d", 1.0))
 #: Starts of the first stage with the global stage (:attr:`RegistrationSettings.global_search`):
@@ -290,7 +293,7 @@ class RegistrationSettings:
                                          ("start_agreement_mm", 1000.0, "mm", True), ("agreement_margin", 2.0, "", False),
                                          ("agreement_fine_margin", 2.0, "", True),
                                          ("max_estimated_error_mm", 1000.0, "mm", True),
-                                         ("time_budget_s", 3600.0, "s", True)):
+                                         ("time_budget_s", MAX_TIME_BUDGET_S, "s", True)):
             value = getattr(self, name)
             if not (optional and value is None):
                 object.__setattr__(self, name, check_number(value, name, 0.0, hi, lo_open=optional, unit=unit))

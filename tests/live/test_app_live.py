@@ -107,6 +107,24 @@ def test_the_demo_takes_a_time_budget(tmp_path):
         demo_app(open_slow, headless=True, max_shots=1, cases_root=tmp_path, time_budget_s=-1.0, log=lines.append)
 
 
+def test_the_time_budgets_range_is_one_constant():
+    """The command line, the display's settings and the registration accept the same range."""
+    from or_assist.app.run import budget_settings
+    from or_assist.app.settings import AppSettings
+    from or_assist.cli._parser import _ARG_LIMITS
+    from or_assist.register.settings import MAX_TIME_BUDGET_S, RegistrationSettings
+
+    assert _ARG_LIMITS["time_budget_s"][1:3] == (0, MAX_TIME_BUDGET_S)
+    assert budget_settings(MAX_TIME_BUDGET_S).time_budget_s == MAX_TIME_BUDGET_S
+    assert AppSettings(time_budget_s=MAX_TIME_BUDGET_S).time_budget_s == MAX_TIME_BUDGET_S
+    assert RegistrationSettings(time_budget_s=MAX_TIME_BUDGET_S).time_budget_s == MAX_TIME_BUDGET_S
+    over = MAX_TIME_BUDGET_S + 1
+    for make, name in ((budget_settings, "--time-budget-s"), (lambda v: AppSettings(time_budget_s=v), "time_budget_s"),
+                       (lambda v: RegistrationSettings(time_budget_s=v), "time_budget_s")):
+        with pytest.raises(InputError, match=name):
+            make(over)
+
+
 def test_not_registered_shot_has_no_plan_overlay(sample_case, tmp_path):
     from or_assist.register.pipeline import RegistrationResult
 
