@@ -28,7 +28,8 @@ __getattr__, __dir__, __all__ = _lazy.attach(
     submodules=['files', 'global_search', 'init2d', 'joint', 'joint_model', 'optimize', 'optimize_pycma', 'pipeline', 'pose_params', 'settings', 'shot', 'similarity', 'uncertainty'],
     submod_attrs={
         'files': ['register_files', 'register_pair_files'],
-        'global_search': ['GlobalSearch', 'GlobalCandidate', 'edge_image', 'match_shift', 'global_candidates'],
+        'global_search': ['GlobalSearch', 'GlobalCandidate', 'COMPARE', 'edge_image', 'match_shift', 'ncc_maps',
+                          'peak_shift', 'global_candidates'],
         'init2d': ['Alignment2D', 'similarity_matrix', 'align_2d', 'pose_from_2d', 'resample_to_geometry'],
         'joint': ['JointRegistrar'],
         'joint_model': ['JOINT_STAGES', 'JointSettings', 'JointResult', 'relative_motion_discrepancy'],
@@ -36,7 +37,7 @@ __getattr__, __dir__, __all__ = _lazy.attach(
         'optimize_pycma': ['pycma_es'],
         'pipeline': ['REGISTRATION_SCHEMA', 'RegistrationResult', 'Registrar', 'registration_ct'],
         'pose_params': ['PARAMETER_NAMES', 'update_matrix', 'apply_update', 'isocenter_source_mm', 'pose_error', 'target_error_mm', 'projection_distance_at_isocenter_mm'],
-        'settings': ['CONFIDENCE_THRESHOLD', 'RESTART_BELOW', 'SECOND_STAGE_BELOW', 'LATER_STARTS', 'GLOBAL_STARTS', 'DEFAULT_STAGES', 'COBYQA_FINE_STAGES', 'TRACK_STAGES', 'DEFAULT_TIME_BUDGET_S', 'Stage', 'RegistrationSettings'],
+        'settings': ['CONFIDENCE_THRESHOLD', 'RESTART_BELOW', 'SECOND_STAGE_BELOW', 'LATER_STARTS', 'GLOBAL_STARTS', 'DEFAULT_STAGES', 'COBYQA_FINE_STAGES', 'TRACK_STAGES', 'DEFAULT_TIME_BUDGET_S', 'MAX_TIME_BUDGET_S', 'Stage', 'RegistrationSettings'],
         'shot': ['ShotLevel', 'PreparedShot', 'ShotProblem', 'frame_to_unit', 'field_and_exclusions', 'prepare_shot', 'scaled_geometry'],
         'similarity': ['METRICS', 'DEFAULT_METRIC', 'FixedImage', 'prepare_fixed', 'ncc', 'gradient_correlation', 'patch_gradient_ncc', 'gradients'],
         'uncertainty': ['CURVATURE_STEPS', 'FLAT_SIGMA', 'ERROR_SCALE', 'PoseUncertainty', 'pose_uncertainty'],
