@@ -16,7 +16,7 @@ Run from the repository root (simulation dominates: about 10 s per shot on 2 cor
         --views lateral,inlet,outlet --per-cell 2 --seed 34 [--compare edges]
 
 Measured, fresh seed 34 (the four held-out families x lateral / inlet / outlet x 2: 24
-shots; no start within 3 deg / 5 mm), the default grid (9 x 9 tilts of 2.5 deg, 7 rolls):
+shots; no start within 3 deg / 5 mm), 9 x 9 tilts of 2.5 deg (``--tilt-step-deg 2.5``), 7 rolls:
 
 =============================  ====  =========  ==================  ======================
 correlated                     best  any of 3   ranked (32-px gc)   time median (1 thread)
@@ -62,13 +62,14 @@ def main(argv=None) -> int:
     ap.add_argument("--compare", choices=COMPARE, default=GlobalSearch().compare,
                     help="what the hypotheses correlate: signed gradients (gc) or edge magnitudes (edges)")
     ap.add_argument("--tilt-step-deg", type=float, default=None,
-                    help="out-of-plane grid step within +-10 deg (default: the GlobalSearch's grid)")
+                    help="out-of-plane grid step, a grid within +-10 deg (default: the GlobalSearch's grid)")
     ap.add_argument("--max-deg", type=float, default=3.0)
     ap.add_argument("--max-mm", type=float, default=5.0)
     args = ap.parse_args(argv)
     search = GlobalSearch(size_px=args.size_px, compare=args.compare)
     if args.tilt_step_deg is not None:
-        search = replace(search, tilts_deg=tuple(float(t) for t in np.arange(-10.0, 10.001, args.tilt_step_deg)))
+        half = int(10.0 // args.tilt_step_deg)   # a grid symmetric about the start, within +-10 deg
+        search = replace(search, tilts_deg=tuple(float(k * args.tilt_step_deg) for k in range(-half, half + 1)))
     ct, plan, _ = bench.load_case("real")
     renderer = DRRRenderer(AttenuationVolume.from_ct(registration_ct(ct, RegistrationSettings())))
     counts = {"start": 0, "best": 0, "any": 0, "ranked": 0}

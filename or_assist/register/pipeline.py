@@ -9,15 +9,17 @@
    (:mod:`or_assist.register.pose_params`: rotation about the isocentre, translation) at
    32 px, unblurred (blurring widened nothing that mattered and favoured wrong poses on
    shots whose display chain differs from a DRR; a stage may still blur, ``smooth_px``).
-   When its similarity stays below :data:`RESTART_BELOW` it is restarted (until two
-   starts end at the same pose, ``start_agreement_mm``, which does not depend on how the
-   C-arm's image processing shifts the similarity's level): from the 2-D
-   initialisation (:mod:`or_assist.register.init2d`: in-plane shift and rotation of the
-   DRR at the start pose and of the nearby view-library images, phase correlation), then
-   from the start with a wider and with the normal spread (new seeds).
-   With ``global_search`` set the restarts come from the global stage instead
-   (:mod:`or_assist.register.global_search`: rotation hypotheses with the in-plane shift
-   found by masked NCC; its best three, :data:`~or_assist.register.settings.GLOBAL_STARTS`).
+   Its starts (:data:`~or_assist.register.settings.GLOBAL_STARTS`): the best hypothesis of
+   the global stage (:mod:`or_assist.register.global_search`: a grid of out-of-plane
+   rotations, each DRR's roll and in-plane shift searched exhaustively by gradient
+   correlation), then the start pose, the next hypotheses and the start with a wider
+   spread. It is restarted while its similarity stays below :data:`RESTART_BELOW` (until
+   two starts end at the same pose, ``start_agreement_mm``, which does not depend on how
+   the C-arm's image processing shifts the similarity's level). Without the global stage
+   (``global_search=None``) the starts are the start pose, the 2-D initialisation
+   (:mod:`or_assist.register.init2d`: in-plane shift and rotation of the DRR at the start
+   pose and of the nearby view-library images, phase correlation), then the start with a
+   wider and with the normal spread (new seeds).
 3. **Refinement**: CMA-ES at 64 px; when no first-stage start converged, every one is
    refined here and the best goes on, and when the best scores below
    :data:`SECOND_STAGE_BELOW` (the coarse optimum was a wrong one) the remaining starts
@@ -499,7 +501,8 @@ class Registrar:
         if start is None:
             raise InputError("no previous successful registration to track from; give fallback_pose",
                              "fallback_pose")
-        quick = replace(self.settings, stages=TRACK_STAGES, max_starts=1, use_2d_init=False)
+        # from the previous pose only: no global stage (its hypotheses would come first)
+        quick = replace(self.settings, stages=TRACK_STAGES, max_starts=1, use_2d_init=False, global_search=None)
         budget = self.settings.time_budget_s
         deadline = None if budget is None else self.clock() + budget
         result = self._register(frame, start, polarity, None, valid_mask, quick, deadline, target_lps_mm)
