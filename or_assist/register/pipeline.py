@@ -19,7 +19,8 @@
    (``global_search=None``) the starts are the start pose, the 2-D initialisation
    (:mod:`or_assist.register.init2d`: in-plane shift and rotation of the DRR at the start
    pose and of the nearby view-library images, phase correlation), then the start with a
-   wider and with the normal spread (new seeds).
+   wider and with the normal spread (new seeds). With a view library (``library``) the
+   start pose's slots take the 2-D start too (the library's nearby views may lie closer).
 3. **Refinement**: CMA-ES at 64 px; when no first-stage start converged, every one is
    refined here and the best goes on, and when the best scores below
    :data:`SECOND_STAGE_BELOW` (the coarse optimum was a wrong one) the remaining starts
@@ -566,8 +567,10 @@ class Registrar:
             """Start pose and spread factor of attempt ``n`` (:attr:`RegistrationSettings.max_starts`)."""
             if st.global_search is not None:
                 kind, widen = GLOBAL_STARTS[n % len(GLOBAL_STARTS)]
-                if kind == "init":
+                if kind == "init" and library is None:
                     return init_pose, widen
+                if kind == "init":   # a view library's nearby views may lie closer: the 2-D start
+                    return two_d_start(), widen
                 if not hypotheses:
                     hypotheses.extend(self._global_starts(st, lvl0, init_pose, center, times))
                 i = sum(k == "global" for k, _ in GLOBAL_STARTS[:n % len(GLOBAL_STARTS)])
@@ -576,9 +579,15 @@ class Registrar:
             kind, widen = (first_two[n], 1.0) if n < 2 else LATER_STARTS[(n - 2) % len(LATER_STARTS)]
             if kind == "init":
                 return init_pose, widen
+            return two_d_start(), widen
+
+        def two_d_start() -> Pose:
+            """The 2-D-aligned start (computed once; its seconds in ``times["init2d"]``)."""
             if not aligned:
+                t0 = time.perf_counter()
                 aligned.extend(self._initial_poses(st, levels, init_pose, library))
-            return aligned[0], widen
+                times["init2d"] = time.perf_counter() - t0
+            return aligned[0]
 
         attempt = 0
         refined = []  # (pose, start, similarity after the second stage)

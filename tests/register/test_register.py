@@ -461,10 +461,11 @@ def test_library_start_and_tracking(real_case):
                                  neighbourhood_deg=(-5.0, 0.0, 5.0), neighbourhood_size_px=64)
     shot = real_case.shot("outlet", (-2.0, 1.0, 1.0, -3.0, 2.0, 4.0), 21)
     start = apply_update(shot.pose, (-6.0, -5.0, 4.0, 12.0, -9.0, 10.0), real_case.center)
-    registrar = Registrar(real_case.renderer, shot.video_geometry,
-                          RegistrationSettings(use_2d_init=True, time_budget_s=None))
+    registrar = Registrar(real_case.renderer, shot.video_geometry, RegistrationSettings(time_budget_s=None))
     res = registrar.register(shot.frame, start, library=library)
     assert res.success, res.reason
+    # the global stage's hypothesis came first; the start pose's slot took the library's 2-D start
+    assert "global" in res.stage_scores and "init2d" in res.level_seconds
     assert target_error_mm(res.pose, shot.pose, _points(plan)) < 2.0
     # the next shot of nearly the same view starts from this pose
     nxt = real_case.shot("outlet", (-1.0, 1.5, 1.0, -1.0, 3.0, 4.0), 22)
