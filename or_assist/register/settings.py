@@ -161,11 +161,13 @@ class RegistrationSettings:
     confidence_threshold : float
         Smallest final similarity reported as success.
     use_2d_init : bool
-        Start from the 2-D initialisation first (otherwise it is the first restart).
+        Without the global stage (``global_search=None``): start from the 2-D
+        initialisation first (otherwise it is the first restart).
     max_starts : int
-        Starts of the first stage at most: the init pose, the 2-D initialisation, then
-        in turn the init pose with a 1.5 times wider spread, the init pose and the 2-D
-        initialisation again (each attempt has its own seed).
+        Starts of the first stage at most (each attempt has its own seed): with the global
+        stage, :data:`GLOBAL_STARTS`; without it, the init pose, the 2-D initialisation,
+        then in turn the init pose with a 1.5 times wider spread, the init pose and the 2-D
+        initialisation again.
     restart_below : float
         Restart the first stage when its similarity is below this.
     second_stage_below : float
