@@ -33,8 +33,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import replace
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np

@@ -303,6 +303,8 @@ def global_candidates(render, image: np.ndarray, mask: np.ndarray, geometry: CAr
     wide_geometry = geometry.cropped(-m, -m, n + 2 * m, n + 2 * m)
     pp = np.asarray(wide_geometry.principal_point_px, dtype=np.float64)
     everywhere = np.ones(size, dtype=bool)
+    # the DRR itself is turned (with the signed gradients, its gradients turn with it)
+    border = cv2.BORDER_REPLICATE if search.compare == "gc" else cv2.BORDER_CONSTANT
     found = []
     for rx in search.tilts_deg:
         for ry in search.tilts_deg:
@@ -316,8 +318,6 @@ def global_candidates(render, image: np.ndarray, mask: np.ndarray, geometry: CAr
                 core = drr[m:m + n, m:m + n]
                 view_clip = float(np.percentile(edge_image(core, sigma)[inner] ** 2, 98)) if inner.any() else None
                 drr = np.sqrt(np.minimum(view_raw ** 2, np.float32(view_clip))) if view_clip else view_raw
-            # the DRR itself is turned (with the signed gradients, its gradients turn with it)
-            border = cv2.BORDER_REPLICATE if search.compare == "gc" else cv2.BORDER_CONSTANT
             turned = [cv2.warpAffine(drr, similarity_matrix(pp, roll, 1.0, (0.0, 0.0)), size,
                                      flags=cv2.INTER_LINEAR, borderMode=border) for roll in search.rolls_deg]
             if search.compare == "gc":

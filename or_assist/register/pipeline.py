@@ -567,10 +567,8 @@ class Registrar:
             """Start pose and spread factor of attempt ``n`` (:attr:`RegistrationSettings.max_starts`)."""
             if st.global_search is not None:
                 kind, widen = GLOBAL_STARTS[n % len(GLOBAL_STARTS)]
-                if kind == "init" and library is None:
-                    return init_pose, widen
                 if kind == "init":   # a view library's nearby views may lie closer: the 2-D start
-                    return two_d_start(), widen
+                    return (init_pose if library is None else two_d_start()), widen
                 if not hypotheses:
                     hypotheses.extend(self._global_starts(st, lvl0, init_pose, center, times))
                 i = sum(k == "global" for k, _ in GLOBAL_STARTS[:n % len(GLOBAL_STARTS)])
