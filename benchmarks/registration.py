@@ -85,6 +85,7 @@ from or_assist.core.ct.load import load_ct  # noqa: E402
 from or_assist.core.instruments import GuidePin  # noqa: E402
 from or_assist.core.plan import load_plan  # noqa: E402
 from or_assist.core.view_poses import plan_view_pose  # noqa: E402
+from or_assist.register.depth import DepthRefine  # noqa: E402
 from or_assist.register.pipeline import Registrar, registration_ct  # noqa: E402
 from or_assist.register.settings import CONFIDENCE_THRESHOLD, RegistrationSettings  # noqa: E402
 from or_assist.register.uncertainty import ERROR_SCALE  # noqa: E402
@@ -480,6 +481,11 @@ def main(argv=None) -> int:
     ap.add_argument("--compare-global", action="store_true",
                     help="register every family shot also with the global stage switched the other way, "
                          "interleaved on the same shots, and print both tables")
+    ap.add_argument("--depth-refine", default=None, choices=("on", "off"),
+                    help="RegistrationSettings.depth_refine: the depth refinement at 256 px with its default "
+                         "settings, or none (default the pipeline's)")
+    ap.add_argument("--compare-depth", action="store_true",
+                    help="as --compare-global, with the depth refinement switched the other way")
     args = ap.parse_args(argv)
     settings = RegistrationSettings()
     if args.time_budget_s is not None:
@@ -493,6 +499,10 @@ def main(argv=None) -> int:
         from or_assist.register.global_search import GlobalSearch
 
         settings = replace(settings, global_search=GlobalSearch() if args.global_search == "on" else None)
+    if args.depth_refine is not None:
+        settings = replace(settings, depth_refine=DepthRefine() if args.depth_refine == "on" else None)
+    if args.compare_global and args.compare_depth:
+        raise SystemExit("give one of --compare-global and --compare-depth")
     if args.metric:
         settings = replace(settings, metric=args.metric)
     if args.fine_metric:
@@ -548,6 +558,9 @@ def main_families(args, settings: RegistrationSettings) -> int:
 
         compared = replace(settings, global_search=None if settings.global_search is not None else GlobalSearch())
         compared_label = f"global stage {'on' if compared.global_search is not None else 'off'}"
+    elif args.compare_depth:
+        compared = replace(settings, depth_refine=None if settings.depth_refine is not None else DepthRefine())
+        compared_label = f"depth refinement {'on' if compared.depth_refine is not None else 'off'}"
     started = time.perf_counter()
     cases, out, cal_rows = {}, [], []
     for case in args.cases.split(","):
@@ -573,6 +586,7 @@ def main_families(args, settings: RegistrationSettings) -> int:
     print(f"\nregistration benchmark, appearance families: metric {settings.metric} (finest level {settings.final_metric}), seed {args.seed}, "
           f"{args.per_cell} shots per view x family, time budget {settings.time_budget_s} s ({args.budget_clock} clock), "
           f"global stage {'on' if settings.global_search is not None else 'off'}, "
+          f"depth refinement {'on' if settings.depth_refine is not None else 'off'}, "
           f"{'intensifier shots dewarped (mounted grid), ' if args.dewarp else ''}"
           f"{time.perf_counter() - started:.0f} s in all")
     print("\n".join(out))

@@ -2,6 +2,7 @@
 
 Modules::
 
+    depth        The last step of a registration: the depth along the beam, on a finer level.
     files        Registering one shot given as files: read the inputs, register, write the result.
     global_search A global stage before the 3-D search: rotation hypotheses, in-plane shift by masked NCC.
     init2d       Fast 2-D initialisation: in-plane shift, rotation and scale of a shot against a view.
@@ -25,8 +26,9 @@ import lazy_loader as _lazy
 
 __getattr__, __dir__, __all__ = _lazy.attach(
     __name__,
-    submodules=['files', 'global_search', 'init2d', 'joint', 'joint_model', 'optimize', 'optimize_pycma', 'pipeline', 'pose_params', 'settings', 'shot', 'similarity', 'uncertainty'],
+    submodules=['depth', 'files', 'global_search', 'init2d', 'joint', 'joint_model', 'optimize', 'optimize_pycma', 'pipeline', 'pose_params', 'settings', 'shot', 'similarity', 'uncertainty'],
     submod_attrs={
+        'depth': ['DepthRefine', 'refine_depth'],
         'files': ['register_files', 'register_pair_files'],
         'global_search': ['GlobalSearch', 'GlobalCandidate', 'COMPARE', 'edge_image', 'match_shift', 'ncc_maps',
                           'peak_shift', 'global_candidates'],

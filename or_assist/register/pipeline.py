@@ -2,7 +2,7 @@
 
 1. **Shot**: :func:`or_assist.register.shot.prepare_shot` turns the frame (through
    :func:`or_assist.video.preprocess.shot.preprocess_shot`) into an attenuation-like pyramid
-   over the field's bounding square (32, 64, 128 px) with masks that leave out the
+   over the field's bounding square (32, 64, 128, 256 px) with masks that leave out the
    surround, burnt-in text, clipped air and metal.
 2. **Global search** (:data:`DEFAULT_STAGES`): CMA-ES
    (:func:`or_assist.register.optimize.cma_es`) over the 6 update parameters
@@ -44,7 +44,12 @@
    ``max_estimated_error_mm``;
    and the whole search must end within ``time_budget_s``. Otherwise ``success=False``
    with a reason.
-5. **Tracking**: :meth:`Registrar.track` starts a new shot of nearly the same view from
+5. **Depth**: the translation along the beam, which one view sees only through
+   magnification and parallax, is searched once more on a 256-px level (6 DRRs,
+   :mod:`or_assist.register.depth`, ``depth_refine``): on laterals the 128-px similarity
+   is nearly flat in depth. The error estimate and the confidence checks are those of the
+   fine stages' result (the final similarity is the fine level's at the refined pose).
+6. **Tracking**: :meth:`Registrar.track` starts a new shot of nearly the same view from
    the last successful pose with a short local search (:data:`TRACK_STAGES`).
 
 A failed registration is a value: :class:`RegistrationResult` with ``success=False``, a
@@ -73,6 +78,7 @@ from or_assist.register.init2d import align_2d, pose_from_2d, resample_to_geomet
 from or_assist.register.optimize import cma_es, compass_search, quadratic_model_search
 from or_assist.register.optimize_pycma import pycma_es
 from or_assist.register.pose_params import apply_update, isocenter_source_mm, pose_error, target_error_mm
+from or_assist.register.depth import refine_depth
 from or_assist.register.global_search import global_candidates
 from or_assist.register.settings import GLOBAL_STARTS, LATER_STARTS, TRACK_STAGES, RegistrationSettings
 from or_assist.register.shot import PreparedShot, ShotProblem, prepare_shot
@@ -420,7 +426,8 @@ class Registrar:
         self._stage_name = "prepare"
         times = {}
         try:
-            sizes = st.sizes_px + ((st.global_search.size_px,) if st.global_search is not None else ())
+            sizes = st.sizes_px + ((st.global_search.size_px,) if st.global_search is not None else ()) \
+                + ((st.depth_refine.size_px,) if st.depth_refine is not None else ())
             shot = prepare_shot(frame, self.geometry, polarity, sizes, valid_mask)
         except ShotProblem as exc:
             return self._finish(RegistrationResult(None, False, float("nan"), st.final_metric, 0.0, str(exc)), started)
@@ -437,6 +444,7 @@ class Registrar:
             with _numba_threads(st.render_threads):
                 pose, start, sim = self._search(st, levels, init_pose, library, center, times, targets)
                 unc = self._uncertainty(st, levels, pose, center, times)
+                pose, sim = self._refine_depth(st, levels, pose, sim, center, times)
         except _OutOfTime:
             # A search cut short is never judged confident: a coarse optimum scores like a
             # right one at the fine level while being off in depth (a phantom lateral cut
@@ -531,6 +539,28 @@ class Registrar:
         unc = pose_uncertainty(fine.part_scores, pose, center, check_parts=fine.check_parts)
         times["uncertainty"] = time.perf_counter() - t0
         return unc
+
+    def _refine_depth(self, st: RegistrationSettings, levels: dict, pose: Pose, sim: float, center: np.ndarray,
+                      times: dict) -> tuple[Pose, float]:
+        """The depth along the beam on the finer level (:mod:`~or_assist.register.depth`) and
+        the fine level's similarity there; the pose unchanged without ``st.depth_refine`` or
+        when the time budget runs out during it (the search itself was complete)."""
+        dr = st.depth_refine
+        fine = self._fine_level(st, levels)
+        if dr is None or fine is None:
+            return pose, sim
+        self._stage_name = f"depth{dr.size_px}"
+        t0 = time.perf_counter()
+        try:
+            level = _Level(self, self._shot, dr.size_px, dr.step_mm, st.final_metric)
+            refined, score, moved = refine_depth(level.score, pose, center, dr.probe_mm)
+            new_sim = fine.score(refined) if moved else sim
+        except _OutOfTime:
+            return pose, sim
+        finally:
+            times[self._stage_name] = time.perf_counter() - t0
+        self._stage_scores[self._stage_name] = round(score, 4)
+        return refined, new_sim
 
     @staticmethod
     def _fine_level(st: RegistrationSettings, levels: dict):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from or_assist.core.validate import check_choice, check_number, check_vector
 from or_assist.errors import InputError
+from or_assist.register.depth import DepthRefine
 from or_assist.register.global_search import GlobalSearch
 from or_assist.register.similarity import DEFAULT_METRIC, METRICS
 
@@ -237,6 +238,11 @@ class RegistrationSettings:
         correlation at every shift; its best hypotheses become starts of the first stage
         (:data:`GLOBAL_STARTS`, instead of the 2-D initialisation). None: not run (the
         start pose first, then the 2-D initialisation, ``use_2d_init``).
+    depth_refine : DepthRefine or None
+        After the fine stages and the error estimate, the depth along the beam is searched
+        on a finer level (:mod:`or_assist.register.depth`: 6 DRRs at 256 px by default;
+        the final similarity is then the fine level's at the refined pose). None: not run.
+        When the time budget runs out during it, the fine stages' pose is kept.
     fine_metric : {'ncc', 'gc', 'pgc'} or None
         Similarity of the finest level (the largest ``size_px``: the fine stages, the
         final similarity, the confidence threshold and the error estimate); None:
@@ -268,6 +274,7 @@ class RegistrationSettings:
     max_estimated_error_mm: float | None = 2.0
     time_budget_s: float | None = DEFAULT_TIME_BUDGET_S
     global_search: GlobalSearch | None = GlobalSearch()
+    depth_refine: DepthRefine | None = DepthRefine()
     fine_metric: str | None = "pgc"
     seed: int = 0
 
@@ -286,6 +293,9 @@ class RegistrationSettings:
         if self.global_search is not None and not isinstance(self.global_search, GlobalSearch):
             raise InputError(f"must be None or a GlobalSearch, got {type(self.global_search).__name__}",
                              "global_search")
+        if self.depth_refine is not None and not isinstance(self.depth_refine, DepthRefine):
+            raise InputError(f"must be None or a DepthRefine, got {type(self.depth_refine).__name__}",
+                             "depth_refine")
         check_vector(self.bounds, 6, "bounds", positive=True, expected="6 numbers > 0")
         if self.refine_best is not None and (isinstance(self.refine_best, bool) or not isinstance(self.refine_best, int)
                                              or self.refine_best < 1):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -25,6 +26,7 @@ from or_assist.core.view_poses import plan_view_pose
 from or_assist.errors import InputError
 from or_assist.cli.register import register_command
 from or_assist.register.pipeline import REGISTRATION_SCHEMA, Registrar, _Level, registration_ct
+from or_assist.register.depth import DepthRefine, refine_depth
 from or_assist.register.shot import prepare_shot
 from or_assist.register.settings import RESTART_BELOW, RegistrationSettings, Stage
 from or_assist.register.pose_params import apply_update, isocenter_source_mm, target_error_mm
@@ -100,6 +102,7 @@ def test_real_ct_shots_register(real_case, kind):
     assert res.success, res.reason
     assert err < 2.0
     assert res.pose_for_overlay is res.pose
+    assert res.level_seconds["depth256"] > 0 and 0 < res.stage_scores["depth256"] <= 1   # the last step ran
     doc = res.to_dict()
     assert doc["schema"] == REGISTRATION_SCHEMA and doc["success"] is True and "reason" not in doc
 
@@ -143,6 +146,36 @@ def test_the_2d_initialisation_recovers_an_in_plane_move(real_case):
         before, after = target_error_mm(start, shot.pose, pts), target_error_mm(found, shot.pose, pts)
         assert before > 10.0
         assert after < 0.35 * before, (move, before, after)
+
+
+@pytest.mark.parametrize("off_mm", [2.5, -3.0])
+def test_the_depth_refinement_recovers_a_lateral_s_depth(real_case, off_mm):
+    shot = real_case.shot("lateral", (2.0, -1.0, 1.0, 3.0, -2.0, 4.0), 1)
+    reg = real_case.registrar
+    level = _Level(reg, prepare_shot(shot.frame, reg.geometry, "bone-dark", (64, 128, 256)), 256, 3.0, "pgc")
+    off = apply_update(shot.pose, (0.0, 0.0, 0.0, 0.0, 0.0, off_mm), real_case.center)
+    pose, score, moved = refine_depth(level.score, off, real_case.center, DepthRefine().probe_mm)
+    assert abs(moved + off_mm) < 0.75, moved
+    assert target_error_mm(pose, shot.pose, _points(real_case.plan)) < 0.75 < target_error_mm(
+        off, shot.pose, _points(real_case.plan))
+
+
+def test_time_budget_in_the_depth_refinement_keeps_the_fine_stages_result(phantom_case):
+    shot = phantom_case.shot("outlet", (-1.0, 2.0, -1.0, -4.0, 3.0, -5.0), 11)
+    start = apply_update(shot.pose, START_ERRORS["outlet"], phantom_case.center)
+    plain = RegistrationSettings(time_budget_s=None, depth_refine=None)
+    unrefined = Registrar(phantom_case.renderer, shot.video_geometry, plain).register(shot.frame, start)
+    assert unrefined.success and "depth256" not in unrefined.level_seconds
+    # only the 256-px DRRs are slow: the budget (twice the whole registration, for the
+    # machine's load) runs out in the depth refinement, whose 6 DRRs would take 12 s
+    slow = SlowRenderer(phantom_case.renderer.volume, delay_s=2.0, from_px=256)
+    budget_s = 2.0 * unrefined.seconds + 1.0
+    res = Registrar(slow, shot.video_geometry, replace(plain, time_budget_s=budget_s,
+                                                       depth_refine=DepthRefine())).register(shot.frame, start)
+    assert res.success and res.stopped_in is None, res.reason
+    assert "depth256" in res.level_seconds and "depth256" not in res.stage_scores
+    # the same search (same seeds) to the same pose: the refinement's unfinished samples are not used
+    assert np.allclose(res.pose.matrix, unrefined.pose.matrix, atol=1e-9)
 
 
 def test_time_budget_holds_with_a_slow_similarity(phantom_case):
@@ -392,7 +425,8 @@ def test_a_thin_slice_ct_is_coarsened_for_registration(real_ct_path, real_case):
                                           ("volume_voxel_mm", 0.0), ("volume_voxel_mm", "2"),
                                           ("agreement_mm", -1.0), ("agreement_margin", "x"),
                                           ("agreement_fine_margin", float("nan")),
-                                          ("max_estimated_error_mm", 0.0), ("fine_metric", "mi")])
+                                          ("max_estimated_error_mm", 0.0), ("fine_metric", "mi"),
+                                          ("depth_refine", 256)])
 def test_bad_settings_name_the_field(field, value):
     with pytest.raises(InputError, match=field):
         RegistrationSettings(**{field: value})
