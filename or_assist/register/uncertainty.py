@@ -42,7 +42,9 @@ the 4 left were intensifier shots within 1.7 mm at the implant), and 4 correct o
 What neither can see: a wrong optimum that every part of the image agrees on (e.g. a
 lateral off in depth where a different depth fits the bone edges as well). Such results
 are what the other checks (capture range, similarity threshold, independent starts) are
-for.
+for; the depth refinement after the estimate (:mod:`or_assist.register.depth`) narrows the
+lateral's depth error without changing the estimate, which stays that of the fine
+stages' result.
 """
 
 from __future__ import annotations
