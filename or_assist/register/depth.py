@@ -25,8 +25,7 @@ from typing import Callable
 import numpy as np
 
 from or_assist.core.pose import Pose
-from or_assist.core.validate import check_number
-from or_assist.errors import InputError
+from or_assist.core.validate import check_integer, check_number
 from or_assist.register.pose_params import apply_update
 
 __all__ = ["DepthRefine", "refine_depth"]
@@ -56,8 +55,7 @@ class DepthRefine:
     probe_mm: float = 1.5
 
     def __post_init__(self):
-        if isinstance(self.size_px, bool) or not isinstance(self.size_px, int) or self.size_px < 16:
-            raise InputError(f"must be an integer >= 16, got {self.size_px!r}", "size_px")
+        object.__setattr__(self, "size_px", check_integer(self.size_px, "size_px", 16, 4096))
         object.__setattr__(self, "step_mm", check_number(self.step_mm, "step_mm", 0.0, 20.0, lo_open=True, unit="mm"))
         object.__setattr__(self, "probe_mm", check_number(self.probe_mm, "probe_mm", 0.0, 20.0, lo_open=True,
                                                           unit="mm"))
