@@ -58,12 +58,15 @@ class OptimResult:
     n_evaluations : int
     history : list of float
         Best value after each generation (CMA-ES) or iteration (compass search).
+    stopped_early : bool
+        The caller's ``stop_when`` ended the search (compass search).
     """
 
     x: np.ndarray
     fun: float
     n_evaluations: int
     history: list = field(default_factory=list)
+    stopped_early: bool = False
 
 
 def _vector(x, name: str) -> np.ndarray:
@@ -190,7 +193,8 @@ def cma_es(f: Objective, x0: Sequence[float], sigma: Sequence[float] | float, *,
 
 def compass_search(f: Objective, x0: Sequence[float], steps: Sequence[float] | float, *,
                    min_steps: Sequence[float] | float | None = None, max_evaluations: int = 100,
-                   f0: float | None = None, pattern: bool = False) -> OptimResult:
+                   f0: float | None = None, pattern: bool = False,
+                   stop_when: Callable[[np.ndarray], bool] | None = None) -> OptimResult:
     """Minimise ``f`` by a compass search from ``x0``.
 
     An *exploratory* sweep tries ``x +- step_i e_i`` for each coordinate in turn, keeping
@@ -213,6 +217,9 @@ def compass_search(f: Objective, x0: Sequence[float], steps: Sequence[float] | f
         ``f(x0)`` if already known (saves one evaluation).
     pattern : bool
         Hooke-Jeeves pattern moves instead of repeated coordinate steps.
+    stop_when : callable((n,) ndarray) -> bool, optional
+        Called with each better point the exploratory sweep finds; True ends the search
+        there (``stopped_early``), e.g. once it has reached an optimum found before.
 
     Returns
     -------
@@ -223,10 +230,16 @@ def compass_search(f: Objective, x0: Sequence[float], steps: Sequence[float] | f
     h = _per_parameter(steps, n, "steps")
     h_min = h / 16 if min_steps is None else np.broadcast_to(_vector(min_steps, "min_steps"), (n,))
     budget = [int(max_evaluations)]
+    stopped = [False]
 
     def evaluate(p):
         budget[0] -= 1
         return float(f(p))
+
+    def better(p) -> bool:
+        """Whether the caller stops at the new best point ``p`` (the search ends)."""
+        stopped[0] = stop_when is not None and bool(stop_when(p))
+        return stopped[0]
 
     fx = evaluate(x) if f0 is None else float(f0)
     history = [fx]
@@ -243,6 +256,8 @@ def compass_search(f: Objective, x0: Sequence[float], steps: Sequence[float] | f
                 ft = evaluate(trial)
                 if ft < fbase:
                     base, fbase = trial, ft
+                    if better(base):
+                        return base, fbase
                     while not pattern and budget[0] > 0:  # keep going while it pays
                         trial = base.copy()
                         trial[i] += sign * h[i]
@@ -250,15 +265,17 @@ def compass_search(f: Objective, x0: Sequence[float], steps: Sequence[float] | f
                         if ft >= fbase:
                             break
                         base, fbase = trial, ft
+                        if better(base):
+                            return base, fbase
                     break
         return base, fbase
 
-    while budget[0] > 0 and np.any(h >= h_min):
+    while budget[0] > 0 and np.any(h >= h_min) and not stopped[0]:
         xn, fn = explore(x, fx)
         if fn < fx and not pattern:
             x, fx = xn, fn
         elif fn < fx:
-            while budget[0] > 0:  # pattern moves while they pay
+            while budget[0] > 0 and not stopped[0]:  # pattern moves while they pay
                 xp = xn + (xn - x)
                 x, fx = xn, fn
                 fp = evaluate(xp)
@@ -271,7 +288,7 @@ def compass_search(f: Objective, x0: Sequence[float], steps: Sequence[float] | f
         else:
             h = h / 2
         history.append(fx)
-    return OptimResult(x, fx, int(max_evaluations) - budget[0], history)
+    return OptimResult(x, fx, int(max_evaluations) - budget[0], history, stopped[0])
 
 
 def quadratic_model_search(f: Objective, x0: Sequence[float], steps: Sequence[float] | float, *,

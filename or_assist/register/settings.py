@@ -197,7 +197,8 @@ class RegistrationSettings:
         (unless restarts already gave two, or two starts agreed); a start scoring within
         ``agreement_margin`` of the best at the second stage that ended more than this
         far from it (at the target points) is a rival pose: it goes through the first
-        fine stage too and the better fine similarity wins (a tie is refused only with
+        fine stage too (stopping once it comes within this of the best's fine optimum: the
+        same optimum) and the better fine similarity wins (a tie is refused only with
         ``agreement_fine_margin``; default 2 mm; None: no extra start, no rivals).
     start_agreement_mm : float or None
         First-stage starts (32 px, blurred: precise to a few millimetres) that end within

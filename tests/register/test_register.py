@@ -160,6 +160,36 @@ def test_the_depth_refinement_recovers_a_lateral_s_depth(real_case, off_mm):
         off, shot.pose, _points(real_case.plan))
 
 
+def test_a_rival_that_reaches_the_best_s_fine_optimum_stops_there(real_case):
+    """A rival start goes through the first fine stage only to see whether it is another
+    pose; once it comes within ``agreement_mm`` of the best's fine optimum it is that
+    optimum, and its search stops there, sooner than the full stage."""
+    shot = real_case.shot("lateral", (2.0, -1.0, 1.0, 3.0, -2.0, 4.0), 1)
+    reg = real_case.registrar
+    st = reg.settings
+    fine = st.stages[2]
+    prepared = prepare_shot(shot.frame, reg.geometry, "bone-dark", (fine.size_px,))
+    levels = {(fine.size_px, fine.step_mm, fine.smooth_px): _Level(reg, prepared, fine.size_px, fine.step_mm,
+                                                                   st.metric_at(fine.size_px))}
+    points = _points(real_case.plan)
+    c = real_case.center
+    best, _ = reg._stage(st, 2, levels, apply_update(shot.pose, (0.3, 0.0, -0.3, 0.5, 0.5, 1.0), c), c, {})
+    rival = apply_update(shot.pose, (0.3, -0.3, 0.0, 1.5, -1.0, 4.0), c)
+    n0 = reg._evaluations
+    full, _ = reg._stage(st, 2, levels, rival, c, {})
+    n_full = reg._evaluations - n0
+    joined, _ = reg._stage(st, 2, levels, rival, c, {}, (best, points))
+    n_joined = reg._evaluations - n0 - n_full
+    assert target_error_mm(full, best, points) <= st.agreement_mm < target_error_mm(rival, best, points)
+    assert target_error_mm(joined, best, points) <= st.agreement_mm
+    assert n_joined < n_full, (n_joined, n_full)
+    # an optimum the rival never reaches: the full stage, to the same pose
+    far = apply_update(best, (0.0, 0.0, 0.0, 30.0, 0.0, 0.0), c)
+    apart, _ = reg._stage(st, 2, levels, rival, c, {}, (far, points))
+    assert np.allclose(apart.matrix, full.matrix, atol=1e-9)
+    assert reg._evaluations - n0 - n_full - n_joined == n_full
+
+
 def test_time_budget_in_the_depth_refinement_keeps_the_fine_stages_result(phantom_case):
     shot = phantom_case.shot("outlet", (-1.0, 2.0, -1.0, -4.0, 3.0, -5.0), 11)
     start = apply_update(shot.pose, START_ERRORS["outlet"], phantom_case.center)

@@ -166,3 +166,26 @@ def test_prepare_shot_problems_and_levels():
     assert lvl.geometry.image_size_px == (64, 64)
     with pytest.raises(InputError, match="polarity"):
         prepare_shot(frame, g, "sideways")
+
+
+@pytest.mark.parametrize("pattern", [False, True])
+def test_the_compass_search_stops_where_the_caller_says(pattern):
+    """``stop_when`` is asked at each better point and ends the search there: with a
+    condition "within 1 of the minimum" it returns the first such point, sooner than the
+    full search; a condition never met changes nothing."""
+    c = np.array([3.0, -2.0, 1.0])
+    f = lambda x: float(np.sum((x - c) ** 2))          # noqa: E731
+    full = compass_search(f, np.zeros(3), 0.5, max_evaluations=300, pattern=pattern)
+    asked = []
+
+    def near(x):
+        asked.append(x.copy())
+        return bool(np.linalg.norm(x - c) < 1.0)
+
+    stopped = compass_search(f, np.zeros(3), 0.5, max_evaluations=300, pattern=pattern, stop_when=near)
+    assert stopped.stopped_early and not full.stopped_early
+    assert np.linalg.norm(stopped.x - c) < 1.0 and stopped.fun == pytest.approx(f(stopped.x))
+    assert stopped.n_evaluations < full.n_evaluations
+    assert all(np.linalg.norm(x - c) >= 1.0 for x in asked[:-1])   # the first point that met it
+    never = compass_search(f, np.zeros(3), 0.5, max_evaluations=300, pattern=pattern, stop_when=lambda x: False)
+    assert not never.stopped_early and np.array_equal(never.x, full.x) and never.n_evaluations == full.n_evaluations
