@@ -28,7 +28,7 @@ __getattr__, __dir__, __all__ = _lazy.attach(
     __name__,
     submodules=['depth', 'files', 'global_search', 'init2d', 'joint', 'joint_model', 'optimize', 'optimize_pycma', 'pipeline', 'pose_params', 'settings', 'shot', 'similarity', 'uncertainty'],
     submod_attrs={
-        'depth': ['DepthRefine', 'refine_depth'],
+        'depth': ['DEPTH_DRRS', 'DepthRefine', 'refine_depth'],
         'files': ['register_files', 'register_pair_files'],
         'global_search': ['GlobalSearch', 'GlobalCandidate', 'COMPARE', 'edge_image', 'match_shift', 'ncc_maps',
                           'peak_shift', 'global_candidates'],
@@ -42,6 +42,6 @@ __getattr__, __dir__, __all__ = _lazy.attach(
         'settings': ['CONFIDENCE_THRESHOLD', 'RESTART_BELOW', 'SECOND_STAGE_BELOW', 'LATER_STARTS', 'GLOBAL_STARTS', 'DEFAULT_STAGES', 'COBYQA_FINE_STAGES', 'TRACK_STAGES', 'DEFAULT_TIME_BUDGET_S', 'MAX_TIME_BUDGET_S', 'Stage', 'RegistrationSettings'],
         'shot': ['ShotLevel', 'PreparedShot', 'ShotProblem', 'frame_to_unit', 'field_and_exclusions', 'prepare_shot', 'scaled_geometry'],
         'similarity': ['METRICS', 'DEFAULT_METRIC', 'FixedImage', 'prepare_fixed', 'ncc', 'gradient_correlation', 'patch_gradient_ncc', 'gradients'],
-        'uncertainty': ['CURVATURE_STEPS', 'FLAT_SIGMA', 'ERROR_SCALE', 'PoseUncertainty', 'pose_uncertainty'],
+        'uncertainty': ['CURVATURE_STEPS', 'FLAT_SIGMA', 'ERROR_SCALE', 'PROBE_DRRS', 'PoseUncertainty', 'pose_uncertainty'],
     },
 )

@@ -28,11 +28,13 @@ from or_assist.core.pose import Pose
 from or_assist.core.validate import check_integer, check_number
 from or_assist.register.pose_params import apply_update
 
-__all__ = ["DepthRefine", "refine_depth"]
+__all__ = ["DEPTH_DRRS", "DepthRefine", "refine_depth"]
 
 #: Index of the translation along the beam among the update parameters
 #: (:mod:`or_assist.register.pose_params`).
 DEPTH_PARAM = 5
+#: DRRs :func:`refine_depth` renders at most: five samples and the parabola's vertex.
+DEPTH_DRRS = 6
 
 
 @dataclass(frozen=True)

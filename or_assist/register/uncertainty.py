@@ -57,11 +57,13 @@ import numpy as np
 from or_assist.core.pose import Pose
 from or_assist.register.pose_params import apply_update
 
-__all__ = ["CURVATURE_STEPS", "FLAT_SIGMA", "ERROR_SCALE", "PoseUncertainty", "pose_uncertainty"]
+__all__ = ["CURVATURE_STEPS", "FLAT_SIGMA", "ERROR_SCALE", "PROBE_DRRS", "PoseUncertainty", "pose_uncertainty"]
 
 #: Steps of the curvature probe per parameter (deg, deg, deg, mm, mm, mm): about one pixel
 #: of the fine level's motion for the rotations and in-plane shifts, more in depth.
 CURVATURE_STEPS = (0.5, 0.5, 0.5, 0.5, 0.5, 2.0)
+#: DRRs :func:`pose_uncertainty` renders: the pose and a step either way per parameter.
+PROBE_DRRS = 1 + 2 * len(CURVATURE_STEPS)
 #: Sigma of a parameter along which the similarity does not fall off (deg x 3, mm x 3):
 #: the start's stated uncertainty, i.e. the registration learnt nothing about it.
 FLAT_SIGMA = (10.0, 10.0, 10.0, 15.0, 15.0, 15.0)

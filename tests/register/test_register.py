@@ -208,6 +208,54 @@ def test_time_budget_in_the_depth_refinement_keeps_the_fine_stages_result(phanto
     assert np.allclose(res.pose.matrix, unrefined.pose.matrix, atol=1e-9)
 
 
+class TickingRenderer(DRRRenderer):
+    """A real renderer that keeps its own clock: each DRR takes 10 ns per ray sample, the
+    same on any machine, so a time budget falls at the same point of the search every run."""
+
+    def __init__(self, volume):
+        super().__init__(volume)
+        self.seconds = 0.0
+        self.sizes: list = []
+
+    def render(self, pose, geometry, **kwargs):
+        out = super().render(pose, geometry, **kwargs)
+        self.seconds += 1e-8 * self.last_stats.samples
+        self.sizes.append((out.shape[1], 1e-8 * self.last_stats.samples))
+        return out
+
+    def clock(self):
+        return self.seconds
+
+
+def test_the_polishing_stage_leaves_the_checks_their_time(real_case):
+    """With a budget that the whole search overruns by a third of its polishing stage, that
+    stage is cut short (recorded as ``shortened``) early enough for the error estimate and
+    the depth refinement to run within the budget: a judged result, not a refusal for time."""
+    shot = real_case.shot("lateral", (2.0, -1.0, 1.0, 3.0, -2.0, 4.0), 1, pin=True)
+    start = apply_update(shot.pose, START_ERRORS["lateral"], real_case.center)
+    targets = _points(real_case.plan)
+    ticking = TickingRenderer(real_case.renderer.volume)
+
+    def run(budget_s):
+        ticking.seconds, ticking.sizes = 0.0, []
+        reg = Registrar(ticking, shot.video_geometry, RegistrationSettings(time_budget_s=budget_s))
+        reg.clock = ticking.clock
+        return reg.register(shot.frame, start)
+
+    full = run(None)
+    assert full.success and full.shortened is None, full.reason
+    assert "shortened_for_time_budget" not in full.to_dict()
+    fine_s = np.mean([t for size, t in ticking.sizes if size == 128])
+    budget_s = full.seconds - 20 * fine_s       # the polishing stage renders 60 fine DRRs
+    res = run(budget_s)
+    assert res.stopped_in is None and res.shortened == "compass128_2", (res.stopped_in, res.reason)
+    assert res.success and res.seconds <= budget_s, (res.reason, res.seconds, budget_s)
+    assert res.estimated_error_mm is not None and "depth256" in res.stage_scores
+    assert res.n_evaluations < full.n_evaluations - 20
+    assert target_error_mm(res.pose, shot.pose, targets) < 1.0
+    assert res.to_dict()["shortened_for_time_budget"] == "compass128_2"
+
+
 def test_time_budget_holds_with_a_slow_similarity(phantom_case):
     shot = phantom_case.shot("lateral", (-1.0, 2.0, -1.0, -4.0, 3.0, -5.0), 11)
     start = apply_update(shot.pose, START_ERRORS["lateral"], phantom_case.center)
