@@ -387,6 +387,7 @@ def family_row(name: str, view: str, family: str, k: int, res, truth, start, poi
               f"  sim {res.similarity:.3f} est {res.estimated_error_mm or float('nan'):.2f} "
               f"(parts {disagreement if disagreement is not None else float('nan'):.2f}) "
               f"(true {row['err_implant']:.2f}) ok={int(res.success)} {res.seconds:.2f} s {res.n_evaluations} DRRs"
+              f"{'  [' + res.shortened + ' shortened for time]' if res.shortened else ''}"
               f"{'' if res.success else '  (' + str(res.reason) + ')'}", flush=True)
     return row
 

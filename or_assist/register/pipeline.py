@@ -45,7 +45,8 @@
    quadrants of the image disagree about where it peaks (under ``pgc`` also checked with
    gradient correlation; :mod:`or_assist.register.uncertainty`) must stay within
    ``max_estimated_error_mm``;
-   and the whole search must end within ``time_budget_s``. Otherwise ``success=False``
+   and the whole search must end within ``time_budget_s`` (a DRR expected, at its
+   level's mean time so far, to end past it is not started). Otherwise ``success=False``
    with a reason. The polishing stages (those after the first fine stage) stop early
    enough to leave the error estimate and the depth refinement their time within the budget
    (:data:`FINISH_RESERVE_FACTOR`; ``shortened`` on the result): on seed 35 with the 3 s
@@ -279,7 +280,7 @@ class _Level:
         """The DRR at ``pose``; unblurred levels cast only the mask's rays unless ``whole``
         (zero elsewhere: images compared as a whole, as the 2-D initialisation does,
         would match the mask's outline)."""
-        self.registrar._check_time()
+        self.registrar._check_time(self.seconds_per_render or 0.0)
         # unblurred levels compare only pixels of the mask (and their gradients only
         # pixels whose neighbours are in it), so only those rays are cast
         rays = None if self.smooth_px > 0 or whole else self.mask
@@ -559,9 +560,11 @@ class Registrar:
         return result
 
     # ------------------------------------------------------------------ internals
-    def _check_time(self) -> None:
-        """Raise :class:`_OutOfTime` once the deadline of the registration under way has passed."""
-        if self._deadline is not None and self.clock() > self._deadline:
+    def _check_time(self, next_s: float = 0.0) -> None:
+        """Raise :class:`_OutOfTime` once the deadline of the registration under way has
+        passed, or would pass during a next step expected to take ``next_s`` seconds (a DRR
+        at its level's mean time: the budget then holds without the last DRR's overrun)."""
+        if self._deadline is not None and self.clock() + next_s > self._deadline:
             raise _OutOfTime
 
     def _uncertainty(self, st: RegistrationSettings, levels: dict, pose: Pose, center: np.ndarray,
@@ -588,6 +591,8 @@ class Registrar:
         self._stage_name = f"depth{dr.size_px}"
         t0 = time.perf_counter()
         try:
+            # its first DRR, at the fine level's time scaled by pixels and samples per ray
+            self._check_time(self._depth_drr_ratio(st) * (fine.seconds_per_render or 0.0))
             level = _Level(self, self._shot, dr.size_px, dr.step_mm, st.final_metric)
             refined, score, moved = refine_depth(level.score, pose, center, dr.probe_mm)
             new_sim = fine.score(refined) if moved else sim
@@ -759,11 +764,14 @@ class Registrar:
         fine = self._fine_level(st, levels)
         if self._deadline is None or fine is None or fine.seconds_per_render is None:
             return None
-        drrs = PROBE_DRRS + 1.0          # the error probe, and the fine score at the refined depth
-        dr = st.depth_refine
-        if dr is not None:               # its DRRs in fine-level DRRs: pixels times samples per ray
-            drrs += DEPTH_DRRS * (dr.size_px / st.stages[-1].size_px) ** 2 * (fine.step_mm / dr.step_mm)
+        drrs = PROBE_DRRS + 1.0 + DEPTH_DRRS * self._depth_drr_ratio(st)   # + the fine score at the new depth
         return self._deadline - FINISH_RESERVE_FACTOR * drrs * fine.seconds_per_render
+
+    @staticmethod
+    def _depth_drr_ratio(st: RegistrationSettings) -> float:
+        """A depth-refinement DRR in fine-level DRRs (pixels times samples per ray; 0 without one)."""
+        dr, last = st.depth_refine, st.stages[-1]
+        return 0.0 if dr is None else (dr.size_px / last.size_px) ** 2 * (last.step_mm / dr.step_mm)
 
     @staticmethod
     def _stage_key(stages: tuple, k: int) -> str:

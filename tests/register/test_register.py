@@ -256,6 +256,31 @@ def test_the_polishing_stage_leaves_the_checks_their_time(real_case):
     assert res.to_dict()["shortened_for_time_budget"] == "compass128_2"
 
 
+def test_the_budget_holds_without_the_last_drr_s_overrun(real_case):
+    """On a clock that only the DRRs advance, a registration stopped by its budget anywhere
+    in the search ends within it: a DRR expected (at its level's mean time) to end past the
+    deadline is not started. The allowance is a tenth of a fine DRR, for one that takes
+    longer than its level's mean."""
+    shot = real_case.shot("inlet", (2.0, -1.0, 1.0, 3.0, -2.0, 4.0), 2)
+    start = apply_update(shot.pose, START_ERRORS["inlet"], real_case.center)
+    ticking = TickingRenderer(real_case.renderer.volume)
+
+    def run(budget_s):
+        ticking.seconds, ticking.sizes = 0.0, []
+        reg = Registrar(ticking, shot.video_geometry, RegistrationSettings(time_budget_s=budget_s))
+        reg.clock = ticking.clock
+        return reg.register(shot.frame, start)
+
+    full = run(None)
+    fine_s = np.mean([t for size, t in ticking.sizes if size == 128])
+    stages = set()
+    for share in (0.2, 0.5, 0.8, 0.95, 0.99):
+        res = run(share * full.seconds)
+        assert res.seconds <= share * full.seconds + 0.1 * fine_s, (share, res.stopped_in, res.shortened)
+        stages.add(res.stopped_in or res.shortened or "finished")
+    assert len(stages) >= 3, stages    # cut in different parts of the search
+
+
 def test_time_budget_holds_with_a_slow_similarity(phantom_case):
     shot = phantom_case.shot("lateral", (-1.0, 2.0, -1.0, -4.0, 3.0, -5.0), 11)
     start = apply_update(shot.pose, START_ERRORS["lateral"], phantom_case.center)
