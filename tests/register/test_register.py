@@ -226,6 +226,17 @@ class TickingRenderer(DRRRenderer):
     def clock(self):
         return self.seconds
 
+    def register(self, shot, start, budget_s):
+        """Register ``shot`` from ``start`` on this clock, from zero, with ``budget_s``."""
+        self.seconds, self.sizes = 0.0, []
+        reg = Registrar(self, shot.video_geometry, RegistrationSettings(time_budget_s=budget_s))
+        reg.clock = self.clock
+        return reg.register(shot.frame, start)
+
+    def fine_seconds(self) -> float:
+        """Mean time of the last registration's 128-px DRRs."""
+        return float(np.mean([t for size, t in self.sizes if size == 128]))
+
 
 def test_the_polishing_stage_leaves_the_checks_their_time(real_case):
     """With a budget that the whole search overruns by a third of its polishing stage, that
@@ -236,18 +247,11 @@ def test_the_polishing_stage_leaves_the_checks_their_time(real_case):
     targets = _points(real_case.plan)
     ticking = TickingRenderer(real_case.renderer.volume)
 
-    def run(budget_s):
-        ticking.seconds, ticking.sizes = 0.0, []
-        reg = Registrar(ticking, shot.video_geometry, RegistrationSettings(time_budget_s=budget_s))
-        reg.clock = ticking.clock
-        return reg.register(shot.frame, start)
-
-    full = run(None)
+    full = ticking.register(shot, start, None)
     assert full.success and full.shortened is None, full.reason
     assert "shortened_for_time_budget" not in full.to_dict()
-    fine_s = np.mean([t for size, t in ticking.sizes if size == 128])
-    budget_s = full.seconds - 20 * fine_s       # the polishing stage renders 60 fine DRRs
-    res = run(budget_s)
+    budget_s = full.seconds - 20 * ticking.fine_seconds()   # the polishing stage renders 60 fine DRRs
+    res = ticking.register(shot, start, budget_s)
     assert res.stopped_in is None and res.shortened == "compass128_2", (res.stopped_in, res.reason)
     assert res.success and res.seconds <= budget_s, (res.reason, res.seconds, budget_s)
     assert res.estimated_error_mm is not None and "depth256" in res.stage_scores
@@ -265,17 +269,11 @@ def test_the_budget_holds_without_the_last_drr_s_overrun(real_case):
     start = apply_update(shot.pose, START_ERRORS["inlet"], real_case.center)
     ticking = TickingRenderer(real_case.renderer.volume)
 
-    def run(budget_s):
-        ticking.seconds, ticking.sizes = 0.0, []
-        reg = Registrar(ticking, shot.video_geometry, RegistrationSettings(time_budget_s=budget_s))
-        reg.clock = ticking.clock
-        return reg.register(shot.frame, start)
-
-    full = run(None)
-    fine_s = np.mean([t for size, t in ticking.sizes if size == 128])
+    full = ticking.register(shot, start, None)
+    fine_s = ticking.fine_seconds()
     stages = set()
     for share in (0.2, 0.5, 0.8, 0.95, 0.99):
-        res = run(share * full.seconds)
+        res = ticking.register(shot, start, share * full.seconds)
         assert res.seconds <= share * full.seconds + 0.1 * fine_s, (share, res.stopped_in, res.shortened)
         stages.add(res.stopped_in or res.shortened or "finished")
     assert len(stages) >= 3, stages    # cut in different parts of the search
