@@ -44,7 +44,7 @@ import numpy as np
 
 from or_assist.core.geometry import CArmGeometry
 from or_assist.core.pose import Pose
-from or_assist.core.validate import check_number
+from or_assist.core.validate import check_integer, check_number
 from or_assist.errors import InputError
 from or_assist.register.init2d import Alignment2D, pose_from_2d, similarity_matrix
 from or_assist.register.pose_params import apply_update, pose_error
@@ -101,16 +101,14 @@ class GlobalSearch:
     distinct_mm: float = 5.0
 
     def __post_init__(self):
-        if isinstance(self.size_px, bool) or not isinstance(self.size_px, int) or self.size_px < 16:
-            raise InputError(f"must be an integer >= 16, got {self.size_px!r}", "size_px")
+        check_integer(self.size_px, "size_px", 16, 4096)
         check_number(self.step_mm, "step_mm", 0.0, 20.0, lo_open=True, unit="mm")
         check_number(self.max_shift_mm, "max_shift_mm", 0.0, 200.0, lo_open=True, unit="mm")
         for name in ("tilts_deg", "rolls_deg"):
             values = getattr(self, name)
             if len(values) == 0 or not all(isinstance(v, (int, float)) and abs(v) <= 45 for v in values):
                 raise InputError(f"must be a non-empty tuple of angles within +-45 deg, got {values!r}", name)
-        if isinstance(self.keep, bool) or not isinstance(self.keep, int) or self.keep < 1:
-            raise InputError(f"must be an integer >= 1, got {self.keep!r}", "keep")
+        check_integer(self.keep, "keep", 1, 1000)
         if self.compare not in COMPARE:
             raise InputError(f"must be one of {', '.join(COMPARE)}, got {self.compare!r}", "compare")
 

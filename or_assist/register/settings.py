@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from or_assist.core.validate import check_choice, check_number, check_vector
+from or_assist.core.validate import check_choice, check_integer, check_number, check_vector
 from or_assist.errors import InputError
 from or_assist.register.depth import DepthRefine
 from or_assist.register.global_search import GlobalSearch
@@ -100,8 +100,7 @@ class Stage:
     def __post_init__(self):
         check_choice(self.optimizer, ("cma", "pycma", "compass", "cobyqa"), "optimizer")
         check_vector(self.spread, 6, "spread", positive=True, expected="6 numbers > 0")
-        if isinstance(self.size_px, bool) or not isinstance(self.size_px, int) or self.size_px < 16:
-            raise InputError(f"must be an integer >= 16, got {self.size_px!r}", "size_px")
+        check_integer(self.size_px, "size_px", 16, 4096)
 
 
 #: The coarse stages compare unblurred images. Blurring them (1.5 px at 32, 1 px at 64, as the

@@ -100,8 +100,9 @@ def test_edge_image_is_clipped():
 
 
 def test_settings_are_checked():
-    for bad in (dict(size_px=8), dict(keep=0), dict(tilts_deg=()), dict(rolls_deg=(90.0,)), dict(step_mm=0.0)):
-        with pytest.raises(InputError):
+    for bad in (dict(size_px=8), dict(size_px=32.0), dict(size_px=True), dict(keep=0), dict(keep=True),
+                dict(tilts_deg=()), dict(rolls_deg=(90.0,)), dict(step_mm=0.0)):
+        with pytest.raises(InputError, match=next(iter(bad))):
             GlobalSearch(**bad)
     with pytest.raises(InputError, match="compare"):
         GlobalSearch(compare="ncc")

@@ -533,6 +533,12 @@ def test_bad_settings_name_the_field(field, value):
         RegistrationSettings(**{field: value})
 
 
+@pytest.mark.parametrize("value", [8, 64.0, True, "64"])
+def test_bad_stage_size_names_the_field(value):
+    with pytest.raises(InputError, match="size_px: must be an integer from 16"):
+        Stage(value, 2.0, "compass", 10, (1.0,) * 6)
+
+
 @pytest.mark.parametrize("what", ["blank", "saturated", "noise", "wrong_size"])
 def test_bad_images_are_failures_with_a_reason(real_case, what):
     shot = real_case.shot("lateral", (0, 0, 0, 0, 0, 0), 7)
