@@ -35,7 +35,7 @@ __getattr__, __dir__, __all__ = _lazy.attach(
         'init2d': ['Alignment2D', 'similarity_matrix', 'align_2d', 'pose_from_2d', 'resample_to_geometry'],
         'joint': ['JointRegistrar'],
         'joint_model': ['JOINT_STAGES', 'JointSettings', 'JointResult', 'relative_motion_discrepancy'],
-        'optimize': ['OptimResult', 'cma_es', 'compass_search', 'quadratic_model_search'],
+        'optimize': ['OptimResult', 'cma_es', 'compass_search', 'quadratic_model_search', 'parabola_vertex'],
         'optimize_pycma': ['pycma_es'],
         'pipeline': ['REGISTRATION_SCHEMA', 'RegistrationResult', 'Registrar', 'registration_ct'],
         'pose_params': ['PARAMETER_NAMES', 'update_matrix', 'apply_update', 'isocenter_source_mm', 'pose_error', 'target_error_mm', 'projection_distance_at_isocenter_mm'],

@@ -26,6 +26,7 @@ import numpy as np
 
 from or_assist.core.pose import Pose
 from or_assist.core.validate import check_integer, check_number
+from or_assist.register.optimize import parabola_vertex
 from or_assist.register.pose_params import apply_update
 
 __all__ = ["DEPTH_DRRS", "DepthRefine", "refine_depth"]
@@ -100,11 +101,9 @@ def refine_depth(score: Callable[[Pose], float], pose: Pose, center_source_mm,
     i = int(np.argmax(s))
     best_dz, best = float(dz[i]), float(s[i])
     j = min(max(i, 1), len(dz) - 2)          # three samples about the best (the last three at an end)
-    y0, y1, y2 = s[j - 1], s[j], s[j + 1]
-    denom = y0 - 2.0 * y1 + y2
-    if denom < 0:
-        vertex = float(dz[j] + 0.5 * h * (y0 - y2) / denom)
-        vertex = float(np.clip(vertex, dz[i] - h, dz[i] + h))
+    offset = parabola_vertex(s[j - 1], s[j], s[j + 1])
+    if offset is not None:
+        vertex = float(np.clip(dz[j] + h * offset, dz[i] - h, dz[i] + h))
         if vertex != dz[i]:
             sv = float(score(at(vertex)))
             if sv >= best:

@@ -47,6 +47,7 @@ from or_assist.core.pose import Pose
 from or_assist.core.validate import check_integer, check_number
 from or_assist.errors import InputError
 from or_assist.register.init2d import Alignment2D, pose_from_2d, similarity_matrix
+from or_assist.register.optimize import parabola_vertex
 from or_assist.register.pose_params import apply_update, pose_error
 from or_assist.register.similarity import gradients
 
@@ -242,15 +243,16 @@ def peak_shift(res: np.ndarray, m: int) -> tuple[float, float, float]:
         As :func:`match_shift`.
     """
     y, x = np.unravel_index(int(np.argmax(res)), res.shape)
-    dx = _parabola(res[y, x - 1], res[y, x], res[y, x + 1]) if 0 < x < res.shape[1] - 1 else 0.0
-    dy = _parabola(res[y - 1, x], res[y, x], res[y + 1, x]) if 0 < y < res.shape[0] - 1 else 0.0
+    dx = _vertex_within_half(res[y, x - 1], res[y, x], res[y, x + 1]) if 0 < x < res.shape[1] - 1 else 0.0
+    dy = _vertex_within_half(res[y - 1, x], res[y, x], res[y + 1, x]) if 0 < y < res.shape[0] - 1 else 0.0
     return m - (x + dx), m - (y + dy), float(res[y, x])
 
 
-def _parabola(a: float, b: float, c: float) -> float:
-    """Offset of the vertex of the parabola through (-1, a), (0, b), (1, c), within +-0.5."""
-    den = a - 2 * b + c
-    return 0.0 if den >= 0 else float(np.clip(0.5 * (a - c) / den, -0.5, 0.5))
+def _vertex_within_half(a: float, b: float, c: float) -> float:
+    """:func:`~or_assist.register.optimize.parabola_vertex` about the peak sample ``b``,
+    within +-0.5 (0 where the samples are not concave)."""
+    vertex = parabola_vertex(a, b, c)
+    return 0.0 if vertex is None else float(np.clip(vertex, -0.5, 0.5))
 
 
 def global_candidates(render, image: np.ndarray, mask: np.ndarray, geometry: CArmGeometry, start: Pose,

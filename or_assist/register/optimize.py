@@ -40,7 +40,7 @@ import numpy as np
 
 from or_assist.errors import InputError
 
-__all__ = ["OptimResult", "cma_es", "compass_search", "quadratic_model_search"]
+__all__ = ["OptimResult", "cma_es", "compass_search", "quadratic_model_search", "parabola_vertex"]
 
 Objective = Callable[[np.ndarray], float]
 
@@ -343,3 +343,21 @@ def quadratic_model_search(f: Objective, x0: Sequence[float], steps: Sequence[fl
              options={"maxfev": int(max_evaluations), "initial_tr_radius": 1.0,
                       "final_tr_radius": float(final_fraction)})
     return OptimResult(x + best[1] * h, float(best[0]), len(history), history)
+
+
+def parabola_vertex(left: float, middle: float, right: float) -> float | None:
+    """Where the parabola through three equally spaced samples peaks.
+
+    Parameters
+    ----------
+    left, middle, right : float
+        The samples at -1, 0 and +1 (in sample steps).
+
+    Returns
+    -------
+    float or None
+        The vertex's offset from the middle sample, in sample steps (unclipped); None where
+        the parabola has no maximum (not concave: the middle is not above the mean of the ends).
+    """
+    curvature = left - 2.0 * middle + right
+    return None if not curvature < 0 else float(0.5 * (left - right) / curvature)

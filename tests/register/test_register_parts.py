@@ -10,7 +10,7 @@ from or_assist.core.geometry import project
 from or_assist.core.pose import Pose, rotation_about_axis
 from or_assist.errors import InputError
 from or_assist.register.init2d import Alignment2D, align_2d, pose_from_2d
-from or_assist.register.optimize import cma_es, compass_search, quadratic_model_search
+from or_assist.register.optimize import cma_es, compass_search, parabola_vertex, quadratic_model_search
 from or_assist.register.pose_params import apply_update, isocenter_source_mm, pose_error, target_error_mm
 from or_assist.register.shot import ShotProblem, prepare_shot
 from or_assist.register.similarity import METRICS, prepare_fixed, similarity
@@ -189,3 +189,14 @@ def test_the_compass_search_stops_where_the_caller_says(pattern):
     assert all(np.linalg.norm(x - c) >= 1.0 for x in asked[:-1])   # the first point that met it
     never = compass_search(f, np.zeros(3), 0.5, max_evaluations=300, pattern=pattern, stop_when=lambda x: False)
     assert not never.stopped_early and np.array_equal(never.x, full.x) and never.n_evaluations == full.n_evaluations
+
+
+@pytest.mark.parametrize("peak", [-0.9, -0.3, 0.0, 0.45, 1.7])
+def test_parabola_vertex_finds_the_peak_of_a_sampled_parabola(peak):
+    y = [3.0 - 2.5 * (x - peak) ** 2 for x in (-1.0, 0.0, 1.0)]
+    assert parabola_vertex(*y) == pytest.approx(peak, abs=1e-12)
+
+
+@pytest.mark.parametrize("samples", [(1.0, 1.0, 1.0), (1.0, 0.0, 1.0), (0.0, 1.0, 2.0), (np.nan, 1.0, 0.0)])
+def test_parabola_vertex_is_none_without_a_maximum(samples):
+    assert parabola_vertex(*samples) is None
