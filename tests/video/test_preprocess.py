@@ -27,7 +27,7 @@ from or_assist.sim.shots.simulate import simulate_shot
 from or_assist.sim.shots.settings import ShotSettings
 from or_assist.video.preprocess.shot import PreprocessSettings, PreprocessedShot, preprocess_shot
 from or_assist.video.preprocess.fov import FieldOfView, FieldOfViewTracker, detect_field_of_view
-from or_assist.video.preprocess.fov_fit import ransac_circle
+from or_assist.video.preprocess.fov_fit import arc_coverage, ransac_circle
 from or_assist.video.preprocess.frame import Orientation
 from or_assist.video.preprocess.masks import detect_text_mask, metal_mask
 from or_assist.video.preprocess.polarity import detect_polarity
@@ -617,3 +617,27 @@ def test_field_of_view_with_a_pin_notch_in_its_rim():
     assert fov.shape == "circle", fov
     assert abs(fov.center_px[0] - 957.0) < 3 and abs(fov.center_px[1] - 540.0) < 3
     assert abs(fov.radius_px - 518.4) < 3
+
+
+def test_field_of_view_with_a_rim_as_dark_as_the_surround():
+    """A lateral through the whole pelvis, gamma-darkened: much of the round field's left
+    half is as black as the surround, so its outline is ragged and under a fifth of it lies
+    on its convex hull; the hull's points still cover more than half of one circle, which
+    is the field (a real simulated frame, ``tests/data/frames``; it was once taken for a
+    box 422 x 107 px around the bright middle, and its registration refused for too few
+    usable pixels)."""
+    frame = cv2.imread(str(Path(__file__).parents[1] / "data" / "frames" / "dark_rim_lateral.png"),
+                       cv2.IMREAD_GRAYSCALE)
+    fov = detect_field_of_view(frame)
+    assert fov.shape == "circle", fov
+    assert np.hypot(fov.center_px[0] - 383.5, fov.center_px[1] - 287.5) < 2 and abs(fov.radius_px - 269.5) < 2
+
+
+def test_arc_coverage_counts_the_arcs_points_fall_on():
+    t = np.linspace(-0.5 * np.pi, 0.5 * np.pi, 200, endpoint=False)           # the right half
+    half = np.stack([100 + 50 * np.cos(t), 80 + 50 * np.sin(t)], axis=1)
+    assert arc_coverage(half, (100, 80, 50), tol=1.0) == pytest.approx(0.5, abs=1 / 36)
+    assert arc_coverage(half, (100, 80, 60), tol=1.0) == 0.0                  # none within 1 px
+    inside = np.array([[100.0, 80.0], [120.0, 80.0]])
+    assert arc_coverage(np.concatenate([half, inside]), (100, 80, 50), tol=1.0) == \
+        arc_coverage(half, (100, 80, 50), tol=1.0)

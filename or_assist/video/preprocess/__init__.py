@@ -24,7 +24,7 @@ __getattr__, __dir__, __all__ = _lazy.attach(
     submodules=['fov', 'fov_fit', 'frame', 'masks', 'polarity', 'pyramid', 'remap', 'shot'],
     submod_attrs={
         'fov': ['FOV_SHAPES', 'FieldOfView', 'detect_field_of_view', 'FieldOfViewTracker', 'check_fov', 'gray_and_fov'],
-        'fov_fit': ['coarse_rectangle', 'fine_circle', 'fine_rectangle', 'ransac_circle', 'fit_circle'],
+        'fov_fit': ['coarse_rectangle', 'fine_circle', 'fine_rectangle', 'ransac_circle', 'fit_circle', 'arc_coverage'],
         'frame': ['ROTATIONS_DEG', 'as_gray_uint8', 'colourfulness', 'Orientation'],
         'masks': ['detect_text_mask', 'metal_mask'],
         'polarity': ['detect_polarity', 'polarity_score'],

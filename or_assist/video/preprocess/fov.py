@@ -36,7 +36,7 @@ import numpy as np
 
 from or_assist.core.validate import check_choice, check_positive
 from or_assist.errors import InputError
-from or_assist.video.preprocess.fov_fit import coarse_rectangle, fine_circle, fine_rectangle, ransac_circle
+from or_assist.video.preprocess.fov_fit import arc_coverage, coarse_rectangle, fine_circle, fine_rectangle, ransac_circle
 from or_assist.video.preprocess.frame import as_gray_uint8, colourfulness
 
 __all__ = ["FOV_SHAPES", "FieldOfView", "detect_field_of_view", "FieldOfViewTracker", "check_fov", "gray_and_fov"]
@@ -50,7 +50,8 @@ _MIN_PIECE_FRACTION = 0.01   # lit pieces this large (of the frame) may be parts
 _COARSE_TOLERANCE = 0.005    # of the frame's larger side: a ragged outline's points on a circle
 _BAR_FRACTION = 0.1          # dark bars across the field up to this share of the frame's height
 _HULL_TOLERANCE = 1.5        # coarse pixels: outline points this far inside its convex hull are not rim
-_HULL_SHARE = 0.2            # share of the outline's points that must be on its hull for the rim fit
+_HULL_SHARE = 0.2            # share of the outline's points on its hull that make a rim fit a circle...
+_MIN_RIM_ARC = 0.5           # ... or share of that circle's circumference they cover
 _MAX_CHROMA = 25.0           # median chroma above which a frame is not fluoroscopy
 _MIN_NEIGHBOUR_CORR = 0.5    # neighbouring pixels of an image correlate; noise does not
 _MIN_DETAIL = 0.5            # grey levels of fine detail below which the field is featureless
@@ -238,12 +239,14 @@ def _detect(gray: np.ndarray) -> FieldOfView:
         circle = ransac_circle(pts, tol=tol, max_radius=max(h, w))
     on_circle = pts
     if circle is None:
-        # a pin or cable entering from the rim cuts a notch whose long straight edges
-        # outvote the rim's arc: the field is convex, so its rim is on the outline's hull
-        # (most of the outline: a frame filled by the image, cut by dark bays, is no circle)
+        # a pin's notch outvotes the rim's arc, or dark anatomy as black as the surround makes
+        # the rim ragged: the field is convex, so its rim is on the outline's hull (a frame
+        # cut by dark bays is no circle: most of the outline, or half a rim, on one)
         on_circle = pts[_on_hull(contour, ~on_edge)]
-        if len(on_circle) >= max(10, _HULL_SHARE * len(pts)):
-            circle = ransac_circle(on_circle, tol=tol, max_radius=max(h, w))
+        hull = ransac_circle(on_circle, tol=tol, max_radius=max(h, w)) if len(on_circle) >= 10 else None
+        if hull is not None and (len(on_circle) >= _HULL_SHARE * len(pts)
+                                 or arc_coverage(on_circle, hull, tol) >= _MIN_RIM_ARC):
+            circle = hull
     n_circle = 0 if circle is None else int((np.abs(np.hypot(on_circle[:, 0] - circle[0], on_circle[:, 1] - circle[1])
                                                     - circle[2]) < tol).sum())
     rect, n_rect = coarse_rectangle(pts, box, tight, (w, h), s)

@@ -14,7 +14,7 @@ import numpy as np
 
 from or_assist.errors import InputError
 
-__all__ = ["coarse_rectangle", "fine_circle", "fine_rectangle", "ransac_circle", "fit_circle"]
+__all__ = ["coarse_rectangle", "fine_circle", "fine_rectangle", "ransac_circle", "fit_circle", "arc_coverage"]
 
 _RANSAC_ITERATIONS = 120
 _CLEAR_EDGE = 20.0           # grey levels above black of the last pixel inside a clear edge
@@ -179,6 +179,31 @@ def ransac_circle(pts: np.ndarray, tol: float, iterations: int = _RANSAC_ITERATI
             break
         inl = sel
     return float(cu), float(cv), float(r)
+
+
+def arc_coverage(pts: np.ndarray, circle, tol: float, bins: int = 36) -> float:
+    """Share of a circle's circumference that points on it cover.
+
+    Parameters
+    ----------
+    pts : (N, 2) ndarray
+        Pixel coordinates.
+    circle : (cu, cv, r)
+    tol : float
+        Pixels: points farther than this from the circle do not count.
+    bins : int
+        The circumference is split into this many equal arcs (10 deg each by default).
+
+    Returns
+    -------
+    float
+        The share (0..1) of those arcs that hold at least one point within ``tol``.
+    """
+    cu, cv, r = circle
+    d = np.asarray(pts, dtype=np.float64) - (cu, cv)
+    on = np.abs(np.hypot(d[:, 0], d[:, 1]) - r) < tol
+    angle = np.arctan2(d[on, 1], d[on, 0])
+    return len(np.unique(np.floor((angle + np.pi) / (2 * np.pi) * bins).astype(np.int64) % bins)) / bins
 
 
 def fit_circle(pts: np.ndarray, init) -> tuple[float, float, float]:
