@@ -26,9 +26,11 @@
    :data:`SECOND_STAGE_BELOW` (the coarse optimum was a wrong one) the remaining starts
    are tried too. Then a compass search at 128 px (patch-wise gradient NCC by default,
    ``fine_metric``: gradient correlation's optimum is pulled along the beam by scatter;
-   ray step 2 mm, only the rays of the shot's mask cast), and a second one from its result with the
-   initial steps again: a coordinate search halves its steps when no axis improves, so
-   it stops early in valleys that run diagonally to the axes (depth against tilt).
+   ray step 2 mm, only the rays of the shot's mask cast; it stops at a quarter of its
+   initial steps, ``Stage.min_step_share``), and a second one from its result with the
+   initial steps again, down to a sixteenth: a coordinate search halves its steps when no
+   axis improves, so it stops early in valleys that run diagonally to the axes (depth
+   against tilt).
    COBYQA's quadratic models (:data:`~or_assist.register.settings.COBYQA_FINE_STAGES`)
    are faster but not yet the default (see there).
 4. **Confidence**: the final similarity must reach :data:`CONFIDENCE_THRESHOLD` (calibrated
@@ -830,7 +832,8 @@ class Registrar:
                 stop = lambda x, base=pose: target_error_mm(  # noqa: E731
                     apply_update(base, x, center), other, where) <= st.agreement_mm
             res = compass_search(cost, np.zeros(6), stage.spread, max_evaluations=stage.evaluations,
-                                 pattern=stage.pattern, stop_when=stop)
+                                 pattern=stage.pattern, stop_when=stop,
+                                 min_steps=np.asarray(stage.spread, dtype=np.float64) * stage.min_step_share)
         return res
 
     def _global_starts(self, st: RegistrationSettings, lvl0: _Level, init_pose: Pose, center: np.ndarray,

@@ -539,6 +539,28 @@ def test_bad_stage_size_names_the_field(value):
         Stage(value, 2.0, "compass", 10, (1.0,) * 6)
 
 
+@pytest.mark.parametrize("value", [0.0, -0.1, 1.5, float("nan"), "1/4"])
+def test_bad_min_step_share_names_the_field(value):
+    with pytest.raises(InputError, match="min_step_share"):
+        Stage(128, 2.0, "compass", 10, (1.0,) * 6, min_step_share=value)
+
+
+def test_compass_stage_stops_at_its_min_step_share(real_case):
+    """A compass stage ends once every step is below its spread times ``min_step_share``:
+    on a bowl, a quarter stops after fewer evaluations than the default sixteenth, each
+    within half its last step of the bottom on every axis."""
+    bottom = np.array([0.3, -0.2, 0.1, 0.4, -0.3, 0.7])
+    registrar = Registrar(real_case.renderer, real_case.geometry, RegistrationSettings(time_budget_s=None))
+    runs = {}
+    for share in (1 / 16, 1 / 4):
+        fine = Stage(128, 2.0, "compass", 1000, (0.5, 0.5, 0.5, 0.5, 0.5, 2.0), min_step_share=share)
+        st = RegistrationSettings(stages=(Stage(64, 3.0, "cma", 10, (1.0,) * 6), fine), time_budget_s=None)
+        runs[share] = res = registrar._optimise(st, 1, lambda p: float(np.sum((p - bottom) ** 2)), None,
+                                                real_case.center, None)
+        assert np.all(np.abs(res.x - bottom) <= 0.5 * share * np.array(fine.spread) + 1e-9), (share, res.x)
+    assert runs[1 / 4].n_evaluations < runs[1 / 16].n_evaluations < 1000
+
+
 @pytest.mark.parametrize("what", ["blank", "saturated", "noise", "wrong_size"])
 def test_bad_images_are_failures_with_a_reason(real_case, what):
     shot = real_case.shot("lateral", (0, 0, 0, 0, 0, 0), 7)
