@@ -7,10 +7,10 @@ A C-arm's video shows the image inside a round (image intensifier) or square/rec
 1. **Coarse**, on a copy binned to about 480 px: pixels brighter than the black level
    (estimated on the frame's border) + 10 grey levels; the largest connected component,
    holes filled, is the field candidate, joined (as their convex hull) with the large lit
-   pieces near it when black bars (rails, retractors, cables) cut the field apart. Its
-   shape is a *rectangle* when at least three of the four corners of its bounding box
-   are filled, else a *circle*, fitted by RANSAC to the component's outer contour
-   (contour points on the frame's edge are ignored).
+   pieces near it when black bars (rails, retractors, cables) cut the field apart. A
+   *circle* is fitted by RANSAC to its outer contour (points on the frame's edge ignored;
+   failing that, to the contour's points on its convex hull: a ragged or notched rim), a
+   *rectangle* to its sides; the shape more contour points lie on wins.
 2. **Fine**, at full resolution: intensity profiles across the coarse edge (256 rays for
    a circle, 64 profiles per side for a rectangle) each give the edge as the outermost
    half-way crossing between the field's local level and the black level; a robust
