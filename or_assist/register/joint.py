@@ -228,9 +228,8 @@ class JointRegistrar:
                 (p1, s1), (p2, s2) = shot_score(0, x[:6]), shot_score(1, x[6:])
                 return -(s1 + s2) + penalty(p1, p2, rot_w, trans_w)
 
-            steps = np.tile(np.asarray(stage.spread, dtype=np.float64), 2)
-            res = compass_search(cost, np.zeros(12), steps, max_evaluations=stage.evaluations,
-                                 min_steps=steps * stage.min_step_share)
+            res = compass_search(cost, np.zeros(12), np.tile(stage.spread, 2), max_evaluations=stage.evaluations,
+                                 min_steps=np.tile(stage.min_steps, 2))
             poses = (apply_update(base[0], res.x[:6], centers[0]), apply_update(base[1], res.x[6:], centers[1]))
             name = f"joint{stage.size_px}" + (f"_{k}" if k else "")
             times[name] = time.perf_counter() - t0

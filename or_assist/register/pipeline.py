@@ -833,7 +833,7 @@ class Registrar:
                     apply_update(base, x, center), other, where) <= st.agreement_mm
             res = compass_search(cost, np.zeros(6), stage.spread, max_evaluations=stage.evaluations,
                                  pattern=stage.pattern, stop_when=stop,
-                                 min_steps=np.asarray(stage.spread, dtype=np.float64) * stage.min_step_share)
+                                 min_steps=stage.min_steps)
         return res
 
     def _global_starts(self, st: RegistrationSettings, lvl0: _Level, init_pose: Pose, center: np.ndarray,

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from or_assist.core.validate import check_choice, check_integer, check_number, check_vector
 from or_assist.errors import InputError
 from or_assist.register.depth import DepthRefine
@@ -106,6 +108,11 @@ class Stage:
         check_vector(self.spread, 6, "spread", positive=True, expected="6 numbers > 0")
         check_integer(self.size_px, "size_px", 16, 4096)
         check_number(self.min_step_share, "min_step_share", 0.0, 1.0, lo_open=True)
+
+    @property
+    def min_steps(self) -> np.ndarray:
+        """(6,) steps below which a compass search stops: ``spread`` times ``min_step_share``."""
+        return np.asarray(self.spread, dtype=np.float64) * self.min_step_share
 
 
 #: The coarse stages compare unblurred images. Blurring them (1.5 px at 32, 1 px at 64, as the
