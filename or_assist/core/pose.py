@@ -31,6 +31,11 @@ __all__ = ["Pose", "rotation_about_axis", "rotation_angle_deg", "load_pose", "sa
 POSE_SCHEMA = "or_assist.pose/1"
 
 _ORTHONORMAL_TOL = 1e-6
+#: The homogeneous last row and how far each entry may be off (``np.allclose``'s default
+#: relative tolerance on top of 1e-9), written out: the check runs for every pose a
+#: registration tries.
+_LAST_ROW = np.array([0.0, 0.0, 0.0, 1.0])
+_LAST_ROW_TOL = 1e-9 + 1e-5 * _LAST_ROW
 
 
 def rotation_about_axis(axis: Sequence[float], angle_rad: float) -> np.ndarray:
@@ -182,9 +187,9 @@ def _validate_pose_matrix(matrix, name: str, where: str | None = None) -> np.nda
         raise err("must be a 4 x 4 numeric matrix", src) from None
     if m.shape != (4, 4):
         raise err(f"must be a 4 x 4 matrix, got shape {m.shape}", src)
-    if not np.all(np.isfinite(m)):
+    if not np.isfinite(m).all():
         raise err("contains NaN or inf", src)
-    if not np.allclose(m[3], [0, 0, 0, 1], atol=1e-9):
+    if (np.abs(m[3] - _LAST_ROW) > _LAST_ROW_TOL).any():
         raise err(f"last row must be [0, 0, 0, 1], got {m[3].tolist()}", src)
     r = m[:3, :3]
     dev = np.abs(r @ r.T - np.eye(3)).max()

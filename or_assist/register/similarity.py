@@ -55,15 +55,42 @@ def gradients(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarr
         Pixels whose derivative uses only valid pixels.
     """
     img = np.asarray(image, dtype=np.float32)
-    gu = np.zeros_like(img)
-    gv = np.zeros_like(img)
-    gu[:, 1:-1] = 0.5 * (img[:, 2:] - img[:, :-2])
-    gv[1:-1, :] = 0.5 * (img[2:, :] - img[:-2, :])
+    gu, gv = _image_gradients(img)
     mu = np.zeros(img.shape, bool)
     mv = np.zeros(img.shape, bool)
     mu[:, 1:-1] = mask[:, 2:] & mask[:, :-2] & mask[:, 1:-1]
     mv[1:-1, :] = mask[2:, :] & mask[:-2, :] & mask[1:-1, :]
     return gu, gv, mu, mv
+
+
+def _image_gradients(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Central differences of a float32 image (0 in the first and last column / row)."""
+    gu = np.zeros_like(img)
+    gv = np.zeros_like(img)
+    gu[:, 1:-1] = 0.5 * (img[:, 2:] - img[:, :-2])
+    gv[1:-1, :] = 0.5 * (img[2:, :] - img[:-2, :])
+    return gu, gv
+
+
+def _centred(a: np.ndarray) -> tuple[np.ndarray, float]:
+    """``a`` (float64) minus its mean, and the result's norm: one side of an NCC, prepared once."""
+    a = np.asarray(a, dtype=np.float64)
+    a = a - a.mean() if a.size else a
+    return a, float(np.sqrt(np.sum(a * a)))
+
+
+def _ncc_centred(a: np.ndarray, a_norm: float, b: np.ndarray) -> float:
+    """NCC of a prepared side (:func:`_centred`) and a 1-D array (0 when either is constant).
+
+    The same value as :func:`_ncc_vec` with the fixed side's centring done once; what a
+    registration's every evaluation of ``gc`` computes.
+    """
+    if a.size < _MIN_PIXELS:
+        return 0.0
+    b = b.astype(np.float64)
+    b -= b.mean()
+    den = a_norm * float(np.sqrt(np.sum(b * b)))
+    return float(np.sum(a * b) / den) if den > _EPS else 0.0
 
 
 def _ncc_vec(a: np.ndarray, b: np.ndarray) -> float:
@@ -114,10 +141,14 @@ class FixedImage:
         if self.metric == "ncc":
             (idx, a), = self._parts
             return _ncc_vec(a, moving.reshape(-1)[idx])
-        gu, gv, _, _ = gradients(moving, self.mask)
         if self.metric == "gc":
-            (iu, au), (iv, av) = self._parts
-            return 0.5 * (_ncc_vec(au, gu.reshape(-1)[iu]) + _ncc_vec(av, gv.reshape(-1)[iv]))
+            # the moving image's central differences at the compared pixels only (halved or
+            # not: the correlation does not change with scale)
+            flat, w = moving.reshape(-1), moving.shape[1]
+            (iu, au, nu), (iv, av, nv) = self._parts
+            return 0.5 * (_ncc_centred(au, nu, flat[iu + 1] - flat[iu - 1])
+                          + _ncc_centred(av, nv, flat[iv + w] - flat[iv - w]))
+        gu, gv = _image_gradients(moving)
         return _patch_score(self._parts, gu, gv, self.patch_px)
 
 
@@ -191,7 +222,7 @@ def prepare_fixed(image: np.ndarray, mask: np.ndarray, metric: str = DEFAULT_MET
         gu, gv, mu, mv = gradients(img, m)
         if metric == "gc":
             iu, iv = np.flatnonzero(mu), np.flatnonzero(mv)
-            parts = ((iu, gu.reshape(-1)[iu].astype(np.float64)), (iv, gv.reshape(-1)[iv].astype(np.float64)))
+            parts = ((iu, *_centred(gu.reshape(-1)[iu])), (iv, *_centred(gv.reshape(-1)[iv])))
         else:
             parts = _prepare_patches(gu, gv, mu, mv, int(patch_px))
     return FixedImage(metric, img, m, int(patch_px), parts)

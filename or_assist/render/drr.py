@@ -258,7 +258,7 @@ class DRRRenderer:
         pose = as_pose(pose)
         geom = effective_geometry(geometry, roi, downsample)
         step = _check_step(step_mm, self.default_step_mm)
-        src = self.volume.lps_to_index(pose.source_position_lps_mm)
+        src = (pose.source_position_lps_mm - self.volume.origin_mm) @ self._index_from_lps3.T
         _check_source_outside(src, self._box_lo, self._box_hi, pose)
         xn, yn = self._grid(geom)
         basis = self._index_from_lps3 @ pose.rotation.T
