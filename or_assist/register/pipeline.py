@@ -224,9 +224,11 @@ PARTS_CHECK_METRIC = "gc"
 #: (an inlet of the calibration families 17.7 mm off had its rival 3.9 mm away, 0.028 lower).
 RIVAL_FINE_MM = 3.0
 #: The polishing stages (those after the first fine stage) stop early enough to leave the
-#: error estimate and the depth refinement their DRRs' expected time (at the fine level's
-#: mean so far) times this, within the time budget: the result of a finished first fine
-#: stage, judged, is worth more than a polished one that runs out of time unjudged.
+#: error estimate and the depth refinement their expected time times this, within the time
+#: budget: their DRRs at the fine level's mean time so far, and their scoring (the
+#: estimate scores every probe against the whole image and each of its parts) at the fine
+#: level's mean time per scored image. The result of a finished first fine stage, judged,
+#: is worth more than a polished one that runs out of time unjudged.
 FINISH_RESERVE_FACTOR = 1.25
 
 
@@ -259,11 +261,23 @@ class _Level:
         self._check_parts = 0
         self.renders = 0
         self.render_seconds = 0.0   # on the registrar's clock
+        self.scores = 0             # fixed images scored (a part-score call scores several)
+        self.score_seconds = 0.0    # their scoring time (not the DRRs'), on the registrar's clock
 
     @property
     def seconds_per_render(self) -> float | None:
         """Mean time of this level's DRRs so far (None before the first)."""
         return self.render_seconds / self.renders if self.renders else None
+
+    @property
+    def seconds_per_score(self) -> float:
+        """Mean time of scoring one fixed image against a DRR so far (0 before the first)."""
+        return self.score_seconds / self.scores if self.scores else 0.0
+
+    @property
+    def n_parts(self) -> int:
+        """Fixed images :meth:`part_scores` scores each DRR against (the whole and its parts)."""
+        return len(self._prepared_parts())
 
     def _smooth(self, image: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         """Gaussian blur; with a mask, normalised (only valid pixels contribute)."""
@@ -300,7 +314,11 @@ class _Level:
             moving = self.render(pose)
         except InputError:  # source inside the CT or a view that misses it
             return None
-        return np.array([f.score(moving) for f in fixed_images])
+        t0 = self.registrar.clock()
+        scores = np.array([f.score(moving) for f in fixed_images])
+        self.score_seconds += self.registrar.clock() - t0
+        self.scores += len(fixed_images)
+        return scores
 
     def part_scores(self, pose: Pose) -> np.ndarray:
         """Similarity of the whole image and of each quadrant of its mask (split at the
@@ -766,8 +784,15 @@ class Registrar:
         fine = self._fine_level(st, levels)
         if self._deadline is None or fine is None or fine.seconds_per_render is None:
             return None
-        drrs = PROBE_DRRS + 1.0 + DEPTH_DRRS * self._depth_drr_ratio(st)   # + the fine score at the new depth
-        return self._deadline - FINISH_RESERVE_FACTOR * drrs * fine.seconds_per_render
+        render_s, score_s = fine.seconds_per_render, fine.seconds_per_score
+        # the error estimate's probes each score the whole image and its parts
+        checks_s = PROBE_DRRS * (render_s + fine.n_parts * score_s)
+        # the fine score at the new depth, and the depth step's DRRs, scored at their own size
+        checks_s += render_s + score_s
+        if st.depth_refine is not None:
+            pixels = (st.depth_refine.size_px / st.stages[-1].size_px) ** 2
+            checks_s += DEPTH_DRRS * (self._depth_drr_ratio(st) * render_s + pixels * score_s)
+        return self._deadline - FINISH_RESERVE_FACTOR * checks_s
 
     @staticmethod
     def _depth_drr_ratio(st: RegistrationSettings) -> float:

@@ -28,6 +28,7 @@ from or_assist.cli.register import register_command
 from or_assist.register.pipeline import REGISTRATION_SCHEMA, Registrar, _Level, registration_ct
 from or_assist.register.depth import DepthRefine, refine_depth
 from or_assist.register.shot import prepare_shot
+from or_assist.register.similarity import FixedImage
 from or_assist.register.settings import RESTART_BELOW, RegistrationSettings, Stage
 from or_assist.register.pose_params import apply_update, isocenter_source_mm, target_error_mm
 from or_assist.render.drr import AttenuationVolume, DRRRenderer
@@ -258,6 +259,36 @@ def test_the_polishing_stage_leaves_the_checks_their_time(real_case):
     assert res.n_evaluations < full.n_evaluations - 20
     assert target_error_mm(res.pose, shot.pose, targets) < 1.0
     assert res.to_dict()["shortened_for_time_budget"] == "compass128_2"
+
+
+def test_the_checks_reserve_counts_their_scoring_too(real_case, monkeypatch):
+    """The polishing stage leaves the error estimate the time of its scoring as well as of
+    its DRRs: each probe is scored against the whole image and every part of it. With every
+    scored image costing a third of a fine DRR on the ticking clock, a budget that the
+    whole search overruns still ends in a judged result within it (a reserve of the DRRs'
+    time alone runs out in the estimate and reports nothing)."""
+    shot = real_case.shot("lateral", (2.0, -1.0, 1.0, 3.0, -2.0, 4.0), 1, pin=True)
+    start = apply_update(shot.pose, START_ERRORS["lateral"], real_case.center)
+    ticking = TickingRenderer(real_case.renderer.volume)
+    score_s = [0.0]
+    plain_score = FixedImage.score
+
+    def slow_score(self, moving):
+        ticking.seconds += score_s[0]
+        return plain_score(self, moving)
+
+    monkeypatch.setattr(FixedImage, "score", slow_score)
+    ticking.register(shot, start, None)
+    score_s[0] = ticking.fine_seconds() / 3.0
+    full = ticking.register(shot, start, None)
+    assert full.success and full.shortened is None, full.reason
+    # the checks (13 probes of 1 DRR + about 9 scored images, the depth step) take about 77
+    # fine DRRs' time here, the polishing stage 80: this budget needs most of it left out
+    budget_s = full.seconds - 50 * ticking.fine_seconds()
+    res = ticking.register(shot, start, budget_s)
+    assert res.success and res.seconds <= budget_s, (res.reason, res.stopped_in, res.seconds, budget_s)
+    assert res.stopped_in is None and res.shortened == "compass128_2", (res.stopped_in, res.shortened)
+    assert res.estimated_error_mm is not None and "depth256" in res.stage_scores
 
 
 def test_the_budget_holds_without_the_last_drr_s_overrun(real_case):
