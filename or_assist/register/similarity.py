@@ -82,28 +82,15 @@ def _centred(a: np.ndarray) -> tuple[np.ndarray, float]:
 def _ncc_centred(a: np.ndarray, a_norm: float, b: np.ndarray) -> float:
     """NCC of a prepared side (:func:`_centred`) and a 1-D array (0 when either is constant).
 
-    The same value as :func:`_ncc_vec` with the fixed side's centring done once; what a
-    registration's every evaluation of ``gc`` computes.
+    The fixed side is centred once; this is what every evaluation of ``ncc`` and ``gc``
+    computes. Plain ufunc reductions, not ``np.dot``: BLAS may start threads per call, which
+    on a busy two-core machine costs milliseconds per evaluation.
     """
     if a.size < _MIN_PIXELS:
         return 0.0
     b = b.astype(np.float64)
     b -= b.mean()
     den = a_norm * float(np.sqrt(np.sum(b * b)))
-    return float(np.sum(a * b) / den) if den > _EPS else 0.0
-
-
-def _ncc_vec(a: np.ndarray, b: np.ndarray) -> float:
-    """NCC of two 1-D float arrays (0 when either is constant).
-
-    Plain ufunc reductions, not ``np.dot``: BLAS may start threads per call, which on a
-    busy two-core machine costs milliseconds per evaluation.
-    """
-    if a.size < _MIN_PIXELS:
-        return 0.0
-    a = a - a.mean()
-    b = b - b.mean()
-    den = float(np.sqrt(np.sum(a * a) * np.sum(b * b)))
     return float(np.sum(a * b) / den) if den > _EPS else 0.0
 
 
@@ -139,8 +126,8 @@ class FixedImage:
         if moving.shape != self.image.shape:
             raise InputError(f"must have the fixed image's shape {self.image.shape}, got {moving.shape}", "moving")
         if self.metric == "ncc":
-            (idx, a), = self._parts
-            return _ncc_vec(a, moving.reshape(-1)[idx])
+            (idx, a, na), = self._parts
+            return _ncc_centred(a, na, moving.reshape(-1)[idx])
         if self.metric == "gc":
             # the moving image's central differences at the compared pixels only (halved or
             # not: the correlation does not change with scale)
@@ -217,7 +204,7 @@ def prepare_fixed(image: np.ndarray, mask: np.ndarray, metric: str = DEFAULT_MET
         raise InputError(f"must be an integer >= 3, got {patch_px!r}", "patch_px")
     if metric == "ncc":
         idx = np.flatnonzero(m)
-        parts = ((idx, img.reshape(-1)[idx].astype(np.float64)),)
+        parts = ((idx, *_centred(img.reshape(-1)[idx])),)
     else:
         gu, gv, mu, mv = gradients(img, m)
         if metric == "gc":
